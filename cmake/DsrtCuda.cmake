@@ -1,0 +1,27 @@
+# CUDA is optional. DSRT_CUDA=AUTO (default) enables it when a CUDA toolkit is found,
+# ON requires it, OFF never uses it. The result is DSRT_HAVE_CUDA (ON/OFF).
+set(DSRT_CUDA "AUTO" CACHE STRING "Build the CUDA backend: AUTO, ON or OFF")
+set_property(CACHE DSRT_CUDA PROPERTY STRINGS AUTO ON OFF)
+string(TOUPPER "${DSRT_CUDA}" _dsrt_cuda)
+set(DSRT_HAVE_CUDA OFF)
+
+if(NOT _dsrt_cuda STREQUAL "OFF")
+  if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
+    set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
+  endif()
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    # sm_80 and sm_90a SASS plus compute_90 PTX for newer GPUs.
+    if(NOT CMAKE_CUDA_ARCHITECTURES)
+      set(CMAKE_CUDA_ARCHITECTURES 80-real 90a-real 90-virtual)
+    endif()
+    enable_language(CUDA)
+    find_package(CUDAToolkit REQUIRED)
+    set(DSRT_HAVE_CUDA ON)
+  elseif(_dsrt_cuda STREQUAL "ON")
+    message(FATAL_ERROR "DSRT_CUDA=ON but no CUDA compiler was found (set CMAKE_CUDA_COMPILER)")
+  else()
+    message(STATUS "dsrt: no CUDA toolkit found, building the CPU backend only")
+  endif()
+endif()
