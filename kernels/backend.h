@@ -1,0 +1,135 @@
+#pragma once
+// The one backend interface (ARCHITECTURE.md, "Models and kernels"). A backend owns a
+// device: memory, and the operations the model graphs need. The CPU backend is the
+// reference every other backend is tested against, operation by operation.
+//
+// Conventions:
+//  - Activations are f32, row-major [tokens, features]. Weights are row-major
+//    [out_features, in_features] in f32, f16 or bf16, as the checkpoint stores them.
+//  - The paged KV cache of one layer is two arrays [blocks][block_tokens][kv_heads][head_dim]
+//    of bf16 (keys and values). A sequence's block table maps its position p to block
+//    table[p / block_tokens], slot p % block_tokens.
+//  - Pointers passed to operations are device pointers from alloc() (on the CPU backend,
+//    host memory), except the *host* metadata (positions, block tables, sequence
+//    descriptions), which the backend reads on the host.
+//  - Thread safety: one caller at a time per backend instance.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kernels/dtype.h"
+
+namespace dsrt::kernels {
+
+// What a backend can do; callers ask this instead of checking which backend they hold.
+struct backend_caps {
+  std::string name;                      // "cpu", "cuda:0"
+  std::string detail;                    // e.g. ISA path "avx512bf16", device name
+  int threads = 1;                       // worker threads (CPU)
+  bool host_visible_memory = true;       // alloc() memory is directly readable on the host
+  bool weights_zero_copy = true;         // upload_weights() may return the host pointer itself
+  std::vector<dtype> weight_dtypes;      // dtypes accepted by matmul() weights
+};
+
+// A weight matrix [rows, cols] (row-major) or vector [cols] (rows == 1).
+struct weight_ref {
+  const void* data = nullptr;
+  dtype type = dtype::bf16;
+  std::int64_t rows = 1;
+  std::int64_t cols = 0;
+};
+
+// The KV cache of one layer.
+struct kv_layer {
+  std::uint16_t* keys = nullptr;         // bf16 [blocks][block_tokens][kv_heads][head_dim]
+  std::uint16_t* values = nullptr;       // same layout
+  int block_tokens = 16;
+  int kv_heads = 0;
+  int head_dim = 0;
+};
+
+// One sequence's part of a ragged attention call (host memory).
+// Its query rows are q[row_begin, row_begin + rows) at positions
+// first_position, first_position + 1, ...; each attends causally to positions
+// [0, its own position] in the cache.
+struct attention_sequence {
+  std::int64_t row_begin = 0;
+  std::int64_t rows = 0;
+  std::int64_t first_position = 0;
+  const std::int32_t* block_table = nullptr;   // host; covers first_position + rows positions
+  std::int64_t blocks = 0;
+};
+
+// RoPE frequencies for one model: inv_freq[i] for dimension pairs (i, i + head_dim/2)
+// ("rotate half", as Llama / Qwen2 in Hugging Face), with the scaling already applied,
+// and a factor multiplied into cos and sin (YaRN's attention scaling; 1 otherwise).
+struct rope_table {
+  std::vector<float> inv_freq;           // head_dim / 2 entries
+  float cos_sin_scale = 1.0f;
+};
+
+class backend {
+ public:
+  virtual ~backend() = default;
+  virtual const backend_caps& caps() const = 0;
+
+  // --- memory -------------------------------------------------------------------------
+  // Device memory, 64-byte aligned. alloc returns nullptr on exhaustion.
+  virtual void* alloc(std::size_t bytes) = 0;
+  virtual void free(void* ptr) = 0;
+  virtual void copy_to_device(void* dst, const void* src_host, std::size_t bytes) = 0;
+  virtual void copy_to_host(void* dst_host, const void* src, std::size_t bytes) = 0;
+  virtual void copy_device(void* dst, const void* src, std::size_t bytes) = 0;
+  // Makes a host weight (for example a memory-mapped tensor) usable by matmul. With
+  // caps().weights_zero_copy it returns the host pointer itself and allocates nothing.
+  virtual weight_ref upload_weight(const weight_ref& host) = 0;
+  // Blocks until all queued work is done (a no-op on synchronous backends).
+  virtual void synchronize() = 0;
+
+  // --- operations ---------------------------------------------------------------------
+  // out[t, :] = table[ids[t], :] as f32. ids: host, each in [0, table.rows).
+  virtual void embed(const weight_ref& table, std::span<const std::int32_t> ids,
+                     float* out) = 0;
+  // y[n, w.rows] = x[n, w.cols] . w^T  (+ bias[w.rows] when bias.data != nullptr).
+  virtual void matmul(const float* x, std::int64_t n, const weight_ref& w,
+                      const weight_ref& bias, float* y) = 0;
+  // y[t, :] = x[t, :] / rms(x[t, :]) * gamma   (x and y may alias).
+  virtual void rms_norm(const float* x, std::int64_t n, const weight_ref& gamma, float eps,
+                        float* y) = 0;
+  // x[t, :] += y[t, :] for n * dim elements.
+  virtual void add(float* x, const float* y, std::int64_t count) = 0;
+  // out[i] = silu(gate[i]) * up[i] for count elements (out may alias gate).
+  virtual void swiglu(const float* gate, const float* up, std::int64_t count, float* out) = 0;
+  // Rotates heads of x [n, heads * head_dim] in place at the given positions (host).
+  virtual void rope(float* x, std::int64_t n, int heads, int head_dim,
+                    std::span<const std::int32_t> positions, const rope_table& table) = 0;
+  // Writes keys / values [n, kv_heads * head_dim] of the sequences' new tokens into the cache
+  // at their positions (rows of each sequence as in attention_sequence).
+  virtual void kv_write(const kv_layer& cache, std::span<const attention_sequence> seqs,
+                        const float* keys, const float* values) = 0;
+  // Causal attention over the paged cache for every sequence's rows:
+  // out[r, h*head_dim:] = softmax(scale * q_h . K^T) V for head h and its KV head
+  // h / (heads / kv_heads). q and out are [rows, heads * head_dim].
+  virtual void paged_attention(const float* q, int heads, const kv_layer& cache,
+                               std::span<const attention_sequence> seqs, float scale,
+                               float* out) = 0;
+};
+
+// Options for the CPU backend. threads = 0 means all online cores; isa = "" means the best
+// the CPU supports ("avx512bf16", "avx512", "avx2", "scalar"; env DSRT_CPU_ISA overrides).
+struct cpu_backend_options {
+  int threads = 0;
+  std::string isa;
+};
+
+// REQUIRES: options.isa is empty or cpu_isa_supported(options.isa) (callers validate
+// user input with it first); caps().detail names the ISA in use.
+std::unique_ptr<backend> make_cpu_backend(const cpu_backend_options& options = {});
+bool cpu_isa_supported(const std::string& isa);
+// The best ISA this CPU supports, honouring DSRT_CPU_ISA when it names a supported one.
+std::string cpu_best_isa();
+
+}  // namespace dsrt::kernels

@@ -1,0 +1,167 @@
+#pragma once
+// AVX-512 matmul tiles shared by isa_avx512.cpp and isa_avx512bf16.cpp, which compile this
+// header with their own -m flags. Tiles are 4 weight rows x up to 4 tokens: 16 zmm
+// accumulators, 4 weight and up to 4 activation registers per step.
+//
+// Two inner products:
+//  - fma: weights (f32/f16/bf16) widened to f32 and fused-multiply-added with f32
+//    activations, 16 columns per step;
+//  - dp (UseDp, bf16 weights only): vdpbf16ps on bf16 weights and bf16 activations,
+//    32 columns per step, f32 accumulation. Twice the arithmetic per instruction and half
+//    the register traffic, at the cost of rounding activations to bf16.
+// Column tails use masked loads, so every element sees the same reduction order.
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "kernels/cpu/isa.h"
+
+// Internal linkage: each including file compiles these with its own target flags, and the
+// linker must never mix the two builds of one function.
+namespace dsrt::kernels::cpu::avx512 {
+namespace {
+
+inline __m512 load16(const void* base, dtype type, std::int64_t i, __mmask16 m) {
+  switch (type) {
+    case dtype::f32: return _mm512_maskz_loadu_ps(m, static_cast<const float*>(base) + i);
+    case dtype::f16:
+      return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, static_cast<const std::uint16_t*>(base) + i));
+    case dtype::bf16:
+      return _mm512_castsi512_ps(_mm512_slli_epi32(
+          _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, static_cast<const std::uint16_t*>(base) + i)),
+          16));
+  }
+  return _mm512_setzero_ps();
+}
+
+// {sum(a), sum(b), sum(c), sum(d)}.
+inline __m128 reduce4(__m512 a, __m512 b, __m512 c, __m512 d) {
+  const __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+  const __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
+  const __m512 s = _mm512_add_ps(_mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(1, 0, 1, 0)),
+                                 _mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(s), _mm512_extractf32x8_ps(s, 1));
+  return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+inline float reduce1(__m512 a) {
+  const __m512 z = _mm512_setzero_ps();
+  return _mm_cvtss_f32(reduce4(a, z, z, z));
+}
+
+inline __mmask16 tail16(std::int64_t remaining) {
+  return remaining >= 16 ? __mmask16(0xffff) : __mmask16((1u << remaining) - 1);
+}
+
+// R rows (4 or 1) x C tokens with the f32 FMA inner product.
+template <int R, int C>
+void tile_fma(const float* x, std::int64_t k, const weight_ref& w, std::int64_t r, float* y,
+              std::int64_t ldy) {
+  __m512 acc[R][C];
+  for (auto& row : acc)
+    for (auto& a : row) a = _mm512_setzero_ps();
+  for (std::int64_t i = 0; i < k; i += 16) {
+    const __mmask16 m = tail16(k - i);
+    __m512 wv[R];
+    for (int j = 0; j < R; ++j) wv[j] = load16(w.data, w.type, (r + j) * k + i, m);
+    for (int c = 0; c < C; ++c) {
+      const __m512 xv = _mm512_maskz_loadu_ps(m, x + c * k + i);
+      for (int j = 0; j < R; ++j) acc[j][c] = _mm512_fmadd_ps(wv[j], xv, acc[j][c]);
+    }
+  }
+  for (int c = 0; c < C; ++c) {
+    if constexpr (R == 4) {
+      _mm_storeu_ps(y + c * ldy + r, reduce4(acc[0][c], acc[1][c], acc[2][c], acc[3][c]));
+    } else {
+      y[c * ldy + r] = reduce1(acc[0][c]);
+    }
+  }
+}
+
+#if defined(__AVX512BF16__)
+inline __mmask32 tail32(std::int64_t remaining) {
+  return remaining >= 32 ? __mmask32(0xffffffffu) : __mmask32((1u << remaining) - 1);
+}
+
+// R rows x C tokens with vdpbf16ps. xb: bf16 activations [C, k]; w: bf16.
+template <int R, int C>
+void tile_dp(const std::uint16_t* xb, std::int64_t k, const weight_ref& w, std::int64_t r,
+             float* y, std::int64_t ldy) {
+  const auto* wb = static_cast<const std::uint16_t*>(w.data);
+  __m512 acc[R][C];
+  for (auto& row : acc)
+    for (auto& a : row) a = _mm512_setzero_ps();
+  for (std::int64_t i = 0; i < k; i += 32) {
+    const __mmask32 m = tail32(k - i);
+    __m512i wv[R];
+    for (int j = 0; j < R; ++j) wv[j] = _mm512_maskz_loadu_epi16(m, wb + (r + j) * k + i);
+    for (int c = 0; c < C; ++c) {
+      const __m512i xv = _mm512_maskz_loadu_epi16(m, xb + c * k + i);
+      for (int j = 0; j < R; ++j)
+        acc[j][c] = _mm512_dpbf16_ps(acc[j][c], (__m512bh)wv[j], (__m512bh)xv);
+    }
+  }
+  for (int c = 0; c < C; ++c) {
+    if constexpr (R == 4) {
+      _mm_storeu_ps(y + c * ldy + r, reduce4(acc[0][c], acc[1][c], acc[2][c], acc[3][c]));
+    } else {
+      y[c * ldy + r] = reduce1(acc[0][c]);
+    }
+  }
+}
+#endif
+
+constexpr std::int64_t token_block = 64;  // tokens whose activations stay in L2 together
+
+// Dispatches tiles over rows [row_begin, row_end) and all n tokens, blocked by tokens.
+template <bool UseDp>
+void matmul_rows(const float* x, const std::uint16_t* xb, std::int64_t n, const weight_ref& w,
+                 std::int64_t row_begin, std::int64_t row_end, float* y) {
+  const std::int64_t k = w.cols;
+  const std::int64_t ldy = w.rows;
+  const bool dp = UseDp && w.type == dtype::bf16 && xb != nullptr;
+  auto run = [&]<int R, int C>(std::int64_t r, std::int64_t t) {
+#if defined(__AVX512BF16__)
+    if (dp) return tile_dp<R, C>(xb + t * k, k, w, r, y + t * ldy, ldy);
+#endif
+    tile_fma<R, C>(x + t * k, k, w, r, y + t * ldy, ldy);
+  };
+  for (std::int64_t t0 = 0; t0 < n; t0 += token_block) {
+    const std::int64_t t1 = std::min(n, t0 + token_block);
+    auto rows = [&]<int R>(std::int64_t r) {
+      std::int64_t t = t0;
+      for (; t + 4 <= t1; t += 4) run.template operator()<R, 4>(r, t);
+      switch (t1 - t) {
+        case 3: run.template operator()<R, 3>(r, t); break;
+        case 2: run.template operator()<R, 2>(r, t); break;
+        case 1: run.template operator()<R, 1>(r, t); break;
+        default: break;
+      }
+    };
+    std::int64_t r = row_begin;
+    for (; r + 4 <= row_end; r += 4) rows.template operator()<4>(r);
+    for (; r < row_end; ++r) rows.template operator()<1>(r);
+  }
+  (void)dp;
+}
+
+inline float dot_bf16(const float* a, const std::uint16_t* b, std::int64_t count) {
+  __m512 acc = _mm512_setzero_ps();
+  for (std::int64_t i = 0; i < count; i += 16) {
+    const __mmask16 m = tail16(count - i);
+    acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), load16(b, dtype::bf16, i, m), acc);
+  }
+  return reduce1(acc);
+}
+
+inline void axpy_bf16(float* y, float alpha, const std::uint16_t* x, std::int64_t count) {
+  const __m512 av = _mm512_set1_ps(alpha);
+  for (std::int64_t i = 0; i < count; i += 16) {
+    const __mmask16 m = tail16(count - i);
+    const __m512 yv = _mm512_maskz_loadu_ps(m, y + i);
+    _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(av, load16(x, dtype::bf16, i, m), yv));
+  }
+}
+
+}  // namespace
+}  // namespace dsrt::kernels::cpu::avx512

@@ -1,0 +1,109 @@
+#include "kernels/cpu/elementwise.h"
+
+#include <cmath>
+#include <cstring>
+
+#if defined(__x86_64__) && !defined(__clang__)
+#define DSRT_MULTI_ISA __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#else
+#define DSRT_MULTI_ISA
+#endif
+
+namespace dsrt::kernels::cpu {
+namespace {
+
+// exp(x) = 2^n * exp(r), n = round(x / ln 2), |r| <= ln2 / 2, exp(r) by a degree-6
+// polynomial (Cephes expf coefficients). Inputs below -87.3 give 0, above 88.7 give inf.
+inline float exp_poly(float x) {
+  x = x < -87.33654f ? -87.33654f : x;
+  x = x > 88.72283f ? 88.72283f : x;
+  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  float r = x - n * 0.693359375f;
+  r = r + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const std::int32_t bits = (std::int32_t(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+}  // namespace
+
+float fast_exp(float x) { return exp_poly(x); }
+
+DSRT_MULTI_ISA
+void silu_mul(const float* gate, const float* up, std::int64_t count, float* out) {
+  for (std::int64_t i = 0; i < count; ++i) {
+    const float g = gate[i];
+    out[i] = g / (1.0f + exp_poly(-g)) * up[i];
+  }
+}
+
+DSRT_MULTI_ISA
+float exp_shifted_sum(float* x, std::int64_t count, float max) {
+  float sum = 0.f;
+  for (std::int64_t i = 0; i < count; ++i) {
+    const float e = exp_poly(x[i] - max);
+    x[i] = e;
+    sum += e;
+  }
+  return sum;
+}
+
+DSRT_MULTI_ISA
+float max_of(const float* x, std::int64_t count) {
+  float m = -INFINITY;
+  for (std::int64_t i = 0; i < count; ++i) m = x[i] > m ? x[i] : m;
+  return m;
+}
+
+DSRT_MULTI_ISA
+float sum_of_squares(const float* x, std::int64_t count) {
+  float sum = 0.f;
+  for (std::int64_t i = 0; i < count; ++i) sum += x[i] * x[i];
+  return sum;
+}
+
+DSRT_MULTI_ISA
+void scale_by_gamma(const float* x, float scale, const float* gamma_f32,
+                    const std::uint16_t* gamma_bf16, std::int64_t count, float* y) {
+  if (gamma_bf16 != nullptr) {
+    for (std::int64_t i = 0; i < count; ++i) {
+      const std::uint32_t bits = std::uint32_t(gamma_bf16[i]) << 16;
+      float g;
+      std::memcpy(&g, &bits, sizeof g);
+      y[i] = x[i] * scale * g;
+    }
+  } else {
+    for (std::int64_t i = 0; i < count; ++i) y[i] = x[i] * scale * gamma_f32[i];
+  }
+}
+
+DSRT_MULTI_ISA
+void add_inplace(float* x, const float* y, std::int64_t count) {
+  for (std::int64_t i = 0; i < count; ++i) x[i] += y[i];
+}
+
+DSRT_MULTI_ISA
+void scale_inplace(float* x, float scale, std::int64_t count) {
+  for (std::int64_t i = 0; i < count; ++i) x[i] *= scale;
+}
+
+DSRT_MULTI_ISA
+void to_bf16(const float* x, std::int64_t count, std::uint16_t* out) {
+  for (std::int64_t i = 0; i < count; ++i) {
+    std::uint32_t bits;
+    std::memcpy(&bits, &x[i], sizeof bits);
+    const std::uint32_t rounded = (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
+    const bool nan = (bits & 0x7fffffffu) > 0x7f800000u;
+    out[i] = std::uint16_t(nan ? ((bits >> 16) | 0x40u) : rounded);
+  }
+}
+
+}  // namespace dsrt::kernels::cpu

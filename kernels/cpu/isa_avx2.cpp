@@ -1,0 +1,123 @@
+// AVX2 + FMA + F16C path: weights are widened to f32 in registers and multiplied with f32
+// activations. Tiles of 4 weight rows x up to 2 tokens (8 accumulators of 16 ymm).
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "kernels/cpu/isa.h"
+
+namespace dsrt::kernels::cpu {
+namespace {
+
+// Loads 8 consecutive weights as f32.
+inline __m256 load8(const void* base, dtype type, std::int64_t i) {
+  switch (type) {
+    case dtype::f32: return _mm256_loadu_ps(static_cast<const float*>(base) + i);
+    case dtype::f16:
+      return _mm256_cvtph_ps(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const std::uint16_t*>(base) + i)));
+    case dtype::bf16: {
+      const __m128i raw =
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const std::uint16_t*>(base) + i));
+      return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16));
+    }
+  }
+  return _mm256_setzero_ps();
+}
+
+// Horizontal sums of four vectors: {sum(a), sum(b), sum(c), sum(d)}.
+inline __m128 reduce4(__m256 a, __m256 b, __m256 c, __m256 d) {
+  const __m256 ab = _mm256_hadd_ps(a, b);
+  const __m256 cd = _mm256_hadd_ps(c, d);
+  const __m256 abcd = _mm256_hadd_ps(ab, cd);
+  return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
+}
+
+inline float reduce1(__m256 a) {
+  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  const __m128 h = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(h, _mm_shuffle_ps(h, h, 1)));
+}
+
+// 4 rows x C tokens.
+template <int C>
+void tile4(const float* x, std::int64_t k, const weight_ref& w, std::int64_t r, float* y,
+           std::int64_t ldy) {
+  __m256 acc[4][C];
+  for (auto& row : acc)
+    for (auto& a : row) a = _mm256_setzero_ps();
+  const std::int64_t k8 = k & ~std::int64_t(7);
+  for (std::int64_t i = 0; i < k8; i += 8) {
+    __m256 wv[4];
+    for (int j = 0; j < 4; ++j) wv[j] = load8(w.data, w.type, (r + j) * k + i);
+    for (int c = 0; c < C; ++c) {
+      const __m256 xv = _mm256_loadu_ps(x + c * k + i);
+      for (int j = 0; j < 4; ++j) acc[j][c] = _mm256_fmadd_ps(wv[j], xv, acc[j][c]);
+    }
+  }
+  for (int c = 0; c < C; ++c) {
+    alignas(16) float out[4];
+    _mm_store_ps(out, reduce4(acc[0][c], acc[1][c], acc[2][c], acc[3][c]));
+    for (int j = 0; j < 4; ++j) {
+      for (std::int64_t i = k8; i < k; ++i) out[j] += x[c * k + i] * load_as_f32(w.data, w.type, (r + j) * k + i);
+      y[c * ldy + r + j] = out[j];
+    }
+  }
+}
+
+// 1 row x 1 token (row tails).
+void tile1(const float* x, std::int64_t k, const weight_ref& w, std::int64_t r, float* y) {
+  __m256 acc = _mm256_setzero_ps();
+  const std::int64_t k8 = k & ~std::int64_t(7);
+  for (std::int64_t i = 0; i < k8; i += 8)
+    acc = _mm256_fmadd_ps(load8(w.data, w.type, r * k + i), _mm256_loadu_ps(x + i), acc);
+  float sum = reduce1(acc);
+  for (std::int64_t i = k8; i < k; ++i) sum += x[i] * load_as_f32(w.data, w.type, r * k + i);
+  *y = sum;
+}
+
+constexpr std::int64_t token_block = 64;  // tokens whose activations stay in L2 together
+
+void matmul_rows(const float* x, const std::uint16_t*, std::int64_t n, const weight_ref& w,
+                 std::int64_t row_begin, std::int64_t row_end, float* y) {
+  const std::int64_t k = w.cols;
+  const std::int64_t ldy = w.rows;
+  for (std::int64_t t0 = 0; t0 < n; t0 += token_block) {
+    const std::int64_t t1 = std::min(n, t0 + token_block);
+    std::int64_t r = row_begin;
+    for (; r + 4 <= row_end; r += 4) {
+      std::int64_t t = t0;
+      for (; t + 2 <= t1; t += 2) tile4<2>(x + t * k, k, w, r, y + t * ldy, ldy);
+      if (t < t1) tile4<1>(x + t * k, k, w, r, y + t * ldy, ldy);
+    }
+    for (; r < row_end; ++r)
+      for (std::int64_t t = t0; t < t1; ++t) tile1(x + t * k, k, w, r, y + t * ldy + r);
+  }
+}
+
+float dot_bf16(const float* a, const std::uint16_t* b, std::int64_t count) {
+  __m256 acc = _mm256_setzero_ps();
+  const std::int64_t c8 = count & ~std::int64_t(7);
+  for (std::int64_t i = 0; i < c8; i += 8)
+    acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), load8(b, dtype::bf16, i), acc);
+  float sum = reduce1(acc);
+  for (std::int64_t i = c8; i < count; ++i) sum += a[i] * bf16_to_f32(b[i]);
+  return sum;
+}
+
+void axpy_bf16(float* y, float alpha, const std::uint16_t* x, std::int64_t count) {
+  const __m256 av = _mm256_set1_ps(alpha);
+  const std::int64_t c8 = count & ~std::int64_t(7);
+  for (std::int64_t i = 0; i < c8; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, load8(x, dtype::bf16, i), _mm256_loadu_ps(y + i)));
+  for (std::int64_t i = c8; i < count; ++i) y[i] += alpha * bf16_to_f32(x[i]);
+}
+
+}  // namespace
+
+const isa_kernels& avx2_kernels() {
+  static const isa_kernels table{"avx2", false, matmul_rows, dot_bf16, axpy_bf16};
+  return table;
+}
+
+}  // namespace dsrt::kernels::cpu

@@ -1,0 +1,12 @@
+// AVX-512 (F, BW, VL, DQ) path without BF16 instructions.
+#include "kernels/cpu/avx512_tiles.h"
+
+namespace dsrt::kernels::cpu {
+
+const isa_kernels& avx512_kernels() {
+  static const isa_kernels table{"avx512", false, avx512::matmul_rows<false>, avx512::dot_bf16,
+                                 avx512::axpy_bf16};
+  return table;
+}
+
+}  // namespace dsrt::kernels::cpu

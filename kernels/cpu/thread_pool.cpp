@@ -1,0 +1,79 @@
+#include "kernels/cpu/thread_pool.h"
+
+#include <algorithm>
+
+#include "kernels/assert.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define DSRT_CPU_RELAX() _mm_pause()
+#else
+#define DSRT_CPU_RELAX() ((void)0)
+#endif
+
+namespace dsrt::kernels::cpu {
+
+thread_pool::thread_pool(int threads) : threads_(std::max(1, threads)) {
+  workers_.reserve(threads_ - 1);
+  for (int w = 1; w < threads_; ++w) workers_.emplace_back([this, w] { worker_loop(w); });
+}
+
+thread_pool::~thread_pool() {
+  stop_.store(true, std::memory_order_release);
+  generation_.fetch_add(1, std::memory_order_release);
+  generation_.notify_all();
+  for (auto& t : workers_) t.join();
+}
+
+void thread_pool::worker_loop(int worker) {
+  std::uint64_t seen = 0;
+  for (;;) {
+    std::uint64_t current = generation_.load(std::memory_order_acquire);
+    for (int spin = 0; current == seen && spin < spin_iterations_max; ++spin) {
+      DSRT_CPU_RELAX();
+      current = generation_.load(std::memory_order_acquire);
+    }
+    if (current == seen) {
+      generation_.wait(seen, std::memory_order_acquire);
+      continue;
+    }
+    seen = current;
+    if (stop_.load(std::memory_order_acquire)) return;
+    (*job_)(worker, threads_);
+    pending_.fetch_sub(1, std::memory_order_acq_rel);
+  }
+}
+
+void thread_pool::run(const std::function<void(int, int)>& fn) {
+  if (threads_ == 1) {
+    fn(0, 1);
+    return;
+  }
+  job_ = &fn;
+  pending_.store(threads_ - 1, std::memory_order_release);
+  generation_.fetch_add(1, std::memory_order_release);
+  generation_.notify_all();
+  fn(0, threads_);
+  while (pending_.load(std::memory_order_acquire) != 0) DSRT_CPU_RELAX();
+  job_ = nullptr;
+}
+
+void thread_pool::parallel_for(std::int64_t count, std::int64_t grain,
+                               const std::function<void(std::int64_t, std::int64_t)>& fn) {
+  DSRT_ASSERT(grain > 0, "grain={}", grain);
+  if (count <= 0) return;
+  const std::int64_t units = (count + grain - 1) / grain;
+  if (threads_ == 1 || units == 1) {
+    fn(0, count);
+    return;
+  }
+  run([&](int worker, int workers) {
+    const std::int64_t begin_unit = units * worker / workers;
+    const std::int64_t end_unit = units * (worker + 1) / workers;
+    const std::int64_t begin = begin_unit * grain;
+    const std::int64_t end = std::min(count, end_unit * grain);
+    if (begin < end) fn(begin, end);
+  });
+}
+
+}  // namespace dsrt::kernels::cpu

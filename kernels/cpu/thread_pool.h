@@ -1,0 +1,47 @@
+#pragma once
+// A fixed pool of threads for data-parallel loops. The calling thread takes part as
+// worker 0, so a pool of N threads starts N - 1 of its own.
+//
+// Decode steps dispatch ~100 small loops each, so waking workers must be cheap: idle
+// workers spin for spin_iterations_max before they block on an atomic wait.
+//
+// Thread safety: run() is called by one thread at a time. REQUIRES: fn does not call run().
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <thread>
+#include <vector>
+
+namespace dsrt::kernels::cpu {
+
+class thread_pool {
+ public:
+  static constexpr int spin_iterations_max = 20000;
+
+  explicit thread_pool(int threads);
+  ~thread_pool();
+  thread_pool(const thread_pool&) = delete;
+  thread_pool& operator=(const thread_pool&) = delete;
+
+  int size() const { return threads_; }
+
+  // Runs fn(worker, workers) on every worker (0 .. size()-1) and returns when all are done.
+  void run(const std::function<void(int worker, int workers)>& fn);
+
+  // Splits [0, count) into size() contiguous ranges aligned to `grain` and runs
+  // fn(begin, end) on each non-empty one.
+  void parallel_for(std::int64_t count, std::int64_t grain,
+                    const std::function<void(std::int64_t begin, std::int64_t end)>& fn);
+
+ private:
+  void worker_loop(int worker);
+
+  int threads_;
+  std::vector<std::thread> workers_;
+  const std::function<void(int, int)>* job_ = nullptr;
+  std::atomic<std::uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<bool> stop_{false};
+};
+
+}  // namespace dsrt::kernels::cpu
