@@ -33,6 +33,22 @@ inline float exp_poly(float x) {
   return p * scale;
 }
 
+// Reductions keep 16 independent partial sums so they vectorize without letting the
+// compiler reassociate (which would also break exp_poly's range reduction).
+constexpr int lanes = 16;
+
+template <class F>
+inline float sum_lanes(std::int64_t count, F&& term) {
+  float acc[lanes] = {};
+  std::int64_t i = 0;
+  for (; i + lanes <= count; i += lanes)
+    for (int j = 0; j < lanes; ++j) acc[j] += term(i + j);
+  for (int j = 0; i + j < count; ++j) acc[j] += term(i + j);
+  for (int width = lanes / 2; width > 0; width /= 2)
+    for (int j = 0; j < width; ++j) acc[j] += acc[j + width];
+  return acc[0];
+}
+
 }  // namespace
 
 float fast_exp(float x) { return exp_poly(x); }
@@ -47,27 +63,26 @@ void silu_mul(const float* gate, const float* up, std::int64_t count, float* out
 
 DSRT_MULTI_ISA
 float exp_shifted_sum(float* x, std::int64_t count, float max) {
-  float sum = 0.f;
-  for (std::int64_t i = 0; i < count; ++i) {
-    const float e = exp_poly(x[i] - max);
-    x[i] = e;
-    sum += e;
-  }
-  return sum;
+  for (std::int64_t i = 0; i < count; ++i) x[i] = exp_poly(x[i] - max);
+  return sum_lanes(count, [x](std::int64_t i) { return x[i]; });
 }
 
 DSRT_MULTI_ISA
 float max_of(const float* x, std::int64_t count) {
-  float m = -INFINITY;
-  for (std::int64_t i = 0; i < count; ++i) m = x[i] > m ? x[i] : m;
-  return m;
+  float m[lanes];
+  for (float& v : m) v = -INFINITY;
+  std::int64_t i = 0;
+  for (; i + lanes <= count; i += lanes)
+    for (int j = 0; j < lanes; ++j) m[j] = x[i + j] > m[j] ? x[i + j] : m[j];
+  for (int j = 0; i + j < count; ++j) m[j] = x[i + j] > m[j] ? x[i + j] : m[j];
+  float best = m[0];
+  for (int j = 1; j < lanes; ++j) best = m[j] > best ? m[j] : best;
+  return best;
 }
 
 DSRT_MULTI_ISA
 float sum_of_squares(const float* x, std::int64_t count) {
-  float sum = 0.f;
-  for (std::int64_t i = 0; i < count; ++i) sum += x[i] * x[i];
-  return sum;
+  return sum_lanes(count, [x](std::int64_t i) { return x[i] * x[i]; });
 }
 
 DSRT_MULTI_ISA
