@@ -12,6 +12,17 @@
 
 namespace dsrt::model {
 
+// Upper bounds on config values. Far above any released llama / qwen2 model, low enough
+// that a typo (or a hostile file) cannot make the loader size a tensor past 2^63 bytes.
+inline constexpr std::int64_t vocab_size_max = 1 << 22;               // 4M tokens
+inline constexpr std::int64_t hidden_size_max = 1 << 16;
+inline constexpr std::int64_t intermediate_size_max = 1 << 18;
+inline constexpr std::int64_t num_hidden_layers_max = 1024;
+inline constexpr std::int64_t num_attention_heads_max = 1024;
+inline constexpr std::int64_t head_dim_max = 1024;
+inline constexpr std::int64_t max_position_embeddings_max = 1 << 24;  // 16M tokens
+inline constexpr std::uint64_t config_file_bytes_max = 16ull << 20;   // 16 MiB
+
 enum class architecture { llama, qwen2 };
 
 enum class rope_scaling_type { none, linear, llama3, yarn };

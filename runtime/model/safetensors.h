@@ -101,6 +101,20 @@ struct tensor_to_write {
   std::vector<std::uint8_t> bytes;
 };
 
+// What a header says about one tensor, for a writer that streams the data itself.
+struct tensor_desc {
+  std::string name;
+  dtype type = dtype::f32;
+  std::vector<std::int64_t> shape;
+};
+
+// The bytes that start a safetensors file (8-byte length, then the JSON header padded with
+// spaces to a multiple of 8) for these tensors laid out in name order, exactly as
+// write_safetensors writes them. A streaming writer writes this, then each tensor's bytes
+// in name order. Errors: invalid_argument (duplicate name, negative dim, rank too high).
+result<std::string> safetensors_header(const std::vector<tensor_desc>& tensors,
+                                       const std::map<std::string, std::string>& metadata = {});
+
 // Writes one safetensors file deterministically: tensors sorted by name, header JSON with
 // sorted keys, padded with spaces to a multiple of 8 bytes. Errors: invalid_argument
 // (bytes do not match shape x dtype), internal (I/O failure, message names the path).
