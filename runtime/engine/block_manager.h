@@ -1,0 +1,61 @@
+#pragma once
+// The paged KV block manager: which cache blocks are free, who references each one, and
+// each sequence's block table. It owns no memory, only block ids; the engine applies the
+// copies it asks for (copy-on-write) to the cache.
+//
+// Invariants:
+//  - every block id in [0, blocks_total) is either on the free list with refcount 0, or
+//    referenced (refcount > 0) and not on the free list;
+//  - a sequence's table holds ceil(tokens / block_tokens) blocks;
+//  - a block that a sequence will write into (its last, partly filled block) is owned by
+//    that sequence alone (refcount 1) after reserve() returns true.
+// Thread safety: none; one owner (the batcher or the generator) calls it.
+#include <cstdint>
+#include <vector>
+
+namespace dsrt::engine {
+
+struct sequence_blocks {
+  std::vector<std::int32_t> table;  // block ids in position order
+  std::int64_t tokens = 0;          // positions covered so far
+};
+
+// Copy the whole contents of block `from` into block `to` (every layer's keys and values).
+struct block_copy {
+  std::int32_t from;
+  std::int32_t to;
+};
+
+class block_manager {
+ public:
+  block_manager(std::int32_t blocks_total, int block_tokens);
+
+  std::int32_t blocks_total() const { return std::int32_t(refcount_.size()); }
+  std::int32_t free_blocks() const { return std::int32_t(free_.size()); }
+  int block_tokens() const { return block_tokens_; }
+  int refcount(std::int32_t block) const;
+
+  // Blocks needed to grow a sequence by new_tokens (including a copy-on-write block).
+  std::int32_t blocks_needed(const sequence_blocks& seq, std::int64_t new_tokens) const;
+
+  // Makes room for new_tokens more positions in seq: copies a shared partly filled last
+  // block (appending the copy to `copies`) and appends fresh blocks. Returns false and
+  // changes nothing when too few blocks are free.
+  bool reserve(sequence_blocks& seq, std::int64_t new_tokens, std::vector<block_copy>& copies);
+
+  // A new sequence sharing all of seq's blocks (prefix sharing); writes into the shared
+  // last block will copy it first.
+  sequence_blocks fork(const sequence_blocks& seq);
+
+  // Drops seq's references; blocks nobody references return to the free list.
+  void release(sequence_blocks& seq);
+
+ private:
+  std::int32_t take_free();
+
+  int block_tokens_;
+  std::vector<int> refcount_;
+  std::vector<std::int32_t> free_;   // a stack: recently freed blocks are reused first
+};
+
+}  // namespace dsrt::engine

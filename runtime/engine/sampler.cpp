@@ -1,0 +1,99 @@
+#include "runtime/engine/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace dsrt::engine {
+
+status validate(const sampling_params& p) {
+  if (!(p.temperature >= 0.0f && p.temperature <= 100.0f))
+    return make_error(error_code::invalid_argument, "temperature {} is outside [0, 100]", p.temperature);
+  if (p.top_k < 0) return make_error(error_code::invalid_argument, "top_k {} is negative", p.top_k);
+  if (!(p.top_p > 0.0f && p.top_p <= 1.0f))
+    return make_error(error_code::invalid_argument, "top_p {} is outside (0, 1]", p.top_p);
+  if (!(p.min_p >= 0.0f && p.min_p <= 1.0f))
+    return make_error(error_code::invalid_argument, "min_p {} is outside [0, 1]", p.min_p);
+  return ok_status();
+}
+
+rng::rng(std::uint64_t seed) {
+  for (auto& s : s_) {  // splitmix64
+    seed += 0x9e3779b97f4a7c15ull;
+    std::uint64_t z = seed;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    s = z ^ (z >> 31);
+  }
+}
+
+std::uint64_t rng::next() {
+  auto rotl = [](std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); };
+  const std::uint64_t result = rotl(s_[1] * 5, 7) * 9;
+  const std::uint64_t t = s_[1] << 17;
+  s_[2] ^= s_[0];
+  s_[3] ^= s_[1];
+  s_[1] ^= s_[2];
+  s_[0] ^= s_[3];
+  s_[2] ^= t;
+  s_[3] = rotl(s_[3], 45);
+  return result;
+}
+
+double rng::uniform() { return double(next() >> 11) * 0x1.0p-53; }
+
+sampler::sampler(const sampling_params& params) : params_(params), rng_(params.seed) {}
+
+std::int32_t sampler::sample(std::span<const float> logits) {
+  DSRT_ASSERT(!logits.empty());
+  if (params_.temperature == 0.0f || params_.top_k == 1) {
+    return std::int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  }
+  auto& c = candidates_;
+  c.clear();
+  for (std::size_t i = 0; i < logits.size(); ++i)
+    c.emplace_back(logits[i] / params_.temperature, std::int32_t(i));
+  // Highest logit first; equal logits by id so the order is fully determined.
+  auto higher = [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first > b.first : a.second < b.second;
+  };
+  std::size_t keep = c.size();
+  if (params_.top_k > 0 && std::size_t(params_.top_k) < keep) {
+    keep = std::size_t(params_.top_k);
+    std::partial_sort(c.begin(), c.begin() + std::ptrdiff_t(keep), c.end(), higher);
+    c.resize(keep);
+  } else {
+    std::sort(c.begin(), c.end(), higher);
+  }
+  const float max = c.front().first;
+  double total = 0;
+  for (auto& [value, id] : c) total += (value = std::exp(value - max));
+  // min-p: relative to the top probability (exp(0) = 1 after the shift).
+  if (params_.min_p > 0.0f) {
+    std::size_t n = 0;
+    while (n < c.size() && c[n].first >= params_.min_p) ++n;
+    c.resize(std::max<std::size_t>(n, 1));
+    total = 0;
+    for (const auto& e : c) total += e.first;
+  }
+  if (params_.top_p < 1.0f) {
+    double mass = 0;
+    std::size_t n = 0;
+    while (n < c.size()) {
+      mass += c[n].first / total;
+      ++n;
+      if (mass >= params_.top_p) break;
+    }
+    c.resize(n);
+    total = 0;
+    for (const auto& e : c) total += e.first;
+  }
+  const double target = rng_.uniform() * total;
+  double acc = 0;
+  for (const auto& [p, id] : c) {
+    acc += p;
+    if (target < acc) return id;
+  }
+  return c.back().second;
+}
+
+}  // namespace dsrt::engine

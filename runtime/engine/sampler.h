@@ -1,0 +1,48 @@
+#pragma once
+// Token sampling: greedy, temperature, top-k, top-p, min-p, seeded per request so a
+// request with a seed gives the same tokens every time, whatever else is in its batch.
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "runtime/error.h"
+
+namespace dsrt::engine {
+
+struct sampling_params {
+  float temperature = 0.0f;   // 0 = greedy
+  int top_k = 0;              // 0 = off
+  float top_p = 1.0f;         // 1 = off; keep the smallest set with this probability mass
+  float min_p = 0.0f;         // 0 = off; drop tokens below min_p x the top probability
+  std::uint64_t seed = 0;
+};
+
+// invalid_argument, naming the field, for values outside: temperature [0, 100],
+// top_k >= 0, top_p (0, 1], min_p [0, 1].
+status validate(const sampling_params& p);
+
+// xoshiro256** seeded by splitmix64: small, fast and identical on every platform.
+class rng {
+ public:
+  explicit rng(std::uint64_t seed);
+  std::uint64_t next();
+  double uniform();           // [0, 1) with 53 random bits
+
+ private:
+  std::uint64_t s_[4];
+};
+
+// One per request. REQUIRES: validate(params) succeeded.
+class sampler {
+ public:
+  explicit sampler(const sampling_params& params);
+  // Picks a token from one row of logits. Greedy ties go to the lowest id.
+  std::int32_t sample(std::span<const float> logits);
+
+ private:
+  sampling_params params_;
+  rng rng_;
+  std::vector<std::pair<float, std::int32_t>> candidates_;  // reused between calls
+};
+
+}  // namespace dsrt::engine
