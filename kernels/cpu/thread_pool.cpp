@@ -1,5 +1,9 @@
 #include "kernels/cpu/thread_pool.h"
 
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
 
 #include "kernels/assert.h"
@@ -12,6 +16,19 @@
 #endif
 
 namespace dsrt::kernels::cpu {
+namespace {
+
+void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected) {
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT_PRIVATE, expected, nullptr,
+          nullptr, 0);
+}
+
+void futex_wake_all(std::atomic<std::uint32_t>& word) {
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr,
+          nullptr, 0);
+}
+
+}  // namespace
 
 thread_pool::thread_pool(int threads) : threads_(std::max(1, threads)) {
   workers_.reserve(threads_ - 1);
@@ -20,21 +37,25 @@ thread_pool::thread_pool(int threads) : threads_(std::max(1, threads)) {
 
 thread_pool::~thread_pool() {
   stop_.store(true, std::memory_order_release);
-  generation_.fetch_add(1, std::memory_order_release);
-  generation_.notify_all();
+  generation_.fetch_add(1, std::memory_order_seq_cst);
+  futex_wake_all(generation_);
   for (auto& t : workers_) t.join();
 }
 
 void thread_pool::worker_loop(int worker) {
-  std::uint64_t seen = 0;
+  std::uint32_t seen = 0;
   for (;;) {
-    std::uint64_t current = generation_.load(std::memory_order_acquire);
+    std::uint32_t current = generation_.load(std::memory_order_acquire);
     for (int spin = 0; current == seen && spin < spin_iterations_max; ++spin) {
       DSRT_CPU_RELAX();
       current = generation_.load(std::memory_order_acquire);
     }
     if (current == seen) {
-      generation_.wait(seen, std::memory_order_acquire);
+      // seq_cst pairs with run(): either it sees sleepers_ > 0 and wakes us, or we see the
+      // new generation here and the futex returns at once.
+      sleepers_.fetch_add(1, std::memory_order_seq_cst);
+      if (generation_.load(std::memory_order_seq_cst) == seen) futex_wait(generation_, seen);
+      sleepers_.fetch_sub(1, std::memory_order_seq_cst);
       continue;
     }
     seen = current;
@@ -51,8 +72,8 @@ void thread_pool::run(const std::function<void(int, int)>& fn) {
   }
   job_ = &fn;
   pending_.store(threads_ - 1, std::memory_order_release);
-  generation_.fetch_add(1, std::memory_order_release);
-  generation_.notify_all();
+  generation_.fetch_add(1, std::memory_order_seq_cst);
+  if (sleepers_.load(std::memory_order_seq_cst) > 0) futex_wake_all(generation_);
   fn(0, threads_);
   while (pending_.load(std::memory_order_acquire) != 0) DSRT_CPU_RELAX();
   job_ = nullptr;

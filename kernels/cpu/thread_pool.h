@@ -3,7 +3,9 @@
 // worker 0, so a pool of N threads starts N - 1 of its own.
 //
 // Decode steps dispatch ~100 small loops each, so waking workers must be cheap: idle
-// workers spin for spin_iterations_max before they block on an atomic wait.
+// workers spin for spin_iterations_max before they sleep on a futex, and run() makes the
+// wake-up system call only when some worker sleeps. (libstdc++ 12's std::atomic::wait on
+// 64-bit values backs off into millisecond sleeps: unusable here.)
 //
 // Thread safety: run() is called by one thread at a time. REQUIRES: fn does not call run().
 #include <atomic>
@@ -39,7 +41,8 @@ class thread_pool {
   int threads_;
   std::vector<std::thread> workers_;
   const std::function<void(int, int)>* job_ = nullptr;
-  std::atomic<std::uint64_t> generation_{0};
+  std::atomic<std::uint32_t> generation_{0};   // futex word: bumped once per job
+  std::atomic<int> sleepers_{0};                // workers inside the futex wait
   std::atomic<int> pending_{0};
   std::atomic<bool> stop_{false};
 };

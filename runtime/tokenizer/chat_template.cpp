@@ -207,7 +207,11 @@ result<std::string> format_chat(const tokenizer& t, std::span<const chat_message
       !contains(tpl, "enable_thinking") && !contains(tpl, "reasoning_content")) {
     return render_qwen(tpl, messages, add_generation_prompt);
   }
-  if (contains(tpl, "'<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>'")) {
+  // The newlines inside the Jinja string literal may be written as the escape \n (as in a
+  // .jinja file) or as real newlines (as tokenizer_config.json's JSON decodes them); Jinja
+  // renders both the same.
+  if (contains(tpl, "'<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>'") ||
+      contains(tpl, "'<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>'")) {
     return render_llama3(d, messages, add_generation_prompt);
   }
   return unsupported_template("unrecognised template");

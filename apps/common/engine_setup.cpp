@@ -1,0 +1,48 @@
+#include "apps/common/engine_setup.h"
+
+#include <cstdio>
+
+#include "runtime/model/weights.h"
+
+namespace dsrt::apps {
+
+void add_engine_flags(CLI::App& app, engine_flags& flags) {
+  app.add_option("--model", flags.model_dir, "model directory (config.json, *.safetensors, tokenizer.json)")
+      ->required();
+  app.add_option("--threads", flags.threads, "CPU threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  app.add_option("--isa", flags.isa, "CPU path: avx512bf16, avx512, avx2 or scalar (default: best available)");
+  app.add_option("--kv-cache-mb", flags.kv_cache_mb, "KV cache memory in MiB")
+      ->capture_default_str()
+      ->check(CLI::Range(std::int64_t(1), std::int64_t(1) << 20));
+  app.add_option("--step-tokens-max", flags.step_tokens_max, "most tokens in one forward step")
+      ->capture_default_str()
+      ->check(CLI::Range(std::int64_t(1), std::int64_t(1) << 20));
+}
+
+result<loaded_engine> load_engine(const engine_flags& flags) {
+  if (!flags.isa.empty() && !kernels::cpu_isa_supported(flags.isa))
+    return make_error(error_code::invalid_argument,
+                      "--isa {}: not supported on this CPU (best here: {})", flags.isa,
+                      kernels::cpu_best_isa());
+  auto files = model::load_model_dir(flags.model_dir);
+  if (!files) return files.err();
+  auto tok = tokenizer::tokenizer::load(flags.model_dir);
+  if (!tok) return tok.err();
+  loaded_engine e;
+  e.backend = kernels::make_cpu_backend({.threads = flags.threads, .isa = flags.isa});
+  engine::model_options options;
+  options.kv_cache_bytes_max = flags.kv_cache_mb << 20;
+  options.step_tokens_max = flags.step_tokens_max;
+  auto model = engine::dense_model::create(std::move(files).value(), *e.backend, options);
+  if (!model) return model.err();
+  e.model = std::move(model).value();
+  e.tokenizer = std::make_unique<tokenizer::tokenizer>(std::move(tok).value());
+  return e;
+}
+
+int report(const error& e) {
+  std::fprintf(stderr, "dsrt: %s\n", e.to_string().c_str());
+  return e.code == error_code::invalid_argument ? 2 : 1;
+}
+
+}  // namespace dsrt::apps

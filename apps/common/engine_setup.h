@@ -1,0 +1,40 @@
+#pragma once
+// What every tool that runs a model needs: the shared command-line options for the
+// engine, and loading model + tokenizer + backend from them with clear errors.
+#include <CLI/CLI.hpp>
+
+#include <memory>
+#include <string>
+
+#include "kernels/backend.h"
+#include "runtime/engine/dense_model.h"
+#include "runtime/error.h"
+#include "runtime/tokenizer/tokenizer.h"
+
+namespace dsrt::apps {
+
+struct engine_flags {
+  std::string model_dir;
+  int threads = 0;                    // 0 = all cores
+  std::string isa;                    // "" = best the CPU has
+  std::int64_t kv_cache_mb = 512;
+  std::int64_t step_tokens_max = 8192;
+};
+
+// Adds --model, --threads, --isa, --kv-cache-mb, --step-tokens-max to a (sub)command.
+void add_engine_flags(CLI::App& app, engine_flags& flags);
+
+struct loaded_engine {
+  std::unique_ptr<kernels::backend> backend;
+  std::unique_ptr<engine::dense_model> model;
+  std::unique_ptr<tokenizer::tokenizer> tokenizer;
+};
+
+// Errors: the model loader's and tokenizer's, invalid_argument for an ISA this CPU lacks.
+result<loaded_engine> load_engine(const engine_flags& flags);
+
+// Prints "dsrt: <CODE>: message" to stderr and returns the exit code for it
+// (2 for invalid_argument, 1 otherwise).
+int report(const error& e);
+
+}  // namespace dsrt::apps

@@ -1,0 +1,196 @@
+#include "apps/dsbench/engine_bench.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+
+#include "apps/common/engine_setup.h"
+#include "apps/dsbench/machine_info.h"
+#include "kernels/cpu/memory_bandwidth.h"
+#include "runtime/engine/block_manager.h"
+#include "runtime/engine/sampler.h"
+
+namespace dsrt::apps {
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+struct engine_bench_flags {
+  engine_flags engine;
+  std::vector<int> batches = {1, 8, 32};
+  int prompt_len = 128;
+  int gen = 64;
+  std::uint64_t seed = 1;
+  std::string json_path;
+};
+
+struct batch_result {
+  int batch = 0;
+  double prefill_tokens_per_s = 0;
+  double prefill_gflops = 0;
+  double decode_tokens_per_s = 0;
+  double step_ms = 0;
+  double mem_bw_gbps = 0;
+  double roofline_tokens_per_s = 0;
+  double roofline_ratio = 0;
+};
+
+double seconds_since(clock_type::time_point start) {
+  return std::chrono::duration<double>(clock_type::now() - start).count();
+}
+
+// Prefills `batch` random prompts, then decodes `gen` greedy tokens for all of them.
+result<batch_result> run_batch(engine::dense_model& model, int batch, const engine_bench_flags& f,
+                               int threads) {
+  const auto& c = model.config();
+  engine::block_manager blocks(model.kv_blocks(), model.kv_block_tokens());
+  engine::rng random(f.seed + std::uint64_t(batch));
+  std::vector<std::vector<std::int32_t>> prompts(static_cast<std::size_t>(batch));
+  std::vector<engine::sequence_blocks> seqs(prompts.size());
+  std::vector<engine::block_copy> copies;
+  for (std::size_t s = 0; s < prompts.size(); ++s) {
+    for (int i = 0; i < f.prompt_len; ++i)
+      prompts[s].push_back(std::int32_t(random.next() % std::uint64_t(c.vocab_size)));
+    if (!blocks.reserve(seqs[s], f.prompt_len + f.gen, copies))
+      return make_error(error_code::invalid_argument,
+                        "batch {} x {} tokens does not fit the KV cache; raise --kv-cache-mb", batch,
+                        f.prompt_len + f.gen);
+  }
+  std::vector<float> logits;
+  std::vector<engine::step_sequence> step;
+  std::vector<std::int32_t> next(prompts.size());
+  engine::sampler greedy({});
+
+  // Prefill: as many whole prompts per step as step_tokens_max allows.
+  const std::int64_t per_step = std::max<std::int64_t>(1, f.engine.step_tokens_max / f.prompt_len);
+  const auto prefill_start = clock_type::now();
+  for (std::size_t s0 = 0; s0 < prompts.size(); s0 += std::size_t(per_step)) {
+    step.clear();
+    const std::size_t s1 = std::min(prompts.size(), s0 + std::size_t(per_step));
+    for (std::size_t s = s0; s < s1; ++s) step.push_back({prompts[s], 0, seqs[s].table, false});
+    DSRT_TRY(model.forward(step, logits));
+    for (std::size_t s = s0; s < s1; ++s)
+      next[s] = greedy.sample(std::span(logits).subspan((s - s0) * std::size_t(c.vocab_size), std::size_t(c.vocab_size)));
+  }
+  const double prefill_s = seconds_since(prefill_start);
+
+  batch_result r;
+  r.batch = batch;
+  const double prefill_tokens = double(batch) * f.prompt_len;
+  r.prefill_tokens_per_s = prefill_tokens / prefill_s;
+  r.prefill_gflops = 2.0 * double(model.weight_bytes_per_step()) / double(dtype_size(c.torch_dtype)) *
+                     prefill_tokens / prefill_s / 1e9;
+
+  r.mem_bw_gbps = kernels::cpu::measure_read_bandwidth_gbps({.threads = threads});
+  const auto decode_start = clock_type::now();
+  for (int t = 0; t < f.gen; ++t) {
+    step.clear();
+    for (std::size_t s = 0; s < prompts.size(); ++s)
+      step.push_back({std::span(&next[s], 1), f.prompt_len + t, seqs[s].table, false});
+    DSRT_TRY(model.forward(step, logits));
+    for (std::size_t s = 0; s < prompts.size(); ++s)
+      next[s] = greedy.sample(std::span(logits).subspan(s * std::size_t(c.vocab_size), std::size_t(c.vocab_size)));
+  }
+  const double decode_s = seconds_since(decode_start);
+  r.decode_tokens_per_s = double(batch) * f.gen / decode_s;
+  r.step_ms = decode_s / f.gen * 1e3;
+  // Roofline: B * bw / (weights + B * KV bytes read per sequence), the KV read at the
+  // average context of the decode run.
+  const double average_context = f.prompt_len + (f.gen + 1) / 2.0;
+  const double bytes_per_step = double(model.weight_bytes_per_step()) +
+                                double(batch) * average_context * double(model.kv_bytes_per_token());
+  r.roofline_tokens_per_s = double(batch) * r.mem_bw_gbps * 1e9 / bytes_per_step;
+  r.roofline_ratio = r.decode_tokens_per_s / r.roofline_tokens_per_s;
+  for (auto& s : seqs) blocks.release(s);
+  return r;
+}
+
+int run_engine_bench(const engine_bench_flags& f) {
+  auto loaded = load_engine(f.engine);
+  if (!loaded) return report(loaded.err());
+  auto& model = *loaded->model;
+  const auto& caps = loaded->backend->caps();
+  const auto machine = describe_machine();
+
+  // Warm-up: fault the weights in and settle the thread pool.
+  if (auto warm = run_batch(model, 1, {f.engine, {1}, std::min(f.prompt_len, 16), 4, f.seed, ""}, caps.threads); !warm)
+    return report(warm.err());
+
+  std::vector<batch_result> results;
+  for (int b : f.batches) {
+    auto r = run_batch(model, b, f, caps.threads);
+    if (!r) return report(r.err());
+    results.push_back(*r);
+  }
+
+  std::printf("model %s (%s, %.1f MB weights read per step), %s path %s x%d threads\n",
+              f.engine.model_dir.c_str(), std::string(model::architecture_name(model.config().arch)).c_str(),
+              double(model.weight_bytes_per_step()) / 1e6, caps.name.c_str(), caps.detail.c_str(), caps.threads);
+  std::printf("machine: %s, %d cores; prompt %d tokens, %d generated\n", machine.cpu_model.c_str(),
+              machine.cores, f.prompt_len, f.gen);
+  std::printf("%6s %14s %12s %14s %10s %10s %14s %8s\n", "batch", "prefill tok/s", "prefill GF/s",
+              "decode tok/s", "step ms", "mem GB/s", "roofline tok/s", "ratio");
+  for (const auto& r : results)
+    std::printf("%6d %14.1f %12.1f %14.1f %10.2f %10.1f %14.1f %8.3f\n", r.batch, r.prefill_tokens_per_s,
+                r.prefill_gflops, r.decode_tokens_per_s, r.step_ms, r.mem_bw_gbps, r.roofline_tokens_per_s,
+                r.roofline_ratio);
+  std::printf("peak resident memory: %.1f MB\n", double(peak_rss_bytes()) / 1e6);
+
+  if (!f.json_path.empty()) {
+    nlohmann::json j;
+    j["model"] = f.engine.model_dir;
+    j["architecture"] = model::architecture_name(model.config().arch);
+    j["weight_bytes_per_step"] = model.weight_bytes_per_step();
+    j["kv_bytes_per_token"] = model.kv_bytes_per_token();
+    j["prompt_len"] = f.prompt_len;
+    j["gen"] = f.gen;
+    j["backend"] = {{"name", caps.name}, {"detail", caps.detail}, {"threads", caps.threads}};
+    j["machine"] = {{"cpu", machine.cpu_model}, {"cores", machine.cores}, {"gpu", machine.gpu}};
+    j["peak_rss_bytes"] = peak_rss_bytes();
+    double best_bw = 0;
+    for (const auto& r : results) {
+      best_bw = std::max(best_bw, r.mem_bw_gbps);
+      j["results"].push_back({{"batch", r.batch},
+                              {"prefill_tokens_per_s", r.prefill_tokens_per_s},
+                              {"prefill_gflops", r.prefill_gflops},
+                              {"decode_tokens_per_s", r.decode_tokens_per_s},
+                              {"step_ms", r.step_ms},
+                              {"mem_bw_gbps", r.mem_bw_gbps},
+                              {"roofline_tokens_per_s", r.roofline_tokens_per_s},
+                              {"roofline_ratio", r.roofline_ratio}});
+    }
+    j["mem_bw_gbps"] = best_bw;
+    std::ofstream out(f.json_path);
+    out << j.dump(2) << '\n';
+    if (!out) {
+      std::fprintf(stderr, "dsrt: cannot write %s\n", f.json_path.c_str());
+      return 1;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+std::function<int()> add_engine_bench(CLI::App& app) {
+  auto flags = std::make_shared<engine_bench_flags>();
+  auto* cmd = app.add_subcommand("engine", "prefill and decode speed against the memory-bandwidth roofline");
+  add_engine_flags(*cmd, flags->engine);
+  cmd->add_option("--batch", flags->batches, "batch sizes, comma separated")
+      ->delimiter(',')
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
+  cmd->add_option("--prompt-len", flags->prompt_len, "prompt tokens per sequence")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--gen", flags->gen, "tokens generated per sequence")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--seed", flags->seed, "seed of the random prompts")->capture_default_str();
+  cmd->add_option("--json", flags->json_path, "write the results as JSON to this file");
+  return [flags] { return run_engine_bench(*flags); };
+}
+
+}  // namespace dsrt::apps

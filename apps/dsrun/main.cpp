@@ -1,0 +1,16 @@
+// dsrun: the command-line entry point for running dsrt.
+//   dsrun generate --model DIR --prompt TEXT   stream a completion to stdout
+//   dsrun tokenize --model DIR [--decode]      text lines <-> JSON arrays of token ids
+#include <CLI/CLI.hpp>
+
+#include "apps/dsrun/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"dsrun: run DeepSeek-family models with dsrt"};
+  app.require_subcommand(1);
+  auto generate = dsrt::apps::add_generate_command(app);
+  auto tokenize = dsrt::apps::add_tokenize_command(app);
+  CLI11_PARSE(app, argc, argv);
+  if (app.got_subcommand("generate")) return generate();
+  return tokenize();
+}
