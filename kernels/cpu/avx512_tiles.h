@@ -145,21 +145,38 @@ void matmul_rows(const float* x, const std::uint16_t* xb, std::int64_t n, const 
   (void)dp;
 }
 
-inline float dot_bf16(const float* a, const std::uint16_t* b, std::int64_t count) {
-  __m512 acc = _mm512_setzero_ps();
-  for (std::int64_t i = 0; i < count; i += 16) {
-    const __mmask16 m = tail16(count - i);
-    acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), load16(b, dtype::bf16, i, m), acc);
+// Four keys at a time share one 4-way horizontal reduction.
+inline void attention_scores(const float* q, const std::uint16_t* keys, std::int64_t stride,
+                             std::int64_t count, std::int64_t head_dim, float scale, float* scores) {
+  std::int64_t j = 0;
+  for (; j + 4 <= count; j += 4) {
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (std::int64_t d = 0; d < head_dim; d += 16) {
+      const __mmask16 m = tail16(head_dim - d);
+      const __m512 qv = _mm512_maskz_loadu_ps(m, q + d);
+      for (int r = 0; r < 4; ++r)
+        acc[r] = _mm512_fmadd_ps(qv, load16(keys, dtype::bf16, (j + r) * stride + d, m), acc[r]);
+    }
+    _mm_storeu_ps(scores + j, _mm_mul_ps(reduce4(acc[0], acc[1], acc[2], acc[3]), _mm_set1_ps(scale)));
   }
-  return reduce1(acc);
+  for (; j < count; ++j) {
+    __m512 acc = _mm512_setzero_ps();
+    for (std::int64_t d = 0; d < head_dim; d += 16) {
+      const __mmask16 m = tail16(head_dim - d);
+      acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + d), load16(keys, dtype::bf16, j * stride + d, m), acc);
+    }
+    scores[j] = reduce1(acc) * scale;
+  }
 }
 
-inline void axpy_bf16(float* y, float alpha, const std::uint16_t* x, std::int64_t count) {
-  const __m512 av = _mm512_set1_ps(alpha);
-  for (std::int64_t i = 0; i < count; i += 16) {
-    const __mmask16 m = tail16(count - i);
-    const __m512 yv = _mm512_maskz_loadu_ps(m, y + i);
-    _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(av, load16(x, dtype::bf16, i, m), yv));
+inline void attention_values(float* out, const float* p, const std::uint16_t* values,
+                             std::int64_t stride, std::int64_t count, std::int64_t head_dim) {
+  for (std::int64_t d = 0; d < head_dim; d += 16) {
+    const __mmask16 m = tail16(head_dim - d);
+    __m512 acc = _mm512_maskz_loadu_ps(m, out + d);
+    for (std::int64_t j = 0; j < count; ++j)
+      acc = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), load16(values, dtype::bf16, j * stride + d, m), acc);
+    _mm512_mask_storeu_ps(out + d, m, acc);
   }
 }
 

@@ -186,17 +186,21 @@ class cpu_backend final : public backend {
           const std::int64_t row = s.row_begin + i;
           const std::int64_t context = s.first_position + i + 1;
           const float* qv = q + (row * heads + h) * hd;
-          for (std::int64_t p = 0; p < context; ++p) {
-            const std::uint16_t* k = cache.keys + slot_offset(cache, s, p) * kv_width + g * hd;
-            scores[p] = isa_.dot_bf16(qv, k, hd) * scale;
+          // Walk the context block by block: each block's slots are contiguous.
+          const std::int64_t bt = cache.block_tokens;
+          for (std::int64_t p0 = 0; p0 < context; p0 += bt) {
+            const std::int64_t count = std::min(bt, context - p0);
+            const std::uint16_t* k = cache.keys + slot_offset(cache, s, p0) * kv_width + g * hd;
+            isa_.attention_scores(qv, k, kv_width, count, hd, scale, scores + p0);
           }
           const float max = cpu::max_of(scores, context);
           const float sum = cpu::exp_shifted_sum(scores, context, max);
           float* o = out + (row * heads + h) * hd;
           std::fill(o, o + hd, 0.f);
-          for (std::int64_t p = 0; p < context; ++p) {
-            const std::uint16_t* v = cache.values + slot_offset(cache, s, p) * kv_width + g * hd;
-            isa_.axpy_bf16(o, scores[p], v, hd);
+          for (std::int64_t p0 = 0; p0 < context; p0 += bt) {
+            const std::int64_t count = std::min(bt, context - p0);
+            const std::uint16_t* v = cache.values + slot_offset(cache, s, p0) * kv_width + g * hd;
+            isa_.attention_values(o, scores + p0, v, kv_width, count, hd);
           }
           cpu::scale_inplace(o, 1.0f / sum, hd);
         }

@@ -22,10 +22,13 @@ struct isa_kernels {
   void (*matmul_rows)(const float* x, const std::uint16_t* xb, std::int64_t n,
                       const weight_ref& w, std::int64_t row_begin, std::int64_t row_end,
                       float* y);
-  // sum_i a[i] * b[i], b in bf16.
-  float (*dot_bf16)(const float* a, const std::uint16_t* b, std::int64_t count);
-  // y[i] += alpha * x[i], x in bf16.
-  void (*axpy_bf16)(float* y, float alpha, const std::uint16_t* x, std::int64_t count);
+  // Attention over a run of cache slots (keys / values in bf16, `stride` elements apart):
+  // scores[j] = scale * sum_d q[d] * keys[j * stride + d] for j in [0, count).
+  void (*attention_scores)(const float* q, const std::uint16_t* keys, std::int64_t stride,
+                           std::int64_t count, std::int64_t head_dim, float scale, float* scores);
+  // out[d] += sum_j p[j] * values[j * stride + d] for j in [0, count).
+  void (*attention_values)(float* out, const float* p, const std::uint16_t* values,
+                           std::int64_t stride, std::int64_t count, std::int64_t head_dim);
 };
 
 const isa_kernels& scalar_kernels();

@@ -95,28 +95,53 @@ void matmul_rows(const float* x, const std::uint16_t*, std::int64_t n, const wei
   }
 }
 
-float dot_bf16(const float* a, const std::uint16_t* b, std::int64_t count) {
-  __m256 acc = _mm256_setzero_ps();
-  const std::int64_t c8 = count & ~std::int64_t(7);
-  for (std::int64_t i = 0; i < c8; i += 8)
-    acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), load8(b, dtype::bf16, i), acc);
-  float sum = reduce1(acc);
-  for (std::int64_t i = c8; i < count; ++i) sum += a[i] * bf16_to_f32(b[i]);
-  return sum;
+// Four keys at a time share one 4-way horizontal reduction.
+void attention_scores(const float* q, const std::uint16_t* keys, std::int64_t stride,
+                      std::int64_t count, std::int64_t head_dim, float scale, float* scores) {
+  const std::int64_t d8 = head_dim & ~std::int64_t(7);
+  auto tail = [&](std::int64_t j) {
+    float sum = 0.f;
+    for (std::int64_t d = d8; d < head_dim; ++d) sum += q[d] * bf16_to_f32(keys[j * stride + d]);
+    return sum;
+  };
+  std::int64_t j = 0;
+  for (; j + 4 <= count; j += 4) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (std::int64_t d = 0; d < d8; d += 8) {
+      const __m256 qv = _mm256_loadu_ps(q + d);
+      for (int r = 0; r < 4; ++r)
+        acc[r] = _mm256_fmadd_ps(qv, load8(keys, dtype::bf16, (j + r) * stride + d), acc[r]);
+    }
+    alignas(16) float s4[4];
+    _mm_store_ps(s4, reduce4(acc[0], acc[1], acc[2], acc[3]));
+    for (int r = 0; r < 4; ++r) scores[j + r] = (s4[r] + tail(j + r)) * scale;
+  }
+  for (; j < count; ++j) {
+    __m256 acc = _mm256_setzero_ps();
+    for (std::int64_t d = 0; d < d8; d += 8)
+      acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), load8(keys, dtype::bf16, j * stride + d), acc);
+    scores[j] = (reduce1(acc) + tail(j)) * scale;
+  }
 }
 
-void axpy_bf16(float* y, float alpha, const std::uint16_t* x, std::int64_t count) {
-  const __m256 av = _mm256_set1_ps(alpha);
-  const std::int64_t c8 = count & ~std::int64_t(7);
-  for (std::int64_t i = 0; i < c8; i += 8)
-    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, load8(x, dtype::bf16, i), _mm256_loadu_ps(y + i)));
-  for (std::int64_t i = c8; i < count; ++i) y[i] += alpha * bf16_to_f32(x[i]);
+void attention_values(float* out, const float* p, const std::uint16_t* values,
+                      std::int64_t stride, std::int64_t count, std::int64_t head_dim) {
+  const std::int64_t d8 = head_dim & ~std::int64_t(7);
+  for (std::int64_t d = 0; d < d8; d += 8) {
+    __m256 acc = _mm256_loadu_ps(out + d);
+    for (std::int64_t j = 0; j < count; ++j)
+      acc = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), load8(values, dtype::bf16, j * stride + d), acc);
+    _mm256_storeu_ps(out + d, acc);
+  }
+  for (std::int64_t d = d8; d < head_dim; ++d)
+    for (std::int64_t j = 0; j < count; ++j) out[d] += p[j] * bf16_to_f32(values[j * stride + d]);
 }
 
 }  // namespace
 
 const isa_kernels& avx2_kernels() {
-  static const isa_kernels table{"avx2", false, matmul_rows, dot_bf16, axpy_bf16};
+  static const isa_kernels table{"avx2", false, matmul_rows, attention_scores,
+                                 attention_values};
   return table;
 }
 

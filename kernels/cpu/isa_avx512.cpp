@@ -4,8 +4,8 @@
 namespace dsrt::kernels::cpu {
 
 const isa_kernels& avx512_kernels() {
-  static const isa_kernels table{"avx512", false, avx512::matmul_rows<false>, avx512::dot_bf16,
-                                 avx512::axpy_bf16};
+  static const isa_kernels table{"avx512", false, avx512::matmul_rows<false>, avx512::attention_scores,
+                                 avx512::attention_values};
   return table;
 }
 

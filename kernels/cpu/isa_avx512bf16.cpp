@@ -5,7 +5,8 @@ namespace dsrt::kernels::cpu {
 
 const isa_kernels& avx512bf16_kernels() {
   static const isa_kernels table{"avx512bf16", true, avx512::matmul_rows<true>,
-                                 avx512::dot_bf16, avx512::axpy_bf16};
+                                 avx512::attention_scores,
+                                 avx512::attention_values};
   return table;
 }
 

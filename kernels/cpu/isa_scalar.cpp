@@ -17,20 +17,26 @@ void matmul_rows(const float* x, const std::uint16_t*, std::int64_t n, const wei
   }
 }
 
-float dot_bf16(const float* a, const std::uint16_t* b, std::int64_t count) {
-  float sum = 0.f;
-  for (std::int64_t i = 0; i < count; ++i) sum += a[i] * bf16_to_f32(b[i]);
-  return sum;
+void attention_scores(const float* q, const std::uint16_t* keys, std::int64_t stride,
+                      std::int64_t count, std::int64_t head_dim, float scale, float* scores) {
+  for (std::int64_t j = 0; j < count; ++j) {
+    float sum = 0.f;
+    for (std::int64_t d = 0; d < head_dim; ++d) sum += q[d] * bf16_to_f32(keys[j * stride + d]);
+    scores[j] = sum * scale;
+  }
 }
 
-void axpy_bf16(float* y, float alpha, const std::uint16_t* x, std::int64_t count) {
-  for (std::int64_t i = 0; i < count; ++i) y[i] += alpha * bf16_to_f32(x[i]);
+void attention_values(float* out, const float* p, const std::uint16_t* values,
+                      std::int64_t stride, std::int64_t count, std::int64_t head_dim) {
+  for (std::int64_t j = 0; j < count; ++j)
+    for (std::int64_t d = 0; d < head_dim; ++d) out[d] += p[j] * bf16_to_f32(values[j * stride + d]);
 }
 
 }  // namespace
 
 const isa_kernels& scalar_kernels() {
-  static const isa_kernels table{"scalar", false, matmul_rows, dot_bf16, axpy_bf16};
+  static const isa_kernels table{"scalar", false, matmul_rows, attention_scores,
+                                 attention_values};
   return table;
 }
 

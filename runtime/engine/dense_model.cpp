@@ -118,7 +118,11 @@ status dense_model::allocate() {
   const std::int64_t kv_width = std::int64_t(c.num_key_value_heads) * c.head_dim;
   const std::int64_t widths[buffer_count] = {
       c.hidden_size, std::max<std::int64_t>(c.hidden_size, q_width), q_width, kv_width, kv_width,
-      q_width, c.intermediate_size, c.intermediate_size};
+      q_width,
+      // gate doubles as the logits scratch of forward(): it holds at least one vocab row.
+      std::max<std::int64_t>(c.intermediate_size,
+                             (c.vocab_size + options_.step_tokens_max - 1) / options_.step_tokens_max),
+      c.intermediate_size};
   for (std::int64_t width : widths) {
     void* p = backend_.alloc(std::size_t(options_.step_tokens_max * width) * sizeof(float));
     if (!p) return make_error(error_code::internal, "cannot allocate activation buffers");
@@ -224,8 +228,10 @@ status dense_model::forward(std::span<const step_sequence> seqs, std::vector<flo
   // Logit rows can outnumber the scratch of one buffer when vocab > its width: go in chunks
   // that fit the gate buffer (step_tokens_max x intermediate floats).
   logits.resize(std::size_t(out_rows) * std::size_t(c.vocab_size));
-  const std::int64_t chunk_rows = std::max<std::int64_t>(
-      1, options_.step_tokens_max * c.intermediate_size / c.vocab_size);
+  const std::int64_t gate_width = std::max<std::int64_t>(
+      c.intermediate_size, (c.vocab_size + options_.step_tokens_max - 1) / options_.step_tokens_max);
+  const std::int64_t chunk_rows =
+      std::max<std::int64_t>(1, options_.step_tokens_max * gate_width / c.vocab_size);
   for (std::int64_t r0 = 0; r0 < out_rows; r0 += chunk_rows) {
     const std::int64_t rows = std::min(chunk_rows, out_rows - r0);
     b.matmul(h + r0 * c.hidden_size, rows, lm_head_, {}, gate);

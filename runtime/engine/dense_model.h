@@ -47,6 +47,7 @@ class dense_model {
   const model::model_files& files() const { return *files_; }
   kernels::backend& backend() const { return backend_; }
   int kv_block_tokens() const { return options_.kv_block_tokens; }
+  std::int64_t step_tokens_max() const { return options_.step_tokens_max; }
   std::int32_t kv_blocks() const { return kv_blocks_; }
   // Bytes the cache holds per token, over all layers (keys and values).
   std::int64_t kv_bytes_per_token() const;

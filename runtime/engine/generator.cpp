@@ -85,7 +85,9 @@ result<std::vector<generation_output>> generator::run(std::span<const generation
   std::vector<active_request> all(requests.size());
   for (std::size_t i = 0; i < requests.size(); ++i) all[i].request = &requests[i];
 
-  const std::int64_t budget = std::min(options_.step_tokens_max, std::int64_t(8192));
+  const std::int64_t budget = std::min(options_.step_tokens_max, model_.step_tokens_max());
+  // Every running sequence brings one decode token per step, so at most `budget` run.
+  const std::int64_t running_max = std::min<std::int64_t>(options_.sequences_max, budget);
   const std::int64_t vocab = model_.config().vocab_size;
   std::size_t next_waiting = 0, finished = 0;
   std::vector<step_sequence> step;
@@ -125,7 +127,7 @@ result<std::vector<generation_output>> generator::run(std::span<const generation
     // Admit in arrival order while the whole request fits in free blocks.
     std::int64_t running = 0;
     for (const auto& a : all) running += (a.state == phase::prefill || a.state == phase::decode);
-    while (next_waiting < all.size() && running < options_.sequences_max) {
+    while (next_waiting < all.size() && running < running_max) {
       auto& a = all[next_waiting];
       const std::int64_t total = std::int64_t(a.request->prompt.size()) + a.request->max_tokens;
       if (!blocks.reserve(a.blocks, total, copies)) break;

@@ -54,7 +54,9 @@ kernels::rope_table make_rope_table(const model::model_config& config) {
       break;
     }
     case model::rope_scaling_type::yarn: {
-      const double max_positions = double(s.original_max_position_embeddings);
+      const double max_positions = double(s.original_max_position_embeddings > 0
+                                              ? s.original_max_position_embeddings
+                                              : config.max_position_embeddings);
       double low = std::floor(yarn_correction_dim(s.beta_fast, dim, base, max_positions));
       double high = std::ceil(yarn_correction_dim(s.beta_slow, dim, base, max_positions));
       low = std::max(low, 0.0);
@@ -66,7 +68,7 @@ kernels::rope_table make_rope_table(const model::model_config& config) {
         inv[i] = inv[i] / s.factor * (1 - extrapolation) + inv[i] * extrapolation;
       }
       table.cos_sin_scale =
-          s.mscale_all_dim != 0.0
+          s.mscale != 0.0 && s.mscale_all_dim != 0.0
               ? float(yarn_mscale(s.factor, s.mscale) / yarn_mscale(s.factor, s.mscale_all_dim))
               : float(yarn_mscale(s.factor, 1.0));
       break;

@@ -204,7 +204,8 @@ result<rope_scaling> parse_rope_scaling(const json& j, const std::string& source
   if (!beta_fast) return beta_fast.err();
   auto beta_slow = f.positive("beta_slow", factor_max, 1.0);
   if (!beta_slow) return beta_slow.err();
-  auto mscale = f.positive("mscale", factor_max, 1.0);
+  // 0 means absent: transformers uses the mscale ratio only when both are given.
+  auto mscale = f.positive("mscale", factor_max, 0.0);
   if (!mscale) return mscale.err();
   rope.beta_fast = *beta_fast;
   rope.beta_slow = *beta_slow;

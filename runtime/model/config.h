@@ -36,7 +36,7 @@ struct rope_scaling {
   std::int64_t original_max_position_embeddings = 0;  // llama3, yarn
   double beta_fast = 32.0;                      // yarn
   double beta_slow = 1.0;                       // yarn
-  double mscale = 1.0;                          // yarn (DeepSeek)
+  double mscale = 0.0;                          // yarn (DeepSeek); 0 = absent
   double mscale_all_dim = 0.0;                  // yarn (DeepSeek)
 };
 

@@ -1,0 +1,135 @@
+#include "tests/engine/engine_test_util.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+
+namespace dsrt::engine::test_util {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Generates the models once per process; ctest runs each test case in its own process,
+// and dsgen writes a tiny model in milliseconds.
+class tiny_models : public ::testing::Environment {
+ public:
+  static tiny_models& get() {
+    static tiny_models* instance = new tiny_models;  // owned by gtest once registered
+    return *instance;
+  }
+
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("dsrt-engine-test-" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    for (const char* preset : {"tiny-llama", "tiny-qwen2"}) {
+      const std::string command = std::string(DSRT_BINARY_DIR "/apps/dsgen/dsgen") + " --preset " +
+                                  preset + " --seed 1 --threads 1 --out " +
+                                  (dir_ / preset).string() + " > " +
+                                  (dir_ / (std::string(preset) + ".log")).string() + " 2>&1";
+      const int rc = std::system(command.c_str());
+      ASSERT_EQ(rc, 0) << "dsgen failed: " << command;
+    }
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  const fs::path& dir() const { return dir_; }
+
+ private:
+  fs::path dir_;
+};
+
+// Registered before main() runs (gtest_main then calls RUN_ALL_TESTS).
+[[maybe_unused]] ::testing::Environment* const registered =
+    ::testing::AddGlobalTestEnvironment(&tiny_models::get());
+
+}  // namespace
+
+const fs::path& tiny_llama_dir() {
+  static const fs::path p = tiny_models::get().dir() / "tiny-llama";
+  return p;
+}
+const fs::path& tiny_qwen2_dir() {
+  static const fs::path p = tiny_models::get().dir() / "tiny-qwen2";
+  return p;
+}
+
+std::unique_ptr<kernels::backend> make_backend(const std::string& isa) {
+  return kernels::make_cpu_backend({.threads = 2, .isa = isa});
+}
+
+std::unique_ptr<model::model_files> load_files(const fs::path& dir) {
+  auto files = model::load_model_dir(dir);
+  if (!files) {
+    ADD_FAILURE() << "load_model_dir(" << dir << "): " << files.err().to_string();
+    return nullptr;
+  }
+  return std::move(*files);
+}
+
+std::unique_ptr<dense_model> load_model(const fs::path& dir, kernels::backend& backend,
+                                        const model_options& options) {
+  auto files = load_files(dir);
+  if (!files) return nullptr;
+  auto m = dense_model::create(std::move(files), backend, options);
+  if (!m) {
+    ADD_FAILURE() << "dense_model::create: " << m.err().to_string();
+    return nullptr;
+  }
+  return std::move(*m);
+}
+
+tokenizer::tokenizer load_tokenizer(const fs::path& dir) {
+  auto t = tokenizer::tokenizer::load(dir);
+  if (!t) {
+    ADD_FAILURE() << "tokenizer::load(" << dir << "): " << t.err().to_string();
+    std::abort();  // the callers cannot go on without one
+  }
+  return *t;
+}
+
+std::vector<std::int32_t> make_prompt(std::size_t length, std::uint64_t salt) {
+  std::vector<std::int32_t> out;
+  std::uint64_t s = salt * 0x9e3779b97f4a7c15ull + 12345;
+  for (std::size_t i = 0; i < length; ++i) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    out.push_back(std::int32_t((s >> 33) % 480));
+  }
+  return out;
+}
+
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return std::numeric_limits<double>::infinity();
+  double m = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(double(a[i]) - double(b[i])));
+  return m;
+}
+
+double row_max_abs_diff(const std::vector<float>& a, std::size_t row_a, const std::vector<float>& b,
+                        std::size_t row_b, std::size_t width) {
+  if ((row_a + 1) * width > a.size() || (row_b + 1) * width > b.size())
+    return std::numeric_limits<double>::infinity();
+  double m = 0;
+  for (std::size_t i = 0; i < width; ++i)
+    m = std::max(m, std::abs(double(a[row_a * width + i]) - double(b[row_b * width + i])));
+  return m;
+}
+
+std::vector<float> forward_one(dense_model& model, std::span<const std::int32_t> tokens,
+                               std::int64_t first_position, std::span<const std::int32_t> table,
+                               bool all_logits) {
+  const step_sequence seq{tokens, first_position, table, all_logits};
+  std::vector<float> logits;
+  if (auto s = model.forward(std::span(&seq, 1), logits); !s) {
+    ADD_FAILURE() << "forward at position " << first_position << ": " << s.err().to_string();
+    return {};
+  }
+  return logits;
+}
+
+}  // namespace dsrt::engine::test_util
