@@ -39,6 +39,9 @@ inline float reduce1(__m256 a) {
   return _mm_cvtss_f32(_mm_add_ss(h, _mm_shuffle_ps(h, h, 1)));
 }
 
+// Same reason as avx512_tiles.h: tile rows are too short for the hardware prefetcher.
+constexpr std::int64_t prefetch_rows_ahead = 8;
+
 // 4 rows x C tokens.
 template <int C>
 void tile4(const float* x, std::int64_t k, const weight_ref& w, std::int64_t r, float* y,
@@ -47,7 +50,13 @@ void tile4(const float* x, std::int64_t k, const weight_ref& w, std::int64_t r, 
   for (auto& row : acc)
     for (auto& a : row) a = _mm256_setzero_ps();
   const std::int64_t k8 = k & ~std::int64_t(7);
+  const auto* bytes = static_cast<const char*>(w.data);
+  const std::int64_t size = std::int64_t(dtype_size(w.type));
   for (std::int64_t i = 0; i < k8; i += 8) {
+    if constexpr (C == 1)
+      if ((i * size) % 64 == 0)
+        for (int j = 0; j < 4; ++j)
+          _mm_prefetch(bytes + ((r + prefetch_rows_ahead + j) * k + i) * size, _MM_HINT_T0);
     __m256 wv[4];
     for (int j = 0; j < 4; ++j) wv[j] = load8(w.data, w.type, (r + j) * k + i);
     for (int c = 0; c < C; ++c) {
