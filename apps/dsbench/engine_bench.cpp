@@ -26,6 +26,7 @@ struct engine_bench_flags {
   int gen = 64;
   std::uint64_t seed = 1;
   std::string json_path;
+  std::int64_t bw_buffer_mb = 1024;   // must be far larger than the last-level cache
 };
 
 struct batch_result {
@@ -44,8 +45,9 @@ double seconds_since(clock_type::time_point start) {
 }
 
 // Prefills `batch` random prompts, then decodes `gen` greedy tokens for all of them.
+// measure_bandwidth: false for the warm-up run, which reports nothing.
 result<batch_result> run_batch(engine::dense_model& model, int batch, const engine_bench_flags& f,
-                               int threads) {
+                               int threads, bool measure_bandwidth) {
   const auto& c = model.config();
   engine::block_manager blocks(model.kv_blocks(), model.kv_block_tokens());
   engine::rng random(f.seed + std::uint64_t(batch));
@@ -85,7 +87,9 @@ result<batch_result> run_batch(engine::dense_model& model, int batch, const engi
   r.prefill_gflops = 2.0 * double(model.weight_bytes_per_step()) / double(dtype_size(c.torch_dtype)) *
                      prefill_tokens / prefill_s / 1e9;
 
-  r.mem_bw_gbps = kernels::cpu::measure_read_bandwidth_gbps({.threads = threads});
+  if (measure_bandwidth)
+    r.mem_bw_gbps = kernels::cpu::measure_read_bandwidth_gbps(
+        {.threads = threads, .buffer_bytes = std::size_t(f.bw_buffer_mb) << 20});
   const auto decode_start = clock_type::now();
   for (int t = 0; t < f.gen; ++t) {
     step.clear();
@@ -104,7 +108,7 @@ result<batch_result> run_batch(engine::dense_model& model, int batch, const engi
   const double bytes_per_step = double(model.weight_bytes_per_step()) +
                                 double(batch) * average_context * double(model.kv_bytes_per_token());
   r.roofline_tokens_per_s = double(batch) * r.mem_bw_gbps * 1e9 / bytes_per_step;
-  r.roofline_ratio = r.decode_tokens_per_s / r.roofline_tokens_per_s;
+  r.roofline_ratio = measure_bandwidth ? r.decode_tokens_per_s / r.roofline_tokens_per_s : 0.0;
   for (auto& s : seqs) blocks.release(s);
   return r;
 }
@@ -117,12 +121,15 @@ int run_engine_bench(const engine_bench_flags& f) {
   const auto machine = describe_machine();
 
   // Warm-up: fault the weights in and settle the thread pool.
-  if (auto warm = run_batch(model, 1, {f.engine, {1}, std::min(f.prompt_len, 16), 4, f.seed, ""}, caps.threads); !warm)
+  engine_bench_flags warm_flags = f;
+  warm_flags.prompt_len = std::min(f.prompt_len, 16);
+  warm_flags.gen = 4;
+  if (auto warm = run_batch(model, 1, warm_flags, caps.threads, false); !warm)
     return report(warm.err());
 
   std::vector<batch_result> results;
   for (int b : f.batches) {
-    auto r = run_batch(model, b, f, caps.threads);
+    auto r = run_batch(model, b, f, caps.threads, true);
     if (!r) return report(r.err());
     results.push_back(*r);
   }
@@ -190,6 +197,10 @@ std::function<int()> add_engine_bench(CLI::App& app) {
   cmd->add_option("--gen", flags->gen, "tokens generated per sequence")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--seed", flags->seed, "seed of the random prompts")->capture_default_str();
   cmd->add_option("--json", flags->json_path, "write the results as JSON to this file");
+  cmd->add_option("--bw-buffer-mb", flags->bw_buffer_mb,
+                  "buffer of the memory-bandwidth measurement in MiB (far above the LLC)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::int64_t(1), std::int64_t(1) << 16));
   return [flags] { return run_engine_bench(*flags); };
 }
 
