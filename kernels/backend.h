@@ -66,6 +66,13 @@ struct attention_sequence {
 // RoPE frequencies for one model: inv_freq[i] for dimension pairs (i, i + head_dim/2)
 // ("rotate half", as Llama / Qwen2 in Hugging Face), with the scaling already applied,
 // and a factor multiplied into cos and sin (YaRN's attention scaling; 1 otherwise).
+// One product of a grouped matmul: y = x . w^T (+ bias).
+struct matmul_part {
+  weight_ref w;
+  weight_ref bias;     // bias.data == nullptr: none
+  float* y = nullptr;  // [n, w.rows]
+};
+
 struct rope_table {
   std::vector<float> inv_freq;           // head_dim / 2 entries
   float cos_sin_scale = 1.0f;
@@ -96,6 +103,10 @@ class backend {
   // y[n, w.rows] = x[n, w.cols] . w^T  (+ bias[w.rows] when bias.data != nullptr).
   virtual void matmul(const float* x, std::int64_t n, const weight_ref& w,
                       const weight_ref& bias, float* y) = 0;
+  // Several products of the same input in one call (q/k/v, gate/up): one dispatch and one
+  // conversion of x instead of one per product. Each output equals what matmul() gives.
+  // REQUIRES: every part's w.cols is the same.
+  virtual void matmul_group(const float* x, std::int64_t n, std::span<const matmul_part> parts) = 0;
   // y[t, :] = x[t, :] / rms(x[t, :]) * gamma   (x and y may alias).
   virtual void rms_norm(const float* x, std::int64_t n, const weight_ref& gamma, float eps,
                         float* y) = 0;

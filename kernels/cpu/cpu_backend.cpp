@@ -78,24 +78,45 @@ class cpu_backend final : public backend {
 
   void matmul(const float* x, std::int64_t n, const weight_ref& w, const weight_ref& bias,
               float* y) override {
-    if (n <= 0) return;
+    const matmul_part part{w, bias, y};
+    matmul_group(x, n, {&part, 1});
+  }
+
+  void matmul_group(const float* x, std::int64_t n, std::span<const matmul_part> parts) override {
+    if (n <= 0 || parts.empty()) return;
+    const std::int64_t cols = parts[0].w.cols;
+    std::int64_t total_rows = 0;
+    bool any_bf16 = false;
+    for (const auto& p : parts) {
+      DSRT_ASSERT(p.w.cols == cols, "grouped matmul parts differ in width: {} vs {}", p.w.cols, cols);
+      total_rows += p.w.rows;
+      any_bf16 = any_bf16 || p.w.type == dtype::bf16;
+    }
     const std::uint16_t* xb = nullptr;
-    if (isa_.bf16_activations && w.type == dtype::bf16) {
-      std::uint16_t* buf = scratch(xb_, std::size_t(n * w.cols));
-      cpu::to_bf16(x, n * w.cols, buf);
+    if (isa_.bf16_activations && any_bf16) {
+      std::uint16_t* buf = scratch(xb_, std::size_t(n * cols));
+      cpu::to_bf16(x, n * cols, buf);
       xb = buf;
     }
+    // Rows [begin, end) of the parts laid end to end.
     auto rows = [&](std::int64_t begin, std::int64_t end) {
-      isa_.matmul_rows(x, xb, n, w, begin, end, y);
-      if (bias.data == nullptr) return;
-      for (std::int64_t t = 0; t < n; ++t)
-        for (std::int64_t r = begin; r < end; ++r)
-          y[t * w.rows + r] += load_as_f32(bias.data, bias.type, r);
+      std::int64_t offset = 0;
+      for (const auto& p : parts) {
+        const std::int64_t b = std::max(begin, offset) - offset;
+        const std::int64_t e = std::min(end, offset + p.w.rows) - offset;
+        offset += p.w.rows;
+        if (b >= e) continue;
+        isa_.matmul_rows(x, p.w.type == dtype::bf16 ? xb : nullptr, n, p.w, b, e, p.y);
+        if (p.bias.data == nullptr) continue;
+        for (std::int64_t t = 0; t < n; ++t)
+          for (std::int64_t r = b; r < e; ++r)
+            p.y[t * p.w.rows + r] += load_as_f32(p.bias.data, p.bias.type, r);
+      }
     };
-    if (n * w.rows * w.cols < parallel_macs_min) {
-      rows(0, w.rows);
+    if (n * total_rows * cols < parallel_macs_min) {
+      rows(0, total_rows);
     } else {
-      pool_.parallel_for(w.rows, matmul_rows_grain, rows);
+      pool_.parallel_for(total_rows, matmul_rows_grain, rows);
     }
   }
 

@@ -202,9 +202,8 @@ status dense_model::forward(std::span<const step_sequence> seqs, std::vector<flo
   for (std::size_t layer = 0; layer < layers_.size(); ++layer) {
     const auto& l = layers_[layer];
     b.rms_norm(x, n, l.input_norm, eps, h);
-    b.matmul(h, n, l.q, l.q_bias, q);
-    b.matmul(h, n, l.k, l.k_bias, k);
-    b.matmul(h, n, l.v, l.v_bias, v);
+    const kernels::matmul_part qkv[] = {{l.q, l.q_bias, q}, {l.k, l.k_bias, k}, {l.v, l.v_bias, v}};
+    b.matmul_group(h, n, qkv);
     b.rope(q, n, c.num_attention_heads, c.head_dim, positions_, rope_);
     b.rope(k, n, c.num_key_value_heads, c.head_dim, positions_, rope_);
     b.kv_write(cache_[layer], attention_, k, v);
@@ -212,8 +211,8 @@ status dense_model::forward(std::span<const step_sequence> seqs, std::vector<flo
     b.matmul(attn, n, l.o, {}, h);
     b.add(x, h, n * c.hidden_size);
     b.rms_norm(x, n, l.post_norm, eps, h);
-    b.matmul(h, n, l.gate, {}, gate);
-    b.matmul(h, n, l.up, {}, up);
+    const kernels::matmul_part gate_up[] = {{l.gate, {}, gate}, {l.up, {}, up}};
+    b.matmul_group(h, n, gate_up);
     b.swiglu(gate, up, n * c.intermediate_size, gate);
     b.matmul(gate, n, l.down, {}, h);
     b.add(x, h, n * c.hidden_size);

@@ -103,6 +103,27 @@ TEST_P(BackendOps, MatmulIsBatchInvariant) {
   }
 }
 
+TEST_P(BackendOps, GroupedMatmulEqualsSeparateCalls) {
+  // Parts of odd sizes so the split across threads falls inside parts and between them.
+  const std::int64_t cols = 200;
+  for (std::int64_t n : {1, 5, 33}) {
+    auto a = make_weights(dtype::bf16, 1001, cols, 21);
+    auto b = make_weights(dtype::bf16, 37, cols, 22);
+    auto c = make_weights(dtype::f16, 130, cols, 23);
+    auto bias = make_weights(dtype::f32, 1, 37, 24);
+    const auto x = random_floats(std::size_t(n * cols), 25);
+    std::vector<float> ya(std::size_t(n * 1001)), yb(std::size_t(n * 37)), yc(std::size_t(n * 130));
+    const matmul_part parts[] = {{a.ref, {}, ya.data()}, {b.ref, bias.ref, yb.data()}, {c.ref, {}, yc.data()}};
+    backend_->matmul_group(x.data(), n, parts);
+    for (const auto& p : parts) {
+      std::vector<float> alone(std::size_t(n * p.w.rows));
+      backend_->matmul(x.data(), n, p.w, p.bias, alone.data());
+      for (std::size_t i = 0; i < alone.size(); ++i)
+        ASSERT_EQ(alone[i], p.y[i]) << "n=" << n << " part rows " << p.w.rows << " element " << i;
+    }
+  }
+}
+
 TEST_P(BackendOps, RmsNormSwigluAddEmbed) {
   const std::int64_t n = 3, dim = 77;
   const auto x = random_floats(std::size_t(n * dim), 1);
