@@ -65,7 +65,7 @@ inline __mmask16 tail16(std::int64_t remaining) {
   return remaining >= 16 ? __mmask16(0xffff) : __mmask16((1u << remaining) - 1);
 }
 
-// R rows (4 or 1) x C tokens with the f32 FMA inner product.
+// R rows (a multiple of 4, or 1) x C tokens with the f32 FMA inner product.
 // prefetch: fetch the weight rows ahead (the first token tile of each row tile does it).
 template <int R, int C>
 void tile_fma(const float* x, std::int64_t k, const weight_ref& w, std::int64_t r, float* y,
@@ -84,8 +84,9 @@ void tile_fma(const float* x, std::int64_t k, const weight_ref& w, std::int64_t 
     }
   }
   for (int c = 0; c < C; ++c) {
-    if constexpr (R == 4) {
-      _mm_storeu_ps(y + c * ldy + r, reduce4(acc[0][c], acc[1][c], acc[2][c], acc[3][c]));
+    if constexpr (R % 4 == 0) {
+      for (int q = 0; q < R; q += 4)
+        _mm_storeu_ps(y + c * ldy + r + q, reduce4(acc[q][c], acc[q + 1][c], acc[q + 2][c], acc[q + 3][c]));
     } else {
       y[c * ldy + r] = reduce1(acc[0][c]);
     }
@@ -122,8 +123,9 @@ void tile_dp(const std::uint16_t* xb, std::int64_t k, const weight_ref& w, std::
   for (; i + 32 <= k; i += 32) step(i, 0, true);
   if (i < k) step(i, tail32(k - i), false);
   for (int c = 0; c < C; ++c) {
-    if constexpr (R == 4) {
-      _mm_storeu_ps(y + c * ldy + r, reduce4(acc[0][c], acc[1][c], acc[2][c], acc[3][c]));
+    if constexpr (R % 4 == 0) {
+      for (int q = 0; q < R; q += 4)
+        _mm_storeu_ps(y + c * ldy + r + q, reduce4(acc[q][c], acc[q + 1][c], acc[q + 2][c], acc[q + 3][c]));
     } else {
       y[c * ldy + r] = reduce1(acc[0][c]);
     }
@@ -161,6 +163,10 @@ void matmul_rows(const float* x, const std::uint16_t* xb, std::int64_t n, const 
       }
     };
     std::int64_t r = row_begin;
+    // A lone token: 8-row tiles keep more weight loads in flight (registers allow it only
+    // for one token). The reduction of each output is the same as in 4-row tiles.
+    if (t1 - t0 == 1)
+      for (; r + 8 <= row_end; r += 8) run.template operator()<8, 1>(r, t0);
     for (; r + 4 <= row_end; r += 4) rows.template operator()<4>(r);
     for (; r < row_end; ++r) rows.template operator()<1>(r);
   }
