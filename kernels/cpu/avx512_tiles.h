@@ -173,38 +173,89 @@ void matmul_rows(const float* x, const std::uint16_t* xb, std::int64_t n, const 
   (void)dp;
 }
 
-// Four keys at a time share one 4-way horizontal reduction.
-inline void attention_scores(const float* q, const std::uint16_t* keys, std::int64_t stride,
-                             std::int64_t count, std::int64_t head_dim, float scale, float* scores) {
+// H (1..4) query heads of one GQA group against `count` keys: each key chunk is widened
+// once and used by every head; four keys of a head share one 4-way horizontal reduction.
+template <int H>
+inline void scores_heads(const float* q, const std::uint16_t* keys, std::int64_t stride,
+                         std::int64_t count, std::int64_t head_dim, float scale, float* scores,
+                         std::int64_t scores_stride) {
   std::int64_t j = 0;
   for (; j + 4 <= count; j += 4) {
-    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    __m512 acc[4][H];
+    for (auto& row : acc)
+      for (auto& a : row) a = _mm512_setzero_ps();
     for (std::int64_t d = 0; d < head_dim; d += 16) {
       const __mmask16 m = tail16(head_dim - d);
-      const __m512 qv = _mm512_maskz_loadu_ps(m, q + d);
-      for (int r = 0; r < 4; ++r)
-        acc[r] = _mm512_fmadd_ps(qv, load16(keys, dtype::bf16, (j + r) * stride + d, m), acc[r]);
+      __m512 kv[4];
+      for (int r = 0; r < 4; ++r) kv[r] = load16(keys, dtype::bf16, (j + r) * stride + d, m);
+      for (int h = 0; h < H; ++h) {
+        const __m512 qv = _mm512_maskz_loadu_ps(m, q + h * head_dim + d);
+        for (int r = 0; r < 4; ++r) acc[r][h] = _mm512_fmadd_ps(qv, kv[r], acc[r][h]);
+      }
     }
-    _mm_storeu_ps(scores + j, _mm_mul_ps(reduce4(acc[0], acc[1], acc[2], acc[3]), _mm_set1_ps(scale)));
+    for (int h = 0; h < H; ++h)
+      _mm_storeu_ps(scores + h * scores_stride + j,
+                    _mm_mul_ps(reduce4(acc[0][h], acc[1][h], acc[2][h], acc[3][h]), _mm_set1_ps(scale)));
   }
   for (; j < count; ++j) {
-    __m512 acc = _mm512_setzero_ps();
+    __m512 acc[H];
+    for (auto& a : acc) a = _mm512_setzero_ps();
     for (std::int64_t d = 0; d < head_dim; d += 16) {
       const __mmask16 m = tail16(head_dim - d);
-      acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + d), load16(keys, dtype::bf16, j * stride + d, m), acc);
+      const __m512 kv = load16(keys, dtype::bf16, j * stride + d, m);
+      for (int h = 0; h < H; ++h)
+        acc[h] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + h * head_dim + d), kv, acc[h]);
     }
-    scores[j] = reduce1(acc) * scale;
+    for (int h = 0; h < H; ++h) scores[h * scores_stride + j] = reduce1(acc[h]) * scale;
   }
 }
 
-inline void attention_values(float* out, const float* p, const std::uint16_t* values,
-                             std::int64_t stride, std::int64_t count, std::int64_t head_dim) {
+// H (1..4) heads: per 16-column chunk each value row is widened once and accumulated into
+// every head, the accumulators staying in registers.
+template <int H>
+inline void values_heads(float* out, const float* p, std::int64_t scores_stride,
+                         const std::uint16_t* values, std::int64_t stride, std::int64_t count,
+                         std::int64_t head_dim) {
   for (std::int64_t d = 0; d < head_dim; d += 16) {
     const __mmask16 m = tail16(head_dim - d);
-    __m512 acc = _mm512_maskz_loadu_ps(m, out + d);
-    for (std::int64_t j = 0; j < count; ++j)
-      acc = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), load16(values, dtype::bf16, j * stride + d, m), acc);
-    _mm512_mask_storeu_ps(out + d, m, acc);
+    __m512 acc[H];
+    for (int h = 0; h < H; ++h) acc[h] = _mm512_maskz_loadu_ps(m, out + h * head_dim + d);
+    for (std::int64_t j = 0; j < count; ++j) {
+      const __m512 v = load16(values, dtype::bf16, j * stride + d, m);
+      for (int h = 0; h < H; ++h)
+        acc[h] = _mm512_fmadd_ps(_mm512_set1_ps(p[h * scores_stride + j]), v, acc[h]);
+    }
+    for (int h = 0; h < H; ++h) _mm512_mask_storeu_ps(out + h * head_dim + d, m, acc[h]);
+  }
+}
+
+inline void attention_scores(const float* q, int heads, const std::uint16_t* keys,
+                             std::int64_t stride, std::int64_t count, std::int64_t head_dim,
+                             float scale, float* scores, std::int64_t scores_stride) {
+  for (int h0 = 0; h0 < heads; h0 += 4) {
+    const float* qh = q + h0 * head_dim;
+    float* sh = scores + h0 * scores_stride;
+    switch (std::min(4, heads - h0)) {
+      case 4: scores_heads<4>(qh, keys, stride, count, head_dim, scale, sh, scores_stride); break;
+      case 3: scores_heads<3>(qh, keys, stride, count, head_dim, scale, sh, scores_stride); break;
+      case 2: scores_heads<2>(qh, keys, stride, count, head_dim, scale, sh, scores_stride); break;
+      default: scores_heads<1>(qh, keys, stride, count, head_dim, scale, sh, scores_stride); break;
+    }
+  }
+}
+
+inline void attention_values(float* out, int heads, const float* p, std::int64_t scores_stride,
+                             const std::uint16_t* values, std::int64_t stride, std::int64_t count,
+                             std::int64_t head_dim) {
+  for (int h0 = 0; h0 < heads; h0 += 4) {
+    float* oh = out + h0 * head_dim;
+    const float* ph = p + h0 * scores_stride;
+    switch (std::min(4, heads - h0)) {
+      case 4: values_heads<4>(oh, ph, scores_stride, values, stride, count, head_dim); break;
+      case 3: values_heads<3>(oh, ph, scores_stride, values, stride, count, head_dim); break;
+      case 2: values_heads<2>(oh, ph, scores_stride, values, stride, count, head_dim); break;
+      default: values_heads<1>(oh, ph, scores_stride, values, stride, count, head_dim); break;
+    }
   }
 }
 

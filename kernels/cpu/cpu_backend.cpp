@@ -195,35 +195,41 @@ class cpu_backend final : public backend {
     const int hd = cache.head_dim;
     const int group = heads / cache.kv_heads;
     const std::int64_t kv_width = std::int64_t(cache.kv_heads) * hd;
-    const std::int64_t units = std::int64_t(seqs.size()) * heads;
+    const std::int64_t units = std::int64_t(seqs.size()) * cache.kv_heads;
+    const std::int64_t bt = cache.block_tokens;
     auto work = [&](std::int64_t begin, std::int64_t end) {
       thread_local std::vector<float> scores_buffer;
+      thread_local std::vector<float> inverse_sum_buffer;
+      float* inverse_sum = scratch(inverse_sum_buffer, std::size_t(group));
       for (std::int64_t u = begin; u < end; ++u) {
-        const auto& s = seqs[u / heads];
-        const int h = int(u % heads);
-        const int g = h / group;
-        float* scores = scratch(scores_buffer, std::size_t(s.first_position + s.rows));
+        const auto& s = seqs[u / cache.kv_heads];
+        const int g = int(u % cache.kv_heads);
+        // One row of scores per query head of the group, each long enough for the context.
+        const std::int64_t stride = s.first_position + s.rows;
+        float* scores = scratch(scores_buffer, std::size_t(group * stride));
         for (std::int64_t i = 0; i < s.rows; ++i) {
           const std::int64_t row = s.row_begin + i;
           const std::int64_t context = s.first_position + i + 1;
-          const float* qv = q + (row * heads + h) * hd;
+          const float* qg = q + (row * heads + g * group) * hd;
           // Walk the context block by block: each block's slots are contiguous.
-          const std::int64_t bt = cache.block_tokens;
           for (std::int64_t p0 = 0; p0 < context; p0 += bt) {
             const std::int64_t count = std::min(bt, context - p0);
             const std::uint16_t* k = cache.keys + slot_offset(cache, s, p0) * kv_width + g * hd;
-            isa_.attention_scores(qv, k, kv_width, count, hd, scale, scores + p0);
+            isa_.attention_scores(qg, group, k, kv_width, count, hd, scale, scores + p0, stride);
           }
-          const float max = cpu::max_of(scores, context);
-          const float sum = cpu::exp_shifted_sum(scores, context, max);
-          float* o = out + (row * heads + h) * hd;
-          std::fill(o, o + hd, 0.f);
+          for (int h = 0; h < group; ++h) {
+            float* sh = scores + h * stride;
+            const float max = cpu::max_of(sh, context);
+            inverse_sum[h] = 1.0f / cpu::exp_shifted_sum(sh, context, max);
+          }
+          float* og = out + (row * heads + g * group) * hd;
+          std::fill(og, og + group * hd, 0.f);
           for (std::int64_t p0 = 0; p0 < context; p0 += bt) {
             const std::int64_t count = std::min(bt, context - p0);
             const std::uint16_t* v = cache.values + slot_offset(cache, s, p0) * kv_width + g * hd;
-            isa_.attention_values(o, scores + p0, v, kv_width, count, hd);
+            isa_.attention_values(og, group, scores + p0, stride, v, kv_width, count, hd);
           }
-          cpu::scale_inplace(o, 1.0f / sum, hd);
+          for (int h = 0; h < group; ++h) cpu::scale_inplace(og + h * hd, inverse_sum[h], hd);
         }
       }
     };

@@ -22,13 +22,18 @@ struct isa_kernels {
   void (*matmul_rows)(const float* x, const std::uint16_t* xb, std::int64_t n,
                       const weight_ref& w, std::int64_t row_begin, std::int64_t row_end,
                       float* y);
-  // Attention over a run of cache slots (keys / values in bf16, `stride` elements apart):
-  // scores[j] = scale * sum_d q[d] * keys[j * stride + d] for j in [0, count).
-  void (*attention_scores)(const float* q, const std::uint16_t* keys, std::int64_t stride,
-                           std::int64_t count, std::int64_t head_dim, float scale, float* scores);
-  // out[d] += sum_j p[j] * values[j * stride + d] for j in [0, count).
-  void (*attention_values)(float* out, const float* p, const std::uint16_t* values,
-                           std::int64_t stride, std::int64_t count, std::int64_t head_dim);
+  // Attention of the `heads` query heads that share one KV head (GQA) over a run of cache
+  // slots (bf16 keys / values, `stride` elements apart), so each key and value row is
+  // loaded once for the whole group. q and out hold the heads one after another
+  // (head_dim apart); scores and p hold one row per head, `scores_stride` apart.
+  // scores[h * scores_stride + j] = scale * sum_d q[h * head_dim + d] * keys[j * stride + d]
+  void (*attention_scores)(const float* q, int heads, const std::uint16_t* keys,
+                           std::int64_t stride, std::int64_t count, std::int64_t head_dim,
+                           float scale, float* scores, std::int64_t scores_stride);
+  // out[h * head_dim + d] += sum_j p[h * scores_stride + j] * values[j * stride + d]
+  void (*attention_values)(float* out, int heads, const float* p, std::int64_t scores_stride,
+                           const std::uint16_t* values, std::int64_t stride, std::int64_t count,
+                           std::int64_t head_dim);
 };
 
 const isa_kernels& scalar_kernels();

@@ -105,7 +105,7 @@ void matmul_rows(const float* x, const std::uint16_t*, std::int64_t n, const wei
 }
 
 // Four keys at a time share one 4-way horizontal reduction.
-void attention_scores(const float* q, const std::uint16_t* keys, std::int64_t stride,
+void attention_scores_one(const float* q, const std::uint16_t* keys, std::int64_t stride,
                       std::int64_t count, std::int64_t head_dim, float scale, float* scores) {
   const std::int64_t d8 = head_dim & ~std::int64_t(7);
   auto tail = [&](std::int64_t j) {
@@ -133,7 +133,7 @@ void attention_scores(const float* q, const std::uint16_t* keys, std::int64_t st
   }
 }
 
-void attention_values(float* out, const float* p, const std::uint16_t* values,
+void attention_values_one(float* out, const float* p, const std::uint16_t* values,
                       std::int64_t stride, std::int64_t count, std::int64_t head_dim) {
   const std::int64_t d8 = head_dim & ~std::int64_t(7);
   for (std::int64_t d = 0; d < d8; d += 8) {
@@ -144,6 +144,21 @@ void attention_values(float* out, const float* p, const std::uint16_t* values,
   }
   for (std::int64_t d = d8; d < head_dim; ++d)
     for (std::int64_t j = 0; j < count; ++j) out[d] += p[j] * bf16_to_f32(values[j * stride + d]);
+}
+
+// The fallback path keeps it simple: one head at a time.
+void attention_scores(const float* q, int heads, const std::uint16_t* keys, std::int64_t stride,
+                      std::int64_t count, std::int64_t head_dim, float scale, float* scores,
+                      std::int64_t scores_stride) {
+  for (int h = 0; h < heads; ++h)
+    attention_scores_one(q + h * head_dim, keys, stride, count, head_dim, scale, scores + h * scores_stride);
+}
+
+void attention_values(float* out, int heads, const float* p, std::int64_t scores_stride,
+                      const std::uint16_t* values, std::int64_t stride, std::int64_t count,
+                      std::int64_t head_dim) {
+  for (int h = 0; h < heads; ++h)
+    attention_values_one(out + h * head_dim, p + h * scores_stride, values, stride, count, head_dim);
 }
 
 }  // namespace

@@ -17,19 +17,25 @@ void matmul_rows(const float* x, const std::uint16_t*, std::int64_t n, const wei
   }
 }
 
-void attention_scores(const float* q, const std::uint16_t* keys, std::int64_t stride,
-                      std::int64_t count, std::int64_t head_dim, float scale, float* scores) {
-  for (std::int64_t j = 0; j < count; ++j) {
-    float sum = 0.f;
-    for (std::int64_t d = 0; d < head_dim; ++d) sum += q[d] * bf16_to_f32(keys[j * stride + d]);
-    scores[j] = sum * scale;
-  }
+void attention_scores(const float* q, int heads, const std::uint16_t* keys, std::int64_t stride,
+                      std::int64_t count, std::int64_t head_dim, float scale, float* scores,
+                      std::int64_t scores_stride) {
+  for (int h = 0; h < heads; ++h)
+    for (std::int64_t j = 0; j < count; ++j) {
+      float sum = 0.f;
+      for (std::int64_t d = 0; d < head_dim; ++d)
+        sum += q[h * head_dim + d] * bf16_to_f32(keys[j * stride + d]);
+      scores[h * scores_stride + j] = sum * scale;
+    }
 }
 
-void attention_values(float* out, const float* p, const std::uint16_t* values,
-                      std::int64_t stride, std::int64_t count, std::int64_t head_dim) {
-  for (std::int64_t j = 0; j < count; ++j)
-    for (std::int64_t d = 0; d < head_dim; ++d) out[d] += p[j] * bf16_to_f32(values[j * stride + d]);
+void attention_values(float* out, int heads, const float* p, std::int64_t scores_stride,
+                      const std::uint16_t* values, std::int64_t stride, std::int64_t count,
+                      std::int64_t head_dim) {
+  for (int h = 0; h < heads; ++h)
+    for (std::int64_t j = 0; j < count; ++j)
+      for (std::int64_t d = 0; d < head_dim; ++d)
+        out[h * head_dim + d] += p[h * scores_stride + j] * bf16_to_f32(values[j * stride + d]);
 }
 
 }  // namespace

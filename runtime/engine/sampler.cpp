@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/cpu/elementwise.h"
+
 namespace dsrt::engine {
 
 status validate(const sampling_params& p) {
@@ -46,6 +48,11 @@ sampler::sampler(const sampling_params& params) : params_(params), rng_(params.s
 std::int32_t sampler::sample(std::span<const float> logits) {
   DSRT_ASSERT(!logits.empty());
   if (params_.temperature == 0.0f || params_.top_k == 1) {
+    // Greedy: a vectorised max, then the first id that holds it (lowest id on ties).
+    const float max = kernels::cpu::max_of(logits.data(), std::int64_t(logits.size()));
+    const auto first = std::find(logits.begin(), logits.end(), max);
+    if (first != logits.end()) return std::int32_t(first - logits.begin());
+    // Only NaN logits get here (NaN compares unequal to everything).
     return std::int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
   }
   auto& c = candidates_;

@@ -46,6 +46,8 @@ test_weights make_weights(dtype type, std::int64_t rows, std::int64_t cols, std:
 }
 
 // The CPU paths to test; the ones this CPU lacks are skipped visibly.
+void check_paged_attention(backend& be, int heads, int kv_heads);
+
 class BackendOps : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
@@ -177,9 +179,17 @@ TEST_P(BackendOps, RopeRotatesHalves) {
 }
 
 TEST_P(BackendOps, PagedAttentionMatchesContiguousReference) {
+  // GQA groups of 3 (the usual), 9 (past the 4- and 8-head register chunks) and 1 (MHA).
+  for (auto [heads, kv_heads] : {std::pair{6, 2}, {9, 1}, {4, 4}}) {
+    SCOPED_TRACE("heads " + std::to_string(heads) + " kv_heads " + std::to_string(kv_heads));
+    check_paged_attention(*backend_, heads, kv_heads);
+  }
+}
+
+void check_paged_attention(backend& be, const int heads, const int kv_heads) {
   // Two sequences with scattered blocks: one prefilling 21 tokens from position 0, one
   // decoding 1 token at position 40 (its earlier keys are written first).
-  const int heads = 6, kv_heads = 2, head_dim = 20, block_tokens = 16, blocks = 8;
+  const int head_dim = 20, block_tokens = 16, blocks = 8;
   const std::int64_t width = kv_heads * head_dim;
   std::vector<std::uint16_t> keys(std::size_t(blocks * block_tokens * width));
   std::vector<std::uint16_t> values(keys.size());
@@ -189,7 +199,7 @@ TEST_P(BackendOps, PagedAttentionMatchesContiguousReference) {
 
   const auto k_b = random_floats(std::size_t(41 * width), 11), v_b = random_floats(k_b.size(), 12);
   attention_sequence history{0, 40, 0, table_b, 3};
-  backend_->kv_write(cache, {&history, 1}, k_b.data(), v_b.data());
+  be.kv_write(cache, {&history, 1}, k_b.data(), v_b.data());
 
   const auto k_new = random_floats(std::size_t(22 * width), 13);
   const auto v_new = random_floats(k_new.size(), 14);
@@ -198,12 +208,12 @@ TEST_P(BackendOps, PagedAttentionMatchesContiguousReference) {
   std::vector<float> k_rows(k_new), v_rows(v_new);
   std::copy(k_b.begin() + 40 * width, k_b.begin() + 41 * width, k_rows.begin() + 21 * width);
   std::copy(v_b.begin() + 40 * width, v_b.begin() + 41 * width, v_rows.begin() + 21 * width);
-  backend_->kv_write(cache, seqs, k_rows.data(), v_rows.data());
+  be.kv_write(cache, seqs, k_rows.data(), v_rows.data());
 
   const auto q = random_floats(std::size_t(22 * heads * head_dim), 15);
   std::vector<float> out(q.size());
   const float scale = 1.0f / std::sqrt(float(head_dim));
-  backend_->paged_attention(q.data(), heads, cache, seqs, scale, out.data());
+  be.paged_attention(q.data(), heads, cache, seqs, scale, out.data());
 
   auto rounded = [](float f) { return double(bf16_to_f32(f32_to_bf16(f))); };
   for (int s = 0; s < 2; ++s) {
