@@ -46,7 +46,7 @@ test_weights make_weights(dtype type, std::int64_t rows, std::int64_t cols, std:
 }
 
 // The CPU paths to test; the ones this CPU lacks are skipped visibly.
-void check_paged_attention(backend& be, int heads, int kv_heads);
+void check_paged_attention(backend& be, int heads, int kv_heads, double tolerance);
 
 class BackendOps : public ::testing::TestWithParam<std::string> {
  protected:
@@ -182,11 +182,14 @@ TEST_P(BackendOps, PagedAttentionMatchesContiguousReference) {
   // GQA groups of 3 (the usual), 9 (past the 4- and 8-head register chunks) and 1 (MHA).
   for (auto [heads, kv_heads] : {std::pair{6, 2}, {9, 1}, {4, 4}}) {
     SCOPED_TRACE("heads " + std::to_string(heads) + " kv_heads " + std::to_string(kv_heads));
-    check_paged_attention(*backend_, heads, kv_heads);
+    // avx512bf16 rounds queries to bf16 for the scores (keys are bf16 already): each score
+    // moves by up to ~2^-9 x |q||k| x scale (~1.5 x 0.22 here), carried into outputs of
+    // values bounded by 1, so about 6e-4 at worst.
+    check_paged_attention(*backend_, heads, kv_heads, GetParam() == "avx512bf16" ? 1e-3 : 2e-5);
   }
 }
 
-void check_paged_attention(backend& be, const int heads, const int kv_heads) {
+void check_paged_attention(backend& be, const int heads, const int kv_heads, const double tolerance) {
   // Two sequences with scattered blocks: one prefilling 21 tokens from position 0, one
   // decoding 1 token at position 40 (its earlier keys are written first).
   const int head_dim = 20, block_tokens = 16, blocks = 8;
@@ -238,7 +241,7 @@ void check_paged_attention(backend& be, const int heads, const int kv_heads) {
           double expected = 0;
           for (std::int64_t j = 0; j <= pos; ++j)
             expected += p[j] / sum * rounded(vs[j * width + g * head_dim + d]);
-          ASSERT_NEAR(out[(row * heads + h) * head_dim + d], expected, 2e-5)
+          ASSERT_NEAR(out[(row * heads + h) * head_dim + d], expected, tolerance)
               << "seq " << s << " row " << i << " head " << h << " dim " << d;
         }
       }
