@@ -8,14 +8,12 @@
 #include <cstdint>
 #include <string_view>
 
+#include "runtime/random.h"
+
 namespace dsrt::dsgen {
 
-inline std::uint64_t splitmix64(std::uint64_t& state) {
-  std::uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
+using dsrt::splitmix64;
+using dsrt::xoshiro256;
 
 // FNV-1a, to turn a tensor name into part of a seed.
 inline std::uint64_t fnv1a64(std::string_view s) {
@@ -33,28 +31,6 @@ inline std::uint64_t mix_seed(std::uint64_t a, std::uint64_t b, std::uint64_t c)
   s = h ^ c;
   return splitmix64(s);
 }
-
-class xoshiro256 {
- public:
-  explicit xoshiro256(std::uint64_t seed) {
-    for (auto& word : s_) word = splitmix64(seed);
-  }
-  std::uint64_t next() {
-    const std::uint64_t result = rotl(s_[1] * 5, 7) * 9;
-    const std::uint64_t t = s_[1] << 17;
-    s_[2] ^= s_[0];
-    s_[3] ^= s_[1];
-    s_[1] ^= s_[2];
-    s_[0] ^= s_[3];
-    s_[2] ^= t;
-    s_[3] = rotl(s_[3], 45);
-    return result;
-  }
-
- private:
-  static std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-  std::uint64_t s_[4];
-};
 
 // ln(x) for x > 0. frexp is exact; the rest is the atanh series on [sqrt(1/2), sqrt(2)),
 // where |s| <= 0.172, accurate to ~1e-11 relative: far below the f32 rounding that follows.

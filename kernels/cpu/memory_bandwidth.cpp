@@ -9,11 +9,7 @@
 #include <thread>
 #include <vector>
 
-#if defined(__x86_64__) && !defined(__clang__)
-#define DSRT_MULTI_ISA __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
-#else
-#define DSRT_MULTI_ISA
-#endif
+#include "kernels/cpu/multi_isa.h"
 
 namespace dsrt::kernels::cpu {
 namespace {

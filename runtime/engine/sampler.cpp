@@ -18,31 +18,6 @@ status validate(const sampling_params& p) {
   return ok_status();
 }
 
-rng::rng(std::uint64_t seed) {
-  for (auto& s : s_) {  // splitmix64
-    seed += 0x9e3779b97f4a7c15ull;
-    std::uint64_t z = seed;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    s = z ^ (z >> 31);
-  }
-}
-
-std::uint64_t rng::next() {
-  auto rotl = [](std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); };
-  const std::uint64_t result = rotl(s_[1] * 5, 7) * 9;
-  const std::uint64_t t = s_[1] << 17;
-  s_[2] ^= s_[0];
-  s_[3] ^= s_[1];
-  s_[1] ^= s_[2];
-  s_[0] ^= s_[3];
-  s_[2] ^= t;
-  s_[3] = rotl(s_[3], 45);
-  return result;
-}
-
-double rng::uniform() { return double(next() >> 11) * 0x1.0p-53; }
-
 sampler::sampler(const sampling_params& params) : params_(params), rng_(params.seed) {}
 
 std::int32_t sampler::sample(std::span<const float> logits) {

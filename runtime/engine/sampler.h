@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "runtime/error.h"
+#include "runtime/random.h"
 
 namespace dsrt::engine {
 
@@ -21,16 +22,7 @@ struct sampling_params {
 // top_k >= 0, top_p (0, 1], min_p [0, 1].
 status validate(const sampling_params& p);
 
-// xoshiro256** seeded by splitmix64: small, fast and identical on every platform.
-class rng {
- public:
-  explicit rng(std::uint64_t seed);
-  std::uint64_t next();
-  double uniform();           // [0, 1) with 53 random bits
-
- private:
-  std::uint64_t s_[4];
-};
+using rng = xoshiro256;
 
 // One per request. REQUIRES: validate(params) succeeded.
 class sampler {
