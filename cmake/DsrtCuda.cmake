@@ -6,8 +6,11 @@ string(TOUPPER "${DSRT_CUDA}" _dsrt_cuda)
 set(DSRT_HAVE_CUDA OFF)
 
 if(NOT _dsrt_cuda STREQUAL "OFF")
-  if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
-    set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
+  # Point the probe at the usual toolkit location through the environment: setting
+  # CMAKE_CUDA_COMPILER itself would make check_language skip its test compile, and an nvcc
+  # that cannot build would then fail the configure instead of falling back to the CPU.
+  if(NOT CMAKE_CUDA_COMPILER AND NOT DEFINED ENV{CUDACXX} AND EXISTS /usr/local/cuda/bin/nvcc)
+    set(ENV{CUDACXX} /usr/local/cuda/bin/nvcc)
   endif()
   include(CheckLanguage)
   check_language(CUDA)

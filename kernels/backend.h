@@ -131,8 +131,10 @@ class backend {
 
 // Options for the CPU backend. threads = 0 means all online cores; isa = "" means the best
 // the CPU supports ("avx512bf16", "avx512", "avx2", "scalar"; env DSRT_CPU_ISA overrides).
+inline constexpr int cpu_threads_max = 1024;
+
 struct cpu_backend_options {
-  int threads = 0;
+  int threads = 0;                      // at most cpu_threads_max
   std::string isa;
 };
 

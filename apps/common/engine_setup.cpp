@@ -9,14 +9,15 @@ namespace dsrt::apps {
 void add_engine_flags(CLI::App& app, engine_flags& flags) {
   app.add_option("--model", flags.model_dir, "model directory (config.json, *.safetensors, tokenizer.json)")
       ->required();
-  app.add_option("--threads", flags.threads, "CPU threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", flags.threads, "CPU threads (default: the cores this process may use)")
+      ->check(CLI::Range(0, kernels::cpu_threads_max));
   app.add_option("--isa", flags.isa, "CPU path: avx512bf16, avx512, avx2 or scalar (default: best available)");
   app.add_option("--kv-cache-mb", flags.kv_cache_mb, "KV cache memory in MiB")
       ->capture_default_str()
       ->check(CLI::Range(std::int64_t(1), std::int64_t(1) << 20));
   app.add_option("--step-tokens-max", flags.step_tokens_max, "most tokens in one forward step")
       ->capture_default_str()
-      ->check(CLI::Range(std::int64_t(1), std::int64_t(1) << 20));
+      ->check(CLI::Range(std::int64_t(1), engine::step_tokens_max_limit));
 }
 
 result<loaded_engine> load_engine(const engine_flags& flags) {

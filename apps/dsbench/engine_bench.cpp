@@ -67,16 +67,38 @@ result<batch_result> run_batch(engine::dense_model& model, int batch, const engi
   std::vector<std::int32_t> next(prompts.size());
   engine::sampler greedy({});
 
-  // Prefill: as many whole prompts per step as step_tokens_max allows.
-  const std::int64_t per_step = std::max<std::int64_t>(1, f.engine.step_tokens_max / f.prompt_len);
+  // Prefill: steps of at most step_tokens_max tokens, whole prompts where they fit and
+  // chunks of a prompt where they do not; a prompt's first token is sampled after its last
+  // chunk.
+  const std::int64_t budget = f.engine.step_tokens_max;
+  std::vector<std::size_t> owner;
+  std::size_t next_prompt = 0;
+  std::int64_t done_in_prompt = 0;
   const auto prefill_start = clock_type::now();
-  for (std::size_t s0 = 0; s0 < prompts.size(); s0 += std::size_t(per_step)) {
+  while (next_prompt < prompts.size()) {
     step.clear();
-    const std::size_t s1 = std::min(prompts.size(), s0 + std::size_t(per_step));
-    for (std::size_t s = s0; s < s1; ++s) step.push_back({prompts[s], 0, seqs[s].table, false});
+    owner.clear();
+    std::int64_t tokens = 0;
+    while (next_prompt < prompts.size() && tokens < budget) {
+      const auto& p = prompts[next_prompt];
+      const std::int64_t chunk = std::min(budget - tokens, std::int64_t(p.size()) - done_in_prompt);
+      step.push_back({std::span(p).subspan(std::size_t(done_in_prompt), std::size_t(chunk)), done_in_prompt,
+                      seqs[next_prompt].table, false});
+      owner.push_back(next_prompt);
+      tokens += chunk;
+      done_in_prompt += chunk;
+      if (done_in_prompt == std::int64_t(p.size())) {
+        ++next_prompt;
+        done_in_prompt = 0;
+      }
+    }
     DSRT_TRY(model.forward(step, logits));
-    for (std::size_t s = s0; s < s1; ++s)
-      next[s] = greedy.sample(std::span(logits).subspan((s - s0) * std::size_t(c.vocab_size), std::size_t(c.vocab_size)));
+    for (std::size_t i = 0; i < step.size(); ++i) {
+      const std::size_t s = owner[i];
+      const bool last_chunk = step[i].first_position + std::int64_t(step[i].tokens.size()) == f.prompt_len;
+      if (last_chunk)
+        next[s] = greedy.sample(std::span(logits).subspan(i * std::size_t(c.vocab_size), std::size_t(c.vocab_size)));
+    }
   }
   const double prefill_s = seconds_since(prefill_start);
 
@@ -84,8 +106,7 @@ result<batch_result> run_batch(engine::dense_model& model, int batch, const engi
   r.batch = batch;
   const double prefill_tokens = double(batch) * f.prompt_len;
   r.prefill_tokens_per_s = prefill_tokens / prefill_s;
-  r.prefill_gflops = 2.0 * double(model.weight_bytes_per_step()) / double(dtype_size(c.torch_dtype)) *
-                     prefill_tokens / prefill_s / 1e9;
+  r.prefill_gflops = 2.0 * double(model.weight_elements_per_step()) * prefill_tokens / prefill_s / 1e9;
 
   if (measure_bandwidth)
     r.mem_bw_gbps = kernels::cpu::measure_read_bandwidth_gbps(

@@ -2,6 +2,7 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <fstream>
 #include <thread>
 
@@ -14,7 +15,7 @@ machine_info describe_machine() {
   for (std::string line; std::getline(cpuinfo, line);) {
     if (line.rfind("model name", 0) == 0) {
       const auto colon = line.find(':');
-      if (colon != std::string::npos) m.cpu_model = line.substr(colon + 2);
+      if (colon != std::string::npos) m.cpu_model = line.substr(std::min(line.size(), colon + 2));
       break;
     }
   }

@@ -17,6 +17,19 @@ namespace {
 
 constexpr std::size_t line_bytes_max = 16u << 20;
 
+// Reads one line without its newline, keeping at most line_bytes_max + 1 bytes of it (so an
+// endless line cannot exhaust memory; the caller sees it is too long). False at the end.
+bool read_line(std::istream& in, std::string& line) {
+  line.clear();
+  bool any = false;
+  for (int ch; (ch = in.get()) != std::char_traits<char>::eof();) {
+    any = true;
+    if (ch == '\n') return true;
+    if (line.size() <= line_bytes_max) line.push_back(char(ch));
+  }
+  return any;
+}
+
 struct tokenize_flags {
   std::string model_dir;
   bool decode = false;
@@ -31,7 +44,7 @@ int run_tokenize(const tokenize_flags& f) {
   }
   int bad = 0;
   std::string line;
-  for (std::size_t number = 1; std::getline(std::cin, line); ++number) {
+  for (std::size_t number = 1; read_line(std::cin, line); ++number) {
     if (line.size() > line_bytes_max) {
       std::fprintf(stderr, "dsrt: line %zu: longer than %zu bytes\n", number, line_bytes_max);
       std::cout << '\n';

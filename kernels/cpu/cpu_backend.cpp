@@ -1,5 +1,7 @@
 // The CPU backend: the reference implementation of kernels/backend.h. Hot inner loops come
 // from the ISA table (isa.h) and elementwise.h; this file does threading and blocking.
+#include <sched.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -22,7 +24,11 @@ constexpr std::int64_t parallel_macs_min = 1 << 15;
 // Rows per unit of work when a matmul is split across threads (a multiple of the 4-row tile).
 constexpr std::int64_t matmul_rows_grain = 16;
 
+// The CPUs this process may run on (its affinity mask, which containers and taskset
+// narrow), not every core of the machine.
 int default_threads() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
   const unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : int(n);
 }
@@ -38,7 +44,7 @@ class cpu_backend final : public backend {
  public:
   explicit cpu_backend(const cpu_backend_options& options)
       : isa_(cpu::isa_by_name(options.isa.empty() ? cpu_best_isa() : options.isa)),
-        pool_(options.threads > 0 ? options.threads : default_threads()) {
+        pool_(std::min(cpu_threads_max, options.threads > 0 ? options.threads : default_threads())) {
     caps_.name = "cpu";
     caps_.detail = isa_.name;
     caps_.threads = pool_.size();
@@ -50,6 +56,7 @@ class cpu_backend final : public backend {
   const backend_caps& caps() const override { return caps_; }
 
   void* alloc(std::size_t bytes) override {
+    if (bytes > (std::size_t(1) << 48)) return nullptr;  // no machine has it; avoids overflow
     const std::size_t rounded = (std::max<std::size_t>(bytes, 1) + 63) / 64 * 64;
     return std::aligned_alloc(64, rounded);
   }

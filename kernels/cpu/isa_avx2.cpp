@@ -33,10 +33,11 @@ inline __m128 reduce4(__m256 a, __m256 b, __m256 c, __m256 d) {
   return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
 }
 
+// Exactly one lane of reduce4, so a row gets the same bits whether it is reduced alone
+// (row tails, thread splits inside a grouped matmul) or in a group of four.
 inline float reduce1(__m256 a) {
-  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-  const __m128 h = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  return _mm_cvtss_f32(_mm_add_ss(h, _mm_shuffle_ps(h, h, 1)));
+  const __m256 z = _mm256_setzero_ps();
+  return _mm_cvtss_f32(reduce4(a, z, z, z));
 }
 
 // Same reason as avx512_tiles.h: tile rows are too short for the hardware prefetcher.

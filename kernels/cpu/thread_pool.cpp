@@ -32,10 +32,17 @@ void futex_wake_all(std::atomic<std::uint32_t>& word) {
 
 thread_pool::thread_pool(int threads) : threads_(std::max(1, threads)) {
   workers_.reserve(threads_ - 1);
-  for (int w = 1; w < threads_; ++w) workers_.emplace_back([this, w] { worker_loop(w); });
+  try {
+    for (int w = 1; w < threads_; ++w) workers_.emplace_back([this, w] { worker_loop(w); });
+  } catch (...) {
+    stop_workers();  // join the threads already started before the error leaves
+    throw;
+  }
 }
 
-thread_pool::~thread_pool() {
+thread_pool::~thread_pool() { stop_workers(); }
+
+void thread_pool::stop_workers() {
   stop_.store(true, std::memory_order_release);
   generation_.fetch_add(1, std::memory_order_seq_cst);
   futex_wake_all(generation_);
@@ -60,7 +67,12 @@ void thread_pool::worker_loop(int worker) {
     }
     seen = current;
     if (stop_.load(std::memory_order_acquire)) return;
-    (*job_)(worker, threads_);
+    try {
+      (*job_)(worker, threads_);
+    } catch (...) {
+      const std::lock_guard lock(error_mutex_);
+      if (!worker_error_) worker_error_ = std::current_exception();
+    }
     pending_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }
@@ -74,9 +86,28 @@ void thread_pool::run(const std::function<void(int, int)>& fn) {
   pending_.store(threads_ - 1, std::memory_order_release);
   generation_.fetch_add(1, std::memory_order_seq_cst);
   if (sleepers_.load(std::memory_order_seq_cst) > 0) futex_wake_all(generation_);
-  fn(0, threads_);
-  while (pending_.load(std::memory_order_acquire) != 0) DSRT_CPU_RELAX();
+  std::exception_ptr error;
+  try {
+    fn(0, threads_);
+  } catch (...) {
+    error = std::current_exception();
+  }
+  // Workers still read job_ until pending_ reaches 0: never leave before that. After a
+  // while of spinning, yield, in case a worker waits for this core.
+  for (int spin = 0; pending_.load(std::memory_order_acquire) != 0; ++spin) {
+    if (spin < spin_iterations_max) {
+      DSRT_CPU_RELAX();
+    } else {
+      std::this_thread::yield();
+    }
+  }
   job_ = nullptr;
+  {
+    const std::lock_guard lock(error_mutex_);
+    if (!error) error = worker_error_;
+    worker_error_ = nullptr;
+  }
+  if (error) std::rethrow_exception(error);
 }
 
 void thread_pool::parallel_for(std::int64_t count, std::int64_t grain,

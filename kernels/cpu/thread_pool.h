@@ -7,10 +7,14 @@
 // wake-up system call only when some worker sleeps. (libstdc++ 12's std::atomic::wait on
 // 64-bit values backs off into millisecond sleeps: unusable here.)
 //
+// An exception thrown by fn on any worker is rethrown by run() on the caller, after every
+// worker has finished the job (the first one wins if several throw).
 // Thread safety: run() is called by one thread at a time. REQUIRES: fn does not call run().
 #include <atomic>
 #include <cstdint>
+#include <exception>
 #include <functional>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -37,6 +41,7 @@ class thread_pool {
 
  private:
   void worker_loop(int worker);
+  void stop_workers();
 
   int threads_;
   std::vector<std::thread> workers_;
@@ -45,6 +50,8 @@ class thread_pool {
   std::atomic<int> sleepers_{0};                // workers inside the futex wait
   std::atomic<int> pending_{0};
   std::atomic<bool> stop_{false};
+  std::mutex error_mutex_;
+  std::exception_ptr worker_error_;   // guarded by error_mutex_
 };
 
 }  // namespace dsrt::kernels::cpu

@@ -20,6 +20,16 @@ kernels::weight_ref ref_of(const model::tensor_info* t) {
 
 std::int64_t bytes_of(const model::tensor_info* t) { return t ? std::int64_t(t->size_bytes) : 0; }
 
+// Sum of f over every matrix (and norm / bias vector) a decode step reads.
+template <class F>
+std::int64_t sum_over_step_tensors(const model::dense_weights& w, F f) {
+  std::int64_t total = f(w.final_norm) + f(w.lm_head);
+  for (const auto& l : w.layers)
+    total += f(l.input_norm) + f(l.q) + f(l.k) + f(l.v) + f(l.q_bias) + f(l.k_bias) + f(l.v_bias) +
+             f(l.o) + f(l.post_norm) + f(l.gate) + f(l.up) + f(l.down);
+  return total;
+}
+
 }  // namespace
 
 dense_model::dense_model(std::unique_ptr<model::model_files> files, kernels::backend& backend,
@@ -34,10 +44,14 @@ dense_model::~dense_model() {
 result<std::unique_ptr<dense_model>> dense_model::create(std::unique_ptr<model::model_files> files,
                                                          kernels::backend& backend,
                                                          const model_options& options) {
-  if (options.kv_block_tokens <= 0 || options.step_tokens_max <= 0)
+  if (options.kv_block_tokens <= 0 || options.kv_block_tokens > kv_block_tokens_max ||
+      options.step_tokens_max <= 0 || options.step_tokens_max > step_tokens_max_limit ||
+      options.kv_cache_bytes_max <= 0)
     return make_error(error_code::invalid_argument,
-                      "kv_block_tokens ({}) and step_tokens_max ({}) must be positive",
-                      options.kv_block_tokens, options.step_tokens_max);
+                      "kv_block_tokens ({}) must be in [1, {}], step_tokens_max ({}) in [1, {}], "
+                      "kv_cache_bytes_max ({}) positive",
+                      options.kv_block_tokens, kv_block_tokens_max, options.step_tokens_max,
+                      step_tokens_max_limit, options.kv_cache_bytes_max);
   std::unique_ptr<dense_model> m(new dense_model(std::move(files), backend, options));
   DSRT_TRY(m->allocate());
   return m;
@@ -50,13 +64,12 @@ std::int64_t dense_model::kv_bytes_per_token() const {
 }
 
 std::int64_t dense_model::weight_bytes_per_step() const {
-  const auto& w = files_->weights;
-  std::int64_t total = bytes_of(w.final_norm) + bytes_of(w.lm_head);
-  for (const auto& l : w.layers)
-    total += bytes_of(l.input_norm) + bytes_of(l.q) + bytes_of(l.k) + bytes_of(l.v) +
-             bytes_of(l.q_bias) + bytes_of(l.k_bias) + bytes_of(l.v_bias) + bytes_of(l.o) +
-             bytes_of(l.post_norm) + bytes_of(l.gate) + bytes_of(l.up) + bytes_of(l.down);
-  return total;
+  return sum_over_step_tensors(files_->weights, bytes_of);
+}
+
+std::int64_t dense_model::weight_elements_per_step() const {
+  return sum_over_step_tensors(files_->weights,
+                               [](const model::tensor_info* t) { return t ? t->elements() : 0; });
 }
 
 status dense_model::allocate() {

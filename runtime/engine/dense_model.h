@@ -17,6 +17,10 @@
 
 namespace dsrt::engine {
 
+// Upper bounds of model_options (they also keep every buffer size far from overflow).
+inline constexpr int kv_block_tokens_max = 1024;
+inline constexpr std::int64_t step_tokens_max_limit = 1 << 20;
+
 struct model_options {
   int kv_block_tokens = 16;
   std::int64_t kv_cache_bytes_max = 512ll << 20;   // KV cache memory for all layers
@@ -53,6 +57,8 @@ class dense_model {
   std::int64_t kv_bytes_per_token() const;
   // Bytes of weights one decode step reads (every matrix; not the embedding gather).
   std::int64_t weight_bytes_per_step() const;
+  // Multiply-adds per token of the same matrices (their element count).
+  std::int64_t weight_elements_per_step() const;
 
   // Runs one step. logits receives one row of vocab_size floats per requested position:
   // for each sequence in order, every new token when all_logits, else its last one.

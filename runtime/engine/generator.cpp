@@ -39,6 +39,13 @@ generator::generator(dense_model& model, const tokenizer::tokenizer& tok,
     : model_(model), tokenizer_(tok), options_(options) {}
 
 status generator::validate(std::span<const generation_request> requests) const {
+  if (options_.prefill_chunk_tokens < 1 || options_.step_tokens_max < 1 || options_.sequences_max < 1 ||
+      options_.stop_strings_max < 0 || options_.stop_string_bytes_max < 1)
+    return make_error(error_code::invalid_argument,
+                      "generator options: prefill_chunk_tokens ({}), step_tokens_max ({}), "
+                      "sequences_max ({}) and stop_string_bytes_max ({}) must be positive",
+                      options_.prefill_chunk_tokens, options_.step_tokens_max, options_.sequences_max,
+                      options_.stop_string_bytes_max);
   const auto& c = model_.config();
   const std::int64_t block_tokens = model_.kv_block_tokens();
   for (std::size_t i = 0; i < requests.size(); ++i) {
@@ -123,7 +130,11 @@ result<std::vector<generation_output>> generator::run(std::span<const generation
     ++finished;
   };
 
+  // Every step finishes a prefill chunk or a token of some request, so this bounds the loop.
+  std::int64_t steps_max = 0;
+  for (const auto& r : requests) steps_max += std::int64_t(r.prompt.size()) + r.max_tokens;
   while (finished < all.size()) {
+    DSRT_ASSERT(steps_ <= steps_max, "generator made {} steps, at most {} expected", steps_, steps_max);
     // Admit in arrival order while the whole request fits in free blocks.
     std::int64_t running = 0;
     for (const auto& a : all) running += (a.state == phase::prefill || a.state == phase::decode);

@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <cmath>
 
-#include "kernels/cpu/elementwise.h"
-
 namespace dsrt::engine {
 
 status validate(const sampling_params& p) {
@@ -22,9 +20,17 @@ sampler::sampler(const sampling_params& params) : params_(params), rng_(params.s
 
 std::int32_t sampler::sample(std::span<const float> logits) {
   DSRT_ASSERT(!logits.empty());
-  if (params_.temperature == 0.0f || params_.top_k == 1) {
-    // Greedy: a vectorised max, then the first id that holds it (lowest id on ties).
-    const float max = kernels::cpu::max_of(logits.data(), std::int64_t(logits.size()));
+  if (params_.temperature < greedy_temperature_below || params_.top_k == 1) {
+    // Greedy: the max over 16 independent lanes (so it vectorizes), then the first id that
+    // holds it (lowest id on ties).
+    constexpr int lanes = 16;
+    float lane_max[lanes];
+    std::fill(lane_max, lane_max + lanes, -INFINITY);
+    std::size_t i = 0;
+    for (; i + lanes <= logits.size(); i += lanes)
+      for (int j = 0; j < lanes; ++j) lane_max[j] = std::max(lane_max[j], logits[i + j]);
+    for (; i < logits.size(); ++i) lane_max[0] = std::max(lane_max[0], logits[i]);
+    const float max = *std::max_element(lane_max, lane_max + lanes);
     const auto first = std::find(logits.begin(), logits.end(), max);
     if (first != logits.end()) return std::int32_t(first - logits.begin());
     // Only NaN logits get here (NaN compares unequal to everything).
@@ -33,7 +39,8 @@ std::int32_t sampler::sample(std::span<const float> logits) {
   auto& c = candidates_;
   c.clear();
   for (std::size_t i = 0; i < logits.size(); ++i)
-    c.emplace_back(logits[i] / params_.temperature, std::int32_t(i));
+    // NaN would make the ordering below invalid: it ranks with -inf (never chosen).
+    c.emplace_back(std::isnan(logits[i]) ? -INFINITY : logits[i] / params_.temperature, std::int32_t(i));
   // Highest logit first; equal logits by id so the order is fully determined.
   auto higher = [](const auto& a, const auto& b) {
     return a.first != b.first ? a.first > b.first : a.second < b.second;

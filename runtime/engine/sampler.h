@@ -10,8 +10,11 @@
 
 namespace dsrt::engine {
 
+// Temperatures below this sample greedily: dividing logits by them would overflow.
+inline constexpr float greedy_temperature_below = 1e-5f;
+
 struct sampling_params {
-  float temperature = 0.0f;   // 0 = greedy
+  float temperature = 0.0f;   // 0 (or below greedy_temperature_below) = greedy
   int top_k = 0;              // 0 = off
   float top_p = 1.0f;         // 1 = off; keep the smallest set with this probability mass
   float min_p = 0.0f;         // 0 = off; drop tokens below min_p x the top probability

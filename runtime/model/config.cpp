@@ -308,11 +308,19 @@ result<model_config> parse_config(const json& j, const std::string& source) {
     }
   }
 
+  if (c.head_dim % 2 != 0)
+    return make_error(error_code::invalid_argument,
+                      "{}: head_dim ({}) must be even (RoPE rotates pairs of dimensions)", source,
+                      c.head_dim);
+
   auto eps = f.positive("rms_norm_eps", 1.0, 1e-6);
   if (!eps) return eps.err();
   c.rms_norm_eps = *eps;
   auto theta = f.positive("rope_theta", 1e12, 10000.0);
   if (!theta) return theta.err();
+  if (*theta <= 1.0)
+    return make_error(error_code::invalid_argument, "{}: rope_theta ({}) must be greater than 1",
+                      source, *theta);
   c.rope_theta = *theta;
   auto rope = parse_rope_scaling(j, source);
   if (!rope) return rope.err();

@@ -165,6 +165,21 @@ TEST_F(Generator, InvalidRequestsNameTheirIndex) {
 // 256 bytes of KV per token; 16-token blocks of 4 KiB.
 constexpr std::int64_t block_bytes = 16 * 2 * 2 * 2 * 16 * 2;
 
+TEST_F(Generator, BadOptionsAreInvalidArgumentNotACrash) {
+  const auto request = greedy(10, 1, 4);
+  for (int which = 0; which < 3; ++which) {
+    generator_options options;
+    if (which == 0) options.prefill_chunk_tokens = -5;
+    if (which == 1) options.sequences_max = 0;
+    if (which == 2) options.step_tokens_max = 0;
+    generator gen(*model_, *tokenizer_, options);
+    auto out = gen.run(std::span(&request, 1));
+    ASSERT_FALSE(out.ok()) << "option set " << which;
+    EXPECT_EQ(out.err().code, error_code::invalid_argument) << out.err().to_string();
+    EXPECT_NE(out.err().message.find("generator options"), std::string::npos) << out.err().message;
+  }
+}
+
 TEST_F(Generator, RequestLargerThanTheCacheIsUnavailable) {
   ASSERT_EQ(model_->kv_bytes_per_token() * 16, block_bytes);
   auto small = load_model(tiny_llama_dir(), *backend_, {.kv_cache_bytes_max = 10 * block_bytes});

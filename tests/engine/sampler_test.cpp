@@ -38,6 +38,18 @@ TEST(Sampler, GreedyIsArgmaxWithTheLowestIdOnTies) {
   }
 }
 
+TEST(Sampler, NanLogitsAreNeverChosenAndTinyTemperatureIsGreedy) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<float> logits = {nan, 0.5f, nan, 2.0f, 1.0f, nan};
+  for (std::uint64_t seed = 0; seed < 200; ++seed) {
+    sampler s({.temperature = 1.0f, .top_p = 0.95f, .seed = seed});
+    const auto id = s.sample(logits);
+    EXPECT_FALSE(std::isnan(logits[std::size_t(id)])) << "seed " << seed << " chose NaN id " << id;
+  }
+  sampler tiny({.temperature = 1e-30f, .seed = 3});
+  EXPECT_EQ(tiny.sample(std::vector<float>{0.1f, 0.3f, 0.2f}), 1);
+}
+
 TEST(Sampler, SameSeedSameTokensDifferentSeedDifferentTokens) {
   const auto logits = random_logits(64, 1);
   const sampling_params p{.temperature = 1.0f, .seed = 7};

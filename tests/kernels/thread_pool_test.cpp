@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <stdexcept>
 #include <vector>
 
 namespace dsrt::kernels::cpu {
@@ -33,6 +34,23 @@ TEST(ThreadPool, RunsEveryWorkerManyTimes) {
       calls.fetch_add(1);
     });
   EXPECT_EQ(calls.load(), 4000);
+}
+
+TEST(ThreadPool, AnExceptionOnAnyWorkerReachesTheCallerAndThePoolStaysUsable) {
+  thread_pool pool(2);
+  for (int thrower : {0, 1}) {
+    std::atomic<int> finished{0};
+    EXPECT_THROW(pool.run([&](int worker, int) {
+      if (worker == thrower) throw std::runtime_error("worker failed");
+      finished.fetch_add(1);
+    }),
+                 std::runtime_error)
+        << "thrower " << thrower;
+    EXPECT_EQ(finished.load(), 1) << "the other worker ran to completion, thrower " << thrower;
+  }
+  std::atomic<int> calls{0};
+  pool.run([&](int, int) { calls.fetch_add(1); });
+  EXPECT_EQ(calls.load(), 2);
 }
 
 }  // namespace

@@ -47,6 +47,15 @@ TEST(Config, ParsesLlama) {
   EXPECT_EQ(c->rope.type, rope_scaling_type::none);
 }
 
+TEST(Config, OddHeadDimAndRopeThetaAtMostOneAreRejected) {
+  json j = tiny_config("llama");
+  j["head_dim"] = 5;
+  expect_error(j, error_code::invalid_argument, {"config.json", "head_dim (5)", "even"});
+  j = tiny_config("llama");
+  j["rope_theta"] = 1.0;
+  expect_error(j, error_code::invalid_argument, {"config.json", "rope_theta (1)", "greater than 1"});
+}
+
 TEST(Config, Qwen2AlwaysHasAttentionBias) {
   auto c = parse_config(tiny_config("qwen2"), "config.json");
   ASSERT_TRUE(c.ok()) << c.err().to_string();
