@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "runtime/json_file.h"
 #include "runtime/tokenizer/tokenizer_impl.h"
 #include "runtime/tokenizer/unicode.h"
 
@@ -22,16 +23,12 @@ constexpr int sequence_depth_max = 8;
 constexpr std::u32string_view gpt2_pattern_text =
     U"'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
+// tokenizer.json of the largest vocabularies we serve is ~10 MB; far above that is not a
+// tokenizer.
+constexpr std::uint64_t tokenizer_file_bytes_max = 256ull << 20;
+
 result<json> read_json(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return make_error(error_code::not_found, "cannot open {}", path.string());
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  json j = json::parse(buffer.str(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) {
-    return make_error(error_code::corrupt_data, "{}: malformed JSON", path.string());
-  }
-  return j;
+  return read_json_file(path, tokenizer_file_bytes_max);
 }
 
 // Wraps nlohmann type errors (a field of the wrong type) into corrupt_data.

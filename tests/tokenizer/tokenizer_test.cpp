@@ -150,7 +150,7 @@ TEST(TokenizerErrors, MalformedJsonIsCorruptData) {
   auto t = tokenizer::load(dir);
   ASSERT_FALSE(t.ok());
   EXPECT_EQ(t.err().code, error_code::corrupt_data);
-  EXPECT_EQ(t.err().message, (dir / "tokenizer.json").string() + ": malformed JSON");
+  EXPECT_EQ(t.err().message, (dir / "tokenizer.json").string() + ": not valid JSON");
 }
 
 TEST(TokenizerErrors, WrongStructureIsCorruptData) {
@@ -204,7 +204,7 @@ TEST(TokenizerErrors, MalformedConfigIsCorruptData) {
   auto t = tokenizer::load(dir);
   ASSERT_FALSE(t.ok());
   EXPECT_EQ(t.err().code, error_code::corrupt_data);
-  EXPECT_EQ(t.err().message, (dir / "tokenizer_config.json").string() + ": malformed JSON");
+  EXPECT_EQ(t.err().message, (dir / "tokenizer_config.json").string() + ": not valid JSON");
 }
 
 // The format dsgen writes: ByteLevel pre-tokenizer, 256 byte tokens, merges, Llama-3
