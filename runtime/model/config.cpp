@@ -13,80 +13,81 @@ namespace {
 
 using json = nlohmann::json;
 
-// Reads one config field. Every reader checks the JSON type itself, because nlohmann's
-// get<T>() throws on a mismatch and a bad config must come back as an error value.
-class field_reader {
- public:
-  field_reader(const json& j, const std::string& source) : j_(j), source_(source) {}
+}  // namespace
 
-  const json* find(const char* name) const {
-    auto it = j_.find(name);
-    if (it == j_.end() || it->is_null()) return nullptr;
-    return &*it;
+namespace detail {
+
+const json* field_reader::find(const char* name) const {
+  auto it = j_.find(name);
+  if (it == j_.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+// Every reader checks the JSON type itself, because nlohmann's get<T>() throws on a
+// mismatch and a bad config must come back as an error value.
+result<std::int64_t> field_reader::integer(const char* name, std::int64_t low,
+                                           std::int64_t high,
+                                           std::optional<std::int64_t> fallback) const {
+  const json* v = find(name);
+  if (!v) {
+    if (fallback) return *fallback;
+    return make_error(error_code::invalid_argument, "{}: {} is missing", source_, name);
   }
-
-  // An integer in [low, high]; `fallback` when absent (nullopt: the field is required).
-  result<std::int64_t> integer(const char* name, std::int64_t low, std::int64_t high,
-                               std::optional<std::int64_t> fallback = std::nullopt) const {
-    const json* v = find(name);
-    if (!v) {
-      if (fallback) return *fallback;
-      return make_error(error_code::invalid_argument, "{}: {} is missing", source_, name);
-    }
-    std::int64_t n = 0;
-    if (v->is_number_unsigned()) {
-      const auto u = v->get<std::uint64_t>();
-      if (u > std::uint64_t(std::numeric_limits<std::int64_t>::max())) {
-        return make_error(error_code::invalid_argument, "{}: {} ({}) is out of range [{}, {}]",
-                          source_, name, u, low, high);
-      }
-      n = std::int64_t(u);
-    } else if (v->is_number_integer()) {
-      n = v->get<std::int64_t>();
-    } else {
-      return make_error(error_code::invalid_argument, "{}: {} ({}) is not an integer", source_,
-                        name, v->dump());
-    }
-    if (n < low || n > high) {
+  std::int64_t n = 0;
+  if (v->is_number_unsigned()) {
+    const auto u = v->get<std::uint64_t>();
+    if (u > std::uint64_t(std::numeric_limits<std::int64_t>::max())) {
       return make_error(error_code::invalid_argument, "{}: {} ({}) is out of range [{}, {}]",
-                        source_, name, n, low, high);
+                        source_, name, u, low, high);
     }
-    return n;
+    n = std::int64_t(u);
+  } else if (v->is_number_integer()) {
+    n = v->get<std::int64_t>();
+  } else {
+    return make_error(error_code::invalid_argument, "{}: {} ({}) is not an integer", source_,
+                      name, v->dump());
   }
-
-  // A finite number > 0 (and <= high); `fallback` when absent.
-  result<double> positive(const char* name, double high, std::optional<double> fallback) const {
-    const json* v = find(name);
-    if (!v) {
-      if (fallback) return *fallback;
-      return make_error(error_code::invalid_argument, "{}: {} is missing", source_, name);
-    }
-    if (!v->is_number()) {
-      return make_error(error_code::invalid_argument, "{}: {} ({}) is not a number", source_,
-                        name, v->dump());
-    }
-    const double d = v->get<double>();
-    if (!std::isfinite(d) || d <= 0 || d > high) {
-      return make_error(error_code::invalid_argument, "{}: {} ({}) must be > 0 and <= {}",
-                        source_, name, d, high);
-    }
-    return d;
+  if (n < low || n > high) {
+    return make_error(error_code::invalid_argument, "{}: {} ({}) is out of range [{}, {}]",
+                      source_, name, n, low, high);
   }
+  return n;
+}
 
-  result<bool> boolean(const char* name, bool fallback) const {
-    const json* v = find(name);
-    if (!v) return fallback;
-    if (!v->is_boolean()) {
-      return make_error(error_code::invalid_argument, "{}: {} ({}) is not a boolean", source_,
-                        name, v->dump());
-    }
-    return v->get<bool>();
+result<double> field_reader::positive(const char* name, double high,
+                                      std::optional<double> fallback) const {
+  const json* v = find(name);
+  if (!v) {
+    if (fallback) return *fallback;
+    return make_error(error_code::invalid_argument, "{}: {} is missing", source_, name);
   }
+  if (!v->is_number()) {
+    return make_error(error_code::invalid_argument, "{}: {} ({}) is not a number", source_,
+                      name, v->dump());
+  }
+  const double d = v->get<double>();
+  if (!std::isfinite(d) || d <= 0 || d > high) {
+    return make_error(error_code::invalid_argument, "{}: {} ({}) must be > 0 and <= {}",
+                      source_, name, d, high);
+  }
+  return d;
+}
 
- private:
-  const json& j_;
-  const std::string& source_;
-};
+result<bool> field_reader::boolean(const char* name, bool fallback) const {
+  const json* v = find(name);
+  if (!v) return fallback;
+  if (!v->is_boolean()) {
+    return make_error(error_code::invalid_argument, "{}: {} ({}) is not a boolean", source_,
+                      name, v->dump());
+  }
+  return v->get<bool>();
+}
+
+}  // namespace detail
+
+namespace {
+
+using detail::field_reader;
 
 result<architecture> parse_architecture(const json& j, const std::string& source) {
   // model_type is what transformers dispatches on; architectures is a hint we cross-check.
@@ -96,13 +97,17 @@ result<architecture> parse_architecture(const json& j, const std::string& source
       if (!a.is_string()) continue;
       if (a == "LlamaForCausalLM") from_architectures = architecture::llama;
       if (a == "Qwen2ForCausalLM") from_architectures = architecture::qwen2;
+      if (a == "DeepseekV3ForCausalLM" || a == "DeepseekV2ForCausalLM") {
+        from_architectures = architecture::deepseek_v3;
+      }
     }
   }
   auto it = j.find("model_type");
   if (it == j.end() || it->is_null()) {
     if (from_architectures) return *from_architectures;
     return make_error(error_code::unsupported,
-                      "{}: no model_type and no known architectures (supported: llama, qwen2)",
+                      "{}: no model_type and no known architectures (supported: llama, qwen2, "
+                      "deepseek_v3, deepseek_v2)",
                       source);
   }
   if (!it->is_string()) {
@@ -115,10 +120,15 @@ result<architecture> parse_architecture(const json& j, const std::string& source
     arch = architecture::llama;
   } else if (type == "qwen2") {
     arch = architecture::qwen2;
+  } else if (type == "deepseek_v3" || type == "deepseek_v2") {
+    // One architecture: V2 and V3 share MLA and MoE and differ in router settings, which
+    // deepseek_config carries.
+    arch = architecture::deepseek_v3;
   } else {
     return make_error(error_code::unsupported,
-                      "{}: model_type '{}' is not supported (supported: llama, qwen2)", source,
-                      type);
+                      "{}: model_type '{}' is not supported (supported: llama, qwen2, "
+                      "deepseek_v3, deepseek_v2)",
+                      source, type);
   }
   if (from_architectures && *from_architectures != arch) {
     return make_error(error_code::invalid_argument,
@@ -238,12 +248,49 @@ status parse_token_ids(const json& j, const char* name, int vocab_size, const st
   return ok_status();
 }
 
+// num_key_value_heads and head_dim of a llama / qwen2 config.
+status parse_head_shape(const field_reader& f, const std::string& source, model_config& c) {
+  auto kv_heads = f.integer("num_key_value_heads", 1, num_attention_heads_max,
+                            c.num_attention_heads);
+  if (!kv_heads) return kv_heads.err();
+  c.num_key_value_heads = int(*kv_heads);
+  if (c.num_attention_heads % c.num_key_value_heads != 0) {
+    return make_error(error_code::invalid_argument,
+                      "{}: num_attention_heads ({}) is not divisible by num_key_value_heads ({})",
+                      source, c.num_attention_heads, c.num_key_value_heads);
+  }
+  if (f.find("head_dim")) {
+    auto head_dim = f.integer("head_dim", 1, head_dim_max);
+    if (!head_dim) return head_dim.err();
+    c.head_dim = int(*head_dim);
+  } else {
+    if (c.hidden_size % c.num_attention_heads != 0) {
+      return make_error(error_code::invalid_argument,
+                        "{}: hidden_size ({}) is not divisible by num_attention_heads ({}) and "
+                        "no head_dim is given",
+                        source, c.hidden_size, c.num_attention_heads);
+    }
+    c.head_dim = c.hidden_size / c.num_attention_heads;
+    if (c.head_dim > head_dim_max) {
+      return make_error(error_code::invalid_argument, "{}: head_dim ({}) is out of range [1, {}]",
+                        source, c.head_dim, head_dim_max);
+    }
+  }
+
+  if (c.head_dim % 2 != 0)
+    return make_error(error_code::invalid_argument,
+                      "{}: head_dim ({}) must be even (RoPE rotates pairs of dimensions)", source,
+                      c.head_dim);
+  return ok_status();
+}
+
 }  // namespace
 
 std::string_view architecture_name(architecture a) {
   switch (a) {
     case architecture::llama: return "llama";
     case architecture::qwen2: return "qwen2";
+    case architecture::deepseek_v3: return "deepseek_v3";
   }
   return "?";
 }
@@ -273,8 +320,6 @@ result<model_config> parse_config(const json& j, const std::string& source) {
   if (!layers) return layers.err();
   auto heads = f.integer("num_attention_heads", 1, num_attention_heads_max);
   if (!heads) return heads.err();
-  auto kv_heads = f.integer("num_key_value_heads", 1, num_attention_heads_max, *heads);
-  if (!kv_heads) return kv_heads.err();
   auto max_positions = f.integer("max_position_embeddings", 1, max_position_embeddings_max);
   if (!max_positions) return max_positions.err();
   c.vocab_size = int(*vocab);
@@ -282,36 +327,15 @@ result<model_config> parse_config(const json& j, const std::string& source) {
   c.intermediate_size = int(*intermediate);
   c.num_hidden_layers = int(*layers);
   c.num_attention_heads = int(*heads);
-  c.num_key_value_heads = int(*kv_heads);
   c.max_position_embeddings = int(*max_positions);
 
-  if (c.num_attention_heads % c.num_key_value_heads != 0) {
-    return make_error(error_code::invalid_argument,
-                      "{}: num_attention_heads ({}) is not divisible by num_key_value_heads ({})",
-                      source, c.num_attention_heads, c.num_key_value_heads);
-  }
-  if (f.find("head_dim")) {
-    auto head_dim = f.integer("head_dim", 1, head_dim_max);
-    if (!head_dim) return head_dim.err();
-    c.head_dim = int(*head_dim);
+  if (c.arch == architecture::deepseek_v3) {
+    // MLA: head_dim and num_key_value_heads follow from the DeepSeek fields; config.json's
+    // own values (if any) are not used.
+    DSRT_TRY(detail::parse_deepseek(j, source, c));
   } else {
-    if (c.hidden_size % c.num_attention_heads != 0) {
-      return make_error(error_code::invalid_argument,
-                        "{}: hidden_size ({}) is not divisible by num_attention_heads ({}) and "
-                        "no head_dim is given",
-                        source, c.hidden_size, c.num_attention_heads);
-    }
-    c.head_dim = c.hidden_size / c.num_attention_heads;
-    if (c.head_dim > head_dim_max) {
-      return make_error(error_code::invalid_argument, "{}: head_dim ({}) is out of range [1, {}]",
-                        source, c.head_dim, head_dim_max);
-    }
+    DSRT_TRY(parse_head_shape(f, source, c));
   }
-
-  if (c.head_dim % 2 != 0)
-    return make_error(error_code::invalid_argument,
-                      "{}: head_dim ({}) must be even (RoPE rotates pairs of dimensions)", source,
-                      c.head_dim);
 
   auto eps = f.positive("rms_norm_eps", 1.0, 1e-6);
   if (!eps) return eps.err();

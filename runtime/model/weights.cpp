@@ -105,6 +105,13 @@ result<std::unique_ptr<model_files>> load_model_dir(const std::filesystem::path&
   }
   auto config = load_config(dir / "config.json");
   if (!config) return config.err();
+  // The tensor binding below knows only dense llama / qwen2 layers.
+  if (config->arch == architecture::deepseek_v3) {
+    return make_error(error_code::unsupported,
+                      "{}: deepseek_v3 weights are not supported yet (MLA/MoE land with the "
+                      "DeepSeek-V3 issue)",
+                      dir.string());
+  }
   auto store = weight_store::open(dir);
   if (!store) return store.err();
 
