@@ -1,12 +1,12 @@
 #include "runtime/model/config.h"
 
 #include <cmath>
-#include <fstream>
 #include <limits>
 #include <optional>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
+
+#include "runtime/json_file.h"
 
 namespace dsrt::model {
 namespace {
@@ -379,23 +379,9 @@ result<model_config> load_config(const std::filesystem::path& file) {
   if (!std::filesystem::exists(path, ec)) {
     return make_error(error_code::not_found, "{}: no such file", source);
   }
-  const auto size = std::filesystem::file_size(path, ec);
-  if (ec) {
-    return make_error(error_code::not_found, "{}: cannot read: {}", source, ec.message());
-  }
-  if (size > config_file_bytes_max) {
-    return make_error(error_code::corrupt_data, "{}: {} bytes is larger than the {} byte limit",
-                      source, size, config_file_bytes_max);
-  }
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (!in) return make_error(error_code::not_found, "{}: cannot read the file", source);
-  json j = json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) {
-    return make_error(error_code::corrupt_data, "{}: not valid JSON", source);
-  }
-  return parse_config(j, source);
+  auto j = read_json_file(path, config_file_bytes_max);
+  if (!j) return j.err();
+  return parse_config(*j, source);
 }
 
 }  // namespace dsrt::model

@@ -108,15 +108,8 @@ json deepseek_v2_lite_config() {
           {"vocab_size", 102400}};
 }
 
-// Parses `j`; expects failure with `code` and a message containing every `parts` item.
 void expect_error(const json& j, error_code code, const std::vector<std::string>& parts) {
-  auto c = parse_config(j, "config.json");
-  ASSERT_FALSE(c.ok()) << j.dump();
-  EXPECT_EQ(c.err().code, code) << c.err().to_string();
-  for (const auto& p : parts) {
-    EXPECT_NE(c.err().message.find(p), std::string::npos)
-        << "message '" << c.err().message << "' lacks '" << p << "'";
-  }
+  testing::expect_config_error(j, code, parts);
 }
 
 TEST(DeepseekConfig, ParsesDeepseekV3) {

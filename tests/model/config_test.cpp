@@ -11,15 +11,8 @@ using testing::json;
 using testing::scratch_dir;
 using testing::tiny_config;
 
-// Parses `j`; ASSERTs it fails with `code` and a message containing every `parts` item.
-void expect_error(const json& j, error_code code, std::vector<std::string> parts) {
-  auto c = parse_config(j, "config.json");
-  ASSERT_FALSE(c.ok()) << j.dump();
-  EXPECT_EQ(c.err().code, code) << c.err().to_string();
-  for (const auto& p : parts) {
-    EXPECT_NE(c.err().message.find(p), std::string::npos)
-        << "message '" << c.err().message << "' lacks '" << p << "'";
-  }
+void expect_error(const json& j, error_code code, const std::vector<std::string>& parts) {
+  testing::expect_config_error(j, code, parts);
 }
 
 TEST(Config, ParsesLlama) {

@@ -13,6 +13,8 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+
+#include "runtime/model/config.h"
 #include <nlohmann/json.hpp>
 
 #include "runtime/model/safetensors.h"
@@ -151,6 +153,17 @@ inline std::vector<tensor_to_write> without(std::vector<tensor_to_write> t,
                                             const std::string& name) {
   std::erase_if(t, [&](const tensor_to_write& x) { return x.name == name; });
   return t;
+}
+
+// Parses `j`; expects failure with `code` and a message containing every `parts` item.
+inline void expect_config_error(const json& j, error_code code, const std::vector<std::string>& parts) {
+  auto c = parse_config(j, "config.json");
+  ASSERT_FALSE(c.ok()) << j.dump();
+  EXPECT_EQ(c.err().code, code) << c.err().to_string();
+  for (const auto& p : parts) {
+    EXPECT_NE(c.err().message.find(p), std::string::npos)
+        << "message '" << c.err().message << "' lacks '" << p << "'";
+  }
 }
 
 }  // namespace dsrt::model::testing
