@@ -35,12 +35,33 @@ struct backend_caps {
 };
 
 // A weight matrix [rows, cols] (row-major) or vector [cols] (rows == 1).
+//
+// f8_e4m3 weights carry one f32 scale per block_rows x block_cols block (DeepSeek-V3's
+// "weight_scale_inv" tensors, [ceil(tensor rows / block_rows), scale_cols]):
+//   w[r, c] = e4m3(data[r, c]) * scales[((scale_row0 + r) / block_rows) * scale_cols
+//                                       + c / block_cols]
+// scale_row0 is the row of data's first row within the scaled tensor, so a view of some of
+// a tensor's rows (rows_view) keeps pointing at the tensor's scales. Unused for other dtypes.
 struct weight_ref {
   const void* data = nullptr;
   dtype type = dtype::bf16;
   std::int64_t rows = 1;
   std::int64_t cols = 0;
+  const float* scales = nullptr;     // f8_e4m3 only
+  std::int64_t scale_cols = 0;       // ceil(cols / block_cols)
+  std::int64_t scale_row0 = 0;
+  int block_rows = 128;
+  int block_cols = 128;
 };
+
+// Rows [begin, end) of w as a weight of their own (no copy).
+inline weight_ref rows_view(const weight_ref& w, std::int64_t begin, std::int64_t end) {
+  weight_ref v = w;
+  v.data = static_cast<const char*>(w.data) + begin * w.cols * std::int64_t(dtype_size(w.type));
+  v.rows = end - begin;
+  v.scale_row0 = w.scale_row0 + begin;
+  return v;
+}
 
 // The KV cache of one layer.
 struct kv_layer {
@@ -63,9 +84,6 @@ struct attention_sequence {
   std::int64_t blocks = 0;
 };
 
-// RoPE frequencies for one model: inv_freq[i] for dimension pairs (i, i + head_dim/2)
-// ("rotate half", as Llama / Qwen2 in Hugging Face), with the scaling already applied,
-// and a factor multiplied into cos and sin (YaRN's attention scaling; 1 otherwise).
 // One product of a grouped matmul: y = x . w^T (+ bias).
 struct matmul_part {
   weight_ref w;
@@ -73,9 +91,32 @@ struct matmul_part {
   float* y = nullptr;  // [n, w.rows]
 };
 
+// One product of a batch of independent products: y[n, w.rows] = x[n, w.cols] . w^T.
+struct matmul_task {
+  const float* x = nullptr;
+  std::int64_t n = 0;
+  weight_ref w;
+  float* y = nullptr;
+};
+
+// RoPE frequencies for one model: inv_freq[i] for dimension pairs (i, i + head_dim/2)
+// ("rotate half", as Llama / Qwen2 in Hugging Face), with the scaling already applied,
+// and a factor multiplied into cos and sin (YaRN's attention scaling; 1 otherwise);
+// interleaved: the pairs are (2i, 2i + 1) instead (GPT-J style, as DeepSeek's MLA).
 struct rope_table {
   std::vector<float> inv_freq;           // head_dim / 2 entries
   float cos_sin_scale = 1.0f;
+  bool interleaved = false;
+};
+
+// The MLA (multi-head latent attention) cache of one layer: per token only the compressed
+// latent (latent_dim values, already normalised) followed by the RoPE key shared by all heads
+// (rope_dim values), bf16 [blocks][block_tokens][latent_dim + rope_dim].
+struct latent_kv_layer {
+  std::uint16_t* entries = nullptr;
+  int block_tokens = 16;
+  int latent_dim = 0;
+  int rope_dim = 0;
 };
 
 class backend {
@@ -107,6 +148,10 @@ class backend {
   // conversion of x instead of one per product. Each output equals what matmul() gives.
   // REQUIRES: every part's w.cols is the same.
   virtual void matmul_group(const float* x, std::int64_t n, std::span<const matmul_part> parts) = 0;
+  // Independent products, each with its own input (the routed experts of an MoE layer, each
+  // over its own tokens), in one call: one dispatch instead of one per product. Each output
+  // equals what matmul() gives. REQUIRES: outputs do not overlap each other or the inputs.
+  virtual void matmul_batch(std::span<const matmul_task> tasks) = 0;
   // y[t, :] = x[t, :] / rms(x[t, :]) * gamma   (x and y may alias).
   virtual void rms_norm(const float* x, std::int64_t n, const weight_ref& gamma, float eps,
                         float* y) = 0;
@@ -114,9 +159,23 @@ class backend {
   virtual void add(float* x, const float* y, std::int64_t count) = 0;
   // out[i] = silu(gate[i]) * up[i] for count elements (out may alias gate).
   virtual void swiglu(const float* gate, const float* up, std::int64_t count, float* out) = 0;
-  // Rotates heads of x [n, heads * head_dim] in place at the given positions (host).
-  virtual void rope(float* x, std::int64_t n, int heads, int head_dim,
+  // Rotates the first head_dim values of each head of x in place at the given positions
+  // (host). Heads start head_stride floats apart, rows heads * head_stride apart
+  // (head_stride == head_dim: x is [n, heads * head_dim]).
+  virtual void rope(float* x, std::int64_t n, int heads, int head_dim, std::int64_t head_stride,
                     std::span<const std::int32_t> positions, const rope_table& table) = 0;
+  // One product per head: y[t, h, :out] = x[t, h, :w.cols] . w_h^T, where w_h is rows
+  // [h * out, (h + 1) * out) of w (out = w.rows / heads). Heads of x start x_head_stride
+  // floats apart (rows heads * x_head_stride apart); heads of y likewise y_head_stride.
+  // REQUIRES: w.rows % heads == 0, x_head_stride >= w.cols, y_head_stride >= out.
+  virtual void matmul_heads(const float* x, std::int64_t n, int heads, std::int64_t x_head_stride,
+                            const weight_ref& w, float* y, std::int64_t y_head_stride) = 0;
+  // dst[i, :] = src[rows[i], :] for dim-wide rows (rows: host).
+  virtual void gather_rows(const float* src, std::int64_t dim, std::span<const std::int32_t> rows,
+                           float* dst) = 0;
+  // dst[rows[i], :] += weights[i] * src[i, :] in order of i (rows, weights: host).
+  virtual void scatter_add_rows(float* dst, std::int64_t dim, std::span<const std::int32_t> rows,
+                                std::span<const float> weights, const float* src) = 0;
   // Writes keys / values [n, kv_heads * head_dim] of the sequences' new tokens into the cache
   // at their positions (rows of each sequence as in attention_sequence).
   virtual void kv_write(const kv_layer& cache, std::span<const attention_sequence> seqs,
@@ -127,6 +186,21 @@ class backend {
   virtual void paged_attention(const float* q, int heads, const kv_layer& cache,
                                std::span<const attention_sequence> seqs, float scale,
                                float* out) = 0;
+  // Writes the new tokens' latents [n, latent_dim] and RoPE keys [n, rope_dim] into an MLA
+  // cache (rows of each sequence as in attention_sequence).
+  virtual void latent_kv_write(const latent_kv_layer& cache,
+                               std::span<const attention_sequence> seqs, const float* latent,
+                               const float* rope_keys) = 0;
+  // MLA in the absorbed form, causal over the latent cache, for every sequence's rows:
+  //   s_j = scale * (q_latent[r, h] . latent_j + q_rope[r, h] . rope_key_j)
+  //   out[r, h, :] = sum_j softmax(s)_j latent_j
+  // q_latent and out are [rows, heads, latent_dim]; the heads of q_rope (rope_dim values
+  // each) start q_rope_head_stride floats apart, rows heads * q_rope_head_stride apart.
+  virtual void latent_attention(const float* q_latent, const float* q_rope,
+                                std::int64_t q_rope_head_stride, int heads,
+                                const latent_kv_layer& cache,
+                                std::span<const attention_sequence> seqs, float scale,
+                                float* out) = 0;
 };
 
 // Options for the CPU backend. threads = 0 means all online cores; isa = "" means the best

@@ -34,7 +34,7 @@ result<loaded_engine> load_engine(const engine_flags& flags) {
   engine::model_options options;
   options.kv_cache_bytes_max = flags.kv_cache_mb << 20;
   options.step_tokens_max = flags.step_tokens_max;
-  auto model = engine::dense_model::create(std::move(files).value(), *e.backend, options);
+  auto model = engine::create_causal_lm(std::move(files).value(), *e.backend, options);
   if (!model) return model.err();
   e.model = std::move(model).value();
   e.tokenizer = std::make_unique<tokenizer::tokenizer>(std::move(tok).value());

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "kernels/backend.h"
-#include "runtime/engine/dense_model.h"
+#include "runtime/engine/causal_lm.h"
 #include "runtime/error.h"
 #include "runtime/tokenizer/tokenizer.h"
 
@@ -26,7 +26,7 @@ void add_engine_flags(CLI::App& app, engine_flags& flags);
 
 struct loaded_engine {
   std::unique_ptr<kernels::backend> backend;
-  std::unique_ptr<engine::dense_model> model;
+  std::unique_ptr<engine::causal_lm> model;
   std::unique_ptr<tokenizer::tokenizer> tokenizer;
 };
 

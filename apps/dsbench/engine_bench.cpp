@@ -38,6 +38,8 @@ struct batch_result {
   double mem_bw_gbps = 0;
   double roofline_tokens_per_s = 0;
   double roofline_ratio = 0;
+  double weight_bytes_per_step = 0;   // average over the decode steps (MoE: routed experts only)
+  double weight_read_gbps = 0;        // weight_bytes_per_step / step time
 };
 
 double seconds_since(clock_type::time_point start) {
@@ -46,7 +48,7 @@ double seconds_since(clock_type::time_point start) {
 
 // Prefills `batch` random prompts, then decodes `gen` greedy tokens for all of them.
 // measure_bandwidth: false for the warm-up run, which reports nothing.
-result<batch_result> run_batch(engine::dense_model& model, int batch, const engine_bench_flags& f,
+result<batch_result> run_batch(engine::causal_lm& model, int batch, const engine_bench_flags& f,
                                int threads, bool measure_bandwidth) {
   const auto& c = model.config();
   engine::block_manager blocks(model.kv_blocks(), model.kv_block_tokens());
@@ -106,27 +108,31 @@ result<batch_result> run_batch(engine::dense_model& model, int batch, const engi
   r.batch = batch;
   const double prefill_tokens = double(batch) * f.prompt_len;
   r.prefill_tokens_per_s = prefill_tokens / prefill_s;
-  r.prefill_gflops = 2.0 * double(model.weight_elements_per_step()) * prefill_tokens / prefill_s / 1e9;
+  r.prefill_gflops = 2.0 * double(model.weight_elements_per_token()) * prefill_tokens / prefill_s / 1e9;
 
   if (measure_bandwidth)
     r.mem_bw_gbps = kernels::cpu::measure_read_bandwidth_gbps(
         {.threads = threads, .buffer_bytes = std::size_t(f.bw_buffer_mb) << 20});
+  double weight_bytes = 0;
   const auto decode_start = clock_type::now();
   for (int t = 0; t < f.gen; ++t) {
     step.clear();
     for (std::size_t s = 0; s < prompts.size(); ++s)
       step.push_back({std::span(&next[s], 1), f.prompt_len + t, seqs[s].table, false});
     DSRT_TRY(model.forward(step, logits));
+    weight_bytes += double(model.last_step_weight_bytes());
     for (std::size_t s = 0; s < prompts.size(); ++s)
       next[s] = greedy.sample(std::span(logits).subspan(s * std::size_t(c.vocab_size), std::size_t(c.vocab_size)));
   }
   const double decode_s = seconds_since(decode_start);
   r.decode_tokens_per_s = double(batch) * f.gen / decode_s;
   r.step_ms = decode_s / f.gen * 1e3;
+  r.weight_bytes_per_step = weight_bytes / f.gen;
+  r.weight_read_gbps = r.weight_bytes_per_step / (decode_s / f.gen) / 1e9;
   // Roofline: B * bw / (weights + B * KV bytes read per sequence), the KV read at the
-  // average context of the decode run.
+  // average context of the decode run; the weights are those the steps actually read.
   const double average_context = f.prompt_len + (f.gen + 1) / 2.0;
-  const double bytes_per_step = double(model.weight_bytes_per_step()) +
+  const double bytes_per_step = r.weight_bytes_per_step +
                                 double(batch) * average_context * double(model.kv_bytes_per_token());
   r.roofline_tokens_per_s = double(batch) * r.mem_bw_gbps * 1e9 / bytes_per_step;
   r.roofline_ratio = measure_bandwidth ? r.decode_tokens_per_s / r.roofline_tokens_per_s : 0.0;
@@ -155,24 +161,25 @@ int run_engine_bench(const engine_bench_flags& f) {
     results.push_back(*r);
   }
 
-  std::printf("model %s (%s, %.1f MB weights read per step), %s path %s x%d threads\n",
-              f.engine.model_dir.c_str(), std::string(model::architecture_name(model.config().arch)).c_str(),
-              double(model.weight_bytes_per_step()) / 1e6, caps.name.c_str(), caps.detail.c_str(), caps.threads);
+  std::printf("model %s (%s), %s path %s x%d threads\n", f.engine.model_dir.c_str(),
+              std::string(model::architecture_name(model.config().arch)).c_str(), caps.name.c_str(),
+              caps.detail.c_str(), caps.threads);
   std::printf("machine: %s, %d cores; prompt %d tokens, %d generated\n", machine.cpu_model.c_str(),
               machine.cores, f.prompt_len, f.gen);
-  std::printf("%6s %14s %12s %14s %10s %10s %14s %8s\n", "batch", "prefill tok/s", "prefill GF/s",
-              "decode tok/s", "step ms", "mem GB/s", "roofline tok/s", "ratio");
+  std::printf("%6s %14s %12s %14s %10s %10s %10s %10s %14s %8s\n", "batch", "prefill tok/s",
+              "prefill GF/s", "decode tok/s", "step ms", "MB/step", "weight GB/s", "mem GB/s",
+              "roofline tok/s", "ratio");
   for (const auto& r : results)
-    std::printf("%6d %14.1f %12.1f %14.1f %10.2f %10.1f %14.1f %8.3f\n", r.batch, r.prefill_tokens_per_s,
-                r.prefill_gflops, r.decode_tokens_per_s, r.step_ms, r.mem_bw_gbps, r.roofline_tokens_per_s,
-                r.roofline_ratio);
+    std::printf("%6d %14.1f %12.1f %14.1f %10.2f %10.1f %10.1f %10.1f %14.1f %8.3f\n", r.batch,
+                r.prefill_tokens_per_s, r.prefill_gflops, r.decode_tokens_per_s, r.step_ms,
+                r.weight_bytes_per_step / 1e6, r.weight_read_gbps, r.mem_bw_gbps,
+                r.roofline_tokens_per_s, r.roofline_ratio);
   std::printf("peak resident memory: %.1f MB\n", double(peak_rss_bytes()) / 1e6);
 
   if (!f.json_path.empty()) {
     nlohmann::json j;
     j["model"] = f.engine.model_dir;
     j["architecture"] = model::architecture_name(model.config().arch);
-    j["weight_bytes_per_step"] = model.weight_bytes_per_step();
     j["kv_bytes_per_token"] = model.kv_bytes_per_token();
     j["prompt_len"] = f.prompt_len;
     j["gen"] = f.gen;
@@ -189,7 +196,9 @@ int run_engine_bench(const engine_bench_flags& f) {
                               {"step_ms", r.step_ms},
                               {"mem_bw_gbps", r.mem_bw_gbps},
                               {"roofline_tokens_per_s", r.roofline_tokens_per_s},
-                              {"roofline_ratio", r.roofline_ratio}});
+                              {"roofline_ratio", r.roofline_ratio},
+                              {"weight_bytes_per_step", r.weight_bytes_per_step},
+                              {"weight_read_gbps", r.weight_read_gbps}});
     }
     j["mem_bw_gbps"] = best_bw;
     std::ofstream out(f.json_path);

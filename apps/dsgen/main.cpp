@@ -38,6 +38,7 @@ struct options {
   unsigned threads = 0;
   bool force = false;
   bool list = false;
+  bool fp8 = false;
 };
 
 void print_presets() {
@@ -46,9 +47,19 @@ void print_presets() {
         "vocab {}, hidden {}, {} layers, {} heads, {} KV heads, FFN {}", p.vocab_size,
         p.hidden_size, p.num_hidden_layers, p.num_attention_heads, p.num_key_value_heads,
         p.intermediate_size);
+    if (const auto& d = p.deepseek) {
+      shape = fmt::format(
+          "vocab {}, hidden {}, {} layers ({} dense), {} heads, q_lora {}, kv_lora {}, "
+          "qk_nope {}, qk_rope {}, v_head {}, {} routed experts top-{}, {} shared, {} groups "
+          "top-{}, expert FFN {}",
+          p.vocab_size, p.hidden_size, p.num_hidden_layers, d->first_k_dense_replace,
+          p.num_attention_heads, d->q_lora_rank, d->kv_lora_rank, d->qk_nope_head_dim,
+          d->qk_rope_head_dim, d->v_head_dim, d->n_routed_experts, d->num_experts_per_tok,
+          d->n_shared_experts, d->n_group, d->topk_group, d->moe_intermediate_size);
+    }
     if (p.attention_bias) shape += ", q/k/v bias";
     shape += p.tie_word_embeddings ? ", tied embeddings" : ", untied head";
-    std::printf("%-12s %-6s %s  (%s)\n", std::string(p.name).c_str(),
+    std::printf("%-14s %-11s %s  (%s)\n", std::string(p.name).c_str(),
                 std::string(family_name(p.arch)).c_str(), shape.c_str(),
                 std::string(p.use).c_str());
   }
@@ -112,6 +123,10 @@ status generate(const options& o) {
                       preset_names());
   }
   const dtype type = o.type == "f32" ? dtype::f32 : o.type == "f16" ? dtype::f16 : dtype::bf16;
+  if (o.fp8 && (p->arch != family::deepseek_v3 || type != dtype::bf16)) {
+    return make_error(error_code::invalid_argument,
+                      "--fp8 needs a DeepSeek preset (tiny-dsv3, bench-dsv3-1b) and --dtype bf16");
+  }
   if (o.shard_bytes_max == 0) {
     return make_error(error_code::invalid_argument, "--shard-bytes-max must be positive");
   }
@@ -134,7 +149,7 @@ status generate(const options& o) {
   const fs::path dir(o.out);
   DSRT_TRY(prepare_out_dir(dir, o.force));
   DSRT_TRY(write_text(dir / "config.json",
-                      make_config(*p, vocab_size, type, tok.ids).dump(2) + "\n"));
+                      make_config(*p, vocab_size, type, tok.ids, o.fp8).dump(2) + "\n"));
   DSRT_TRY(write_text(dir / "generation_config.json",
                       make_generation_config(tok.ids).dump(2) + "\n"));
   DSRT_TRY(write_text(dir / "tokenizer.json", tok.tokenizer_json));
@@ -148,7 +163,7 @@ status generate(const options& o) {
                             : std::clamp(std::thread::hardware_concurrency(), 1u,
                                          default_threads_max);
   const auto start = std::chrono::steady_clock::now();
-  auto written = write_weights(dir, plan_tensors(*p, vocab_size), w);
+  auto written = write_weights(dir, plan_tensors(*p, vocab_size, o.fp8), w);
   if (!written) return written.err();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -162,7 +177,8 @@ status generate(const options& o) {
   const std::size_t shards = written->files.size() > 1 ? written->files.size() - 1 : 1;
   std::printf("dsgen: wrote %s (%s, %s, vocab %d, %.1f MB of weights in %zu safetensors "
               "file(s), %.2f s)\n",
-              dir.string().c_str(), std::string(p->name).c_str(), o.type.c_str(), vocab_size,
+              dir.string().c_str(), std::string(p->name).c_str(), o.fp8 ? "fp8" : o.type.c_str(),
+              vocab_size,
               double(written->total_bytes) / 1e6, shards, seconds);
   return ok_status();
 }
@@ -183,6 +199,9 @@ int main(int argc, char** argv) {
   app.add_option("--dtype", o.type, "weight dtype")
       ->check(CLI::IsMember({"bf16", "f16", "f32"}))
       ->capture_default_str();
+  app.add_flag("--fp8", o.fp8,
+               "DeepSeek presets: projections in fp8 e4m3 with 128x128 block scales "
+               "(DeepSeek-V3's checkpoint format)");
   app.add_option("--shard-bytes-max", o.shard_bytes_max,
                  "split the weights into shards of at most this many bytes")
       ->capture_default_str();

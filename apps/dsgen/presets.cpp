@@ -13,6 +13,13 @@ const std::vector<preset>& presets() {
        "CPU benchmarks"},
       {"bench-1b", family::llama, 128256, 2048, 16, 32, 8, 0, 8192, false, false,
        "GPU benchmarks"},
+      // DeepSeek: heads and KV heads are equal (MLA); head_dim is qk_rope_head_dim, written
+      // by the config as the transformers config computes it.
+      {"tiny-dsv3", family::deepseek_v3, 512, 256, 4, 4, 4, 0, 512, false, false, "unit tests",
+       deepseek_shape{128, 64, 32, 16, 32, 16, 1, 4, 4, 2, 128, 1, 1}},
+      {"bench-dsv3-1b", family::deepseek_v3, 129280, 1024, 8, 16, 16, 0, 2816, false, false,
+       "DeepSeek-shaped benchmarks",
+       deepseek_shape{384, 256, 64, 32, 64, 64, 1, 6, 8, 4, 512, 1, 0}},
   };
   return table;
 }
@@ -37,13 +44,21 @@ std::string_view family_name(family f) {
   switch (f) {
     case family::llama: return "llama";
     case family::qwen2: return "qwen2";
+    case family::deepseek_v3: return "deepseek_v3";
   }
   return "?";
 }
 
-// Llama 3 and Qwen2 release values, so RoPE code sees realistic frequencies.
-double rope_theta(family f) { return f == family::qwen2 ? 1000000.0 : 500000.0; }
-double rms_norm_eps(family f) { return f == family::qwen2 ? 1e-6 : 1e-5; }
+// Llama 3, Qwen2 and DeepSeek-V3 release values, so RoPE code sees realistic frequencies.
+double rope_theta(family f) {
+  switch (f) {
+    case family::llama: return 500000.0;
+    case family::qwen2: return 1000000.0;
+    case family::deepseek_v3: return 10000.0;
+  }
+  return 10000.0;
+}
+double rms_norm_eps(family f) { return f == family::llama ? 1e-5 : 1e-6; }
 
 std::int64_t tensor_plan::elements() const {
   std::int64_t n = 1;
@@ -58,9 +73,14 @@ std::string_view torch_dtype_name(dtype t) {
     case dtype::f32: return "float32";
     case dtype::f16: return "float16";
     case dtype::bf16: return "bfloat16";
+    case dtype::f8_e4m3: return "bfloat16";  // fp8 checkpoints keep bf16 as torch_dtype
   }
   return "bfloat16";
 }
+
+}  // namespace
+
+std::string_view torch_dtype_of(dtype t) { return torch_dtype_name(t); }
 
 nlohmann::ordered_json eos_value(const special_ids& ids) {
   if (ids.eos.size() == 1) return ids.eos[0];
@@ -72,10 +92,9 @@ nlohmann::ordered_json bos_value(const special_ids& ids) {
   return ids.bos;
 }
 
-}  // namespace
-
 nlohmann::ordered_json make_config(const preset& p, int vocab_size, dtype type,
-                                   const special_ids& ids) {
+                                   const special_ids& ids, bool fp8) {
+  if (p.arch == family::deepseek_v3) return make_deepseek_config(p, vocab_size, type, ids, fp8);
   // Keys in the order transformers writes them (sorted).
   nlohmann::ordered_json c;
   const bool qwen2 = p.arch == family::qwen2;
@@ -122,7 +141,8 @@ nlohmann::ordered_json make_generation_config(const special_ids& ids) {
   return g;
 }
 
-std::vector<tensor_plan> plan_tensors(const preset& p, int vocab_size) {
+std::vector<tensor_plan> plan_tensors(const preset& p, int vocab_size, bool fp8) {
+  if (p.arch == family::deepseek_v3) return plan_deepseek_tensors(p, vocab_size, fp8);
   const std::int64_t hidden = p.hidden_size;
   const std::int64_t head_dim = p.head_dim > 0 ? p.head_dim : hidden / p.num_attention_heads;
   const std::int64_t q_rows = p.num_attention_heads * head_dim;

@@ -13,9 +13,18 @@
 
 namespace dsrt::dsgen {
 
-// Model families dsgen writes. The DeepSeek presets (tiny-dsv3, bench-dsv3-1b) will add
-// a family here and rows to the table; everything else keys off the family.
-enum class family { llama, qwen2 };
+// Model families dsgen writes; everything else keys off the family.
+enum class family { llama, qwen2, deepseek_v3 };
+
+// The MLA / MoE sizes of a DeepSeek-V3 preset. Routing is V3's: noaux_tc over sigmoid
+// scores with a correction bias, normalised top-k, scaled by 2.5; RoPE is YaRN.
+struct deepseek_shape {
+  int q_lora_rank, kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim;
+  int n_routed_experts, n_shared_experts, num_experts_per_tok, n_group, topk_group;
+  int moe_intermediate_size;
+  int first_k_dense_replace;
+  int num_nextn_predict_layers;   // MTP layers written after the decoder layers
+};
 
 struct preset {
   std::string_view name;
@@ -30,6 +39,7 @@ struct preset {
   bool tie_word_embeddings;
   bool attention_bias;     // q/k/v biases (qwen2 always)
   std::string_view use;    // one line for --list
+  std::optional<deepseek_shape> deepseek = std::nullopt;   // family::deepseek_v3
 };
 
 const std::vector<preset>& presets();
@@ -47,22 +57,46 @@ struct special_ids {
   std::vector<int> eos;
 };
 
+// FP8 checkpoints (--fp8): DeepSeek-V3's scheme, e4m3 weights with one f32 scale per
+// fp8_block x fp8_block block.
+inline constexpr int fp8_block = 128;
+
 // One tensor of the model and how to fill it.
-enum class init { normal, ones };
+//   normal      N(0, 0.02) values, stored in the model dtype (or `type` when set)
+//   ones        1.0 (norm weights)
+//   fp8_weight  the normal values this tensor would have in bf16, quantised to e4m3 per
+//               fp8_block x fp8_block block (value / scale, scale = block amax / 448)
+//   fp8_scales  the f32 scales ("weight_scale_inv") of the fp8_weight named `source`
+enum class init { normal, ones, fp8_weight, fp8_scales };
 struct tensor_plan {
   std::string name;
   std::vector<std::int64_t> shape;
   init fill = init::normal;
+  std::optional<dtype> type = std::nullopt;   // nullopt: the model dtype
+  std::string source;                         // fp8_scales: the weight's tensor_plan name
+  std::vector<std::int64_t> source_shape;     // fp8_scales: the weight's shape
   std::int64_t elements() const;
 };
 
 // config.json as transformers writes it for this architecture. vocab_size may differ from
-// the preset's when a real tokenizer decides it.
+// the preset's when a real tokenizer decides it. fp8: DeepSeek presets only.
 nlohmann::ordered_json make_config(const preset& p, int vocab_size, dtype type,
-                                   const special_ids& ids);
+                                   const special_ids& ids, bool fp8 = false);
 nlohmann::ordered_json make_generation_config(const special_ids& ids);
 
 // Every tensor, in the names transformers uses (runtime/model/weights.h lists them).
-std::vector<tensor_plan> plan_tensors(const preset& p, int vocab_size);
+// fp8: every projection of the decoder layers as fp8_weight plus its fp8_scales.
+std::vector<tensor_plan> plan_tensors(const preset& p, int vocab_size, bool fp8 = false);
+
+// Pieces of config.json shared by the families: "torch_dtype" for a dtype, and the token
+// id values (null / an int / a list, as transformers writes them).
+std::string_view torch_dtype_of(dtype t);
+nlohmann::ordered_json bos_value(const special_ids& ids);
+nlohmann::ordered_json eos_value(const special_ids& ids);
+
+// The DeepSeek-V3 parts (presets_deepseek.cpp).
+nlohmann::ordered_json make_deepseek_config(const preset& p, int vocab_size, dtype type,
+                                            const special_ids& ids, bool fp8);
+std::vector<tensor_plan> plan_deepseek_tensors(const preset& p, int vocab_size, bool fp8);
 
 }  // namespace dsrt::dsgen

@@ -1,6 +1,7 @@
 #include "apps/dsgen/weight_writer.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -11,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/dsgen/normal_rng.h"
+#include "kernels/assert.h"
 #include "runtime/model/safetensors.h"
 
 namespace dsrt::dsgen {
@@ -104,19 +106,80 @@ void fill_block(const tensor_plan& t, std::uint64_t name_seed, std::uint64_t see
   for (auto& th : pool) th.join();
 }
 
+dtype type_of(const tensor_plan& t, const weight_write_options& o) {
+  return t.type.value_or(o.type);
+}
+
+// The f32 values a normal tensor `name` of `elements` values has (the same values a bf16
+// or f32 model of the same seed stores, before rounding).
+std::vector<float> normal_values(const std::string& name, std::int64_t elements,
+                                 const weight_write_options& o) {
+  const tensor_plan plan{name, {elements}, init::normal};
+  std::vector<float> values(static_cast<std::size_t>(elements));
+  const std::size_t chunks = (values.size() + chunk_elements - 1) / chunk_elements;
+  fill_block(plan, fnv1a64(name), o.seed, dtype::f32, 0, chunks, std::max(1u, o.threads),
+             reinterpret_cast<std::uint8_t*>(values.data()));
+  return values;
+}
+
+// DeepSeek-V3's block quantisation of a [rows, cols] weight: per fp8_block x fp8_block
+// block, scale = amax / 448 (the largest e4m3 value), stored = e4m3(value / scale).
+struct fp8_blocks {
+  std::vector<std::uint8_t> data;
+  std::vector<float> scales;
+};
+
+fp8_blocks quantize_fp8(const std::vector<float>& w, std::int64_t rows, std::int64_t cols) {
+  constexpr float e4m3_max = 448.0f;
+  const std::int64_t block_rows = (rows + fp8_block - 1) / fp8_block;
+  const std::int64_t block_cols = (cols + fp8_block - 1) / fp8_block;
+  fp8_blocks q;
+  q.data.resize(w.size());
+  q.scales.resize(std::size_t(block_rows * block_cols));
+  for (std::int64_t br = 0; br < block_rows; ++br) {
+    for (std::int64_t bc = 0; bc < block_cols; ++bc) {
+      const std::int64_t r_end = std::min(rows, (br + 1) * fp8_block);
+      const std::int64_t c_end = std::min(cols, (bc + 1) * fp8_block);
+      float amax = 0.0f;
+      for (std::int64_t r = br * fp8_block; r < r_end; ++r)
+        for (std::int64_t c = bc * fp8_block; c < c_end; ++c)
+          amax = std::max(amax, std::abs(w[std::size_t(r * cols + c)]));
+      const float scale = amax > 0.0f ? amax / e4m3_max : 1.0f;
+      q.scales[std::size_t(br * block_cols + bc)] = scale;
+      for (std::int64_t r = br * fp8_block; r < r_end; ++r)
+        for (std::int64_t c = bc * fp8_block; c < c_end; ++c)
+          q.data[std::size_t(r * cols + c)] = f32_to_f8_e4m3(w[std::size_t(r * cols + c)] / scale);
+    }
+  }
+  return q;
+}
+
+// fp8_weight / fp8_scales: the whole weight is generated (in memory) and quantised; the
+// scales tensor regenerates its weight to get the same blocks.
+status write_fp8_tensor(output_file& out, const tensor_plan& t, const weight_write_options& o) {
+  const bool weight = t.fill == init::fp8_weight;
+  const std::string& name = weight ? t.name : t.source;
+  const auto& shape = weight ? t.shape : t.source_shape;
+  DSRT_ASSERT(shape.size() == 2, "fp8 tensor {} must be 2-D", name);
+  const auto q = quantize_fp8(normal_values(name, shape[0] * shape[1], o), shape[0], shape[1]);
+  if (weight) return out.write(q.data.data(), q.data.size());
+  return out.write(q.scales.data(), q.scales.size() * sizeof(float));  // little-endian hosts
+}
+
 status write_tensor(output_file& out, const tensor_plan& t, const weight_write_options& o) {
+  if (t.fill == init::fp8_weight || t.fill == init::fp8_scales) return write_fp8_tensor(out, t, o);
+  const dtype type = type_of(t, o);
   const auto elements = std::size_t(t.elements());
   const std::size_t chunks = (elements + chunk_elements - 1) / chunk_elements;
   const std::uint64_t name_seed = fnv1a64(t.name);
   std::vector<std::uint8_t> block(std::min(chunks, block_chunks) * chunk_elements *
-                                  dtype_size(o.type));
+                                  dtype_size(type));
   for (std::size_t first = 0; first < chunks; first += block_chunks) {
     const std::size_t count = std::min(block_chunks, chunks - first);
-    fill_block(t, name_seed, o.seed, o.type, first, count, std::max(1u, o.threads),
-               block.data());
+    fill_block(t, name_seed, o.seed, type, first, count, std::max(1u, o.threads), block.data());
     const std::size_t done = first * chunk_elements;
     const std::size_t n = std::min(count * chunk_elements, elements - done);
-    DSRT_TRY(out.write(block.data(), n * dtype_size(o.type)));
+    DSRT_TRY(out.write(block.data(), n * dtype_size(type)));
   }
   return ok_status();
 }
@@ -136,7 +199,7 @@ result<weight_write_summary> write_weights(const std::filesystem::path& dir,
   std::uint64_t shard_bytes = 0;
   weight_write_summary summary;
   for (const auto* t : sorted) {
-    const std::uint64_t bytes = std::uint64_t(t->elements()) * dtype_size(o.type);
+    const std::uint64_t bytes = std::uint64_t(t->elements()) * dtype_size(type_of(*t, o));
     if (!shards.back().empty() && shard_bytes + bytes > o.shard_bytes_max) {
       shards.emplace_back();
       shard_bytes = 0;
@@ -155,7 +218,7 @@ result<weight_write_summary> write_weights(const std::filesystem::path& dir,
             : fmt::format("model-{:05}-of-{:05}.safetensors", s + 1, shards.size());
     std::vector<model::tensor_desc> descs;
     for (const auto* t : shards[s]) {
-      descs.push_back({t->name, o.type, t->shape});
+      descs.push_back({t->name, type_of(*t, o), t->shape});
       weight_map[t->name] = name;
     }
     auto header = model::safetensors_header(descs, metadata);

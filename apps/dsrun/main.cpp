@@ -1,6 +1,7 @@
 // dsrun: the command-line entry point for running dsrt.
 //   dsrun generate --model DIR --prompt TEXT   stream a completion to stdout
 //   dsrun tokenize --model DIR [--decode]      text lines <-> JSON arrays of token ids
+//   dsrun logits --model DIR --token-ids 1,2 --out F.json   every position's logits, as JSON
 #include <CLI/CLI.hpp>
 
 #include "apps/dsrun/commands.h"
@@ -10,7 +11,9 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   auto generate = dsrt::apps::add_generate_command(app);
   auto tokenize = dsrt::apps::add_tokenize_command(app);
+  auto logits = dsrt::apps::add_logits_command(app);
   CLI11_PARSE(app, argc, argv);
   if (app.got_subcommand("generate")) return generate();
+  if (app.got_subcommand("logits")) return logits();
   return tokenize();
 }

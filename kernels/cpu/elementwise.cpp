@@ -102,6 +102,11 @@ void add_inplace(float* x, const float* y, std::int64_t count) {
 }
 
 DSRT_MULTI_ISA
+void add_scaled(float* x, const float* y, float scale, std::int64_t count) {
+  for (std::int64_t i = 0; i < count; ++i) x[i] += scale * y[i];
+}
+
+DSRT_MULTI_ISA
 void scale_inplace(float* x, float scale, std::int64_t count) {
   for (std::int64_t i = 0; i < count; ++i) x[i] *= scale;
 }

@@ -18,6 +18,8 @@ void scale_by_gamma(const float* x, float scale, const float* gamma_f32,
                     const std::uint16_t* gamma_bf16, std::int64_t count, float* y);
 void add_inplace(float* x, const float* y, std::int64_t count);
 void scale_inplace(float* x, float scale, std::int64_t count);
+// x[i] += scale * y[i]
+void add_scaled(float* x, const float* y, float scale, std::int64_t count);
 // Round to nearest even, NaN kept a NaN.
 void to_bf16(const float* x, std::int64_t count, std::uint16_t* out);
 

@@ -34,7 +34,7 @@ std::size_t stop_prefix_suffix(std::string_view text, const std::vector<std::str
 
 }  // namespace
 
-generator::generator(dense_model& model, const tokenizer::tokenizer& tok,
+generator::generator(causal_lm& model, const tokenizer::tokenizer& tok,
                      const generator_options& options)
     : model_(model), tokenizer_(tok), options_(options) {}
 

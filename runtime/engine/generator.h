@@ -1,5 +1,5 @@
 #pragma once
-// Generates text for a set of requests together on one dense_model: continuous batching
+// Generates text for a set of requests together on one causal_lm: continuous batching
 // in its simplest form. Each step carries one decode token for every running sequence and
 // fills the rest of the token budget with prefill chunks; a request is admitted when the
 // KV blocks for its whole prompt + max_tokens are free (so no preemption is needed), and
@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-#include "runtime/engine/dense_model.h"
+#include "runtime/engine/causal_lm.h"
 #include "runtime/engine/sampler.h"
 #include "runtime/error.h"
 #include "runtime/tokenizer/tokenizer.h"
@@ -49,7 +49,7 @@ using text_callback = std::function<void(std::size_t request, std::string_view t
 
 class generator {
  public:
-  generator(dense_model& model, const tokenizer::tokenizer& tok, const generator_options& options = {});
+  generator(causal_lm& model, const tokenizer::tokenizer& tok, const generator_options& options = {});
 
   // Errors (nothing runs): invalid_argument naming the request index for an empty prompt,
   // a token outside the vocabulary, max_tokens < 1, prompt + max_tokens past the model's
@@ -64,7 +64,7 @@ class generator {
  private:
   status validate(std::span<const generation_request> requests) const;
 
-  dense_model& model_;
+  causal_lm& model_;
   const tokenizer::tokenizer& tokenizer_;
   generator_options options_;
   std::int64_t steps_ = 0;

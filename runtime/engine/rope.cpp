@@ -7,10 +7,6 @@
 namespace dsrt::engine {
 namespace {
 
-double yarn_mscale(double scale, double mscale) {
-  return scale <= 1.0 ? 1.0 : 0.1 * mscale * std::log(scale) + 1.0;
-}
-
 // The dimension index at which the rotation completes num_rotations turns over
 // max_positions (YaRN's correction range).
 double yarn_correction_dim(double num_rotations, int dim, double base, double max_positions) {
@@ -20,12 +16,17 @@ double yarn_correction_dim(double num_rotations, int dim, double base, double ma
 
 }  // namespace
 
+double yarn_get_mscale(double scale, double mscale) {
+  return scale <= 1.0 ? 1.0 : 0.1 * mscale * std::log(scale) + 1.0;
+}
+
 kernels::rope_table make_rope_table(const model::model_config& config) {
   const int dim = config.head_dim;
   const int half = dim / 2;
   const double base = config.rope_theta;
   const auto& s = config.rope;
   kernels::rope_table table;
+  table.interleaved = config.arch == model::architecture::deepseek_v3;
   table.inv_freq.resize(std::size_t(half));
   std::vector<double> inv(static_cast<std::size_t>(half));
   // Computed as transformers does: base ** (arange(0, dim, 2) / dim) in float32.
@@ -69,8 +70,8 @@ kernels::rope_table make_rope_table(const model::model_config& config) {
       }
       table.cos_sin_scale =
           s.mscale != 0.0 && s.mscale_all_dim != 0.0
-              ? float(yarn_mscale(s.factor, s.mscale) / yarn_mscale(s.factor, s.mscale_all_dim))
-              : float(yarn_mscale(s.factor, 1.0));
+              ? float(yarn_get_mscale(s.factor, s.mscale) / yarn_get_mscale(s.factor, s.mscale_all_dim))
+              : float(yarn_get_mscale(s.factor, 1.0));
       break;
     }
   }

@@ -7,6 +7,10 @@
 
 namespace dsrt::engine {
 
+// DeepSeek models (MLA) rotate interleaved pairs: their table has interleaved = true.
 kernels::rope_table make_rope_table(const model::model_config& config);
+
+// YaRN's attention-scale term: 1 for scale <= 1, else 0.1 * mscale * ln(scale) + 1.
+double yarn_get_mscale(double scale, double mscale);
 
 }  // namespace dsrt::engine

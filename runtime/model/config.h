@@ -103,6 +103,12 @@ struct deepseek_config {
   std::optional<fp8_block_quantization> quantization;  // absent: weights in torch_dtype
 };
 
+// Whether decoder layer `layer` has an MoE feed-forward (DeepSeek's rule: after the first
+// first_k_dense_replace layers, every moe_layer_freq-th layer).
+inline bool is_moe_layer(const deepseek_config& d, int layer) {
+  return layer >= d.first_k_dense_replace && layer % d.moe_layer_freq == 0;
+}
+
 struct model_config {
   architecture arch = architecture::llama;
   std::string model_type;              // as written in config.json

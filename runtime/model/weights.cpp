@@ -2,62 +2,12 @@
 
 #include <string>
 
+#include "runtime/model/tensor_checker.h"
+
 namespace dsrt::model {
 namespace {
 
-std::string shape_string(const std::vector<std::int64_t>& shape) {
-  return fmt::format("[{}]", fmt::join(shape, ", "));
-}
-
-// Looks tensors up in the store and checks each against the shape the config implies.
-class tensor_checker {
- public:
-  tensor_checker(const std::filesystem::path& dir, const weight_store& store)
-      : dir_(dir), store_(store) {}
-
-  // The tensor, or nullptr when absent (callers decide whether absence is an error).
-  result<const tensor_info*> optional(const std::string& name,
-                                      const std::vector<std::int64_t>& expected) const {
-    const tensor_info* t = store_.find(name);
-    if (!t) return static_cast<const tensor_info*>(nullptr);
-    // The dtype enum only holds types we compute in today. No default case: a new enum
-    // value (fp8, say) becomes a -Wswitch warning here instead of a tensor silently accepted.
-    bool accepted = false;
-    switch (t->type) {
-      case dtype::f32:
-      case dtype::f16:
-      case dtype::bf16:
-        accepted = true;
-        break;
-    }
-    if (!accepted) {
-      return make_error(error_code::corrupt_data,
-                        "{}: tensor '{}' has dtype {}; weights must be f32, f16 or bf16",
-                        t->file.string(), name, dtype_name(t->type));
-    }
-    if (t->shape != expected) {
-      return make_error(error_code::corrupt_data,
-                        "{}: tensor '{}' has shape {} but config.json implies {}",
-                        t->file.string(), name, shape_string(t->shape), shape_string(expected));
-    }
-    return t;
-  }
-
-  result<const tensor_info*> required(const std::string& name,
-                                      const std::vector<std::int64_t>& expected) const {
-    auto t = optional(name, expected);
-    if (!t) return t.err();
-    if (!*t) {
-      return make_error(error_code::corrupt_data, "{}: tensor '{}' (shape {}) is missing",
-                        dir_.string(), name, shape_string(expected));
-    }
-    return t;
-  }
-
- private:
-  const std::filesystem::path& dir_;
-  const weight_store& store_;
-};
+using detail::tensor_checker;
 
 status bind_layer(const tensor_checker& check, const model_config& c, int i,
                   layer_weights& layer) {
@@ -105,13 +55,6 @@ result<std::unique_ptr<model_files>> load_model_dir(const std::filesystem::path&
   }
   auto config = load_config(dir / "config.json");
   if (!config) return config.err();
-  // The tensor binding below knows only dense llama / qwen2 layers.
-  if (config->arch == architecture::deepseek_v3) {
-    return make_error(error_code::unsupported,
-                      "{}: deepseek_v3 weights are not supported yet (MLA/MoE land with the "
-                      "DeepSeek-V3 issue)",
-                      dir.string());
-  }
   auto store = weight_store::open(dir);
   if (!store) return store.err();
 
@@ -121,6 +64,10 @@ result<std::unique_ptr<model_files>> load_model_dir(const std::filesystem::path&
   files->store = std::move(store.value());
   const model_config& c = files->config;
   tensor_checker check(dir, files->store);
+  if (c.arch == architecture::deepseek_v3) {
+    DSRT_TRY(detail::bind_deepseek(check, c, files->deepseek));
+    return files;
+  }
   dense_weights& w = files->weights;
 
   const std::vector<std::int64_t> vocab_by_hidden = {c.vocab_size, c.hidden_size};

@@ -1,5 +1,5 @@
 #pragma once
-// The weights of a dense (llama / qwen2) model, checked against its config: every tensor
+// The weights of a model, checked against its config: every tensor
 // present, with the shape the config implies and a supported dtype (f32, f16, bf16).
 // Tensor names are Hugging Face's:
 //   model.embed_tokens.weight                       [vocab, hidden]
@@ -44,6 +44,56 @@ struct dense_weights {
   const tensor_info* lm_head = nullptr;   // == embed when tie_word_embeddings
 };
 
+// --- DeepSeek-V2/V3 (MLA + MoE), Hugging Face names under model.layers.{i}. ---------------
+//   input_layernorm.weight, post_attention_layernorm.weight          [hidden]
+//   self_attn.q_a_proj.weight [q_lora, hidden], self_attn.q_a_layernorm.weight [q_lora],
+//   self_attn.q_b_proj.weight [heads*(nope+rope), q_lora]     (q_lora_rank > 0), or
+//   self_attn.q_proj.weight [heads*(nope+rope), hidden]         (q_lora_rank == 0)
+//   self_attn.kv_a_proj_with_mqa.weight [kv_lora+rope, hidden], self_attn.kv_a_layernorm.weight [kv_lora]
+//   self_attn.kv_b_proj.weight [heads*(nope+v), kv_lora], self_attn.o_proj.weight [hidden, heads*v]
+//   dense layers: mlp.{gate,up,down}_proj.weight with intermediate_size
+//   MoE layers:   mlp.gate.weight [experts, hidden] (the router), mlp.gate.e_score_correction_bias
+//                 [experts] (noaux_tc), mlp.experts.{e}.{gate,up,down}_proj.weight with
+//                 moe_intermediate_size, mlp.shared_experts.{gate,up,down}_proj.weight with
+//                 moe_intermediate_size * n_shared_experts
+// Every projection ("linear") may be f8_e4m3 when config.json has the fp8 quantization_config;
+// then NAME.weight_scale_inv (f32 [ceil(rows/block_rows), ceil(cols/block_cols)]) is required.
+// Layers num_hidden_layers ... + num_nextn_predict_layers - 1 are V3's multi-token-prediction
+// layers: they are skipped (counted in mtp_tensors_skipped), never bound as decoder layers.
+
+struct linear_weights {
+  const tensor_info* weight = nullptr;
+  const tensor_info* scale = nullptr;  // weight_scale_inv, when weight is f8_e4m3
+};
+
+struct mlp_weights {
+  linear_weights gate, up, down;
+};
+
+struct deepseek_layer_weights {
+  const tensor_info* input_norm = nullptr;
+  linear_weights q_a, q_b;                  // q_lora_rank > 0
+  const tensor_info* q_a_norm = nullptr;
+  linear_weights q;                         // q_lora_rank == 0
+  linear_weights kv_a, kv_b, o;
+  const tensor_info* kv_a_norm = nullptr;
+  const tensor_info* post_norm = nullptr;
+  bool moe = false;
+  mlp_weights dense;                        // !moe
+  const tensor_info* router = nullptr;      // moe
+  const tensor_info* router_bias = nullptr; // moe with noaux_tc
+  std::vector<mlp_weights> experts;         // moe
+  mlp_weights shared;                       // moe with n_shared_experts > 0
+};
+
+struct deepseek_weights {
+  const tensor_info* embed = nullptr;
+  std::vector<deepseek_layer_weights> layers;
+  const tensor_info* final_norm = nullptr;
+  const tensor_info* lm_head = nullptr;
+  std::int64_t mtp_tensors_skipped = 0;
+};
+
 // A loaded model directory: config plus mapped, validated weights. The tensor_info
 // pointers in `weights` point into `store` and live as long as this object (move-only,
 // heap-allocated by load_model_dir so the pointers stay valid).
@@ -51,7 +101,8 @@ struct model_files {
   std::filesystem::path dir;
   model_config config;
   weight_store store;
-  dense_weights weights;
+  dense_weights weights;      // llama, qwen2
+  deepseek_weights deepseek;  // deepseek_v3 (and v2)
 };
 
 // Loads DIR/config.json and the weights, and checks them against each other.

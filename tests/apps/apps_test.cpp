@@ -3,11 +3,13 @@
 #include <nlohmann/json.hpp>
 #include <sys/wait.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <utility>
 
 namespace {
 
@@ -67,7 +69,8 @@ TEST_F(Apps, EveryBinaryAnswersHelp) {
     EXPECT_EQ(r.exit_code, 0) << tool;
     EXPECT_NE(r.out.find("Usage"), std::string::npos) << tool << ": " << r.out;
   }
-  for (const std::string sub : {"dsrun/dsrun generate", "dsrun/dsrun tokenize", "dsbench/dsbench engine"}) {
+  for (const std::string sub : {"dsrun/dsrun generate", "dsrun/dsrun tokenize", "dsrun/dsrun logits",
+                                 "dsbench/dsbench engine"}) {
     const auto r = run(bin + "/" + sub + " --help");
     EXPECT_EQ(r.exit_code, 0) << sub;
     EXPECT_NE(r.out.find("--model"), std::string::npos) << sub << ": " << r.out;
@@ -141,6 +144,96 @@ TEST_F(Apps, TokenizeRoundTripsAndReportsBadLines) {
   EXPECT_NE(bad.err.find("line 2"), std::string::npos) << bad.err;
   EXPECT_NE(bad.err.find("line 3"), std::string::npos) << bad.err;
   EXPECT_EQ(std::count(bad.out.begin(), bad.out.end(), '\n'), 3) << "one output line per input line";
+}
+
+// Checks the documented shape of a `dsrun logits` file: one row of vocab_size finite numbers
+// per token id. Returns the parsed document (null on failure, with the failure recorded).
+nlohmann::json read_logits(const fs::path& path, std::size_t tokens, std::size_t vocab) {
+  const auto j = nlohmann::json::parse(read_file(path), nullptr, /*allow_exceptions=*/false);
+  EXPECT_TRUE(j.is_object()) << path;
+  if (!j.is_object()) return nullptr;
+  EXPECT_TRUE(j.at("model").is_string());
+  EXPECT_EQ(j.at("token_ids").size(), tokens);
+  EXPECT_EQ(j.at("vocab_size").get<std::size_t>(), vocab);
+  const auto& rows = j.at("logits");
+  EXPECT_EQ(rows.size(), tokens);
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    EXPECT_EQ(rows[r].size(), vocab) << "row " << r;
+    std::size_t non_zero = 0;
+    for (const auto& v : rows[r]) {
+      if (!v.is_number()) {
+        ADD_FAILURE() << "row " << r << " holds " << v.dump();
+        return nullptr;
+      }
+      EXPECT_TRUE(std::isfinite(v.get<double>())) << "row " << r;
+      non_zero += v.get<double>() != 0.0;
+    }
+    EXPECT_GT(non_zero, vocab / 2) << "row " << r;
+  }
+  return j;
+}
+
+TEST_F(Apps, LogitsWritesEveryPositionOfADeepSeekModelReproducibly) {
+  // tiny-dsv3 (MLA + MoE, YaRN) is the model scripts/hf_reference/ compares with transformers.
+  const fs::path ds = model_ / "dsv3";  // removed with model_
+  const auto gen = run(bin + "/dsgen/dsgen --preset tiny-dsv3 --seed 1 --force --out " + ds.string());
+  ASSERT_EQ(gen.exit_code, 0) << gen.err;
+  const std::string ids = "0,5,300,42,7,511,1,2";
+  const fs::path first = ds / "logits-1.json", second = ds / "logits-2.json";
+  for (const auto& out : {first, second}) {
+    const auto r = run(bin + "/dsrun/dsrun logits --model " + ds.string() + " --isa scalar --token-ids " +
+                       ids + " --out " + out.string());
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  const auto a = read_logits(first, 8, 512);
+  ASSERT_FALSE(a.is_null());
+  EXPECT_EQ(a.at("token_ids"), nlohmann::json::parse("[" + ids + "]"));
+  EXPECT_EQ(a.at("model").get<std::string>(), ds.string());
+  EXPECT_NE(a["logits"][0], a["logits"][1]) << "positions with different tokens differ";
+  // Same model, same ids: the same numbers, byte for byte.
+  EXPECT_EQ(read_file(first), read_file(second));
+}
+
+TEST_F(Apps, LogitsTokenizesPromptsLikeTokenize) {
+  const fs::path out = model_ / "logits-prompt.json";
+  const auto r = run(bin + "/dsrun/dsrun logits --model " + model_.string() + " --prompt 'The cat' --out " +
+                     out.string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto enc = run(bin + "/dsrun/dsrun tokenize --model " + model_.string(), "The cat\n");
+  ASSERT_EQ(enc.exit_code, 0) << enc.err;
+  const auto expected = nlohmann::json::parse(enc.out);
+  const auto j = read_logits(out, expected.size(), 512);
+  ASSERT_FALSE(j.is_null());
+  EXPECT_EQ(j.at("token_ids"), expected);
+
+  const auto chat = run(bin + "/dsrun/dsrun logits --model " + model_.string() + " --chat --prompt Hi --out " +
+                        out.string());
+  ASSERT_EQ(chat.exit_code, 0) << chat.err;
+  EXPECT_GT(nlohmann::json::parse(read_file(out)).at("token_ids").size(), 3u) << "the template adds tokens";
+}
+
+TEST_F(Apps, LogitsRejectsBadInputWithExitCode2) {
+  const std::string cmd = bin + "/dsrun/dsrun logits --model " + model_.string();
+  const std::string out = " --out " + (model_ / "logits-bad.json").string();
+  std::string too_many = "1";
+  for (int i = 1; i < 513; ++i) too_many += ",1";
+  const std::pair<std::string, std::string> cases[] = {
+      {" --token-ids 1,512" + out, "outside the vocabulary [0, 512)"},
+      {" --token-ids 1,-3" + out, "outside the vocabulary"},
+      {" --token-ids 1,x" + out, "'x') is not an integer"},
+      {" --token-ids 1,,2" + out, "entry 1 ('') is not an integer"},
+      {" --token-ids " + too_many + out, "more than 512 tokens"},
+      {" --prompt x --token-ids 1" + out, "exactly one of --prompt"},
+      {out, "exactly one of --prompt"},
+      {" --token-ids 1 --chat" + out, "--chat"},
+      {" --token-ids 1 --out /nonexistent/dir/x.json", "cannot open"},
+  };
+  for (const auto& [args, message] : cases) {
+    const auto r = run(cmd + args);
+    EXPECT_EQ(r.exit_code, 2) << args.substr(0, 80) << ": " << r.err;
+    EXPECT_NE(r.err.find("INVALID_ARGUMENT"), std::string::npos) << args.substr(0, 80) << ": " << r.err;
+    EXPECT_NE(r.err.find(message), std::string::npos) << args.substr(0, 80) << ": " << r.err;
+  }
 }
 
 TEST_F(Apps, EngineBenchWritesTheDocumentedJson) {

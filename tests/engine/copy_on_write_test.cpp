@@ -14,7 +14,7 @@ using namespace test_util;
 
 // Reserves `tokens` more positions for seq, applies any copy to the cache, and returns the
 // logits of every new token.
-std::vector<float> extend(dense_model& model, block_manager& bm, sequence_blocks& seq,
+std::vector<float> extend(causal_lm& model, block_manager& bm, sequence_blocks& seq,
                           const std::vector<std::int32_t>& tokens, std::size_t& copies_made) {
   std::vector<block_copy> copies;
   const std::int64_t first = seq.tokens;

@@ -73,7 +73,7 @@ class DecodeConsistency : public ::testing::TestWithParam<decode_case> {
   }
 
   std::unique_ptr<kernels::backend> backend_;
-  std::unique_ptr<dense_model> model_;
+  std::unique_ptr<causal_lm> model_;
   block_manager blocks_{64, 16};
   std::size_t vocab_ = 0;
   std::vector<std::int32_t> tokens_;
@@ -111,11 +111,11 @@ TEST_P(DecodeConsistency, LastTokenLogitsAreTheLastRow) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, DecodeConsistency,
-                         ::testing::Values(decode_case{"tiny-llama", &tiny_llama_dir},
-                                           decode_case{"tiny-qwen2", &tiny_qwen2_dir}),
-                         [](const auto& info) {
-                           return std::string(info.param.name[5] == 'l' ? "TinyLlama" : "TinyQwen2");
-                         });
+                         ::testing::Values(decode_case{"TinyLlama", &tiny_llama_dir},
+                                           decode_case{"TinyQwen2", &tiny_qwen2_dir},
+                                           decode_case{"TinyDsv3", &tiny_dsv3_dir},
+                                           decode_case{"TinyDsv3Fp8", &tiny_dsv3_fp8_dir}),
+                         [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
 }  // namespace dsrt::engine

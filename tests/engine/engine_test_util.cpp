@@ -24,11 +24,17 @@ class tiny_models : public ::testing::Environment {
     dir_ = fs::temp_directory_path() / ("dsrt-engine-test-" + std::to_string(::getpid()));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    for (const char* preset : {"tiny-llama", "tiny-qwen2"}) {
-      const std::string command = std::string(DSRT_BINARY_DIR "/apps/dsgen/dsgen") + " --preset " +
-                                  preset + " --seed 1 --threads 1 --out " +
-                                  (dir_ / preset).string() + " > " +
-                                  (dir_ / (std::string(preset) + ".log")).string() + " 2>&1";
+    // (directory, dsgen arguments)
+    const std::pair<const char*, const char*> models[] = {
+        {"tiny-llama", "--preset tiny-llama"},
+        {"tiny-qwen2", "--preset tiny-qwen2"},
+        {"tiny-dsv3", "--preset tiny-dsv3"},
+        {"tiny-dsv3-fp8", "--preset tiny-dsv3 --fp8"}};
+    for (const auto& [name, args] : models) {
+      const std::string command = std::string(DSRT_BINARY_DIR "/apps/dsgen/dsgen ") + args +
+                                  " --seed 1 --threads 1 --out " + (dir_ / name).string() +
+                                  " > " + (dir_ / (std::string(name) + ".log")).string() +
+                                  " 2>&1";
       const int rc = std::system(command.c_str());
       ASSERT_EQ(rc, 0) << "dsgen failed: " << command;
     }
@@ -58,6 +64,14 @@ const fs::path& tiny_qwen2_dir() {
   static const fs::path p = tiny_models::get().dir() / "tiny-qwen2";
   return p;
 }
+const fs::path& tiny_dsv3_dir() {
+  static const fs::path p = tiny_models::get().dir() / "tiny-dsv3";
+  return p;
+}
+const fs::path& tiny_dsv3_fp8_dir() {
+  static const fs::path p = tiny_models::get().dir() / "tiny-dsv3-fp8";
+  return p;
+}
 
 std::unique_ptr<kernels::backend> make_backend(const std::string& isa) {
   return kernels::make_cpu_backend({.threads = 2, .isa = isa});
@@ -72,13 +86,13 @@ std::unique_ptr<model::model_files> load_files(const fs::path& dir) {
   return std::move(*files);
 }
 
-std::unique_ptr<dense_model> load_model(const fs::path& dir, kernels::backend& backend,
+std::unique_ptr<causal_lm> load_model(const fs::path& dir, kernels::backend& backend,
                                         const model_options& options) {
   auto files = load_files(dir);
   if (!files) return nullptr;
-  auto m = dense_model::create(std::move(files), backend, options);
+  auto m = create_causal_lm(std::move(files), backend, options);
   if (!m) {
-    ADD_FAILURE() << "dense_model::create: " << m.err().to_string();
+    ADD_FAILURE() << "create_causal_lm: " << m.err().to_string();
     return nullptr;
   }
   return std::move(*m);
@@ -120,7 +134,7 @@ double row_max_abs_diff(const std::vector<float>& a, std::size_t row_a, const st
   return m;
 }
 
-std::vector<float> forward_one(dense_model& model, std::span<const std::int32_t> tokens,
+std::vector<float> forward_one(causal_lm& model, std::span<const std::int32_t> tokens,
                                std::int64_t first_position, std::span<const std::int32_t> table,
                                bool all_logits) {
   const step_sequence seq{tokens, first_position, table, all_logits};

@@ -1,5 +1,5 @@
-// dense_model::forward rejects bad steps with invalid_argument (and runs nothing), and
-// dense_model::create rejects options that cannot work.
+// causal_lm::forward rejects bad steps with invalid_argument (and runs nothing), and
+// create_causal_lm rejects options that cannot work.
 #include <gtest/gtest.h>
 
 #include "tests/engine/engine_test_util.h"
@@ -30,7 +30,7 @@ class ForwardErrors : public ::testing::Test {
   }
 
   std::unique_ptr<kernels::backend> backend_;
-  std::unique_ptr<dense_model> model_;
+  std::unique_ptr<causal_lm> model_;
   const std::vector<std::int32_t> table_ = {0, 1};
 };
 
@@ -107,7 +107,7 @@ TEST(DenseModelCreate, RejectsOptionsThatCannotWork) {
   for (const auto& c : cases) {
     auto files = load_files(tiny_llama_dir());
     ASSERT_TRUE(files);
-    auto m = dense_model::create(std::move(files), *backend, c.options);
+    auto m = create_causal_lm(std::move(files), *backend, c.options);
     ASSERT_FALSE(m.ok()) << c.what;
     EXPECT_EQ(m.err().code, error_code::invalid_argument) << c.what << ": " << m.err().message;
   }

@@ -44,7 +44,7 @@ class Generator : public ::testing::Test {
   }
 
   std::unique_ptr<kernels::backend> backend_;
-  std::unique_ptr<dense_model> model_;
+  std::unique_ptr<causal_lm> model_;
   std::optional<tokenizer::tokenizer> tokenizer_;
 };
 

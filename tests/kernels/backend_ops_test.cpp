@@ -166,7 +166,7 @@ TEST_P(BackendOps, RopeRotatesHalves) {
   const auto original = x;
   rope_table table{{1.0f, 0.1f, 0.01f, 0.001f}, 1.0f};
   const std::int32_t positions[] = {0, 37};
-  backend_->rope(x.data(), 2, heads, head_dim, positions, table);
+  backend_->rope(x.data(), 2, heads, head_dim, head_dim, positions, table);
   for (int t = 0; t < 2; ++t)
     for (int h = 0; h < heads; ++h)
       for (int i = 0; i < head_dim / 2; ++i) {

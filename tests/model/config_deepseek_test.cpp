@@ -296,17 +296,5 @@ TEST(DeepseekConfig, ModelTypeContradictingArchitecturesIsRejected) {
   expect_error(j, error_code::invalid_argument, {"config.json", "deepseek_v3", "Llama"});
 }
 
-TEST(DeepseekConfig, LoadModelDirSaysWeightsAreUnsupported) {
-  scratch_dir dir;
-  testing::write_file(dir / "config.json", deepseek_v3_config().dump(2));
-  auto m = load_model_dir(dir.path());
-  ASSERT_FALSE(m.ok());
-  EXPECT_EQ(m.err().code, error_code::unsupported) << m.err().to_string();
-  EXPECT_NE(m.err().message.find("deepseek_v3 weights are not supported yet (MLA/MoE land with "
-                                 "the DeepSeek-V3 issue)"),
-            std::string::npos)
-      << m.err().message;
-}
-
 }  // namespace
 }  // namespace dsrt::model
