@@ -41,43 +41,13 @@ constexpr double sharpened_best_margin_min = 8 * best_margin_min;
 constexpr std::size_t best_prompt_tokens = 8;
 constexpr std::uint64_t prompt_salts_max = 64;
 
-// A bf16 copy of src with attention logits and routing made peaked: q_b / kv_b scaled by 8,
-// the router by 8, other projections by 2 (powers of two: exact in bf16), and norm weights
-// varying per channel.
-fs::path make_sharpened(const fs::path& src, const fs::path& dst) {
-  fs::create_directories(dst);
-  for (const char* f : {"config.json", "tokenizer.json", "tokenizer_config.json"})
-    fs::copy_file(src / f, dst / f, fs::copy_options::overwrite_existing);
-  auto store = model::weight_store::open(src);
-  EXPECT_TRUE(store.ok());
-  if (!store) return dst;
-  std::vector<model::tensor_to_write> out;
-  for (const auto& [name, t] : store->all()) {
-    auto has = [&](const char* part) { return name.find(part) != std::string::npos; };
-    const bool norm = has("norm");
-    if (t->type == dtype::f32) {  // the correction bias: kept as it is
-      model::tensor_to_write w{name, dtype::f32, t->shape, {}};
-      const auto* bytes = static_cast<const std::uint8_t*>(t->data);
-      w.bytes.assign(bytes, bytes + t->size_bytes);
-      out.push_back(std::move(w));
-      continue;
-    }
-    const double scale = has("q_b_proj") || has("kv_b_proj") || has("mlp.gate.weight") ? 8.0
-                         : has("embed_tokens") || norm                              ? 1.0
-                                                                                    : 2.0;
-    model::tensor_to_write w{name, dtype::bf16, t->shape, {}};
-    w.bytes.resize(std::size_t(t->elements()) * 2);
-    for (std::int64_t i = 0; i < t->elements(); ++i) {
-      double v = load_as_f32(t->data, t->type, std::size_t(i)) * scale;
-      if (norm) v = 0.5 + double((i * 7) % 11) / 10.0;  // 0.5 .. 1.5 per channel
-      const std::uint16_t b = f32_to_bf16(float(v));
-      std::memcpy(&w.bytes[std::size_t(i) * 2], &b, 2);
-    }
-    out.push_back(std::move(w));
-  }
-  auto s = model::write_safetensors(dst / "model.safetensors", out);
-  EXPECT_TRUE(s.ok()) << (s ? "" : s.err().to_string());
-  return dst;
+// Attention logits and routing made peaked: q_b / kv_b and the router scaled by 8, other
+// projections by 2, the embedding kept.
+double sharpening(const std::string& name) {
+  auto has = [&](const char* part) { return name.find(part) != std::string::npos; };
+  return has("q_b_proj") || has("kv_b_proj") || has("mlp.gate.weight") ? 8.0
+         : has("embed_tokens")                                         ? 1.0
+                                                                       : 2.0;
 }
 
 struct reference_case {
@@ -95,7 +65,7 @@ class DeepseekReference : public ::testing::TestWithParam<reference_case> {
     if (GetParam().sharpened) {
       scratch_ = fs::temp_directory_path() /
                  ("dsrt-dsv3-sharp-" + std::to_string(::getpid()) + "-" + GetParam().name);
-      dir_ = make_sharpened(dir_, scratch_);
+      dir_ = write_sharpened(dir_, scratch_, sharpening);
     }
     files_ = load_files(dir_);
     ASSERT_TRUE(files_);
@@ -111,42 +81,13 @@ class DeepseekReference : public ::testing::TestWithParam<reference_case> {
     if (!scratch_.empty()) fs::remove_all(scratch_, ec);
   }
 
-  // Largest |engine - reference| / range over every row, checked row by row.
   double compare(const std::string& isa, const std::vector<std::int32_t>& tokens,
-                 const std::vector<double>& reference, double tolerance) {
-    auto backend = make_backend(isa);
-    auto model = load_model(dir_, *backend);
-    if (!model) return INFINITY;
-    const std::size_t vocab = std::size_t(model->config().vocab_size);
-    const std::vector<std::int32_t> table = {0, 1};
-    const auto logits = forward_one(*model, tokens, 0, table, /*all_logits=*/true);
-    if (logits.size() != reference.size()) {
-      ADD_FAILURE() << "logits size " << logits.size() << ", expected " << reference.size();
-      return INFINITY;
-    }
-    const double range = *std::max_element(reference.begin(), reference.end()) -
-                         *std::min_element(reference.begin(), reference.end());
-    double worst = 0;
-    for (std::size_t t = 0; t < tokens.size(); ++t) {
-      double row = 0;
-      for (std::size_t i = 0; i < vocab; ++i)
-        row = std::max(row, std::abs(logits[t * vocab + i] - reference[t * vocab + i]) / range);
-      EXPECT_LE(row, tolerance) << GetParam().name << " on " << backend->caps().detail
-                                << " at position " << t;
-      worst = std::max(worst, row);
-    }
-    std::cout << GetParam().name << " on " << backend->caps().detail
-              << ": max |engine - reference| = " << worst << " x logit range " << range
-              << " (tolerance " << tolerance << ") over " << tokens.size() << " positions\n";
-    return worst;
+                 const std::vector<double>& reference, double tolerance) const {
+    return compare_with_reference(dir_, isa, tokens, reference, tolerance, GetParam().name);
   }
 
   double variant_distance(const deepseek_variant& v) const {
-    const auto other = reference_deepseek_logits(*files_, tokens_, v);
-    double worst = 0;
-    for (std::size_t i = 0; i < other.size(); ++i)
-      worst = std::max(worst, std::abs(other[i] - reference_[i]) / range_);
-    return worst;
+    return relative_distance(reference_deepseek_logits(*files_, tokens_, v), reference_, range_);
   }
 
   fs::path dir_, scratch_;

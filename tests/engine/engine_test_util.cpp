@@ -2,9 +2,14 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
+#include <iostream>
 #include <limits>
+
+#include "runtime/model/safetensors.h"
 
 namespace dsrt::engine::test_util {
 namespace {
@@ -144,6 +149,81 @@ std::vector<float> forward_one(causal_lm& model, std::span<const std::int32_t> t
     return {};
   }
   return logits;
+}
+
+fs::path write_sharpened(const fs::path& src, const fs::path& dst,
+                         const std::function<double(const std::string&)>& scale_of) {
+  fs::create_directories(dst);
+  for (const char* f : {"config.json", "tokenizer.json", "tokenizer_config.json"})
+    fs::copy_file(src / f, dst / f, fs::copy_options::overwrite_existing);
+  auto store = model::weight_store::open(src);
+  EXPECT_TRUE(store.ok());
+  if (!store) return dst;
+  std::vector<model::tensor_to_write> out;
+  for (const auto& [name, t] : store->all()) {
+    if (t->type == dtype::f32) {
+      model::tensor_to_write w{name, dtype::f32, t->shape, {}};
+      const auto* bytes = static_cast<const std::uint8_t*>(t->data);
+      w.bytes.assign(bytes, bytes + t->size_bytes);
+      out.push_back(std::move(w));
+      continue;
+    }
+    const bool norm = name.find("norm") != std::string::npos;
+    const double scale = norm ? 1.0 : scale_of(name);
+    model::tensor_to_write w{name, dtype::bf16, t->shape, {}};
+    w.bytes.resize(std::size_t(t->elements()) * 2);
+    for (std::int64_t i = 0; i < t->elements(); ++i) {
+      double v = load_as_f32(t->data, t->type, std::size_t(i)) * scale;
+      if (norm) v = 0.5 + double((i * 7) % 11) / 10.0;  // 0.5 .. 1.5 per channel
+      const std::uint16_t b = f32_to_bf16(float(v));
+      std::memcpy(&w.bytes[std::size_t(i) * 2], &b, 2);
+    }
+    out.push_back(std::move(w));
+  }
+  auto s = model::write_safetensors(dst / "model.safetensors", out);
+  EXPECT_TRUE(s.ok()) << (s ? "" : s.err().to_string());
+  return dst;
+}
+
+double relative_distance(const std::vector<double>& a, const std::vector<double>& b, double range) {
+  if (a.size() != b.size()) return std::numeric_limits<double>::infinity();
+  double worst = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::abs(a[i] - b[i]) / range);
+  return worst;
+}
+
+double compare_with_reference(const fs::path& dir, const std::string& isa,
+                              const std::vector<std::int32_t>& tokens,
+                              const std::vector<double>& reference, double tolerance,
+                              const std::string& label) {
+  auto backend = make_backend(isa);
+  auto model = load_model(dir, *backend);
+  if (!model) return std::numeric_limits<double>::infinity();
+  const std::size_t vocab = std::size_t(model->config().vocab_size);
+  const std::int64_t blocks = (std::int64_t(tokens.size()) + model->kv_block_tokens() - 1) /
+                              model->kv_block_tokens();
+  std::vector<std::int32_t> table;
+  for (std::int32_t b = 0; b < blocks; ++b) table.push_back(b);
+  const auto logits = forward_one(*model, tokens, 0, table, /*all_logits=*/true);
+  if (logits.size() != reference.size()) {
+    ADD_FAILURE() << "logits size " << logits.size() << ", expected " << reference.size();
+    return std::numeric_limits<double>::infinity();
+  }
+  const double range = *std::max_element(reference.begin(), reference.end()) -
+                       *std::min_element(reference.begin(), reference.end());
+  double worst = 0;
+  for (std::size_t t = 0; t < tokens.size(); ++t) {
+    double row = 0;
+    for (std::size_t i = 0; i < vocab; ++i)
+      row = std::max(row, std::abs(logits[t * vocab + i] - reference[t * vocab + i]) / range);
+    EXPECT_LE(row, tolerance) << label << " on " << backend->caps().detail << " at position " << t;
+    worst = std::max(worst, row);
+  }
+  std::cout << label << " on " << backend->caps().detail << ": max |engine - reference| = " << worst
+            << " x logit range " << range << " (tolerance " << tolerance << ") over "
+            << tokens.size() << " positions\n";
+  ::testing::Test::RecordProperty("max_relative_diff_" + backend->caps().detail, std::to_string(worst));
+  return worst;
 }
 
 }  // namespace dsrt::engine::test_util

@@ -3,6 +3,7 @@
 // (a global test environment), loading them onto a CPU backend, prompts, and comparisons.
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -47,5 +48,24 @@ double row_max_abs_diff(const std::vector<float>& a, std::size_t row_a, const st
 std::vector<float> forward_one(causal_lm& model, std::span<const std::int32_t> tokens,
                                std::int64_t first_position, std::span<const std::int32_t> table,
                                bool all_logits);
+
+// A bf16 copy of the model at src whose tensors are multiplied by scale_of(name) (use
+// powers of two: exact in bf16) and whose norm weights ("norm" in the name) vary per
+// channel from 0.5 to 1.5; f32 tensors are copied as they are. Used to make attention and
+// routing peaked, so that mistakes a reference plants move the logits far.
+std::filesystem::path write_sharpened(const std::filesystem::path& src,
+                                      const std::filesystem::path& dst,
+                                      const std::function<double(const std::string&)>& scale_of);
+
+// Largest |a[i] - b[i]| / range.
+double relative_distance(const std::vector<double>& a, const std::vector<double>& b, double range);
+
+// Runs tokens (positions 0, 1, ...) through a fresh model of dir on the given ISA and
+// checks every row of logits against reference within tolerance x the reference's logit
+// range (a failure per row); prints and returns the largest relative difference.
+double compare_with_reference(const std::filesystem::path& dir, const std::string& isa,
+                              const std::vector<std::int32_t>& tokens,
+                              const std::vector<double>& reference, double tolerance,
+                              const std::string& label);
 
 }  // namespace dsrt::engine::test_util

@@ -1,5 +1,7 @@
 #include "tests/engine/reference_deepseek.h"
 
+#include "tests/engine/reference_math.h"
+
 #include <algorithm>
 #include <cmath>
 #include <numbers>
@@ -10,61 +12,28 @@
 namespace dsrt::engine::test_util {
 namespace {
 
-using matrix = std::vector<double>;  // row-major
-
-double round_bf16(double v) { return bf16_to_f32(f32_to_bf16(float(v))); }
-
 // Set per call of reference_deepseek_logits (single-threaded test code).
 bool g_fp8_dequant_bf16 = true;
 
-// A checkpoint tensor as doubles (fp8: times its block scale), its element count checked.
-matrix tensor(const model::model_files& files, const std::string& name, std::int64_t rows,
+// A projection as doubles: fp8 times its block scale (rounded to bf16 unless the variant
+// says not to), any other dtype as stored.
+matrix weight(const model::model_files& files, const std::string& name, std::int64_t rows,
               std::int64_t cols) {
+  matrix out = tensor(files, name, rows, cols);
   const model::tensor_info* t = files.store.find(name);
-  if (t == nullptr) throw std::runtime_error("missing tensor " + name);
-  if (t->elements() != rows * cols) throw std::runtime_error("bad shape of " + name);
-  matrix out(std::size_t(rows * cols));
-  for (std::size_t i = 0; i < out.size(); ++i) out[i] = load_as_f32(t->data, t->type, i);
-  if (t->type == dtype::f8_e4m3) {
-    const auto& q = *files.config.deepseek->quantization;
-    const std::string scale_name = name + "_scale_inv";  // NAME.weight -> NAME.weight_scale_inv
-    const model::tensor_info* s = files.store.find(scale_name);
-    if (s == nullptr) throw std::runtime_error("missing tensor " + scale_name);
-    const std::int64_t scale_cols = (cols + q.block_cols - 1) / q.block_cols;
-    for (std::int64_t r = 0; r < rows; ++r)
-      for (std::int64_t c = 0; c < cols; ++c)
-        out[std::size_t(r * cols + c)] *= load_as_f32(
-            s->data, s->type, std::size_t((r / q.block_rows) * scale_cols + c / q.block_cols));
-    if (g_fp8_dequant_bf16)
-      for (double& v : out) v = round_bf16(float(v));  // the product in f32, then bf16
-  }
+  if (t->type != dtype::f8_e4m3) return out;
+  const auto& q = *files.config.deepseek->quantization;
+  const std::string scale_name = name + "_scale_inv";  // NAME.weight -> NAME.weight_scale_inv
+  const model::tensor_info* s = files.store.find(scale_name);
+  if (s == nullptr) throw std::runtime_error("missing tensor " + scale_name);
+  const std::int64_t scale_cols = (cols + q.block_cols - 1) / q.block_cols;
+  for (std::int64_t r = 0; r < rows; ++r)
+    for (std::int64_t c = 0; c < cols; ++c)
+      out[std::size_t(r * cols + c)] *= load_as_f32(
+          s->data, s->type, std::size_t((r / q.block_rows) * scale_cols + c / q.block_cols));
+  if (g_fp8_dequant_bf16)
+    for (double& v : out) v = round_bf16(float(v));  // the product in f32, then bf16
   return out;
-}
-
-// y[n, rows] = x[n, cols] . w[rows, cols]^T
-matrix linear(const matrix& x, std::int64_t n, const matrix& w, std::int64_t rows,
-              std::int64_t cols) {
-  matrix y(std::size_t(n * rows));
-  for (std::int64_t t = 0; t < n; ++t)
-    for (std::int64_t r = 0; r < rows; ++r) {
-      double s = 0.0;
-      for (std::int64_t c = 0; c < cols; ++c)
-        s += x[std::size_t(t * cols + c)] * w[std::size_t(r * cols + c)];
-      y[std::size_t(t * rows + r)] = s;
-    }
-  return y;
-}
-
-matrix rms_norm(const matrix& x, std::int64_t n, std::int64_t dim, const matrix& gamma, double eps) {
-  matrix y(x.size());
-  for (std::int64_t t = 0; t < n; ++t) {
-    double ss = 0;
-    for (std::int64_t i = 0; i < dim; ++i) ss += x[std::size_t(t * dim + i)] * x[std::size_t(t * dim + i)];
-    const double inv = 1.0 / std::sqrt(ss / double(dim) + eps);
-    for (std::int64_t i = 0; i < dim; ++i)
-      y[std::size_t(t * dim + i)] = x[std::size_t(t * dim + i)] * inv * gamma[std::size_t(i)];
-  }
-  return y;
 }
 
 double yarn_mscale(double scale, double mscale) {
@@ -119,11 +88,11 @@ void rotate(double* v, int dim, std::int64_t position, const yarn_rope& rope, bo
 
 matrix swiglu_mlp(const model::model_files& files, const std::string& prefix, const matrix& h,
                   std::int64_t n, std::int64_t hidden, std::int64_t ffn) {
-  const matrix gate = linear(h, n, tensor(files, prefix + "gate_proj.weight", ffn, hidden), ffn, hidden);
-  const matrix up = linear(h, n, tensor(files, prefix + "up_proj.weight", ffn, hidden), ffn, hidden);
+  const matrix gate = linear(h, n, weight(files, prefix + "gate_proj.weight", ffn, hidden), ffn, hidden);
+  const matrix up = linear(h, n, weight(files, prefix + "up_proj.weight", ffn, hidden), ffn, hidden);
   matrix act(gate.size());
   for (std::size_t i = 0; i < act.size(); ++i) act[i] = gate[i] / (1.0 + std::exp(-gate[i])) * up[i];
-  return linear(act, n, tensor(files, prefix + "down_proj.weight", hidden, ffn), hidden, ffn);
+  return linear(act, n, weight(files, prefix + "down_proj.weight", hidden, ffn), hidden, ffn);
 }
 
 // Indices of the k largest values, ties to the lower index.
@@ -228,13 +197,13 @@ std::vector<double> reference_deepseek_logits(const model::model_files& files,
     const matrix h = rms_norm(x, n, hidden, tensor(files, p + "input_layernorm.weight", 1, hidden), eps);
     matrix q;
     if (d.q_lora_rank > 0) {
-      const matrix qa = linear(h, n, tensor(files, a + "q_a_proj.weight", d.q_lora_rank, hidden), d.q_lora_rank, hidden);
+      const matrix qa = linear(h, n, weight(files, a + "q_a_proj.weight", d.q_lora_rank, hidden), d.q_lora_rank, hidden);
       const matrix qn = rms_norm(qa, n, d.q_lora_rank, tensor(files, a + "q_a_layernorm.weight", 1, d.q_lora_rank), eps);
-      q = linear(qn, n, tensor(files, a + "q_b_proj.weight", heads * qk, d.q_lora_rank), heads * qk, d.q_lora_rank);
+      q = linear(qn, n, weight(files, a + "q_b_proj.weight", heads * qk, d.q_lora_rank), heads * qk, d.q_lora_rank);
     } else {
-      q = linear(h, n, tensor(files, a + "q_proj.weight", heads * qk, hidden), heads * qk, hidden);
+      q = linear(h, n, weight(files, a + "q_proj.weight", heads * qk, hidden), heads * qk, hidden);
     }
-    const matrix kv_a = linear(h, n, tensor(files, a + "kv_a_proj_with_mqa.weight", latent + rope_dim, hidden),
+    const matrix kv_a = linear(h, n, weight(files, a + "kv_a_proj_with_mqa.weight", latent + rope_dim, hidden),
                                latent + rope_dim, hidden);
     // The latent (normalised) and the RoPE key, as the cache would hold them.
     matrix c_kv(std::size_t(n * latent)), k_pe(std::size_t(n * rope_dim));
@@ -254,7 +223,7 @@ std::vector<double> reference_deepseek_logits(const model::model_files& files,
       for (double& e : k_pe) e = round_bf16(e);
     }
     // Naive MLA: decompress every head's keys and values.
-    const matrix kv = linear(c_kv, n, tensor(files, a + "kv_b_proj.weight", heads * (nope + vdim), latent),
+    const matrix kv = linear(c_kv, n, weight(files, a + "kv_b_proj.weight", heads * (nope + vdim), latent),
                              heads * (nope + vdim), latent);
     matrix attn(std::size_t(n * heads * vdim), 0.0);
     for (std::int64_t t = 0; t < n; ++t)
@@ -277,7 +246,7 @@ std::vector<double> reference_deepseek_logits(const model::model_files& files,
             attn[std::size_t((t * heads + hd) * vdim + i)] +=
                 scores[std::size_t(s)] / sum * kv[std::size_t((s * heads + hd) * (nope + vdim) + nope + i)];
       }
-    const matrix o = linear(attn, n, tensor(files, a + "o_proj.weight", hidden, heads * vdim), hidden, heads * vdim);
+    const matrix o = linear(attn, n, weight(files, a + "o_proj.weight", hidden, heads * vdim), hidden, heads * vdim);
     for (std::size_t i = 0; i < x.size(); ++i) x[i] += o[i];
 
     const matrix h2 = rms_norm(x, n, hidden, tensor(files, p + "post_attention_layernorm.weight", 1, hidden), eps);

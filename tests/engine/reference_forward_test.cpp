@@ -34,35 +34,10 @@ constexpr double scalar_tolerance = 2e-5;
 // Observed: at most 4.7e-3 (sharpened llama); every mistake below moves logits by > 0.2.
 constexpr double best_tolerance = 1e-2;
 
-// Writes a copy of `src` whose tensors are scaled by a power of two per kind (exact in bf16)
-// and whose norm weights vary per channel, stored as bf16.
-fs::path make_sharpened(const fs::path& src, const fs::path& dst) {
-  fs::create_directories(dst);
-  for (const char* f : {"config.json", "tokenizer.json", "tokenizer_config.json"})
-    fs::copy_file(src / f, dst / f, fs::copy_options::overwrite_existing);
-  auto store = model::weight_store::open(src);
-  EXPECT_TRUE(store.ok());
-  if (!store) return dst;
-  std::vector<model::tensor_to_write> out;
-  for (const auto& [name, t] : store->all()) {
-    auto has = [&](const char* part) { return name.find(part) != std::string::npos; };
-    const bool norm = has("norm");
-    const double scale = has("q_proj") || has("k_proj") ? 8.0
-                         : has("embed_tokens") || norm  ? 1.0
-                                                        : 4.0;
-    model::tensor_to_write w{name, dtype::bf16, t->shape, {}};
-    w.bytes.resize(std::size_t(t->elements()) * 2);
-    for (std::int64_t i = 0; i < t->elements(); ++i) {
-      double v = load_as_f32(t->data, t->type, std::size_t(i)) * scale;
-      if (norm) v = 0.5 + double((i * 7) % 11) / 10.0;  // 0.5 .. 1.5 per channel
-      const std::uint16_t b = f32_to_bf16(float(v));
-      std::memcpy(&w.bytes[std::size_t(i) * 2], &b, 2);
-    }
-    out.push_back(std::move(w));
-  }
-  auto s = model::write_safetensors(dst / "model.safetensors", out);
-  EXPECT_TRUE(s.ok()) << (s ? "" : s.err().to_string());
-  return dst;
+// q/k scaled by 8 (peaked attention), other projections by 4, the embedding kept.
+double sharpening(const std::string& name) {
+  auto has = [&](const char* part) { return name.find(part) != std::string::npos; };
+  return has("q_proj") || has("k_proj") ? 8.0 : has("embed_tokens") ? 1.0 : 4.0;
 }
 
 struct reference_case {
@@ -79,7 +54,7 @@ class ReferenceForward : public ::testing::TestWithParam<reference_case> {
     if (GetParam().sharpened) {
       scratch_ = fs::temp_directory_path() /
                  ("dsrt-engine-sharp-" + std::to_string(::getpid()) + "-" + GetParam().name);
-      dir_ = make_sharpened(dir_, scratch_);
+      dir_ = write_sharpened(dir_, scratch_, sharpening);
     }
     files_ = load_files(dir_);
     ASSERT_TRUE(files_);
@@ -94,41 +69,12 @@ class ReferenceForward : public ::testing::TestWithParam<reference_case> {
     if (!scratch_.empty()) fs::remove_all(scratch_, ec);
   }
 
-  // Largest |engine - reference| / range over all rows, checked row by row.
-  double compare(const std::string& isa, double tolerance) {
-    auto backend = make_backend(isa);
-    auto model = load_model(dir_, *backend);
-    if (!model) return INFINITY;
-    const std::size_t vocab = std::size_t(model->config().vocab_size);
-    std::vector<std::int32_t> table;
-    for (std::int32_t b = 0; b < 2; ++b) table.push_back(b);
-    const auto logits = forward_one(*model, tokens_, 0, table, /*all_logits=*/true);
-    if (logits.size() != reference_.size()) {
-      ADD_FAILURE() << "logits size " << logits.size() << ", expected " << reference_.size();
-      return INFINITY;
-    }
-    double worst = 0;
-    for (std::size_t t = 0; t < prompt_tokens; ++t) {
-      double row = 0;
-      for (std::size_t i = 0; i < vocab; ++i)
-        row = std::max(row, std::abs(logits[t * vocab + i] - reference_[t * vocab + i]) / range_);
-      EXPECT_LE(row, tolerance) << GetParam().name << " on " << backend->caps().detail
-                                << " at position " << t;
-      worst = std::max(worst, row);
-    }
-    std::cout << GetParam().name << " on " << backend->caps().detail << ": max |engine - reference| = "
-              << worst << " x logit range " << range_ << " (tolerance " << tolerance << ")\n";
-    RecordProperty(std::string("max_relative_diff_") + backend->caps().detail, std::to_string(worst));
-    return worst;
+  double compare(const std::string& isa, double tolerance) const {
+    return compare_with_reference(dir_, isa, tokens_, reference_, tolerance, GetParam().name);
   }
 
-  // Largest |variant - reference| / range.
   double variant_distance(const reference_variant& v) const {
-    const auto other = reference_logits(*files_, tokens_, v);
-    double worst = 0;
-    for (std::size_t i = 0; i < other.size(); ++i)
-      worst = std::max(worst, std::abs(other[i] - reference_[i]) / range_);
-    return worst;
+    return relative_distance(reference_logits(*files_, tokens_, v), reference_, range_);
   }
 
   fs::path dir_, scratch_;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "kernels/backend.h"
+#include "tests/kernels/kernel_test_util.h"
 #include "kernels/cpu/fp8.h"
 #include "kernels/dtype.h"
 
@@ -207,22 +208,10 @@ fp8_weights make_fp8_weights(std::int64_t rows, std::int64_t cols, int block_row
   return w;
 }
 
-std::vector<float> random_floats(std::size_t count, std::uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> dist(-1.f, 1.f);
-  std::vector<float> v(count);
-  for (auto& x : v) x = dist(gen);
-  return v;
-}
+using test_util::random_floats;
 
-class Fp8Matmul : public ::testing::TestWithParam<std::string> {
+class Fp8Matmul : public test_util::isa_test {
  protected:
-  void SetUp() override {
-    if (!cpu_isa_supported(GetParam()))
-      GTEST_SKIP() << "CPU path " << GetParam() << " is not supported on this machine";
-    backend_ = make_cpu_backend({.threads = 2, .isa = GetParam()});
-    ASSERT_EQ(backend_->caps().detail, GetParam());
-  }
 
   // matmul(x, w) must equal matmul(x, reference) bit for bit.
   void expect_same_as_bf16(const weight_ref& w, const weight_ref& reference, std::int64_t n,
@@ -235,8 +224,6 @@ class Fp8Matmul : public ::testing::TestWithParam<std::string> {
       ASSERT_EQ(y[i], expected[i]) << what << " n=" << n << " token " << i / w.rows << " row "
                                    << i % w.rows;
   }
-
-  std::unique_ptr<backend> backend_;
 };
 
 TEST_P(Fp8Matmul, AdvertisesFp8Weights) {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "kernels/backend.h"
+#include "tests/kernels/kernel_test_util.h"
 
 namespace dsrt::kernels {
 namespace {
@@ -25,56 +26,17 @@ constexpr float untouched = -777.25f;
 
 bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
 
-// The same helpers as backend_ops_test.cpp (each test file keeps its own anonymous namespace).
-std::vector<float> random_floats(std::size_t count, std::uint32_t seed, float scale = 1.f) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> dist(-scale, scale);
-  std::vector<float> v(count);
-  for (auto& x : v) x = dist(gen);
-  return v;
-}
-
-// Weights stored in `type`, plus their exact f32 values (after rounding to `type`).
-struct test_weights {
-  std::vector<std::uint8_t> bytes;
-  std::vector<float> exact;
-  weight_ref ref;
-};
-
-test_weights make_weights(dtype type, std::int64_t rows, std::int64_t cols, std::uint32_t seed) {
-  test_weights w;
-  w.exact = random_floats(std::size_t(rows * cols), seed);
-  w.bytes.resize(w.exact.size() * dtype_size(type));
-  for (std::size_t i = 0; i < w.exact.size(); ++i) {
-    if (type == dtype::f32) {
-      std::memcpy(w.bytes.data() + 4 * i, &w.exact[i], 4);
-    } else {
-      const std::uint16_t h = type == dtype::bf16 ? f32_to_bf16(w.exact[i]) : f32_to_f16(w.exact[i]);
-      std::memcpy(w.bytes.data() + 2 * i, &h, 2);
-      w.exact[i] = type == dtype::bf16 ? bf16_to_f32(h) : f16_to_f32(h);
-    }
-  }
-  w.ref = weight_ref{w.bytes.data(), type, rows, cols};
-  return w;
-}
+using namespace test_util;
 
 double rounded_bf16(float f) { return double(bf16_to_f32(f32_to_bf16(f))); }
 
-class MlaOps : public ::testing::TestWithParam<std::string> {
+class MlaOps : public isa_test {
  protected:
-  void SetUp() override {
-    if (!cpu_isa_supported(GetParam()))
-      GTEST_SKIP() << "CPU path " << GetParam() << " is not supported on this machine";
-    backend_ = make_cpu_backend({.threads = 2, .isa = GetParam()});
-    ASSERT_EQ(backend_->caps().detail, GetParam());
-  }
-  bool bf16_path() const { return GetParam() == "avx512bf16"; }
   // As in backend_ops_test.cpp: relative to sum |x_k w_k|. Only bf16 weights take the bf16
   // activation path on avx512bf16 (rounding x to 8 bits of precision, 2^-8 relative).
   double matmul_tolerance(dtype type) const {
     return bf16_path() && type == dtype::bf16 ? 8e-3 : 2e-6;
   }
-  std::unique_ptr<backend> backend_;
 };
 
 // ---------------------------------------------------------------------------------------
