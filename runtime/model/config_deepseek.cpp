@@ -207,6 +207,17 @@ status parse_deepseek(const json& j, const std::string& source, model_config& c)
               "num_hidden_layers={} num_attention_heads={}", c.num_hidden_layers,
               c.num_attention_heads);
   deepseek_config d = defaults_for(c.model_type);
+  // MLA does not group KV heads, but config.json still carries num_key_value_heads
+  // (transformers uses it to repeat the decompressed keys); a value that does not divide
+  // the heads is a broken config, not something to ignore.
+  field_reader f(j, source);
+  auto kv_heads = f.integer("num_key_value_heads", 1, num_attention_heads_max, c.num_attention_heads);
+  if (!kv_heads) return kv_heads.err();
+  if (c.num_attention_heads % *kv_heads != 0) {
+    return make_error(error_code::invalid_argument,
+                      "{}: num_attention_heads ({}) is not divisible by num_key_value_heads ({})",
+                      source, c.num_attention_heads, *kv_heads);
+  }
   DSRT_TRY(read_fields(j, source, c, d));
   DSRT_TRY(check_routing(d, source));
   // RoPE covers only the qk_rope_head_dim slice of each head, so that is the head_dim the

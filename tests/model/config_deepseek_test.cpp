@@ -255,6 +255,7 @@ TEST(DeepseekConfig, InvalidValuesAreRejected) {
       {{{"routed_scaling_factor", -2.5}}, {"routed_scaling_factor (-2.5)"}},
       {{{"n_shared_experts", -1}}, {"n_shared_experts (-1)"}},
       {{{"num_attention_heads", 0}}, {"num_attention_heads (0)"}},
+      {{{"num_key_value_heads", 5}}, {"num_attention_heads (128)", "not divisible", "num_key_value_heads (5)"}},
       {{{"num_nextn_predict_layers", -1}}, {"num_nextn_predict_layers (-1)"}},
       {{{"norm_topk_prob", "yes"}}, {"norm_topk_prob (\"yes\")"}},
       {{{"quantization_config", {{"quant_method", "fp8"}, {"weight_block_size", {0, 128}}}}},
