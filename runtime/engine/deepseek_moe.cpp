@@ -31,12 +31,11 @@ std::int64_t deepseek_model::moe(const layer_refs& l, std::int64_t n, const floa
     expert_offsets_[std::size_t(e + 1)] += expert_offsets_[std::size_t(e)];
   expert_rows_.resize(route_experts_.size());
   expert_row_weights_.resize(route_experts_.size());
-  std::vector<std::int64_t>& cursor = expert_cursor_;
-  cursor.assign(expert_offsets_.begin(), expert_offsets_.end() - 1);
+  expert_cursor_.assign(expert_offsets_.begin(), expert_offsets_.end() - 1);
   for (std::int64_t t = 0; t < n; ++t) {
     for (int k = 0; k < top_k; ++k) {
       const std::size_t i = std::size_t(t * top_k + k);
-      const std::size_t at = std::size_t(cursor[std::size_t(route_experts_[i])]++);
+      const std::size_t at = std::size_t(expert_cursor_[std::size_t(route_experts_[i])]++);
       expert_rows_[at] = std::int32_t(t);
       expert_row_weights_[at] = route_weights_[i];
     }
@@ -67,7 +66,10 @@ std::int64_t deepseek_model::moe(const layer_refs& l, std::int64_t n, const floa
     DSRT_ASSERT(last > first || first == experts, "expert {} serves more than {} rows", first,
                 step_tokens_max());
     const std::int64_t rows = last > first ? expert_offsets_[std::size_t(last)] - row0 : 0;
-    const auto chunk_rows = std::span<const std::int32_t>(expert_rows_).subspan(std::size_t(row0), std::size_t(rows));
+    const auto chunk_rows =
+        std::span<const std::int32_t>(expert_rows_).subspan(std::size_t(row0), std::size_t(rows));
+    const auto chunk_weights =
+        std::span<const float>(expert_row_weights_).subspan(std::size_t(row0), std::size_t(rows));
     b.gather_rows(h, hidden, chunk_rows, expert_in_);
     gate_up_tasks_.clear();
     down_tasks_.clear();
@@ -81,9 +83,11 @@ std::int64_t deepseek_model::moe(const layer_refs& l, std::int64_t n, const floa
       const std::int64_t count = expert_offsets_[std::size_t(e + 1)] - row0 - begin;
       if (count == 0) continue;
       const mlp_refs& m = l.experts[std::size_t(e)];
-      gate_up_tasks_.push_back({expert_in_ + begin * hidden, count, m.gate, expert_gate_ + begin * inter});
-      gate_up_tasks_.push_back({expert_in_ + begin * hidden, count, m.up, expert_up_ + begin * inter});
-      down_tasks_.push_back({expert_gate_ + begin * inter, count, m.down, expert_out_ + begin * hidden});
+      const float* in = expert_in_ + begin * hidden;
+      gate_up_tasks_.push_back({in, count, m.gate, expert_gate_ + begin * inter});
+      gate_up_tasks_.push_back({in, count, m.up, expert_up_ + begin * inter});
+      down_tasks_.push_back(
+          {expert_gate_ + begin * inter, count, m.down, expert_out_ + begin * hidden});
       bytes += m.bytes;
       ++last_step_experts_;
     }
@@ -92,9 +96,7 @@ std::int64_t deepseek_model::moe(const layer_refs& l, std::int64_t n, const floa
     b.swiglu(expert_gate_, expert_up_, rows * inter, expert_gate_);
     b.matmul_batch(down_tasks_);
     shared_done = true;
-    b.scatter_add_rows(moe_out_, hidden, chunk_rows,
-                       std::span<const float>(expert_row_weights_).subspan(std::size_t(row0), std::size_t(rows)),
-                       expert_out_);
+    b.scatter_add_rows(moe_out_, hidden, chunk_rows, chunk_weights, expert_out_);
     first = last;
   }
   return bytes;
