@@ -18,6 +18,11 @@ void add_engine_flags(CLI::App& app, engine_flags& flags) {
   app.add_option("--step-tokens-max", flags.step_tokens_max, "most tokens in one forward step")
       ->capture_default_str()
       ->check(CLI::Range(std::int64_t(1), engine::step_tokens_max_limit));
+  app.add_option("--weights-memory", flags.weights_memory,
+                 "huge-pages: copy the weights into 2 MB-page memory at load (faster decode); "
+                 "mapped: use the file mapping as it is (no copy)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"huge-pages", "mapped"}));
 }
 
 result<loaded_engine> load_engine(const engine_flags& flags) {
@@ -25,7 +30,10 @@ result<loaded_engine> load_engine(const engine_flags& flags) {
     return make_error(error_code::invalid_argument,
                       "--isa {}: not supported on this CPU (best here: {})", flags.isa,
                       kernels::cpu_best_isa());
-  auto files = model::load_model_dir(flags.model_dir);
+  model::load_options load;
+  load.memory = flags.weights_memory == "mapped" ? model::weights_memory::mapped
+                                                 : model::weights_memory::huge_pages;
+  auto files = model::load_model_dir(flags.model_dir, load);
   if (!files) return files.err();
   auto tok = tokenizer::tokenizer::load(flags.model_dir);
   if (!tok) return tok.err();

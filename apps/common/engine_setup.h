@@ -19,9 +19,11 @@ struct engine_flags {
   std::string isa;                    // "" = best the CPU has
   std::int64_t kv_cache_mb = 512;
   std::int64_t step_tokens_max = 8192;
+  std::string weights_memory = "huge-pages";   // or "mapped" (model::weights_memory)
 };
 
-// Adds --model, --threads, --isa, --kv-cache-mb, --step-tokens-max to a (sub)command.
+// Adds --model, --threads, --isa, --kv-cache-mb, --step-tokens-max, --weights-memory to a
+// (sub)command.
 void add_engine_flags(CLI::App& app, engine_flags& flags);
 
 struct loaded_engine {

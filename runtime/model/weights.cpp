@@ -47,7 +47,8 @@ status bind_layer(const tensor_checker& check, const model_config& c, int i,
 
 }  // namespace
 
-result<std::unique_ptr<model_files>> load_model_dir(const std::filesystem::path& dir) {
+result<std::unique_ptr<model_files>> load_model_dir(const std::filesystem::path& dir,
+                                                    const load_options& options) {
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec)) {
     return make_error(error_code::not_found, "{}: model directory does not exist",
@@ -55,7 +56,7 @@ result<std::unique_ptr<model_files>> load_model_dir(const std::filesystem::path&
   }
   auto config = load_config(dir / "config.json");
   if (!config) return config.err();
-  auto store = weight_store::open(dir);
+  auto store = weight_store::open(dir, options.memory);
   if (!store) return store.err();
 
   auto files = std::make_unique<model_files>();

@@ -112,6 +112,10 @@ struct model_files {
 //                    a missing tensor
 //   unsupported      unknown architecture
 //   invalid_argument config values out of range
-result<std::unique_ptr<model_files>> load_model_dir(const std::filesystem::path& dir);
+struct load_options {
+  weights_memory memory = weights_memory::huge_pages;
+};
+result<std::unique_ptr<model_files>> load_model_dir(const std::filesystem::path& dir,
+                                                    const load_options& options = {});
 
 }  // namespace dsrt::model

@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 
 #include <gtest/gtest.h>
@@ -183,6 +184,22 @@ TEST_F(DeepseekWeights, MissingExpertOrRouterBiasIsAnError) {
   });
   expect_load_error(bias.path(), error_code::corrupt_data,
                     {"'model.layers.1.mlp.gate.e_score_correction_bias'", "missing"});
+}
+
+// The two ways of holding weights in memory give the same bytes (huge_pages copies them
+// out of the file mapping; mapped uses the mapping itself).
+TEST_F(DeepseekWeights, HugePageCopyHoldsTheFileBytes) {
+  auto mapped = load_model_dir(fp8_, {.memory = weights_memory::mapped});
+  auto copied = load_model_dir(fp8_, {.memory = weights_memory::huge_pages});
+  ASSERT_TRUE(mapped.ok() && copied.ok());
+  ASSERT_EQ((*mapped)->store.all().size(), (*copied)->store.all().size());
+  for (const auto& [name, t] : (*mapped)->store.all()) {
+    const tensor_info* c = (*copied)->store.find(name);
+    ASSERT_NE(c, nullptr) << name;
+    ASSERT_EQ(c->size_bytes, t->size_bytes) << name;
+    EXPECT_NE(c->data, t->data) << name;
+    EXPECT_EQ(std::memcmp(c->data, t->data, t->size_bytes), 0) << name;
+  }
 }
 
 TEST_F(DeepseekWeights, DsgenIsDeterministic) {
