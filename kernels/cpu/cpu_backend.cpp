@@ -380,7 +380,8 @@ class cpu_backend final : public backend {
       for (std::size_t i = 0; i < tasks.size(); ++i) {
         auto& t = tasks[i];
         if (t.w.type != dtype::bf16 && t.w.type != dtype::f8_e4m3) continue;
-        if (i > 0 && tasks[i - 1].x == t.x && tasks[i - 1].xb && tasks[i - 1].w.cols == t.w.cols) {
+        if (i > 0 && tasks[i - 1].x == t.x && tasks[i - 1].xb && tasks[i - 1].n == t.n &&
+            tasks[i - 1].w.cols == t.w.cols) {
           t.xb = tasks[i - 1].xb;
           continue;
         }
