@@ -191,7 +191,6 @@ result<mapped_file> mapped_file::open(const std::filesystem::path& path, weights
         m.data_ = copy;
         m.map_base_ = base;
         m.map_size_ = length;
-        m.copied_ = true;
       }
     }
   }
@@ -204,15 +203,13 @@ void mapped_file::release() {
   data_ = nullptr;
   map_base_ = nullptr;
   size_ = map_size_ = 0;
-  copied_ = false;
 }
 
 mapped_file::mapped_file(mapped_file&& other) noexcept
     : data_(std::exchange(other.data_, nullptr)),
       size_(std::exchange(other.size_, 0)),
       map_base_(std::exchange(other.map_base_, nullptr)),
-      map_size_(std::exchange(other.map_size_, 0)),
-      copied_(std::exchange(other.copied_, false)) {}
+      map_size_(std::exchange(other.map_size_, 0)) {}
 
 mapped_file& mapped_file::operator=(mapped_file&& other) noexcept {
   if (this != &other) {
@@ -221,7 +218,6 @@ mapped_file& mapped_file::operator=(mapped_file&& other) noexcept {
     size_ = std::exchange(other.size_, 0);
     map_base_ = std::exchange(other.map_base_, nullptr);
     map_size_ = std::exchange(other.map_size_, 0);
-    copied_ = std::exchange(other.copied_, false);
   }
   return *this;
 }

@@ -51,8 +51,6 @@ class mapped_file {
 
   const std::byte* data() const { return data_; }
   std::size_t size() const { return size_; }
-  // Whether the bytes were copied into huge-page-advised memory (huge_pages granted).
-  bool copied() const { return copied_; }
 
  private:
   void release();
@@ -61,7 +59,6 @@ class mapped_file {
   std::size_t size_ = 0;
   void* map_base_ = nullptr;   // what munmap releases: the file mapping or the anonymous one
   std::size_t map_size_ = 0;
-  bool copied_ = false;
 };
 
 struct tensor_info {

@@ -33,7 +33,6 @@ class tensor_checker {
   result<const tensor_info*> required_f32(const std::string& name,
                                           const std::vector<std::int64_t>& expected) const;
 
-  const std::filesystem::path& dir() const { return dir_; }
   const weight_store& store() const { return store_; }
 
  private:
