@@ -73,4 +73,14 @@ void block_manager::release(sequence_blocks& seq) {
   seq.tokens = 0;
 }
 
+void block_manager::add_ref(std::int32_t block) {
+  DSRT_ASSERT(refcount(block) > 0, "add_ref on free block {}", block);
+  ++refcount_[std::size_t(block)];
+}
+
+void block_manager::release_block(std::int32_t block) {
+  DSRT_ASSERT(refcount(block) > 0, "releasing free block {}", block);
+  if (--refcount_[std::size_t(block)] == 0) free_.push_back(block);
+}
+
 }  // namespace dsrt::engine

@@ -50,6 +50,15 @@ class block_manager {
   // Drops seq's references; blocks nobody references return to the free list.
   void release(sequence_blocks& seq);
 
+  // One more reference to a block someone already references: a cache (the prefix index)
+  // keeps a full block alive after the sequence that wrote it is released.
+  // REQUIRES: refcount(block) > 0 (a free block is handed out by reserve, not here).
+  void add_ref(std::int32_t block);
+
+  // Drops one reference to a block; it returns to the free list when nobody references it.
+  // REQUIRES: refcount(block) > 0.
+  void release_block(std::int32_t block);
+
  private:
   std::int32_t take_free();
 

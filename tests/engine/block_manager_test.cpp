@@ -140,6 +140,26 @@ TEST(BlockManager, ReserveFailsWithoutChangingAnythingWhenBlocksAreShort) {
   EXPECT_EQ(bm.free_blocks(), 0);
 }
 
+TEST(BlockManager, AddRefKeepsABlockUntilTheLastReleaseBlock) {
+  block_manager bm(8, 4);
+  sequence_blocks seq;
+  std::vector<block_copy> copies;
+  ASSERT_TRUE(bm.reserve(seq, 8, copies));
+  const std::int32_t block = seq.table[0];
+  bm.add_ref(block);  // what the prefix index does to keep a full block cached
+  EXPECT_EQ(bm.refcount(block), 2);
+  bm.release(seq);
+  EXPECT_EQ(bm.refcount(block), 1);
+  EXPECT_EQ(bm.free_blocks(), 7) << "the extra reference keeps the block off the free list";
+  bm.release_block(block);
+  EXPECT_EQ(bm.refcount(block), 0);
+  EXPECT_EQ(bm.free_blocks(), 8);
+  // A free block has no reference to add to or drop: both are programmer errors.
+  EXPECT_DEATH(bm.add_ref(block), "add_ref on free block");
+  EXPECT_DEATH(bm.release_block(block), "releasing free block");
+  EXPECT_DEATH(bm.add_ref(8), "block=8");
+}
+
 // Invariants over the whole state: refcounts equal the references held in tables, every
 // block is free xor referenced, tables have ceil(tokens / block_tokens) entries.
 void check_invariants(const block_manager& bm, const std::map<int, sequence_blocks>& live, int step) {

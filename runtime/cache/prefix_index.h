@@ -1,0 +1,136 @@
+#pragma once
+// The KV prefix index: a radix tree over full KV blocks, so a prompt prefix that many
+// requests share (a system prompt, a few-shot preamble, an earlier turn of a chat) is
+// computed once and its blocks are shared, like vLLM's automatic prefix caching and
+// SGLang's RadixAttention.
+//
+// Each node is one FULL block of block_tokens tokens, keyed by those tokens; the path from
+// the root to a node is the prefix whose keys and values that block holds. Only full blocks
+// go in because the engine never writes a full block again: sharing it is safe, and a
+// sequence that continues after a shared prefix appends fresh blocks of its own.
+//
+// Ownership: the index holds one block_manager reference per node and gives them back in
+// clear() and the destructor; it does not own the block_manager, which must outlive it.
+// The batcher owns one index per replica together with that replica's block_manager.
+// Thread safety: none; one owner calls it.
+// Time: recency is a logical tick passed in by the caller; the index reads no clock.
+//
+// Invariants:
+//  - every node holds exactly one reference to its block (so refcount(block) >= 1), and
+//    the sum of the block_manager's refcounts is the index's nodes plus the references
+//    the sequences hold;
+//  - nodes <= cached_blocks_max;
+//  - no two children of one node have the same tokens;
+//  - leaves_ holds exactly the nodes without children, ordered by (last use, node id).
+#include <cstdint>
+#include <set>
+#include <span>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "runtime/engine/block_manager.h"
+
+namespace dsrt::cache {
+
+struct prefix_index_config {
+  // Blocks the index may hold references to (its node count). Blocks a request is using
+  // are not freed by the index anyway, so this bounds what idle cached prefixes can keep
+  // from the free list; a value above the block_manager's blocks_total means "no limit
+  // but the cache itself".
+  std::int32_t cached_blocks_max = 1 << 16;
+};
+
+class prefix_index {
+ public:
+  struct stats {
+    std::int64_t lookups = 0;          // match() calls
+    std::int64_t hits = 0;             // matches of at least one block
+    std::int64_t hit_tokens = 0;       // prompt tokens whose KV came from the index
+    std::int64_t inserted_blocks = 0;  // nodes added
+    std::int64_t evicted_blocks = 0;   // nodes dropped by evict() or to stay within the limit
+  };
+
+  prefix_index(engine::block_manager& blocks, const prefix_index_config& config);
+  ~prefix_index();  // releases the index's references
+  prefix_index(const prefix_index&) = delete;
+  prefix_index& operator=(const prefix_index&) = delete;
+
+  // The longest cached prefix of `tokens` in whole blocks, leaving at least one token
+  // uncached because the model must compute the last prompt token to produce logits: at
+  // most (tokens.size() - 1) / block_tokens blocks. The returned sequence holds those
+  // blocks with one reference taken for the caller (release it with
+  // block_manager::release like any sequence) and tokens = blocks * block_tokens; grow it
+  // with block_manager::reserve for the rest of the prompt. Marks the matched nodes used at
+  // `tick` and counts a lookup, and a hit when at least one block matched.
+  engine::sequence_blocks match(std::span<const std::int32_t> tokens, std::uint64_t tick);
+
+  // How many blocks match() would return now, without taking references, touching nodes
+  // or counting: for estimating the blocks a request needs before admitting it.
+  std::int32_t cached_prefix_blocks(std::span<const std::int32_t> tokens) const;
+
+  // Records the full blocks of a computed sequence: table[i] holds the keys and values of
+  // tokens [i * block_tokens, (i + 1) * block_tokens). Each full block not yet in the tree
+  // gets a node with a reference of its own; where the tree already holds a block for that
+  // path it is kept and the caller's duplicate is not added. Marks the path used at `tick`.
+  // Stays within cached_blocks_max by dropping least recently used leaves, never the node
+  // this call just reached; when nothing can go, the rest of the sequence is not recorded.
+  // REQUIRES: table.size() >= tokens.size() / block_tokens, every listed block referenced
+  // by the caller, and the KV of all those tokens computed.
+  void insert(std::span<const std::int32_t> tokens, std::span<const std::int32_t> table,
+              std::uint64_t tick);
+
+  // Drops least recently used leaves whose block only the index references (refcount 1)
+  // until `blocks_wanted` blocks have gone back to the free list or no such leaf is left;
+  // a leaf in use by a sequence stays, and so do its ancestors. Returns the blocks freed.
+  // The batcher calls this when block_manager::reserve fails, then retries.
+  // Cost: O(log n) per block freed, plus one step per in-use leaf passed over.
+  std::int32_t evict(std::int32_t blocks_wanted);
+
+  // Drops every node, releasing all the index's references.
+  void clear();
+
+  std::int32_t cached_blocks() const { return nodes_in_use_; }
+  const stats& counters() const { return stats_; }
+
+ private:
+  static constexpr std::int32_t root = -1;
+
+  struct node {
+    std::int32_t block = -1;
+    std::int32_t parent = root;
+    std::int32_t children = 0;
+    std::uint64_t key = 0;        // hash of (parent, tokens): this node's entry in children_
+    std::uint64_t last_used = 0;  // tick of the latest match or insert through this node
+    bool in_use = false;          // a slot of nodes_ holding a live node
+  };
+
+  std::uint64_t child_key(std::int32_t parent, std::span<const std::int32_t> tokens) const;
+  std::int32_t find_child(std::int32_t parent, std::span<const std::int32_t> tokens) const;
+  std::span<const std::int32_t> node_tokens(std::int32_t id) const;
+  // Block i of a token sequence: tokens [i * block_tokens, (i + 1) * block_tokens).
+  std::span<const std::int32_t> block_of(std::span<const std::int32_t> tokens, std::size_t i) const;
+  std::size_t matchable_blocks(std::span<const std::int32_t> tokens) const;
+  void touch(std::int32_t id, std::uint64_t tick);
+  std::int32_t add_node(std::int32_t parent, std::span<const std::int32_t> tokens,
+                        std::int32_t block, std::uint64_t tick);
+  void remove_leaf(std::int32_t id);
+
+  engine::block_manager& blocks_;
+  const std::int32_t cached_blocks_max_;
+  const int block_tokens_;
+  std::vector<node> nodes_;                 // slots, at most cached_blocks_max
+  std::vector<std::int32_t> node_tokens_;   // slot i's tokens at [i * bt, (i + 1) * bt)
+  std::vector<std::int32_t> free_slots_;    // slots of removed nodes, reused first
+  std::int32_t nodes_in_use_ = 0;
+  // Children of every node under one map: child_key(parent, tokens) -> child. A multimap
+  // because two keys can collide; lookups compare the exact tokens. At most one entry per
+  // node, so bounded by cached_blocks_max.
+  std::unordered_multimap<std::uint64_t, std::int32_t> children_;
+  // The leaves by (last_used, id): eviction takes them oldest first without scanning the
+  // tree. At most one entry per node.
+  std::set<std::pair<std::uint64_t, std::int32_t>> leaves_;
+  stats stats_;
+};
+
+}  // namespace dsrt::cache

@@ -1,0 +1,127 @@
+#include "runtime/cache/response_cache.h"
+
+#include <functional>
+#include <iterator>
+#include <string_view>
+#include <utility>
+
+#include "kernels/assert.h"
+#include "runtime/random.h"
+
+namespace dsrt::cache {
+namespace {
+
+// Mixes one 64-bit word into a running hash with splitmix64's finalizer.
+void mix(std::uint64_t& hash, std::uint64_t word) {
+  std::uint64_t state = hash ^ word;
+  hash = splitmix64(state);
+}
+
+void mix_tokens(std::uint64_t& hash, const std::vector<std::int32_t>& tokens) {
+  mix(hash, tokens.size());  // so [1][2,3] and [1,2][3] in two fields hash apart
+  for (std::int32_t token : tokens) mix(hash, std::uint32_t(token));
+}
+
+void mix_string(std::uint64_t& hash, std::string_view text) {
+  mix(hash, text.size());
+  mix(hash, std::hash<std::string_view>{}(text));
+}
+
+// What a container costs beyond its elements (list node, index entry, vector headers),
+// roughly; the point is that an entry is never counted as free.
+constexpr std::int64_t entry_overhead_bytes = 256;
+
+}  // namespace
+
+response_cache::response_cache(const response_cache_config& config) : config_(config) {
+  DSRT_ASSERT(config_.entries_max >= 0 && config_.bytes_max >= 0,
+              "entries_max={} bytes_max={}", config_.entries_max, config_.bytes_max);
+}
+
+std::uint64_t response_cache::hash_key(const response_key& key) {
+  std::uint64_t hash = 0;
+  mix_string(hash, key.model);
+  mix_tokens(hash, key.prompt);
+  mix(hash, std::uint32_t(key.max_tokens));
+  mix_tokens(hash, key.stop_token_ids);
+  mix(hash, key.stop_strings.size());
+  for (const std::string& stop : key.stop_strings) mix_string(hash, stop);
+  return hash;
+}
+
+std::int64_t response_cache::entry_bytes(const response_key& key,
+                                         const cached_response& response) {
+  std::int64_t bytes = entry_overhead_bytes;
+  bytes += std::int64_t(key.model.size());
+  bytes += std::int64_t(key.prompt.size() * sizeof(std::int32_t));
+  bytes += std::int64_t(key.stop_token_ids.size() * sizeof(std::int32_t));
+  for (const std::string& stop : key.stop_strings) {
+    bytes += std::int64_t(sizeof(std::string) + stop.size());
+  }
+  bytes += std::int64_t(response.tokens.size() * sizeof(std::int32_t));
+  bytes += std::int64_t(response.text.size());
+  return bytes;
+}
+
+void response_cache::advance_tick(std::uint64_t tick) {
+  // lru_ is ordered by use; a tick going back would make that order a lie.
+  DSRT_ASSERT(tick >= tick_, "tick={} went back from {}", tick, tick_);
+  tick_ = tick;
+}
+
+response_cache::entry_list::iterator response_cache::find_entry(const response_key& key,
+                                                                std::uint64_t hash) {
+  const auto [first, last] = index_.equal_range(hash);
+  for (auto it = first; it != last; ++it) {
+    if (it->second->key == key) return it->second;
+  }
+  return lru_.end();
+}
+
+void response_cache::erase(entry_list::iterator it) {
+  const auto [first, last] = index_.equal_range(it->hash);
+  for (auto entry = first; entry != last; ++entry) {
+    if (entry->second == it) {
+      index_.erase(entry);
+      break;
+    }
+  }
+  bytes_ -= it->bytes;
+  lru_.erase(it);
+  DSRT_ASSERT(bytes_ >= 0 && index_.size() == lru_.size(), "bytes={} index={} entries={}",
+              bytes_, index_.size(), lru_.size());
+}
+
+std::optional<cached_response> response_cache::find(const response_key& key,
+                                                    std::uint64_t tick) {
+  advance_tick(tick);
+  ++stats_.lookups;
+  const auto it = find_entry(key, hash_key(key));
+  if (it == lru_.end()) return std::nullopt;
+  ++stats_.hits;
+  lru_.splice(lru_.begin(), lru_, it);  // iterators stay valid, so index_ needs no change
+  return it->response;
+}
+
+void response_cache::insert(response_key key, cached_response response, std::uint64_t tick) {
+  advance_tick(tick);
+  const std::uint64_t hash = hash_key(key);
+  // An older response under the same key is superseded whether or not the new one fits.
+  if (const auto old = find_entry(key, hash); old != lru_.end()) erase(old);
+  const std::int64_t bytes = entry_bytes(key, response);
+  if (bytes > config_.bytes_max || config_.entries_max == 0) {
+    ++stats_.not_stored;
+    return;
+  }
+  while (!lru_.empty() &&
+         (size() + 1 > config_.entries_max || bytes_ + bytes > config_.bytes_max)) {
+    erase(std::prev(lru_.end()));
+    ++stats_.evicted;
+  }
+  lru_.push_front(entry{std::move(key), std::move(response), hash, bytes});
+  index_.emplace(hash, lru_.begin());
+  bytes_ += bytes;
+  ++stats_.inserted;
+}
+
+}  // namespace dsrt::cache

@@ -1,0 +1,115 @@
+#pragma once
+// The response cache: final outputs of deterministic requests, found again by an exact
+// match on everything that decides the output. A greedy (temperature 0) request with the
+// same model, prompt, token budget and stop conditions produces the same tokens, so a
+// repeat is answered without a replica; the router also uses it as the fallback when no
+// replica can serve a request.
+//
+// Ownership: the cache owns copies of its keys and responses; find() returns a copy so the
+// answer stays valid after later inserts evict the entry.
+// Thread safety: none; one owner calls it.
+// Time: recency is a logical tick passed in by the caller, never decreasing; the cache
+// reads no clock.
+//
+// REQUIRES of callers: only deterministic requests (temperature 0) go in; the cache cannot
+// tell a sampled output from a greedy one.
+//
+// Invariants:
+//  - size() <= entries_max and bytes() <= bytes_max;
+//  - bytes() is the sum of entry_bytes() over the entries held;
+//  - lru_ is ordered by last use, most recent first, and index_ holds one entry per
+//    element of lru_, under the hash of its key.
+#include <cstdint>
+#include <list>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace dsrt::cache {
+
+// Why a generation ended. It mirrors engine::finish_reason; defined here so the router can
+// use this header without the engine's model headers.
+enum class finish_reason { stop, length };
+
+// Everything that decides a deterministic output. Two requests hit the same entry only
+// when every field is equal.
+struct response_key {
+  std::string model;                          // the model name and revision served
+  std::vector<std::int32_t> prompt;           // token ids after the chat template
+  std::int32_t max_tokens = 0;
+  std::vector<std::int32_t> stop_token_ids;
+  std::vector<std::string> stop_strings;
+
+  bool operator==(const response_key&) const = default;
+};
+
+struct cached_response {
+  std::vector<std::int32_t> tokens;  // generated tokens, without a stop token
+  std::string text;
+  finish_reason reason = finish_reason::length;
+
+  bool operator==(const cached_response&) const = default;
+};
+
+struct response_cache_config {
+  std::int64_t entries_max = 4096;
+  std::int64_t bytes_max = std::int64_t(64) << 20;  // as counted by entry_bytes()
+};
+
+class response_cache {
+ public:
+  struct stats {
+    std::int64_t lookups = 0;
+    std::int64_t hits = 0;
+    std::int64_t inserted = 0;
+    std::int64_t evicted = 0;     // entries dropped to stay within entries_max or bytes_max
+    std::int64_t not_stored = 0;  // inserts refused: past bytes_max, or entries_max is 0
+  };
+
+  explicit response_cache(const response_cache_config& config);
+
+  // The response stored under `key`, marked used at `tick`; counts a lookup and a hit.
+  // REQUIRES: tick >= every tick passed before.
+  std::optional<cached_response> find(const response_key& key, std::uint64_t tick);
+
+  // Stores `response` under `key` as the most recently used entry, replacing one stored
+  // under an equal key, and drops least recently used entries until both limits hold. An
+  // entry whose entry_bytes() exceed bytes_max (or any entry when entries_max is 0) is not
+  // stored, and an older entry under the same key is dropped since it is superseded.
+  // REQUIRES: tick >= every tick passed before.
+  void insert(response_key key, cached_response response, std::uint64_t tick);
+
+  // The bytes an entry counts against bytes_max: its token ids and strings plus a fixed
+  // per-entry overhead for the containers, so many tiny entries still add up.
+  static std::int64_t entry_bytes(const response_key& key, const cached_response& response);
+
+  std::int64_t size() const { return std::int64_t(lru_.size()); }
+  std::int64_t bytes() const { return bytes_; }
+  const stats& counters() const { return stats_; }
+
+ private:
+  struct entry {
+    response_key key;
+    cached_response response;
+    std::uint64_t hash;
+    std::int64_t bytes;
+  };
+  using entry_list = std::list<entry>;
+
+  static std::uint64_t hash_key(const response_key& key);
+  entry_list::iterator find_entry(const response_key& key, std::uint64_t hash);
+  void erase(entry_list::iterator it);
+  void advance_tick(std::uint64_t tick);
+
+  const response_cache_config config_;
+  entry_list lru_;  // most recently used first; at most entries_max
+  // hash_key -> entry; a multimap because keys can collide, lookups compare the whole key.
+  // One element per entry of lru_, so bounded by entries_max.
+  std::unordered_multimap<std::uint64_t, entry_list::iterator> index_;
+  std::int64_t bytes_ = 0;
+  std::uint64_t tick_ = 0;  // the latest tick seen
+  stats stats_;
+};
+
+}  // namespace dsrt::cache
