@@ -1,5 +1,7 @@
 #include "runtime/engine/generator.h"
 
+#include "runtime/engine/text_output.h"
+
 #include <algorithm>
 #include <optional>
 
@@ -15,22 +17,9 @@ struct active_request {
   std::int64_t prefilled = 0;              // prompt tokens already in the cache
   std::int32_t last_token = -1;            // sampled, not yet fed back
   std::optional<sampler> sampling;
-  std::optional<tokenizer::stream_decoder> decoder;
-  std::size_t emitted = 0;                 // bytes of output.text already passed on
+  std::optional<text_output> text;
   generation_output output;
 };
-
-// Length of the longest suffix of text that is a proper prefix of some stop string.
-std::size_t stop_prefix_suffix(std::string_view text, const std::vector<std::string>& stops) {
-  std::size_t best = 0;
-  for (const auto& s : stops)
-    for (std::size_t len = std::min(s.size() - 1, text.size()); len > best; --len)
-      if (text.substr(text.size() - len) == std::string_view(s).substr(0, len)) {
-        best = len;
-        break;
-      }
-  return best;
-}
 
 }  // namespace
 
@@ -102,29 +91,14 @@ result<std::vector<generation_output>> generator::run(std::span<const generation
   std::vector<block_copy> copies;
   std::vector<float> logits;
 
-  auto emit = [&](std::size_t index, bool final_text) {
-    auto& a = all[index];
-    std::string& text = a.output.text;
-    const auto& stops = a.request->stop_strings;
-    bool stopped = false;
-    for (const auto& s : stops) {
-      const std::size_t from = a.emitted >= s.size() ? a.emitted - s.size() + 1 : 0;
-      if (const std::size_t at = text.find(s, from); at != std::string::npos) {
-        text.resize(at);
-        stopped = true;
-      }
-    }
-    const std::size_t hold = stopped || final_text ? 0 : stop_prefix_suffix(text, stops);
-    const std::size_t upto = text.size() - hold;
-    if (on_text && upto > a.emitted) on_text(index, std::string_view(text).substr(a.emitted, upto - a.emitted));
-    a.emitted = std::max(a.emitted, upto);
-    return stopped;
+  auto pass_on = [&](std::size_t index, std::string_view text) {
+    if (on_text && !text.empty()) on_text(index, text);
   };
   auto finish = [&](std::size_t index, finish_reason reason) {
     auto& a = all[index];
-    a.output.text += a.decoder->flush();
-    if (emit(index, true)) reason = finish_reason::stop;
-    a.output.reason = reason;
+    pass_on(index, a.text->finish());
+    a.output.text = a.text->text();
+    a.output.reason = a.text->stopped() ? finish_reason::stop : reason;
     a.state = phase::done;
     blocks.release(a.blocks);
     ++finished;
@@ -144,7 +118,7 @@ result<std::vector<generation_output>> generator::run(std::span<const generation
       if (!blocks.reserve(a.blocks, total, copies)) break;
       a.state = phase::prefill;
       a.sampling.emplace(a.request->sampling);
-      a.decoder.emplace(tokenizer_, /*skip_special=*/true);
+      a.text.emplace(tokenizer_, a.request->stop_strings);
       ++next_waiting;
       ++running;
     }
@@ -192,8 +166,8 @@ result<std::vector<generation_output>> generator::run(std::span<const generation
       }
       a.output.tokens.push_back(token);
       a.last_token = token;
-      a.output.text += a.decoder->push(token);
-      if (emit(index, false)) {
+      pass_on(index, a.text->push(token));
+      if (a.text->stopped()) {
         finish(index, finish_reason::stop);
       } else if (int(a.output.tokens.size()) >= a.request->max_tokens) {
         finish(index, finish_reason::length);

@@ -16,10 +16,11 @@ status validate(const sampling_params& p) {
   return ok_status();
 }
 
-sampler::sampler(const sampling_params& params) : params_(params), rng_(params.seed) {}
+sampler::sampler(const sampling_params& params) : params_(params) {}
 
-std::int32_t sampler::sample(std::span<const float> logits) {
+std::int32_t sampler::sample(std::span<const float> logits, std::uint64_t draw_index) {
   DSRT_ASSERT(!logits.empty());
+  next_draw_ = draw_index + 1;
   if (params_.temperature < greedy_temperature_below || params_.top_k == 1) {
     // Greedy: the max over 16 independent lanes (so it vectorizes), then the first id that
     // holds it (lowest id on ties).
@@ -76,7 +77,11 @@ std::int32_t sampler::sample(std::span<const float> logits) {
     total = 0;
     for (const auto& e : c) total += e.first;
   }
-  const double target = rng_.uniform() * total;
+  // A generator per draw keyed by (seed, draw_index): splitmix64 spreads neighbouring
+  // indices apart before xoshiro256 seeds from them.
+  std::uint64_t key = params_.seed ^ (draw_index * 0xd1b54a32d192ed03ull);
+  rng draw(splitmix64(key));
+  const double target = draw.uniform() * total;
   double acc = 0;
   for (const auto& [p, id] : c) {
     acc += p;

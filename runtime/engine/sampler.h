@@ -1,6 +1,9 @@
 #pragma once
 // Token sampling: greedy, temperature, top-k, top-p, min-p, seeded per request so a
 // request with a seed gives the same tokens every time, whatever else is in its batch.
+// The random draw for the i-th generated token depends only on (seed, i), not on how many
+// draws came before in this process: a request preempted and recomputed, or resumed on
+// another replica after a crash, samples exactly the tokens it would have sampled.
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -31,12 +34,15 @@ using rng = xoshiro256;
 class sampler {
  public:
   explicit sampler(const sampling_params& params);
-  // Picks a token from one row of logits. Greedy ties go to the lowest id.
-  std::int32_t sample(std::span<const float> logits);
+  // Picks a token from one row of logits for the generated token number `draw_index`
+  // (0 for the first). Greedy ties go to the lowest id.
+  std::int32_t sample(std::span<const float> logits, std::uint64_t draw_index);
+  // The same for the draw after the previous call's (0 first).
+  std::int32_t sample(std::span<const float> logits) { return sample(logits, next_draw_); }
 
  private:
   sampling_params params_;
-  rng rng_;
+  std::uint64_t next_draw_ = 0;
   std::vector<std::pair<float, std::int32_t>> candidates_;  // reused between calls
 };
 
