@@ -1,0 +1,329 @@
+#include "runtime/batching/batch_scheduler.h"
+
+#include <algorithm>
+
+#include "kernels/assert.h"
+
+namespace dsrt::batching {
+
+struct batch_scheduler::sequence {
+  sequence_request request;
+  std::vector<std::int32_t> tokens;   // request.tokens, then every sampled token
+  std::int64_t computed = 0;          // tokens with KV in the cache
+  engine::sequence_blocks blocks;     // covers `computed` (+ the slice planned, until complete())
+  clock_time arrival;
+  std::uint64_t arrival_order = 0;
+  std::int64_t planned_step = 0;      // counters_.steps + 1 while in the plan being built
+  bool running = false;
+  bool cancelled = false;
+  std::int64_t generated() const { return std::int64_t(tokens.size() - request.tokens.size()); }
+};
+
+status validate(const scheduler_config& c) {
+  auto bad = [](std::string_view field, auto value) {
+    return make_error(error_code::invalid_argument, "scheduler: {} = {} is out of range", field, value);
+  };
+  if (c.step_tokens_max < 1) return bad("step_tokens_max", c.step_tokens_max);
+  if (c.sequences_max < 1 || c.sequences_max > c.step_tokens_max)
+    return bad("sequences_max (1 .. step_tokens_max)", c.sequences_max);
+  if (c.prefill_chunk_tokens < 1) return bad("prefill_chunk_tokens", c.prefill_chunk_tokens);
+  if (c.waiting_sequences_max < 1) return bad("waiting_sequences_max", c.waiting_sequences_max);
+  if (c.priority_classes < 1 || c.priority_classes > 256) return bad("priority_classes", c.priority_classes);
+  if (c.aging_ms.count() < 1) return bad("aging_ms", c.aging_ms.count());
+  if (c.batch_wait_ms.count() < 0) return bad("batch_wait_ms", c.batch_wait_ms.count());
+  if (c.batch_fill_sequences < 1) return bad("batch_fill_sequences", c.batch_fill_sequences);
+  if (c.prefix_cached_blocks_max < 0) return bad("prefix_cached_blocks_max", c.prefix_cached_blocks_max);
+  return ok_status();
+}
+
+batch_scheduler::batch_scheduler(const scheduler_config& config, std::int32_t kv_blocks,
+                                 int kv_block_tokens)
+    : config_(config), blocks_(kv_blocks, kv_block_tokens) {
+  DSRT_ASSERT(validate(config).ok(), "{}", validate(config).err().message);
+  if (config_.prefix_cache)
+    prefix_ = std::make_unique<cache::prefix_index>(
+        blocks_, cache::prefix_index_config{config_.prefix_cached_blocks_max});
+}
+
+batch_scheduler::~batch_scheduler() {
+  clear();
+  prefix_.reset();   // returns the index's references before blocks_ goes
+}
+
+status batch_scheduler::submit(clock_time now, sequence_request request) {
+  if (request.tokens.empty())
+    return make_error(error_code::invalid_argument, "sequence {}: no tokens", request.id);
+  if (request.max_new_tokens < 1)
+    return make_error(error_code::invalid_argument, "sequence {}: max_new_tokens {} is below 1",
+                      request.id, request.max_new_tokens);
+  if (sequences_.count(request.id))
+    return make_error(error_code::invalid_argument, "sequence {} is already queued", request.id);
+  if (request.priority < 0 || request.priority >= config_.priority_classes)
+    return make_error(error_code::invalid_argument, "sequence {}: priority {} outside 0 .. {}",
+                      request.id, request.priority, config_.priority_classes - 1);
+  const std::int64_t total = std::int64_t(request.tokens.size()) + request.max_new_tokens;
+  const std::int64_t need = (total + blocks_.block_tokens() - 1) / blocks_.block_tokens();
+  if (need > blocks_.blocks_total())
+    return make_error(error_code::unavailable,
+                      "sequence {}: {} tokens need {} KV blocks, the replica has {}", request.id,
+                      total, need, blocks_.blocks_total());
+  if (int(waiting_.size()) >= config_.waiting_sequences_max)
+    return make_error(error_code::overloaded, "batcher: waiting_sequences_max ({}) reached",
+                      config_.waiting_sequences_max);
+  auto s = std::make_unique<sequence>();
+  s->tokens = request.tokens;
+  s->request = std::move(request);
+  s->arrival = now;
+  s->arrival_order = arrivals_++;
+  waiting_.push_back(s.get());
+  sequences_.emplace(s->request.id, std::move(s));
+  return ok_status();
+}
+
+void batch_scheduler::cancel(std::uint64_t id) {
+  if (auto it = sequences_.find(id); it != sequences_.end()) it->second->cancelled = true;
+}
+
+std::int64_t batch_scheduler::generated(std::uint64_t id) const {
+  auto it = sequences_.find(id);
+  DSRT_ASSERT(it != sequences_.end(), "unknown sequence {}", id);
+  return it->second->generated();
+}
+
+int batch_scheduler::effective_priority(const sequence& s, clock_time now) const {
+  // Aging: every aging_ms waited lifts a request one class, so low priority never starves.
+  const auto waited = std::max(now - s.arrival, clock_time::duration::zero());
+  const auto lifts = waited / config_.aging_ms;
+  return int(std::max<std::int64_t>(std::int64_t(s.request.priority) - std::int64_t(lifts),
+                                    -config_.priority_classes));
+}
+
+bool batch_scheduler::precedes(const sequence& a, const sequence& b, clock_time now) const {
+  const int pa = effective_priority(a, now), pb = effective_priority(b, now);
+  return pa != pb ? pa < pb : a.arrival_order < b.arrival_order;
+}
+
+void batch_scheduler::release(sequence& s) {
+  blocks_.release(s.blocks);
+  s.computed = 0;
+}
+
+void batch_scheduler::drop_stopped(clock_time now, step_plan& plan) {
+  auto stop = [&](std::vector<sequence*>& list) {
+    std::erase_if(list, [&](sequence* s) {
+      const bool expired = s->request.deadline && *s->request.deadline <= now;
+      if (!s->cancelled && !expired) return false;
+      plan.stopped.push_back({s->request.id, s->cancelled ? stop_cause::cancelled : stop_cause::deadline_exceeded});
+      release(*s);
+      return true;
+    });
+  };
+  stop(running_);
+  stop(waiting_);
+  for (const auto& st : plan.stopped) sequences_.erase(st.id);
+}
+
+bool batch_scheduler::reserve_or_evict(sequence& s, std::int64_t tokens,
+                                       std::vector<engine::block_copy>& copies) {
+  if (blocks_.reserve(s.blocks, tokens, copies)) return true;
+  if (!prefix_) return false;
+  const std::int32_t short_by = blocks_.blocks_needed(s.blocks, tokens) - blocks_.free_blocks();
+  prefix_->evict(short_by);
+  return blocks_.reserve(s.blocks, tokens, copies);
+}
+
+bool batch_scheduler::preempt_one(clock_time now, const sequence* keep, step_plan& plan) {
+  // The victim: the running sequence of lowest precedence not yet in this step's plan.
+  sequence* victim = nullptr;
+  for (sequence* s : running_)
+    if (s != keep && s->planned_step != counters_.steps + 1 &&
+        (!victim || precedes(*victim, *s, now)))
+      victim = s;
+  if (!victim) return false;
+  // Its full blocks go to the prefix index first: if nobody needs them before it runs
+  // again, the recompute finds them there.
+  if (prefix_) prefix_->insert(std::span(victim->tokens).first(std::size_t(victim->computed)),
+                               victim->blocks.table, ++tick_);
+  release(*victim);
+  victim->running = false;
+  std::erase(running_, victim);
+  waiting_.push_back(victim);
+  victim->planned_step = counters_.steps + 1;   // not re-admitted in the same step
+  plan.preempted.push_back(victim->request.id);
+  ++counters_.preemptions;
+  return true;
+}
+
+void batch_scheduler::plan_slice(sequence& s, std::int64_t tokens, step_plan& plan) {
+  planned_sequence p;
+  p.id = s.request.id;
+  p.tokens.assign(s.tokens.begin() + s.computed, s.tokens.begin() + s.computed + tokens);
+  p.first_position = s.computed;
+  p.block_table = s.blocks.table;
+  p.sample = s.computed + tokens == std::int64_t(s.tokens.size());
+  p.draw_index = s.request.draw_base + s.generated();
+  p.sampling = s.request.sampling;
+  plan.sequences.push_back(std::move(p));
+  plan.tokens += tokens;
+  s.planned_step = counters_.steps + 1;
+}
+
+step_plan batch_scheduler::schedule(clock_time now) {
+  step_plan plan;
+  drop_stopped(now, plan);
+  if (running_.empty()) {
+    if (waiting_.empty()) return plan;
+    // Light load: give a batch a moment to fill before the first step.
+    const auto oldest = std::min_element(waiting_.begin(), waiting_.end(), [](auto* a, auto* b) {
+      return a->arrival < b->arrival;
+    });
+    const clock_time start = (*oldest)->arrival + config_.batch_wait_ms;
+    if (int(waiting_.size()) < config_.batch_fill_sequences && now < start) {
+      plan.wake_at = start;
+      return plan;
+    }
+  }
+  std::int64_t budget = config_.step_tokens_max;
+  auto by_precedence = [&](const sequence* a, const sequence* b) { return precedes(*a, *b, now); };
+
+  // 1. Running sequences, decodes before prefill chunks, each by precedence.
+  std::vector<sequence*> order(running_.begin(), running_.end());
+  std::stable_sort(order.begin(), order.end(), [&](const sequence* a, const sequence* b) {
+    const bool da = std::int64_t(a->tokens.size()) - a->computed == 1;
+    const bool db = std::int64_t(b->tokens.size()) - b->computed == 1;
+    return da != db ? da : by_precedence(a, b);
+  });
+  for (sequence* s : order) {
+    if (budget == 0) break;
+    if (!s->running) continue;   // preempted earlier in this loop
+    const std::int64_t want = std::min({std::int64_t(s->tokens.size()) - s->computed,
+                                        config_.prefill_chunk_tokens, budget});
+    bool reserved = reserve_or_evict(*s, want, plan.copies);
+    while (!reserved && preempt_one(now, s, plan)) reserved = reserve_or_evict(*s, want, plan.copies);
+    if (!reserved) {
+      // Nothing left to preempt but sequences already planned: this one waits its turn.
+      preempt_one(now, nullptr, plan);
+      continue;
+    }
+    plan_slice(*s, want, plan);
+    budget -= want;
+  }
+
+  // 2. Admissions by precedence while the cap, the budget and the free blocks allow.
+  //    Running sequences are never preempted to admit a new one.
+  std::stable_sort(waiting_.begin(), waiting_.end(), by_precedence);
+  std::size_t admitted = 0;
+  for (sequence* s : waiting_) {
+    if (budget == 0 || int(running_.size()) >= config_.sequences_max) break;
+    if (s->planned_step == counters_.steps + 1) break;   // preempted in this very step
+    if (prefix_ && s->computed == 0) {
+      s->blocks = prefix_->match(s->tokens, ++tick_);
+      s->computed = s->blocks.tokens;
+      plan.prefix_hit_tokens += s->computed;
+    }
+    const std::int64_t want = std::min({std::int64_t(s->tokens.size()) - s->computed,
+                                        config_.prefill_chunk_tokens, budget});
+    if (!reserve_or_evict(*s, want, plan.copies)) {
+      plan.prefix_hit_tokens -= s->computed;
+      release(*s);
+      break;   // keep the order: nothing behind it jumps ahead
+    }
+    s->running = true;
+    running_.push_back(s);
+    plan_slice(*s, want, plan);
+    budget -= want;
+    ++admitted;
+  }
+  waiting_.erase(waiting_.begin(), waiting_.begin() + std::ptrdiff_t(admitted));
+  counters_.prefix_hit_tokens += plan.prefix_hit_tokens;
+  if (!plan.empty()) ++counters_.steps;
+  return plan;
+}
+
+void batch_scheduler::complete(const step_plan& plan, std::span<const std::int32_t> sampled) {
+  std::size_t next = 0;
+  for (const auto& p : plan.sequences) {
+    auto it = sequences_.find(p.id);
+    DSRT_ASSERT(it != sequences_.end(), "plan names unknown sequence {}", p.id);
+    sequence& s = *it->second;
+    DSRT_ASSERT(s.running && s.computed == p.first_position,
+                "sequence {} changed since it was planned (computed {} vs {})", p.id, s.computed,
+                p.first_position);
+    s.computed += std::int64_t(p.tokens.size());
+    counters_.computed_tokens += std::int64_t(p.tokens.size());
+    if (!p.sample) continue;
+    DSRT_ASSERT(next < sampled.size(), "{} samples for a plan with more", sampled.size());
+    s.tokens.push_back(sampled[next++]);
+  }
+  DSRT_ASSERT(next == sampled.size(), "{} samples for a plan with {}", sampled.size(), next);
+}
+
+void batch_scheduler::finish(std::uint64_t id) {
+  auto it = sequences_.find(id);
+  if (it == sequences_.end()) return;
+  sequence& s = *it->second;
+  if (prefix_ && s.computed > 0)
+    prefix_->insert(std::span(s.tokens).first(std::size_t(s.computed)), s.blocks.table, ++tick_);
+  fail(id);
+}
+
+void batch_scheduler::fail(std::uint64_t id) {
+  auto it = sequences_.find(id);
+  if (it == sequences_.end()) return;
+  sequence* s = it->second.get();
+  release(*s);
+  std::erase(running_, s);
+  std::erase(waiting_, s);
+  sequences_.erase(it);
+}
+
+std::vector<std::uint64_t> batch_scheduler::clear() {
+  std::vector<std::uint64_t> ids;
+  for (auto& [id, s] : sequences_) {
+    release(*s);
+    ids.push_back(id);
+  }
+  std::sort(ids.begin(), ids.end());
+  running_.clear();
+  waiting_.clear();
+  sequences_.clear();
+  return ids;
+}
+
+std::int32_t batch_scheduler::prefix_cached_blocks() const {
+  return prefix_ ? prefix_->cached_blocks() : 0;
+}
+
+std::int32_t batch_scheduler::leaked_blocks() const {
+  std::int64_t held = 0;
+  for (const auto& [id, s] : sequences_) held += std::int64_t(s->blocks.table.size());
+  // Blocks the index holds may also be in sequences' tables (shared prefixes): count the
+  // referenced blocks against the references we can account for.
+  std::int64_t refs = 0;
+  for (std::int32_t b = 0; b < blocks_.blocks_total(); ++b) {
+    refs += blocks_.refcount(b);
+  }
+  const std::int64_t accounted = held + prefix_cached_blocks();
+  return std::int32_t(std::max<std::int64_t>(refs - accounted, 0));
+}
+
+void batch_scheduler::check_invariants() const {
+  DSRT_ASSERT(running_.size() + waiting_.size() == sequences_.size(),
+              "running {} + waiting {} != sequences {}", running_.size(), waiting_.size(),
+              sequences_.size());
+  DSRT_ASSERT(int(running_.size()) <= config_.sequences_max, "running {} > sequences_max {}",
+              running_.size(), config_.sequences_max);
+  for (const sequence* s : waiting_)
+    DSRT_ASSERT(!s->running && s->blocks.table.empty() && s->computed == 0,
+                "waiting sequence {} holds {} blocks", s->request.id, s->blocks.table.size());
+  for (const sequence* s : running_) {
+    DSRT_ASSERT(s->running && s->blocks.tokens == s->computed,
+                "running sequence {}: blocks cover {} tokens, computed {}", s->request.id,
+                s->blocks.tokens, s->computed);
+    DSRT_ASSERT(s->computed < std::int64_t(s->tokens.size()),
+                "running sequence {} has nothing left to compute", s->request.id);
+  }
+  DSRT_ASSERT(leaked_blocks() == 0, "{} KV blocks leaked", leaked_blocks());
+}
+
+}  // namespace dsrt::batching

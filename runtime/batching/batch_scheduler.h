@@ -1,0 +1,170 @@
+#pragma once
+// The batcher's policy: continuous batching for one model replica (ARCHITECTURE.md,
+// "batcher"). Each call to schedule() builds one step plan from the waiting and running
+// sequences under a token budget and a sequence cap: running sequences first (one decode
+// token each, or their next prefill chunk), then waiting ones by effective priority. It
+// owns the replica's KV block table (an engine::block_manager) and its prefix index, and
+// preempts by recompute when blocks run out. Like TensorRT-LLM's schedulers it is a plain
+// object: no threads, clocks or actors; `now` comes in with every call.
+//
+// A sequence is its token list (prompt, then every sampled token) and how many of those
+// tokens already have KV in the cache (`computed`). A step feeds each planned sequence a
+// slice of its uncomputed tail; when the slice reaches the end, the shard samples the next
+// token. Prefill, chunked prefill, decode and recompute after preemption are all this one
+// rule, which is why a preempted sequence resumes exactly where it was.
+//
+// Invariants (checked by check_invariants() in tests):
+//  - every sequence is in exactly one of waiting_ / running_;
+//  - a waiting sequence holds no blocks; a running one holds blocks for exactly its
+//    `computed` tokens plus what the last plan reserved;
+//  - running_.size() <= sequences_max, waiting_.size() <= waiting_sequences_max;
+//  - blocks are held only by running sequences and the prefix index.
+// Thread safety: none; the batcher actor is its only caller.
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "runtime/cache/prefix_index.h"
+#include "runtime/clock.h"
+#include "runtime/engine/block_manager.h"
+#include "runtime/engine/sampler.h"
+#include "runtime/error.h"
+
+namespace dsrt::batching {
+
+struct scheduler_config {
+  std::int64_t step_tokens_max = 2048;         // tokens one step may carry (the budget)
+  int sequences_max = 256;                     // sequences running at once
+  std::int64_t prefill_chunk_tokens = 512;     // uncomputed tokens of one sequence per step
+  int waiting_sequences_max = 4096;            // sequences queued for admission
+  int priority_classes = 4;                    // priorities 0 (highest) .. classes - 1
+  milliseconds aging_ms{500};                  // waiting this long raises a request one class
+  // Adaptive batching under light load: with nothing running, wait up to batch_wait_ms
+  // for batch_fill_sequences waiting requests before starting a step.
+  milliseconds batch_wait_ms{2};
+  int batch_fill_sequences = 8;
+  std::int32_t prefix_cached_blocks_max = 1 << 20;  // blocks the prefix index may keep
+  bool prefix_cache = true;
+};
+
+// invalid_argument naming the field.
+status validate(const scheduler_config& c);
+
+struct sequence_request {
+  std::uint64_t id = 0;
+  std::vector<std::int32_t> tokens;        // prompt (plus tokens already streamed, on resumption)
+  std::int64_t prompt_tokens = 0;          // of which the prompt given by the client
+  std::int64_t draw_base = 0;              // generated tokens before `tokens` ended (resumption)
+  std::int64_t max_new_tokens = 1;         // tokens to generate after `tokens`
+  engine::sampling_params sampling;
+  int priority = 0;                        // 0 = highest class
+  std::optional<clock_time> deadline;
+};
+
+enum class stop_cause { cancelled, deadline_exceeded, no_kv_space };
+
+// One sequence's part of a step; the shard turns it into an engine::step_sequence.
+struct planned_sequence {
+  std::uint64_t id = 0;
+  std::vector<std::int32_t> tokens;        // the slice to compute
+  std::int64_t first_position = 0;
+  std::vector<std::int32_t> block_table;   // covers first_position + tokens.size()
+  bool sample = false;                     // the slice ends the sequence: sample a token
+  std::int64_t draw_index = 0;             // which generated token that sample is
+  engine::sampling_params sampling;
+};
+
+struct stopped_sequence {
+  std::uint64_t id;
+  stop_cause cause;
+};
+
+struct step_plan {
+  std::vector<planned_sequence> sequences;
+  std::vector<engine::block_copy> copies;  // apply before the step (copy-on-write)
+  std::vector<stopped_sequence> stopped;   // removed this call; blocks already freed
+  std::vector<std::uint64_t> preempted;    // sent back to waiting, recomputed later
+  std::int64_t tokens = 0;
+  std::int64_t prefix_hit_tokens = 0;      // prompt tokens taken from the prefix index
+  // Nothing to run now; call schedule() again at this time (or when a request arrives).
+  std::optional<clock_time> wake_at;
+  bool empty() const { return sequences.empty(); }
+};
+
+struct scheduler_counters {
+  std::int64_t steps = 0, preemptions = 0, prefix_hit_tokens = 0, computed_tokens = 0;
+};
+
+class batch_scheduler {
+ public:
+  // REQUIRES: validate(config) succeeded, kv_blocks >= 1, kv_block_tokens >= 1.
+  batch_scheduler(const scheduler_config& config, std::int32_t kv_blocks, int kv_block_tokens);
+  ~batch_scheduler();
+  batch_scheduler(const batch_scheduler&) = delete;
+  batch_scheduler& operator=(const batch_scheduler&) = delete;
+
+  // Queues a sequence. Errors: invalid_argument for an empty token list, a duplicate id or
+  // max_new_tokens < 1; unavailable when its tokens + max_new_tokens need more KV blocks
+  // than the replica has; overloaded when waiting_sequences_max are queued.
+  status submit(clock_time now, sequence_request request);
+  // Stops a sequence at the next schedule() (reported there as cancelled). Unknown ids
+  // are ignored: the sequence may have finished already.
+  void cancel(std::uint64_t id);
+
+  // The next step. Removes cancelled and expired sequences first.
+  step_plan schedule(clock_time now);
+  // The shard ran `plan`: sampled[i] is the token of the i-th planned sequence with
+  // sample set, in plan order. Advances every planned sequence.
+  void complete(const step_plan& plan, std::span<const std::int32_t> sampled);
+  // The sequence is done (stop or length, decided by the caller): frees its blocks and
+  // hands its full computed blocks to the prefix index. Unknown ids are ignored.
+  void finish(std::uint64_t id);
+  // The sequence failed (its step failed, so the KV it wrote may be garbage): frees its
+  // blocks without caching them. Unknown ids are ignored.
+  void fail(std::uint64_t id);
+  // Drops every sequence (a replica restart); returns their ids.
+  std::vector<std::uint64_t> clear();
+
+  bool has_sequence(std::uint64_t id) const { return sequences_.count(id) != 0; }
+  // Tokens generated so far by a sequence (excluding draw_base). REQUIRES: has_sequence.
+  std::int64_t generated(std::uint64_t id) const;
+  int running() const { return int(running_.size()); }
+  int waiting() const { return int(waiting_.size()); }
+  std::int32_t free_blocks() const { return blocks_.free_blocks(); }
+  std::int32_t total_blocks() const { return blocks_.blocks_total(); }
+  std::int32_t prefix_cached_blocks() const;
+  // Blocks referenced by neither a live sequence nor the prefix index: always 0 unless
+  // there is a bug (exported as kv_blocks_leaked).
+  std::int32_t leaked_blocks() const;
+  const scheduler_counters& counters() const { return counters_; }
+  const cache::prefix_index* prefix() const { return prefix_.get(); }
+
+  // DSRT_ASSERTs the invariants above.
+  void check_invariants() const;
+
+ private:
+  struct sequence;
+  int effective_priority(const sequence& s, clock_time now) const;
+  bool precedes(const sequence& a, const sequence& b, clock_time now) const;
+  void drop_stopped(clock_time now, step_plan& plan);
+  bool reserve_or_evict(sequence& s, std::int64_t tokens, std::vector<engine::block_copy>& copies);
+  bool preempt_one(clock_time now, const sequence* keep, step_plan& plan);
+  void plan_slice(sequence& s, std::int64_t tokens, step_plan& plan);
+  void release(sequence& s);
+
+  scheduler_config config_;
+  engine::block_manager blocks_;
+  std::unique_ptr<cache::prefix_index> prefix_;
+  std::unordered_map<std::uint64_t, std::unique_ptr<sequence>> sequences_;
+  std::vector<sequence*> waiting_;   // unordered; schedule() picks by precedes()
+  std::vector<sequence*> running_;   // in admission order
+  std::uint64_t arrivals_ = 0;       // arrival counter: ties after equal priority and time
+  std::uint64_t tick_ = 0;           // logical time for the prefix index's LRU
+  scheduler_counters counters_;
+};
+
+}  // namespace dsrt::batching
