@@ -1,0 +1,155 @@
+#include "actors/batcher.h"
+
+#include <algorithm>
+#include <unordered_map>
+
+namespace dsrt::actors {
+
+struct sequence_info {
+  std::uint32_t attempt = 0;
+  std::vector<std::int32_t> stop_token_ids;
+  std::int64_t max_new_tokens = 0;
+};
+
+struct batcher_state {
+  batcher_options options;
+  std::unique_ptr<batching::batch_scheduler> scheduler;
+  std::unordered_map<std::uint64_t, sequence_info> info;
+  caf::actor shard, router;
+  std::shared_ptr<const batching::step_plan> in_flight;   // the plan the shard is running
+  std::uint64_t steps = 0;
+  bool timer_armed = false;
+  static inline const char* name = "dsrt.batcher";
+};
+
+namespace {
+
+using self_ptr = caf::stateful_actor<batcher_state>*;
+
+void send_final(self_ptr self, std::uint64_t id, std::optional<error> failure, finish_reason reason) {
+  auto& st = self->state;
+  auto it = st.info.find(id);
+  if (it == st.info.end()) return;
+  self->send(st.router, replica_final{id, it->second.attempt, st.options.replica, std::move(failure), reason});
+  st.info.erase(it);
+}
+
+void pump(self_ptr self);
+
+void on_result(self_ptr self, step_result result) {
+  auto& st = self->state;
+  auto plan = std::move(st.in_flight);
+  if (result.failure) {
+    // The KV this step wrote may be garbage: its sequences fail and the router retries
+    // them elsewhere (and counts the error against this replica's breaker).
+    for (const auto& p : plan->sequences) {
+      st.scheduler->fail(p.id);
+      send_final(self, p.id, result.failure, finish_reason::length);
+    }
+  } else {
+    ++st.steps;
+    st.scheduler->complete(*plan, result.sampled);
+    std::size_t next = 0;
+    for (const auto& p : plan->sequences) {
+      if (!p.sample) continue;
+      const std::int32_t token = result.sampled[next++];
+      auto& info = st.info.at(p.id);
+      const auto& stops = info.stop_token_ids;
+      if (std::find(stops.begin(), stops.end(), token) != stops.end()) {
+        st.scheduler->finish(p.id);
+        send_final(self, p.id, std::nullopt, finish_reason::stop);
+        continue;
+      }
+      self->send(st.router, replica_chunk{p.id, info.attempt, st.options.replica, {token}});
+      if (st.scheduler->generated(p.id) >= info.max_new_tokens) {
+        st.scheduler->finish(p.id);
+        send_final(self, p.id, std::nullopt, finish_reason::length);
+      }
+    }
+  }
+  pump(self);
+}
+
+void pump(self_ptr self) {
+  auto& st = self->state;
+  if (st.in_flight) return;
+  auto plan = std::make_shared<batching::step_plan>(st.scheduler->schedule(self->clock().now()));
+  for (const auto& stopped : plan->stopped) {
+    const bool cancelled = stopped.cause == batching::stop_cause::cancelled;
+    send_final(self, stopped.id,
+               cancelled ? make_error(error_code::cancelled, "request {} was cancelled", stopped.id)
+                         : make_error(error_code::deadline_exceeded, "request {} passed its deadline",
+                                      stopped.id),
+               finish_reason::length);
+  }
+  if (!plan->empty()) {
+    st.in_flight = plan;
+    self->request(st.shard, caf::infinite, step_request{st.steps, plan})
+        .then([self](step_result& r) { on_result(self, std::move(r)); });
+    return;
+  }
+  if (plan->wake_at && !st.timer_armed) {
+    st.timer_armed = true;
+    self->delayed_send(self, std::max(*plan->wake_at - self->clock().now(), clock_time::duration::zero()),
+                       tick_atom::value);
+  }
+}
+
+caf::behavior batcher_actor(caf::stateful_actor<batcher_state>* self, batcher_options options,
+                            caf::actor shard, caf::actor router) {
+  auto& st = self->state;
+  st.options = options;
+  st.scheduler = std::make_unique<batching::batch_scheduler>(options.scheduler, options.kv_blocks,
+                                                              options.kv_block_tokens);
+  st.shard = std::move(shard);
+  st.router = std::move(router);
+  self->link_to(st.shard);
+  return {
+      [self](replica_request& r) {
+        auto& st = self->state;
+        const auto id = r.request_id;
+        sequence_info info{r.attempt, std::move(r.stop_token_ids), r.sequence.max_new_tokens};
+        if (auto s = st.scheduler->submit(self->clock().now(), std::move(r.sequence)); !s) {
+          self->send(st.router, replica_final{id, r.attempt, st.options.replica, s.err(), finish_reason::length});
+          return;
+        }
+        st.info[id] = std::move(info);
+        pump(self);
+      },
+      [self](cancel_atom, std::uint64_t id) {
+        auto& st = self->state;
+        st.scheduler->cancel(id);
+        pump(self);
+      },
+      [self](tick_atom) {
+        self->state.timer_armed = false;
+        pump(self);
+      },
+      [self](status_atom) {
+        auto& st = self->state;
+        const auto& s = *st.scheduler;
+        replica_status r;
+        r.replica = st.options.replica;
+        r.steps = st.steps;
+        r.has_work = s.running() + s.waiting() > 0;
+        r.running = s.running();
+        r.waiting = s.waiting();
+        r.free_blocks = s.free_blocks();
+        r.total_blocks = s.total_blocks();
+        r.leaked_blocks = s.leaked_blocks();
+        r.prefix_hit_tokens = s.counters().prefix_hit_tokens;
+        r.computed_tokens = s.counters().computed_tokens;
+        r.preemptions = s.counters().preemptions;
+        return r;
+      },
+  };
+}
+
+}  // namespace
+
+caf::actor spawn_batcher(caf::actor_system& system, batcher_options options, caf::actor shard,
+                         caf::actor router) {
+  return system.spawn(batcher_actor, std::move(options), std::move(shard), std::move(router));
+}
+
+}  // namespace dsrt::actors

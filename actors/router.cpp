@@ -1,0 +1,357 @@
+#include "actors/router.h"
+
+#include <unordered_map>
+
+#include "runtime/engine/text_output.h"
+
+namespace dsrt::actors {
+
+struct route {
+  generate_request request;
+  caf::actor client;
+  policy::admission_ticket ticket;
+  std::vector<std::int32_t> streamed;        // tokens sent to the client
+  std::uint32_t chunks = 0;                  // chunks sent to the client
+  std::uint32_t attempt = 0;
+  int replica = -1;
+  std::optional<policy::breaker_ticket> breaker;
+  std::unique_ptr<engine::text_output> text;
+  std::string cached_text;                   // the text of a response-cache answer
+};
+
+struct replica_slot {
+  caf::actor batcher;                        // null while down
+  bool permanently_down = false;
+  std::int64_t outstanding_tokens = 0;
+  std::unique_ptr<policy::circuit_breaker> breaker;
+};
+
+struct router_state {
+  router_options options;
+  std::shared_ptr<const tokenizer::tokenizer> tokenizer;
+  std::unique_ptr<policy::admission> admission;
+  std::unique_ptr<cache::response_cache> responses;
+  std::vector<replica_slot> replicas;
+  std::unordered_map<std::uint64_t, route> routes;
+  router_counters counters;
+  std::uint64_t tick = 0;
+  bool draining = false;
+  static inline const char* name = "dsrt.router";
+};
+
+namespace {
+
+using self_ptr = caf::stateful_actor<router_state>*;
+
+std::int64_t weight(const generate_request& r) { return std::int64_t(r.prompt.size()) + r.max_tokens; }
+
+cache::response_key key_of(const generate_request& r) {
+  cache::response_key k;
+  k.prompt = r.prompt;
+  k.max_tokens = r.max_tokens;
+  k.stop_strings = r.stop;
+  return k;
+}
+
+bool deterministic(const generate_request& r) {
+  return r.sampling.temperature < engine::greedy_temperature_below || r.sampling.top_k == 1;
+}
+
+status validate(const router_state& st, const generate_request& r) {
+  const auto& o = st.options;
+  auto bad = [&](std::string m) { return error{error_code::invalid_argument, fmt::format("request {}: {}", r.request_id, m)}; };
+  if (r.prompt.empty()) return bad("the prompt is empty");
+  for (std::int32_t t : r.prompt)
+    if (t < 0 || t >= o.vocab_size) return bad(fmt::format("prompt token {} is outside the vocabulary (size {})", t, o.vocab_size));
+  if (r.max_tokens < 1) return bad(fmt::format("max_tokens {} is below 1", r.max_tokens));
+  if (weight(r) > o.context_tokens_max)
+    return bad(fmt::format("prompt ({} tokens) + max_tokens ({}) exceeds the context of {} tokens",
+                           r.prompt.size(), r.max_tokens, o.context_tokens_max));
+  if (auto s = engine::validate(r.sampling); !s) return bad(s.err().message);
+  if (int(r.stop.size()) > o.stop_strings_max) return bad(fmt::format("{} stop strings, at most {}", r.stop.size(), o.stop_strings_max));
+  for (const auto& s : r.stop)
+    if (s.empty() || int(s.size()) > o.stop_string_bytes_max)
+      return bad(fmt::format("stop strings must have 1 to {} bytes", o.stop_string_bytes_max));
+  if (r.priority < 0 || r.priority > 255) return bad(fmt::format("priority {} is outside 0 .. 255", r.priority));
+  return ok_status();
+}
+
+// Sends the one final and forgets the request.
+void finish(self_ptr self, route& r, std::optional<error> failure, finish_reason reason,
+            milliseconds retry_after = milliseconds(0)) {
+  auto& st = self->state;
+  final_message f;
+  f.request_id = r.request.request_id;
+  f.chunks_sent = r.chunks;
+  f.reason = reason;
+  f.prompt_tokens = std::uint32_t(r.request.prompt.size());
+  f.completion_tokens = std::uint32_t(r.streamed.size());
+  f.tokens = r.streamed;
+  f.text = r.text ? r.text->text() : r.cached_text;
+  f.retry_after_ms = std::uint32_t(retry_after.count());
+  const auto now = self->clock().now();
+  if (failure) {
+    ++st.counters.failed;
+  } else {
+    ++st.counters.completed;
+    if (deterministic(r.request))
+      st.responses->insert(key_of(r.request), {f.tokens, f.text, reason == finish_reason::stop ? cache::finish_reason::stop : cache::finish_reason::length}, ++st.tick);
+  }
+  f.failure = std::move(failure);
+  if (r.replica >= 0) st.replicas[std::size_t(r.replica)].outstanding_tokens -= weight(r.request);
+  st.admission->release(now, r.ticket);
+  self->send(r.client, std::move(f));
+  st.routes.erase(r.request.request_id);
+}
+
+void record_outcome(self_ptr self, route& r, bool success) {
+  if (!r.breaker || r.replica < 0) return;
+  auto& slot = self->state.replicas[std::size_t(r.replica)];
+  slot.breaker->record(self->clock().now(), *r.breaker, success);
+  r.breaker.reset();
+}
+
+// Sends the request (again) to a replica, or ends it through the fallback chain.
+void dispatch(self_ptr self, route& r, int avoid) {
+  auto& st = self->state;
+  const auto now = self->clock().now();
+  if (r.replica >= 0) st.replicas[std::size_t(r.replica)].outstanding_tokens -= weight(r.request);
+  r.replica = -1;
+  if (r.request.deadline && *r.request.deadline <= now) {
+    finish(self, r, make_error(error_code::deadline_exceeded, "request {} passed its deadline", r.request.request_id), finish_reason::length);
+    return;
+  }
+  const std::int64_t remaining = r.request.max_tokens - std::int64_t(r.streamed.size());
+  if (int(r.attempt) >= st.options.request_attempts_max || remaining < 1) {
+    finish(self, r, make_error(error_code::unavailable, "request {}: {} attempts failed", r.request.request_id, r.attempt),
+           finish_reason::length, st.options.unavailable_retry_after_ms);
+    return;
+  }
+  std::vector<policy::replica_view> views(st.replicas.size());
+  for (std::size_t i = 0; i < views.size(); ++i) {
+    auto& slot = st.replicas[i];
+    views[i].available = slot.batcher && int(i) != avoid && slot.breaker->state(now) != policy::breaker_state::open;
+    views[i].outstanding_tokens = slot.outstanding_tokens;
+  }
+  // The breaker decides last: a half-open replica takes only its bounded probes.
+  for (;;) {
+    const auto choice = policy::choose_replica(views, r.request.prompt, st.options.choice);
+    if (!choice) break;
+    auto& slot = st.replicas[std::size_t(*choice)];
+    r.breaker = slot.breaker->try_acquire(now);
+    if (!r.breaker) {
+      views[std::size_t(*choice)].available = false;
+      continue;
+    }
+    r.replica = *choice;
+    slot.outstanding_tokens += weight(r.request);
+    replica_request rr;
+    rr.request_id = r.request.request_id;
+    rr.attempt = ++r.attempt;
+    rr.sequence.id = r.request.request_id;
+    rr.sequence.tokens = r.request.prompt;
+    rr.sequence.tokens.insert(rr.sequence.tokens.end(), r.streamed.begin(), r.streamed.end());
+    rr.sequence.prompt_tokens = std::int64_t(r.request.prompt.size());
+    rr.sequence.draw_base = std::int64_t(r.streamed.size());
+    rr.sequence.max_new_tokens = remaining;
+    rr.sequence.sampling = r.request.sampling;
+    rr.sequence.priority = std::min(r.request.priority, 3);
+    rr.sequence.deadline = r.request.deadline;
+    rr.stop_token_ids = st.options.stop_token_ids;
+    self->send(slot.batcher, std::move(rr));
+    return;
+  }
+  // Fallback chain: another replica (none) -> the response cache -> a clear error.
+  ++st.counters.fallbacks;
+  if (r.streamed.empty() && deterministic(r.request))
+    if (auto hit = st.responses->find(key_of(r.request), ++st.tick)) {
+      ++st.counters.response_cache_hits;
+      r.streamed = hit->tokens;
+      token_chunk c{r.request.request_id, r.chunks++, hit->tokens, hit->text};
+      self->send(r.client, std::move(c));
+      r.text.reset();
+      r.cached_text = hit->text;
+      const auto reason = hit->reason == cache::finish_reason::stop ? finish_reason::stop : finish_reason::length;
+      finish(self, r, std::nullopt, reason);
+      return;
+    }
+  finish(self, r, make_error(error_code::unavailable, "request {}: no replica can serve it now", r.request.request_id),
+         finish_reason::length, st.options.unavailable_retry_after_ms);
+}
+
+void on_generate(self_ptr self, generate_request& request, caf::actor client) {
+  auto& st = self->state;
+  const auto id = request.request_id;
+  final_message reject;
+  reject.request_id = id;
+  reject.prompt_tokens = std::uint32_t(request.prompt.size());
+  if (st.draining) {
+    reject.failure = make_error(error_code::unavailable, "request {}: the service is draining", id);
+    reject.retry_after_ms = std::uint32_t(st.options.unavailable_retry_after_ms.count());
+  } else if (st.routes.count(id)) {
+    reject.failure = make_error(error_code::invalid_argument, "request {}: the id is already in use", id);
+  } else if (auto s = validate(st, request); !s) {
+    reject.failure = s.err();
+  }
+  if (reject.failure) {
+    ++st.counters.rejected;
+    self->send(client, std::move(reject));
+    return;
+  }
+  if (request.tenant.empty()) request.tenant = "default";
+  auto decision = st.admission->admit(self->clock().now(), request.tenant, weight(request));
+  if (!decision.ticket) {
+    ++st.counters.rejected;
+    reject.failure = decision.ticket.err();
+    reject.retry_after_ms = std::uint32_t(decision.retry_after_ms.count());
+    self->send(client, std::move(reject));
+    return;
+  }
+  ++st.counters.accepted;
+  route& r = st.routes[id];
+  r.request = std::move(request);
+  r.client = std::move(client);
+  r.ticket = std::move(*decision.ticket);
+  r.text = std::make_unique<engine::text_output>(*st.tokenizer, r.request.stop);
+  dispatch(self, r, -1);
+}
+
+// The attempt on r.replica failed or its replica went away: retry or resume elsewhere.
+void redispatch(self_ptr self, route& r) {
+  auto& st = self->state;
+  record_outcome(self, r, false);
+  ++(r.streamed.empty() ? st.counters.retries : st.counters.resumptions);
+  dispatch(self, r, r.replica);
+}
+
+void on_replica_gone(self_ptr self, int replica) {
+  auto& st = self->state;
+  std::vector<std::uint64_t> affected;
+  for (auto& [id, r] : st.routes)
+    if (r.replica == replica) affected.push_back(id);
+  for (auto id : affected)
+    if (auto it = st.routes.find(id); it != st.routes.end()) redispatch(self, it->second);
+}
+
+caf::behavior router_actor(caf::stateful_actor<router_state>* self, router_options options,
+                           std::shared_ptr<const tokenizer::tokenizer> tokenizer) {
+  auto& st = self->state;
+  st.options = options;
+  st.tokenizer = std::move(tokenizer);
+  st.admission = std::make_unique<policy::admission>(options.admission);
+  st.responses = std::make_unique<cache::response_cache>(options.response_cache);
+  st.replicas.resize(std::size_t(options.replicas));
+  for (auto& slot : st.replicas) slot.breaker = std::make_unique<policy::circuit_breaker>(options.breaker);
+  self->set_down_handler([self](caf::down_msg& down) {
+    auto& st = self->state;
+    for (std::size_t i = 0; i < st.replicas.size(); ++i)
+      if (st.replicas[i].batcher && st.replicas[i].batcher.address() == down.source) {
+        st.replicas[i].batcher = nullptr;
+        on_replica_gone(self, int(i));
+      }
+  });
+  return {
+      [self](generate_request& request) {
+        auto client = caf::actor_cast<caf::actor>(self->current_sender());
+        on_generate(self, request, std::move(client));
+      },
+      [self](cancel_atom, std::uint64_t id) {
+        auto& st = self->state;
+        auto it = st.routes.find(id);
+        if (it == st.routes.end()) return;
+        route& r = it->second;
+        if (r.replica >= 0 && st.replicas[std::size_t(r.replica)].batcher)
+          self->send(st.replicas[std::size_t(r.replica)].batcher, cancel_atom::value, id);
+        r.breaker.reset();   // a cancel says nothing about the replica's health
+        finish(self, r, make_error(error_code::cancelled, "request {} was cancelled", id), finish_reason::length);
+      },
+      [self](replica_up& up) {
+        auto& st = self->state;
+        if (up.replica < 0 || up.replica >= int(st.replicas.size())) return;
+        auto& slot = st.replicas[std::size_t(up.replica)];
+        slot.batcher = up.batcher;
+        slot.permanently_down = false;
+        self->monitor(up.batcher);
+      },
+      [self](replica_down& down) {
+        auto& st = self->state;
+        if (down.replica < 0 || down.replica >= int(st.replicas.size())) return;
+        auto& slot = st.replicas[std::size_t(down.replica)];
+        slot.permanently_down = down.permanent;
+        if (slot.batcher) {
+          self->demonitor(slot.batcher);
+          slot.batcher = nullptr;
+          on_replica_gone(self, down.replica);
+        }
+      },
+      [self](replica_chunk& c) {
+        auto& st = self->state;
+        auto it = st.routes.find(c.request_id);
+        if (it == st.routes.end() || it->second.attempt != c.attempt || it->second.replica != c.replica) return;
+        route& r = it->second;
+        token_chunk out{c.request_id, 0, {}, {}};
+        for (std::int32_t t : c.tokens) {
+          if (std::int64_t(r.streamed.size()) >= r.request.max_tokens) break;
+          r.streamed.push_back(t);
+          out.tokens.push_back(t);
+          out.text += r.text->push(t);
+          if (r.text->stopped()) break;
+        }
+        if (!out.tokens.empty()) {
+          out.sequence = r.chunks++;
+          self->send(r.client, std::move(out));
+        }
+        if (r.text->stopped()) {
+          self->send(st.replicas[std::size_t(r.replica)].batcher, cancel_atom::value, c.request_id);
+          record_outcome(self, r, true);
+          finish(self, r, std::nullopt, finish_reason::stop);
+        }
+      },
+      [self](replica_final& f) {
+        auto& st = self->state;
+        auto it = st.routes.find(f.request_id);
+        if (it == st.routes.end() || it->second.attempt != f.attempt || it->second.replica != f.replica) return;
+        route& r = it->second;
+        if (!f.failure) {
+          record_outcome(self, r, true);
+          if (auto tail = r.text->finish(); !tail.empty()) {
+            self->send(r.client, token_chunk{r.request.request_id, r.chunks++, {}, std::string(tail)});
+          }
+          finish(self, r, std::nullopt, r.text->stopped() ? finish_reason::stop : f.reason);
+          return;
+        }
+        const auto code = f.failure->code;
+        if (code == error_code::cancelled || code == error_code::deadline_exceeded || code == error_code::invalid_argument) {
+          record_outcome(self, r, code != error_code::invalid_argument);
+          finish(self, r, f.failure, finish_reason::length);
+          return;
+        }
+        redispatch(self, r);
+      },
+      [self](status_atom) {
+        auto& st = self->state;
+        auto c = st.counters;
+        c.breaker_states.clear();
+        c.breaker_opens.clear();
+        c.replicas_up = 0;
+        for (auto& slot : st.replicas) {
+          c.replicas_up += slot.batcher != nullptr;
+          c.breaker_states.push_back(int(slot.breaker->state(self->clock().now())));
+          std::uint64_t opens = 0;
+          for (const auto& t : slot.breaker->transitions()) opens += t.to == policy::breaker_state::open;
+          c.breaker_opens.push_back(opens);
+        }
+        return c;
+      },
+      [self](drain_atom) { self->state.draining = true; },
+  };
+}
+
+}  // namespace
+
+caf::actor spawn_router(caf::actor_system& system, router_options options,
+                        std::shared_ptr<const tokenizer::tokenizer> tokenizer) {
+  return system.spawn(router_actor, std::move(options), std::move(tokenizer));
+}
+
+}  // namespace dsrt::actors

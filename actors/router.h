@@ -1,0 +1,58 @@
+#pragma once
+// The router actor: the front door of a replica set (ARCHITECTURE.md, "router").
+//  - validates a generate_request and admits it (policy::admission) or answers OVERLOADED
+//    with a retry-after hint at once;
+//  - picks a replica (policy::choose_replica over replicas that are up and whose
+//    policy::circuit_breaker lets the request through);
+//  - keeps the request contract: renumbers chunks per request, decodes the text and applies
+//    stop strings (so the text survives a change of replica), sends exactly one final;
+//  - retries on another replica before the first token and resumes after it (prompt +
+//    tokens already streamed, continuing at the next sequence number) when a replica fails
+//    or dies, at most request_attempts_max times;
+//  - falls back to the response cache, then to UNAVAILABLE, when no replica can serve.
+#include <caf/all.hpp>
+
+#include <memory>
+
+#include "actors/messages.h"
+#include "runtime/cache/response_cache.h"
+#include "runtime/policy/admission.h"
+#include "runtime/policy/circuit_breaker.h"
+#include "runtime/policy/replica_choice.h"
+#include "runtime/tokenizer/tokenizer.h"
+
+namespace dsrt::actors {
+
+struct router_options {
+  std::int32_t replicas = 1;
+  policy::admission_config admission;
+  policy::breaker_config breaker;
+  policy::replica_choice_config choice;
+  cache::response_cache_config response_cache;
+  int request_attempts_max = 3;             // replicas one request may try (retries + resumptions)
+  std::int64_t context_tokens_max = 4096;   // prompt + max_tokens (the model's positions)
+  std::int32_t vocab_size = 0;
+  std::vector<std::int32_t> stop_token_ids; // end of sequence / end of turn
+  int stop_strings_max = 16;
+  int stop_string_bytes_max = 256;
+  milliseconds unavailable_retry_after_ms{1000};
+};
+
+// Counters the router keeps for metrics and for dsbench (a snapshot via status_atom).
+struct router_counters {
+  std::int64_t accepted = 0, rejected = 0, completed = 0, failed = 0;
+  std::int64_t retries = 0, resumptions = 0, response_cache_hits = 0, fallbacks = 0;
+  std::int32_t replicas_up = 0;             // replicas with a live batcher
+  std::vector<int> breaker_states;          // policy::breaker_state per replica
+  std::vector<std::uint64_t> breaker_opens; // times each breaker opened
+};
+
+// Handles: generate_request (from a client actor; chunks and the final go to the sender);
+// (cancel_atom, request_id); replica_up; replica_down; replica_chunk; replica_final;
+// (status_atom) -> router_counters; (drain_atom): new requests get UNAVAILABLE.
+caf::actor spawn_router(caf::actor_system& system, router_options options,
+                        std::shared_ptr<const tokenizer::tokenizer> tokenizer);
+
+}  // namespace dsrt::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dsrt::actors::router_counters)

@@ -1,0 +1,27 @@
+#pragma once
+// The shard actor: owns one device's executor and runs the step plans its batcher sends,
+// one at a time, replying with the sampled tokens and the step's duration. It blocks while
+// a step runs, so it is spawned detached (its own thread) and never stalls CAF's workers.
+//
+// Fault points (compiled in, off unless a test or `dsbench load --fault` turns them on):
+// fail_steps makes every step fail, slow_step_ms adds that much time to each step.
+#include <caf/all.hpp>
+
+#include <atomic>
+#include <memory>
+
+#include "actors/messages.h"
+#include "runtime/serving/step_executor.h"
+
+namespace dsrt::actors {
+
+struct shard_faults {
+  std::atomic<bool> fail_steps{false};
+  std::atomic<std::int64_t> slow_step_ms{0};
+};
+
+// Handles: step_request -> step_result.
+caf::behavior shard_actor(caf::event_based_actor* self, std::shared_ptr<serving::step_executor> executor,
+                          std::shared_ptr<shard_faults> faults);
+
+}  // namespace dsrt::actors

@@ -1,0 +1,62 @@
+#pragma once
+// What a shard runs: a batcher's step plan in, one sampled token per sequence that asked
+// for one out. model_executor runs the real model; null_executor returns tokens without
+// any model math, so `dsbench load --null-backend` measures the runtime's own overhead.
+// Sampling happens here, at the last stage, keyed by each sequence's draw index so a
+// recomputed or resumed sequence samples the same tokens (engine/sampler.h).
+//
+// Ownership: model_executor uses, but does not own, the model. Thread safety: one caller.
+#include <cstdint>
+#include <vector>
+
+#include "runtime/batching/batch_scheduler.h"
+#include "runtime/engine/causal_lm.h"
+#include "runtime/error.h"
+
+namespace dsrt::serving {
+
+class step_executor {
+ public:
+  virtual ~step_executor() = default;
+  // The sampled tokens, in plan order, one per planned sequence with sample set.
+  // Errors: the model's (invalid_argument for a malformed plan, internal for a failure).
+  virtual result<std::vector<std::int32_t>> run(const batching::step_plan& plan) = 0;
+  virtual std::int32_t kv_blocks() const = 0;
+  virtual int kv_block_tokens() const = 0;
+  virtual std::int64_t step_tokens_max() const = 0;
+};
+
+class model_executor final : public step_executor {
+ public:
+  explicit model_executor(engine::causal_lm& model) : model_(model) {}
+  result<std::vector<std::int32_t>> run(const batching::step_plan& plan) override;
+  std::int32_t kv_blocks() const override { return model_.kv_blocks(); }
+  int kv_block_tokens() const override { return model_.kv_block_tokens(); }
+  std::int64_t step_tokens_max() const override { return model_.step_tokens_max(); }
+
+ private:
+  engine::causal_lm& model_;
+  std::vector<engine::step_sequence> step_;
+  std::vector<float> logits_;
+};
+
+// Deterministic tokens in [first_token, vocab) from the sequence's last token and draw
+// index; no KV memory is touched, so kv_blocks is only the number the batcher manages.
+class null_executor final : public step_executor {
+ public:
+  null_executor(std::int32_t vocab, std::int32_t first_token, std::int32_t kv_blocks,
+                int kv_block_tokens, std::int64_t step_tokens_max)
+      : vocab_(vocab), first_token_(first_token), kv_blocks_(kv_blocks),
+        kv_block_tokens_(kv_block_tokens), step_tokens_max_(step_tokens_max) {}
+  result<std::vector<std::int32_t>> run(const batching::step_plan& plan) override;
+  std::int32_t kv_blocks() const override { return kv_blocks_; }
+  int kv_block_tokens() const override { return kv_block_tokens_; }
+  std::int64_t step_tokens_max() const override { return step_tokens_max_; }
+
+ private:
+  std::int32_t vocab_, first_token_, kv_blocks_;
+  int kv_block_tokens_;
+  std::int64_t step_tokens_max_;
+};
+
+}  // namespace dsrt::serving

@@ -1,0 +1,149 @@
+// Faults against the in-process runtime: a shard killed mid-stream, a replica whose steps
+// fail (its breaker opens, traffic moves, it closes again through half-open), and load
+// beyond the admission limits (OVERLOADED at once, accepted requests complete).
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "tests/actors/runtime_test_util.h"
+#include "tests/engine/engine_test_util.h"
+
+namespace dsrt::actors {
+namespace {
+
+using engine::test_util::make_prompt;
+
+engine::model_options small_cache() {
+  engine::model_options m;
+  m.kv_cache_bytes_max = 32ll << 20;
+  return m;
+}
+
+TEST(Faults, AShardKilledMidStreamFinishesItsRequestsOnTheOtherReplica) {
+  auto t = test::start_tiny(test::test_options(2), small_cache());
+  ASSERT_TRUE(t.runtime);
+  for (int i = 0; i < 2; ++i) t.runtime->faults(i).slow_step_ms = 5;   // long enough to kill mid-stream
+  client c(*t.runtime);
+  test::collector col;
+  std::vector<std::vector<std::int32_t>> outputs_alone;
+  const int n = 16;
+  for (int i = 0; i < n; ++i) {
+    client_request r;
+    r.prompt_tokens = make_prompt(std::size_t(10 + i), std::uint64_t(100 + i));
+    r.max_tokens = 40;
+    ASSERT_TRUE(c.submit(r, col.on_chunk(i), col.on_final(i)).ok());
+  }
+  // Kill replica 0's shard once some streams are under way.
+  for (int wait = 0; wait < 2000; ++wait) {
+    const auto records = col.records();
+    std::size_t chunks = 0;
+    for (const auto& [k, r] : records) chunks += r.sequences.size();
+    if (chunks >= 20) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  t.runtime->kill_shard(0);
+  ASSERT_TRUE(col.wait_finals(n, std::chrono::seconds(120)));
+  col.expect_contract();
+  auto router = t.runtime->router_status();
+  ASSERT_TRUE(router.ok());
+  EXPECT_GT(router->resumptions + router->retries, 0) << "nothing ran on the killed replica";
+  for (const auto& [k, r] : col.records()) {
+    ASSERT_FALSE(r.final.failure) << "request " << k << ": " << r.final.failure->to_string();
+    EXPECT_TRUE(r.final.tokens.size() == 40u || r.final.reason == finish_reason::stop) << "request " << k;
+  }
+  // Greedy outputs do not depend on where they ran: compare with a fault-free runtime.
+  auto clean = test::start_tiny(test::test_options(1), small_cache());
+  ASSERT_TRUE(clean.runtime);
+  client cc(*clean.runtime);
+  for (const auto& [k, r] : col.records()) {
+    client_request req;
+    req.prompt_tokens = make_prompt(std::size_t(10 + k), std::uint64_t(100 + k));
+    req.max_tokens = 40;
+    EXPECT_EQ(cc.generate(req).tokens, r.final.tokens) << "request " << k << " changed across resumption";
+  }
+  auto sup = t.runtime->supervisor_status();
+  ASSERT_TRUE(sup.ok());
+  EXPECT_EQ(sup->restarts[0], 1) << "the supervisor restarts the killed replica";
+}
+
+TEST(Faults, FailingStepsOpenTheBreakerAndItClosesThroughHalfOpen) {
+  auto options = test::test_options(2);
+  options.router.breaker.window_requests_min = 4;
+  options.router.breaker.window_ms = milliseconds(2000);
+  options.router.breaker.window_buckets = 10;
+  options.router.breaker.open_ms = milliseconds(300);
+  options.router.breaker.half_open_probes_max = 2;
+  options.router.choice.affinity_prefix_tokens = 0;   // least loaded: replica 0 gets traffic
+  auto t = test::start_tiny(options, small_cache());
+  ASSERT_TRUE(t.runtime);
+  t.runtime->faults(0).fail_steps = true;
+  client c(*t.runtime);
+  auto run_batch = [&](int first, int count) {
+    test::collector col;
+    for (int i = first; i < first + count; ++i) {
+      client_request r;
+      r.prompt_tokens = make_prompt(8, std::uint64_t(i));
+      r.max_tokens = 4;
+      EXPECT_TRUE(c.submit(r, col.on_chunk(i), col.on_final(i)).ok());
+    }
+    EXPECT_TRUE(col.wait_finals(count, std::chrono::seconds(60)));
+    col.expect_contract();
+    for (const auto& [k, r] : col.records())
+      EXPECT_FALSE(r.final.failure) << "request " << k << " should have moved to replica 1";
+  };
+  for (int round = 0; round < 6; ++round) run_batch(round * 4, 4);
+  auto router = t.runtime->router_status();
+  ASSERT_TRUE(router.ok());
+  EXPECT_GE(router->breaker_opens[0], 1u) << "replica 0's breaker never opened";
+  EXPECT_EQ(router->breaker_opens[1], 0u);
+  EXPECT_GT(router->retries, 0);
+  // Heal replica 0: after open_ms the breaker half-opens, the probes succeed, it closes.
+  t.runtime->faults(0).fail_steps = false;
+  bool closed = false;
+  for (int round = 0; round < 100 && !closed; ++round) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    run_batch(1000 + round * 2, 2);
+    router = t.runtime->router_status();
+    ASSERT_TRUE(router.ok());
+    closed = router->breaker_states[0] == int(policy::breaker_state::closed);
+  }
+  EXPECT_TRUE(closed) << "replica 0's breaker did not close after it healed";
+}
+
+TEST(Faults, LoadBeyondTheLimitsIsOverloadedAtOnceWhileAcceptedRequestsComplete) {
+  auto options = test::test_options(1);
+  options.router.admission.queue_requests_max = 8;
+  options.router.admission.tenant_queue_requests_max = 8;
+  auto t = test::start_tiny(options, small_cache());
+  ASSERT_TRUE(t.runtime);
+  t.runtime->faults(0).slow_step_ms = 2;
+  client c(*t.runtime);
+  test::collector col;
+  const int n = 40;
+  for (int i = 0; i < n; ++i) {
+    client_request r;
+    r.prompt_tokens = make_prompt(8, std::uint64_t(i));
+    r.max_tokens = 16;
+    ASSERT_TRUE(c.submit(r, col.on_chunk(i), col.on_final(i)).ok());
+  }
+  ASSERT_TRUE(col.wait_finals(n, std::chrono::seconds(120)));
+  col.expect_contract();
+  int overloaded = 0, completed = 0;
+  for (const auto& [k, r] : col.records()) {
+    if (!r.final.failure) {
+      ++completed;
+      EXPECT_TRUE(r.final.tokens.size() == 16u || r.final.reason == finish_reason::stop) << "request " << k;
+      continue;
+    }
+    EXPECT_EQ(r.final.failure->code, error_code::overloaded) << "request " << k;
+    EXPECT_GT(r.final.retry_after_ms, 0u) << "request " << k;
+    EXPECT_TRUE(r.sequences.empty()) << "a rejected request got tokens";
+    ++overloaded;
+  }
+  EXPECT_GE(completed, 8);
+  EXPECT_GT(overloaded, 0);
+  EXPECT_EQ(completed + overloaded, n);
+}
+
+}  // namespace
+}  // namespace dsrt::actors
