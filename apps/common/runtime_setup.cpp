@@ -1,0 +1,61 @@
+#include "apps/common/runtime_setup.h"
+
+#include <algorithm>
+#include <thread>
+
+#include "runtime/model/config.h"
+#include "runtime/serving/step_executor.h"
+
+namespace dsrt::apps {
+
+void add_runtime_flags(CLI::App& app, runtime_flags& flags) {
+  app.add_option("--replicas", flags.replicas, "model replicas, each with its own model copy and KV cache")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  app.add_flag("--null-backend", flags.null_backend,
+               "shards return tokens without running the model: measures the runtime's overhead");
+  app.add_flag("--ignore-eos", flags.ignore_eos, "generate exactly max_tokens (no end-of-sequence stop)");
+}
+
+result<loaded_runtime> start_runtime(const engine_flags& engine, const runtime_flags& flags,
+                                     actors::runtime_options options) {
+  loaded_runtime out;
+  auto tok = tokenizer::tokenizer::load(engine.model_dir);
+  if (!tok) return tok.err();
+  auto tokenizer = std::make_shared<tokenizer::tokenizer>(std::move(tok).value());
+  std::vector<std::shared_ptr<serving::step_executor>> executors;
+  model::model_config config;
+  if (flags.null_backend) {
+    auto files = model::load_model_dir(engine.model_dir, {.memory = model::weights_memory::mapped});
+    if (!files) return files.err();
+    config = (*files)->config;
+    const int block_tokens = 16;
+    for (int i = 0; i < flags.replicas; ++i)
+      executors.push_back(std::make_shared<serving::null_executor>(
+          config.vocab_size, 3, std::int32_t((engine.kv_cache_mb << 20) / (block_tokens * 1024)),
+          block_tokens, engine.step_tokens_max));
+  } else {
+    // Each replica gets its share of the cores (at least one thread).
+    const int cores = engine.threads > 0 ? engine.threads : int(std::max(1u, std::thread::hardware_concurrency()));
+    engine_flags per_replica = engine;
+    per_replica.threads = std::max(1, cores / flags.replicas);
+    for (int i = 0; i < flags.replicas; ++i) {
+      auto e = load_engine(per_replica);
+      if (!e) return e.err();
+      executors.push_back(std::make_shared<serving::model_executor>(*e->model));
+      out.engines.push_back(std::move(e).value());
+    }
+    config = out.engines.front().model->config();
+  }
+  options.replicas = flags.replicas;
+  options.router.vocab_size = config.vocab_size;
+  options.router.context_tokens_max = config.max_position_embeddings;
+  if (!flags.ignore_eos) options.router.stop_token_ids = tokenizer->eos_ids();
+  auto rt = actors::local_runtime::start(options, std::move(executors), tokenizer);
+  if (!rt) return rt.err();
+  out.tokenizer = tokenizer;
+  out.runtime = std::move(rt).value();
+  return out;
+}
+
+}  // namespace dsrt::apps

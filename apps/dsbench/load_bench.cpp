@@ -1,0 +1,259 @@
+#include "apps/dsbench/load_bench.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "actors/client.h"
+#include "apps/common/runtime_setup.h"
+#include "apps/dsbench/fault_schedule.h"
+#include "runtime/random.h"
+
+namespace dsrt::apps {
+namespace {
+
+using steady = std::chrono::steady_clock;
+
+struct load_flags {
+  engine_flags engine;
+  runtime_flags runtime;
+  bool inproc = false;
+  int requests = 100;
+  int concurrency = 8;
+  int prompt_len = 128;
+  int gen = 64;
+  int priorities = 1;                  // requests cycle through priorities 0 .. priorities-1
+  std::vector<std::string> faults;
+  std::int64_t timeout_s = 600;        // the whole load, then whatever is left is reported missing
+  std::uint64_t seed = 1;
+  std::string json_path;
+};
+
+// Per request, what the client saw.
+struct request_trace {
+  steady::time_point submitted, first_chunk, last_chunk;
+  std::set<std::uint32_t> sequences;
+  std::int64_t duplicate_chunks = 0;
+  std::int64_t tokens = 0;
+  int finals = 0;
+  actors::final_message final;
+};
+
+double percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, std::size_t(q * double(v.size() - 1) + 0.5))];
+}
+
+int run_load(const load_flags& f) {
+  if (!f.inproc) {
+    std::fprintf(stderr, "dsrt: INVALID_ARGUMENT: dsbench load needs --inproc (--connect comes with the cluster)\n");
+    return 2;
+  }
+  actors::runtime_options options;
+  auto faults = parse_faults(f.faults, f.runtime.replicas);
+  if (!faults) return report(faults.err());
+  auto loaded = start_runtime(f.engine, f.runtime, options);
+  if (!loaded) return report(loaded.err());
+  auto& runtime = *loaded->runtime;
+  client c(runtime);
+
+  // Prompts of regular tokens, the same for a seed.
+  const auto& tok = *loaded->tokenizer;
+  xoshiro256 rng(f.seed);
+  std::vector<std::vector<std::int32_t>> prompts(std::size_t(f.requests));
+  for (auto& p : prompts) {
+    while (int(p.size()) < f.prompt_len) {
+      const auto id = std::int32_t(rng.next() % std::uint64_t(tok.vocab_size()));
+      if (!tok.is_special(id)) p.push_back(id);
+    }
+  }
+
+  std::mutex mutex;
+  std::condition_variable cv;
+  std::vector<request_trace> traces(std::size_t(f.requests));
+  std::map<std::uint64_t, std::size_t> index_of;
+  int submitted = 0, finals = 0;
+  std::function<void()> submit_next;   // REQUIRES: mutex held
+  submit_next = [&] {
+    const std::size_t i = std::size_t(submitted++);
+    client_request r;
+    r.prompt_tokens = prompts[i];
+    r.max_tokens = f.gen;
+    r.priority = int(i % std::size_t(f.priorities));
+    traces[i].submitted = steady::now();
+    auto id = c.submit(
+        r,
+        [&, i](const actors::token_chunk& chunk) {
+          std::lock_guard lock(mutex);
+          auto& t = traces[i];
+          const auto now = steady::now();
+          if (t.sequences.empty()) t.first_chunk = now;
+          t.last_chunk = now;
+          if (!t.sequences.insert(chunk.sequence).second) ++t.duplicate_chunks;
+          t.tokens += std::int64_t(chunk.tokens.size());
+        },
+        [&, i](const actors::final_message& fin) {
+          std::lock_guard lock(mutex);
+          auto& t = traces[i];
+          ++t.finals;
+          t.final = fin;
+          ++finals;
+          if (submitted < f.requests) submit_next();
+          cv.notify_all();
+        });
+    if (!id) {
+      traces[i].finals = 1;
+      traces[i].final.failure = id.err();
+      ++finals;
+    }
+  };
+
+  const auto start = steady::now();
+  std::thread fault_thread;
+  std::atomic<bool> stop_faults{false};
+  if (!faults->empty())
+    fault_thread = std::thread([&] {
+      for (const auto& e : *faults) {
+        while (!stop_faults && steady::now() < start + std::chrono::milliseconds(e.at_ms))
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        if (stop_faults) return;
+        apply_fault(runtime, e);
+      }
+    });
+  {
+    std::unique_lock lock(mutex);
+    while (submitted < std::min(f.concurrency, f.requests)) submit_next();
+    cv.wait_for(lock, std::chrono::seconds(f.timeout_s), [&] { return finals >= f.requests; });
+  }
+  const double wall_s = std::chrono::duration<double>(steady::now() - start).count();
+  stop_faults = true;
+  if (fault_thread.joinable()) fault_thread.join();
+  // Let cancelled or stopped work settle before counting blocks.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  auto statuses = runtime.replica_statuses();
+  auto router = runtime.router_status();
+  auto supervisor = runtime.supervisor_status();
+
+  std::lock_guard lock(mutex);
+  std::int64_t completed = 0, tokens = 0, duplicates = 0, missing = 0, final_count = 0, extra_finals = 0;
+  std::map<std::string, std::int64_t> errors;
+  std::vector<double> ttft_ms, tpot_ms;
+  for (int i = 0; i < submitted; ++i) {
+    const auto& t = traces[std::size_t(i)];
+    final_count += std::min(t.finals, 1);
+    extra_finals += std::max(t.finals - 1, 0);
+    duplicates += t.duplicate_chunks;
+    // Chunks the final says were sent but never arrived, or sequence numbers skipped.
+    const std::int64_t expected = t.finals ? std::int64_t(t.final.chunks_sent) : 0;
+    const std::int64_t highest = t.sequences.empty() ? 0 : std::int64_t(*t.sequences.rbegin()) + 1;
+    missing += std::max(expected, highest) - std::int64_t(t.sequences.size());
+    if (!t.finals) continue;
+    if (t.final.failure) {
+      ++errors[std::string(error_code_name(t.final.failure->code))];
+      continue;
+    }
+    ++completed;
+    tokens += t.tokens;
+    if (!t.sequences.empty()) {
+      ttft_ms.push_back(std::chrono::duration<double, std::milli>(t.first_chunk - t.submitted).count());
+      if (t.tokens > 1)
+        tpot_ms.push_back(std::chrono::duration<double, std::milli>(t.last_chunk - t.first_chunk).count() /
+                          double(t.tokens - 1));
+    }
+  }
+  std::int64_t leaked = 0, steps = 0, preemptions = 0, prefix_hits = 0;
+  if (statuses)
+    for (const auto& s : *statuses) {
+      leaked += s.leaked_blocks;
+      steps += std::int64_t(s.steps);
+      preemptions += s.preemptions;
+      prefix_hits += s.prefix_hit_tokens;
+    }
+  const double tokens_per_s = double(tokens) / wall_s;
+  std::printf("dsbench load --inproc: %d replicas%s, %d requests, concurrency %d, prompt %d, gen %d\n",
+              f.runtime.replicas, f.runtime.null_backend ? " (null backend)" : "", f.requests, f.concurrency,
+              f.prompt_len, f.gen);
+  std::printf("wall %.2f s, %.1f tokens/s, %.2f requests/s, %lld steps (%.1f us per step)\n", wall_s,
+              tokens_per_s, double(completed) / wall_s, (long long)steps, steps ? wall_s * 1e6 / double(steps) : 0.0);
+  std::printf("TTFT ms p50 %.2f p99 %.2f; TPOT ms p50 %.3f p99 %.3f\n", percentile(ttft_ms, 0.5),
+              percentile(ttft_ms, 0.99), percentile(tpot_ms, 0.5), percentile(tpot_ms, 0.99));
+  std::printf("requests %d finals %lld completed %lld duplicate_chunks %lld missing_chunks %lld "
+              "kv_blocks_leaked %lld extra_finals %lld\n",
+              submitted, (long long)final_count, (long long)completed, (long long)duplicates,
+              (long long)missing, (long long)leaked, (long long)extra_finals);
+  for (const auto& [code, n] : errors) std::printf("  error %s: %lld\n", code.c_str(), (long long)n);
+
+  if (!f.json_path.empty()) {
+    nlohmann::json j;
+    j["mode"] = "inproc";
+    j["model"] = f.engine.model_dir;
+    j["replicas"] = f.runtime.replicas;
+    j["null_backend"] = f.runtime.null_backend;
+    j["concurrency"] = f.concurrency;
+    j["prompt_len"] = f.prompt_len;
+    j["gen"] = f.gen;
+    j["wall_s"] = wall_s;
+    j["tokens_per_s"] = tokens_per_s;
+    j["requests_per_s"] = double(completed) / wall_s;
+    j["steps"] = steps;
+    j["us_per_step"] = steps ? wall_s * 1e6 / double(steps) : 0.0;
+    j["ttft_ms"] = {{"p50", percentile(ttft_ms, 0.5)}, {"p99", percentile(ttft_ms, 0.99)}};
+    j["tpot_ms"] = {{"p50", percentile(tpot_ms, 0.5)}, {"p99", percentile(tpot_ms, 0.99)}};
+    j["requests"] = submitted;
+    j["finals"] = final_count;
+    j["extra_finals"] = extra_finals;
+    j["completed"] = completed;
+    j["errors_by_code"] = errors;
+    j["duplicate_chunks"] = duplicates;
+    j["missing_chunks"] = missing;
+    j["kv_blocks_leaked"] = leaked;
+    j["preemptions"] = preemptions;
+    j["prefix_hit_tokens"] = prefix_hits;
+    if (router) {
+      j["retries"] = router->retries;
+      j["resumptions"] = router->resumptions;
+      j["breaker_opens"] = router->breaker_opens;
+    }
+    if (supervisor) j["restarts"] = supervisor->restarts;
+    j["faults"] = f.faults;
+    std::ofstream out(f.json_path);
+    out << j.dump(2) << '\n';
+    if (!out) {
+      std::fprintf(stderr, "dsrt: cannot write %s\n", f.json_path.c_str());
+      return 1;
+    }
+  }
+  // A broken contract is a failed run, whatever the speed.
+  return final_count == submitted && extra_finals == 0 && duplicates == 0 && missing == 0 && leaked == 0 ? 0 : 3;
+}
+
+}  // namespace
+
+std::function<int()> add_load_bench(CLI::App& app) {
+  auto f = std::make_shared<load_flags>();
+  auto* cmd = app.add_subcommand("load", "serving load through the runtime: throughput, TTFT/TPOT, contract counters");
+  add_engine_flags(*cmd, f->engine);
+  add_runtime_flags(*cmd, f->runtime);
+  cmd->add_flag("--inproc", f->inproc, "run the runtime in this process");
+  cmd->add_option("--requests", f->requests, "requests in all")->capture_default_str()->check(CLI::Range(1, 1000000));
+  cmd->add_option("--concurrency", f->concurrency, "requests in flight at once")->capture_default_str()->check(CLI::Range(1, 100000));
+  cmd->add_option("--prompt-len", f->prompt_len, "prompt tokens per request")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--gen", f->gen, "tokens to generate per request")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--priorities", f->priorities, "requests cycle through priorities 0..N-1")->capture_default_str()->check(CLI::Range(1, 4));
+  cmd->add_option("--fault", f->faults, "kill-shard:R@T, fail-steps:R@T[-U], slow:R:S@T[-U] (ms since start)");
+  cmd->add_option("--timeout-s", f->timeout_s, "stop waiting after this long")->capture_default_str()->check(CLI::Range(1, 86400));
+  cmd->add_option("--seed", f->seed, "prompt seed")->capture_default_str();
+  cmd->add_option("--json", f->json_path, "write the results as JSON");
+  return [f] { return run_load(*f); };
+}
+
+}  // namespace dsrt::apps
