@@ -59,7 +59,8 @@ struct final_message {
 };
 
 // serving.capnp ReplicaRequest: one attempt of a request on one replica. On resumption
-// `tokens` holds prompt + the tokens already streamed and draw_base how many those are.
+// `tokens` holds prompt + the tokens already streamed and draw_base how many those are
+// (the sequence is serving.capnp SequenceRequest).
 struct replica_request {
   std::uint64_t request_id = 0;
   std::uint32_t attempt = 0;             // chunks of an older attempt are dropped
@@ -84,7 +85,8 @@ struct replica_final {
   finish_reason reason = finish_reason::length;
 };
 
-// serving.capnp StepPlan / StepResult: one step for the shard and what it sampled.
+// serving.capnp StepRequest / StepResult: one step for the shard and what it sampled
+// (the plan's sequences are serving.capnp PlannedSequence, its copies BlockCopy).
 struct step_request {
   std::uint64_t step = 0;
   std::shared_ptr<const batching::step_plan> plan;   // shared with the batcher, not copied
