@@ -19,4 +19,5 @@ if [ ! -f "$model/config.json" ]; then
   "$build/apps/dsgen/dsgen" --preset bench-125m --tokenizer deepseek-v3 --seed 0 --out "$model"
 fi
 # The default model has random weights: the text is noise, the work is real.
-"$build/apps/dsrun/dsrun" generate --model "$model" --prompt "$prompt" --max-tokens 64
+# Served through the runtime in this process: router, two batcher + shard replicas, supervisor.
+"$build/apps/dsrun/dsrun" ask --model "$model" --replicas 2 --prompt "$prompt" --max-tokens 64

@@ -9,5 +9,6 @@ namespace dsrt::apps {
 std::function<int()> add_generate_command(CLI::App& app);
 std::function<int()> add_tokenize_command(CLI::App& app);
 std::function<int()> add_logits_command(CLI::App& app);
+std::function<int()> add_ask_command(CLI::App& app);
 
 }  // namespace dsrt::apps
