@@ -7,6 +7,8 @@ namespace dsrt::actors {
 
 struct sequence_info {
   std::uint32_t attempt = 0;
+  clock_time queued_at{};
+  bool started = false;                      // planned at least once (queue time observed)
   std::vector<std::int32_t> stop_token_ids;
   std::int64_t max_new_tokens = 0;
 };
@@ -19,6 +21,13 @@ struct batcher_state {
   std::shared_ptr<const batching::step_plan> in_flight;   // the plan the shard is running
   std::uint64_t steps = 0;
   bool timer_armed = false;
+  // Metrics of this replica (the registry outlives the actor).
+  metrics::histogram* batch_sequences = nullptr;
+  metrics::histogram* queue_seconds = nullptr;
+  metrics::histogram* step_seconds = nullptr;
+  metrics::gauge* kv_used_ratio = nullptr;
+  metrics::counter* prompt_tokens = nullptr;
+  metrics::counter* prefix_hit_tokens = nullptr;
   static inline const char* name = "dsrt.batcher";
 };
 
@@ -48,6 +57,7 @@ void on_result(self_ptr self, step_result result) {
     }
   } else {
     ++st.steps;
+    st.step_seconds->observe(double(result.duration_us) * 1e-6);
     st.scheduler->complete(*plan, result.sampled);
     std::size_t next = 0;
     for (const auto& p : plan->sequences) {
@@ -67,6 +77,8 @@ void on_result(self_ptr self, step_result result) {
       }
     }
   }
+  const auto& s = *st.scheduler;
+  st.kv_used_ratio->set(1.0 - double(s.free_blocks()) / double(std::max(1, s.total_blocks())));
   pump(self);
 }
 
@@ -83,6 +95,14 @@ void pump(self_ptr self) {
                finish_reason::length);
   }
   if (!plan->empty()) {
+    const auto now = self->clock().now();
+    st.batch_sequences->observe(double(plan->sequences.size()));
+    st.prefix_hit_tokens->inc(std::uint64_t(plan->prefix_hit_tokens));
+    for (const auto& p : plan->sequences)
+      if (auto it = st.info.find(p.id); it != st.info.end() && !it->second.started) {
+        it->second.started = true;
+        st.queue_seconds->observe(std::chrono::duration<double>(now - it->second.queued_at).count());
+      }
     st.in_flight = plan;
     self->request(st.shard, caf::infinite, step_request{st.steps, plan})
         .then([self](step_result& r) { on_result(self, std::move(r)); });
@@ -98,17 +118,29 @@ void pump(self_ptr self) {
 caf::behavior batcher_actor(caf::stateful_actor<batcher_state>* self, batcher_options options,
                             caf::actor shard, caf::actor router) {
   auto& st = self->state;
+  if (!options.metrics) options.metrics = std::make_shared<metrics::registry>();
   st.options = options;
   st.scheduler = std::make_unique<batching::batch_scheduler>(options.scheduler, options.kv_blocks,
                                                               options.kv_block_tokens);
   st.shard = std::move(shard);
   st.router = std::move(router);
   self->link_to(st.shard);
+  auto& m = *options.metrics;
+  const metrics::label_set replica = {{"replica", std::to_string(options.replica)}};
+  st.batch_sequences = &m.histogram("dsrt_batch_sequences", "sequences per step",
+                                    metrics::exponential_buckets(1, 2, 12), replica);
+  st.queue_seconds = &m.histogram("dsrt_queue_seconds", "time from reaching the batcher to the first step",
+                                  metrics::latency_buckets_seconds(), replica);
+  st.step_seconds = &m.histogram("dsrt_step_seconds", "shard time per step", metrics::latency_buckets_seconds(), replica);
+  st.kv_used_ratio = &m.gauge("dsrt_kv_used_ratio", "KV blocks in use (sequences and prefix cache) / all", replica);
+  st.prompt_tokens = &m.counter("dsrt_prompt_tokens_total", "prompt tokens of sequences reaching the batcher", replica);
+  st.prefix_hit_tokens = &m.counter("dsrt_prefix_hit_tokens_total", "prompt tokens taken from the prefix cache", replica);
   return {
       [self](replica_request& r) {
         auto& st = self->state;
         const auto id = r.request_id;
-        sequence_info info{r.attempt, std::move(r.stop_token_ids), r.sequence.max_new_tokens};
+        sequence_info info{r.attempt, self->clock().now(), false, std::move(r.stop_token_ids), r.sequence.max_new_tokens};
+        st.prompt_tokens->inc(std::uint64_t(r.sequence.tokens.size()));
         if (auto s = st.scheduler->submit(self->clock().now(), std::move(r.sequence)); !s) {
           self->send(st.router, replica_final{id, r.attempt, st.options.replica, s.err(), finish_reason::length});
           return;

@@ -8,6 +8,7 @@
 #include <caf/all.hpp>
 
 #include "actors/messages.h"
+#include "runtime/metrics/registry.h"
 
 namespace dsrt::actors {
 
@@ -16,6 +17,7 @@ struct batcher_options {
   batching::scheduler_config scheduler;
   std::int32_t kv_blocks = 0;
   int kv_block_tokens = 16;
+  std::shared_ptr<metrics::registry> metrics;   // null: a private one
 };
 
 // Spawns a batcher linked to `shard`. Handles: replica_request; (cancel_atom, request_id);

@@ -39,6 +39,8 @@ result<std::unique_ptr<local_runtime>> local_runtime::start(
   rt->config_->set("logger.console", caf::atom("none"));
   rt->system_ = std::make_unique<caf::actor_system>(*rt->config_);
   options.router.replicas = options.replicas;
+  options.router.metrics = rt->metrics_;
+  options.supervisor.metrics = rt->metrics_;
   rt->router_ = spawn_router(*rt->system_, options.router, tokenizer);
   for (int i = 0; i < options.replicas; ++i) rt->faults_.push_back(std::make_shared<shard_faults>());
   options.supervisor.replicas = options.replicas;

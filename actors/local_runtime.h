@@ -47,6 +47,9 @@ class local_runtime {
   // Stops admitting: new requests get UNAVAILABLE, accepted ones finish.
   void drain();
 
+  // Every series the actors export (Prometheus text or JSON).
+  const metrics::registry& metrics() const { return *metrics_; }
+
   result<router_counters> router_status();
   result<supervisor_counters> supervisor_status();
   // Each replica's current status, asked of its batcher now (down replicas are skipped).
@@ -60,6 +63,7 @@ class local_runtime {
   std::unique_ptr<caf::actor_system> system_;
   std::vector<std::shared_ptr<shard_faults>> faults_;
   std::shared_ptr<const tokenizer::tokenizer> tokenizer_;
+  std::shared_ptr<metrics::registry> metrics_ = std::make_shared<metrics::registry>();
   caf::actor router_, supervisor_;
   std::atomic<std::uint64_t> request_ids_{0};
 };

@@ -16,6 +16,7 @@ struct route {
   int replica = -1;
   std::optional<policy::breaker_ticket> breaker;
   std::unique_ptr<engine::text_output> text;
+  clock_time accepted_at{}, first_chunk_at{};
   std::string cached_text;                   // the text of a response-cache answer
 };
 
@@ -97,6 +98,13 @@ void finish(self_ptr self, route& r, std::optional<error> failure, finish_reason
     if (deterministic(r.request))
       st.responses->insert(key_of(r.request), {f.tokens, f.text, reason == finish_reason::stop ? cache::finish_reason::stop : cache::finish_reason::length}, ++st.tick);
   }
+  auto& m = *st.options.metrics;
+  m.counter("dsrt_requests_total", "requests that got their final, by outcome",
+            {{"outcome", f.failure ? std::string(error_code_name(f.failure->code)) : std::string("completed")}})
+      .inc();
+  if (!failure && r.streamed.size() > 1 && r.first_chunk_at != clock_time{})
+    m.histogram("dsrt_tpot_seconds", "time per output token after the first", metrics::latency_buckets_seconds())
+        .observe(std::chrono::duration<double>(now - r.first_chunk_at).count() / double(r.streamed.size() - 1));
   f.failure = std::move(failure);
   if (r.replica >= 0) st.replicas[std::size_t(r.replica)].outstanding_tokens -= weight(r.request);
   st.admission->release(now, r.ticket);
@@ -109,6 +117,9 @@ void record_outcome(self_ptr self, route& r, bool success) {
   auto& slot = self->state.replicas[std::size_t(r.replica)];
   slot.breaker->record(self->clock().now(), *r.breaker, success);
   r.breaker.reset();
+  self->state.options.metrics
+      ->gauge("dsrt_breaker_state", "0 closed, 1 open, 2 half-open", {{"replica", std::to_string(r.replica)}})
+      .set(double(int(slot.breaker->state())));
 }
 
 // Sends the request (again) to a replica, or ends it through the fallback chain.
@@ -212,6 +223,7 @@ void on_generate(self_ptr self, generate_request& request, caf::actor client) {
   r.request = std::move(request);
   r.client = std::move(client);
   r.ticket = std::move(*decision.ticket);
+  r.accepted_at = self->clock().now();
   r.text = std::make_unique<engine::text_output>(*st.tokenizer, r.request.stop);
   dispatch(self, r, -1);
 }
@@ -236,6 +248,7 @@ void on_replica_gone(self_ptr self, int replica) {
 caf::behavior router_actor(caf::stateful_actor<router_state>* self, router_options options,
                            std::shared_ptr<const tokenizer::tokenizer> tokenizer) {
   auto& st = self->state;
+  if (!options.metrics) options.metrics = std::make_shared<metrics::registry>();
   st.options = options;
   st.tokenizer = std::move(tokenizer);
   st.admission = std::make_unique<policy::admission>(options.admission);
@@ -298,6 +311,12 @@ caf::behavior router_actor(caf::stateful_actor<router_state>* self, router_optio
           if (r.text->stopped()) break;
         }
         if (!out.tokens.empty()) {
+          if (r.chunks == 0) {
+            r.first_chunk_at = self->clock().now();
+            st.options.metrics
+                ->histogram("dsrt_ttft_seconds", "time from admission to the first token", metrics::latency_buckets_seconds())
+                .observe(std::chrono::duration<double>(r.first_chunk_at - r.accepted_at).count());
+          }
           out.sequence = r.chunks++;
           self->send(r.client, std::move(out));
         }

@@ -16,6 +16,7 @@
 
 #include "actors/messages.h"
 #include "runtime/cache/response_cache.h"
+#include "runtime/metrics/registry.h"
 #include "runtime/policy/admission.h"
 #include "runtime/policy/circuit_breaker.h"
 #include "runtime/policy/replica_choice.h"
@@ -36,6 +37,7 @@ struct router_options {
   int stop_strings_max = 16;
   int stop_string_bytes_max = 256;
   milliseconds unavailable_retry_after_ms{1000};
+  std::shared_ptr<metrics::registry> metrics;   // set by local_runtime; null: a private one
 };
 
 // Counters the router keeps for metrics and for dsbench (a snapshot via status_atom).

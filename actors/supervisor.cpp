@@ -35,6 +35,7 @@ void spawn_replica(self_ptr self, int i) {
   bo.scheduler.sequences_max = int(std::min<std::int64_t>(bo.scheduler.sequences_max, bo.scheduler.step_tokens_max));
   bo.kv_blocks = exec->kv_blocks();
   bo.kv_block_tokens = exec->kv_block_tokens();
+  bo.metrics = st.options.metrics;
   g.batcher = spawn_batcher(self->system(), bo, g.shard, st.router);
   self->monitor(g.batcher);
   g.last_steps = 0;
@@ -56,12 +57,15 @@ void on_down(self_ptr self, int i, const caf::error& reason) {
     return;
   }
   ++g.restarts;
+  st.options.metrics->counter("dsrt_replica_restarts_total", "replica restarts by the supervisor",
+                             {{"replica", std::to_string(i)}}).inc();
   spawn_replica(self, i);
 }
 
 caf::behavior supervisor_actor(caf::stateful_actor<supervisor_state>* self,
                                supervisor_options options, caf::actor router) {
   auto& st = self->state;
+  if (!options.metrics) options.metrics = std::make_shared<metrics::registry>();
   st.options = std::move(options);
   st.router = std::move(router);
   st.groups.resize(std::size_t(st.options.replicas));

@@ -26,6 +26,7 @@ struct supervisor_options {
   // The executor of replica i (its model); shared by the restarts of that replica.
   std::vector<std::shared_ptr<serving::step_executor>> executors;
   std::vector<std::shared_ptr<shard_faults>> faults;   // one per replica
+  std::shared_ptr<metrics::registry> metrics;          // set by local_runtime; null: a private one
 };
 
 struct supervisor_counters {

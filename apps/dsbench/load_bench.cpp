@@ -35,6 +35,7 @@ struct load_flags {
   std::int64_t timeout_s = 600;        // the whole load, then whatever is left is reported missing
   std::uint64_t seed = 1;
   std::string json_path;
+  std::string metrics_path;
 };
 
 // Per request, what the client saw.
@@ -232,6 +233,14 @@ int run_load(const load_flags& f) {
       return 1;
     }
   }
+  if (!f.metrics_path.empty()) {
+    std::ofstream out(f.metrics_path);
+    out << runtime.metrics().prometheus_text();
+    if (!out) {
+      std::fprintf(stderr, "dsrt: cannot write %s\n", f.metrics_path.c_str());
+      return 1;
+    }
+  }
   // A broken contract is a failed run, whatever the speed.
   return final_count == submitted && extra_finals == 0 && duplicates == 0 && missing == 0 && leaked == 0 ? 0 : 3;
 }
@@ -253,6 +262,7 @@ std::function<int()> add_load_bench(CLI::App& app) {
   cmd->add_option("--timeout-s", f->timeout_s, "stop waiting after this long")->capture_default_str()->check(CLI::Range(1, 86400));
   cmd->add_option("--seed", f->seed, "prompt seed")->capture_default_str();
   cmd->add_option("--json", f->json_path, "write the results as JSON");
+  cmd->add_option("--metrics", f->metrics_path, "write the runtime's metrics (Prometheus text) at the end");
   return [f] { return run_load(*f); };
 }
 

@@ -4,6 +4,8 @@
 // shared prompt prefix is computed once.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "runtime/engine/generator.h"
 #include "tests/actors/runtime_test_util.h"
 #include "tests/engine/engine_test_util.h"
@@ -80,6 +82,14 @@ TEST(EndToEnd, TwoReplicasServe200MixedRequestsExactlyAsAlone) {
   ASSERT_TRUE(router.ok());
   EXPECT_EQ(router->accepted, 200);
   EXPECT_EQ(router->completed, 200);
+  // The metrics registry saw the same.
+  const auto m = t.runtime->metrics().to_json();
+  EXPECT_EQ(m["dsrt_requests_total"]["series"][0]["value"], 200) << m["dsrt_requests_total"].dump();
+  int with_tokens = 0;
+  for (const auto& [k, r] : records) with_tokens += !r.tokens.empty();
+  EXPECT_EQ(m["dsrt_ttft_seconds"]["series"][0]["count"], with_tokens) << "one TTFT per stream with a token";
+  EXPECT_EQ(m["dsrt_batch_sequences"]["series"].size(), 2u) << "one series per replica";
+  EXPECT_NE(t.runtime->metrics().prometheus_text().find("dsrt_kv_used_ratio{replica=\"1\"}"), std::string::npos);
 }
 
 TEST(EndToEnd, ASharedPrefixIsComputedOnceAndGivesTheSameOutput) {
