@@ -321,7 +321,7 @@ caf::behavior router_actor(caf::stateful_actor<router_state>* self, router_optio
           self->send(r.client, std::move(out));
         }
         if (r.text->stopped()) {
-          self->send(st.replicas[std::size_t(r.replica)].batcher, cancel_atom::value, c.request_id);
+          if (const auto& batcher = st.replicas[std::size_t(r.replica)].batcher) self->send(batcher, cancel_atom::value, c.request_id);
           record_outcome(self, r, true);
           finish(self, r, std::nullopt, finish_reason::stop);
         }
