@@ -112,6 +112,17 @@ void finish(self_ptr self, route& r, std::optional<error> failure, finish_reason
   st.routes.erase(r.request.request_id);
 }
 
+// Completes a request successfully: releases the text held back for stop strings, then
+// sends the final.
+void complete(self_ptr self, route& r, finish_reason reason) {
+  if (r.text) {
+    if (auto tail = r.text->finish(); !tail.empty())
+      self->send(r.client, token_chunk{r.request.request_id, r.chunks++, {}, std::string(tail)});
+    if (r.text->stopped()) reason = finish_reason::stop;
+  }
+  finish(self, r, std::nullopt, reason);
+}
+
 void record_outcome(self_ptr self, route& r, bool success) {
   if (!r.breaker || r.replica < 0) return;
   auto& slot = self->state.replicas[std::size_t(r.replica)];
@@ -133,7 +144,12 @@ void dispatch(self_ptr self, route& r, int avoid) {
     return;
   }
   const std::int64_t remaining = r.request.max_tokens - std::int64_t(r.streamed.size());
-  if (int(r.attempt) >= st.options.request_attempts_max || remaining < 1) {
+  if (remaining < 1) {
+    // Every token arrived before the replica went away: the request is done.
+    complete(self, r, finish_reason::length);
+    return;
+  }
+  if (int(r.attempt) >= st.options.request_attempts_max) {
     finish(self, r, make_error(error_code::unavailable, "request {}: {} attempts failed", r.request.request_id, r.attempt),
            finish_reason::length, st.options.unavailable_retry_after_ms);
     return;
@@ -275,7 +291,12 @@ caf::behavior router_actor(caf::stateful_actor<router_state>* self, router_optio
         route& r = it->second;
         if (r.replica >= 0 && st.replicas[std::size_t(r.replica)].batcher)
           self->send(st.replicas[std::size_t(r.replica)].batcher, cancel_atom::value, id);
-        r.breaker.reset();   // a cancel says nothing about the replica's health
+        // A cancel says nothing about the replica's health, so a closed-state ticket is
+        // dropped. A half-open probe cannot be: the breaker counts probes issued and closes
+        // only when all succeed, so a dropped probe would wedge it half-open and the replica
+        // would never get traffic again. It counts as failed: open again, probe afresh later.
+        if (r.breaker && r.breaker->probe) record_outcome(self, r, false);
+        r.breaker.reset();
         finish(self, r, make_error(error_code::cancelled, "request {} was cancelled", id), finish_reason::length);
       },
       [self](replica_up& up) {
@@ -333,10 +354,7 @@ caf::behavior router_actor(caf::stateful_actor<router_state>* self, router_optio
         route& r = it->second;
         if (!f.failure) {
           record_outcome(self, r, true);
-          if (auto tail = r.text->finish(); !tail.empty()) {
-            self->send(r.client, token_chunk{r.request.request_id, r.chunks++, {}, std::string(tail)});
-          }
-          finish(self, r, std::nullopt, r.text->stopped() ? finish_reason::stop : f.reason);
+          complete(self, r, f.reason);
           return;
         }
         const auto code = f.failure->code;
