@@ -25,7 +25,16 @@ void add_engine_flags(CLI::App& app, engine_flags& flags) {
       ->check(CLI::IsMember({"huge-pages", "mapped"}));
 }
 
-result<loaded_engine> load_engine(const engine_flags& flags) {
+engine::model_options model_options_of(const engine_flags& flags) {
+  engine::model_options options;
+  options.kv_cache_bytes_max = flags.kv_cache_mb << 20;
+  options.step_tokens_max = flags.step_tokens_max;
+  return options;
+}
+
+result<loaded_engine> load_engine(const engine_flags& flags) { return load_engine(flags, model_options_of(flags)); }
+
+result<loaded_engine> load_engine(const engine_flags& flags, const engine::model_options& options) {
   if (!flags.isa.empty() && !kernels::cpu_isa_supported(flags.isa))
     return make_error(error_code::invalid_argument,
                       "--isa {}: not supported on this CPU (best here: {})", flags.isa,
@@ -39,9 +48,6 @@ result<loaded_engine> load_engine(const engine_flags& flags) {
   if (!tok) return tok.err();
   loaded_engine e;
   e.backend = kernels::make_cpu_backend({.threads = flags.threads, .isa = flags.isa});
-  engine::model_options options;
-  options.kv_cache_bytes_max = flags.kv_cache_mb << 20;
-  options.step_tokens_max = flags.step_tokens_max;
   auto model = engine::create_causal_lm(std::move(files).value(), *e.backend, options);
   if (!model) return model.err();
   e.model = std::move(model).value();

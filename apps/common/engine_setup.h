@@ -34,6 +34,10 @@ struct loaded_engine {
 
 // Errors: the model loader's and tokenizer's, invalid_argument for an ISA this CPU lacks.
 result<loaded_engine> load_engine(const engine_flags& flags);
+// The same with model options other than the flags' (kv_block_tokens, ...).
+result<loaded_engine> load_engine(const engine_flags& flags, const engine::model_options& options);
+// The model options the flags ask for.
+engine::model_options model_options_of(const engine_flags& flags);
 
 // Prints "dsrt: <CODE>: message" to stderr and returns the exit code for it
 // (2 for invalid_argument, 1 otherwise).

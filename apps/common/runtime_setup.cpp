@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <thread>
 
+#include "actors/runtime_settings.h"
 #include "runtime/model/config.h"
 #include "runtime/serving/step_executor.h"
 
@@ -15,11 +16,18 @@ void add_runtime_flags(CLI::App& app, runtime_flags& flags) {
   app.add_flag("--null-backend", flags.null_backend,
                "shards return tokens without running the model: measures the runtime's overhead");
   app.add_flag("--ignore-eos", flags.ignore_eos, "generate exactly max_tokens (no end-of-sequence stop)");
+  app.add_option("--config", flags.config_file, "runtime settings file (JSON; docs/CONFIGURATION.md)");
+  app.add_option("--set", flags.overrides, "override one setting: section.name=value (after --config)");
 }
 
 result<loaded_runtime> start_runtime(const engine_flags& engine, const runtime_flags& flags,
                                      actors::runtime_options options) {
   loaded_runtime out;
+  engine::model_options model = model_options_of(engine);
+  options.replicas = flags.replicas;
+  const std::filesystem::path file = flags.config_file;
+  DSRT_TRY(actors::load_runtime_settings(flags.config_file.empty() ? nullptr : &file, flags.overrides,
+                                         options, model));
   auto tok = tokenizer::tokenizer::load(engine.model_dir);
   if (!tok) return tok.err();
   auto tokenizer = std::make_shared<tokenizer::tokenizer>(std::move(tok).value());
@@ -29,25 +37,25 @@ result<loaded_runtime> start_runtime(const engine_flags& engine, const runtime_f
     auto files = model::load_model_dir(engine.model_dir, {.memory = model::weights_memory::mapped});
     if (!files) return files.err();
     config = (*files)->config;
-    const int block_tokens = 16;
-    for (int i = 0; i < flags.replicas; ++i)
+    // As many blocks as 1 KB of KV per token would give: the null backend holds no memory.
+    const int block_tokens = model.kv_block_tokens;
+    for (int i = 0; i < options.replicas; ++i)
       executors.push_back(std::make_shared<serving::null_executor>(
-          config.vocab_size, 3, std::int32_t((engine.kv_cache_mb << 20) / (block_tokens * 1024)),
-          block_tokens, engine.step_tokens_max));
+          config.vocab_size, 3, std::int32_t(model.kv_cache_bytes_max / (block_tokens * 1024)),
+          block_tokens, model.step_tokens_max));
   } else {
     // Each replica gets its share of the cores (at least one thread).
     const int cores = engine.threads > 0 ? engine.threads : int(std::max(1u, std::thread::hardware_concurrency()));
     engine_flags per_replica = engine;
-    per_replica.threads = std::max(1, cores / flags.replicas);
-    for (int i = 0; i < flags.replicas; ++i) {
-      auto e = load_engine(per_replica);
+    per_replica.threads = std::max(1, cores / options.replicas);
+    for (int i = 0; i < options.replicas; ++i) {
+      auto e = load_engine(per_replica, model);
       if (!e) return e.err();
       executors.push_back(std::make_shared<serving::model_executor>(*e->model));
       out.engines.push_back(std::move(e).value());
     }
     config = out.engines.front().model->config();
   }
-  options.replicas = flags.replicas;
   options.router.vocab_size = config.vocab_size;
   options.router.context_tokens_max = config.max_position_embeddings;
   if (!flags.ignore_eos) options.router.stop_token_ids = tokenizer->eos_ids();

@@ -14,6 +14,8 @@ struct runtime_flags {
   std::int32_t replicas = 1;
   bool null_backend = false;
   bool ignore_eos = false;    // generate exactly max_tokens (benchmarks)
+  std::string config_file;    // settings file (docs/CONFIGURATION.md); "" = none
+  std::vector<std::string> overrides;   // --set section.name=value, after the file
 };
 
 void add_runtime_flags(CLI::App& app, runtime_flags& flags);
@@ -24,7 +26,9 @@ struct loaded_runtime {
   std::unique_ptr<actors::local_runtime> runtime;
 };
 
-// Errors: the model loader's and tokenizer's; invalid_argument for bad options.
+// Applies --config and --set to `options` and the model options (CONFIGURATION.md;
+// --kv-cache-mb and --step-tokens-max give the model.* defaults).
+// Errors: the settings', the model loader's and tokenizer's.
 result<loaded_runtime> start_runtime(const engine_flags& engine, const runtime_flags& flags,
                                      actors::runtime_options options);
 
