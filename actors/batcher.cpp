@@ -59,6 +59,10 @@ void on_result(self_ptr self, step_result result) {
     ++st.steps;
     st.step_seconds->observe(double(result.duration_us) * 1e-6);
     st.scheduler->complete(*plan, result.sampled);
+    // The step's chunks go in one message, and before its finals: a final must never
+    // overtake its request's last chunk.
+    replica_chunks chunks;
+    std::vector<std::pair<std::uint64_t, finish_reason>> finished;
     std::size_t next = 0;
     for (const auto& p : plan->sequences) {
       if (!p.sample) continue;
@@ -67,15 +71,17 @@ void on_result(self_ptr self, step_result result) {
       const auto& stops = info.stop_token_ids;
       if (std::find(stops.begin(), stops.end(), token) != stops.end()) {
         st.scheduler->finish(p.id);
-        send_final(self, p.id, std::nullopt, finish_reason::stop);
+        finished.emplace_back(p.id, finish_reason::stop);
         continue;
       }
-      self->send(st.router, replica_chunk{p.id, info.attempt, st.options.replica, {token}});
+      chunks.chunks.push_back(replica_chunk{p.id, info.attempt, st.options.replica, {token}});
       if (st.scheduler->generated(p.id) >= info.max_new_tokens) {
         st.scheduler->finish(p.id);
-        send_final(self, p.id, std::nullopt, finish_reason::length);
+        finished.emplace_back(p.id, finish_reason::length);
       }
     }
+    if (!chunks.chunks.empty()) self->send(st.router, std::move(chunks));
+    for (const auto& [id, reason] : finished) send_final(self, id, std::nullopt, reason);
   }
   const auto& s = *st.scheduler;
   st.kv_used_ratio->set(1.0 - double(s.free_blocks()) / double(std::max(1, s.total_blocks())));

@@ -36,6 +36,9 @@ result<std::unique_ptr<local_runtime>> local_runtime::start(
   rt->tokenizer_ = tokenizer;
   rt->config_ = std::make_unique<caf::actor_system_config>();
   rt->config_->set("scheduler.max-threads", std::size_t(std::max(1, options.scheduler_threads)));
+  // Work sharing: idle workers block on a condition variable. CAF's default, work stealing,
+  // polls while idle, and on the cores that also run the model every poll is compute lost.
+  rt->config_->set("scheduler.policy", caf::atom("sharing"));
   rt->config_->set("logger.console", caf::atom("none"));
   rt->system_ = std::make_unique<caf::actor_system>(*rt->config_);
   options.router.replicas = options.replicas;

@@ -76,6 +76,12 @@ struct replica_chunk {
   std::vector<std::int32_t> tokens;
 };
 
+// serving.capnp ReplicaChunks: every chunk of one step, in one message (a step at batch 256
+// would otherwise be 256 messages).
+struct replica_chunks {
+  std::vector<replica_chunk> chunks;
+};
+
 // serving.capnp ReplicaFinal: an attempt ended on its replica.
 struct replica_final {
   std::uint64_t request_id = 0;
@@ -133,6 +139,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dsrt::actors::token_chunk)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dsrt::actors::final_message)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dsrt::actors::replica_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dsrt::actors::replica_chunk)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dsrt::actors::replica_chunks)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dsrt::actors::replica_final)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dsrt::actors::step_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dsrt::actors::step_result)

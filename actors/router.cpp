@@ -37,6 +37,8 @@ struct router_state {
   router_counters counters;
   std::uint64_t tick = 0;
   bool draining = false;
+  metrics::histogram* ttft = nullptr;   // in the registry, which outlives the actor
+  metrics::histogram* tpot = nullptr;
   static inline const char* name = "dsrt.router";
 };
 
@@ -103,8 +105,7 @@ void finish(self_ptr self, route& r, std::optional<error> failure, finish_reason
             {{"outcome", f.failure ? std::string(error_code_name(f.failure->code)) : std::string("completed")}})
       .inc();
   if (!failure && r.streamed.size() > 1 && r.first_chunk_at != clock_time{})
-    m.histogram("dsrt_tpot_seconds", "time per output token after the first", metrics::latency_buckets_seconds())
-        .observe(std::chrono::duration<double>(now - r.first_chunk_at).count() / double(r.streamed.size() - 1));
+    st.tpot->observe(std::chrono::duration<double>(now - r.first_chunk_at).count() / double(r.streamed.size() - 1));
   f.failure = std::move(failure);
   if (r.replica >= 0) st.replicas[std::size_t(r.replica)].outstanding_tokens -= weight(r.request);
   st.admission->release(now, r.ticket);
@@ -261,6 +262,35 @@ void on_replica_gone(self_ptr self, int replica) {
     if (auto it = st.routes.find(id); it != st.routes.end()) redispatch(self, it->second);
 }
 
+void on_chunk(self_ptr self, replica_chunk& c) {
+  auto& st = self->state;
+  auto it = st.routes.find(c.request_id);
+  if (it == st.routes.end() || it->second.attempt != c.attempt || it->second.replica != c.replica)
+    return;
+  route& r = it->second;
+  token_chunk out{c.request_id, 0, {}, {}};
+  for (std::int32_t t : c.tokens) {
+    if (std::int64_t(r.streamed.size()) >= r.request.max_tokens) break;
+    r.streamed.push_back(t);
+    out.tokens.push_back(t);
+    out.text += r.text->push(t);
+    if (r.text->stopped()) break;
+  }
+  if (!out.tokens.empty()) {
+    if (r.chunks == 0) {
+      r.first_chunk_at = self->clock().now();
+      st.ttft->observe(std::chrono::duration<double>(r.first_chunk_at - r.accepted_at).count());
+    }
+    out.sequence = r.chunks++;
+    self->send(r.client, std::move(out));
+  }
+  if (r.text->stopped()) {
+    if (const auto& batcher = st.replicas[std::size_t(r.replica)].batcher) self->send(batcher, cancel_atom::value, c.request_id);
+    record_outcome(self, r, true);
+    finish(self, r, std::nullopt, finish_reason::stop);
+  }
+}
+
 caf::behavior router_actor(caf::stateful_actor<router_state>* self, router_options options,
                            std::shared_ptr<const tokenizer::tokenizer> tokenizer) {
   auto& st = self->state;
@@ -269,6 +299,10 @@ caf::behavior router_actor(caf::stateful_actor<router_state>* self, router_optio
   st.tokenizer = std::move(tokenizer);
   st.admission = std::make_unique<policy::admission>(options.admission);
   st.responses = std::make_unique<cache::response_cache>(options.response_cache);
+  st.ttft = &options.metrics->histogram("dsrt_ttft_seconds", "time from admission to the first token",
+                                        metrics::latency_buckets_seconds());
+  st.tpot = &options.metrics->histogram("dsrt_tpot_seconds", "time per output token after the first",
+                                        metrics::latency_buckets_seconds());
   st.replicas.resize(std::size_t(options.replicas));
   for (auto& slot : st.replicas) slot.breaker = std::make_unique<policy::circuit_breaker>(options.breaker);
   self->set_down_handler([self](caf::down_msg& down) {
@@ -318,34 +352,9 @@ caf::behavior router_actor(caf::stateful_actor<router_state>* self, router_optio
           on_replica_gone(self, down.replica);
         }
       },
-      [self](replica_chunk& c) {
-        auto& st = self->state;
-        auto it = st.routes.find(c.request_id);
-        if (it == st.routes.end() || it->second.attempt != c.attempt || it->second.replica != c.replica) return;
-        route& r = it->second;
-        token_chunk out{c.request_id, 0, {}, {}};
-        for (std::int32_t t : c.tokens) {
-          if (std::int64_t(r.streamed.size()) >= r.request.max_tokens) break;
-          r.streamed.push_back(t);
-          out.tokens.push_back(t);
-          out.text += r.text->push(t);
-          if (r.text->stopped()) break;
-        }
-        if (!out.tokens.empty()) {
-          if (r.chunks == 0) {
-            r.first_chunk_at = self->clock().now();
-            st.options.metrics
-                ->histogram("dsrt_ttft_seconds", "time from admission to the first token", metrics::latency_buckets_seconds())
-                .observe(std::chrono::duration<double>(r.first_chunk_at - r.accepted_at).count());
-          }
-          out.sequence = r.chunks++;
-          self->send(r.client, std::move(out));
-        }
-        if (r.text->stopped()) {
-          if (const auto& batcher = st.replicas[std::size_t(r.replica)].batcher) self->send(batcher, cancel_atom::value, c.request_id);
-          record_outcome(self, r, true);
-          finish(self, r, std::nullopt, finish_reason::stop);
-        }
+      [self](replica_chunk& c) { on_chunk(self, c); },
+      [self](replica_chunks& batch) {
+        for (auto& c : batch.chunks) on_chunk(self, c);
       },
       [self](replica_final& f) {
         auto& st = self->state;

@@ -37,6 +37,11 @@ struct ReplicaChunk {
   tokens @3 :List(Int32);
 }
 
+# Every chunk of one step (batcher -> router), sent before that step's finals.
+struct ReplicaChunks {
+  chunks @0 :List(ReplicaChunk);   # at most one per sequence of the step
+}
+
 # An attempt ended on its replica (batcher -> router).
 struct ReplicaFinal {
   requestId @0 :UInt64;

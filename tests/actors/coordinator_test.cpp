@@ -49,6 +49,9 @@ caf::behavior probe_actor(caf::event_based_actor*, std::shared_ptr<probe_log> lo
       [log](replica_request& r) { log->requests.push_back(std::move(r)); },
       [log](cancel_atom, std::uint64_t id) { log->cancels.push_back(id); },
       [log](replica_chunk& c) { log->replica_chunks.push_back(std::move(c)); },
+      [log](replica_chunks& batch) {   // a batcher sends a step's chunks together
+        for (auto& c : batch.chunks) log->replica_chunks.push_back(std::move(c));
+      },
       [log](replica_final& f) { log->replica_finals.push_back(std::move(f)); },
       [log](replica_up& u) { log->ups.push_back(std::move(u)); },
       [log](replica_down& d) { log->downs.push_back(std::move(d)); },
