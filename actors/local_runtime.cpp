@@ -1,5 +1,7 @@
 #include "actors/local_runtime.h"
 
+#include "actors/cache.h"
+
 #include <thread>
 
 namespace dsrt::actors {
@@ -44,7 +46,9 @@ result<std::unique_ptr<local_runtime>> local_runtime::start(
   options.router.replicas = options.replicas;
   options.router.metrics = rt->metrics_;
   options.supervisor.metrics = rt->metrics_;
-  rt->router_ = spawn_router(*rt->system_, options.router, tokenizer);
+  options.router.priority_classes = options.supervisor.scheduler.priority_classes;
+  rt->cache_ = spawn_cache(*rt->system_, options.router.response_cache);
+  rt->router_ = spawn_router(*rt->system_, options.router, tokenizer, rt->cache_);
   for (int i = 0; i < options.replicas; ++i) rt->faults_.push_back(std::make_shared<shard_faults>());
   options.supervisor.replicas = options.replicas;
   options.supervisor.executors = std::move(executors);
@@ -73,6 +77,8 @@ local_runtime::~local_runtime() {
     for (auto& b : st->batchers)
       if (b) caf::anon_send_exit(b, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(router_, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(cache_, caf::exit_reason::user_shutdown);
+  cache_ = nullptr;
   supervisor_ = nullptr;
   router_ = nullptr;
   system_->await_all_actors_done();

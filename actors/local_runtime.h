@@ -64,7 +64,7 @@ class local_runtime {
   std::vector<std::shared_ptr<shard_faults>> faults_;
   std::shared_ptr<const tokenizer::tokenizer> tokenizer_;
   std::shared_ptr<metrics::registry> metrics_ = std::make_shared<metrics::registry>();
-  caf::actor router_, supervisor_;
+  caf::actor router_, supervisor_, cache_;
   std::atomic<std::uint64_t> request_ids_{0};
 };
 

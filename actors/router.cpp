@@ -1,5 +1,7 @@
 #include "actors/router.h"
 
+#include "actors/cache.h"
+
 #include <unordered_map>
 
 #include "runtime/engine/text_output.h"
@@ -18,6 +20,7 @@ struct route {
   std::unique_ptr<engine::text_output> text;
   clock_time accepted_at{}, first_chunk_at{};
   std::string cached_text;                   // the text of a response-cache answer
+  bool awaiting_cache = false;               // a fallback lookup is in flight
 };
 
 struct replica_slot {
@@ -31,11 +34,10 @@ struct router_state {
   router_options options;
   std::shared_ptr<const tokenizer::tokenizer> tokenizer;
   std::unique_ptr<policy::admission> admission;
-  std::unique_ptr<cache::response_cache> responses;
+  caf::actor cache;                          // null: no response cache
   std::vector<replica_slot> replicas;
   std::unordered_map<std::uint64_t, route> routes;
   router_counters counters;
-  std::uint64_t tick = 0;
   bool draining = false;
   metrics::histogram* ttft = nullptr;   // in the registry, which outlives the actor
   metrics::histogram* tpot = nullptr;
@@ -97,8 +99,10 @@ void finish(self_ptr self, route& r, std::optional<error> failure, finish_reason
     ++st.counters.failed;
   } else {
     ++st.counters.completed;
-    if (deterministic(r.request))
-      st.responses->insert(key_of(r.request), {f.tokens, f.text, reason == finish_reason::stop ? cache::finish_reason::stop : cache::finish_reason::length}, ++st.tick);
+    if (deterministic(r.request) && st.cache)
+      self->send(st.cache, response_store{key_of(r.request), {f.tokens, f.text, reason == finish_reason::stop
+                                                                          ? cache::finish_reason::stop
+                                                                          : cache::finish_reason::length}});
   }
   auto& m = *st.options.metrics;
   m.counter("dsrt_requests_total", "requests that got their final, by outcome",
@@ -134,6 +138,45 @@ void record_outcome(self_ptr self, route& r, bool success) {
       .set(double(int(slot.breaker->state())));
 }
 
+// The rest of the fallback chain once no replica can take the request: the response cache
+// (a deterministic request with nothing streamed yet), then UNAVAILABLE.
+void fall_back(self_ptr self, route& r, std::string why) {
+  auto& st = self->state;
+  ++st.counters.fallbacks;
+  auto unavailable = [self](route& r, const std::string& why) {
+    finish(self, r, make_error(error_code::unavailable, "request {}: {}", r.request.request_id, why),
+           finish_reason::length, self->state.options.unavailable_retry_after_ms);
+  };
+  if (!st.cache || !r.streamed.empty() || !deterministic(r.request)) {
+    unavailable(r, why);
+    return;
+  }
+  r.awaiting_cache = true;
+  const auto id = r.request.request_id;
+  // The route stays while the lookup runs; a cancel meanwhile ends it, and the answer finds
+  // nothing to do.
+  auto resume = [self, id, why, unavailable](std::optional<cache::cached_response> hit) {
+    auto& st = self->state;
+    auto it = st.routes.find(id);
+    if (it == st.routes.end() || !it->second.awaiting_cache) return;
+    route& r = it->second;
+    r.awaiting_cache = false;
+    if (!hit) {
+      unavailable(r, why + "; not in the response cache");
+      return;
+    }
+    ++st.counters.response_cache_hits;
+    r.streamed = hit->tokens;
+    self->send(r.client, token_chunk{id, r.chunks++, hit->tokens, hit->text});
+    r.text.reset();
+    r.cached_text = hit->text;
+    finish(self, r, std::nullopt, hit->reason == cache::finish_reason::stop ? finish_reason::stop : finish_reason::length);
+  };
+  self->request(st.cache, st.options.cache_lookup_timeout_ms, response_lookup{key_of(r.request)})
+      .then([resume](response_found& found) { resume(std::move(found.response)); },
+            [resume](caf::error&) { resume(std::nullopt); });
+}
+
 // Sends the request (again) to a replica, or ends it through the fallback chain.
 void dispatch(self_ptr self, route& r, int avoid) {
   auto& st = self->state;
@@ -151,8 +194,7 @@ void dispatch(self_ptr self, route& r, int avoid) {
     return;
   }
   if (int(r.attempt) >= st.options.request_attempts_max) {
-    finish(self, r, make_error(error_code::unavailable, "request {}: {} attempts failed", r.request.request_id, r.attempt),
-           finish_reason::length, st.options.unavailable_retry_after_ms);
+    fall_back(self, r, fmt::format("{} attempts failed", r.attempt));
     return;
   }
   std::vector<policy::replica_view> views(st.replicas.size());
@@ -183,28 +225,13 @@ void dispatch(self_ptr self, route& r, int avoid) {
     rr.sequence.draw_base = std::int64_t(r.streamed.size());
     rr.sequence.max_new_tokens = remaining;
     rr.sequence.sampling = r.request.sampling;
-    rr.sequence.priority = std::min(r.request.priority, 3);
+    rr.sequence.priority = std::min(r.request.priority, st.options.priority_classes - 1);
     rr.sequence.deadline = r.request.deadline;
     rr.stop_token_ids = st.options.stop_token_ids;
     self->send(slot.batcher, std::move(rr));
     return;
   }
-  // Fallback chain: another replica (none) -> the response cache -> a clear error.
-  ++st.counters.fallbacks;
-  if (r.streamed.empty() && deterministic(r.request))
-    if (auto hit = st.responses->find(key_of(r.request), ++st.tick)) {
-      ++st.counters.response_cache_hits;
-      r.streamed = hit->tokens;
-      token_chunk c{r.request.request_id, r.chunks++, hit->tokens, hit->text};
-      self->send(r.client, std::move(c));
-      r.text.reset();
-      r.cached_text = hit->text;
-      const auto reason = hit->reason == cache::finish_reason::stop ? finish_reason::stop : finish_reason::length;
-      finish(self, r, std::nullopt, reason);
-      return;
-    }
-  finish(self, r, make_error(error_code::unavailable, "request {}: no replica can serve it now", r.request.request_id),
-         finish_reason::length, st.options.unavailable_retry_after_ms);
+  fall_back(self, r, "no replica can serve it now");
 }
 
 void on_generate(self_ptr self, generate_request& request, caf::actor client) {
@@ -292,13 +319,13 @@ void on_chunk(self_ptr self, replica_chunk& c) {
 }
 
 caf::behavior router_actor(caf::stateful_actor<router_state>* self, router_options options,
-                           std::shared_ptr<const tokenizer::tokenizer> tokenizer) {
+                           std::shared_ptr<const tokenizer::tokenizer> tokenizer, caf::actor cache) {
   auto& st = self->state;
+  st.cache = std::move(cache);
   if (!options.metrics) options.metrics = std::make_shared<metrics::registry>();
   st.options = options;
   st.tokenizer = std::move(tokenizer);
   st.admission = std::make_unique<policy::admission>(options.admission);
-  st.responses = std::make_unique<cache::response_cache>(options.response_cache);
   st.ttft = &options.metrics->histogram("dsrt_ttft_seconds", "time from admission to the first token",
                                         metrics::latency_buckets_seconds());
   st.tpot = &options.metrics->histogram("dsrt_tpot_seconds", "time per output token after the first",
@@ -396,8 +423,8 @@ caf::behavior router_actor(caf::stateful_actor<router_state>* self, router_optio
 }  // namespace
 
 caf::actor spawn_router(caf::actor_system& system, router_options options,
-                        std::shared_ptr<const tokenizer::tokenizer> tokenizer) {
-  return system.spawn(router_actor, std::move(options), std::move(tokenizer));
+                        std::shared_ptr<const tokenizer::tokenizer> tokenizer, caf::actor cache) {
+  return system.spawn(router_actor, std::move(options), std::move(tokenizer), std::move(cache));
 }
 
 }  // namespace dsrt::actors

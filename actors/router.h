@@ -9,7 +9,8 @@
 //  - retries on another replica before the first token and resumes after it (prompt +
 //    tokens already streamed, continuing at the next sequence number) when a replica fails
 //    or dies, at most request_attempts_max times;
-//  - falls back to the response cache, then to UNAVAILABLE, when no replica can serve.
+//  - falls back to the response cache (the cache actor), then to UNAVAILABLE, when no replica
+//    can serve or a request's attempts are spent.
 #include <caf/all.hpp>
 
 #include <memory>
@@ -29,7 +30,9 @@ struct router_options {
   policy::admission_config admission;
   policy::breaker_config breaker;
   policy::replica_choice_config choice;
-  cache::response_cache_config response_cache;
+  cache::response_cache_config response_cache;   // the cache actor's (local_runtime spawns it)
+  int priority_classes = 4;                 // the batchers' classes; higher priorities are clamped
+  milliseconds cache_lookup_timeout_ms{1000};   // a fallback lookup that takes longer is a miss
   int request_attempts_max = 3;             // replicas one request may try (retries + resumptions)
   std::int64_t context_tokens_max = 4096;   // prompt + max_tokens (the model's positions)
   std::int32_t vocab_size = 0;
@@ -52,8 +55,9 @@ struct router_counters {
 // Handles: generate_request (from a client actor; chunks and the final go to the sender);
 // (cancel_atom, request_id); replica_up; replica_down; replica_chunk; replica_final;
 // (status_atom) -> router_counters; (drain_atom): new requests get UNAVAILABLE.
+// `cache`: the cache actor (null: no response cache).
 caf::actor spawn_router(caf::actor_system& system, router_options options,
-                        std::shared_ptr<const tokenizer::tokenizer> tokenizer);
+                        std::shared_ptr<const tokenizer::tokenizer> tokenizer, caf::actor cache);
 
 }  // namespace dsrt::actors
 

@@ -172,6 +172,9 @@ void bind_routing(config::settings& s, router_options& r) {
   s.add("routing.unavailable_retry_after_ms", &r.unavailable_retry_after_ms,
         "Retry-after hint sent with UNAVAILABLE when no replica can serve.", milliseconds(0),
         hour_ms);
+  s.add("routing.cache_lookup_timeout_ms", &r.cache_lookup_timeout_ms,
+        "A fallback lookup in the response cache that takes longer counts as a miss.",
+        milliseconds(1), hour_ms);
   s.add("routing.stop_strings_max", &r.stop_strings_max, "count",
         "Stop strings one request may give; each is matched against the text of every token.",
         0, 1024);

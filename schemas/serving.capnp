@@ -100,6 +100,32 @@ struct ReplicaStatus {
   preemptions @10 :Int64;
 }
 
+# Router -> cache: the answer of a completed deterministic (temperature 0) request.
+struct ResponseKey {
+  model @0 :Text;
+  prompt @1 :List(Int32);
+  maxTokens @2 :Int32;
+  stopTokenIds @3 :List(Int32);
+  stopStrings @4 :List(Text);
+}
+struct ResponseStore {
+  key @0 :ResponseKey;
+  tokens @1 :List(Int32);
+  text @2 :Text;
+  finished @3 :Request.FinishReason;
+}
+
+# Router -> cache, when no replica can serve: is the answer cached?
+struct ResponseLookup {
+  key @0 :ResponseKey;
+}
+struct ResponseFound {
+  found @0 :Bool;
+  tokens @1 :List(Int32);
+  text @2 :Text;
+  finished @3 :Request.FinishReason;
+}
+
 # Supervisor -> router: a replica's batcher is serving (again).
 struct ReplicaUp {
   replica @0 :Int32;

@@ -14,6 +14,7 @@
 #include <future>
 
 #include "actors/batcher.h"
+#include "actors/cache.h"
 #include "actors/router.h"
 #include "actors/shard.h"
 #include "actors/supervisor.h"
@@ -138,7 +139,9 @@ class Coordinator : public ::testing::Test {
     o.stop_token_ids.clear();   // null_executor's tokens then never end a stream early
     return o;
   }
-  caf::actor router(const router_options& o) { return keep(spawn_router(sys, o, tiny_tokenizer())); }
+  caf::actor router(const router_options& o) {
+    return keep(spawn_router(sys, o, tiny_tokenizer(), keep(spawn_cache(sys, o.response_cache))));
+  }
   // A real batcher on a non-detached shard running null_executor (64 blocks of 16 tokens).
   caf::actor batcher(int replica, batching::scheduler_config s, const caf::actor& router) {
     std::shared_ptr<serving::step_executor> exec =

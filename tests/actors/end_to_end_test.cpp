@@ -15,16 +15,10 @@ namespace {
 
 using engine::test_util::make_prompt;
 
-engine::model_options small_cache() {
-  engine::model_options m;
-  m.kv_cache_bytes_max = 32ll << 20;
-  return m;
-}
-
 // What the engine's generator produces for one request alone.
 engine::generation_output run_alone(const client_request& r, const std::vector<std::int32_t>& eos) {
   auto backend = engine::test_util::make_backend();
-  auto model = engine::test_util::load_model(engine::test_util::tiny_llama_dir(), *backend, small_cache());
+  auto model = engine::test_util::load_model(engine::test_util::tiny_llama_dir(), *backend, test::small_cache());
   auto tok = engine::test_util::load_tokenizer(engine::test_util::tiny_llama_dir());
   engine::generator g(*model, tok);
   engine::generation_request req;
@@ -39,7 +33,7 @@ engine::generation_output run_alone(const client_request& r, const std::vector<s
 }
 
 TEST(EndToEnd, TwoReplicasServe200MixedRequestsExactlyAsAlone) {
-  auto t = test::start_tiny(test::test_options(2), small_cache());
+  auto t = test::start_tiny(test::test_options(2), test::small_cache());
   ASSERT_TRUE(t.runtime);
   client c(*t.runtime);
   test::collector col;
@@ -93,7 +87,7 @@ TEST(EndToEnd, TwoReplicasServe200MixedRequestsExactlyAsAlone) {
 }
 
 TEST(EndToEnd, ASharedPrefixIsComputedOnceAndGivesTheSameOutput) {
-  auto t = test::start_tiny(test::test_options(1), small_cache());
+  auto t = test::start_tiny(test::test_options(1), test::small_cache());
   ASSERT_TRUE(t.runtime);
   client c(*t.runtime);
   client_request first;
@@ -119,7 +113,7 @@ TEST(EndToEnd, ASharedPrefixIsComputedOnceAndGivesTheSameOutput) {
 }
 
 TEST(EndToEnd, BadRequestsGetInvalidArgumentAndNothingElse) {
-  auto t = test::start_tiny(test::test_options(1), small_cache());
+  auto t = test::start_tiny(test::test_options(1), test::small_cache());
   ASSERT_TRUE(t.runtime);
   client c(*t.runtime);
   client_request r;

@@ -1,6 +1,7 @@
 // Faults against the in-process runtime: a shard killed mid-stream, a replica whose steps
-// fail (its breaker opens, traffic moves, it closes again through half-open), and load
-// beyond the admission limits (OVERLOADED at once, accepted requests complete).
+// fail (its breaker opens, traffic moves, it closes again through half-open), load beyond
+// the admission limits (OVERLOADED at once, accepted requests complete), and the fallback
+// chain when no replica can serve (response cache, then UNAVAILABLE).
 #include <gtest/gtest.h>
 
 #include <thread>
@@ -13,14 +14,8 @@ namespace {
 
 using engine::test_util::make_prompt;
 
-engine::model_options small_cache() {
-  engine::model_options m;
-  m.kv_cache_bytes_max = 32ll << 20;
-  return m;
-}
-
 TEST(Faults, AShardKilledMidStreamFinishesItsRequestsOnTheOtherReplica) {
-  auto t = test::start_tiny(test::test_options(2), small_cache());
+  auto t = test::start_tiny(test::test_options(2), test::small_cache());
   ASSERT_TRUE(t.runtime);
   for (int i = 0; i < 2; ++i) t.runtime->faults(i).slow_step_ms = 5;   // long enough to kill mid-stream
   client c(*t.runtime);
@@ -52,7 +47,7 @@ TEST(Faults, AShardKilledMidStreamFinishesItsRequestsOnTheOtherReplica) {
     EXPECT_TRUE(r.final.tokens.size() == 40u || r.final.reason == finish_reason::stop) << "request " << k;
   }
   // Greedy outputs do not depend on where they ran: compare with a fault-free runtime.
-  auto clean = test::start_tiny(test::test_options(1), small_cache());
+  auto clean = test::start_tiny(test::test_options(1), test::small_cache());
   ASSERT_TRUE(clean.runtime);
   client cc(*clean.runtime);
   for (const auto& [k, r] : col.records()) {
@@ -74,7 +69,7 @@ TEST(Faults, FailingStepsOpenTheBreakerAndItClosesThroughHalfOpen) {
   options.router.breaker.open_ms = milliseconds(300);
   options.router.breaker.half_open_probes_max = 2;
   options.router.choice.affinity_prefix_tokens = 0;   // least loaded: replica 0 gets traffic
-  auto t = test::start_tiny(options, small_cache());
+  auto t = test::start_tiny(options, test::small_cache());
   ASSERT_TRUE(t.runtime);
   t.runtime->faults(0).fail_steps = true;
   client c(*t.runtime);
@@ -114,7 +109,7 @@ TEST(Faults, LoadBeyondTheLimitsIsOverloadedAtOnceWhileAcceptedRequestsComplete)
   auto options = test::test_options(1);
   options.router.admission.queue_requests_max = 8;
   options.router.admission.tenant_queue_requests_max = 8;
-  auto t = test::start_tiny(options, small_cache());
+  auto t = test::start_tiny(options, test::small_cache());
   ASSERT_TRUE(t.runtime);
   t.runtime->faults(0).slow_step_ms = 2;
   client c(*t.runtime);
@@ -143,6 +138,43 @@ TEST(Faults, LoadBeyondTheLimitsIsOverloadedAtOnceWhileAcceptedRequestsComplete)
   EXPECT_GE(completed, 8);
   EXPECT_GT(overloaded, 0);
   EXPECT_EQ(completed + overloaded, n);
+}
+
+TEST(Faults, WhenNoReplicaCanServeTheResponseCacheAnswersThenUnavailable) {
+  auto options = test::test_options(1);
+  options.router.request_attempts_max = 2;
+  auto t = test::start_tiny(options, test::small_cache());
+  ASSERT_TRUE(t.runtime);
+  client c(*t.runtime);
+  client_request greedy;
+  greedy.prompt_tokens = make_prompt(12, 77);
+  greedy.max_tokens = 8;
+  const auto healthy = c.generate(greedy);
+  ASSERT_FALSE(healthy.failure);
+
+  t.runtime->faults(0).fail_steps = true;
+  // The same deterministic request: its attempt fails, no other replica exists, the
+  // response cache has the answer.
+  const auto cached = c.generate(greedy);
+  ASSERT_FALSE(cached.failure) << cached.failure->to_string();
+  EXPECT_EQ(cached.tokens, healthy.tokens);
+  EXPECT_EQ(cached.text, healthy.text);
+  // Another prompt, or a sampled request, has no cached answer: a clear UNAVAILABLE.
+  client_request other = greedy;
+  other.prompt_tokens = make_prompt(12, 78);
+  const auto missed = c.generate(other);
+  ASSERT_TRUE(missed.failure);
+  EXPECT_EQ(missed.failure->code, error_code::unavailable);
+  EXPECT_GT(missed.retry_after_ms, 0u);
+  client_request sampled = greedy;
+  sampled.sampling = {.temperature = 0.8f, .seed = 3};
+  const auto refused = c.generate(sampled);
+  ASSERT_TRUE(refused.failure);
+  EXPECT_EQ(refused.failure->code, error_code::unavailable);
+  auto router = t.runtime->router_status();
+  ASSERT_TRUE(router.ok());
+  EXPECT_EQ(router->response_cache_hits, 1);
+  EXPECT_EQ(router->fallbacks, 3);
 }
 
 }  // namespace

@@ -7,6 +7,12 @@
 
 namespace dsrt::actors::test {
 
+engine::model_options small_cache() {
+  engine::model_options m;
+  m.kv_cache_bytes_max = 32ll << 20;
+  return m;
+}
+
 runtime_options test_options(std::int32_t replicas) {
   runtime_options o;
   o.replicas = replicas;

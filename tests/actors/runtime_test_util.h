@@ -23,6 +23,8 @@ struct tiny_runtime {
 };
 // REQUIRES: called inside a test (failures are recorded); runtime is null on failure.
 tiny_runtime start_tiny(runtime_options options, const engine::model_options& model = {});
+// A 32 MiB KV cache per replica: plenty for tiny-llama, small enough for several replicas.
+engine::model_options small_cache();
 // Defaults suited to tests: short watchdog and breaker windows are set by the caller.
 runtime_options test_options(std::int32_t replicas);
 

@@ -61,6 +61,7 @@ json expected_json(const runtime_options& o, const engine::model_options& m) {
                   {"affinity_load_slack_tokens", o.router.choice.affinity_load_slack_tokens},
                   {"request_attempts_max", o.router.request_attempts_max},
                   {"unavailable_retry_after_ms", o.router.unavailable_retry_after_ms.count()},
+                  {"cache_lookup_timeout_ms", o.router.cache_lookup_timeout_ms.count()},
                   {"stop_strings_max", o.router.stop_strings_max},
                   {"stop_string_bytes_max", o.router.stop_string_bytes_max}};
   j["response_cache"] = {{"entries_max", rc.entries_max}, {"bytes_max", rc.bytes_max}};
@@ -90,6 +91,7 @@ json every_key_changed() {
                 "error_ratio_open": 0.375, "open_ms": 4001, "half_open_probes_max": 4},
     "routing": {"affinity_prefix_tokens": 33, "affinity_load_slack_tokens": 8193,
                 "request_attempts_max": 2, "unavailable_retry_after_ms": 1501,
+                "cache_lookup_timeout_ms": 1201,
                 "stop_strings_max": 17, "stop_string_bytes_max": 300},
     "response_cache": {"entries_max": 999, "bytes_max": 2097152},
     "supervisor": {"restarts_max": 13, "restart_period_ms": 30001,
