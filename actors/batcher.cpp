@@ -18,7 +18,7 @@ struct batcher_state {
   std::unique_ptr<batching::batch_scheduler> scheduler;
   std::unordered_map<std::uint64_t, sequence_info> info;
   caf::actor shard, router;
-  std::shared_ptr<const batching::step_plan> in_flight;   // the plan the shard is running
+  std::shared_ptr<batching::step_plan> in_flight;   // the plan the shard is running
   std::uint64_t steps = 0;
   bool timer_armed = false;
   // Metrics of this replica (the registry outlives the actor).
@@ -85,6 +85,8 @@ void on_result(self_ptr self, step_result result) {
   }
   const auto& s = *st.scheduler;
   st.kv_used_ratio->set(1.0 - double(s.free_blocks()) / double(std::max(1, s.total_blocks())));
+  // The shard has let go of the plan: its buffers serve the next one.
+  if (plan.use_count() == 1) st.scheduler->recycle(std::move(*plan));
   pump(self);
 }
 

@@ -9,7 +9,6 @@
 #include <fstream>
 #include <map>
 #include <mutex>
-#include <set>
 #include <thread>
 
 #include "actors/client.h"
@@ -41,7 +40,10 @@ struct load_flags {
 // Per request, what the client saw.
 struct request_trace {
   steady::time_point submitted, first_chunk, last_chunk;
-  std::set<std::uint32_t> sequences;
+  // Chunks must arrive numbered 0, 1, 2, ...: next_sequence is the one expected; a lower
+  // number is a repeat (or out of order), a higher one skips chunks.
+  std::uint32_t next_sequence = 0;
+  std::int64_t chunks = 0, skipped_chunks = 0;
   std::int64_t duplicate_chunks = 0;
   std::int64_t tokens = 0;
   int finals = 0;
@@ -97,9 +99,14 @@ int run_load(const load_flags& f) {
           std::lock_guard lock(mutex);
           auto& t = traces[i];
           const auto now = steady::now();
-          if (t.sequences.empty()) t.first_chunk = now;
+          if (t.chunks++ == 0) t.first_chunk = now;
           t.last_chunk = now;
-          if (!t.sequences.insert(chunk.sequence).second) ++t.duplicate_chunks;
+          if (chunk.sequence < t.next_sequence) {
+            ++t.duplicate_chunks;
+          } else {
+            t.skipped_chunks += chunk.sequence - t.next_sequence;
+            t.next_sequence = chunk.sequence + 1;
+          }
           t.tokens += std::int64_t(chunk.tokens.size());
         },
         [&, i](const actors::final_message& fin) {
@@ -155,8 +162,8 @@ int run_load(const load_flags& f) {
     duplicates += t.duplicate_chunks;
     // Chunks the final says were sent but never arrived, or sequence numbers skipped.
     const std::int64_t expected = t.finals ? std::int64_t(t.final.chunks_sent) : 0;
-    const std::int64_t highest = t.sequences.empty() ? 0 : std::int64_t(*t.sequences.rbegin()) + 1;
-    missing += std::max(expected, highest) - std::int64_t(t.sequences.size());
+    // Skipped numbers, plus chunks the final counts that never came.
+    missing += t.skipped_chunks + std::max<std::int64_t>(expected - std::int64_t(t.next_sequence), 0);
     if (!t.finals) continue;
     if (t.final.failure) {
       ++errors[std::string(error_code_name(t.final.failure->code))];
@@ -164,7 +171,7 @@ int run_load(const load_flags& f) {
     }
     ++completed;
     tokens += t.tokens;
-    if (!t.sequences.empty()) {
+    if (t.chunks > 0) {
       ttft_ms.push_back(std::chrono::duration<double, std::milli>(t.first_chunk - t.submitted).count());
       if (t.tokens > 1)
         tpot_ms.push_back(std::chrono::duration<double, std::milli>(t.last_chunk - t.first_chunk).count() /

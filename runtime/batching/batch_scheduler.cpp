@@ -154,12 +154,21 @@ bool batch_scheduler::preempt_one(clock_time now, const sequence* keep, step_pla
   return true;
 }
 
+void batch_scheduler::recycle(step_plan&& plan) {
+  for (auto& p : plan.sequences)
+    if (spare_.size() < spare_sequences_max) spare_.push_back(std::move(p));
+}
+
 void batch_scheduler::plan_slice(sequence& s, std::int64_t tokens, step_plan& plan) {
   planned_sequence p;
+  if (!spare_.empty()) {   // reuse a recycled entry's buffers (assign keeps their capacity)
+    p = std::move(spare_.back());
+    spare_.pop_back();
+  }
   p.id = s.request.id;
   p.tokens.assign(s.tokens.begin() + s.computed, s.tokens.begin() + s.computed + tokens);
   p.first_position = s.computed;
-  p.block_table = s.blocks.table;
+  p.block_table.assign(s.blocks.table.begin(), s.blocks.table.end());
   p.sample = s.computed + tokens == std::int64_t(s.tokens.size());
   p.draw_index = s.request.draw_base + s.generated();
   p.sampling = s.request.sampling;

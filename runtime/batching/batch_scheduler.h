@@ -36,6 +36,9 @@
 
 namespace dsrt::batching {
 
+// Recycled planned sequences kept for reuse (bounds the memory held for it).
+inline constexpr std::size_t spare_sequences_max = 4096;
+
 struct scheduler_config {
   std::int64_t step_tokens_max = 2048;         // tokens one step may carry (the budget)
   int sequences_max = 256;                     // sequences running at once
@@ -126,6 +129,9 @@ class batch_scheduler {
   // The sequence failed (its step failed, so the KV it wrote may be garbage): frees its
   // blocks without caching them. Unknown ids are ignored.
   void fail(std::uint64_t id);
+  // Hands back a plan that is no longer needed: its buffers are reused by later plans, so a
+  // step allocates nothing once the batch has been seen (at most spare_sequences_max kept).
+  void recycle(step_plan&& plan);
   // Drops every sequence (a replica restart); returns their ids.
   std::vector<std::uint64_t> clear();
 
@@ -164,6 +170,7 @@ class batch_scheduler {
   std::vector<sequence*> running_;   // in admission order
   std::uint64_t arrivals_ = 0;       // arrival counter: ties after equal priority and time
   std::uint64_t tick_ = 0;           // logical time for the prefix index's LRU
+  std::vector<planned_sequence> spare_;   // recycled plan entries with their capacity
   scheduler_counters counters_;
 };
 
