@@ -81,6 +81,14 @@ status validate(const router_state& st, const generate_request& r) {
   return ok_status();
 }
 
+// dsrt_requests_total{outcome}: every final the router sends, rejections included.
+void count_outcome(router_state& st, const std::optional<error>& failure) {
+  st.options.metrics
+      ->counter("dsrt_requests_total", "requests that got their final, by outcome",
+                {{"outcome", failure ? std::string(error_code_name(failure->code)) : std::string("completed")}})
+      .inc();
+}
+
 // Sends the one final and forgets the request.
 void finish(self_ptr self, route& r, std::optional<error> failure, finish_reason reason,
             milliseconds retry_after = milliseconds(0)) {
@@ -104,10 +112,7 @@ void finish(self_ptr self, route& r, std::optional<error> failure, finish_reason
                                                                           ? cache::finish_reason::stop
                                                                           : cache::finish_reason::length}});
   }
-  auto& m = *st.options.metrics;
-  m.counter("dsrt_requests_total", "requests that got their final, by outcome",
-            {{"outcome", f.failure ? std::string(error_code_name(f.failure->code)) : std::string("completed")}})
-      .inc();
+  count_outcome(st, failure);
   if (!failure && r.streamed.size() > 1 && r.first_chunk_at != clock_time{})
     st.tpot->observe(std::chrono::duration<double>(now - r.first_chunk_at).count() / double(r.streamed.size() - 1));
   f.failure = std::move(failure);
@@ -250,6 +255,7 @@ void on_generate(self_ptr self, generate_request& request, caf::actor client) {
   }
   if (reject.failure) {
     ++st.counters.rejected;
+    count_outcome(st, reject.failure);
     self->send(client, std::move(reject));
     return;
   }
@@ -259,6 +265,7 @@ void on_generate(self_ptr self, generate_request& request, caf::actor client) {
     ++st.counters.rejected;
     reject.failure = decision.ticket.err();
     reject.retry_after_ms = std::uint32_t(decision.retry_after_ms.count());
+    count_outcome(st, reject.failure);
     self->send(client, std::move(reject));
     return;
   }

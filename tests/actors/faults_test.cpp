@@ -138,6 +138,10 @@ TEST(Faults, LoadBeyondTheLimitsIsOverloadedAtOnceWhileAcceptedRequestsComplete)
   EXPECT_GE(completed, 8);
   EXPECT_GT(overloaded, 0);
   EXPECT_EQ(completed + overloaded, n);
+  // The metrics count every final by outcome, rejections included.
+  const std::string text = t.runtime->metrics().prometheus_text();
+  EXPECT_NE(text.find(fmt::format("dsrt_requests_total{{outcome=\"OVERLOADED\"}} {}", overloaded)), std::string::npos) << text;
+  EXPECT_NE(text.find(fmt::format("dsrt_requests_total{{outcome=\"completed\"}} {}", completed)), std::string::npos) << text;
 }
 
 TEST(Faults, WhenNoReplicaCanServeTheResponseCacheAnswersThenUnavailable) {
