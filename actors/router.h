@@ -1,16 +1,11 @@
 #pragma once
-// The router actor: the front door of a replica set (ARCHITECTURE.md, "router").
-//  - validates a generate_request and admits it (policy::admission) or answers OVERLOADED
-//    with a retry-after hint at once;
-//  - picks a replica (policy::choose_replica over replicas that are up and whose
-//    policy::circuit_breaker lets the request through);
-//  - keeps the request contract: renumbers chunks per request, decodes the text and applies
-//    stop strings (so the text survives a change of replica), sends exactly one final;
-//  - retries on another replica before the first token and resumes after it (prompt +
-//    tokens already streamed, continuing at the next sequence number) when a replica fails
-//    or dies, at most request_attempts_max times;
-//  - falls back to the response cache (the cache actor), then to UNAVAILABLE, when no replica
-//    can serve or a request's attempts are spent.
+// The router actor: the front door of a replica set (ARCHITECTURE.md, "router"). A thin
+// shell around serving::request_router (runtime/serving/request_router.h), which makes
+// every decision — validation, admission, replica choice with the circuit breakers, the
+// request contract, retry and resumption, the fallback chain. The actor feeds it messages
+// with the time and carries out its actions: it knows the clients' and batchers' actor
+// handles, monitors the batchers (a dead one is a replica down), asks the cache actor on
+// fallback (with a timeout), and records the metrics.
 #include <caf/all.hpp>
 
 #include <memory>
@@ -18,9 +13,7 @@
 #include "actors/messages.h"
 #include "runtime/cache/response_cache.h"
 #include "runtime/metrics/registry.h"
-#include "runtime/policy/admission.h"
-#include "runtime/policy/circuit_breaker.h"
-#include "runtime/policy/replica_choice.h"
+#include "runtime/serving/request_router.h"
 #include "runtime/tokenizer/tokenizer.h"
 
 namespace dsrt::actors {

@@ -1,5 +1,5 @@
 // The in-process message types correspond one to one with the wire schemas: every struct in
-// actors/messages.h and actors/cache.h names its Cap'n Proto definition ("serving.capnp ReplicaChunk"), every
+// runtime/serving/messages.h, actors/messages.h and actors/cache.h names its Cap'n Proto definition ("serving.capnp ReplicaChunk"), every
 // name resolves to a struct in that schema, and every struct of serving.capnp is named by
 // some in-process type. A new message cannot land on one side only.
 #include <gtest/gtest.h>
@@ -31,7 +31,8 @@ std::set<std::string> schema_structs(const std::string& text) {
 
 TEST(SchemaCorrespondence, EveryInProcessMessageNamesAWireDefinitionAndBack) {
   // The in-process types live in the actors' protocol headers.
-  const std::string messages = read("actors/messages.h") + read("actors/cache.h");
+  const std::string messages =
+      read("runtime/serving/messages.h") + read("actors/messages.h") + read("actors/cache.h");
   ASSERT_FALSE(messages.empty());
   std::map<std::string, std::set<std::string>> schemas;
   for (const char* file : {"request.capnp", "serving.capnp"}) schemas[file] = schema_structs(read(std::string("schemas/") + file));

@@ -1,0 +1,318 @@
+#include "runtime/serving/request_router.h"
+
+#include <algorithm>
+
+namespace dsrt::serving {
+
+struct request_router::route {
+  generate_request request;
+  policy::admission_ticket ticket;
+  std::vector<std::int32_t> streamed;        // tokens sent to the client
+  std::uint32_t chunks = 0;                  // chunks sent to the client
+  std::uint32_t attempt = 0;
+  int replica = -1;
+  std::optional<policy::breaker_ticket> breaker;
+  std::unique_ptr<engine::text_output> text; // null once a cached answer replaced it
+  std::string cached_text;
+  std::string fallback_reason;               // why the response cache was asked
+  clock_time accepted_at{}, first_chunk_at{};
+  bool awaiting_cache = false;               // a lookup_response is out
+};
+
+namespace {
+
+std::int64_t weight(const generate_request& r) { return std::int64_t(r.prompt.size()) + r.max_tokens; }
+
+bool deterministic(const generate_request& r) {
+  return r.sampling.temperature < engine::greedy_temperature_below || r.sampling.top_k == 1;
+}
+
+double seconds(clock_time::duration d) { return std::chrono::duration<double>(d).count(); }
+
+}  // namespace
+
+request_router::request_router(const router_config& config, const tokenizer::tokenizer& tokenizer)
+    : config_(config), tokenizer_(tokenizer), admission_(config.admission),
+      replicas_(std::size_t(std::max(config.replicas, 0))) {
+  for (auto& slot : replicas_) slot.breaker = std::make_unique<policy::circuit_breaker>(config.breaker);
+}
+
+request_router::~request_router() = default;
+
+std::vector<router_action> request_router::take_actions() {
+  std::vector<router_action> out;
+  out.swap(actions_);
+  return out;
+}
+
+std::int32_t request_router::replicas_up() const {
+  return std::int32_t(std::count_if(replicas_.begin(), replicas_.end(), [](const auto& s) { return s.up; }));
+}
+
+cache::response_key request_router::key_of(const generate_request& r) const {
+  cache::response_key k;
+  k.prompt = r.prompt;
+  k.max_tokens = r.max_tokens;
+  k.stop_token_ids = config_.stop_token_ids;
+  k.stop_strings = r.stop;
+  return k;
+}
+
+status request_router::validate(const generate_request& r) const {
+  const auto& o = config_;
+  auto bad = [&](std::string m) {
+    return error{error_code::invalid_argument, fmt::format("request {}: {}", r.request_id, m)};
+  };
+  if (r.prompt.empty()) return bad("the prompt is empty");
+  for (std::int32_t t : r.prompt)
+    if (t < 0 || t >= o.vocab_size)
+      return bad(fmt::format("prompt token {} is outside the vocabulary (size {})", t, o.vocab_size));
+  if (r.max_tokens < 1) return bad(fmt::format("max_tokens {} is below 1", r.max_tokens));
+  if (weight(r) > o.context_tokens_max)
+    return bad(fmt::format("prompt ({} tokens) + max_tokens ({}) exceeds the context of {} tokens",
+                           r.prompt.size(), r.max_tokens, o.context_tokens_max));
+  if (auto s = engine::validate(r.sampling); !s) return bad(s.err().message);
+  if (int(r.stop.size()) > o.stop_strings_max)
+    return bad(fmt::format("{} stop strings, at most {}", r.stop.size(), o.stop_strings_max));
+  for (const auto& s : r.stop)
+    if (s.empty() || int(s.size()) > o.stop_string_bytes_max)
+      return bad(fmt::format("stop strings must have 1 to {} bytes", o.stop_string_bytes_max));
+  if (r.priority < 0 || r.priority > 255) return bad(fmt::format("priority {} is outside 0 .. 255", r.priority));
+  return ok_status();
+}
+
+void request_router::reject(generate_request& request, error e, milliseconds retry_after) {
+  ++counters_.rejected;
+  final_message f;
+  f.request_id = request.request_id;
+  f.prompt_tokens = std::uint32_t(request.prompt.size());
+  f.failure = std::move(e);
+  f.retry_after_ms = std::uint32_t(retry_after.count());
+  actions_.push_back(send_final{std::move(f), std::nullopt, std::nullopt});
+}
+
+void request_router::on_generate(clock_time now, generate_request request) {
+  const auto id = request.request_id;
+  if (draining_)
+    return reject(request, make_error(error_code::unavailable, "request {}: the service is draining", id),
+                  config_.unavailable_retry_after_ms);
+  if (routes_.count(id))
+    return reject(request, make_error(error_code::invalid_argument, "request {}: the id is already in use", id),
+                  milliseconds(0));
+  if (auto s = validate(request); !s) return reject(request, s.err(), milliseconds(0));
+  if (request.tenant.empty()) request.tenant = "default";
+  auto decision = admission_.admit(now, request.tenant, weight(request));
+  if (!decision.ticket) return reject(request, decision.ticket.err(), decision.retry_after_ms);
+  ++counters_.accepted;
+  auto r = std::make_unique<route>();
+  r->request = std::move(request);
+  r->ticket = std::move(*decision.ticket);
+  r->accepted_at = now;
+  r->text = std::make_unique<engine::text_output>(tokenizer_, r->request.stop);
+  route& ref = *r;
+  routes_.emplace(id, std::move(r));
+  dispatch(now, ref, -1);
+}
+
+void request_router::finish(clock_time now, route& r, std::optional<error> failure, finish_reason reason,
+                            milliseconds retry_after) {
+  send_final out;
+  final_message& f = out.final;
+  f.request_id = r.request.request_id;
+  f.chunks_sent = r.chunks;
+  f.reason = reason;
+  f.prompt_tokens = std::uint32_t(r.request.prompt.size());
+  f.completion_tokens = std::uint32_t(r.streamed.size());
+  f.tokens = r.streamed;
+  f.text = r.text ? r.text->text() : r.cached_text;
+  f.retry_after_ms = std::uint32_t(retry_after.count());
+  if (r.first_chunk_at != clock_time{}) {
+    out.ttft_seconds = seconds(r.first_chunk_at - r.accepted_at);
+    if (!failure && r.streamed.size() > 1)
+      out.tpot_seconds = seconds(now - r.first_chunk_at) / double(r.streamed.size() - 1);
+  }
+  if (failure) {
+    ++counters_.failed;
+  } else {
+    ++counters_.completed;
+    if (config_.response_cache && deterministic(r.request) && r.text)
+      actions_.push_back(store_response{key_of(r.request), {f.tokens, f.text, reason == finish_reason::stop
+                                                                                   ? cache::finish_reason::stop
+                                                                                   : cache::finish_reason::length}});
+  }
+  f.failure = std::move(failure);
+  if (r.replica >= 0) replicas_[std::size_t(r.replica)].outstanding_tokens -= weight(r.request);
+  admission_.release(now, r.ticket);
+  actions_.push_back(std::move(out));
+  routes_.erase(r.request.request_id);   // r is gone from here on
+}
+
+void request_router::complete(clock_time now, route& r, finish_reason reason) {
+  if (r.text) {
+    if (auto tail = r.text->finish(); !tail.empty())
+      actions_.push_back(send_chunk{{r.request.request_id, r.chunks++, {}, std::string(tail)}});
+    if (r.text->stopped()) reason = finish_reason::stop;
+  }
+  finish(now, r, std::nullopt, reason);
+}
+
+void request_router::record_outcome(clock_time now, route& r, bool success) {
+  if (!r.breaker || r.replica < 0) return;
+  replicas_[std::size_t(r.replica)].breaker->record(now, *r.breaker, success);
+  r.breaker.reset();
+}
+
+void request_router::dispatch(clock_time now, route& r, int avoid) {
+  if (r.replica >= 0) replicas_[std::size_t(r.replica)].outstanding_tokens -= weight(r.request);
+  r.replica = -1;
+  if (r.request.deadline && *r.request.deadline <= now)
+    return finish(now, r, make_error(error_code::deadline_exceeded, "request {} passed its deadline",
+                                     r.request.request_id),
+                  finish_reason::length);
+  const std::int64_t remaining = r.request.max_tokens - std::int64_t(r.streamed.size());
+  // Every token arrived before the replica went away: the request is done.
+  if (remaining < 1) return complete(now, r, finish_reason::length);
+  if (int(r.attempt) >= config_.request_attempts_max)
+    return fall_back(now, r, fmt::format("{} attempts failed", r.attempt));
+  std::vector<policy::replica_view> views(replicas_.size());
+  for (std::size_t i = 0; i < views.size(); ++i) {
+    auto& slot = replicas_[i];
+    views[i].available = slot.up && int(i) != avoid && slot.breaker->state(now) != policy::breaker_state::open;
+    views[i].outstanding_tokens = slot.outstanding_tokens;
+  }
+  // The breaker decides last: a half-open replica takes only its bounded probes.
+  while (const auto choice = policy::choose_replica(views, r.request.prompt, config_.choice)) {
+    auto& slot = replicas_[std::size_t(*choice)];
+    r.breaker = slot.breaker->try_acquire(now);
+    if (!r.breaker) {
+      views[std::size_t(*choice)].available = false;
+      continue;
+    }
+    r.replica = *choice;
+    slot.outstanding_tokens += weight(r.request);
+    replica_request rr;
+    rr.request_id = r.request.request_id;
+    rr.attempt = ++r.attempt;
+    rr.sequence.id = r.request.request_id;
+    rr.sequence.tokens = r.request.prompt;
+    rr.sequence.tokens.insert(rr.sequence.tokens.end(), r.streamed.begin(), r.streamed.end());
+    rr.sequence.prompt_tokens = std::int64_t(r.request.prompt.size());
+    rr.sequence.draw_base = std::int64_t(r.streamed.size());
+    rr.sequence.max_new_tokens = remaining;
+    rr.sequence.sampling = r.request.sampling;
+    rr.sequence.priority = std::min(r.request.priority, config_.priority_classes - 1);
+    rr.sequence.deadline = r.request.deadline;
+    rr.stop_token_ids = config_.stop_token_ids;
+    actions_.push_back(send_request{*choice, std::move(rr)});
+    return;
+  }
+  fall_back(now, r, "no replica can serve it now");
+}
+
+void request_router::redispatch(clock_time now, route& r) {
+  record_outcome(now, r, false);
+  ++(r.streamed.empty() ? counters_.retries : counters_.resumptions);
+  dispatch(now, r, r.replica);
+}
+
+void request_router::fall_back(clock_time now, route& r, const std::string& why) {
+  ++counters_.fallbacks;
+  if (config_.response_cache && r.streamed.empty() && deterministic(r.request)) {
+    // The route stays while the lookup runs; a cancel meanwhile ends it, and the answer
+    // then finds nothing to do.
+    r.awaiting_cache = true;
+    r.fallback_reason = why;
+    actions_.push_back(lookup_response{r.request.request_id, key_of(r.request)});
+    return;
+  }
+  finish(now, r, make_error(error_code::unavailable, "request {}: {}", r.request.request_id, why),
+         finish_reason::length, config_.unavailable_retry_after_ms);
+}
+
+void request_router::on_cached(clock_time now, std::uint64_t request_id, std::optional<cache::cached_response> hit) {
+  auto it = routes_.find(request_id);
+  if (it == routes_.end() || !it->second->awaiting_cache) return;
+  route& r = *it->second;
+  r.awaiting_cache = false;
+  if (!hit)
+    return finish(now, r,
+                  make_error(error_code::unavailable, "request {}: {}; not in the response cache", request_id,
+                             r.fallback_reason),
+                  finish_reason::length, config_.unavailable_retry_after_ms);
+  ++counters_.response_cache_hits;
+  r.streamed = hit->tokens;
+  actions_.push_back(send_chunk{{request_id, r.chunks++, hit->tokens, hit->text}});
+  r.text.reset();
+  r.cached_text = hit->text;
+  finish(now, r, std::nullopt, hit->reason == cache::finish_reason::stop ? finish_reason::stop : finish_reason::length);
+}
+
+void request_router::on_cancel(clock_time now, std::uint64_t request_id) {
+  auto it = routes_.find(request_id);
+  if (it == routes_.end()) return;
+  route& r = *it->second;
+  if (r.replica >= 0) actions_.push_back(cancel_on_replica{r.replica, request_id});
+  // A cancel says nothing about the replica's health, so a closed-state ticket is dropped.
+  // A half-open probe cannot be: the breaker closes only when all its probes succeed, so a
+  // dropped probe would wedge it half-open. It counts as failed: open again, probe later.
+  if (r.breaker && r.breaker->probe) record_outcome(now, r, false);
+  r.breaker.reset();
+  finish(now, r, make_error(error_code::cancelled, "request {} was cancelled", request_id), finish_reason::length);
+}
+
+void request_router::on_replica_up(clock_time, std::int32_t replica) {
+  if (replica >= 0 && replica < std::int32_t(replicas_.size())) replicas_[std::size_t(replica)].up = true;
+}
+
+void request_router::on_replica_down(clock_time now, std::int32_t replica) {
+  if (replica < 0 || replica >= std::int32_t(replicas_.size()) || !replicas_[std::size_t(replica)].up) return;
+  replicas_[std::size_t(replica)].up = false;
+  std::vector<std::uint64_t> affected;
+  for (auto& [id, r] : routes_)
+    if (r->replica == replica) affected.push_back(id);
+  std::sort(affected.begin(), affected.end());   // a deterministic order for the simulator
+  for (auto id : affected)
+    if (auto it = routes_.find(id); it != routes_.end()) redispatch(now, *it->second);
+}
+
+void request_router::on_chunk(clock_time now, const replica_chunk& c) {
+  auto it = routes_.find(c.request_id);
+  if (it == routes_.end() || it->second->attempt != c.attempt || it->second->replica != c.replica) return;
+  route& r = *it->second;
+  token_chunk out{c.request_id, 0, {}, {}};
+  for (std::int32_t t : c.tokens) {
+    if (std::int64_t(r.streamed.size()) >= r.request.max_tokens) break;
+    r.streamed.push_back(t);
+    out.tokens.push_back(t);
+    out.text += r.text->push(t);
+    if (r.text->stopped()) break;
+  }
+  if (!out.tokens.empty()) {
+    if (r.chunks == 0) r.first_chunk_at = now;
+    out.sequence = r.chunks++;
+    actions_.push_back(send_chunk{std::move(out)});
+  }
+  if (r.text->stopped()) {
+    actions_.push_back(cancel_on_replica{r.replica, c.request_id});
+    record_outcome(now, r, true);
+    finish(now, r, std::nullopt, finish_reason::stop);
+  }
+}
+
+void request_router::on_final(clock_time now, const replica_final& f) {
+  auto it = routes_.find(f.request_id);
+  if (it == routes_.end() || it->second->attempt != f.attempt || it->second->replica != f.replica) return;
+  route& r = *it->second;
+  if (!f.failure) {
+    record_outcome(now, r, true);
+    return complete(now, r, f.reason);
+  }
+  const auto code = f.failure->code;
+  if (code == error_code::cancelled || code == error_code::deadline_exceeded || code == error_code::invalid_argument) {
+    record_outcome(now, r, code != error_code::invalid_argument);
+    return finish(now, r, f.failure, finish_reason::length);
+  }
+  redispatch(now, r);
+}
+
+}  // namespace dsrt::serving

@@ -1,0 +1,138 @@
+#pragma once
+// The router's policy: every decision about a request between the client and the replicas,
+// as a plain object (STYLE.md: policies are plain objects handed time). The router actor
+// feeds it events — a request, a chunk or final from a replica, a replica going up or down,
+// a cancel, a response-cache answer — each with `now`, and carries out the actions it
+// queues (send this to replica 2, this chunk to the client, ...). The simulator drives the
+// same object.
+//
+// What it decides: validation and admission (policy::admission: OVERLOADED with a
+// retry-after), replica choice (policy::choose_replica among replicas that are up and whose
+// policy::circuit_breaker lets the request through), the request contract (chunks renumbered
+// 0, 1, 2, ... per request, text decoded with stop strings applied so the text survives a
+// change of replica, exactly one final), retry before the first token and resumption after
+// it (prompt + tokens already streamed, draw_base, continuing sequence numbers; attempts
+// tagged so stale messages are dropped) at most request_attempts_max times, and the fallback
+// chain (another replica -> the response cache -> UNAVAILABLE).
+//
+// Invariants:
+//  - a request has a route from its admission until the action carrying its final; no
+//    action for it follows that final;
+//  - a route's admission ticket is released exactly once, with its final;
+//  - each breaker ticket handed out is recorded at most once (a cancelled half-open probe
+//    counts as failed, so a breaker never waits forever for a probe).
+// Thread safety: none; the router actor is its only caller.
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+#include "runtime/cache/response_cache.h"
+#include "runtime/clock.h"
+#include "runtime/engine/text_output.h"
+#include "runtime/policy/admission.h"
+#include "runtime/policy/circuit_breaker.h"
+#include "runtime/policy/replica_choice.h"
+#include "runtime/serving/messages.h"
+#include "runtime/tokenizer/tokenizer.h"
+
+namespace dsrt::serving {
+
+struct router_config {
+  std::int32_t replicas = 1;
+  policy::admission_config admission;
+  policy::breaker_config breaker;
+  policy::replica_choice_config choice;
+  int request_attempts_max = 3;             // replicas one request may try (retries + resumptions)
+  std::int64_t context_tokens_max = 4096;   // prompt + max_tokens (the model's positions)
+  std::int32_t vocab_size = 0;
+  std::vector<std::int32_t> stop_token_ids; // end of sequence / end of turn
+  int stop_strings_max = 16;
+  int stop_string_bytes_max = 256;
+  int priority_classes = 4;                 // the batchers' classes; higher priorities are clamped
+  milliseconds unavailable_retry_after_ms{1000};
+  bool response_cache = true;               // ask the response cache on fallback
+};
+
+// Actions, in the order they must be carried out.
+struct send_request { std::int32_t replica; replica_request request; };
+struct cancel_on_replica { std::int32_t replica; std::uint64_t request_id; };
+struct send_chunk { token_chunk chunk; };
+struct send_final {
+  final_message final;
+  std::optional<double> ttft_seconds;       // admission to the first token, when it had one
+  std::optional<double> tpot_seconds;       // per token after the first
+};
+struct store_response { cache::response_key key; cache::cached_response response; };
+struct lookup_response { std::uint64_t request_id; cache::response_key key; };
+using router_action =
+    std::variant<send_request, cancel_on_replica, send_chunk, send_final, store_response, lookup_response>;
+
+struct router_counters {
+  std::int64_t accepted = 0, rejected = 0, completed = 0, failed = 0;
+  std::int64_t retries = 0, resumptions = 0, response_cache_hits = 0, fallbacks = 0;
+};
+
+class request_router {
+ public:
+  // REQUIRES: the policy configs validate; the tokenizer outlives the router.
+  request_router(const router_config& config, const tokenizer::tokenizer& tokenizer);
+  ~request_router();
+  request_router(const request_router&) = delete;
+  request_router& operator=(const request_router&) = delete;
+
+  void on_generate(clock_time now, generate_request request);
+  void on_cancel(clock_time now, std::uint64_t request_id);
+  void on_replica_up(clock_time now, std::int32_t replica);
+  // The replica stopped serving (its batcher died, or the supervisor says so): its requests
+  // are retried or resumed elsewhere.
+  void on_replica_down(clock_time now, std::int32_t replica);
+  void on_chunk(clock_time now, const replica_chunk& chunk);
+  void on_final(clock_time now, const replica_final& final);
+  // The answer to a lookup_response (nullopt: a miss, or the lookup failed or timed out).
+  void on_cached(clock_time now, std::uint64_t request_id, std::optional<cache::cached_response> hit);
+  // New requests get UNAVAILABLE; accepted ones finish.
+  void drain() { draining_ = true; }
+
+  // The actions queued since the last call, oldest first.
+  std::vector<router_action> take_actions();
+
+  const router_counters& counters() const { return counters_; }
+  bool replica_up(std::int32_t replica) const { return replicas_.at(std::size_t(replica)).up; }
+  std::int32_t replicas_up() const;
+  policy::circuit_breaker& breaker(std::int32_t replica) { return *replicas_.at(std::size_t(replica)).breaker; }
+  std::size_t routes() const { return routes_.size(); }
+
+ private:
+  struct route;
+  struct replica_slot {
+    bool up = false;
+    std::int64_t outstanding_tokens = 0;
+    std::unique_ptr<policy::circuit_breaker> breaker;
+  };
+
+  status validate(const generate_request& r) const;
+  void reject(generate_request& request, error e, milliseconds retry_after);
+  void dispatch(clock_time now, route& r, int avoid);
+  void redispatch(clock_time now, route& r);
+  void fall_back(clock_time now, route& r, const std::string& why);
+  void complete(clock_time now, route& r, finish_reason reason);
+  void finish(clock_time now, route& r, std::optional<error> failure, finish_reason reason,
+              milliseconds retry_after = milliseconds(0));
+  void record_outcome(clock_time now, route& r, bool success);
+  cache::response_key key_of(const generate_request& r) const;
+
+  router_config config_;
+  const tokenizer::tokenizer& tokenizer_;
+  policy::admission admission_;
+  std::vector<replica_slot> replicas_;
+  std::unordered_map<std::uint64_t, std::unique_ptr<route>> routes_;
+  std::vector<router_action> actions_;
+  router_counters counters_;
+  bool draining_ = false;
+};
+
+}  // namespace dsrt::serving
