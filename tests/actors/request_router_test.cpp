@@ -1,0 +1,214 @@
+// serving::request_router, the router's policy, stepped event by event under virtual time
+// with no actors: the actions it queues for retry, resumption, stop strings, cancel and the
+// fallback chain, and a seeded random storm of replica events after which every accepted
+// request has exactly one final and gap-free chunks.
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "runtime/random.h"
+#include "runtime/serving/request_router.h"
+#include "tests/engine/engine_test_util.h"
+
+namespace dsrt::serving {
+namespace {
+
+const tokenizer::tokenizer& tiny_tokenizer() {
+  static const auto tok = engine::test_util::load_tokenizer(engine::test_util::tiny_llama_dir());
+  return tok;
+}
+
+router_config config(std::int32_t replicas) {
+  router_config c;
+  c.replicas = replicas;
+  c.vocab_size = tiny_tokenizer().vocab_size();
+  c.choice.affinity_prefix_tokens = 0;   // least loaded, ties to the lower index
+  return c;
+}
+
+generate_request request(std::uint64_t id, std::int32_t max_tokens) {
+  generate_request r;
+  r.request_id = id;
+  r.prompt = engine::test_util::make_prompt(6, id);
+  r.max_tokens = max_tokens;
+  return r;
+}
+
+template <class T>
+std::vector<T> only(const std::vector<router_action>& actions) {
+  std::vector<T> out;
+  for (const auto& a : actions)
+    if (const auto* x = std::get_if<T>(&a)) out.push_back(*x);
+  return out;
+}
+
+TEST(RequestRouter, RetriesBeforeTheFirstTokenAndResumesAfterIt) {
+  request_router router(config(3), tiny_tokenizer());
+  clock_time now{};
+  for (int i = 0; i < 3; ++i) router.on_replica_up(now, i);
+  router.on_generate(now, request(1, 5));
+  auto sent = only<send_request>(router.take_actions());
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].replica, 0);
+  EXPECT_EQ(sent[0].request.attempt, 1u);
+
+  // Attempt 1 fails before any token: a retry on another replica, nothing to the client.
+  router.on_final(now, {1, 1, 0, make_error(error_code::internal, "step failed"), finish_reason::length});
+  auto actions = router.take_actions();
+  sent = only<send_request>(actions);
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_NE(sent[0].replica, 0) << "a retry avoids the replica that failed";
+  EXPECT_EQ(sent[0].request.attempt, 2u);
+  EXPECT_EQ(sent[0].request.sequence.draw_base, 0);
+  EXPECT_TRUE(only<send_chunk>(actions).empty());
+  const std::int32_t second = sent[0].replica;
+
+  // Two tokens stream, then that replica goes down: resumption on the third replica.
+  router.on_chunk(now, {1, 2, second, {40, 41}});
+  auto chunks = only<send_chunk>(router.take_actions());
+  ASSERT_EQ(chunks.size(), 1u);
+  EXPECT_EQ(chunks[0].chunk.sequence, 0u);
+  router.on_replica_down(now, second);
+  sent = only<send_request>(router.take_actions());
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].request.attempt, 3u);
+  const auto& seq = sent[0].request.sequence;
+  auto expected = request(1, 5).prompt;
+  expected.push_back(40);
+  expected.push_back(41);
+  EXPECT_EQ(seq.tokens, expected) << "prompt + the tokens already streamed";
+  EXPECT_EQ(seq.draw_base, 2);
+  EXPECT_EQ(seq.max_new_tokens, 3);
+  EXPECT_EQ(router.counters().retries, 1);
+  EXPECT_EQ(router.counters().resumptions, 1);
+
+  // A late chunk of attempt 2 is dropped; attempt 3 continues at sequence 1.
+  router.on_chunk(now, {1, 2, second, {99}});
+  EXPECT_TRUE(router.take_actions().empty());
+  router.on_chunk(now, {1, 3, sent[0].replica, {42, 43, 44}});
+  router.on_final(now, {1, 3, sent[0].replica, std::nullopt, finish_reason::length});
+  actions = router.take_actions();
+  chunks = only<send_chunk>(actions);
+  ASSERT_FALSE(chunks.empty());
+  EXPECT_EQ(chunks[0].chunk.sequence, 1u);
+  const auto finals = only<send_final>(actions);
+  ASSERT_EQ(finals.size(), 1u);
+  EXPECT_FALSE(finals[0].final.failure);
+  EXPECT_EQ(finals[0].final.tokens, (std::vector<std::int32_t>{40, 41, 42, 43, 44}));
+  EXPECT_EQ(router.routes(), 0u);
+}
+
+TEST(RequestRouter, AttemptsAreBoundedThenTheFallbackChainAnswers) {
+  auto c = config(2);
+  c.request_attempts_max = 2;
+  request_router router(c, tiny_tokenizer());
+  clock_time now{};
+  router.on_replica_up(now, 0);
+  router.on_replica_up(now, 1);
+  router.on_generate(now, request(7, 4));
+  for (std::uint32_t attempt = 1; attempt <= 2; ++attempt) {
+    auto sent = only<send_request>(router.take_actions());
+    ASSERT_EQ(sent.size(), 1u) << "attempt " << attempt;
+    router.on_final(now, {7, attempt, sent[0].replica, make_error(error_code::internal, "x"), finish_reason::length});
+  }
+  // Attempts spent; a greedy request with nothing streamed asks the response cache.
+  auto lookups = only<lookup_response>(router.take_actions());
+  ASSERT_EQ(lookups.size(), 1u);
+  router.on_cached(now, 7, std::nullopt);
+  const auto finals = only<send_final>(router.take_actions());
+  ASSERT_EQ(finals.size(), 1u);
+  ASSERT_TRUE(finals[0].final.failure);
+  EXPECT_EQ(finals[0].final.failure->code, error_code::unavailable);
+  EXPECT_GT(finals[0].final.retry_after_ms, 0u);
+  router.on_cached(now, 7, std::nullopt);   // a second answer finds nothing to do
+  EXPECT_TRUE(router.take_actions().empty());
+}
+
+TEST(RequestRouter, ACancelEndsTheRequestOnceAndStopsItsReplica) {
+  request_router router(config(1), tiny_tokenizer());
+  clock_time now{};
+  router.on_replica_up(now, 0);
+  router.on_generate(now, request(3, 8));
+  router.take_actions();
+  router.on_cancel(now, 3);
+  auto actions = router.take_actions();
+  ASSERT_EQ(only<cancel_on_replica>(actions).size(), 1u);
+  const auto finals = only<send_final>(actions);
+  ASSERT_EQ(finals.size(), 1u);
+  EXPECT_EQ(finals[0].final.failure->code, error_code::cancelled);
+  router.on_chunk(now, {3, 1, 0, {5}});
+  router.on_final(now, {3, 1, 0, std::nullopt, finish_reason::length});
+  router.on_cancel(now, 3);
+  EXPECT_TRUE(router.take_actions().empty()) << "nothing for a request after its final";
+}
+
+// Replicas that stream, fail, die and come back at random; clients that cancel. Whatever
+// happens, every accepted request ends with exactly one final after gap-free chunks.
+TEST(RequestRouter, RandomReplicaStormsKeepTheContract) {
+  for (std::uint64_t seed = 1; seed <= 30; ++seed) {
+    xoshiro256 rng(seed);
+    auto c = config(3);
+    c.breaker.window_requests_min = 4;
+    c.breaker.open_ms = milliseconds(50);
+    request_router router(c, tiny_tokenizer());
+    clock_time now{};
+    for (int i = 0; i < 3; ++i) router.on_replica_up(now, i);
+    struct attempt_state { std::uint32_t attempt; std::int32_t replica; std::int64_t left; };
+    std::map<std::uint64_t, attempt_state> live;        // the replicas' view
+    std::map<std::uint64_t, std::uint32_t> next_seq;    // the clients' view
+    std::map<std::uint64_t, int> finals;
+    const std::uint64_t requests = 40;
+    auto drain = [&] {
+      for (auto& action : router.take_actions()) {
+        if (auto* s = std::get_if<send_request>(&action)) {
+          live[s->request.request_id] = {s->request.attempt, s->replica, s->request.sequence.max_new_tokens};
+        } else if (auto* ch = std::get_if<send_chunk>(&action)) {
+          const auto id = ch->chunk.request_id;
+          ASSERT_EQ(finals[id], 0) << "chunk after the final, request " << id << " seed " << seed;
+          ASSERT_EQ(ch->chunk.sequence, next_seq[id]++) << "request " << id << " seed " << seed;
+        } else if (auto* f = std::get_if<send_final>(&action)) {
+          ++finals[f->final.request_id];
+          live.erase(f->final.request_id);
+        } else if (auto* l = std::get_if<lookup_response>(&action)) {
+          router.on_cached(now, l->request_id, std::nullopt);
+        }
+      }
+    };
+    for (std::uint64_t id = 1; id <= requests; ++id) {
+      router.on_generate(now, request(id, 1 + std::int32_t(rng.next() % 12)));
+      drain();
+    }
+    for (int step = 0; step < 5000 && !live.empty(); ++step) {
+      now += milliseconds(1 + rng.next() % 5);
+      const auto roll = rng.next() % 100;
+      auto it = live.begin();
+      std::advance(it, std::ptrdiff_t(rng.next() % live.size()));
+      auto& [id, a] = *it;
+      if (roll < 60) {   // the replica streams a token
+        router.on_chunk(now, {id, a.attempt, a.replica, {std::int32_t(10 + rng.next() % 100)}});
+        if (--a.left == 0) router.on_final(now, {id, a.attempt, a.replica, std::nullopt, finish_reason::length});
+      } else if (roll < 70) {
+        router.on_final(now, {id, a.attempt, a.replica, make_error(error_code::internal, "step"), finish_reason::length});
+      } else if (roll < 75) {
+        router.on_replica_down(now, a.replica);
+        router.on_replica_up(now, a.replica);   // restarted
+      } else if (roll < 78) {
+        router.on_cancel(now, id);
+      }
+      drain();
+    }
+    ASSERT_TRUE(live.empty()) << "requests left without a final, seed " << seed;
+    for (std::uint64_t id = 1; id <= requests; ++id) EXPECT_EQ(finals[id], 1) << "request " << id << " seed " << seed;
+    EXPECT_EQ(router.routes(), 0u) << "seed " << seed;
+    for (int i = 0; i < 3; ++i)
+      for (const auto& t : router.breaker(i).transitions()) {
+        const bool legal = (t.from == policy::breaker_state::closed && t.to == policy::breaker_state::open) ||
+                           (t.from == policy::breaker_state::open && t.to == policy::breaker_state::half_open) ||
+                           (t.from == policy::breaker_state::half_open && t.to != policy::breaker_state::half_open);
+        EXPECT_TRUE(legal) << "seed " << seed;
+      }
+  }
+}
+
+}  // namespace
+}  // namespace dsrt::serving
