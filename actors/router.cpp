@@ -106,7 +106,7 @@ caf::behavior router_actor(caf::stateful_actor<router_state>* self, router_optio
   st.options = options;
   st.tokenizer = std::move(tokenizer);
   st.cache = std::move(cache);
-  st.policy = std::make_unique<serving::request_router>(config_of(options, st.cache != nullptr), *st.tokenizer);
+  st.policy = std::make_unique<serving::request_router>(config_of(options, st.cache != nullptr), st.tokenizer.get());
   st.batchers.resize(std::size_t(options.replicas));
   auto& m = *options.metrics;
   st.ttft = &m.histogram("dsrt_ttft_seconds", "time from admission to the first token", metrics::latency_buckets_seconds());

@@ -12,7 +12,8 @@ struct request_router::route {
   std::uint32_t attempt = 0;
   int replica = -1;
   std::optional<policy::breaker_ticket> breaker;
-  std::unique_ptr<engine::text_output> text; // null once a cached answer replaced it
+  std::unique_ptr<engine::text_output> text; // null without a tokenizer or for a cached answer
+  bool from_cache = false;                   // answered by the response cache
   std::string cached_text;
   std::string fallback_reason;               // why the response cache was asked
   clock_time accepted_at{}, first_chunk_at{};
@@ -31,7 +32,7 @@ double seconds(clock_time::duration d) { return std::chrono::duration<double>(d)
 
 }  // namespace
 
-request_router::request_router(const router_config& config, const tokenizer::tokenizer& tokenizer)
+request_router::request_router(const router_config& config, const tokenizer::tokenizer* tokenizer)
     : config_(config), tokenizer_(tokenizer), admission_(config.admission),
       replicas_(std::size_t(std::max(config.replicas, 0))) {
   for (auto& slot : replicas_) slot.breaker = std::make_unique<policy::circuit_breaker>(config.breaker);
@@ -77,6 +78,7 @@ status request_router::validate(const generate_request& r) const {
   for (const auto& s : r.stop)
     if (s.empty() || int(s.size()) > o.stop_string_bytes_max)
       return bad(fmt::format("stop strings must have 1 to {} bytes", o.stop_string_bytes_max));
+  if (!r.stop.empty() && !tokenizer_) return bad("stop strings need the tokenizer, which this router has not");
   if (r.priority < 0 || r.priority > 255) return bad(fmt::format("priority {} is outside 0 .. 255", r.priority));
   return ok_status();
 }
@@ -108,7 +110,7 @@ void request_router::on_generate(clock_time now, generate_request request) {
   r->request = std::move(request);
   r->ticket = std::move(*decision.ticket);
   r->accepted_at = now;
-  r->text = std::make_unique<engine::text_output>(tokenizer_, r->request.stop);
+  if (tokenizer_) r->text = std::make_unique<engine::text_output>(*tokenizer_, r->request.stop);
   route& ref = *r;
   routes_.emplace(id, std::move(r));
   dispatch(now, ref, -1);
@@ -135,7 +137,7 @@ void request_router::finish(clock_time now, route& r, std::optional<error> failu
     ++counters_.failed;
   } else {
     ++counters_.completed;
-    if (config_.response_cache && deterministic(r.request) && r.text)
+    if (config_.response_cache && deterministic(r.request) && !r.from_cache)
       actions_.push_back(store_response{key_of(r.request), {f.tokens, f.text, reason == finish_reason::stop
                                                                                    ? cache::finish_reason::stop
                                                                                    : cache::finish_reason::length}});
@@ -243,6 +245,7 @@ void request_router::on_cached(clock_time now, std::uint64_t request_id, std::op
   r.streamed = hit->tokens;
   actions_.push_back(send_chunk{{request_id, r.chunks++, hit->tokens, hit->text}});
   r.text.reset();
+  r.from_cache = true;
   r.cached_text = hit->text;
   finish(now, r, std::nullopt, hit->reason == cache::finish_reason::stop ? finish_reason::stop : finish_reason::length);
 }
@@ -284,6 +287,7 @@ void request_router::on_chunk(clock_time now, const replica_chunk& c) {
     if (std::int64_t(r.streamed.size()) >= r.request.max_tokens) break;
     r.streamed.push_back(t);
     out.tokens.push_back(t);
+    if (!r.text) continue;
     out.text += r.text->push(t);
     if (r.text->stopped()) break;
   }
@@ -292,7 +296,7 @@ void request_router::on_chunk(clock_time now, const replica_chunk& c) {
     out.sequence = r.chunks++;
     actions_.push_back(send_chunk{std::move(out)});
   }
-  if (r.text->stopped()) {
+  if (r.text && r.text->stopped()) {
     actions_.push_back(cancel_on_replica{r.replica, c.request_id});
     record_outcome(now, r, true);
     finish(now, r, std::nullopt, finish_reason::stop);

@@ -78,8 +78,9 @@ struct router_counters {
 
 class request_router {
  public:
-  // REQUIRES: the policy configs validate; the tokenizer outlives the router.
-  request_router(const router_config& config, const tokenizer::tokenizer& tokenizer);
+  // REQUIRES: the policy configs validate; the tokenizer outlives the router. Without a
+  // tokenizer (the simulator) streams carry tokens only and stop strings are rejected.
+  request_router(const router_config& config, const tokenizer::tokenizer* tokenizer);
   ~request_router();
   request_router(const request_router&) = delete;
   request_router& operator=(const request_router&) = delete;
@@ -126,7 +127,7 @@ class request_router {
   cache::response_key key_of(const generate_request& r) const;
 
   router_config config_;
-  const tokenizer::tokenizer& tokenizer_;
+  const tokenizer::tokenizer* tokenizer_;   // null: no text
   policy::admission admission_;
   std::vector<replica_slot> replicas_;
   std::unordered_map<std::uint64_t, std::unique_ptr<route>> routes_;

@@ -43,7 +43,7 @@ std::vector<T> only(const std::vector<router_action>& actions) {
 }
 
 TEST(RequestRouter, RetriesBeforeTheFirstTokenAndResumesAfterIt) {
-  request_router router(config(3), tiny_tokenizer());
+  request_router router(config(3), &tiny_tokenizer());
   clock_time now{};
   for (int i = 0; i < 3; ++i) router.on_replica_up(now, i);
   router.on_generate(now, request(1, 5));
@@ -101,7 +101,7 @@ TEST(RequestRouter, RetriesBeforeTheFirstTokenAndResumesAfterIt) {
 TEST(RequestRouter, AttemptsAreBoundedThenTheFallbackChainAnswers) {
   auto c = config(2);
   c.request_attempts_max = 2;
-  request_router router(c, tiny_tokenizer());
+  request_router router(c, &tiny_tokenizer());
   clock_time now{};
   router.on_replica_up(now, 0);
   router.on_replica_up(now, 1);
@@ -125,7 +125,7 @@ TEST(RequestRouter, AttemptsAreBoundedThenTheFallbackChainAnswers) {
 }
 
 TEST(RequestRouter, ACancelEndsTheRequestOnceAndStopsItsReplica) {
-  request_router router(config(1), tiny_tokenizer());
+  request_router router(config(1), &tiny_tokenizer());
   clock_time now{};
   router.on_replica_up(now, 0);
   router.on_generate(now, request(3, 8));
@@ -150,7 +150,7 @@ TEST(RequestRouter, RandomReplicaStormsKeepTheContract) {
     auto c = config(3);
     c.breaker.window_requests_min = 4;
     c.breaker.open_ms = milliseconds(50);
-    request_router router(c, tiny_tokenizer());
+    request_router router(c, &tiny_tokenizer());
     clock_time now{};
     for (int i = 0; i < 3; ++i) router.on_replica_up(now, i);
     struct attempt_state { std::uint32_t attempt; std::int32_t replica; std::int64_t left; };
