@@ -84,9 +84,13 @@ class simulation {
   void schedule_arrivals() {
     double t = 0;
     const double end = duration<double>(c_.duration_ms).count();
+    const double burst_from = duration<double>(c_.burst_at_ms).count();
+    const double burst_to = burst_from + duration<double>(c_.burst_ms).count();
     std::uint64_t id = 0;
     while (c_.qps > 0) {
-      t += -std::log(1.0 - load_rng_.uniform()) / c_.qps;   // Poisson process
+      // A Poisson process whose rate is burst_qps inside the burst window.
+      const double rate = c_.burst_qps > 0 && t >= burst_from && t < burst_to ? c_.burst_qps : c_.qps;
+      t += -std::log(1.0 - load_rng_.uniform()) / rate;
       if (t >= end) break;
       serving::generate_request r;
       r.request_id = ++id;
@@ -113,9 +117,13 @@ class simulation {
     return clock_time{} + milliseconds(uniform(fault_rng_, 0, std::max<std::int64_t>(c_.duration_ms.count() - 1, 0)));
   }
   void schedule_faults() {
+    const int per_node = std::max(1, c_.replicas_per_node);
+    const int nodes = (c_.replicas + per_node - 1) / per_node;
     for (int k = 0; k < c_.kills; ++k) {
-      const int i = int(fault_rng_.next() % std::uint64_t(c_.replicas));
-      q_.at(fault_time(), [this, i] { kill(i); });
+      const int node = int(fault_rng_.next() % std::uint64_t(nodes));
+      q_.at(fault_time(), [this, node, per_node] {
+        for (int i = node * per_node; i < std::min(c_.replicas, (node + 1) * per_node); ++i) kill(i);
+      });
     }
     for (int k = 0; k < c_.failing_windows; ++k) {
       const int i = int(fault_rng_.next() % std::uint64_t(c_.replicas));
@@ -158,6 +166,9 @@ class simulation {
 
   // --- router -> replicas and clients -------------------------------------------------------
   void router_act() {
+    // What goes to clients travels in one event per call, in order (one event per chunk
+    // would make the client side most of a large run's events).
+    std::vector<serving::router_action> to_clients;
     for (auto& action : router_.take_actions()) {
       if (auto* a = std::get_if<serving::send_request>(&action)) {
         const auto inc = replicas_[std::size_t(a->replica)].incarnation;
@@ -172,10 +183,9 @@ class simulation {
           r.scheduler->cancel(id);
           pump(i);
         });
-      } else if (auto* a = std::get_if<serving::send_chunk>(&action)) {
-        q_.after(c_.link_latency_us, [this, chunk = std::move(a->chunk)] { client_chunk(chunk); });
-      } else if (auto* a = std::get_if<serving::send_final>(&action)) {
-        q_.after(c_.link_latency_us, [this, f = std::move(a->final)] { client_final(f); });
+      } else if (std::holds_alternative<serving::send_chunk>(action) ||
+                 std::holds_alternative<serving::send_final>(action)) {
+        to_clients.push_back(std::move(action));
       } else if (auto* a = std::get_if<serving::store_response>(&action)) {
         responses_.insert(std::move(a->key), std::move(a->response), ++tick_);
       } else if (auto* a = std::get_if<serving::lookup_response>(&action)) {
@@ -186,6 +196,13 @@ class simulation {
         });
       }
     }
+    if (to_clients.empty()) return;
+    q_.after(c_.link_latency_us, [this, batch = std::move(to_clients)] {
+      for (const auto& action : batch) {
+        if (const auto* c = std::get_if<serving::send_chunk>(&action)) client_chunk(c->chunk);
+        if (const auto* f = std::get_if<serving::send_final>(&action)) client_final(f->final);
+      }
+    });
   }
 
   // --- replicas -----------------------------------------------------------------------------
@@ -375,6 +392,23 @@ class simulation {
 };
 
 }  // namespace
+
+sim_config naive(sim_config c) {
+  auto& a = c.router.admission;
+  a.queue_requests_max = a.tenant_queue_requests_max = std::int64_t(1) << 40;
+  a.queue_tokens_max = a.tenant_queue_tokens_max = std::int64_t(1) << 50;
+  a.tenants_max = 1 << 20;
+  c.router.breaker.window_requests_min = 1 << 30;
+  c.router.request_attempts_max = 1;
+  c.router.response_cache = false;
+  c.scheduler.sequences_max = 16;
+  c.scheduler.prefill_chunk_tokens = 1 << 20;
+  c.scheduler.step_tokens_max = 1 << 20;
+  c.scheduler.waiting_sequences_max = 1 << 30;
+  c.scheduler.batch_fill_sequences = 16;
+  c.scheduler.batch_wait_ms = milliseconds(50);
+  return c;
+}
 
 sim_report run_simulation(const sim_config& config, const planted_bugs& bugs) {
   return simulation(config, bugs).run();

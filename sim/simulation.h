@@ -27,6 +27,9 @@ struct sim_config {
   std::int32_t replicas = 4;
   device_profile device = cpu_bench_125m();
   double qps = 20;                          // Poisson arrivals
+  double burst_qps = 0;                     // the rate during the burst window (0: no burst)
+  milliseconds burst_at_ms{0}, burst_ms{0};
+  std::int32_t replicas_per_node = 1;       // a kill takes a whole node down
   milliseconds duration_ms{60000};          // arrivals stop after this; the run drains
   std::int32_t prompt_tokens_min = 16, prompt_tokens_max = 256;
   std::int32_t max_tokens_min = 8, max_tokens_max = 128;
@@ -36,7 +39,8 @@ struct sim_config {
   int kv_block_tokens = 16;
   serving::router_config router;            // replicas and vocab are set from the above
   batching::scheduler_config scheduler;
-  // Faults: the count of each kind, at times drawn from the seed within the duration.
+  // Faults: the count of each kind, at times drawn from the seed within the duration. A kill
+  // takes down one node (replicas_per_node replicas).
   int kills = 1, failing_windows = 1, slow_windows = 1;
   milliseconds detection_ms{500};           // a dead replica is noticed after this
   milliseconds restart_ms{2000};            // and serves again after this
@@ -64,5 +68,10 @@ struct planted_bugs {
 };
 
 sim_report run_simulation(const sim_config& config, const planted_bugs& bugs = {});
+
+// A configuration without dsrt's protections, for comparison: no admission limits, circuit
+// breakers that never open, no retry or resumption, fixed batches (a small sequence cap,
+// whole-prompt prefill, waiting to fill a batch).
+sim_config naive(sim_config c);
 
 }  // namespace dsrt::sim

@@ -11,6 +11,8 @@
 #include <cstdio>
 #include <fstream>
 
+#include <fmt/format.h>
+
 #include "sim/simulation.h"
 
 namespace {
@@ -31,9 +33,16 @@ int main(int argc, char** argv) {
   double qps = 0, duration_s = 0;
   std::string json_path;
   app.add_option("--scenario", scenario, "basic: 4 CPU replicas of bench-125m with a kill, a failing and a "
-                                         "slow window; h100-node: 8 H100s serving an 8B model")
+                                         "slow window; h100-node: 8 H100s serving an 8B model; recommendation: "
+                                         "12 nodes of 8 H100s at 5,000 qps with a burst to 7,800, a node crash and "
+                                         "a slow GPU")
       ->capture_default_str()
-      ->check(CLI::IsMember({"basic", "h100-node"}));
+      ->check(CLI::IsMember({"basic", "h100-node", "recommendation"}));
+  std::string variant = "both";
+  app.add_option("--config", variant, "recommendation: dsrt (defaults), naive (no admission limits, "
+                                      "breakers, retries or chunked prefill; fixed batches) or both")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"dsrt", "naive", "both"}));
   app.add_option("--seed", seed, "the seed of arrivals and faults")->capture_default_str();
   app.add_option("--gpus", gpus, "replicas (one device each; default: the scenario's)")->check(CLI::Range(1, 4096));
   app.add_option("--qps", qps, "request arrivals per second (default: the scenario's)")->check(CLI::Range(0.0, 1e6));
@@ -47,34 +56,68 @@ int main(int argc, char** argv) {
     c.device = dsrt::sim::h100_8b_bf16();
     c.replicas = 8;
     c.qps = 400;
-    c.duration_ms = dsrt::milliseconds(60000);
+  } else if (scenario == "recommendation") {
+    // The seed design's case: 8-GPU nodes at 5,000 qps with a burst to 7,800, a node crash,
+    // a slow GPU; short answers, a 2 s deadline.
+    c.device = dsrt::sim::h100_8b_bf16();
+    c.replicas = 96;
+    c.replicas_per_node = 8;
+    c.qps = 5000;
+    c.burst_qps = 7800;
+    c.burst_at_ms = dsrt::milliseconds(20000);
+    c.burst_ms = dsrt::milliseconds(10000);
+    c.prompt_tokens_min = 64;
+    c.prompt_tokens_max = 256;
+    c.max_tokens_min = 8;
+    c.max_tokens_max = 64;
+    c.deadline_ms = dsrt::milliseconds(2000);
+    c.kills = 1;
+    c.failing_windows = 0;
+    c.slow_windows = 1;
+    c.restart_ms = dsrt::milliseconds(15000);
   }
   if (gpus > 0) c.replicas = gpus;
   if (qps > 0) c.qps = qps;
+  // Admission limits sized to the cluster: 48 requests in flight per GPU (the defaults are
+  // for one node), a quarter of that per tenant.
+  if (scenario == "recommendation") {
+    auto& a = c.router.admission;
+    a.queue_requests_max = 48 * std::int64_t(c.replicas);
+    a.queue_tokens_max = a.queue_requests_max * 320;
+    a.tenant_queue_requests_max = a.queue_requests_max / 4;
+    a.tenant_queue_tokens_max = a.queue_tokens_max / 4;
+  }
   if (duration_s > 0) c.duration_ms = dsrt::milliseconds(std::int64_t(duration_s * 1000));
 
-  const auto start = std::chrono::steady_clock::now();
-  const auto r = dsrt::sim::run_simulation(c);
-  const double wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-
-  std::printf("dssim %s seed %llu: %d replicas (%s), %.0f qps for %.0f s\n", scenario.c_str(),
-              (unsigned long long)seed, c.replicas, c.device.name.c_str(), c.qps, c.duration_ms.count() / 1000.0);
-  std::printf("requests %lld completed %lld availability %.4f (completed within the deadline / all)\n",
-              (long long)r.requests, (long long)r.completed, r.availability());
-  std::printf("throughput %.1f tokens/s simulated; TTFT ms p50 %.1f p99 %.1f; TPOT ms p50 %.2f p99 %.2f\n",
-              double(r.tokens) / std::max(r.simulated_s, 1e-9), percentile(r.ttft_ms, 0.5), percentile(r.ttft_ms, 0.99),
-              percentile(r.tpot_ms, 0.5), percentile(r.tpot_ms, 0.99));
-  for (const auto& [code, n] : r.errors_by_code) std::printf("  error %s: %lld\n", code.c_str(), (long long)n);
-  std::printf("kills %lld breaker opens %lld retries %lld resumptions %lld\n", (long long)r.kills,
-              (long long)r.breaker_opens, (long long)r.retries, (long long)r.resumptions);
-  std::printf("simulated %.1f s in %.2f s of wall time (%.0fx); %llu events; trace hash %016llx\n", r.simulated_s,
-              wall_s, r.simulated_s / std::max(wall_s, 1e-9), (unsigned long long)r.events,
-              (unsigned long long)r.trace_hash);
-  if (!json_path.empty()) {
+  std::vector<std::pair<std::string, dsrt::sim::sim_config>> runs;
+  if (scenario != "recommendation" || variant != "naive") runs.emplace_back("dsrt", c);
+  if (scenario == "recommendation" && variant != "dsrt") runs.emplace_back("naive", dsrt::sim::naive(c));
+  nlohmann::json out = nlohmann::json::array();
+  bool broken = false;
+  for (const auto& [label, config] : runs) {
+    const auto start = std::chrono::steady_clock::now();
+    const auto r = dsrt::sim::run_simulation(config);
+    const double wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::printf("== dssim %s (%s) seed %llu: %d replicas (%s), %.0f qps%s for %.0f s\n", scenario.c_str(),
+                label.c_str(), (unsigned long long)seed, config.replicas, config.device.name.c_str(), config.qps,
+                config.burst_qps > 0 ? fmt::format(" (burst {:.0f})", config.burst_qps).c_str() : "",
+                config.duration_ms.count() / 1000.0);
+    std::printf("requests %lld completed %lld availability %.4f (completed within the deadline / all)\n",
+                (long long)r.requests, (long long)r.completed, r.availability());
+    std::printf("throughput %.1f tokens/s simulated; TTFT ms p50 %.1f p99 %.1f; TPOT ms p50 %.2f p99 %.2f\n",
+                double(r.tokens) / std::max(r.simulated_s, 1e-9), percentile(r.ttft_ms, 0.5),
+                percentile(r.ttft_ms, 0.99), percentile(r.tpot_ms, 0.5), percentile(r.tpot_ms, 0.99));
+    for (const auto& [code, n] : r.errors_by_code) std::printf("  error %s: %lld\n", code.c_str(), (long long)n);
+    std::printf("kills %lld breaker opens %lld retries %lld resumptions %lld\n", (long long)r.kills,
+                (long long)r.breaker_opens, (long long)r.retries, (long long)r.resumptions);
+    std::printf("simulated %.1f s in %.2f s of wall time (%.0fx); %llu events; trace hash %016llx\n",
+                r.simulated_s, wall_s, r.simulated_s / std::max(wall_s, 1e-9), (unsigned long long)r.events,
+                (unsigned long long)r.trace_hash);
     nlohmann::json j;
     j["scenario"] = scenario;
+    j["config"] = label;
     j["seed"] = seed;
-    j["replicas"] = c.replicas;
+    j["replicas"] = config.replicas;
     j["requests"] = r.requests;
     j["completed"] = r.completed;
     j["availability"] = r.availability();
@@ -83,14 +126,21 @@ int main(int argc, char** argv) {
     j["errors_by_code"] = r.errors_by_code;
     j["breaker_opens"] = r.breaker_opens;
     j["kills"] = r.kills;
+    j["simulated_s"] = r.simulated_s;
+    j["wall_s"] = wall_s;
     j["trace_hash"] = r.trace_hash;
     j["violations"] = r.violations;
-    std::ofstream(json_path) << j.dump(2) << '\n';
+    out.push_back(j);
+    if (!r.violations.empty()) {
+      broken = true;
+      for (const auto& v : r.violations) std::fprintf(stderr, "INVARIANT (%s): %s\n", label.c_str(), v.c_str());
+    }
   }
-  if (!r.violations.empty()) {
-    for (const auto& v : r.violations) std::fprintf(stderr, "INVARIANT: %s\n", v.c_str());
-    std::fprintf(stderr, "replay: %s --scenario %s --seed %llu%s\n", argv[0], scenario.c_str(),
-                 (unsigned long long)seed, gpus || qps > 0 || duration_s > 0 ? " (plus the same --gpus/--qps/--duration)" : "");
+  if (!json_path.empty()) std::ofstream(json_path) << out.dump(2) << '\n';
+  if (broken) {
+    std::fprintf(stderr, "replay: %s --scenario %s --config %s --seed %llu%s\n", argv[0], scenario.c_str(),
+                 variant.c_str(), (unsigned long long)seed,
+                 gpus || qps > 0 || duration_s > 0 ? " (plus the same --gpus/--qps/--duration)" : "");
     return 1;
   }
   return 0;
