@@ -52,6 +52,7 @@ void on_result(self_ptr self, step_result result) {
     // The KV this step wrote may be garbage: its sequences fail and the router retries
     // them elsewhere (and counts the error against this replica's breaker).
     for (const auto& p : plan->sequences) {
+      if (!st.scheduler->is_current(p)) continue;
       st.scheduler->fail(p.id);
       send_final(self, p.id, result.failure, finish_reason::length);
     }
@@ -67,6 +68,7 @@ void on_result(self_ptr self, step_result result) {
     for (const auto& p : plan->sequences) {
       if (!p.sample) continue;
       const std::int32_t token = result.sampled[next++];
+      if (!st.scheduler->is_current(p)) continue;   // replaced or dropped during the step
       auto& info = st.info.at(p.id);
       const auto& stops = info.stop_token_ids;
       if (std::find(stops.begin(), stops.end(), token) != stops.end()) {
@@ -147,6 +149,12 @@ caf::behavior batcher_actor(caf::stateful_actor<batcher_state>* self, batcher_op
       [self](replica_request& r) {
         auto& st = self->state;
         const auto id = r.request_id;
+        // A newer attempt of a request this replica still runs (the router gave up on the
+        // old one): the old sequence goes, its messages would be dropped by the router.
+        if (auto old = st.info.find(id); old != st.info.end() && old->second.attempt < r.attempt) {
+          st.scheduler->fail(id);
+          st.info.erase(old);
+        }
         sequence_info info{r.attempt, self->clock().now(), false, std::move(r.stop_token_ids), r.sequence.max_new_tokens};
         st.prompt_tokens->inc(std::uint64_t(r.sequence.tokens.size()));
         if (auto s = st.scheduler->submit(self->clock().now(), std::move(r.sequence)); !s) {

@@ -19,6 +19,13 @@ struct replica {
   std::uint64_t incarnation = 0;     // messages of an older incarnation are dropped
   bool busy = false, wake_armed = false, failing = false;
   double slow = 1;
+  // The link to the router (both directions).
+  bool clogged = false;
+  std::vector<std::function<void()>> held;   // messages waiting for the link to unclog
+  // The router's view of this replica, from heartbeats.
+  clock_time last_heard{};
+  std::uint64_t known_incarnation = 0;
+  bool router_thinks_up = true;
   struct seq { std::uint32_t attempt; std::int64_t max_new; };
   std::map<std::uint64_t, seq> sequences;
 };
@@ -44,6 +51,7 @@ class simulation {
   sim_report run() {
     schedule_arrivals();
     schedule_faults();
+    q_.at(clock_time{}, [this] { heartbeat_tick(); });
     const auto until = q_.now() + c_.duration_ms + c_.deadline_ms * 4 + minutes(10);
     report_.events = q_.run(until, c_.events_max);
     if (!q_.empty()) violation("the run did not drain (events_max or the time bound reached)");
@@ -108,6 +116,9 @@ class simulation {
         ++report_.requests;
         router_.on_generate(q_.now(), std::move(r));
         router_act();
+        if (std::int64_t(router_.routes()) > c_.router.admission.queue_requests_max)
+          violation(fmt::format("the router holds {} requests, queue_requests_max is {}", router_.routes(),
+                                c_.router.admission.queue_requests_max));
       });
     }
   }
@@ -131,6 +142,23 @@ class simulation {
       q_.at(t, [this, i] { trace(20, std::uint64_t(i)); replicas_[std::size_t(i)].failing = true; });
       q_.at(t + c_.fault_window_ms, [this, i] { trace(21, std::uint64_t(i)); replicas_[std::size_t(i)].failing = false; });
     }
+    for (int k = 0; k < c_.swizzles; ++k) {
+      auto t = fault_time();
+      std::vector<int> subset;
+      for (int i = 0; i < c_.replicas; ++i)
+        if (fault_rng_.next() % 2) subset.push_back(i);
+      for (int i : subset) {
+        q_.at(t, [this, i] { clog(i, true); });
+        t += c_.swizzle_step_ms;
+      }
+      t += c_.swizzle_hold_ms;
+      for (std::size_t k2 = subset.size(); k2 > 1; --k2)   // a seeded shuffle: unclog order
+        std::swap(subset[k2 - 1], subset[std::size_t(fault_rng_.next() % k2)]);
+      for (int i : subset) {
+        q_.at(t, [this, i] { clog(i, false); });
+        t += c_.swizzle_step_ms;
+      }
+    }
     for (int k = 0; k < c_.slow_windows; ++k) {
       const int i = int(fault_rng_.next() % std::uint64_t(c_.replicas));
       const auto t = fault_time();
@@ -148,20 +176,64 @@ class simulation {
     ++r.incarnation;
     r.busy = r.wake_armed = false;
     r.sequences.clear();
-    q_.after(c_.detection_ms, [this, i] {
-      trace(25, std::uint64_t(i));
-      router_.on_replica_down(q_.now(), i);
-      router_act();
-    });
+    // The router notices by the missing heartbeats (or by the new incarnation's first one).
     q_.after(c_.restart_ms, [this, i] {
       trace(26, std::uint64_t(i));
       auto& r = replicas_[std::size_t(i)];
       r.scheduler = make_scheduler();
       r.up = true;
-      router_.on_replica_up(q_.now(), i);
-      router_act();
       pump(i);
     });
+  }
+
+  // --- links and heartbeats -----------------------------------------------------------------
+  void send_link(int i, std::function<void()> fn) {
+    auto& r = replicas_[std::size_t(i)];
+    if (r.clogged) {
+      r.held.push_back(std::move(fn));
+      return;
+    }
+    q_.after(c_.link_latency_us, std::move(fn));
+  }
+  void clog(int i, bool on) {
+    auto& r = replicas_[std::size_t(i)];
+    trace(30, std::uint64_t(i), on);
+    r.clogged = on;
+    if (on) return;
+    for (auto& fn : r.held) q_.after(c_.link_latency_us, std::move(fn));
+    r.held.clear();
+  }
+  bool arrivals_done() const { return q_.now() >= clock_time{} + c_.duration_ms; }
+  void heartbeat_tick() {
+    for (int i = 0; i < c_.replicas; ++i) {
+      auto& r = replicas_[std::size_t(i)];
+      if (r.up) send_link(i, [this, i, inc = r.incarnation] { heard(i, inc); });
+      // The router side: silence longer than detection_ms is a replica down.
+      if (r.router_thinks_up && q_.now() - r.last_heard > c_.detection_ms) {
+        trace(25, std::uint64_t(i));
+        r.router_thinks_up = false;
+        router_.on_replica_down(q_.now(), i);
+        router_act();
+      }
+    }
+    if (router_.routes() > 0 || !arrivals_done()) q_.after(c_.heartbeat_interval_ms, [this] { heartbeat_tick(); });
+  }
+  void heard(int i, std::uint64_t incarnation) {
+    auto& r = replicas_[std::size_t(i)];
+    r.last_heard = q_.now();
+    if (incarnation < r.known_incarnation) return;   // a late heartbeat of a dead incarnation
+    if (incarnation > r.known_incarnation && r.router_thinks_up) {
+      // It restarted before its silence was noticed: what it held is lost.
+      router_.on_replica_down(q_.now(), i);
+      r.router_thinks_up = false;
+    }
+    r.known_incarnation = incarnation;
+    if (!r.router_thinks_up) {
+      trace(27, std::uint64_t(i), incarnation);
+      r.router_thinks_up = true;
+      router_.on_replica_up(q_.now(), i);
+    }
+    router_act();
   }
 
   // --- router -> replicas and clients -------------------------------------------------------
@@ -171,12 +243,13 @@ class simulation {
     std::vector<serving::router_action> to_clients;
     for (auto& action : router_.take_actions()) {
       if (auto* a = std::get_if<serving::send_request>(&action)) {
-        const auto inc = replicas_[std::size_t(a->replica)].incarnation;
-        q_.after(c_.link_latency_us, [this, i = a->replica, inc, rr = std::move(a->request)]() mutable {
+        // Addressed to the incarnation the router knows; a newer one never saw the request.
+        const auto inc = replicas_[std::size_t(a->replica)].known_incarnation;
+        send_link(a->replica, [this, i = a->replica, inc, rr = std::move(a->request)]() mutable {
           replica_receive(i, inc, std::move(rr));
         });
       } else if (auto* a = std::get_if<serving::cancel_on_replica>(&action)) {
-        q_.after(c_.link_latency_us, [this, i = a->replica, id = a->request_id] {
+        send_link(a->replica, [this, i = a->replica, id = a->request_id] {
           auto& r = replicas_[std::size_t(i)];
           trace(3, id, std::uint64_t(i));
           if (!r.up) return;
@@ -208,8 +281,9 @@ class simulation {
   // --- replicas -----------------------------------------------------------------------------
   void to_router(int i, std::function<void()> fn) {
     const auto inc = replicas_[std::size_t(i)].incarnation;
-    q_.after(c_.link_latency_us, [this, i, inc, fn = std::move(fn)] {
-      if (replicas_[std::size_t(i)].incarnation != inc) return;   // sent by a dead incarnation
+    send_link(i, [this, i, inc, fn = std::move(fn)] {
+      // From an incarnation the router no longer (or does not yet) accept: dropped.
+      if (replicas_[std::size_t(i)].known_incarnation != inc) return;
       fn();
       router_act();
     });
@@ -221,6 +295,12 @@ class simulation {
     const auto id = rr.request_id;
     const auto attempt = rr.attempt;
     const auto max_new = rr.sequence.max_new_tokens;
+    // A newer attempt of a request this replica still runs (the router gave up on it, say
+    // across a clogged link): the old one is dropped; the router ignores its messages anyway.
+    if (auto old = r.sequences.find(id); old != r.sequences.end() && old->second.attempt < attempt) {
+      r.scheduler->fail(id);
+      r.sequences.erase(old);
+    }
     if (auto s = r.scheduler->submit(q_.now(), std::move(rr.sequence)); !s) {
       to_router(i, [this, i, id, attempt, e = s.err()] {
         router_.on_final(q_.now(), {id, attempt, i, e, serving::finish_reason::length});
@@ -275,6 +355,7 @@ class simulation {
     r.busy = false;
     if (r.failing) {
       for (const auto& p : plan.sequences) {
+        if (!r.scheduler->is_current(p)) continue;
         r.scheduler->fail(p.id);
         replica_final(i, p.id, make_error(error_code::internal, "step failed"), serving::finish_reason::length);
       }
@@ -292,7 +373,7 @@ class simulation {
       if (!p.sample) continue;
       const auto token = sampled[next++];
       auto it = r.sequences.find(p.id);
-      if (it == r.sequences.end()) continue;
+      if (it == r.sequences.end() || !r.scheduler->is_current(p)) continue;
       chunks.push_back({p.id, it->second.attempt, i, {token}});
       if (r.scheduler->generated(p.id) >= it->second.max_new) {
         r.scheduler->finish(p.id);

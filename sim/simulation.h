@@ -10,7 +10,8 @@
 // detection_ms; it restarts after restart_ms), make a replica's steps fail for a while,
 // slow a replica's device down. The invariant checker records every violation of the
 // request contract: exactly one final per request, chunks numbered 0, 1, 2, ... with none
-// after the final, no KV blocks leaked at the end, only legal breaker transitions.
+// after the final, no KV blocks leaked at the end, only legal breaker transitions, the
+// router's requests within queue_requests_max.
 #include <cstdint>
 #include <map>
 #include <string>
@@ -42,8 +43,14 @@ struct sim_config {
   // Faults: the count of each kind, at times drawn from the seed within the duration. A kill
   // takes down one node (replicas_per_node replicas).
   int kills = 1, failing_windows = 1, slow_windows = 1;
-  milliseconds detection_ms{500};           // a dead replica is noticed after this
-  milliseconds restart_ms{2000};            // and serves again after this
+  milliseconds heartbeat_interval_ms{100};  // replicas heartbeat the router over their link
+  milliseconds detection_ms{500};           // no heartbeat for this long: the replica is down
+  milliseconds restart_ms{2000};            // a killed replica serves again after this
+  // Swizzle-clogging: clog the links of a random subset of replicas one by one, every
+  // swizzle_step_ms, hold them for swizzle_hold_ms, then unclog them in a random order.
+  // A clogged link holds messages (both ways) and delivers them, in order, when unclogged.
+  int swizzles = 0;
+  milliseconds swizzle_step_ms{200}, swizzle_hold_ms{2000};
   milliseconds fault_window_ms{5000};       // how long a failing or slow window lasts
   double slow_factor = 4;                   // step time multiplier while slow
   std::uint64_t events_max = 50'000'000;    // a bound on the run

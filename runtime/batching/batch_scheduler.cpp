@@ -166,6 +166,7 @@ void batch_scheduler::plan_slice(sequence& s, std::int64_t tokens, step_plan& pl
     spare_.pop_back();
   }
   p.id = s.request.id;
+  p.serial = s.arrival_order;
   p.tokens.assign(s.tokens.begin() + s.computed, s.tokens.begin() + s.computed + tokens);
   p.first_position = s.computed;
   p.block_table.assign(s.blocks.table.begin(), s.blocks.table.end());
@@ -252,9 +253,11 @@ step_plan batch_scheduler::schedule(clock_time now) {
 void batch_scheduler::complete(const step_plan& plan, std::span<const std::int32_t> sampled) {
   std::size_t next = 0;
   for (const auto& p : plan.sequences) {
-    auto it = sequences_.find(p.id);
-    DSRT_ASSERT(it != sequences_.end(), "plan names unknown sequence {}", p.id);
-    sequence& s = *it->second;
+    if (!is_current(p)) {
+      next += p.sample;   // its sample is dropped with it
+      continue;
+    }
+    sequence& s = *sequences_.at(p.id);
     DSRT_ASSERT(s.running && s.computed == p.first_position,
                 "sequence {} changed since it was planned (computed {} vs {})", p.id, s.computed,
                 p.first_position);
@@ -265,6 +268,11 @@ void batch_scheduler::complete(const step_plan& plan, std::span<const std::int32
     s.tokens.push_back(sampled[next++]);
   }
   DSRT_ASSERT(next == sampled.size(), "{} samples for a plan with {}", sampled.size(), next);
+}
+
+bool batch_scheduler::is_current(const planned_sequence& p) const {
+  auto it = sequences_.find(p.id);
+  return it != sequences_.end() && it->second->arrival_order == p.serial;
 }
 
 void batch_scheduler::finish(std::uint64_t id) {

@@ -73,6 +73,7 @@ enum class stop_cause { cancelled, deadline_exceeded, no_kv_space };
 // One sequence's part of a step; the shard turns it into an engine::step_sequence.
 struct planned_sequence {
   std::uint64_t id = 0;
+  std::uint64_t serial = 0;                // which submission of `id` (an id can be resubmitted)
   std::vector<std::int32_t> tokens;        // the slice to compute
   std::int64_t first_position = 0;
   std::vector<std::int32_t> block_table;   // covers first_position + tokens.size()
@@ -121,8 +122,11 @@ class batch_scheduler {
   // The next step. Removes cancelled and expired sequences first.
   step_plan schedule(clock_time now);
   // The shard ran `plan`: sampled[i] is the token of the i-th planned sequence with
-  // sample set, in plan order. Advances every planned sequence.
+  // sample set, in plan order. Advances every planned sequence that is still current: one
+  // finished, failed or replaced by a new submission of its id since is skipped.
   void complete(const step_plan& plan, std::span<const std::int32_t> sampled);
+  // Whether a planned sequence is still the one the scheduler holds under its id.
+  bool is_current(const planned_sequence& p) const;
   // The sequence is done (stop or length, decided by the caller): frees its blocks and
   // hands its full computed blocks to the prefix index. Unknown ids are ignored.
   void finish(std::uint64_t id);

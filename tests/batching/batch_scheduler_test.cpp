@@ -216,3 +216,35 @@ TEST(BatchScheduler, RejectsWhatCanNeverRunAndBoundsTheQueue) {
 
 }  // namespace
 }  // namespace dsrt::batching
+
+namespace dsrt::batching {
+namespace {
+
+TEST(BatchScheduler, AStepsResultSkipsASequenceReplacedWhileItRan) {
+  scheduler_config c;
+  c.batch_wait_ms = milliseconds(0);
+  batch_scheduler s(c, 64, 4);
+  clock_time now{};
+  sequence_request r;
+  r.id = 5;
+  r.tokens = test::prompt_of(6, 5);
+  r.max_new_tokens = 4;
+  ASSERT_TRUE(s.submit(now, r).ok());
+  const auto plan = s.schedule(now);
+  ASSERT_EQ(plan.sequences.size(), 1u);
+  // While the step runs, the router gives up on the attempt and sends a new one.
+  s.fail(5);
+  ASSERT_TRUE(s.submit(now, r).ok());
+  EXPECT_FALSE(s.is_current(plan.sequences[0]));
+  s.complete(plan, std::vector<std::int32_t>{42});
+  EXPECT_EQ(s.generated(5), 0) << "the old step's token must not land in the new sequence";
+  EXPECT_EQ(s.waiting(), 1);
+  s.check_invariants();
+  const auto next = s.schedule(now);
+  ASSERT_EQ(next.sequences.size(), 1u);
+  EXPECT_TRUE(s.is_current(next.sequences[0]));
+  EXPECT_EQ(next.sequences[0].first_position, 0);
+}
+
+}  // namespace
+}  // namespace dsrt::batching

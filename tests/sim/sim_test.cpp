@@ -48,6 +48,21 @@ TEST(Simulation, EveryInvariantHoldsOver200SeedsWithFaults) {
   (void)errors;
 }
 
+TEST(Simulation, SwizzleCloggingTheLinksKeepsEveryInvariant) {
+  std::int64_t resumptions = 0, retries = 0;
+  for (std::uint64_t seed = 1; seed <= 100; ++seed) {
+    auto c = small(seed);
+    c.kills = 0;
+    c.swizzles = 2;
+    c.swizzle_hold_ms = milliseconds(1500);   // longer than detection_ms: replicas go "down"
+    const auto r = run_simulation(c);
+    EXPECT_TRUE(r.violations.empty()) << "seed " << seed << ": " << r.violations.front();
+    resumptions += r.resumptions;
+    retries += r.retries;
+  }
+  EXPECT_GT(resumptions + retries, 0) << "clogs long enough to be detected move requests";
+}
+
 TEST(Simulation, TheCheckerCatchesADuplicatedChunk) {
   planted_bugs bugs;
   bugs.duplicate_a_chunk = true;
