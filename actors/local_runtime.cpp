@@ -27,11 +27,11 @@ result<std::unique_ptr<local_runtime>> local_runtime::start(
   if (options.replicas < 1 || std::size_t(options.replicas) != executors.size())
     return make_error(error_code::invalid_argument, "{} replicas need as many executors, got {}",
                       options.replicas, executors.size());
-  DSRT_TRY(policy::validate(options.router.admission));
-  DSRT_TRY(policy::validate(options.router.breaker));
+  DSRT_TRY(policy::validate(options.router.policy.admission));
+  DSRT_TRY(policy::validate(options.router.policy.breaker));
   DSRT_TRY(policy::validate(options.supervisor.restarts));
   DSRT_TRY(batching::validate(options.supervisor.scheduler));
-  if (options.router.request_attempts_max < 1)
+  if (options.router.policy.request_attempts_max < 1)
     return make_error(error_code::invalid_argument, "request_attempts_max must be at least 1");
   std::unique_ptr<local_runtime> rt(new local_runtime());
   rt->options_ = options;
@@ -43,10 +43,10 @@ result<std::unique_ptr<local_runtime>> local_runtime::start(
   rt->config_->set("scheduler.policy", caf::atom("sharing"));
   rt->config_->set("logger.console", caf::atom("none"));
   rt->system_ = std::make_unique<caf::actor_system>(*rt->config_);
-  options.router.replicas = options.replicas;
+  options.router.policy.replicas = options.replicas;
   options.router.metrics = rt->metrics_;
   options.supervisor.metrics = rt->metrics_;
-  options.router.priority_classes = options.supervisor.scheduler.priority_classes;
+  options.router.policy.priority_classes = options.supervisor.scheduler.priority_classes;
   rt->cache_ = spawn_cache(*rt->system_, options.router.response_cache);
   rt->router_ = spawn_router(*rt->system_, options.router, tokenizer, rt->cache_);
   for (int i = 0; i < options.replicas; ++i) rt->faults_.push_back(std::make_shared<shard_faults>());

@@ -25,19 +25,7 @@ namespace {
 using self_ptr = caf::stateful_actor<router_state>*;
 
 serving::router_config config_of(const router_options& o, bool has_cache) {
-  serving::router_config c;
-  c.replicas = o.replicas;
-  c.admission = o.admission;
-  c.breaker = o.breaker;
-  c.choice = o.choice;
-  c.request_attempts_max = o.request_attempts_max;
-  c.context_tokens_max = o.context_tokens_max;
-  c.vocab_size = o.vocab_size;
-  c.stop_token_ids = o.stop_token_ids;
-  c.stop_strings_max = o.stop_strings_max;
-  c.stop_string_bytes_max = o.stop_string_bytes_max;
-  c.priority_classes = o.priority_classes;
-  c.unavailable_retry_after_ms = o.unavailable_retry_after_ms;
+  auto c = o.policy;
   c.response_cache = has_cache;
   return c;
 }
@@ -107,11 +95,11 @@ caf::behavior router_actor(caf::stateful_actor<router_state>* self, router_optio
   st.tokenizer = std::move(tokenizer);
   st.cache = std::move(cache);
   st.policy = std::make_unique<serving::request_router>(config_of(options, st.cache != nullptr), st.tokenizer.get());
-  st.batchers.resize(std::size_t(options.replicas));
+  st.batchers.resize(std::size_t(options.policy.replicas));
   auto& m = *options.metrics;
   st.ttft = &m.histogram("dsrt_ttft_seconds", "time from admission to the first token", metrics::latency_buckets_seconds());
   st.tpot = &m.histogram("dsrt_tpot_seconds", "time per output token after the first", metrics::latency_buckets_seconds());
-  for (int i = 0; i < options.replicas; ++i)
+  for (int i = 0; i < options.policy.replicas; ++i)
     st.breaker_state.push_back(&m.gauge("dsrt_breaker_state", "0 closed, 1 open, 2 half-open", {{"replica", std::to_string(i)}}));
   self->set_down_handler([self](caf::down_msg& down) {
     auto& st = self->state;

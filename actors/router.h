@@ -19,21 +19,10 @@
 namespace dsrt::actors {
 
 struct router_options {
-  std::int32_t replicas = 1;
-  policy::admission_config admission;
-  policy::breaker_config breaker;
-  policy::replica_choice_config choice;
+  serving::router_config policy;                 // every routing decision's settings
   cache::response_cache_config response_cache;   // the cache actor's (local_runtime spawns it)
-  int priority_classes = 4;                 // the batchers' classes; higher priorities are clamped
-  milliseconds cache_lookup_timeout_ms{1000};   // a fallback lookup that takes longer is a miss
-  int request_attempts_max = 3;             // replicas one request may try (retries + resumptions)
-  std::int64_t context_tokens_max = 4096;   // prompt + max_tokens (the model's positions)
-  std::int32_t vocab_size = 0;
-  std::vector<std::int32_t> stop_token_ids; // end of sequence / end of turn
-  int stop_strings_max = 16;
-  int stop_string_bytes_max = 256;
-  milliseconds unavailable_retry_after_ms{1000};
-  std::shared_ptr<metrics::registry> metrics;   // set by local_runtime; null: a private one
+  milliseconds cache_lookup_timeout_ms{1000};    // a fallback lookup that takes longer is a miss
+  std::shared_ptr<metrics::registry> metrics;    // set by local_runtime; null: a private one
 };
 
 // Counters the router keeps for metrics and for dsbench (a snapshot via status_atom).

@@ -157,28 +157,28 @@ void bind_breaker(config::settings& s, policy::breaker_config& c) {
 }
 
 void bind_routing(config::settings& s, router_options& r) {
-  s.add("routing.affinity_prefix_tokens", &r.choice.affinity_prefix_tokens, "tokens",
+  s.add("routing.affinity_prefix_tokens", &r.policy.choice.affinity_prefix_tokens, "tokens",
         "Prompt tokens that pick a request's home replica, so requests sharing a prefix find "
         "its KV cached; 0: no affinity.",
         0, step_tokens_limit);
-  s.add("routing.affinity_load_slack_tokens", &r.choice.affinity_load_slack_tokens, "tokens",
+  s.add("routing.affinity_load_slack_tokens", &r.policy.choice.affinity_load_slack_tokens, "tokens",
         "Outstanding tokens the home replica may carry beyond the least loaded one: prefix "
         "reuse against load balance.",
         0, queued_tokens_limit);
-  s.add("routing.request_attempts_max", &r.request_attempts_max, "count",
+  s.add("routing.request_attempts_max", &r.policy.request_attempts_max, "count",
         "Replicas one request may try (retries before the first token, resumptions after); "
         "bounds what one failing request costs.",
         1, 16);
-  s.add("routing.unavailable_retry_after_ms", &r.unavailable_retry_after_ms,
+  s.add("routing.unavailable_retry_after_ms", &r.policy.unavailable_retry_after_ms,
         "Retry-after hint sent with UNAVAILABLE when no replica can serve.", milliseconds(0),
         hour_ms);
   s.add("routing.cache_lookup_timeout_ms", &r.cache_lookup_timeout_ms,
         "A fallback lookup in the response cache that takes longer counts as a miss.",
         milliseconds(1), hour_ms);
-  s.add("routing.stop_strings_max", &r.stop_strings_max, "count",
+  s.add("routing.stop_strings_max", &r.policy.stop_strings_max, "count",
         "Stop strings one request may give; each is matched against the text of every token.",
         0, 1024);
-  s.add("routing.stop_string_bytes_max", &r.stop_string_bytes_max, "bytes",
+  s.add("routing.stop_string_bytes_max", &r.policy.stop_string_bytes_max, "bytes",
         "Bytes of one stop string; bounds the text held back while a match may be under way.",
         1, 1 << 16);
 }
@@ -219,8 +219,8 @@ status validate_bound(const runtime_options& o) {
     return error{s.err().code, fmt::format("{}: {}", section, s.err().message)};
   };
   DSRT_TRY(in_section("batcher", batching::validate(o.supervisor.scheduler)));
-  DSRT_TRY(in_section("admission", policy::validate(o.router.admission)));
-  DSRT_TRY(in_section("breaker", policy::validate(o.router.breaker)));
+  DSRT_TRY(in_section("admission", policy::validate(o.router.policy.admission)));
+  DSRT_TRY(in_section("breaker", policy::validate(o.router.policy.breaker)));
   DSRT_TRY(in_section("supervisor", policy::validate(o.supervisor.restarts)));
   return ok_status();
 }
@@ -232,8 +232,8 @@ void bind_runtime_settings(config::settings& s, actors::runtime_options& o,
   bind_runtime(s, o);
   bind_model(s, m);
   bind_batcher(s, o.supervisor.scheduler);
-  bind_admission(s, o.router.admission);
-  bind_breaker(s, o.router.breaker);
+  bind_admission(s, o.router.policy.admission);
+  bind_breaker(s, o.router.policy.breaker);
   bind_routing(s, o.router);
   bind_response_cache(s, o.router.response_cache);
   bind_supervisor(s, o.supervisor);

@@ -56,9 +56,9 @@ result<loaded_runtime> start_runtime(const engine_flags& engine, const runtime_f
     }
     config = out.engines.front().model->config();
   }
-  options.router.vocab_size = config.vocab_size;
-  options.router.context_tokens_max = config.max_position_embeddings;
-  if (!flags.ignore_eos) options.router.stop_token_ids = tokenizer->eos_ids();
+  options.router.policy.vocab_size = config.vocab_size;
+  options.router.policy.context_tokens_max = config.max_position_embeddings;
+  if (!flags.ignore_eos) options.router.policy.stop_token_ids = tokenizer->eos_ids();
   auto rt = actors::local_runtime::start(options, std::move(executors), tokenizer);
   if (!rt) return rt.err();
   out.tokenizer = tokenizer;

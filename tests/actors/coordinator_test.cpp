@@ -134,9 +134,9 @@ class Coordinator : public ::testing::Test {
   }
   router_options router_config(int replicas) {
     router_options o;
-    o.replicas = replicas;
-    o.vocab_size = tiny_tokenizer()->vocab_size();
-    o.stop_token_ids.clear();   // null_executor's tokens then never end a stream early
+    o.policy.replicas = replicas;
+    o.policy.vocab_size = tiny_tokenizer()->vocab_size();
+    o.policy.stop_token_ids.clear();   // null_executor's tokens then never end a stream early
     return o;
   }
   caf::actor router(const router_options& o) {
@@ -333,7 +333,7 @@ TEST_F(Coordinator, ACancelSendsOneFinalAndDropsLaterChunks) {
 // all succeed: a probe the client cancels must not hold its slot forever.
 TEST_F(Coordinator, ACancelledHalfOpenProbeDoesNotWedgeTheBreaker) {
   auto o = router_config(1);
-  o.breaker = {.window_requests_min = 1, .window_ms = milliseconds(1000), .window_buckets = 10,
+  o.policy.breaker = {.window_requests_min = 1, .window_ms = milliseconds(1000), .window_buckets = 10,
                .open_ms = milliseconds(100), .half_open_probes_max = 1};
   std::shared_ptr<probe_log> client_log, fake;
   auto client = probe(client_log);

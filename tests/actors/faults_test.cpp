@@ -63,12 +63,12 @@ TEST(Faults, AShardKilledMidStreamFinishesItsRequestsOnTheOtherReplica) {
 
 TEST(Faults, FailingStepsOpenTheBreakerAndItClosesThroughHalfOpen) {
   auto options = test::test_options(2);
-  options.router.breaker.window_requests_min = 4;
-  options.router.breaker.window_ms = milliseconds(2000);
-  options.router.breaker.window_buckets = 10;
-  options.router.breaker.open_ms = milliseconds(300);
-  options.router.breaker.half_open_probes_max = 2;
-  options.router.choice.affinity_prefix_tokens = 0;   // least loaded: replica 0 gets traffic
+  options.router.policy.breaker.window_requests_min = 4;
+  options.router.policy.breaker.window_ms = milliseconds(2000);
+  options.router.policy.breaker.window_buckets = 10;
+  options.router.policy.breaker.open_ms = milliseconds(300);
+  options.router.policy.breaker.half_open_probes_max = 2;
+  options.router.policy.choice.affinity_prefix_tokens = 0;   // least loaded: replica 0 gets traffic
   auto t = test::start_tiny(options, test::small_cache());
   ASSERT_TRUE(t.runtime);
   t.runtime->faults(0).fail_steps = true;
@@ -107,8 +107,8 @@ TEST(Faults, FailingStepsOpenTheBreakerAndItClosesThroughHalfOpen) {
 
 TEST(Faults, LoadBeyondTheLimitsIsOverloadedAtOnceWhileAcceptedRequestsComplete) {
   auto options = test::test_options(1);
-  options.router.admission.queue_requests_max = 8;
-  options.router.admission.tenant_queue_requests_max = 8;
+  options.router.policy.admission.queue_requests_max = 8;
+  options.router.policy.admission.tenant_queue_requests_max = 8;
   auto t = test::start_tiny(options, test::small_cache());
   ASSERT_TRUE(t.runtime);
   t.runtime->faults(0).slow_step_ms = 2;
@@ -146,7 +146,7 @@ TEST(Faults, LoadBeyondTheLimitsIsOverloadedAtOnceWhileAcceptedRequestsComplete)
 
 TEST(Faults, WhenNoReplicaCanServeTheResponseCacheAnswersThenUnavailable) {
   auto options = test::test_options(1);
-  options.router.request_attempts_max = 2;
+  options.router.policy.request_attempts_max = 2;
   auto t = test::start_tiny(options, test::small_cache());
   ASSERT_TRUE(t.runtime);
   client c(*t.runtime);

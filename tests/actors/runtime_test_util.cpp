@@ -36,9 +36,9 @@ tiny_runtime start_tiny(runtime_options options, const engine::model_options& mo
   t.eos = tok->eos_ids();
   t.tokenizer = tok;
   const auto& c = t.models.front()->config();
-  options.router.vocab_size = c.vocab_size;
-  options.router.context_tokens_max = c.max_position_embeddings;
-  options.router.stop_token_ids = t.eos;
+  options.router.policy.vocab_size = c.vocab_size;
+  options.router.policy.context_tokens_max = c.max_position_embeddings;
+  options.router.policy.stop_token_ids = t.eos;
   auto rt = local_runtime::start(options, std::move(executors), t.tokenizer);
   EXPECT_TRUE(rt.ok()) << (rt.ok() ? "" : rt.err().to_string());
   if (rt) t.runtime = std::move(*rt);

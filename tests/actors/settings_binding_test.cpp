@@ -22,8 +22,8 @@ using nlohmann::json;
 // binding is held against (a key bound to the wrong field, or a field left out, shows up).
 json expected_json(const runtime_options& o, const engine::model_options& m) {
   const auto& sc = o.supervisor.scheduler;
-  const auto& ad = o.router.admission;
-  const auto& br = o.router.breaker;
+  const auto& ad = o.router.policy.admission;
+  const auto& br = o.router.policy.breaker;
   const auto& rc = o.router.response_cache;
   json j;
   j["runtime"] = {{"replicas", o.replicas},
@@ -57,13 +57,13 @@ json expected_json(const runtime_options& o, const engine::model_options& m) {
                   {"error_ratio_open", br.error_ratio_open},
                   {"open_ms", br.open_ms.count()},
                   {"half_open_probes_max", br.half_open_probes_max}};
-  j["routing"] = {{"affinity_prefix_tokens", o.router.choice.affinity_prefix_tokens},
-                  {"affinity_load_slack_tokens", o.router.choice.affinity_load_slack_tokens},
-                  {"request_attempts_max", o.router.request_attempts_max},
-                  {"unavailable_retry_after_ms", o.router.unavailable_retry_after_ms.count()},
+  j["routing"] = {{"affinity_prefix_tokens", o.router.policy.choice.affinity_prefix_tokens},
+                  {"affinity_load_slack_tokens", o.router.policy.choice.affinity_load_slack_tokens},
+                  {"request_attempts_max", o.router.policy.request_attempts_max},
+                  {"unavailable_retry_after_ms", o.router.policy.unavailable_retry_after_ms.count()},
                   {"cache_lookup_timeout_ms", o.router.cache_lookup_timeout_ms.count()},
-                  {"stop_strings_max", o.router.stop_strings_max},
-                  {"stop_string_bytes_max", o.router.stop_string_bytes_max}};
+                  {"stop_strings_max", o.router.policy.stop_strings_max},
+                  {"stop_string_bytes_max", o.router.policy.stop_string_bytes_max}};
   j["response_cache"] = {{"entries_max", rc.entries_max}, {"bytes_max", rc.bytes_max}};
   j["supervisor"] = {{"restarts_max", o.supervisor.restarts.restarts_max},
                      {"restart_period_ms", o.supervisor.restarts.period_ms.count()},
@@ -157,9 +157,9 @@ TEST(SettingsBinding, EveryKeyWritesItsOwnField) {
   ASSERT_TRUE(st.ok()) << st.err().to_string();
   expect_same(expected_json(o, m), changed, "after loading every_key.json");
   // Run-time fields are left alone.
-  EXPECT_EQ(o.router.replicas, 1);
+  EXPECT_EQ(o.router.policy.replicas, 1);
   EXPECT_EQ(o.supervisor.replicas, 1);
-  EXPECT_EQ(o.router.context_tokens_max, 4096);
+  EXPECT_EQ(o.router.policy.context_tokens_max, 4096);
   EXPECT_TRUE(o.supervisor.executors.empty());
 }
 
@@ -280,7 +280,7 @@ TEST(SettingsBinding, DocumentedExampleLoads) {
   engine::model_options m;
   const status st = load_runtime_settings(&path, {}, o, m);
   ASSERT_TRUE(st.ok()) << "the documented example: " << st.err().to_string();
-  EXPECT_EQ(o.router.admission.queue_requests_max, 512);
+  EXPECT_EQ(o.router.policy.admission.queue_requests_max, 512);
 }
 
 // docs/CONFIGURATION.md shows markdown_table() between these two lines, so the documented
