@@ -29,13 +29,7 @@ TEST(Faults, AShardKilledMidStreamFinishesItsRequestsOnTheOtherReplica) {
     ASSERT_TRUE(c.submit(r, col.on_chunk(i), col.on_final(i)).ok());
   }
   // Kill replica 0's shard once some streams are under way.
-  for (int wait = 0; wait < 2000; ++wait) {
-    const auto records = col.records();
-    std::size_t chunks = 0;
-    for (const auto& [k, r] : records) chunks += r.sequences.size();
-    if (chunks >= 20) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  ASSERT_TRUE(col.wait_chunks(20, std::chrono::seconds(60)));
   t.runtime->kill_shard(0);
   ASSERT_TRUE(col.wait_finals(n, std::chrono::seconds(120)));
   col.expect_contract();
@@ -92,7 +86,10 @@ TEST(Faults, FailingStepsOpenTheBreakerAndItClosesThroughHalfOpen) {
   EXPECT_GE(router->breaker_opens[0], 1u) << "replica 0's breaker never opened";
   EXPECT_EQ(router->breaker_opens[1], 0u);
   EXPECT_GT(router->retries, 0);
-  // Heal replica 0: after open_ms the breaker half-opens, the probes succeed, it closes.
+  // Heal replica 0: after open_ms the breaker half-opens, the probes succeed, it closes. The
+  // runtime runs on the real clock here, so time has to pass (each round waits a little and
+  // sends a batch; nothing asserts how long it took — the virtual-time version of this is
+  // Coordinator.ACancelledHalfOpenProbeDoesNotWedgeTheBreaker and test_policy's breaker tests).
   t.runtime->faults(0).fail_steps = false;
   bool closed = false;
   for (int round = 0; round < 100 && !closed; ++round) {

@@ -53,7 +53,14 @@ client::chunk_callback collector::on_chunk(int key) {
     r.sequences.push_back(c.sequence);
     r.tokens.insert(r.tokens.end(), c.tokens.begin(), c.tokens.end());
     r.text += c.text;
+    ++chunks_;
+    cv_.notify_all();
   };
+}
+
+bool collector::wait_chunks(std::int64_t count, std::chrono::seconds timeout) {
+  std::unique_lock lock(mutex_);
+  return cv_.wait_for(lock, timeout, [&] { return chunks_ >= count; });
 }
 
 client::final_callback collector::on_final(int key) {

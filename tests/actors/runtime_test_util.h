@@ -44,6 +44,8 @@ class collector {
   client::final_callback on_final(int key);
   // Waits until `count` finals arrived or timeout passed; false on timeout.
   bool wait_finals(int count, std::chrono::seconds timeout);
+  // Waits until `count` chunks arrived over all requests; false on timeout.
+  bool wait_chunks(std::int64_t count, std::chrono::seconds timeout);
   std::map<int, stream_record> records() const;
   // Checks the contract for every record: one final, gap-free ordered chunks, chunk tokens
   // equal the final's tokens and chunk text its text.
@@ -54,6 +56,7 @@ class collector {
   std::condition_variable cv_;
   std::map<int, stream_record> records_;
   int finals_ = 0;
+  std::int64_t chunks_ = 0;
 };
 
 }  // namespace dsrt::actors::test
