@@ -48,6 +48,10 @@ int main(int argc, char** argv) {
   app.add_option("--qps", qps, "request arrivals per second (default: the scenario's)")->check(CLI::Range(0.0, 1e6));
   app.add_option("--duration", duration_s, "seconds of arrivals (default: the scenario's)")->check(CLI::Range(0.0, 86400.0));
   app.add_option("--json", json_path, "write the report as JSON");
+  std::uint64_t sweep = 0;
+  app.add_option("--sweep", sweep, "run seeds --seed .. --seed + N - 1 and report only invariant violations "
+                                   "(the scenario's dsrt configuration)")
+      ->check(CLI::Range(std::uint64_t(1), std::uint64_t(10'000'000)));
   CLI11_PARSE(app, argc, argv);
 
   dsrt::sim::sim_config c;
@@ -88,6 +92,26 @@ int main(int argc, char** argv) {
     a.tenant_queue_tokens_max = a.queue_tokens_max / 4;
   }
   if (duration_s > 0) c.duration_ms = dsrt::milliseconds(std::int64_t(duration_s * 1000));
+
+  if (sweep > 0) {
+    // Seeds in order; every failing one is printed with its replay command.
+    const auto start = std::chrono::steady_clock::now();
+    std::uint64_t failed = 0, requests = 0;
+    for (std::uint64_t s = seed; s < seed + sweep; ++s) {
+      c.seed = s;
+      const auto r = dsrt::sim::run_simulation(c);
+      requests += std::uint64_t(r.requests);
+      if (r.violations.empty()) continue;
+      ++failed;
+      std::printf("seed %llu: %s\n  replay: %s --scenario %s --seed %llu\n", (unsigned long long)s,
+                  r.violations.front().c_str(), argv[0], scenario.c_str(), (unsigned long long)s);
+    }
+    std::printf("sweep %s seeds %llu..%llu: %llu of %llu broke an invariant; %llu requests in %.1f s\n",
+                scenario.c_str(), (unsigned long long)seed, (unsigned long long)(seed + sweep - 1),
+                (unsigned long long)failed, (unsigned long long)sweep, (unsigned long long)requests,
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    return failed ? 1 : 0;
+  }
 
   std::vector<std::pair<std::string, dsrt::sim::sim_config>> runs;
   if (scenario != "recommendation" || variant != "naive") runs.emplace_back("dsrt", c);
