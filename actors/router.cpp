@@ -157,16 +157,8 @@ caf::behavior router_actor(caf::stateful_actor<router_state>* self, router_optio
       },
       [self](status_atom) {
         auto& st = self->state;
-        const auto& p = st.policy->counters();
         router_counters c;
-        c.accepted = p.accepted;
-        c.rejected = p.rejected;
-        c.completed = p.completed;
-        c.failed = p.failed;
-        c.retries = p.retries;
-        c.resumptions = p.resumptions;
-        c.response_cache_hits = p.response_cache_hits;
-        c.fallbacks = p.fallbacks;
+        static_cast<serving::router_counters&>(c) = st.policy->counters();
         c.replicas_up = st.policy->replicas_up();
         for (std::int32_t i = 0; i < std::int32_t(st.batchers.size()); ++i) {
           auto& breaker = st.policy->breaker(i);

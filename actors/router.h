@@ -25,10 +25,9 @@ struct router_options {
   std::shared_ptr<metrics::registry> metrics;    // set by local_runtime; null: a private one
 };
 
-// Counters the router keeps for metrics and for dsbench (a snapshot via status_atom).
-struct router_counters {
-  std::int64_t accepted = 0, rejected = 0, completed = 0, failed = 0;
-  std::int64_t retries = 0, resumptions = 0, response_cache_hits = 0, fallbacks = 0;
+// The policy's counters plus the replicas' state, for metrics and dsbench (a snapshot via
+// status_atom).
+struct router_counters : serving::router_counters {
   std::int32_t replicas_up = 0;             // replicas with a live batcher
   std::vector<int> breaker_states;          // policy::breaker_state per replica
   std::vector<std::uint64_t> breaker_opens; // times each breaker opened
