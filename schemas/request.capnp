@@ -61,4 +61,8 @@ struct Final {
     }
     error @4 :Common.Error;
   }
+  # The whole output, so a client need not reassemble it from the chunks (empty when the
+  # request failed before generating anything).
+  tokens @5 :List(UInt32);              # every generated token, at most tokens_per_message_max
+  text @6 :Text;                        # the whole decoded text
 }

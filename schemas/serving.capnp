@@ -27,6 +27,7 @@ struct ReplicaRequest {
   attempt @1 :UInt32;            # chunks of an older attempt are dropped
   sequence @2 :SequenceRequest;
   stopTokenIds @3 :List(Int32);
+  replica @4 :Int32;             # which of the worker's replicas runs it (the router's choice)
 }
 
 # Tokens a replica generated (batcher -> router).

@@ -60,6 +60,7 @@ struct replica_request {
   std::uint32_t attempt = 0;             // chunks of an older attempt are dropped
   batching::sequence_request sequence;   // id = request_id
   std::vector<std::int32_t> stop_token_ids;
+  std::int32_t replica = 0;              // the router's choice (a worker may hold several)
 };
 
 // serving.capnp ReplicaChunk: tokens a replica generated for an attempt.

@@ -205,6 +205,7 @@ void request_router::dispatch(clock_time now, route& r, int avoid) {
     rr.sequence.priority = std::min(r.request.priority, config_.priority_classes - 1);
     rr.sequence.deadline = r.request.deadline;
     rr.stop_token_ids = config_.stop_token_ids;
+    rr.replica = *choice;
     actions_.push_back(send_request{*choice, std::move(rr)});
     return;
   }

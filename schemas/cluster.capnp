@@ -1,0 +1,53 @@
+@0x87c1e612c2c3c57d;
+# Messages of the cluster layer (transport/): connection setup and authentication,
+# liveness, request ids across the process boundary, and control. Every frame on a
+# connection is one of these or one of request.capnp / serving.capnp, named by the frame's
+# type (transport/frame.h).
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("dsrt::wire");
+
+enum Role {
+  head @0;      # router + cluster supervisor
+  worker @1;    # batchers, shards, cache, node supervisor
+  client @2;    # an app's embedded client or dsbench
+}
+
+# The first frame each side sends on a new connection.
+struct Hello {
+  protocolVersion @0 :UInt16;
+  role @1 :Role;
+  nodeId @2 :Int32;            # -1 for a client
+  incarnation @3 :UInt64;      # new each time the process starts
+  nonce @4 :Data;              # 32 fresh random bytes
+}
+
+# Proof of the cluster secret, after the peer's Hello (transport/auth.h says what the MAC
+# covers). Nothing but Hello and AuthProof is accepted before the peer's proof checks out.
+struct AuthProof {
+  mac @0 :Data;                # 32 bytes: HMAC-SHA256
+}
+
+# Liveness, both ways, every heartbeat_interval_ms.
+struct Heartbeat {
+  incarnation @0 :UInt64;
+  sequence @1 :UInt64;
+}
+
+# Stop a request (client -> head) or an attempt (head -> worker).
+struct Cancel {
+  requestId @0 :UInt64;
+}
+
+# Operations (dsrun -> head, head -> workers).
+struct Control {
+  union {
+    drain @0 :Void;            # accept nothing new; in-flight requests finish
+    shutdown @1 :Void;         # stop the process
+  }
+}
+
+# Why a peer closes a connection (best effort, just before closing).
+struct Goodbye {
+  reason @0 :Text;             # at most 4096 bytes
+}

@@ -1,0 +1,99 @@
+#pragma once
+// Framing of Cap'n Proto messages on a connection (ARCHITECTURE.md, "Messages and
+// transport"). A frame is a 12-byte header and one Cap'n Proto message in its flat-array
+// form (segment table + segments):
+//
+//   offset 0  u32  magic "DSRT" (0x54525344 little-endian)
+//   offset 4  u16  protocol version (frame_protocol_version)
+//   offset 6  u16  frame_type
+//   offset 8  u32  payload bytes (a multiple of 8, at most frame_limits.message_bytes_max)
+//   offset 12      payload
+//
+// decode_frame() checks everything a hostile peer controls — magic, version, type, length,
+// the segment table — and opens the message with traversal and nesting limits, so a
+// malformed frame is a typed error (corrupt_data), never a crash or an unbounded read.
+// Cap'n Proto checks pointers lazily: whoever reads fields of a decoded frame must catch
+// kj::Exception too (transport/wire.h does).
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "runtime/error.h"
+
+namespace dsrt::transport {
+
+inline constexpr std::uint32_t frame_magic = 0x54525344;   // "DSRT"
+inline constexpr std::uint16_t frame_protocol_version = 1;
+inline constexpr std::size_t frame_header_bytes = 12;
+
+// What a frame's payload is. Values are part of the protocol: never renumber.
+enum class frame_type : std::uint16_t {
+  hello = 1,            // cluster.capnp Hello
+  auth_proof = 2,       // cluster.capnp AuthProof
+  heartbeat = 3,        // cluster.capnp Heartbeat
+  goodbye = 4,          // cluster.capnp Goodbye
+  control = 5,          // cluster.capnp Control
+  generate = 16,        // request.capnp GenerateRequest   client -> head
+  cancel = 17,          // cluster.capnp Cancel            client -> head
+  token_chunk = 18,     // request.capnp TokenChunk        head -> client
+  final = 19,           // request.capnp Final             head -> client
+  replica_request = 32, // serving.capnp ReplicaRequest    head -> worker
+  replica_cancel = 33,  // cluster.capnp Cancel            head -> worker
+  replica_chunks = 34,  // serving.capnp ReplicaChunks     worker -> head
+  replica_final = 35,   // serving.capnp ReplicaFinal      worker -> head
+  replica_up = 36,      // serving.capnp ReplicaUp         worker -> head
+  replica_down = 37,    // serving.capnp ReplicaDown       worker -> head
+  replica_status = 38,  // serving.capnp ReplicaStatus     worker -> head
+};
+bool is_known(frame_type type);
+const char* frame_type_name(frame_type type);   // "hello", ...; "unknown" otherwise
+
+struct frame_limits {
+  std::size_t message_bytes_max = 64u << 20;       // payload bytes of one frame
+  std::uint64_t traversal_words_max = 16u << 20;   // Cap'n Proto words read per message
+  int nesting_depth_max = 32;                      // Cap'n Proto pointer nesting
+  std::uint32_t segments_max = 512;                // segments per message
+};
+
+// A frame's bytes, header included, ready to send.
+using frame_bytes = std::vector<std::byte>;
+
+// Serialises `message` under a header of `type`.
+frame_bytes encode_frame(frame_type type, capnp::MessageBuilder& message);
+
+// What a frame's header says. Errors (corrupt_data): fewer than frame_header_bytes bytes,
+// wrong magic or version, unknown type, a payload length that is not a multiple of 8 or
+// exceeds limits.message_bytes_max.
+struct frame_header {
+  frame_type type;
+  std::uint32_t payload_bytes;
+};
+result<frame_header> decode_header(std::span<const std::byte> bytes, const frame_limits& limits);
+
+// A decoded frame: owns an aligned copy of the payload and a reader over it.
+class decoded_frame {
+ public:
+  frame_type type() const { return type_; }
+  // The message root. May throw kj::Exception on malformed pointers (see above).
+  template <class Root>
+  typename Root::Reader root() { return reader_->getRoot<Root>(); }
+
+ private:
+  friend result<decoded_frame> decode_frame(std::span<const std::byte>, const frame_limits&);
+  frame_type type_{};
+  std::unique_ptr<capnp::word[]> words_;
+  std::unique_ptr<capnp::FlatArrayMessageReader> reader_;
+};
+
+// Decodes one whole frame (header + exactly payload_bytes more). Errors (corrupt_data):
+// everything decode_header() rejects, a length that disagrees with the bytes given, a
+// segment table that is malformed, has more than limits.segments_max segments or does not
+// fit the payload.
+result<decoded_frame> decode_frame(std::span<const std::byte> bytes, const frame_limits& limits);
+
+}  // namespace dsrt::transport
