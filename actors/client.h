@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
-#include "actors/local_runtime.h"
 #include "actors/messages.h"
+#include "actors/router_access.h"
 #include "runtime/engine/sampler.h"
 #include "runtime/tokenizer/tokenizer.h"
 
@@ -42,7 +42,9 @@ class client {
   using chunk_callback = std::function<void(const actors::token_chunk&)>;
   using final_callback = std::function<void(const actors::final_message&)>;
 
-  explicit client(actors::local_runtime& runtime) : runtime_(runtime) {}
+  // runtime: a local_runtime (actors/local_runtime.h) or a remote_runtime
+  // (actors/remote_runtime.h); it must outlive the client and its requests.
+  explicit client(actors::router_access& runtime) : runtime_(runtime) {}
 
   // Starts a request; returns its id. Errors (nothing is sent, no callback runs):
   // invalid_argument when no prompt form or more than one is set, or the chat template
@@ -60,7 +62,7 @@ class client {
   result<actors::generate_request> build(const client_request& request);
 
  private:
-  actors::local_runtime& runtime_;
+  actors::router_access& runtime_;
 };
 
 }  // namespace dsrt

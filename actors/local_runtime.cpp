@@ -1,26 +1,11 @@
 #include "actors/local_runtime.h"
 
+#include "actors/blocking_ask.h"
 #include "actors/cache.h"
+#include "actors/system_config.h"
 
-#include <thread>
 
 namespace dsrt::actors {
-namespace {
-
-template <class T, class... Ts>
-result<T> ask(caf::actor_system& sys, const caf::actor& dest, milliseconds timeout, Ts... xs) {
-  caf::scoped_actor self{sys};
-  std::optional<result<T>> out;
-  self->request(dest, timeout, xs...)
-      .receive([&](T& value) { out.emplace(std::move(value)); },
-               [&](caf::error& e) {
-                 out.emplace(make_error(error_code::unavailable, "no answer: {}", to_string(e)));
-               });
-  return std::move(*out);
-}
-
-}  // namespace
-
 result<std::unique_ptr<local_runtime>> local_runtime::start(
     runtime_options options, std::vector<std::shared_ptr<serving::step_executor>> executors,
     std::shared_ptr<const tokenizer::tokenizer> tokenizer) {
@@ -36,12 +21,7 @@ result<std::unique_ptr<local_runtime>> local_runtime::start(
   std::unique_ptr<local_runtime> rt(new local_runtime());
   rt->options_ = options;
   rt->tokenizer_ = tokenizer;
-  rt->config_ = std::make_unique<caf::actor_system_config>();
-  rt->config_->set("scheduler.max-threads", std::size_t(std::max(1, options.scheduler_threads)));
-  // Work sharing: idle workers block on a condition variable. CAF's default, work stealing,
-  // polls while idle, and on the cores that also run the model every poll is compute lost.
-  rt->config_->set("scheduler.policy", caf::atom("sharing"));
-  rt->config_->set("logger.console", caf::atom("none"));
+  rt->config_ = make_system_config(options.scheduler_threads);
   rt->system_ = std::make_unique<caf::actor_system>(*rt->config_);
   options.router.policy.replicas = options.replicas;
   options.router.metrics = rt->metrics_;
@@ -55,15 +35,12 @@ result<std::unique_ptr<local_runtime>> local_runtime::start(
   options.supervisor.faults = rt->faults_;
   rt->supervisor_ = spawn_supervisor(*rt->system_, options.supervisor, rt->router_);
   // Ready means the router knows every replica: a request sent before would find none.
-  const auto give_up = std::chrono::steady_clock::now() + options.ask_timeout_ms;
-  for (;;) {
-    auto st = rt->router_status();
-    if (st && st->replicas_up == options.replicas) return rt;
-    if (std::chrono::steady_clock::now() > give_up)
-      return make_error(error_code::unavailable, "the replicas did not come up within {} ms",
-                        options.ask_timeout_ms.count());
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  auto* raw = rt.get();
+  DSRT_TRY(wait_until(options.ask_timeout_ms, "every replica up", [raw, &options] {
+    auto st = raw->router_status();
+    return st && st->replicas_up == options.replicas;
+  }));
+  return rt;
 }
 
 local_runtime::~local_runtime() {
@@ -71,7 +48,7 @@ local_runtime::~local_runtime() {
   // The supervisor goes first (so it restarts nothing), then the replicas it supervised
   // (each batcher's link takes its detached shard along), then the router; clients still
   // waiting see the router go down and get UNAVAILABLE.
-  auto st = ask<supervisor_counters>(*system_, supervisor_, options_.ask_timeout_ms, status_atom::value);
+  auto st = blocking_ask<supervisor_counters>(*system_, supervisor_, options_.ask_timeout_ms, status_atom::value);
   caf::anon_send_exit(supervisor_, caf::exit_reason::user_shutdown);
   if (st)
     for (auto& b : st->batchers)
@@ -90,11 +67,11 @@ void local_runtime::kill_shard(std::int32_t replica) { caf::anon_send(supervisor
 void local_runtime::drain() { caf::anon_send(router_, drain_atom::value); }
 
 result<router_counters> local_runtime::router_status() {
-  return ask<router_counters>(*system_, router_, options_.ask_timeout_ms, status_atom::value);
+  return blocking_ask<router_counters>(*system_, router_, options_.ask_timeout_ms, status_atom::value);
 }
 
 result<supervisor_counters> local_runtime::supervisor_status() {
-  return ask<supervisor_counters>(*system_, supervisor_, options_.ask_timeout_ms, status_atom::value);
+  return blocking_ask<supervisor_counters>(*system_, supervisor_, options_.ask_timeout_ms, status_atom::value);
 }
 
 result<std::vector<replica_status>> local_runtime::replica_statuses() {
@@ -103,7 +80,7 @@ result<std::vector<replica_status>> local_runtime::replica_statuses() {
   std::vector<replica_status> out;
   for (const auto& b : sup->batchers) {
     if (!b) continue;
-    auto s = ask<replica_status>(*system_, b, options_.ask_timeout_ms, status_atom::value);
+    auto s = blocking_ask<replica_status>(*system_, b, options_.ask_timeout_ms, status_atom::value);
     if (s) out.push_back(std::move(*s));
   }
   return out;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "actors/router.h"
+#include "actors/router_access.h"
 #include "actors/supervisor.h"
 #include "runtime/error.h"
 
@@ -25,7 +26,7 @@ struct runtime_options {
   milliseconds ask_timeout_ms{10000};    // for the blocking status queries below
 };
 
-class local_runtime {
+class local_runtime : public router_access {
  public:
   // Starts the actors. executors: one per replica (each with its own model and KV memory).
   // Errors: invalid_argument when a policy configuration is invalid or the executor count
@@ -35,10 +36,10 @@ class local_runtime {
       std::shared_ptr<const tokenizer::tokenizer> tokenizer);
   ~local_runtime();   // stops every actor and waits for them
 
-  caf::actor_system& system() { return *system_; }
-  const caf::actor& router() const { return router_; }
-  const std::shared_ptr<const tokenizer::tokenizer>& tokenizer() const { return tokenizer_; }
-  std::uint64_t next_request_id() { return ++request_ids_; }
+  caf::actor_system& system() override { return *system_; }
+  const caf::actor& router() const override { return router_; }
+  const std::shared_ptr<const tokenizer::tokenizer>& tokenizer() const override { return tokenizer_; }
+  std::uint64_t next_request_id() override { return ++request_ids_; }
   std::int32_t replicas() const { return options_.replicas; }
 
   // Fault injection (tests, dsbench load --fault).

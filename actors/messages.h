@@ -7,6 +7,7 @@
 //
 //   client ──generate_request──► router ──replica_request──► batcher ──step_plan──► shard
 //   client ◄──token_chunk/final── router ◄──replica_chunk/replica_final── batcher ◄──step_result── shard
+#include <caf/actor.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
 

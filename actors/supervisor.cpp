@@ -29,7 +29,7 @@ void spawn_replica(self_ptr self, int i) {
   const auto& exec = st.options.executors[std::size_t(i)];
   g.shard = self->system().spawn<caf::detached>(shard_actor, exec, st.options.faults[std::size_t(i)]);
   batcher_options bo;
-  bo.replica = i;
+  bo.replica = st.options.replica_base + i;
   bo.scheduler = st.options.scheduler;
   bo.scheduler.step_tokens_max = std::min(bo.scheduler.step_tokens_max, exec->step_tokens_max());
   bo.scheduler.sequences_max = int(std::min<std::int64_t>(bo.scheduler.sequences_max, bo.scheduler.step_tokens_max));
@@ -40,7 +40,7 @@ void spawn_replica(self_ptr self, int i) {
   self->monitor(g.batcher);
   g.last_steps = 0;
   g.last_progress = self->clock().now();
-  self->send(st.router, replica_up{i, g.batcher});
+  self->send(st.router, replica_up{st.options.replica_base + i, g.batcher});
 }
 
 void on_down(self_ptr self, int i, const caf::error& reason) {
@@ -51,14 +51,14 @@ void on_down(self_ptr self, int i, const caf::error& reason) {
   g.shard = nullptr;
   const auto decision = g.budget->on_failure(self->clock().now());
   const bool permanent = decision == policy::restart_decision::escalate;
-  self->send(st.router, replica_down{i, permanent, to_string(reason)});
+  self->send(st.router, replica_down{st.options.replica_base + i, permanent, to_string(reason)});
   if (permanent) {
     g.permanently_down = true;
     return;
   }
   ++g.restarts;
   st.options.metrics->counter("dsrt_replica_restarts_total", "replica restarts by the supervisor",
-                             {{"replica", std::to_string(i)}}).inc();
+                             {{"replica", std::to_string(st.options.replica_base + i)}}).inc();
   spawn_replica(self, i);
 }
 

@@ -19,6 +19,7 @@ namespace dsrt::actors {
 
 struct supervisor_options {
   std::int32_t replicas = 1;
+  std::int32_t replica_base = 0;   // replica i here is replica replica_base + i of the cluster
   batching::scheduler_config scheduler;
   policy::restart_config restarts;
   milliseconds watchdog_interval_ms{1000};
@@ -36,8 +37,8 @@ struct supervisor_counters {
   std::vector<caf::actor> batchers;                    // current ones (null while down)
 };
 
-// Handles: (status_atom) -> supervisor_counters; (kill_atom, replica) kills that
-// replica's shard (fault injection; the restart path does the rest).
+// Handles: (status_atom) -> supervisor_counters; (kill_atom, i) kills the shard of this
+// node's replica i (local index) (fault injection; the restart path does the rest).
 using kill_atom = caf::atom_constant<caf::atom("kill")>;
 caf::actor spawn_supervisor(caf::actor_system& system, supervisor_options options, caf::actor router);
 
