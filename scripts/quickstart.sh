@@ -11,7 +11,7 @@ prompt="${1:-The quickest way to serve a language model is}"
 
 bash "$here/scripts/setup.sh"
 cmake -S "$here" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
-cmake --build "$build" -j "$(nproc)" --target dsgen dsrun
+cmake --build "$build" -j "$(nproc)" --target dsgen dsrun dsnode
 
 if [ ! -f "$model/config.json" ]; then
   # bench-125m's shape with the real DeepSeek-V3 tokenizer (vocabulary sized to match), so
@@ -19,5 +19,8 @@ if [ ! -f "$model/config.json" ]; then
   "$build/apps/dsgen/dsgen" --preset bench-125m --tokenizer deepseek-v3 --seed 0 --out "$model"
 fi
 # The default model has random weights: the text is noise, the work is real.
-# Served through the runtime in this process: router, two batcher + shard replicas, supervisor.
-"$build/apps/dsrun/dsrun" ask --model "$model" --replicas 2 --prompt "$prompt" --max-tokens 64
+# Served by a local cluster of two dsnode processes — a head (router) and a worker (two
+# batcher + shard replicas under its supervisor) — over UCX, through the embedded client;
+# dsrun stops both nodes when the answer is in.
+"$build/apps/dsrun/dsrun" --nodes 2 --replicas 2 --model "$model" --port "${DSRT_PORT:-7400}" \
+  --prompt "$prompt" --max-tokens 64

@@ -8,9 +8,9 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 apt_packages=(
   build-essential cmake ninja-build ccache pkg-config git ca-certificates
-  clang
+  clang libclang-rt-14-dev
   libcaf-dev
-  libucx-dev ucx-utils
+  libucx-dev ucx-utils libssl-dev
   capnproto libcapnp-dev
   libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev

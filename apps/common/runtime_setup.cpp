@@ -20,9 +20,9 @@ void add_runtime_flags(CLI::App& app, runtime_flags& flags) {
   app.add_option("--set", flags.overrides, "override one setting: section.name=value (after --config)");
 }
 
-result<loaded_runtime> start_runtime(const engine_flags& engine, const runtime_flags& flags,
-                                     actors::runtime_options options) {
-  loaded_runtime out;
+result<loaded_replicas> load_replicas(const engine_flags& engine, const runtime_flags& flags,
+                                      actors::runtime_options options, bool models) {
+  loaded_replicas out;
   engine::model_options model = model_options_of(engine);
   options.replicas = flags.replicas;
   const std::filesystem::path file = flags.config_file;
@@ -31,16 +31,15 @@ result<loaded_runtime> start_runtime(const engine_flags& engine, const runtime_f
   auto tok = tokenizer::tokenizer::load(engine.model_dir);
   if (!tok) return tok.err();
   auto tokenizer = std::make_shared<tokenizer::tokenizer>(std::move(tok).value());
-  std::vector<std::shared_ptr<serving::step_executor>> executors;
   model::model_config config;
-  if (flags.null_backend) {
+  if (flags.null_backend || !models) {
     auto files = model::load_model_dir(engine.model_dir, {.memory = model::weights_memory::mapped});
     if (!files) return files.err();
     config = (*files)->config;
     // As many blocks as 1 KB of KV per token would give: the null backend holds no memory.
     const int block_tokens = model.kv_block_tokens;
-    for (int i = 0; i < options.replicas; ++i)
-      executors.push_back(std::make_shared<serving::null_executor>(
+    for (int i = 0; models && i < options.replicas; ++i)
+      out.executors.push_back(std::make_shared<serving::null_executor>(
           config.vocab_size, 3, std::int32_t(model.kv_cache_bytes_max / (block_tokens * 1024)),
           block_tokens, model.step_tokens_max));
   } else {
@@ -51,7 +50,7 @@ result<loaded_runtime> start_runtime(const engine_flags& engine, const runtime_f
     for (int i = 0; i < options.replicas; ++i) {
       auto e = load_engine(per_replica, model);
       if (!e) return e.err();
-      executors.push_back(std::make_shared<serving::model_executor>(*e->model));
+      out.executors.push_back(std::make_shared<serving::model_executor>(*e->model));
       out.engines.push_back(std::move(e).value());
     }
     config = out.engines.front().model->config();
@@ -59,9 +58,20 @@ result<loaded_runtime> start_runtime(const engine_flags& engine, const runtime_f
   options.router.policy.vocab_size = config.vocab_size;
   options.router.policy.context_tokens_max = config.max_position_embeddings;
   if (!flags.ignore_eos) options.router.policy.stop_token_ids = tokenizer->eos_ids();
-  auto rt = actors::local_runtime::start(options, std::move(executors), tokenizer);
+  out.tokenizer = std::move(tokenizer);
+  out.options = std::move(options);
+  return out;
+}
+
+result<loaded_runtime> start_runtime(const engine_flags& engine, const runtime_flags& flags,
+                                     actors::runtime_options options) {
+  auto replicas = load_replicas(engine, flags, std::move(options));
+  if (!replicas) return replicas.err();
+  loaded_runtime out;
+  out.engines = std::move(replicas->engines);
+  out.tokenizer = replicas->tokenizer;
+  auto rt = actors::local_runtime::start(replicas->options, std::move(replicas->executors), replicas->tokenizer);
   if (!rt) return rt.err();
-  out.tokenizer = tokenizer;
   out.runtime = std::move(rt).value();
   return out;
 }

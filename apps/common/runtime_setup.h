@@ -20,6 +20,21 @@ struct runtime_flags {
 
 void add_runtime_flags(CLI::App& app, runtime_flags& flags);
 
+// A node's replicas before any actor runs: the models (one copy each), their executors,
+// the tokenizer, and the runtime options with the settings and the model's limits applied.
+struct loaded_replicas {
+  std::vector<loaded_engine> engines;                    // empty with the null backend
+  std::vector<std::shared_ptr<serving::step_executor>> executors;   // one per replica
+  std::shared_ptr<const tokenizer::tokenizer> tokenizer;
+  actors::runtime_options options;
+};
+
+// Loads flags.replicas replicas, which share the CPU threads (--threads, or every core).
+// Without `models` (a head node) only the tokenizer and the model's config are read and
+// there are no executors. Errors: the settings', the model loader's and tokenizer's.
+result<loaded_replicas> load_replicas(const engine_flags& engine, const runtime_flags& flags,
+                                      actors::runtime_options options, bool models = true);
+
 struct loaded_runtime {
   std::vector<loaded_engine> engines;                    // empty with the null backend
   std::shared_ptr<const tokenizer::tokenizer> tokenizer;

@@ -10,5 +10,6 @@ std::function<int()> add_generate_command(CLI::App& app);
 std::function<int()> add_tokenize_command(CLI::App& app);
 std::function<int()> add_logits_command(CLI::App& app);
 std::function<int()> add_ask_command(CLI::App& app);
+std::function<int()> add_cluster_command(CLI::App& app);
 
 }  // namespace dsrt::apps

@@ -1,0 +1,207 @@
+#include "actors/remote_runtime.h"
+
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+#include <unordered_map>
+
+#include "actors/blocking_ask.h"
+#include "actors/cluster_node.h"
+#include "actors/messages.h"
+#include "actors/system_config.h"
+#include "transport/wire.h"
+
+namespace dsrt::actors {
+
+using transport::frame_type;
+using transport::peer_id;
+
+result<cluster_address> parse_cluster_url(const std::string& url) {
+  constexpr std::string_view scheme = "dsrt://";
+  if (url.rfind(scheme, 0) != 0)
+    return make_error(error_code::invalid_argument, "'{}' is not a dsrt://HOST:PORT address", url);
+  const std::string rest = url.substr(scheme.size());
+  const auto colon = rest.rfind(':');
+  if (colon == std::string::npos || colon == 0)
+    return make_error(error_code::invalid_argument, "'{}' needs HOST:PORT after dsrt://", url);
+  cluster_address a;
+  a.host = rest.substr(0, colon);
+  const auto port = std::string_view(rest).substr(colon + 1);
+  unsigned value = 0;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (ec != std::errc{} || end != port.data() + port.size() || value == 0 || value > 65535)
+    return make_error(error_code::invalid_argument, "'{}': port must be 1..65535", url);
+  a.port = std::uint16_t(value);
+  return a;
+}
+
+namespace {
+
+using reconnect_atom = caf::atom_constant<caf::atom("reconnect")>;
+
+struct open_request {
+  caf::actor client;            // the request actor
+  std::uint32_t chunks = 0;
+  std::uint32_t prompt_tokens = 0;
+};
+
+struct client_link_state {
+  remote_options options;
+  cluster_address head_address;
+  transport::ucx_transport* transport = nullptr;
+  peer_id head = 0, connecting = 0;
+  std::unordered_map<std::uint64_t, open_request> open;
+  std::int64_t connects = 0;
+  static inline const char* name = "dsrt.client_link";
+};
+
+using self_ptr = caf::stateful_actor<client_link_state>*;
+
+void fail_request(self_ptr self, const caf::actor& client, std::uint64_t id, std::uint32_t chunks,
+                  std::uint32_t prompt_tokens, error why) {
+  final_message f;
+  f.request_id = id;
+  f.chunks_sent = chunks;
+  f.prompt_tokens = prompt_tokens;
+  f.failure = std::move(why);
+  if (f.failure->code == error_code::unavailable || f.failure->code == error_code::overloaded) f.retry_after_ms = 1000;
+  self->send(client, std::move(f));
+}
+
+void lost_head(self_ptr self, const std::string& why) {
+  auto& st = self->state;
+  for (auto& [id, r] : st.open)
+    fail_request(self, r.client, id, r.chunks, r.prompt_tokens,
+                 make_error(error_code::unavailable, "request {}: lost the connection to the head: {}", id, why));
+  st.open.clear();
+  st.head = 0;
+}
+
+caf::behavior client_link_actor(self_ptr self, transport::ucx_transport* transport, cluster_address head,
+                                remote_options options) {
+  auto& st = self->state;
+  st.transport = transport;
+  st.options = options;
+  st.head_address = head;
+  st.connecting = transport->connect(head.host, head.port);
+  return {
+      [self](peer_up_msg& m) {
+        auto& st = self->state;
+        if (m.peer != st.connecting || m.hello.role != transport::node_role::head) {
+          st.transport->close(m.peer, "not the head");
+          return;
+        }
+        st.head = m.peer;
+        st.connecting = 0;
+        ++st.connects;
+      },
+      [self](peer_down_msg& m) {
+        auto& st = self->state;
+        if (m.peer == st.head) {
+          spdlog::warn("client: lost the head: {}", m.why.to_string());
+          lost_head(self, m.why.to_string());
+        } else if (m.peer != st.connecting) {
+          return;
+        }
+        st.connecting = 0;
+        self->delayed_send(self, st.options.reconnect_interval_ms, reconnect_atom::value);
+      },
+      [self](reconnect_atom) {
+        auto& st = self->state;
+        if (st.head == 0 && st.connecting == 0)
+          st.connecting = st.transport->connect(st.head_address.host, st.head_address.port);
+      },
+      [self](frame_msg& m) {
+        auto& st = self->state;
+        if (m.peer != st.head) return;
+        auto& f = *m.frame;
+        if (f.type() == frame_type::token_chunk) {
+          auto c = transport::decode_token_chunk(f);
+          if (!c) return st.transport->close(st.head, c.err().to_string());
+          auto it = st.open.find(c->request_id);
+          if (it == st.open.end()) return;
+          ++it->second.chunks;
+          self->send(it->second.client, std::move(*c));
+        } else if (f.type() == frame_type::final) {
+          auto fin = transport::decode_final(f);
+          if (!fin) return st.transport->close(st.head, fin.err().to_string());
+          auto it = st.open.find(fin->request_id);
+          if (it == st.open.end()) return;
+          self->send(it->second.client, std::move(*fin));
+          st.open.erase(it);
+        }
+      },
+      [self](generate_request& r) {
+        auto& st = self->state;
+        auto client = caf::actor_cast<caf::actor>(self->current_sender());
+        const auto prompt_tokens = std::uint32_t(r.prompt.size());
+        if (st.head == 0)
+          return fail_request(self, client, r.request_id, 0, prompt_tokens,
+                              make_error(error_code::unavailable, "not connected to the head"));
+        if (st.open.size() >= st.options.open_requests_max)
+          return fail_request(self, client, r.request_id, 0, prompt_tokens,
+                              make_error(error_code::overloaded, "{} requests open (open_requests_max)", st.open.size()));
+        if (st.open.count(r.request_id))
+          return fail_request(self, client, r.request_id, 0, prompt_tokens,
+                              make_error(error_code::invalid_argument, "request id {} is already open", r.request_id));
+        if (auto s = st.transport->send(st.head, transport::encode(r, transport::clock_anchor::now())); !s)
+          return fail_request(self, client, r.request_id, 0, prompt_tokens, s.err());
+        st.open[r.request_id] = open_request{client, 0, prompt_tokens};
+      },
+      [self](cancel_atom, std::uint64_t id) {
+        auto& st = self->state;
+        if (st.head && st.open.count(id)) (void)st.transport->send(st.head, transport::encode_cancel(frame_type::cancel, id));
+      },
+      [self](status_atom) {
+        auto& st = self->state;
+        return remote_stats{st.head != 0, std::int64_t(st.open.size()), st.connects};
+      },
+  };
+}
+
+}  // namespace
+
+result<std::unique_ptr<remote_runtime>> remote_runtime::connect(const std::string& url,
+                                                                const transport::cluster_secret& secret,
+                                                                std::shared_ptr<const tokenizer::tokenizer> tokenizer,
+                                                                remote_options options) {
+  auto address = parse_cluster_url(url);
+  if (!address) return address.err();
+  options.transport.listen = false;
+  DSRT_TRY(transport::validate(options.transport));
+  std::unique_ptr<remote_runtime> rt(new remote_runtime());
+  rt->options_ = options;
+  rt->tokenizer_ = std::move(tokenizer);
+  rt->config_ = make_system_config(options.scheduler_threads);
+  rt->system_ = std::make_unique<caf::actor_system>(*rt->config_);
+  auto t = transport::ucx_transport::start(options.transport, secret,
+                                           {transport::node_role::client, -1, make_incarnation()}, rt->bridge_);
+  if (!t) {
+    rt->bridge_.set_target(caf::actor{});
+    return t.err();
+  }
+  rt->transport_ = std::move(*t);
+  rt->link_ = rt->system_->spawn(client_link_actor, rt->transport_.get(), *address, options);
+  rt->bridge_.set_target(rt->link_);
+  auto connected = wait_until(options.connect_timeout_ms, "an authenticated connection to the head", [&] {
+    auto s = rt->stats();
+    return s && s->connected;
+  });
+  if (!connected) return make_error(error_code::unavailable, "{}: {}", url, connected.err().message);
+  return rt;
+}
+
+remote_runtime::~remote_runtime() {
+  if (!system_) return;
+  if (link_) caf::anon_send_exit(link_, caf::exit_reason::user_shutdown);
+  link_ = nullptr;
+  system_->await_all_actors_done();
+  transport_.reset();
+  system_.reset();
+}
+
+result<remote_stats> remote_runtime::stats() {
+  return blocking_ask<remote_stats>(*system_, link_, milliseconds(10000), status_atom::value);
+}
+
+}  // namespace dsrt::actors

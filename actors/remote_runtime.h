@@ -1,0 +1,81 @@
+#pragma once
+// A running cluster as an app sees it: connects to the head at dsrt://HOST:PORT with the
+// cluster secret and gives dsrt::client (actors/client.h) what it needs, so the same app
+// code serves requests in process or through a cluster.
+//
+//   auto secret = transport::read_secret_file("run/cluster.secret");
+//   auto rt = actors::remote_runtime::connect("dsrt://127.0.0.1:7400", *secret, tokenizer);
+//   dsrt::client c(**rt);
+//
+// Inside, a client-link actor plays the router for the request actors: it sends each
+// request to the head as a frame and hands the chunks and the final back. When the
+// connection to the head is lost every open request ends with UNAVAILABLE (exactly one
+// final each), new requests get UNAVAILABLE until it is back, and it reconnects every
+// reconnect_interval_ms.
+//
+// Ownership: owns its actor system and transport. Thread safety: any thread.
+#include <caf/all.hpp>
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "actors/router_access.h"
+#include "actors/transport_bridge.h"
+#include "transport/ucx_transport.h"
+
+namespace dsrt::actors {
+
+struct remote_options {
+  transport::transport_config transport;   // listen is forced off
+  milliseconds connect_timeout_ms{10000};  // connect() waits this long for the head
+  milliseconds reconnect_interval_ms{500};
+  std::size_t open_requests_max = 65536;   // more get OVERLOADED here
+  std::int32_t scheduler_threads = 2;
+};
+
+struct remote_stats {
+  bool connected = false;
+  std::int64_t open_requests = 0;
+  std::int64_t connects = 0;
+};
+
+// Parses "dsrt://HOST:PORT". Errors: invalid_argument naming what is wrong.
+struct cluster_address {
+  std::string host;
+  std::uint16_t port = 0;
+};
+result<cluster_address> parse_cluster_url(const std::string& url);
+
+class remote_runtime : public router_access {
+ public:
+  // Errors: invalid_argument (URL); unavailable (no authenticated head within
+  // connect_timeout_ms: down, wrong address, or a wrong secret).
+  static result<std::unique_ptr<remote_runtime>> connect(const std::string& url,
+                                                         const transport::cluster_secret& secret,
+                                                         std::shared_ptr<const tokenizer::tokenizer> tokenizer,
+                                                         remote_options options = {});
+  ~remote_runtime() override;
+
+  caf::actor_system& system() override { return *system_; }
+  const caf::actor& router() const override { return link_; }
+  const std::shared_ptr<const tokenizer::tokenizer>& tokenizer() const override { return tokenizer_; }
+  std::uint64_t next_request_id() override { return ++request_ids_; }
+
+  result<remote_stats> stats();
+
+ private:
+  remote_runtime() = default;
+  remote_options options_;
+  std::shared_ptr<const tokenizer::tokenizer> tokenizer_;
+  std::unique_ptr<caf::actor_system_config> config_;
+  std::unique_ptr<caf::actor_system> system_;
+  transport_bridge bridge_;
+  std::unique_ptr<transport::ucx_transport> transport_;
+  caf::actor link_;
+  std::atomic<std::uint64_t> request_ids_{0};
+};
+
+}  // namespace dsrt::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dsrt::actors::remote_stats)

@@ -1,0 +1,174 @@
+// dsnode: one node of a dsrt cluster (ARCHITECTURE.md, "Cluster and operations"). dsrun
+// starts these; run by hand only to place nodes yourself.
+//
+//   dsnode head   --model DIR --secret-file F --listen 127.0.0.1:7400 --replicas R [--ready-file F]
+//   dsnode worker --model DIR --secret-file F --head 127.0.0.1:7400 --node-id N
+//                 --replicas r --replica-base b
+//
+// The head runs the router, the response cache and the head link, and listens for workers
+// and clients; it writes --ready-file (its address) once the router knows all R replicas.
+// A worker runs r replicas (cluster replicas b .. b+r-1) under its node supervisor and
+// connects to the head, reconnecting when the connection is lost.
+// SIGTERM / SIGINT: the head drains (new requests get UNAVAILABLE, accepted ones finish,
+// at most --drain-timeout-ms) and exits; a worker exits at once.
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <thread>
+
+#include "actors/cluster_node.h"
+#include "actors/remote_runtime.h"
+#include "apps/common/runtime_setup.h"
+#include "transport/auth.h"
+
+namespace dsrt::apps {
+namespace {
+
+struct node_flags {
+  engine_flags engine;
+  runtime_flags runtime;
+  std::string secret_file;
+  std::string listen = "127.0.0.1:7400";
+  std::string head = "127.0.0.1:7400";
+  std::string ready_file;
+  std::int32_t node_id = 1;
+  std::int32_t replica_base = 0;
+  std::int64_t drain_timeout_ms = 30000;
+  std::int64_t heartbeat_interval_ms = 500;
+  std::int64_t heartbeat_timeout_ms = 3000;
+};
+
+result<actors::cluster_address> parse_host_port(const std::string& text) {
+  return actors::parse_cluster_url("dsrt://" + text);
+}
+
+transport::session_config session_of(const node_flags& f) {
+  transport::session_config s;
+  s.heartbeat_interval_ms = milliseconds(f.heartbeat_interval_ms);
+  s.heartbeat_timeout_ms = milliseconds(f.heartbeat_timeout_ms);
+  return s;
+}
+
+// SIGINT and SIGTERM are blocked in every thread and taken here, so no handler runs inside
+// the actors. Returns the signal, or 0 after `wait`.
+int wait_signal(const sigset_t& set, milliseconds wait) {
+  timespec ts{time_t(wait.count() / 1000), long(wait.count() % 1000) * 1000000L};
+  const int sig = ::sigtimedwait(&set, nullptr, &ts);
+  return sig > 0 ? sig : 0;
+}
+
+int run_head(const node_flags& f, const sigset_t& signals) {
+  auto secret = transport::read_secret_file(f.secret_file);
+  if (!secret) return report(secret.err());
+  auto listen = parse_host_port(f.listen);
+  if (!listen) return report(listen.err());
+  // The head loads the tokenizer and the model's config only.
+  auto loaded = load_replicas(f.engine, f.runtime, actors::runtime_options{}, /*models=*/false);
+  if (!loaded) return report(loaded.err());
+  actors::head_node_options options;
+  options.transport.listen_host = listen->host;
+  options.transport.listen_port = listen->port;
+  options.transport.session = session_of(f);
+  options.router = loaded->options.router;
+  options.replicas = f.runtime.replicas;
+  options.priority_classes = loaded->options.supervisor.scheduler.priority_classes;
+  auto head = actors::head_node::start(options, *secret, loaded->tokenizer);
+  if (!head) return report(head.err());
+  spdlog::info("dsnode head: listening on {}:{}, waiting for {} replicas", listen->host, (*head)->port(),
+               f.runtime.replicas);
+  bool ready = false;
+  for (;;) {
+    if (const int sig = wait_signal(signals, milliseconds(100))) {
+      spdlog::info("dsnode head: signal {}: draining", sig);
+      break;
+    }
+    if (!ready && (*head)->wait_ready(milliseconds(0))) {
+      ready = true;
+      const auto url = fmt::format("dsrt://{}:{}", listen->host, (*head)->port());
+      std::printf("dsnode head: ready %s\n", url.c_str());
+      std::fflush(stdout);
+      if (!f.ready_file.empty()) {
+        const auto tmp = f.ready_file + ".tmp";
+        std::ofstream(tmp) << url << "\n";
+        std::rename(tmp.c_str(), f.ready_file.c_str());
+      }
+    }
+  }
+  (*head)->drain();
+  const auto give_up = std::chrono::steady_clock::now() + milliseconds(f.drain_timeout_ms);
+  while ((*head)->in_flight() > 0 && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  spdlog::info("dsnode head: drained ({} requests still in flight), stopping", (*head)->in_flight());
+  return 0;
+}
+
+int run_worker(const node_flags& f, const sigset_t& signals) {
+  auto secret = transport::read_secret_file(f.secret_file);
+  if (!secret) return report(secret.err());
+  auto head = parse_host_port(f.head);
+  if (!head) return report(head.err());
+  auto loaded = load_replicas(f.engine, f.runtime, actors::runtime_options{});
+  if (!loaded) return report(loaded.err());
+  actors::worker_node_options options;
+  options.transport.session = session_of(f);
+  options.link.head_host = head->host;
+  options.link.head_port = head->port;
+  options.link.replica_base = f.replica_base;
+  options.link.replicas = f.runtime.replicas;
+  options.supervisor = loaded->options.supervisor;
+  options.supervisor.executors = loaded->executors;
+  options.node_id = f.node_id;
+  auto node = actors::worker_node::start(options, *secret);
+  if (!node) return report(node.err());
+  spdlog::info("dsnode worker {}: replicas {}..{}, head {}:{}", f.node_id, f.replica_base,
+               f.replica_base + f.runtime.replicas - 1, head->host, head->port);
+  while (!wait_signal(signals, milliseconds(1000))) {
+  }
+  spdlog::info("dsnode worker {}: stopping", f.node_id);
+  return 0;
+}
+
+void add_common(CLI::App& cmd, node_flags& f) {
+  add_engine_flags(cmd, f.engine);
+  add_runtime_flags(cmd, f.runtime);
+  cmd.add_option("--secret-file", f.secret_file, "the cluster secret (dsrun creates it, mode 0600)")->required();
+  cmd.add_option("--heartbeat-interval-ms", f.heartbeat_interval_ms, "heartbeat period")->capture_default_str()
+      ->check(CLI::Range(1, 600000));
+  cmd.add_option("--heartbeat-timeout-ms", f.heartbeat_timeout_ms, "silence after which a peer is down")
+      ->capture_default_str()->check(CLI::Range(2, 3600000));
+}
+
+}  // namespace
+}  // namespace dsrt::apps
+
+int main(int argc, char** argv) {
+  using namespace dsrt::apps;
+  CLI::App app{"dsnode: one node of a dsrt cluster (dsrun starts these)"};
+  app.require_subcommand(1);
+  node_flags f;
+  auto* head = app.add_subcommand("head", "the router and cluster front door");
+  add_common(*head, f);
+  head->add_option("--listen", f.listen, "HOST:PORT for workers and clients")->capture_default_str();
+  head->add_option("--ready-file", f.ready_file, "written (with the address) once every replica is up");
+  head->add_option("--drain-timeout-ms", f.drain_timeout_ms, "on SIGTERM, how long in-flight requests may take")
+      ->capture_default_str()->check(CLI::Range(0, 3600000));
+  auto* worker = app.add_subcommand("worker", "replicas (batcher + shard pairs) under a node supervisor");
+  add_common(*worker, f);
+  worker->add_option("--head", f.head, "the head's HOST:PORT")->capture_default_str();
+  worker->add_option("--node-id", f.node_id, "this node's number (1..)")->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
+  worker->add_option("--replica-base", f.replica_base, "cluster index of this node's first replica")
+      ->capture_default_str()->check(CLI::Range(0, 1 << 20));
+  CLI11_PARSE(app, argc, argv);
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);   // before any thread starts
+  if (app.got_subcommand("head")) return run_head(f, signals);
+  return run_worker(f, signals);
+}

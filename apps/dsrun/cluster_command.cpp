@@ -1,0 +1,218 @@
+// dsrun cluster (also: dsrun --nodes N ...): starts a cluster of dsnode processes on this
+// machine — node 0 the head, nodes 1..N-1 workers with the replicas spread over them —
+// creates the cluster secret (mode 0600) in the run directory, waits until every replica
+// is up, and prints how to connect. With --prompt it answers that one request through the
+// embedded client over the transport and stops the cluster; otherwise it keeps the nodes
+// running, restarts one that dies (within a restart budget), and on SIGINT/SIGTERM drains
+// the head, then stops every node. It never leaves a node process behind.
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <thread>
+
+#include "actors/client.h"
+#include "actors/remote_runtime.h"
+#include "apps/common/engine_setup.h"
+#include "apps/dsrun/commands.h"
+#include "apps/dsrun/node_process.h"
+#include "runtime/policy/restart_budget.h"
+#include "transport/auth.h"
+
+namespace dsrt::apps {
+namespace {
+
+struct cluster_flags {
+  std::string model_dir;
+  std::int32_t nodes = 2;
+  std::int32_t replicas = 0;          // 0: one per worker
+  std::int32_t port = 7400;
+  std::string run_dir;
+  std::string dsnode;                 // "" = next to dsrun in the build tree
+  std::int32_t threads = 0;           // per worker; 0 = cores / workers
+  std::int64_t ready_timeout_ms = 120000;
+  std::int64_t drain_timeout_ms = 30000;
+  std::vector<std::string> node_args; // passed to every dsnode (--node-arg=--set=...)
+  std::string prompt;
+  bool chat = false;
+  int max_tokens = 64;
+};
+
+std::string find_dsnode(const cluster_flags& f) {
+  if (!f.dsnode.empty()) return f.dsnode;
+  const auto self = std::filesystem::read_symlink("/proc/self/exe").parent_path();
+  for (const auto& p : {self / "dsnode", self / ".." / "dsnode" / "dsnode"})
+    if (std::filesystem::exists(p)) return std::filesystem::canonical(p).string();
+  return "dsnode";
+}
+
+volatile std::sig_atomic_t stop_signal = 0;
+void on_stop(int sig) { stop_signal = sig; }
+
+// Answers one prompt through the cluster, streaming to stdout. Returns the exit code.
+int ask(const cluster_flags& f, const std::string& url, const transport::cluster_secret& secret) {
+  auto tok = tokenizer::tokenizer::load(f.model_dir);
+  if (!tok) return report(tok.err());
+  auto rt = actors::remote_runtime::connect(url, secret, std::make_shared<tokenizer::tokenizer>(std::move(*tok)));
+  if (!rt) return report(rt.err());
+  client c(**rt);
+  client_request r;
+  if (f.chat) r.chat = {{"user", f.prompt}};
+  else r.prompt = f.prompt;
+  r.max_tokens = f.max_tokens;
+  std::promise<actors::final_message> done;
+  auto id = c.submit(
+      r,
+      [](const actors::token_chunk& chunk) {
+        std::fwrite(chunk.text.data(), 1, chunk.text.size(), stdout);
+        std::fflush(stdout);
+      },
+      [&done](const actors::final_message& fin) { done.set_value(fin); });
+  if (!id) return report(id.err());
+  const auto fin = done.get_future().get();
+  std::printf("\n");
+  if (fin.failure) return report(*fin.failure);
+  std::fprintf(stderr, "[%u prompt tokens, %u generated, finished by %s, through %s]\n", fin.prompt_tokens,
+               fin.completion_tokens, fin.reason == actors::finish_reason::stop ? "stop" : "length", url.c_str());
+  return 0;
+}
+
+int run_cluster(const cluster_flags& f) {
+  if (f.nodes < 2) return report(make_error(error_code::invalid_argument,
+                                            "--nodes must be at least 2 (a head and a worker); "
+                                            "`dsrun ask` runs everything in one process"));
+  const int workers = f.nodes - 1;
+  const int replicas = f.replicas > 0 ? f.replicas : workers;
+  if (replicas < workers)
+    return report(make_error(error_code::invalid_argument, "{} replicas cannot cover {} workers", replicas, workers));
+  const std::filesystem::path run = f.run_dir.empty() ? std::filesystem::path(fmt::format("/tmp/dsrun-{}", ::getpid()))
+                                                      : std::filesystem::path(f.run_dir);
+  std::error_code ec;
+  std::filesystem::create_directories(run, ec);
+  const auto secret_file = run / "cluster.secret";
+  const auto ready_file = run / "ready";
+  std::filesystem::remove(secret_file, ec);
+  std::filesystem::remove(ready_file, ec);
+  auto secret = transport::create_secret_file(secret_file);
+  if (!secret) return report(secret.err());
+
+  const auto dsnode = find_dsnode(f);
+  const auto head_addr = fmt::format("127.0.0.1:{}", f.port);
+  const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = f.threads > 0 ? f.threads : std::max(1, cores / workers);
+  std::vector<std::unique_ptr<node_process>> nodes;
+  auto common = [&](std::vector<std::string> a) {
+    for (const auto& x : {std::string("--model"), f.model_dir, std::string("--secret-file"), secret_file.string()})
+      a.push_back(x);
+    for (const auto& x : f.node_args) a.push_back(x);
+    return a;
+  };
+  nodes.push_back(std::make_unique<node_process>(
+      "head", common({dsnode, "head", "--listen", head_addr, "--replicas", std::to_string(replicas), "--ready-file",
+                      ready_file.string(), "--drain-timeout-ms", std::to_string(f.drain_timeout_ms)}),
+      (run / "node-0.log").string()));
+  int base = 0;
+  for (int w = 0; w < workers; ++w) {
+    const int count = replicas / workers + (w < replicas % workers ? 1 : 0);
+    nodes.push_back(std::make_unique<node_process>(
+        fmt::format("worker {}", w + 1),
+        common({dsnode, "worker", "--head", head_addr, "--node-id", std::to_string(w + 1), "--replicas",
+                std::to_string(count), "--replica-base", std::to_string(base), "--threads", std::to_string(threads)}),
+        (run / fmt::format("node-{}.log", w + 1)).string()));
+    base += count;
+  }
+  // Starts node i and records its pid in run/node-I.pid (for operators and tests).
+  auto start_node = [&](std::size_t i) -> status {
+    DSRT_TRY(nodes[i]->start());
+    std::ofstream(run / fmt::format("node-{}.pid", i)) << nodes[i]->pid() << "\n";
+    return ok_t{};
+  };
+  std::signal(SIGINT, on_stop);
+  std::signal(SIGTERM, on_stop);
+  for (std::size_t i = 0; i < nodes.size(); ++i)
+    if (auto s = start_node(i); !s) return report(s.err());
+
+  // Stops the head first (it drains), then the workers.
+  auto stop_all = [&] {
+    nodes.front()->stop(int(f.drain_timeout_ms) + 5000);
+    for (std::size_t i = 1; i < nodes.size(); ++i) nodes[i]->stop(5000);
+  };
+  const auto url = "dsrt://" + head_addr;
+  const auto give_up = std::chrono::steady_clock::now() + milliseconds(f.ready_timeout_ms);
+  while (!std::filesystem::exists(ready_file)) {
+    for (auto& n : nodes)
+      if (!n->running()) {
+        const auto why = fmt::format("{} {} before the cluster was ready (log: {})", n->name(), n->how_it_ended(),
+                                     (run / fmt::format("node-{}.log", &n - &nodes.front())).string());
+        stop_all();
+        return report(make_error(error_code::unavailable, "{}", why));
+      }
+    if (stop_signal || std::chrono::steady_clock::now() > give_up) {
+      stop_all();
+      return report(make_error(error_code::unavailable, "the cluster was not ready within {} ms (logs in {})",
+                               f.ready_timeout_ms, run.string()));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::printf("dsrun: cluster ready: %d nodes, %d replicas at %s (secret file %s, logs in %s)\n", f.nodes, replicas,
+              url.c_str(), secret_file.c_str(), run.c_str());
+  std::fflush(stdout);
+  if (!f.prompt.empty()) {
+    const int rc = ask(f, url, *secret);
+    stop_all();
+    return rc;
+  }
+
+  // Keep the nodes alive until told to stop.
+  std::vector<policy::restart_budget> budgets(nodes.size(), policy::restart_budget(policy::restart_config{}));
+  while (!stop_signal) {
+    for (std::size_t i = 0; i < nodes.size(); ++i) {
+      auto& n = *nodes[i];
+      if (n.running()) continue;
+      const auto decision = budgets[i].on_failure(std::chrono::steady_clock::now());
+      if (decision == policy::restart_decision::escalate) {
+        spdlog::error("dsrun: {} {} and its restart budget is spent: stopping the cluster", n.name(), n.how_it_ended());
+        stop_all();
+        return 1;
+      }
+      spdlog::warn("dsrun: {} {}: restarting it", n.name(), n.how_it_ended());
+      if (auto s = start_node(i); !s) spdlog::error("dsrun: {}", s.err().to_string());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::printf("dsrun: signal %d: draining and stopping every node\n", int(stop_signal));
+  std::fflush(stdout);
+  stop_all();
+  return 0;
+}
+
+}  // namespace
+
+std::function<int()> add_cluster_command(CLI::App& app) {
+  auto f = std::make_shared<cluster_flags>();
+  auto* cmd = app.add_subcommand("cluster", "start a local cluster of dsnode processes (same as dsrun --nodes N)");
+  cmd->add_option("--model", f->model_dir, "model directory")->required();
+  cmd->add_option("--nodes", f->nodes, "node processes: a head and N-1 workers")->capture_default_str()
+      ->check(CLI::Range(2, 256));
+  cmd->add_option("--replicas", f->replicas, "model replicas over the workers (default: one per worker)")
+      ->check(CLI::Range(1, 1024));
+  cmd->add_option("--port", f->port, "the head's port on 127.0.0.1")->capture_default_str()->check(CLI::Range(1, 65535));
+  cmd->add_option("--run-dir", f->run_dir, "where the secret, the ready file and node logs go (default /tmp/dsrun-PID)");
+  cmd->add_option("--dsnode", f->dsnode, "the dsnode binary (default: next to dsrun)");
+  cmd->add_option("--threads", f->threads, "CPU threads per worker (default: cores / workers)");
+  cmd->add_option("--ready-timeout-ms", f->ready_timeout_ms, "how long to wait for every replica")->capture_default_str();
+  cmd->add_option("--drain-timeout-ms", f->drain_timeout_ms, "how long in-flight requests may take on stop")
+      ->capture_default_str();
+  cmd->add_option("--node-arg", f->node_args, "an extra argument for every dsnode (repeat; e.g. --node-arg=--null-backend)");
+  cmd->add_option("--prompt", f->prompt, "answer this prompt through the cluster, then stop it");
+  cmd->add_flag("--chat", f->chat, "format the prompt as a user message with the model's chat template");
+  cmd->add_option("--max-tokens", f->max_tokens, "tokens to generate for --prompt")->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
+  return [f] { return run_cluster(*f); };
+}
+
+}  // namespace dsrt::apps

@@ -1,0 +1,226 @@
+// A cluster in one process: a head node, worker nodes (tiny-llama replicas) and a remote
+// client, each with its own actor system and UCX transport, talking over loopback. The
+// outputs equal the single-process runtime's; a worker lost under load costs no request
+// its one final; hostile clients are refused while the cluster keeps serving.
+#include <gtest/gtest.h>
+
+#include "actors/blocking_ask.h"
+#include "actors/client.h"
+#include "actors/cluster_node.h"
+#include "actors/remote_runtime.h"
+#include "runtime/serving/step_executor.h"
+#include "tests/actors/runtime_test_util.h"
+#include "tests/engine/engine_test_util.h"
+
+namespace dsrt::actors {
+namespace {
+
+transport::cluster_secret secret_of(std::uint8_t b) {
+  transport::cluster_secret s;
+  s.fill(std::byte{b});
+  return s;
+}
+
+transport::session_config quick_session() {
+  transport::session_config s;
+  s.heartbeat_interval_ms = milliseconds(100);
+  s.heartbeat_timeout_ms = milliseconds(1000);
+  return s;
+}
+
+struct tiny_worker {
+  std::vector<std::unique_ptr<kernels::backend>> backends;
+  std::vector<std::unique_ptr<engine::causal_lm>> models;
+  std::unique_ptr<worker_node> node;
+};
+
+struct tiny_cluster {
+  std::shared_ptr<const tokenizer::tokenizer> tokenizer;
+  std::vector<std::int32_t> eos;
+  std::unique_ptr<head_node> head;
+  std::vector<tiny_worker> workers;
+  transport::cluster_secret secret = secret_of(9);
+};
+
+void start_worker(tiny_cluster& c, std::int32_t node_id, std::int32_t replica_base, std::int32_t replicas) {
+  tiny_worker w;
+  worker_node_options o;
+  o.transport.session = quick_session();
+  o.link.head_port = c.head->port();
+  o.link.replica_base = replica_base;
+  o.link.replicas = replicas;
+  o.link.reconnect_interval_ms = milliseconds(50);
+  o.supervisor = test::test_options(replicas).supervisor;
+  o.node_id = node_id;
+  for (int i = 0; i < replicas; ++i) {
+    w.backends.push_back(engine::test_util::make_backend());
+    w.models.push_back(engine::test_util::load_model(engine::test_util::tiny_llama_dir(), *w.backends.back(),
+                                                     test::small_cache()));
+    ASSERT_TRUE(w.models.back());
+    o.supervisor.executors.push_back(std::make_shared<serving::model_executor>(*w.models.back()));
+  }
+  auto n = worker_node::start(o, c.secret);
+  ASSERT_TRUE(n.ok()) << n.err().to_string();
+  w.node = std::move(*n);
+  c.workers.push_back(std::move(w));
+}
+
+// A head and `workers` workers with one replica each.
+tiny_cluster start_cluster(int workers) {
+  tiny_cluster c;
+  const auto& dir = engine::test_util::tiny_llama_dir();
+  auto tok = std::make_shared<tokenizer::tokenizer>(engine::test_util::load_tokenizer(dir));
+  c.eos = tok->eos_ids();
+  c.tokenizer = tok;
+  head_node_options h;
+  h.transport.session = quick_session();
+  h.replicas = workers;
+  h.router = test::test_options(workers).router;
+  auto probe = engine::test_util::make_backend();
+  auto model = engine::test_util::load_model(dir, *probe, test::small_cache());
+  h.router.policy.vocab_size = model->config().vocab_size;
+  h.router.policy.context_tokens_max = model->config().max_position_embeddings;
+  h.router.policy.stop_token_ids = c.eos;
+  auto head = head_node::start(h, c.secret, c.tokenizer);
+  EXPECT_TRUE(head.ok()) << (head.ok() ? "" : head.err().to_string());
+  if (!head) return c;
+  c.head = std::move(*head);
+  for (int w = 0; w < workers; ++w) start_worker(c, w + 1, w, 1);
+  auto ready = c.head->wait_ready(milliseconds(30000));
+  EXPECT_TRUE(ready.ok()) << (ready.ok() ? "" : ready.err().to_string());
+  return c;
+}
+
+std::string url_of(const tiny_cluster& c) { return "dsrt://127.0.0.1:" + std::to_string(c.head->port()); }
+
+std::vector<client_request> mixed_requests(int n) {
+  std::vector<client_request> out;
+  for (int i = 0; i < n; ++i) {
+    client_request r;
+    r.prompt = "request " + std::to_string(i) + (i % 2 ? " tell me about the sea" : " hello");
+    r.max_tokens = 1 + (i * 7) % 20;
+    r.priority = i % 3;
+    if (i % 3 == 1) r.sampling = {.temperature = 0.8f, .top_k = 40, .seed = std::uint64_t(i)};
+    if (i % 10 == 7) r.stop = {"e"};
+    out.push_back(r);
+  }
+  return out;
+}
+
+std::map<int, test::stream_record> run_all(router_access& rt, const std::vector<client_request>& requests) {
+  client c(rt);
+  test::collector col;
+  for (int i = 0; i < int(requests.size()); ++i) EXPECT_TRUE(c.submit(requests[std::size_t(i)], col.on_chunk(i), col.on_final(i)).ok());
+  EXPECT_TRUE(col.wait_finals(int(requests.size()), std::chrono::seconds(300)));
+  col.expect_contract();
+  return col.records();
+}
+
+TEST(ClusterNodes, HeadAndTwoWorkersAnswer100RequestsAsTheSingleProcessRuntime) {
+  auto c = start_cluster(2);
+  ASSERT_TRUE(c.head);
+  auto remote = remote_runtime::connect(url_of(c), c.secret, c.tokenizer);
+  ASSERT_TRUE(remote.ok()) << remote.err().to_string();
+  const auto requests = mixed_requests(100);
+  const auto through_cluster = run_all(**remote, requests);
+
+  auto local = test::start_tiny(test::test_options(2), test::small_cache());
+  ASSERT_TRUE(local.runtime);
+  const auto in_process = run_all(*local.runtime, requests);
+  ASSERT_EQ(through_cluster.size(), 100u);
+  for (int i = 0; i < 100; ++i) {
+    const auto& a = through_cluster.at(i).final;
+    const auto& b = in_process.at(i).final;
+    ASSERT_FALSE(a.failure) << "request " << i << ": " << a.failure->to_string();
+    EXPECT_EQ(a.tokens, b.tokens) << "request " << i;
+    EXPECT_EQ(a.text, b.text) << "request " << i;
+    EXPECT_EQ(a.reason, b.reason) << "request " << i;
+  }
+  auto link = c.head->link_status();
+  ASSERT_TRUE(link.ok());
+  EXPECT_EQ(link->workers, 2);
+  EXPECT_EQ(link->clients, 1);
+  EXPECT_EQ(link->remote_requests, 100);
+}
+
+TEST(ClusterNodes, AWorkerLostUnderLoadCostsNoRequestItsFinal) {
+  auto c = start_cluster(2);
+  ASSERT_TRUE(c.head);
+  auto remote = remote_runtime::connect(url_of(c), c.secret, c.tokenizer);
+  ASSERT_TRUE(remote.ok()) << remote.err().to_string();
+  client cl(**remote);
+  test::collector col;
+  for (int i = 0; i < 60; ++i) {
+    client_request r;
+    r.prompt = "under load " + std::to_string(i);
+    r.max_tokens = 24;
+    ASSERT_TRUE(cl.submit(r, col.on_chunk(i), col.on_final(i)).ok());
+  }
+  ASSERT_TRUE(col.wait_chunks(40, std::chrono::seconds(60)));
+  c.workers[0].node.reset();   // worker 1 vanishes mid-stream
+  ASSERT_TRUE(col.wait_finals(60, std::chrono::seconds(300)));
+  col.expect_contract();
+  int completed = 0;
+  for (const auto& [i, r] : col.records()) completed += !r.final.failure;
+  EXPECT_EQ(completed, 60) << "every request resumes on the surviving worker";
+  auto st = c.head->router_status();
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->replicas_up, 1);
+  EXPECT_GT(st->retries + st->resumptions, 0) << "the worker went while it held requests";
+
+  // The node comes back (a new incarnation) and serves again.
+  start_worker(c, 1, 0, 1);
+  ASSERT_TRUE(c.head->wait_ready(milliseconds(30000)).ok());
+  client_request r;
+  r.prompt = "after the restart";
+  r.max_tokens = 4;
+  const auto f = cl.generate(r);
+  EXPECT_FALSE(f.failure);
+}
+
+TEST(ClusterNodes, AClientWithTheWrongSecretIsRefusedWhileOthersAreServed) {
+  auto c = start_cluster(1);
+  ASSERT_TRUE(c.head);
+  remote_options quick;
+  quick.connect_timeout_ms = milliseconds(1500);
+  auto intruder = remote_runtime::connect(url_of(c), secret_of(1), c.tokenizer, quick);
+  ASSERT_FALSE(intruder.ok());
+  EXPECT_EQ(intruder.err().code, error_code::unavailable);
+  auto remote = remote_runtime::connect(url_of(c), c.secret, c.tokenizer);
+  ASSERT_TRUE(remote.ok());
+  client cl(**remote);
+  client_request r;
+  r.prompt = "hello";
+  r.max_tokens = 3;
+  const auto f = cl.generate(r);
+  EXPECT_FALSE(f.failure);
+  EXPECT_EQ(f.completion_tokens, 3u);
+}
+
+TEST(ClusterNodes, ARemoteClientWhoseHeadIsGoneGetsUnavailable) {
+  auto c = start_cluster(1);
+  ASSERT_TRUE(c.head);
+  auto remote = remote_runtime::connect(url_of(c), c.secret, c.tokenizer);
+  ASSERT_TRUE(remote.ok());
+  c.head.reset();
+  client cl(**remote);
+  ASSERT_TRUE(wait_until(milliseconds(10000), "client notices", [&] {
+    auto s = (*remote)->stats();
+    return s && !s->connected;
+  }).ok());
+  client_request r;
+  r.prompt = "anyone?";
+  const auto f = cl.generate(r);
+  ASSERT_TRUE(f.failure);
+  EXPECT_EQ(f.failure->code, error_code::unavailable);
+}
+
+TEST(ClusterNodes, ClusterUrlsAreParsedStrictly) {
+  EXPECT_TRUE(parse_cluster_url("dsrt://127.0.0.1:7400").ok());
+  EXPECT_EQ(parse_cluster_url("dsrt://host:1")->host, "host");
+  for (const char* bad : {"http://h:1", "dsrt://h", "dsrt://:7", "dsrt://h:0", "dsrt://h:70000", "dsrt://h:7x"})
+    EXPECT_FALSE(parse_cluster_url(bad).ok()) << bad;
+}
+
+}  // namespace
+}  // namespace dsrt::actors

@@ -1,0 +1,168 @@
+// peer_session: the handshake, the gate before it, heartbeats and liveness, driven frame by
+// frame under a virtual clock (no sockets).
+#include <gtest/gtest.h>
+
+#include "transport/peer_session.h"
+#include "transport/wire.h"
+
+namespace dsrt::transport {
+namespace {
+
+cluster_secret secret_of(std::uint8_t b) {
+  cluster_secret s;
+  s.fill(std::byte{b});
+  return s;
+}
+
+nonce fresh() { return make_nonce().value(); }
+
+struct pair_of_sessions {
+  clock_time now{};
+  session_config config;
+  peer_session connector, acceptor;
+
+  pair_of_sessions(const cluster_secret& a, const cluster_secret& b)
+      : connector(config, a, {node_role::worker, 3, 77}, auth_direction::connector, fresh(), now),
+        acceptor(config, b, {node_role::head, 0, 99}, auth_direction::acceptor, fresh(), now) {}
+
+  // Delivers `frames` to `to` and everything it answers back to `from`, until quiet.
+  // Returns what each side delivered to its application and whether each closed.
+  void exchange(std::vector<frame_bytes> to_acceptor, std::vector<frame_bytes> to_connector) {
+    while (!to_acceptor.empty() || !to_connector.empty()) {
+      std::vector<frame_bytes> next_a, next_c;
+      for (auto& f : to_acceptor) record(acceptor.on_frame(f, now), next_c, acceptor_events);
+      for (auto& f : to_connector) record(connector.on_frame(f, now), next_a, connector_events);
+      to_acceptor = std::move(next_a);
+      to_connector = std::move(next_c);
+    }
+  }
+  struct events {
+    int up = 0, delivered = 0;
+    std::optional<error> closed;
+  } acceptor_events, connector_events;
+
+  static void record(peer_session::actions a, std::vector<frame_bytes>& out, events& e) {
+    for (auto& f : a.send) out.push_back(std::move(f));
+    e.up += a.became_up;
+    e.delivered += a.deliver.has_value();
+    if (a.close) e.closed = a.close;
+  }
+  void handshake() { exchange({connector.hello()}, {acceptor.hello()}); }
+};
+
+TEST(PeerSession, SameSecretAuthenticatesBothSides) {
+  pair_of_sessions p(secret_of(7), secret_of(7));
+  p.handshake();
+  EXPECT_TRUE(p.connector.is_up());
+  EXPECT_TRUE(p.acceptor.is_up());
+  EXPECT_EQ(p.acceptor_events.up, 1);
+  EXPECT_EQ(p.connector_events.up, 1);
+  EXPECT_EQ(p.acceptor.peer().node_id, 3);
+  EXPECT_EQ(p.acceptor.peer().incarnation, 77u);
+  EXPECT_EQ(p.connector.peer().role, node_role::head);
+  // After the handshake, application frames pass.
+  p.exchange({encode_cancel(frame_type::cancel, 5)}, {});
+  EXPECT_EQ(p.acceptor_events.delivered, 1);
+}
+
+TEST(PeerSession, WrongSecretIsRejectedAndNothingIsDelivered) {
+  pair_of_sessions p(secret_of(7), secret_of(8));
+  p.exchange({p.connector.hello(), encode_cancel(frame_type::cancel, 5)}, {p.acceptor.hello()});
+  EXPECT_FALSE(p.acceptor.is_up());
+  EXPECT_FALSE(p.connector.is_up());
+  ASSERT_TRUE(p.acceptor_events.closed);
+  EXPECT_EQ(p.acceptor_events.closed->code, error_code::unauthenticated);
+  EXPECT_EQ(p.acceptor_events.delivered, 0);
+  EXPECT_EQ(p.acceptor_events.up, 0);
+}
+
+TEST(PeerSession, AnApplicationFrameBeforeTheHandshakeClosesTheConnection) {
+  pair_of_sessions p(secret_of(7), secret_of(7));
+  p.exchange({encode_cancel(frame_type::cancel, 5)}, {});
+  ASSERT_TRUE(p.acceptor_events.closed);
+  EXPECT_EQ(p.acceptor_events.closed->code, error_code::unauthenticated);
+  EXPECT_EQ(p.acceptor_events.delivered, 0);
+}
+
+TEST(PeerSession, AProofBeforeTheHelloOrASecondHelloCloses) {
+  pair_of_sessions p(secret_of(7), secret_of(7));
+  p.exchange({encode_auth_proof(mac{})}, {});
+  EXPECT_TRUE(p.acceptor_events.closed);
+
+  pair_of_sessions q(secret_of(7), secret_of(7));
+  q.handshake();
+  q.exchange({q.connector.hello()}, {});
+  ASSERT_TRUE(q.acceptor_events.closed);
+  EXPECT_EQ(q.acceptor_events.closed->code, error_code::corrupt_data);
+}
+
+TEST(PeerSession, AMalformedFrameClosesWithCorruptData) {
+  pair_of_sessions p(secret_of(7), secret_of(7));
+  p.handshake();
+  frame_bytes junk = encode_cancel(frame_type::cancel, 5);
+  junk.resize(junk.size() - 3);
+  p.exchange({junk}, {});
+  ASSERT_TRUE(p.acceptor_events.closed);
+  EXPECT_EQ(p.acceptor_events.closed->code, error_code::corrupt_data);
+  EXPECT_EQ(p.acceptor_events.delivered, 0);
+}
+
+TEST(PeerSession, HeartbeatsGoOutEveryIntervalAndSilenceMeansDown) {
+  pair_of_sessions p(secret_of(7), secret_of(7));
+  p.handshake();
+  const auto interval = p.config.heartbeat_interval_ms;
+  // Both sides tick; heartbeats flow; nobody is down.
+  int beats = 0;
+  for (int i = 0; i < 20; ++i) {
+    p.now += interval;
+    auto a = p.connector.on_tick(p.now);
+    auto b = p.acceptor.on_tick(p.now);
+    beats += int(a.send.size());
+    p.exchange(std::move(a.send), std::move(b.send));
+    ASSERT_FALSE(a.close || b.close);
+  }
+  EXPECT_EQ(beats, 20);
+  EXPECT_TRUE(p.acceptor.is_up());
+  // The connector falls silent (paused): past the timeout the acceptor declares it down.
+  p.now += p.config.heartbeat_timeout_ms - milliseconds(1);
+  EXPECT_FALSE(p.acceptor.on_tick(p.now).close);
+  p.now += milliseconds(1);
+  auto down = p.acceptor.on_tick(p.now);
+  ASSERT_TRUE(down.close);
+  EXPECT_EQ(down.close->code, error_code::unavailable);
+  EXPECT_FALSE(p.acceptor.is_up());
+}
+
+TEST(PeerSession, AHandshakeThatNeverFinishesTimesOut) {
+  pair_of_sessions p(secret_of(7), secret_of(7));
+  auto answer = p.acceptor.on_frame(p.connector.hello(), p.now);   // a hello, then never a proof
+  EXPECT_FALSE(answer.close);
+  EXPECT_EQ(p.acceptor.current(), peer_session::state::awaiting_proof);
+  p.now += p.config.handshake_timeout_ms - milliseconds(1);
+  EXPECT_FALSE(p.acceptor.on_tick(p.now).close);
+  p.now = clock_time{};
+  p.now += p.config.handshake_timeout_ms;
+  auto a = p.acceptor.on_tick(p.now);
+  ASSERT_TRUE(a.close);
+  EXPECT_EQ(a.close->code, error_code::unauthenticated);
+}
+
+TEST(PeerSession, AHeartbeatOfAnotherIncarnationCloses) {
+  pair_of_sessions p(secret_of(7), secret_of(7));
+  p.handshake();
+  p.exchange({encode(heartbeat_wire{12345, 1})}, {});
+  ASSERT_TRUE(p.acceptor_events.closed);
+}
+
+TEST(PeerSession, ConfigValidation) {
+  session_config c;
+  EXPECT_TRUE(validate(c).ok());
+  c.heartbeat_timeout_ms = c.heartbeat_interval_ms;
+  EXPECT_FALSE(validate(c).ok());
+  c = {};
+  c.heartbeat_interval_ms = milliseconds(0);
+  EXPECT_FALSE(validate(c).ok());
+}
+
+}  // namespace
+}  // namespace dsrt::transport

@@ -1,0 +1,170 @@
+// Real processes on 127.0.0.1: dsrun starts dsnode processes (a head and two workers); the
+// test talks to the cluster through the remote client, kills a worker with SIGKILL under
+// load, watches dsrun restart it and the restarted node serve, stops dsrun with SIGTERM and
+// checks that no node process is left.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "actors/blocking_ask.h"
+#include "actors/client.h"
+#include "actors/remote_runtime.h"
+#include "tests/actors/runtime_test_util.h"
+#include "tests/engine/engine_test_util.h"
+#include "transport/auth.h"
+
+namespace dsrt::actors {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string dsrun = std::string(DSRT_BINARY_DIR) + "/apps/dsrun/dsrun";
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+pid_t pid_in(const fs::path& p) {
+  pid_t pid = -1;
+  std::ifstream(p) >> pid;
+  return pid;
+}
+
+bool alive(pid_t pid) { return pid > 0 && ::kill(pid, 0) == 0; }
+
+std::size_t count_of(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// dsrun in the background, with its run directory.
+struct launched {
+  pid_t pid = -1;
+  fs::path run;
+  int port = 0;
+  ~launched() {
+    if (pid > 0) {
+      ::kill(pid, SIGKILL);   // its nodes die with it (PR_SET_PDEATHSIG)
+      ::waitpid(pid, nullptr, 0);
+    }
+  }
+};
+
+void launch(launched& l, std::vector<std::string> extra) {
+  l.port = 20000 + int(::getpid() % 20000);
+  l.run = fs::temp_directory_path() / ("dsrt-processes-" + std::to_string(::getpid()));
+  fs::remove_all(l.run);
+  std::vector<std::string> args = {dsrun, "--nodes", "3", "--model", engine::test_util::tiny_llama_dir().string(),
+                                   "--port", std::to_string(l.port), "--run-dir", l.run.string(), "--threads", "1",
+                                   "--node-arg=--heartbeat-interval-ms=100", "--node-arg=--heartbeat-timeout-ms=1000",
+                                   "--node-arg=--kv-cache-mb=32"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  l.pid = ::fork();
+  ASSERT_GE(l.pid, 0);
+  if (l.pid == 0) {
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const auto log = (l.run.parent_path() / ("dsrun-" + std::to_string(::getppid()) + ".log")).string();
+    FILE* out = std::freopen(log.c_str(), "w", stdout);
+    (void)out;
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  ASSERT_TRUE(wait_until(milliseconds(120000), "the cluster ready", [&] { return fs::exists(l.run / "ready"); }).ok())
+      << read_text(l.run / "node-0.log");
+}
+
+TEST(ClusterProcesses, DsrunAnswersAPromptThroughATwoNodeClusterAndLeavesNothing) {
+  const auto run = fs::temp_directory_path() / ("dsrt-prompt-" + std::to_string(::getpid()));
+  fs::remove_all(run);
+  const auto cmd = dsrun + " --nodes 2 --model " + engine::test_util::tiny_llama_dir().string() + " --port " +
+                   std::to_string(40000 + ::getpid() % 20000) + " --run-dir " + run.string() +
+                   " --threads 1 --prompt hello --max-tokens 8 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  ASSERT_TRUE(p);
+  std::string out;
+  char buf[4096];
+  while (std::size_t n = std::fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
+  const int rc = ::pclose(p);
+  EXPECT_EQ(WEXITSTATUS(rc), 0) << out;
+  EXPECT_NE(out.find("cluster ready"), std::string::npos) << out;
+  EXPECT_NE(out.find("8 generated"), std::string::npos) << out;
+  // The secret file is the owner's alone; every node is gone.
+  EXPECT_EQ(fs::status(run / "cluster.secret").permissions() & (fs::perms::group_all | fs::perms::others_all),
+            fs::perms::none);
+  for (int i = 0; i < 2; ++i) EXPECT_FALSE(alive(pid_in(run / ("node-" + std::to_string(i) + ".pid")))) << i;
+  fs::remove_all(run);
+}
+
+TEST(ClusterProcesses, AWorkerKilledUnderLoadIsRestartedAndNoRequestLosesItsFinal) {
+  launched l;
+  ASSERT_NO_FATAL_FAILURE(launch(l, {}));
+  auto secret = transport::read_secret_file(l.run / "cluster.secret");
+  ASSERT_TRUE(secret.ok()) << secret.err().to_string();
+  const auto& dir = engine::test_util::tiny_llama_dir();
+  auto tok = std::make_shared<tokenizer::tokenizer>(engine::test_util::load_tokenizer(dir));
+  auto remote = remote_runtime::connect("dsrt://127.0.0.1:" + std::to_string(l.port), *secret, tok);
+  ASSERT_TRUE(remote.ok()) << remote.err().to_string();
+  client c(**remote);
+
+  // 100 concurrent requests; worker 1 is killed once the streams are flowing.
+  test::collector col;
+  for (int i = 0; i < 100; ++i) {
+    client_request r;
+    r.prompt = "process load " + std::to_string(i);
+    r.max_tokens = 24;
+    ASSERT_TRUE(c.submit(r, col.on_chunk(i), col.on_final(i)).ok());
+  }
+  ASSERT_TRUE(col.wait_chunks(100, std::chrono::seconds(120)));
+  const pid_t victim = pid_in(l.run / "node-1.pid");
+  ASSERT_TRUE(alive(victim));
+  ASSERT_EQ(::kill(victim, SIGKILL), 0);
+  ASSERT_TRUE(col.wait_finals(100, std::chrono::seconds(300)));
+  col.expect_contract();
+  for (const auto& [i, r] : col.records())
+    EXPECT_FALSE(r.final.failure) << "request " << i << ": " << r.final.failure->to_string();
+
+  // dsrun restarts the node; it reconnects to the head.
+  ASSERT_TRUE(wait_until(milliseconds(60000), "worker 1 restarted and connected", [&] {
+    const pid_t now = pid_in(l.run / "node-1.pid");
+    return now != victim && alive(now) && count_of(read_text(l.run / "node-1.log"), "connected to the head") >= 2;
+  }).ok()) << read_text(l.run / "node-1.log");
+  // With worker 2 gone too, only the restarted worker 1 can answer.
+  const pid_t other = pid_in(l.run / "node-2.pid");
+  ASSERT_EQ(::kill(other, SIGKILL), 0);
+  client_request r;
+  r.prompt = "served by the restarted node";
+  r.max_tokens = 4;
+  final_message f;
+  ASSERT_TRUE(wait_until(milliseconds(60000), "an answer", [&] {
+    f = c.generate(r);
+    return !f.failure;
+  }).ok()) << f.failure->to_string();
+  EXPECT_EQ(f.completion_tokens, 4u);
+
+  // SIGTERM: dsrun drains and stops every node; nothing is left.
+  std::vector<pid_t> nodes;
+  for (int i = 0; i < 3; ++i) nodes.push_back(pid_in(l.run / ("node-" + std::to_string(i) + ".pid")));
+  remote->reset();
+  ASSERT_EQ(::kill(l.pid, SIGTERM), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(l.pid, &status, 0), l.pid);
+  l.pid = -1;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  for (auto pid : nodes) EXPECT_FALSE(alive(pid)) << "node process " << pid << " outlived dsrun";
+  fs::remove_all(l.run);
+}
+
+}  // namespace
+}  // namespace dsrt::actors

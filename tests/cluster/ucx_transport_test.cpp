@@ -1,0 +1,192 @@
+// ucx_transport on loopback, two or three transports in one process: authentication,
+// ordered delivery both ways, a large frame by rendezvous, a wrong secret, a peer sending
+// garbage (closed; the others keep being served), and a closed peer reported down.
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <random>
+
+#include "transport/ucx_transport.h"
+#include "transport/wire.h"
+
+namespace dsrt::transport {
+namespace {
+
+cluster_secret secret_of(std::uint8_t b) {
+  cluster_secret s;
+  s.fill(std::byte{b});
+  return s;
+}
+
+// Records every callback; waits on conditions with a bound.
+class recorder : public transport_handler {
+ public:
+  void on_peer_up(peer_id peer, const hello_wire& hello) override {
+    std::lock_guard lock(mu_);
+    up_[peer] = hello;
+    cv_.notify_all();
+  }
+  void on_frame(peer_id peer, decoded_frame frame) override {
+    std::lock_guard lock(mu_);
+    if (frame.type() == frame_type::cancel) {
+      auto id = decode_cancel(frame);
+      ids_[peer].push_back(id ? std::int64_t(*id) : -1);
+    } else {
+      other_[peer] += 1;
+    }
+    cv_.notify_all();
+  }
+  void on_peer_down(peer_id peer, const error& why) override {
+    std::lock_guard lock(mu_);
+    down_[peer] = why;
+    cv_.notify_all();
+  }
+  template <class F>
+  bool wait(F done, int seconds = 20) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(seconds), [&] { return done(*this); });
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<peer_id, hello_wire> up_;
+  std::map<peer_id, std::vector<std::int64_t>> ids_;
+  std::map<peer_id, int> other_;
+  std::map<peer_id, error> down_;
+};
+
+std::unique_ptr<ucx_transport> start(recorder& r, const cluster_secret& s, node_role role, std::int32_t node,
+                                     bool listen) {
+  transport_config c;
+  c.listen = listen;
+  c.session.heartbeat_interval_ms = milliseconds(100);
+  c.session.heartbeat_timeout_ms = milliseconds(2000);
+  auto t = ucx_transport::start(c, s, {role, node, 1000u + std::uint64_t(node)}, r);
+  EXPECT_TRUE(t.ok()) << (t.ok() ? "" : t.err().to_string());
+  return t.ok() ? std::move(*t) : nullptr;
+}
+
+TEST(UcxTransport, PeersAuthenticateAndFramesArriveInOrderBothWays) {
+  recorder head_r, worker_r;
+  auto head = start(head_r, secret_of(1), node_role::head, 0, true);
+  auto worker = start(worker_r, secret_of(1), node_role::worker, 4, false);
+  ASSERT_TRUE(head && worker);
+  ASSERT_NE(head->port(), 0);
+  const auto to_head = worker->connect("127.0.0.1", head->port());
+  ASSERT_TRUE(worker_r.wait([&](recorder& r) { return r.up_.count(to_head) > 0; }));
+  ASSERT_TRUE(head_r.wait([](recorder& r) { return r.up_.size() == 1; }));
+  const peer_id to_worker = head_r.up_.begin()->first;
+  EXPECT_EQ(head_r.up_[to_worker].node_id, 4);
+  EXPECT_EQ(head_r.up_[to_worker].role, node_role::worker);
+  EXPECT_EQ(worker_r.up_[to_head].role, node_role::head);
+
+  constexpr int frames = 2000;
+  for (int i = 0; i < frames; ++i) {
+    ASSERT_TRUE(worker->send(to_head, encode_cancel(frame_type::cancel, std::uint64_t(i))).ok());
+    ASSERT_TRUE(head->send(to_worker, encode_cancel(frame_type::cancel, std::uint64_t(i) * 3)).ok());
+  }
+  ASSERT_TRUE(head_r.wait([&](recorder& r) { return r.ids_[to_worker].size() == frames; }));
+  ASSERT_TRUE(worker_r.wait([&](recorder& r) { return r.ids_[to_head].size() == frames; }));
+  for (int i = 0; i < frames; ++i) {
+    EXPECT_EQ(head_r.ids_[to_worker][std::size_t(i)], i);
+    EXPECT_EQ(worker_r.ids_[to_head][std::size_t(i)], 3 * i);
+  }
+  EXPECT_TRUE(head_r.down_.empty());
+}
+
+TEST(UcxTransport, ALargeFrameArrivesWhole) {
+  recorder head_r, worker_r;
+  auto head = start(head_r, secret_of(2), node_role::head, 0, true);
+  auto worker = start(worker_r, secret_of(2), node_role::worker, 1, false);
+  ASSERT_TRUE(head && worker);
+  const auto to_head = worker->connect("127.0.0.1", head->port());
+  ASSERT_TRUE(worker_r.wait([&](recorder& r) { return r.up_.count(to_head) > 0; }));
+  // 8 MiB of tokens in one frame: far past UCX's eager threshold, so it goes by rendezvous.
+  serving::replica_chunks big;
+  std::mt19937 rng(5);
+  serving::replica_chunk c;
+  c.request_id = 9;
+  for (int i = 0; i < (2 << 20); ++i) c.tokens.push_back(std::int32_t(rng() % 100000));
+  big.chunks.push_back(c);
+  ASSERT_TRUE(worker->send(to_head, encode(big)).ok());
+  ASSERT_TRUE(worker->send(to_head, encode_cancel(frame_type::cancel, 1)).ok());   // after it, in order
+  ASSERT_TRUE(head_r.wait([](recorder& r) { return !r.ids_.empty(); }));
+  std::lock_guard lock(head_r.mu_);
+  EXPECT_EQ(head_r.other_.begin()->second, 1);
+  EXPECT_TRUE(head_r.down_.empty());
+}
+
+TEST(UcxTransport, AWrongSecretNeverComesUpAndDeliversNothing) {
+  recorder head_r, intruder_r;
+  auto head = start(head_r, secret_of(3), node_role::head, 0, true);
+  auto intruder = start(intruder_r, secret_of(4), node_role::worker, 1, false);
+  ASSERT_TRUE(head && intruder);
+  const auto p = intruder->connect("127.0.0.1", head->port());
+  ASSERT_TRUE(intruder_r.wait([&](recorder& r) { return r.down_.count(p) > 0; }));
+  EXPECT_EQ(intruder_r.up_.count(p), 0u);
+  // Frames sent anyway go nowhere.
+  (void)intruder->send(p, encode_cancel(frame_type::cancel, 1));
+  EXPECT_TRUE(head_r.wait([](recorder&) { return true; }));
+  std::lock_guard lock(head_r.mu_);
+  EXPECT_TRUE(head_r.up_.empty());
+  EXPECT_TRUE(head_r.ids_.empty());
+  EXPECT_GE(head->stats().peers_rejected, 1u);
+}
+
+TEST(UcxTransport, AGarbageSendingPeerIsCutOffAndOthersKeepBeingServed) {
+  recorder head_r, good_r, bad_r;
+  auto head = start(head_r, secret_of(5), node_role::head, 0, true);
+  auto good = start(good_r, secret_of(5), node_role::worker, 1, false);
+  auto bad = start(bad_r, secret_of(5), node_role::worker, 2, false);
+  ASSERT_TRUE(head && good && bad);
+  const auto g = good->connect("127.0.0.1", head->port());
+  const auto b = bad->connect("127.0.0.1", head->port());
+  ASSERT_TRUE(good_r.wait([&](recorder& r) { return r.up_.count(g) > 0; }));
+  ASSERT_TRUE(bad_r.wait([&](recorder& r) { return r.up_.count(b) > 0; }));
+  // Random bytes, then a truncated real frame: the head closes the bad peer.
+  std::mt19937 rng(11);
+  frame_bytes junk(200);
+  for (auto& x : junk) x = std::byte(rng());
+  ASSERT_TRUE(bad->send(b, junk).ok());
+  auto cut = encode_cancel(frame_type::cancel, 3);
+  cut.resize(cut.size() / 2);
+  (void)bad->send(b, cut);
+  ASSERT_TRUE(bad_r.wait([&](recorder& r) { return r.down_.count(b) > 0; }));
+  // The good peer is still served.
+  ASSERT_TRUE(good->send(g, encode_cancel(frame_type::cancel, 42)).ok());
+  ASSERT_TRUE(head_r.wait([](recorder& r) {
+    for (auto& [peer, ids] : r.ids_)
+      if (!ids.empty() && ids.back() == 42) return true;
+    return false;
+  }));
+  std::lock_guard lock(head_r.mu_);
+  for (auto& [peer, ids] : head_r.ids_)
+    for (auto id : ids) EXPECT_EQ(id, 42) << "nothing of the bad peer was delivered";
+  EXPECT_EQ(head_r.down_.size(), 1u);
+}
+
+TEST(UcxTransport, AClosedOrVanishedPeerIsReportedDown) {
+  recorder head_r, worker_r;
+  auto head = start(head_r, secret_of(6), node_role::head, 0, true);
+  auto worker = start(worker_r, secret_of(6), node_role::worker, 1, false);
+  ASSERT_TRUE(head && worker);
+  const auto p = worker->connect("127.0.0.1", head->port());
+  ASSERT_TRUE(head_r.wait([](recorder& r) { return r.up_.size() == 1; }));
+  worker.reset();   // the process goes away
+  ASSERT_TRUE(head_r.wait([](recorder& r) { return r.down_.size() == 1; }));
+  (void)p;
+}
+
+TEST(UcxTransport, ConnectingToNothingIsReportedDown) {
+  recorder r;
+  auto client = start(r, secret_of(7), node_role::client, -1, false);
+  ASSERT_TRUE(client);
+  const auto p = client->connect("127.0.0.1", 1);   // nothing listens on port 1
+  ASSERT_TRUE(r.wait([&](recorder& x) { return x.down_.count(p) > 0; }));
+  EXPECT_EQ(r.up_.count(p), 0u);
+}
+
+}  // namespace
+}  // namespace dsrt::transport

@@ -1,0 +1,89 @@
+#pragma once
+// One connection's protocol, without any I/O: the authentication handshake, the gate that
+// keeps every other frame away until the peer has proved the cluster secret, heartbeats
+// and the liveness deadline. ucx_transport (ucx_transport.h) feeds it the bytes of each
+// frame it receives and the time, sends the frames it returns and closes the connection
+// when it says so; tests drive it directly with a virtual clock.
+//
+//   awaiting_hello ──Hello──► awaiting_proof ──valid AuthProof──► up ──► closed
+//        (any other frame, a bad proof, a timeout, a malformed frame: closed)
+//
+// Liveness: every frame from the peer counts. Once up, a heartbeat goes out every
+// heartbeat_interval_ms; a peer silent for heartbeat_timeout_ms (dead, or paused — a
+// stopped process keeps its sockets open) is closed with UNAVAILABLE.
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "runtime/clock.h"
+#include "transport/auth.h"
+#include "transport/frame.h"
+#include "transport/wire.h"
+
+namespace dsrt::transport {
+
+struct session_config {
+  milliseconds heartbeat_interval_ms{500};
+  milliseconds heartbeat_timeout_ms{3000};   // silence that makes a peer down
+  milliseconds handshake_timeout_ms{5000};   // connection to a proven peer
+  frame_limits limits;
+};
+// invalid_argument when an interval is not positive or the timeout is not above the interval.
+status validate(const session_config& config);
+
+// Who this process is, as its Hello says.
+struct node_identity {
+  node_role role = node_role::client;
+  std::int32_t node_id = -1;
+  std::uint64_t incarnation = 0;
+};
+
+class peer_session {
+ public:
+  enum class state { awaiting_hello, awaiting_proof, up, closed };
+
+  // What one call asks the caller to do, in this order: send `send`, hand `deliver` to the
+  // application, report the peer up if `became_up`, close with `close` if set.
+  struct actions {
+    std::vector<frame_bytes> send;
+    std::optional<decoded_frame> deliver;
+    bool became_up = false;
+    std::optional<error> close;
+  };
+
+  // `own_nonce` must be fresh (make_nonce()) for every connection.
+  peer_session(const session_config& config, const cluster_secret& secret, node_identity self,
+               auth_direction direction, const nonce& own_nonce, clock_time now);
+
+  // The Hello to send as soon as the connection exists.
+  frame_bytes hello() const;
+  // One frame received from the peer.
+  actions on_frame(std::span<const std::byte> bytes, clock_time now);
+  // Called periodically: heartbeats and the handshake and liveness deadlines.
+  actions on_tick(clock_time now);
+  // The connection failed underneath (transport error, peer closed it).
+  void on_closed() { state_ = state::closed; }
+
+  state current() const { return state_; }
+  bool is_up() const { return state_ == state::up; }
+  // The peer's Hello (valid once past awaiting_hello).
+  const hello_wire& peer() const { return peer_hello_; }
+  // When the next on_tick() has something to do.
+  clock_time next_deadline() const;
+
+ private:
+  actions fail(error e);
+
+  session_config config_;
+  cluster_secret secret_;
+  node_identity self_;
+  auth_direction direction_;
+  nonce own_nonce_;
+  hello_wire peer_hello_{};
+  state state_ = state::awaiting_hello;
+  bool proof_sent_ = false;
+  clock_time opened_at_, last_heard_, last_sent_heartbeat_;
+  std::uint64_t heartbeats_sent_ = 0;
+};
+
+}  // namespace dsrt::transport

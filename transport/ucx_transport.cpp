@@ -1,0 +1,567 @@
+#include "transport/ucx_transport.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <poll.h>
+#include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <ucp/api/ucp.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <variant>
+
+namespace dsrt::transport {
+namespace {
+
+constexpr unsigned frame_am_id = 1;   // every frame travels as this active message
+
+struct send_cmd { peer_id peer; frame_bytes frame; };
+struct connect_cmd { peer_id peer; std::string host; std::uint16_t port; };
+struct close_cmd { peer_id peer; std::string reason; };
+using command = std::variant<send_cmd, connect_cmd, close_cmd>;
+
+// A frame as it arrived: eager data is copied at once; rendezvous data is fetched into
+// `bytes` after the callback and `ready` is set when it is there.
+struct inbound {
+  frame_bytes bytes;
+  bool ready = false;
+  bool failed = false;
+};
+
+struct connection {
+  peer_id id = 0;
+  ucp_ep_h ep = nullptr;
+  bool connector = false;
+  bool reported_up = false;
+  bool dead = false;               // closed; waiting to be reported and forgotten
+  std::optional<error> why;
+  std::unique_ptr<peer_session> session;
+  std::deque<std::shared_ptr<inbound>> inbox;   // in arrival order
+  std::size_t sends_in_flight = 0;
+};
+
+// An arrival seen inside the active-message callback, handled after progress returns
+// (UCX forbids closing endpoints or receiving rendezvous data inside its callbacks).
+struct arrival {
+  ucp_ep_h ep = nullptr;
+  std::shared_ptr<inbound> item;
+  void* rndv_desc = nullptr;
+  std::size_t length = 0;
+};
+
+std::string status_text(ucs_status_t s) { return ucs_status_string(s); }
+
+}  // namespace
+
+class ucx_transport::impl {
+ public:
+  impl(const transport_config& config, const cluster_secret& secret, node_identity self,
+       transport_handler& handler)
+      : config_(config), secret_(secret), self_(self), handler_(handler) {}
+
+  ~impl() {
+    if (thread_.joinable()) {
+      stop_ = true;
+      wake();
+      thread_.join();
+    }
+    if (listener_) ucp_listener_destroy(listener_);
+    if (worker_) ucp_worker_destroy(worker_);
+    if (context_) ucp_cleanup(context_);
+    if (wake_fd_ >= 0) ::close(wake_fd_);
+  }
+
+  status init() {
+    ucp_config_t* cfg = nullptr;
+    if (auto s = ucp_config_read(nullptr, nullptr, &cfg); s != UCS_OK)
+      return make_error(error_code::unavailable, "UCX configuration: {}", status_text(s));
+    ucp_params_t params{};
+    params.field_mask = UCP_PARAM_FIELD_FEATURES;
+    params.features = UCP_FEATURE_AM | UCP_FEATURE_WAKEUP;
+    const auto s = ucp_init(&params, cfg, &context_);
+    ucp_config_release(cfg);
+    if (s != UCS_OK) return make_error(error_code::unavailable, "UCX init: {}", status_text(s));
+    ucp_worker_params_t wp{};
+    wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+    wp.thread_mode = UCS_THREAD_MODE_SINGLE;   // only the progress thread touches it
+    if (auto w = ucp_worker_create(context_, &wp, &worker_); w != UCS_OK)
+      return make_error(error_code::unavailable, "UCX worker: {}", status_text(w));
+    if (auto e = ucp_worker_get_efd(worker_, &worker_fd_); e != UCS_OK)
+      return make_error(error_code::unavailable, "UCX worker event fd: {}", status_text(e));
+    wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wake_fd_ < 0) return make_error(error_code::unavailable, "eventfd: {}", std::strerror(errno));
+
+    ucp_am_handler_param_t hp{};
+    hp.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB |
+                    UCP_AM_HANDLER_PARAM_FIELD_ARG | UCP_AM_HANDLER_PARAM_FIELD_FLAGS;
+    hp.id = frame_am_id;
+    hp.cb = &impl::on_am;
+    hp.arg = this;
+    hp.flags = UCP_AM_FLAG_WHOLE_MSG;
+    if (auto h = ucp_worker_set_am_recv_handler(worker_, &hp); h != UCS_OK)
+      return make_error(error_code::unavailable, "UCX active-message handler: {}", status_text(h));
+
+    if (config_.listen) {
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_port = htons(config_.listen_port);
+      if (::inet_pton(AF_INET, config_.listen_host.c_str(), &addr.sin_addr) != 1)
+        return make_error(error_code::invalid_argument, "listen_host '{}' is not an IPv4 address",
+                          config_.listen_host);
+      ucp_listener_params_t lp{};
+      lp.field_mask = UCP_LISTENER_PARAM_FIELD_SOCK_ADDR | UCP_LISTENER_PARAM_FIELD_CONN_HANDLER;
+      lp.sockaddr.addr = reinterpret_cast<const sockaddr*>(&addr);
+      lp.sockaddr.addrlen = sizeof(addr);
+      lp.conn_handler.cb = &impl::on_conn_request;
+      lp.conn_handler.arg = this;
+      if (auto l = ucp_listener_create(worker_, &lp, &listener_); l != UCS_OK)
+        return make_error(error_code::unavailable, "cannot listen on {}:{}: {}", config_.listen_host,
+                          config_.listen_port, status_text(l));
+      ucp_listener_attr_t attr{};
+      attr.field_mask = UCP_LISTENER_ATTR_FIELD_SOCKADDR;
+      if (ucp_listener_query(listener_, &attr) == UCS_OK)
+        port_ = ntohs(reinterpret_cast<const sockaddr_in*>(&attr.sockaddr)->sin_port);
+    }
+    thread_ = std::thread([this] { run(); });
+    return ok_t{};
+  }
+
+  std::uint16_t port() const { return port_; }
+
+  peer_id connect(const std::string& host, std::uint16_t port) {
+    const peer_id id = ++next_peer_;
+    enqueue(connect_cmd{id, host, port}, /*bounded=*/false);
+    return id;
+  }
+
+  status send(peer_id peer, frame_bytes frame) {
+    if (!enqueue(send_cmd{peer, std::move(frame)}, /*bounded=*/true))
+      return make_error(error_code::overloaded, "transport send queue full ({} frames, send_queue_frames_max)",
+                        config_.send_queue_frames_max);
+    return ok_t{};
+  }
+
+  void close(peer_id peer, std::string reason) { enqueue(close_cmd{peer, std::move(reason)}, false); }
+
+  transport_stats stats() const {
+    std::lock_guard lock(stats_mu_);
+    return stats_;
+  }
+
+ private:
+  bool enqueue(command c, bool bounded) {
+    {
+      std::lock_guard lock(mu_);
+      if (bounded && commands_.size() >= config_.send_queue_frames_max) return false;
+      commands_.push_back(std::move(c));
+    }
+    wake();
+    return true;
+  }
+
+  void wake() {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof(one));
+  }
+
+  // ---- the progress thread ----
+
+  void run() {
+    auto next_tick = std::chrono::steady_clock::now();
+    while (!stop_) {
+      run_commands();
+      while (ucp_worker_progress(worker_) != 0) {
+      }
+      handle_arrivals();
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= next_tick) {
+        tick(now);
+        next_tick = now + config_.tick_interval_ms;
+      }
+      reap();
+      if (ucp_worker_arm(worker_) == UCS_ERR_BUSY) continue;   // more events already
+      {
+        std::lock_guard lock(mu_);
+        if (!commands_.empty()) continue;
+      }
+      pollfd fds[2] = {{worker_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+      const auto wait = std::chrono::duration_cast<milliseconds>(next_tick - std::chrono::steady_clock::now());
+      ::poll(fds, 2, int(std::max<std::int64_t>(0, wait.count())));
+      std::uint64_t drained;
+      while (::read(wake_fd_, &drained, sizeof(drained)) > 0) {
+      }
+    }
+    shutdown();
+  }
+
+  void run_commands() {
+    std::deque<command> batch;
+    {
+      std::lock_guard lock(mu_);
+      batch.swap(commands_);
+    }
+    for (auto& c : batch) {
+      if (auto* s = std::get_if<send_cmd>(&c)) {
+        auto it = conns_.find(s->peer);
+        if (it == conns_.end() || it->second.dead || !it->second.session->is_up()) {
+          std::lock_guard lock(stats_mu_);
+          ++stats_.frames_dropped;
+          continue;
+        }
+        post(it->second, std::move(s->frame));
+      } else if (auto* k = std::get_if<connect_cmd>(&c)) {
+        open(*k);
+      } else if (auto* x = std::get_if<close_cmd>(&c)) {
+        auto it = conns_.find(x->peer);
+        if (it == conns_.end() || it->second.dead) continue;
+        post(it->second, encode_goodbye(x->reason));
+        kill(it->second, make_error(error_code::cancelled, "closed here: {}", x->reason));
+      }
+    }
+  }
+
+  void open(const connect_cmd& c) {
+    auto& conn = conns_[c.peer];
+    conn.id = c.peer;
+    conn.connector = true;
+    auto fail = [&](error e) {
+      conn.dead = true;
+      conn.why = std::move(e);
+    };
+    addrinfo hints{};
+    hints.ai_family = AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* found = nullptr;
+    if (::getaddrinfo(c.host.c_str(), nullptr, &hints, &found) != 0 || !found)
+      return fail(make_error(error_code::unavailable, "cannot resolve host '{}'", c.host));
+    sockaddr_in addr = *reinterpret_cast<const sockaddr_in*>(found->ai_addr);
+    ::freeaddrinfo(found);
+    addr.sin_port = htons(c.port);
+    ucp_ep_params_t ep{};
+    ep.field_mask = UCP_EP_PARAM_FIELD_FLAGS | UCP_EP_PARAM_FIELD_SOCK_ADDR |
+                    UCP_EP_PARAM_FIELD_ERR_HANDLER | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
+    ep.flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER;
+    ep.sockaddr.addr = reinterpret_cast<const sockaddr*>(&addr);
+    ep.sockaddr.addrlen = sizeof(addr);
+    ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+    ep.err_handler.cb = &impl::on_ep_error;
+    ep.err_handler.arg = this;
+    if (auto s = ucp_ep_create(worker_, &ep, &conn.ep); s != UCS_OK) {
+      conn.ep = nullptr;
+      return fail(make_error(error_code::unavailable, "cannot connect to {}:{}: {}", c.host, c.port, status_text(s)));
+    }
+    start_session(conn, auth_direction::connector);
+  }
+
+  void start_session(connection& conn, auth_direction direction) {
+    by_ep_[conn.ep] = conn.id;
+    auto n = make_nonce();
+    if (!n) {
+      conn.dead = true;
+      conn.why = n.err();
+      return;
+    }
+    conn.session = std::make_unique<peer_session>(config_.session, secret_, self_, direction, *n,
+                                                  std::chrono::steady_clock::now());
+    post(conn, conn.session->hello());
+  }
+
+  void post(connection& conn, frame_bytes frame) {
+    if (!conn.ep || conn.dead) return;
+    if (conn.sends_in_flight >= config_.peer_sends_in_flight_max) {
+      kill(conn, make_error(error_code::unavailable, "peer is not reading: {} sends unfinished (peer_sends_in_flight_max)",
+                            conn.sends_in_flight));
+      return;
+    }
+    struct pending { impl* self; peer_id peer; frame_bytes bytes; };
+    auto* p = new pending{this, conn.id, std::move(frame)};
+    ucp_request_param_t rp{};
+    rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
+    rp.flags = UCP_AM_SEND_FLAG_REPLY;   // the receiver learns which endpoint it came on
+    rp.user_data = p;
+    rp.cb.send = [](void* request, ucs_status_t, void* user) {
+      auto* p = static_cast<pending*>(user);
+      if (auto it = p->self->conns_.find(p->peer); it != p->self->conns_.end()) --it->second.sends_in_flight;
+      delete p;
+      ucp_request_free(request);
+    };
+    const std::size_t size = p->bytes.size();
+    auto req = ucp_am_send_nbx(conn.ep, frame_am_id, nullptr, 0, p->bytes.data(), size, &rp);
+    {
+      std::lock_guard lock(stats_mu_);
+      ++stats_.frames_sent;
+      stats_.bytes_sent += size;
+    }
+    if (req == nullptr) {
+      delete p;
+    } else if (UCS_PTR_IS_ERR(req)) {
+      delete p;
+      kill(conn, make_error(error_code::unavailable, "send failed: {}", status_text(UCS_PTR_STATUS(req))));
+    } else {
+      ++conn.sends_in_flight;
+    }
+  }
+
+  static void on_conn_request(ucp_conn_request_h request, void* arg) {
+    auto* self = static_cast<impl*>(arg);
+    std::size_t live = 0;
+    for (const auto& [id, c] : self->conns_) live += !c.dead;
+    if (live >= self->config_.connections_max) {
+      ucp_listener_reject(self->listener_, request);
+      std::lock_guard lock(self->stats_mu_);
+      ++self->stats_.peers_rejected;
+      return;
+    }
+    const peer_id id = ++self->next_peer_;
+    auto& conn = self->conns_[id];
+    conn.id = id;
+    ucp_ep_params_t ep{};
+    ep.field_mask = UCP_EP_PARAM_FIELD_CONN_REQUEST | UCP_EP_PARAM_FIELD_ERR_HANDLER |
+                    UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
+    ep.conn_request = request;
+    ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+    ep.err_handler.cb = &impl::on_ep_error;
+    ep.err_handler.arg = self;
+    if (ucp_ep_create(self->worker_, &ep, &conn.ep) != UCS_OK) {
+      conn.ep = nullptr;
+      conn.dead = true;
+      return;
+    }
+    self->start_session(conn, auth_direction::acceptor);
+  }
+
+  static void on_ep_error(void* arg, ucp_ep_h ep, ucs_status_t status) {
+    auto* self = static_cast<impl*>(arg);
+    auto it = self->by_ep_.find(ep);
+    if (it == self->by_ep_.end()) return;
+    auto c = self->conns_.find(it->second);
+    if (c == self->conns_.end() || c->second.dead) return;
+    c->second.dead = true;
+    c->second.why = make_error(error_code::unavailable, "connection lost: {}", status_text(status));
+  }
+
+  static ucs_status_t on_am(void* arg, const void*, size_t, void* data, size_t length,
+                            const ucp_am_recv_param_t* param) {
+    auto* self = static_cast<impl*>(arg);
+    if (!(param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP)) return UCS_OK;   // not ours
+    arrival a;
+    a.ep = param->reply_ep;
+    a.length = length;
+    a.item = std::make_shared<inbound>();
+    if (length > self->config_.session.limits.message_bytes_max + frame_header_bytes) {
+      a.item->failed = true;   // too large to even fetch: the session closes the connection
+      a.item->ready = true;
+    } else if (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) {
+      a.rndv_desc = data;
+      self->arrivals_.push_back(std::move(a));
+      return UCS_INPROGRESS;
+    } else {
+      const auto* bytes = static_cast<const std::byte*>(data);
+      a.item->bytes.assign(bytes, bytes + length);
+      a.item->ready = true;
+    }
+    self->arrivals_.push_back(std::move(a));
+    return UCS_OK;
+  }
+
+  void handle_arrivals() {
+    auto batch = std::move(arrivals_);
+    arrivals_.clear();
+    for (auto& a : batch) {
+      auto it = by_ep_.find(a.ep);
+      connection* conn = nullptr;
+      if (it != by_ep_.end())
+        if (auto c = conns_.find(it->second); c != conns_.end() && !c->second.dead) conn = &c->second;
+      if (a.rndv_desc) {
+        if (!conn) {
+          ucp_am_data_release(worker_, a.rndv_desc);
+          continue;
+        }
+        a.item->bytes.resize(a.length);
+        struct fetch { std::shared_ptr<inbound> item; };
+        auto* f = new fetch{a.item};
+        ucp_request_param_t rp{};
+        rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+        rp.user_data = f;
+        rp.cb.recv_am = [](void* request, ucs_status_t status, size_t, void* user) {
+          auto* f = static_cast<fetch*>(user);
+          f->item->ready = true;
+          f->item->failed = status != UCS_OK;
+          delete f;
+          ucp_request_free(request);
+        };
+        auto req = ucp_am_recv_data_nbx(worker_, a.rndv_desc, a.item->bytes.data(), a.length, &rp);
+        if (req == nullptr) {
+          a.item->ready = true;
+          delete f;
+        } else if (UCS_PTR_IS_ERR(req)) {
+          a.item->ready = a.item->failed = true;
+          delete f;
+        }
+      }
+      if (conn) conn->inbox.push_back(std::move(a.item));
+    }
+    const auto now = std::chrono::steady_clock::now();
+    for (auto& [id, conn] : conns_) {
+      while (!conn.dead && !conn.inbox.empty() && conn.inbox.front()->ready) {
+        auto item = std::move(conn.inbox.front());
+        conn.inbox.pop_front();
+        {
+          std::lock_guard lock(stats_mu_);
+          ++stats_.frames_received;
+          stats_.bytes_received += item->bytes.size();
+        }
+        if (item->failed) {
+          kill(conn, make_error(error_code::corrupt_data, "a frame of {} bytes could not be received (message_bytes_max {})",
+                                item->bytes.size(), config_.session.limits.message_bytes_max));
+          break;
+        }
+        apply(conn, conn.session->on_frame(item->bytes, now));
+      }
+    }
+  }
+
+  void apply(connection& conn, peer_session::actions a) {
+    for (auto& f : a.send) post(conn, std::move(f));
+    if (a.became_up) {
+      conn.reported_up = true;
+      {
+        std::lock_guard lock(stats_mu_);
+        ++stats_.peers_up;
+      }
+      handler_.on_peer_up(conn.id, conn.session->peer());
+    }
+    if (a.deliver) handler_.on_frame(conn.id, std::move(*a.deliver));
+    if (a.close) {
+      if (!conn.reported_up) {
+        std::lock_guard lock(stats_mu_);
+        ++stats_.peers_rejected;
+      }
+      spdlog::warn("transport: closing connection {} (node {}): {}", conn.id,
+                   conn.session ? conn.session->peer().node_id : -1, a.close->to_string());
+      kill(conn, std::move(*a.close));
+    }
+  }
+
+  void tick(clock_time now) {
+    for (auto& [id, conn] : conns_)
+      if (!conn.dead && conn.session) apply(conn, conn.session->on_tick(now));
+  }
+
+  // Marks a connection closed; reap() closes its endpoint and reports it.
+  void kill(connection& conn, error why) {
+    if (conn.dead) return;
+    conn.dead = true;
+    conn.why = std::move(why);
+  }
+
+  void reap() {
+    for (auto it = conns_.begin(); it != conns_.end();) {
+      auto& conn = it->second;
+      if (!conn.dead) {
+        ++it;
+        continue;
+      }
+      if (conn.session) conn.session->on_closed();
+      if (conn.ep) {
+        by_ep_.erase(conn.ep);
+        close_endpoint(conn.ep, /*force=*/false);
+        conn.ep = nullptr;
+      }
+      if (conn.reported_up || conn.connector)
+        handler_.on_peer_down(conn.id, conn.why.value_or(make_error(error_code::unavailable, "connection closed")));
+      it = conns_.erase(it);
+    }
+  }
+
+  void close_endpoint(ucp_ep_h ep, bool force) {
+    ucp_request_param_t rp{};
+    rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    rp.flags = force ? UCP_EP_CLOSE_FLAG_FORCE : 0;
+    auto req = ucp_ep_close_nbx(ep, &rp);
+    if (req != nullptr && !UCS_PTR_IS_ERR(req)) closing_.push_back(req);
+  }
+
+  void shutdown() {
+    for (auto& [id, conn] : conns_) {
+      if (conn.ep && !conn.dead) post(conn, encode_goodbye("shutting down"));
+      if (!conn.dead) kill(conn, make_error(error_code::cancelled, "transport shutting down"));
+    }
+    reap();
+    // Let the closes (and their goodbyes) finish, for a bounded time.
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (!closing_.empty() && std::chrono::steady_clock::now() < give_up) {
+      ucp_worker_progress(worker_);
+      std::erase_if(closing_, [](void* req) {
+        if (ucp_request_check_status(req) == UCS_INPROGRESS) return false;
+        ucp_request_free(req);
+        return true;
+      });
+    }
+    for (auto* req : closing_) ucp_request_cancel(worker_, req);
+    closing_.clear();
+    // Drop rendezvous descriptors never fetched.
+    for (auto& a : arrivals_)
+      if (a.rndv_desc) ucp_am_data_release(worker_, a.rndv_desc);
+    arrivals_.clear();
+  }
+
+  transport_config config_;
+  cluster_secret secret_;
+  node_identity self_;
+  transport_handler& handler_;
+
+  ucp_context_h context_ = nullptr;
+  ucp_worker_h worker_ = nullptr;
+  ucp_listener_h listener_ = nullptr;
+  int worker_fd_ = -1, wake_fd_ = -1;
+  std::uint16_t port_ = 0;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<peer_id> next_peer_{0};
+
+  std::mutex mu_;
+  std::deque<command> commands_;
+  mutable std::mutex stats_mu_;
+  transport_stats stats_;
+
+  // Progress thread only.
+  std::unordered_map<peer_id, connection> conns_;
+  std::unordered_map<ucp_ep_h, peer_id> by_ep_;
+  std::vector<arrival> arrivals_;
+  std::vector<void*> closing_;
+};
+
+status validate(const transport_config& c) {
+  DSRT_TRY(validate(c.session));
+  if (c.connections_max < 1 || c.send_queue_frames_max < 1 || c.peer_sends_in_flight_max < 1)
+    return make_error(error_code::invalid_argument,
+                      "connections_max, send_queue_frames_max and peer_sends_in_flight_max must be at least 1");
+  if (c.tick_interval_ms.count() <= 0 || c.tick_interval_ms > c.session.heartbeat_interval_ms)
+    return make_error(error_code::invalid_argument, "tick_interval_ms must be in (0, heartbeat_interval_ms]");
+  return ok_t{};
+}
+
+result<std::unique_ptr<ucx_transport>> ucx_transport::start(const transport_config& config,
+                                                            const cluster_secret& secret, node_identity self,
+                                                            transport_handler& handler) {
+  DSRT_TRY(validate(config));
+  auto i = std::make_unique<impl>(config, secret, self, handler);
+  DSRT_TRY(i->init());
+  return std::unique_ptr<ucx_transport>(new ucx_transport(std::move(i)));
+}
+
+ucx_transport::ucx_transport(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
+ucx_transport::~ucx_transport() = default;
+std::uint16_t ucx_transport::port() const { return impl_->port(); }
+peer_id ucx_transport::connect(const std::string& host, std::uint16_t port) { return impl_->connect(host, port); }
+status ucx_transport::send(peer_id peer, frame_bytes frame) { return impl_->send(peer, std::move(frame)); }
+void ucx_transport::close(peer_id peer, std::string reason) { impl_->close(peer, std::move(reason)); }
+transport_stats ucx_transport::stats() const { return impl_->stats(); }
+
+}  // namespace dsrt::transport

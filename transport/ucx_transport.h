@@ -1,0 +1,90 @@
+#pragma once
+// The process's UCX endpoint (ARCHITECTURE.md, "Messages and transport"): one ucp worker
+// driven by one progress thread, a listener, an endpoint per peer, frames as UCX active
+// messages. UCX picks the wire — TCP or shared memory on one machine, RDMA verbs where a
+// cluster has them; nothing here names one. Large frames go by UCX rendezvous straight into
+// the receive buffer.
+//
+// Every connection runs a peer_session (peer_session.h): nothing reaches the handler from a
+// peer that has not proved the cluster secret, a malformed frame closes its connection (and
+// only that one), and heartbeats turn a dead or paused peer into on_peer_down.
+//
+// Ownership: owns the UCX context, worker, listener and endpoints and the progress thread.
+// Thread safety: connect(), send(), close() and stats() may be called from any thread. The
+// handler's callbacks run on the progress thread, one at a time: they must be quick (hand
+// the frame to an actor) and must not call back into this object's destructor.
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "transport/peer_session.h"
+
+namespace dsrt::transport {
+
+// One connection, for as long as it lives; never reused (a reconnecting peer gets a new id,
+// so nothing of the old connection can be mistaken for the new one).
+using peer_id = std::uint64_t;
+
+class transport_handler {
+ public:
+  virtual ~transport_handler() = default;
+  // The peer proved the secret; frames may be sent to it from now on.
+  virtual void on_peer_up(peer_id peer, const hello_wire& hello) = 0;
+  // A frame other than the session's own (hello, proof, heartbeat, goodbye).
+  virtual void on_frame(peer_id peer, decoded_frame frame) = 0;
+  // The connection is gone. Called once for every connection that was up, and for every
+  // connect() that never came up (so the caller can retry).
+  virtual void on_peer_down(peer_id peer, const error& why) = 0;
+};
+
+struct transport_config {
+  std::string listen_host = "127.0.0.1";
+  std::uint16_t listen_port = 0;             // 0: a free port (port() tells which)
+  bool listen = true;                        // false: connect only (a client)
+  session_config session;
+  std::size_t connections_max = 1024;        // more are refused at the listener
+  std::size_t send_queue_frames_max = 1u << 16;   // frames queued for the progress thread
+  std::size_t peer_sends_in_flight_max = 1u << 14; // unfinished sends per peer; more: the
+                                                   // peer is not reading and is closed
+  milliseconds tick_interval_ms{20};         // heartbeat and deadline checks
+};
+// invalid_argument naming the field.
+status validate(const transport_config& config);
+
+struct transport_stats {
+  std::uint64_t frames_sent = 0, frames_received = 0;
+  std::uint64_t bytes_sent = 0, bytes_received = 0;
+  std::uint64_t peers_up = 0, peers_rejected = 0;   // rejected: failed the handshake or malformed
+  std::uint64_t frames_dropped = 0;                  // for a peer that is not up (any more)
+};
+
+class ucx_transport {
+ public:
+  // Errors: invalid_argument for a bad config; unavailable when UCX cannot start or the
+  // listen address cannot be bound.
+  static result<std::unique_ptr<ucx_transport>> start(const transport_config& config,
+                                                      const cluster_secret& secret, node_identity self,
+                                                      transport_handler& handler);
+  ~ucx_transport();   // closes every connection and joins the progress thread
+  ucx_transport(const ucx_transport&) = delete;
+  ucx_transport& operator=(const ucx_transport&) = delete;
+
+  std::uint16_t port() const;   // the listening port (0 when not listening)
+  // Opens a connection; on_peer_up or on_peer_down follows. host: an IPv4 address or name.
+  peer_id connect(const std::string& host, std::uint16_t port);
+  // Queues a frame for an up peer. Errors: overloaded when send_queue_frames_max frames
+  // are queued already. A frame for a peer that is down is dropped (counted).
+  status send(peer_id peer, frame_bytes frame);
+  // Says goodbye and closes; on_peer_down follows.
+  void close(peer_id peer, std::string reason);
+  transport_stats stats() const;
+
+  class impl;
+
+ private:
+  explicit ucx_transport(std::unique_ptr<impl> impl);
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace dsrt::transport
