@@ -52,6 +52,7 @@ struct client_link_state {
   peer_id head = 0, connecting = 0;
   std::unordered_map<std::uint64_t, open_request> open;
   std::int64_t connects = 0;
+  std::optional<error> last_failure;
   static inline const char* name = "dsrt.client_link";
 };
 
@@ -97,6 +98,7 @@ caf::behavior client_link_actor(self_ptr self, transport::ucx_transport* transpo
       },
       [self](peer_down_msg& m) {
         auto& st = self->state;
+        if (m.peer == st.head || m.peer == st.connecting) st.last_failure = m.why;
         if (m.peer == st.head) {
           spdlog::warn("client: lost the head: {}", m.why.to_string());
           lost_head(self, m.why.to_string());
@@ -154,7 +156,7 @@ caf::behavior client_link_actor(self_ptr self, transport::ucx_transport* transpo
       },
       [self](status_atom) {
         auto& st = self->state;
-        return remote_stats{st.head != 0, std::int64_t(st.open.size()), st.connects};
+        return remote_stats{st.head != 0, std::int64_t(st.open.size()), st.connects, st.last_failure};
       },
   };
 }
@@ -183,11 +185,18 @@ result<std::unique_ptr<remote_runtime>> remote_runtime::connect(const std::strin
   rt->transport_ = std::move(*t);
   rt->link_ = rt->system_->spawn(client_link_actor, rt->transport_.get(), *address, options);
   rt->bridge_.set_target(rt->link_);
+  // A refused proof ends the wait at once; anything else (nothing listening yet) is retried.
+  std::optional<error> last;
   auto connected = wait_until(options.connect_timeout_ms, "an authenticated connection to the head", [&] {
     auto s = rt->stats();
-    return s && s->connected;
+    if (s && s->last_failure) last = s->last_failure;
+    return (s && s->connected) || (last && last->code == error_code::unauthenticated);
   });
-  if (!connected) return make_error(error_code::unavailable, "{}: {}", url, connected.err().message);
+  if (last && last->code == error_code::unauthenticated)
+    return make_error(error_code::unauthenticated, "{}: {}", url, last->message);
+  if (!connected)
+    return make_error(error_code::unavailable, "{}: {} (last: {})", url, connected.err().message,
+                      last ? last->message : "no answer");
   return rt;
 }
 

@@ -18,6 +18,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "actors/router_access.h"
@@ -38,6 +39,7 @@ struct remote_stats {
   bool connected = false;
   std::int64_t open_requests = 0;
   std::int64_t connects = 0;
+  std::optional<error> last_failure;   // why the latest connection ended or failed
 };
 
 // Parses "dsrt://HOST:PORT". Errors: invalid_argument naming what is wrong.
@@ -49,8 +51,8 @@ result<cluster_address> parse_cluster_url(const std::string& url);
 
 class remote_runtime : public router_access {
  public:
-  // Errors: invalid_argument (URL); unavailable (no authenticated head within
-  // connect_timeout_ms: down, wrong address, or a wrong secret).
+  // Errors: invalid_argument (URL); unauthenticated (the head and this side do not share
+  // the secret); unavailable (no head within connect_timeout_ms).
   static result<std::unique_ptr<remote_runtime>> connect(const std::string& url,
                                                          const transport::cluster_secret& secret,
                                                          std::shared_ptr<const tokenizer::tokenizer> tokenizer,

@@ -8,6 +8,7 @@
 #include <ucp/api/ucp.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -77,6 +78,13 @@ class ucx_transport::impl {
   }
 
   status init() {
+    // A listener must bind its port again at once after a restart, while the old
+    // connections sit in TIME_WAIT. UCX reads these per component from the environment
+    // (not through ucp_config_modify); an operator's own setting wins (no overwrite).
+    if (config_.listen) {
+      ::setenv("UCX_TCP_CM_REUSEADDR", "y", 0);
+      ::setenv("UCX_RDMA_CM_REUSEADDR", "y", 0);
+    }
     ucp_config_t* cfg = nullptr;
     if (auto s = ucp_config_read(nullptr, nullptr, &cfg); s != UCS_OK)
       return make_error(error_code::unavailable, "UCX configuration: {}", status_text(s));

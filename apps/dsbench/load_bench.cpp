@@ -12,9 +12,11 @@
 #include <thread>
 
 #include "actors/client.h"
+#include "actors/remote_runtime.h"
 #include "apps/common/runtime_setup.h"
 #include "apps/dsbench/fault_schedule.h"
 #include "runtime/random.h"
+#include "transport/auth.h"
 
 namespace dsrt::apps {
 namespace {
@@ -25,6 +27,8 @@ struct load_flags {
   engine_flags engine;
   runtime_flags runtime;
   bool inproc = false;
+  std::string connect;                 // dsrt://HOST:PORT of a running cluster
+  std::string secret_file;
   int requests = 100;
   int concurrency = 8;
   int prompt_len = 128;
@@ -57,20 +61,43 @@ double percentile(std::vector<double> v, double q) {
 }
 
 int run_load(const load_flags& f) {
-  if (!f.inproc) {
-    std::fprintf(stderr, "dsrt: INVALID_ARGUMENT: dsbench load needs --inproc (--connect comes with the cluster)\n");
-    return 2;
-  }
-  actors::runtime_options options;
+  if (f.inproc == !f.connect.empty())
+    return report(make_error(error_code::invalid_argument,
+                             "dsbench load needs exactly one of --inproc and --connect dsrt://HOST:PORT"));
+  if (!f.connect.empty() && !f.metrics_path.empty())
+    return report(make_error(error_code::invalid_argument,
+                             "--metrics reads an in-process runtime's registry; a cluster's head exports its own"));
+  if (!f.connect.empty() && !f.faults.empty())
+    return report(make_error(error_code::invalid_argument,
+                             "--fault injects into an in-process runtime; fault a cluster by killing its nodes"));
+  // In process (everything measurable) or a running cluster (what its client sees).
+  loaded_runtime loaded;
+  std::unique_ptr<actors::remote_runtime> remote;
+  actors::local_runtime* local = nullptr;
+  actors::router_access* access = nullptr;
   auto faults = parse_faults(f.faults, f.runtime.replicas);
   if (!faults) return report(faults.err());
-  auto loaded = start_runtime(f.engine, f.runtime, options);
-  if (!loaded) return report(loaded.err());
-  auto& runtime = *loaded->runtime;
-  client c(runtime);
+  if (f.inproc) {
+    auto started = start_runtime(f.engine, f.runtime, actors::runtime_options{});
+    if (!started) return report(started.err());
+    loaded = std::move(*started);
+    local = loaded.runtime.get();
+    access = local;
+  } else {
+    auto secret = transport::read_secret_file(f.secret_file);
+    if (!secret) return report(secret.err());
+    auto tok = tokenizer::tokenizer::load(f.engine.model_dir);
+    if (!tok) return report(tok.err());
+    loaded.tokenizer = std::make_shared<tokenizer::tokenizer>(std::move(*tok));
+    auto r = actors::remote_runtime::connect(f.connect, *secret, loaded.tokenizer);
+    if (!r) return report(r.err());
+    remote = std::move(*r);
+    access = remote.get();
+  }
+  client c(*access);
 
   // Prompts of regular tokens, the same for a seed.
-  const auto& tok = *loaded->tokenizer;
+  const auto& tok = *loaded.tokenizer;
   xoshiro256 rng(f.seed);
   std::vector<std::vector<std::int32_t>> prompts(std::size_t(f.requests));
   for (auto& p : prompts) {
@@ -134,7 +161,7 @@ int run_load(const load_flags& f) {
         while (!stop_faults && steady::now() < start + std::chrono::milliseconds(e.at_ms))
           std::this_thread::sleep_for(std::chrono::milliseconds(1));
         if (stop_faults) return;
-        apply_fault(runtime, e);
+        apply_fault(*local, e);
       }
     });
   {
@@ -147,9 +174,16 @@ int run_load(const load_flags& f) {
   if (fault_thread.joinable()) fault_thread.join();
   // Let cancelled or stopped work settle before counting blocks.
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  auto statuses = runtime.replica_statuses();
-  auto router = runtime.router_status();
-  auto supervisor = runtime.supervisor_status();
+  // The runtime's own counters exist only in process; a cluster's client sees the streams.
+  using statuses_t = std::vector<actors::replica_status>;
+  result<statuses_t> statuses = make_error(error_code::unavailable, "remote");
+  result<actors::router_counters> router = make_error(error_code::unavailable, "remote");
+  result<actors::supervisor_counters> supervisor = make_error(error_code::unavailable, "remote");
+  if (local) {
+    statuses = local->replica_statuses();
+    router = local->router_status();
+    supervisor = local->supervisor_status();
+  }
 
   std::lock_guard lock(mutex);
   std::int64_t completed = 0, tokens = 0, duplicates = 0, missing = 0, final_count = 0, extra_finals = 0;
@@ -187,22 +221,27 @@ int run_load(const load_flags& f) {
       prefix_hits += s.prefix_hit_tokens;
     }
   const double tokens_per_s = double(tokens) / wall_s;
-  std::printf("dsbench load --inproc: %d replicas%s, %d requests, concurrency %d, prompt %d, gen %d\n",
-              f.runtime.replicas, f.runtime.null_backend ? " (null backend)" : "", f.requests, f.concurrency,
-              f.prompt_len, f.gen);
+  if (local)
+    std::printf("dsbench load --inproc: %d replicas%s, %d requests, concurrency %d, prompt %d, gen %d\n",
+                f.runtime.replicas, f.runtime.null_backend ? " (null backend)" : "", f.requests, f.concurrency,
+                f.prompt_len, f.gen);
+  else
+    std::printf("dsbench load --connect %s: %d requests, concurrency %d, prompt %d, gen %d\n", f.connect.c_str(),
+                f.requests, f.concurrency, f.prompt_len, f.gen);
   std::printf("wall %.2f s, %.1f tokens/s, %.2f requests/s, %lld steps (%.1f us per step)\n", wall_s,
               tokens_per_s, double(completed) / wall_s, (long long)steps, steps ? wall_s * 1e6 / double(steps) : 0.0);
   std::printf("TTFT ms p50 %.2f p99 %.2f; TPOT ms p50 %.3f p99 %.3f\n", percentile(ttft_ms, 0.5),
               percentile(ttft_ms, 0.99), percentile(tpot_ms, 0.5), percentile(tpot_ms, 0.99));
   std::printf("requests %d finals %lld completed %lld duplicate_chunks %lld missing_chunks %lld "
-              "kv_blocks_leaked %lld extra_finals %lld\n",
-              submitted, (long long)final_count, (long long)completed, (long long)duplicates,
-              (long long)missing, (long long)leaked, (long long)extra_finals);
+              "kv_blocks_leaked %s extra_finals %lld\n",
+              submitted, (long long)final_count, (long long)completed, (long long)duplicates, (long long)missing,
+              local ? std::to_string(leaked).c_str() : "n/a (remote)", (long long)extra_finals);
   for (const auto& [code, n] : errors) std::printf("  error %s: %lld\n", code.c_str(), (long long)n);
 
   if (!f.json_path.empty()) {
     nlohmann::json j;
-    j["mode"] = "inproc";
+    j["mode"] = local ? "inproc" : "connect";
+    if (!local) j["connect"] = f.connect;
     j["model"] = f.engine.model_dir;
     j["replicas"] = f.runtime.replicas;
     j["null_backend"] = f.runtime.null_backend;
@@ -223,7 +262,8 @@ int run_load(const load_flags& f) {
     j["errors_by_code"] = errors;
     j["duplicate_chunks"] = duplicates;
     j["missing_chunks"] = missing;
-    j["kv_blocks_leaked"] = leaked;
+    if (local) j["kv_blocks_leaked"] = leaked;
+    else j["kv_blocks_leaked"] = nullptr;   // not observable from a client
     j["preemptions"] = preemptions;
     j["prefix_hit_tokens"] = prefix_hits;
     if (router) {
@@ -240,9 +280,9 @@ int run_load(const load_flags& f) {
       return 1;
     }
   }
-  if (!f.metrics_path.empty()) {
+  if (!f.metrics_path.empty() && local) {
     std::ofstream out(f.metrics_path);
-    out << runtime.metrics().prometheus_text();
+    out << local->metrics().prometheus_text();
     if (!out) {
       std::fprintf(stderr, "dsrt: cannot write %s\n", f.metrics_path.c_str());
       return 1;
@@ -260,6 +300,9 @@ std::function<int()> add_load_bench(CLI::App& app) {
   add_engine_flags(*cmd, f->engine);
   add_runtime_flags(*cmd, f->runtime);
   cmd->add_flag("--inproc", f->inproc, "run the runtime in this process");
+  auto* connect = cmd->add_option("--connect", f->connect,
+                                  "load a running cluster at dsrt://HOST:PORT instead (dsrun --nodes N)");
+  cmd->add_option("--secret-file", f->secret_file, "the cluster's secret file (with --connect)")->needs(connect);
   cmd->add_option("--requests", f->requests, "requests in all")->capture_default_str()->check(CLI::Range(1, 1000000));
   cmd->add_option("--concurrency", f->concurrency, "requests in flight at once")->capture_default_str()->check(CLI::Range(1, 100000));
   cmd->add_option("--prompt-len", f->prompt_len, "prompt tokens per request")->capture_default_str()->check(CLI::Range(1, 1 << 20));

@@ -1,12 +1,12 @@
 // dsrun ask: starts the serving runtime in this process (router, batchers, shards,
 // supervisor; --replicas copies of the model) and streams the answer to one request through
-// the embedded client — the whole serving path, on one machine.
-#include <cstdio>
-#include <future>
-
-#include "actors/client.h"
+// the embedded client — the whole serving path, on one machine. With --connect it asks a
+// running cluster instead (dsrun --nodes N prints its address and secret file).
+#include "actors/remote_runtime.h"
 #include "apps/common/runtime_setup.h"
 #include "apps/dsrun/commands.h"
+#include "apps/dsrun/stream_answer.h"
+#include "transport/auth.h"
 
 namespace dsrt::apps {
 namespace {
@@ -14,41 +14,24 @@ namespace {
 struct ask_flags {
   engine_flags engine;
   runtime_flags runtime{.replicas = 2};
-  std::string prompt;
-  bool chat = false;
-  int max_tokens = 64;
-  engine::sampling_params sampling;
-  std::vector<std::string> stop;
+  prompt_flags ask;
+  std::string connect;       // dsrt://HOST:PORT of a running cluster
+  std::string secret_file;
 };
 
 int run_ask(const ask_flags& f) {
+  if (!f.connect.empty()) {
+    auto secret = transport::read_secret_file(f.secret_file);
+    if (!secret) return report(secret.err());
+    auto tok = tokenizer::tokenizer::load(f.engine.model_dir);
+    if (!tok) return report(tok.err());
+    auto rt = actors::remote_runtime::connect(f.connect, *secret, std::make_shared<tokenizer::tokenizer>(std::move(*tok)));
+    if (!rt) return report(rt.err());
+    return stream_answer(**rt, f.ask, "through " + f.connect);
+  }
   auto loaded = start_runtime(f.engine, f.runtime, actors::runtime_options{});
   if (!loaded) return report(loaded.err());
-  client c(*loaded->runtime);
-  client_request r;
-  if (f.chat)
-    r.chat = {{"user", f.prompt}};
-  else
-    r.prompt = f.prompt;
-  r.max_tokens = f.max_tokens;
-  r.sampling = f.sampling;
-  r.stop = f.stop;
-  std::promise<actors::final_message> done;
-  auto id = c.submit(
-      r,
-      [](const actors::token_chunk& chunk) {
-        std::fwrite(chunk.text.data(), 1, chunk.text.size(), stdout);
-        std::fflush(stdout);
-      },
-      [&done](const actors::final_message& fin) { done.set_value(fin); });
-  if (!id) return report(id.err());
-  const auto fin = done.get_future().get();
-  std::printf("\n");
-  if (fin.failure) return report(*fin.failure);
-  std::fprintf(stderr, "[%u prompt tokens, %u generated, finished by %s, %d replicas]\n", fin.prompt_tokens,
-               fin.completion_tokens, fin.reason == actors::finish_reason::stop ? "stop" : "length",
-               f.runtime.replicas);
-  return 0;
+  return stream_answer(*loaded->runtime, f.ask, fmt::format("{} replicas", f.runtime.replicas));
 }
 
 }  // namespace
@@ -58,12 +41,10 @@ std::function<int()> add_ask_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("ask", "serve one request through the in-process runtime (router, batchers, shards)");
   add_engine_flags(*cmd, f->engine);
   add_runtime_flags(*cmd, f->runtime);
-  cmd->add_option("--prompt", f->prompt, "the prompt")->required();
-  cmd->add_flag("--chat", f->chat, "format the prompt as a user message with the model's chat template");
-  cmd->add_option("--max-tokens", f->max_tokens, "tokens to generate")->capture_default_str()->check(CLI::Range(1, 1 << 20));
-  cmd->add_option("--temperature", f->sampling.temperature, "0 = greedy")->capture_default_str();
-  cmd->add_option("--seed", f->sampling.seed, "sampling seed")->capture_default_str();
-  cmd->add_option("--stop", f->stop, "stop strings");
+  add_prompt_flags(*cmd, f->ask, /*prompt_required=*/true);
+  auto* connect = cmd->add_option("--connect", f->connect,
+                                  "ask a running cluster at dsrt://HOST:PORT (the model dir gives the tokenizer)");
+  cmd->add_option("--secret-file", f->secret_file, "the cluster's secret file (with --connect)")->needs(connect);
   return [f] { return run_ask(*f); };
 }
 

@@ -12,14 +12,13 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <future>
 #include <thread>
 
-#include "actors/client.h"
 #include "actors/remote_runtime.h"
 #include "apps/common/engine_setup.h"
 #include "apps/dsrun/commands.h"
 #include "apps/dsrun/node_process.h"
+#include "apps/dsrun/stream_answer.h"
 #include "runtime/policy/restart_budget.h"
 #include "transport/auth.h"
 
@@ -37,9 +36,7 @@ struct cluster_flags {
   std::int64_t ready_timeout_ms = 120000;
   std::int64_t drain_timeout_ms = 30000;
   std::vector<std::string> node_args; // passed to every dsnode (--node-arg=--set=...)
-  std::string prompt;
-  bool chat = false;
-  int max_tokens = 64;
+  prompt_flags ask;                   // ask.prompt empty: keep the cluster up
 };
 
 std::string find_dsnode(const cluster_flags& f) {
@@ -59,26 +56,7 @@ int ask(const cluster_flags& f, const std::string& url, const transport::cluster
   if (!tok) return report(tok.err());
   auto rt = actors::remote_runtime::connect(url, secret, std::make_shared<tokenizer::tokenizer>(std::move(*tok)));
   if (!rt) return report(rt.err());
-  client c(**rt);
-  client_request r;
-  if (f.chat) r.chat = {{"user", f.prompt}};
-  else r.prompt = f.prompt;
-  r.max_tokens = f.max_tokens;
-  std::promise<actors::final_message> done;
-  auto id = c.submit(
-      r,
-      [](const actors::token_chunk& chunk) {
-        std::fwrite(chunk.text.data(), 1, chunk.text.size(), stdout);
-        std::fflush(stdout);
-      },
-      [&done](const actors::final_message& fin) { done.set_value(fin); });
-  if (!id) return report(id.err());
-  const auto fin = done.get_future().get();
-  std::printf("\n");
-  if (fin.failure) return report(*fin.failure);
-  std::fprintf(stderr, "[%u prompt tokens, %u generated, finished by %s, through %s]\n", fin.prompt_tokens,
-               fin.completion_tokens, fin.reason == actors::finish_reason::stop ? "stop" : "length", url.c_str());
-  return 0;
+  return stream_answer(**rt, f.ask, "through " + url);
 }
 
 int run_cluster(const cluster_flags& f) {
@@ -161,7 +139,7 @@ int run_cluster(const cluster_flags& f) {
   std::printf("dsrun: cluster ready: %d nodes, %d replicas at %s (secret file %s, logs in %s)\n", f.nodes, replicas,
               url.c_str(), secret_file.c_str(), run.c_str());
   std::fflush(stdout);
-  if (!f.prompt.empty()) {
+  if (!f.ask.prompt.empty()) {
     const int rc = ask(f, url, *secret);
     stop_all();
     return rc;
@@ -208,10 +186,7 @@ std::function<int()> add_cluster_command(CLI::App& app) {
   cmd->add_option("--drain-timeout-ms", f->drain_timeout_ms, "how long in-flight requests may take on stop")
       ->capture_default_str();
   cmd->add_option("--node-arg", f->node_args, "an extra argument for every dsnode (repeat; e.g. --node-arg=--null-backend)");
-  cmd->add_option("--prompt", f->prompt, "answer this prompt through the cluster, then stop it");
-  cmd->add_flag("--chat", f->chat, "format the prompt as a user message with the model's chat template");
-  cmd->add_option("--max-tokens", f->max_tokens, "tokens to generate for --prompt")->capture_default_str()
-      ->check(CLI::Range(1, 1 << 20));
+  add_prompt_flags(*cmd, f->ask, /*prompt_required=*/false);   // --prompt: answer it, then stop
   return [f] { return run_cluster(*f); };
 }
 

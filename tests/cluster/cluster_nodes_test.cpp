@@ -185,7 +185,7 @@ TEST(ClusterNodes, AClientWithTheWrongSecretIsRefusedWhileOthersAreServed) {
   quick.connect_timeout_ms = milliseconds(1500);
   auto intruder = remote_runtime::connect(url_of(c), secret_of(1), c.tokenizer, quick);
   ASSERT_FALSE(intruder.ok());
-  EXPECT_EQ(intruder.err().code, error_code::unavailable);
+  EXPECT_EQ(intruder.err().code, error_code::unauthenticated) << intruder.err().to_string();
   auto remote = remote_runtime::connect(url_of(c), c.secret, c.tokenizer);
   ASSERT_TRUE(remote.ok());
   client cl(**remote);

@@ -3,6 +3,7 @@
 // load, watches dsrun restart it and the restarted node serve, stops dsrun with SIGTERM and
 // checks that no node process is left.
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -61,7 +62,8 @@ struct launched {
 };
 
 void launch(launched& l, std::vector<std::string> extra) {
-  l.port = 20000 + int(::getpid() % 20000);
+  static int launches = 0;   // each cluster of this test process on its own port
+  l.port = 20000 + int(::getpid() % 10000) * 2 + launches++ % 2;
   l.run = fs::temp_directory_path() / ("dsrt-processes-" + std::to_string(::getpid()));
   fs::remove_all(l.run);
   std::vector<std::string> args = {dsrun, "--nodes", "3", "--model", engine::test_util::tiny_llama_dir().string(),
@@ -81,8 +83,13 @@ void launch(launched& l, std::vector<std::string> extra) {
     ::execv(argv[0], argv.data());
     ::_exit(127);
   }
-  ASSERT_TRUE(wait_until(milliseconds(120000), "the cluster ready", [&] { return fs::exists(l.run / "ready"); }).ok())
-      << read_text(l.run / "node-0.log");
+  // Ready, or dsrun gave up (it reports why and exits).
+  int status = 0;
+  ASSERT_TRUE(wait_until(milliseconds(120000), "the cluster ready", [&] {
+    if (::waitpid(l.pid, &status, WNOHANG) == l.pid) return true;
+    return fs::exists(l.run / "ready");
+  }).ok());
+  ASSERT_TRUE(fs::exists(l.run / "ready")) << "dsrun exited: " << read_text(l.run / "node-0.log");
 }
 
 TEST(ClusterProcesses, DsrunAnswersAPromptThroughATwoNodeClusterAndLeavesNothing) {
@@ -164,6 +171,33 @@ TEST(ClusterProcesses, AWorkerKilledUnderLoadIsRestartedAndNoRequestLosesItsFina
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   for (auto pid : nodes) EXPECT_FALSE(alive(pid)) << "node process " << pid << " outlived dsrun";
   fs::remove_all(l.run);
+}
+
+TEST(ClusterProcesses, DsbenchLoadConnectReportsTheContractCounters) {
+  launched l;
+  ASSERT_NO_FATAL_FAILURE(launch(l, {}));
+  const auto json = l.run / "load.json";
+  const auto cmd = std::string(DSRT_BINARY_DIR) + "/apps/dsbench/dsbench load --connect dsrt://127.0.0.1:" +
+                   std::to_string(l.port) + " --secret-file " + (l.run / "cluster.secret").string() + " --model " +
+                   engine::test_util::tiny_llama_dir().string() +
+                   " --requests 40 --concurrency 8 --prompt-len 16 --gen 8 --json " + json.string() + " > /dev/null";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  const auto j = nlohmann::json::parse(read_text(json));
+  EXPECT_EQ(j["mode"], "connect");
+  EXPECT_EQ(j["requests"], 40);
+  EXPECT_EQ(j["finals"], 40);
+  EXPECT_EQ(j["completed"], 40);
+  EXPECT_EQ(j["duplicate_chunks"], 0);
+  EXPECT_EQ(j["missing_chunks"], 0);
+  EXPECT_EQ(j["extra_finals"], 0);
+  EXPECT_TRUE(j["kv_blocks_leaked"].is_null());
+  // A wrong secret file is refused: the run fails, nothing is served.
+  const auto wrong = l.run / "wrong.secret";
+  ASSERT_TRUE(transport::create_secret_file(wrong).ok());
+  const auto refused = std::string(DSRT_BINARY_DIR) + "/apps/dsbench/dsbench load --connect dsrt://127.0.0.1:" +
+                       std::to_string(l.port) + " --secret-file " + wrong.string() + " --model " +
+                       engine::test_util::tiny_llama_dir().string() + " --requests 1 > /dev/null 2>&1";
+  EXPECT_NE(std::system(refused.c_str()), 0);
 }
 
 }  // namespace

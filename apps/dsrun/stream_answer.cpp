@@ -1,0 +1,48 @@
+#include "apps/dsrun/stream_answer.h"
+
+#include <cstdio>
+#include <future>
+
+#include "actors/client.h"
+#include "apps/common/engine_setup.h"
+
+namespace dsrt::apps {
+
+void add_prompt_flags(CLI::App& cmd, prompt_flags& f, bool prompt_required) {
+  auto* prompt = cmd.add_option("--prompt", f.prompt, "the prompt");
+  if (prompt_required) prompt->required();
+  cmd.add_flag("--chat", f.chat, "format the prompt as a user message with the model's chat template");
+  cmd.add_option("--max-tokens", f.max_tokens, "tokens to generate")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  cmd.add_option("--temperature", f.sampling.temperature, "0 = greedy")->capture_default_str();
+  cmd.add_option("--seed", f.sampling.seed, "sampling seed")->capture_default_str();
+  cmd.add_option("--stop", f.stop, "stop strings");
+}
+
+int stream_answer(actors::router_access& runtime, const prompt_flags& f, const std::string& where) {
+  client c(runtime);
+  client_request r;
+  if (f.chat)
+    r.chat = {{"user", f.prompt}};
+  else
+    r.prompt = f.prompt;
+  r.max_tokens = f.max_tokens;
+  r.sampling = f.sampling;
+  r.stop = f.stop;
+  std::promise<actors::final_message> done;
+  auto id = c.submit(
+      r,
+      [](const actors::token_chunk& chunk) {
+        std::fwrite(chunk.text.data(), 1, chunk.text.size(), stdout);
+        std::fflush(stdout);
+      },
+      [&done](const actors::final_message& fin) { done.set_value(fin); });
+  if (!id) return report(id.err());
+  const auto fin = done.get_future().get();
+  std::printf("\n");
+  if (fin.failure) return report(*fin.failure);
+  std::fprintf(stderr, "[%u prompt tokens, %u generated, finished by %s, %s]\n", fin.prompt_tokens,
+               fin.completion_tokens, fin.reason == actors::finish_reason::stop ? "stop" : "length", where.c_str());
+  return 0;
+}
+
+}  // namespace dsrt::apps
