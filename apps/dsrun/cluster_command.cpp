@@ -1,5 +1,6 @@
 // dsrun cluster (also: dsrun --nodes N ...): starts a cluster of dsnode processes on this
-// machine — node 0 the head, nodes 1..N-1 workers with the replicas spread over them —
+// machine (or, with --slurm, one per task of a Slurm allocation, through srun) — node 0 the
+// head, nodes 1..N-1 workers with the replicas spread over them —
 // creates the cluster secret (mode 0600) in the run directory, waits until every replica
 // is up, and prints how to connect. With --prompt it answers that one request through the
 // embedded client over the transport and stops the cluster; otherwise it keeps the nodes
@@ -16,6 +17,7 @@
 
 #include "actors/remote_runtime.h"
 #include "apps/common/engine_setup.h"
+#include "apps/common/slurm_env.h"
 #include "apps/dsrun/commands.h"
 #include "apps/dsrun/node_process.h"
 #include "apps/dsrun/stream_answer.h"
@@ -28,6 +30,7 @@ namespace {
 struct cluster_flags {
   std::string model_dir;
   std::int32_t nodes = 2;
+  bool slurm = false;                 // place the nodes on the tasks of this Slurm allocation
   std::int32_t replicas = 0;          // 0: one per worker
   std::int32_t port = 7400;
   std::string run_dir;
@@ -59,11 +62,47 @@ int ask(const cluster_flags& f, const std::string& url, const transport::cluster
   return stream_answer(**rt, f.ask, "through " + url);
 }
 
+// Where each node runs and how it is started: locally (127.0.0.1), or as a Slurm job step
+// on its task's host.
+struct placement {
+  std::vector<std::string> hosts;    // node k runs on hosts[k]; hosts[0] has the head
+  std::string listen_host;           // the head's listening address
+  bool slurm = false;
+};
+
+result<placement> place(const cluster_flags& f) {
+  placement p;
+  if (f.slurm) {
+    auto hosts = slurm_task_hosts(slurm_environment());
+    if (!hosts) return hosts.err();
+    p.hosts = std::move(*hosts);
+    p.listen_host = "0.0.0.0";   // reachable from the other hosts of the allocation
+    p.slurm = true;
+  } else {
+    p.hosts.assign(std::size_t(f.nodes), "127.0.0.1");
+    p.listen_host = "127.0.0.1";
+  }
+  if (p.hosts.size() < 2)
+    return make_error(error_code::invalid_argument, "a cluster needs at least 2 nodes (a head and a worker), got {}; "
+                      "`dsrun ask` runs everything in one process", p.hosts.size());
+  return p;
+}
+
+// The command that starts `argv` on node k's host: as it is, or as a one-task Slurm step
+// pinned to that host (--overlap: steps share the allocation's CPUs).
+std::vector<std::string> launcher(const placement& p, std::size_t k, std::vector<std::string> argv) {
+  if (!p.slurm) return argv;
+  std::vector<std::string> cmd = {"srun", "--overlap", "--nodes=1", "--ntasks=1", "--nodelist=" + p.hosts[k],
+                                  "--kill-on-bad-exit=1", "--quiet"};
+  cmd.insert(cmd.end(), argv.begin(), argv.end());
+  return cmd;
+}
+
 int run_cluster(const cluster_flags& f) {
-  if (f.nodes < 2) return report(make_error(error_code::invalid_argument,
-                                            "--nodes must be at least 2 (a head and a worker); "
-                                            "`dsrun ask` runs everything in one process"));
-  const int workers = f.nodes - 1;
+  auto where = place(f);
+  if (!where) return report(where.err());
+  const int node_count = int(where->hosts.size());
+  const int workers = node_count - 1;
   const int replicas = f.replicas > 0 ? f.replicas : workers;
   if (replicas < workers)
     return report(make_error(error_code::invalid_argument, "{} replicas cannot cover {} workers", replicas, workers));
@@ -79,7 +118,7 @@ int run_cluster(const cluster_flags& f) {
   if (!secret) return report(secret.err());
 
   const auto dsnode = find_dsnode(f);
-  const auto head_addr = fmt::format("127.0.0.1:{}", f.port);
+  const auto head_addr = fmt::format("{}:{}", where->hosts[0], f.port);
   const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
   const int threads = f.threads > 0 ? f.threads : std::max(1, cores / workers);
   std::vector<std::unique_ptr<node_process>> nodes;
@@ -90,16 +129,21 @@ int run_cluster(const cluster_flags& f) {
     return a;
   };
   nodes.push_back(std::make_unique<node_process>(
-      "head", common({dsnode, "head", "--listen", head_addr, "--replicas", std::to_string(replicas), "--ready-file",
-                      ready_file.string(), "--drain-timeout-ms", std::to_string(f.drain_timeout_ms)}),
+      "head",
+      launcher(*where, 0,
+               common({dsnode, "head", "--listen", fmt::format("{}:{}", where->listen_host, f.port), "--replicas",
+                       std::to_string(replicas), "--ready-file", ready_file.string(), "--drain-timeout-ms",
+                       std::to_string(f.drain_timeout_ms)})),
       (run / "node-0.log").string()));
   int base = 0;
   for (int w = 0; w < workers; ++w) {
     const int count = replicas / workers + (w < replicas % workers ? 1 : 0);
     nodes.push_back(std::make_unique<node_process>(
         fmt::format("worker {}", w + 1),
-        common({dsnode, "worker", "--head", head_addr, "--node-id", std::to_string(w + 1), "--replicas",
-                std::to_string(count), "--replica-base", std::to_string(base), "--threads", std::to_string(threads)}),
+        launcher(*where, std::size_t(w + 1),
+                 common({dsnode, "worker", "--head", head_addr, "--node-id", std::to_string(w + 1), "--replicas",
+                         std::to_string(count), "--replica-base", std::to_string(base), "--threads",
+                         std::to_string(threads)})),
         (run / fmt::format("node-{}.log", w + 1)).string()));
     base += count;
   }
@@ -136,7 +180,7 @@ int run_cluster(const cluster_flags& f) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  std::printf("dsrun: cluster ready: %d nodes, %d replicas at %s (secret file %s, logs in %s)\n", f.nodes, replicas,
+  std::printf("dsrun: cluster ready: %d nodes, %d replicas at %s (secret file %s, logs in %s)\n", node_count, replicas,
               url.c_str(), secret_file.c_str(), run.c_str());
   std::fflush(stdout);
   if (!f.ask.prompt.empty()) {
@@ -178,6 +222,9 @@ std::function<int()> add_cluster_command(CLI::App& app) {
       ->check(CLI::Range(2, 256));
   cmd->add_option("--replicas", f->replicas, "model replicas over the workers (default: one per worker)")
       ->check(CLI::Range(1, 1024));
+  cmd->add_flag("--slurm", f->slurm,
+                "inside a Slurm allocation: one node per task (SLURM_NTASKS), started with srun on its "
+                "task's host; --run-dir must be on a filesystem the hosts share");
   cmd->add_option("--port", f->port, "the head's port on 127.0.0.1")->capture_default_str()->check(CLI::Range(1, 65535));
   cmd->add_option("--run-dir", f->run_dir, "where the secret, the ready file and node logs go (default /tmp/dsrun-PID)");
   cmd->add_option("--dsnode", f->dsnode, "the dsnode binary (default: next to dsrun)");

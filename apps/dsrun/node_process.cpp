@@ -31,7 +31,7 @@ status node_process::start() {
       ::dup2(fd, STDOUT_FILENO);
       ::dup2(fd, STDERR_FILENO);
     }
-    ::execv(args[0], args.data());
+    ::execvp(args[0], args.data());   // PATH lookup: "srun" for --slurm
     ::_exit(127);
   }
   pid_ = pid;
