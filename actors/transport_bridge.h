@@ -27,6 +27,12 @@ struct frame_msg {
   transport::peer_id peer = 0;
   std::shared_ptr<transport::decoded_frame> frame;
 };
+// A bulk tensor from an up peer (shared: CAF messages are copyable).
+struct tensor_msg {
+  transport::peer_id peer = 0;
+  transport::tensor_header_wire header;
+  std::shared_ptr<std::vector<std::byte>> data;
+};
 // A connection ended (or a connect() failed).
 struct peer_down_msg {
   transport::peer_id peer = 0;
@@ -45,6 +51,10 @@ class transport_bridge : public transport::transport_handler {
     if (const auto& t = target())
       caf::anon_send(t, frame_msg{peer, std::make_shared<transport::decoded_frame>(std::move(frame))});
   }
+  void on_tensor(transport::peer_id peer, transport::tensor_header_wire header, std::vector<std::byte> data) override {
+    if (const auto& t = target())
+      caf::anon_send(t, tensor_msg{peer, std::move(header), std::make_shared<std::vector<std::byte>>(std::move(data))});
+  }
   void on_peer_down(transport::peer_id peer, const error& why) override {
     if (const auto& t = target()) caf::anon_send(t, peer_down_msg{peer, why});
   }
@@ -61,3 +71,4 @@ class transport_bridge : public transport::transport_handler {
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dsrt::actors::peer_up_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dsrt::actors::frame_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dsrt::actors::peer_down_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dsrt::actors::tensor_msg)

@@ -51,3 +51,13 @@ struct Control {
 struct Goodbye {
   reason @0 :Text;             # at most 4096 bytes
 }
+
+# A bulk tensor (activations, KV blocks): this header travels as the frame, the bytes as
+# the payload of the same UCX active message — by rendezvous straight from the sender's
+# buffer into the receiver's, never through Cap'n Proto (transport/ucx_transport.h).
+struct TensorHeader {
+  tag @0 :UInt64;              # what the receiver matches it to (a step, a block id)
+  bytes @1 :UInt64;            # payload size; must equal what arrives
+  dtype @2 :UInt8;             # kernels::dtype
+  shape @3 :List(Int64);       # at most tensor_dims_max dimensions
+}

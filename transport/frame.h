@@ -38,6 +38,7 @@ enum class frame_type : std::uint16_t {
   heartbeat = 3,        // cluster.capnp Heartbeat
   goodbye = 4,          // cluster.capnp Goodbye
   control = 5,          // cluster.capnp Control
+  tensor = 6,           // cluster.capnp TensorHeader, with the tensor's bytes beside it
   generate = 16,        // request.capnp GenerateRequest   client -> head
   cancel = 17,          // cluster.capnp Cancel            client -> head
   token_chunk = 18,     // request.capnp TokenChunk        head -> client

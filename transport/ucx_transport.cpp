@@ -19,17 +19,27 @@
 namespace dsrt::transport {
 namespace {
 
-constexpr unsigned frame_am_id = 1;   // every frame travels as this active message
+constexpr unsigned frame_am_id = 1;    // every frame travels as this active message
+constexpr unsigned tensor_am_id = 2;   // a tensor: its header frame as the AM header, its bytes as the data
+constexpr std::size_t tensor_header_bytes_max = 4096;   // a TensorHeader frame is ~100 bytes
 
 struct send_cmd { peer_id peer; frame_bytes frame; };
 struct connect_cmd { peer_id peer; std::string host; std::uint16_t port; };
 struct close_cmd { peer_id peer; std::string reason; };
-using command = std::variant<send_cmd, connect_cmd, close_cmd>;
+struct tensor_cmd {
+  peer_id peer;
+  frame_bytes header;
+  std::shared_ptr<const void> owner;
+  std::span<const std::byte> data;
+};
+using command = std::variant<send_cmd, connect_cmd, close_cmd, tensor_cmd>;
 
 // A frame as it arrived: eager data is copied at once; rendezvous data is fetched into
 // `bytes` after the callback and `ready` is set when it is there.
 struct inbound {
-  frame_bytes bytes;
+  frame_bytes bytes;               // the frame; for a tensor, its payload
+  frame_bytes tensor_header;       // a tensor's header frame (empty: a plain frame)
+  bool tensor = false;
   bool ready = false;
   bool failed = false;
 };
@@ -113,6 +123,10 @@ class ucx_transport::impl {
     hp.flags = UCP_AM_FLAG_WHOLE_MSG;
     if (auto h = ucp_worker_set_am_recv_handler(worker_, &hp); h != UCS_OK)
       return make_error(error_code::unavailable, "UCX active-message handler: {}", status_text(h));
+    hp.id = tensor_am_id;
+    hp.cb = &impl::on_tensor_am;
+    if (auto h = ucp_worker_set_am_recv_handler(worker_, &hp); h != UCS_OK)
+      return make_error(error_code::unavailable, "UCX active-message handler: {}", status_text(h));
 
     if (config_.listen) {
       sockaddr_in addr{};
@@ -155,6 +169,18 @@ class ucx_transport::impl {
   }
 
   void close(peer_id peer, std::string reason) { enqueue(close_cmd{peer, std::move(reason)}, false); }
+
+  status send_tensor(peer_id peer, tensor_header_wire header, std::shared_ptr<const void> owner,
+                     std::span<const std::byte> data) {
+    if (data.size() > config_.tensor_bytes_max)
+      return make_error(error_code::invalid_argument, "tensor of {} bytes exceeds tensor_bytes_max {}", data.size(),
+                        config_.tensor_bytes_max);
+    header.bytes = data.size();
+    if (!enqueue(tensor_cmd{peer, encode(header), std::move(owner), data}, /*bounded=*/true))
+      return make_error(error_code::overloaded, "transport send queue full ({} frames, send_queue_frames_max)",
+                        config_.send_queue_frames_max);
+    return ok_t{};
+  }
 
   transport_stats stats() const {
     std::lock_guard lock(stats_mu_);
@@ -222,6 +248,14 @@ class ucx_transport::impl {
           continue;
         }
         post(it->second, std::move(s->frame));
+      } else if (auto* t = std::get_if<tensor_cmd>(&c)) {
+        auto it = conns_.find(t->peer);
+        if (it == conns_.end() || it->second.dead || !it->second.session->is_up()) {
+          std::lock_guard lock(stats_mu_);
+          ++stats_.frames_dropped;
+          continue;
+        }
+        post_tensor(it->second, std::move(*t));
       } else if (auto* k = std::get_if<connect_cmd>(&c)) {
         open(*k);
       } else if (auto* x = std::get_if<close_cmd>(&c)) {
@@ -315,6 +349,44 @@ class ucx_transport::impl {
     }
   }
 
+  void post_tensor(connection& conn, tensor_cmd t) {
+    if (!conn.ep || conn.dead) return;
+    if (conn.sends_in_flight >= config_.peer_sends_in_flight_max) {
+      kill(conn, make_error(error_code::unavailable, "peer is not reading: {} sends unfinished (peer_sends_in_flight_max)",
+                            conn.sends_in_flight));
+      return;
+    }
+    // The header frame and the owner of the bytes live until UCX is done with both.
+    struct pending { impl* self; peer_id peer; tensor_cmd cmd; };
+    auto* p = new pending{this, conn.id, std::move(t)};
+    ucp_request_param_t rp{};
+    rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
+    rp.flags = UCP_AM_SEND_FLAG_REPLY;
+    rp.user_data = p;
+    rp.cb.send = [](void* request, ucs_status_t, void* user) {
+      auto* p = static_cast<pending*>(user);
+      if (auto it = p->self->conns_.find(p->peer); it != p->self->conns_.end()) --it->second.sends_in_flight;
+      delete p;
+      ucp_request_free(request);
+    };
+    const auto& header = p->cmd.header;
+    const auto data = p->cmd.data;
+    auto req = ucp_am_send_nbx(conn.ep, tensor_am_id, header.data(), header.size(), data.data(), data.size(), &rp);
+    {
+      std::lock_guard lock(stats_mu_);
+      ++stats_.frames_sent;
+      stats_.bytes_sent += header.size() + data.size();
+    }
+    if (req == nullptr) {
+      delete p;
+    } else if (UCS_PTR_IS_ERR(req)) {
+      delete p;
+      kill(conn, make_error(error_code::unavailable, "tensor send failed: {}", status_text(UCS_PTR_STATUS(req))));
+    } else {
+      ++conn.sends_in_flight;
+    }
+  }
+
   static void on_conn_request(ucp_conn_request_h request, void* arg) {
     auto* self = static_cast<impl*>(arg);
     std::size_t live = 0;
@@ -356,24 +428,41 @@ class ucx_transport::impl {
   static ucs_status_t on_am(void* arg, const void*, size_t, void* data, size_t length,
                             const ucp_am_recv_param_t* param) {
     auto* self = static_cast<impl*>(arg);
+    return self->arrive(nullptr, 0, data, length, param, self->config_.session.limits.message_bytes_max + frame_header_bytes);
+  }
+
+  static ucs_status_t on_tensor_am(void* arg, const void* header, size_t header_length, void* data, size_t length,
+                                   const ucp_am_recv_param_t* param) {
+    auto* self = static_cast<impl*>(arg);
+    return self->arrive(header, header_length, data, length, param, self->config_.tensor_bytes_max);
+  }
+
+  // One active message: a frame (no header) or a tensor (its header frame + payload).
+  ucs_status_t arrive(const void* header, size_t header_length, void* data, size_t length,
+                      const ucp_am_recv_param_t* param, std::uint64_t length_max) {
     if (!(param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP)) return UCS_OK;   // not ours
     arrival a;
     a.ep = param->reply_ep;
     a.length = length;
     a.item = std::make_shared<inbound>();
-    if (length > self->config_.session.limits.message_bytes_max + frame_header_bytes) {
+    if (header) {
+      a.item->tensor = true;
+      const auto* h = static_cast<const std::byte*>(header);
+      if (header_length <= tensor_header_bytes_max) a.item->tensor_header.assign(h, h + header_length);
+    }
+    if (length > length_max || (header && header_length > tensor_header_bytes_max)) {
       a.item->failed = true;   // too large to even fetch: the session closes the connection
       a.item->ready = true;
     } else if (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) {
       a.rndv_desc = data;
-      self->arrivals_.push_back(std::move(a));
+      arrivals_.push_back(std::move(a));
       return UCS_INPROGRESS;
     } else {
       const auto* bytes = static_cast<const std::byte*>(data);
       a.item->bytes.assign(bytes, bytes + length);
       a.item->ready = true;
     }
-    self->arrivals_.push_back(std::move(a));
+    arrivals_.push_back(std::move(a));
     return UCS_OK;
   }
 
@@ -425,16 +514,21 @@ class ucx_transport::impl {
           stats_.bytes_received += item->bytes.size();
         }
         if (item->failed) {
-          kill(conn, make_error(error_code::corrupt_data, "a frame of {} bytes could not be received (message_bytes_max {})",
-                                item->bytes.size(), config_.session.limits.message_bytes_max));
+          kill(conn, make_error(error_code::corrupt_data, "a message over the size limits or not received "
+                                "(message_bytes_max {}, tensor_bytes_max {})",
+                                config_.session.limits.message_bytes_max, config_.tensor_bytes_max));
           break;
         }
-        apply(conn, conn.session->on_frame(item->bytes, now));
+        if (item->tensor)
+          apply(conn, conn.session->on_frame(item->tensor_header, now), &item->bytes);
+        else
+          apply(conn, conn.session->on_frame(item->bytes, now));
       }
     }
   }
 
-  void apply(connection& conn, peer_session::actions a) {
+  // `tensor_data`: the payload when the frame was a tensor's header.
+  void apply(connection& conn, peer_session::actions a, frame_bytes* tensor_data = nullptr) {
     for (auto& f : a.send) post(conn, std::move(f));
     if (a.became_up) {
       conn.reported_up = true;
@@ -444,7 +538,25 @@ class ucx_transport::impl {
       }
       handler_.on_peer_up(conn.id, conn.session->peer());
     }
-    if (a.deliver) handler_.on_frame(conn.id, std::move(*a.deliver));
+    if (a.deliver) {
+      // A tensor header comes only with its payload, and a payload only with its header.
+      const bool is_tensor = a.deliver->type() == frame_type::tensor;
+      if (is_tensor != (tensor_data != nullptr)) {
+        a.close = make_error(error_code::corrupt_data, "{} frame {} tensor data", frame_type_name(a.deliver->type()),
+                             tensor_data ? "with" : "without");
+      } else if (is_tensor) {
+        auto header = decode_tensor_header(*a.deliver);
+        if (!header)
+          a.close = header.err();
+        else if (header->bytes != tensor_data->size())
+          a.close = make_error(error_code::corrupt_data, "tensor header says {} bytes, {} arrived", header->bytes,
+                               tensor_data->size());
+        else
+          handler_.on_tensor(conn.id, std::move(*header), std::move(*tensor_data));
+      } else {
+        handler_.on_frame(conn.id, std::move(*a.deliver));
+      }
+    }
     if (a.close) {
       if (!conn.reported_up) {
         std::lock_guard lock(stats_mu_);
@@ -570,6 +682,10 @@ std::uint16_t ucx_transport::port() const { return impl_->port(); }
 peer_id ucx_transport::connect(const std::string& host, std::uint16_t port) { return impl_->connect(host, port); }
 status ucx_transport::send(peer_id peer, frame_bytes frame) { return impl_->send(peer, std::move(frame)); }
 void ucx_transport::close(peer_id peer, std::string reason) { impl_->close(peer, std::move(reason)); }
+status ucx_transport::send_tensor(peer_id peer, tensor_header_wire header, std::shared_ptr<const void> owner,
+                                  std::span<const std::byte> data) {
+  return impl_->send_tensor(peer, std::move(header), std::move(owner), data);
+}
 transport_stats ucx_transport::stats() const { return impl_->stats(); }
 
 }  // namespace dsrt::transport

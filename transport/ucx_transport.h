@@ -3,7 +3,8 @@
 // driven by one progress thread, a listener, an endpoint per peer, frames as UCX active
 // messages. UCX picks the wire — TCP or shared memory on one machine, RDMA verbs where a
 // cluster has them; nothing here names one. Large frames go by UCX rendezvous straight into
-// the receive buffer.
+// the receive buffer; bulk tensors (send_tensor) travel as the payload of an active message
+// whose header is their frame, from the sender's buffer into the receiver's.
 //
 // Every connection runs a peer_session (peer_session.h): nothing reaches the handler from a
 // peer that has not proved the cluster secret, a malformed frame closes its connection (and
@@ -16,6 +17,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "transport/peer_session.h"
@@ -33,6 +35,9 @@ class transport_handler {
   virtual void on_peer_up(peer_id peer, const hello_wire& hello) = 0;
   // A frame other than the session's own (hello, proof, heartbeat, goodbye).
   virtual void on_frame(peer_id peer, decoded_frame frame) = 0;
+  // A bulk tensor (send_tensor()): its header and its bytes, received by rendezvous
+  // straight into `data` (no copy on our side).
+  virtual void on_tensor(peer_id peer, tensor_header_wire header, std::vector<std::byte> data) = 0;
   // The connection is gone. Called once for every connection that was up, and for every
   // connect() that never came up (so the caller can retry).
   virtual void on_peer_down(peer_id peer, const error& why) = 0;
@@ -47,6 +52,7 @@ struct transport_config {
   std::size_t send_queue_frames_max = 1u << 16;   // frames queued for the progress thread
   std::size_t peer_sends_in_flight_max = 1u << 14; // unfinished sends per peer; more: the
                                                    // peer is not reading and is closed
+  std::uint64_t tensor_bytes_max = 4ull << 30;    // one tensor's payload; larger: the peer is closed
   milliseconds tick_interval_ms{20};         // heartbeat and deadline checks
 };
 // invalid_argument naming the field.
@@ -76,6 +82,13 @@ class ucx_transport {
   // Queues a frame for an up peer. Errors: overloaded when send_queue_frames_max frames
   // are queued already. A frame for a peer that is down is dropped (counted).
   status send(peer_id peer, frame_bytes frame);
+  // Queues a bulk tensor for an up peer: the header as a frame and `data` as the payload
+  // of the same active message, sent from `data` itself (UCX rendezvous for large ones;
+  // nothing copied on our side). `owner` keeps `data` alive until the send completes.
+  // header.bytes is set to data.size(). Errors: overloaded as for send(); invalid_argument
+  // when data exceeds tensor_bytes_max.
+  status send_tensor(peer_id peer, tensor_header_wire header, std::shared_ptr<const void> owner,
+                     std::span<const std::byte> data);
   // Says goodbye and closes; on_peer_down follows.
   void close(peer_id peer, std::string reason);
   transport_stats stats() const;

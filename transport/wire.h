@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "runtime/clock.h"
 #include "runtime/error.h"
@@ -134,6 +135,18 @@ frame_bytes encode(const replica_status_wire& status);
 result<replica_status_wire> decode_replica_status(decoded_frame& frame);
 
 // --- connection (cluster.capnp) ---------------------------------------------------------
+
+// frame_type::tensor: the header of a bulk tensor whose bytes travel beside the frame.
+inline constexpr std::size_t tensor_dims_max = 8;
+struct tensor_header_wire {
+  std::uint64_t tag = 0;
+  std::uint64_t bytes = 0;
+  std::uint8_t dtype = 0;
+  std::vector<std::int64_t> shape;
+};
+frame_bytes encode(const tensor_header_wire& header);
+// Also invalid_argument for more than tensor_dims_max dimensions or a negative one.
+result<tensor_header_wire> decode_tensor_header(decoded_frame& frame);
 
 enum class node_role { head, worker, client };
 

@@ -53,6 +53,34 @@ result<replica_down_wire> decode_replica_down(decoded_frame& frame) {
   });
 }
 
+frame_bytes encode(const tensor_header_wire& h) {
+  return build<wire::TensorHeader>(frame_type::tensor, [&](wire::TensorHeader::Builder b) {
+    b.setTag(h.tag);
+    b.setBytes(h.bytes);
+    b.setDtype(h.dtype);
+    auto shape = b.initShape(unsigned(h.shape.size()));
+    for (unsigned i = 0; i < h.shape.size(); ++i) shape.set(i, h.shape[i]);
+  });
+}
+
+result<tensor_header_wire> decode_tensor_header(decoded_frame& frame) {
+  return guarded<tensor_header_wire>(frame, {frame_type::tensor}, [&]() -> result<tensor_header_wire> {
+    const auto r = frame.root<wire::TensorHeader>();
+    tensor_header_wire h;
+    h.tag = r.getTag();
+    h.bytes = r.getBytes();
+    h.dtype = r.getDtype();
+    const auto shape = r.getShape();
+    if (shape.size() > tensor_dims_max)
+      return out_of_range("shape", fmt::format("{} dimensions, at most {}", shape.size(), tensor_dims_max));
+    for (const auto d : shape) {
+      if (d < 0) return out_of_range("shape", fmt::format("negative dimension {}", d));
+      h.shape.push_back(d);
+    }
+    return h;
+  });
+}
+
 frame_bytes encode(const replica_status_wire& s) {
   return build<wire::ReplicaStatus>(frame_type::replica_status, [&](wire::ReplicaStatus::Builder b) {
     b.setReplica(s.replica);

@@ -19,7 +19,7 @@
 #include "apps/common/engine_setup.h"
 #include "apps/common/slurm_env.h"
 #include "apps/dsrun/commands.h"
-#include "apps/dsrun/node_process.h"
+#include "apps/common/node_process.h"
 #include "apps/dsrun/stream_answer.h"
 #include "runtime/policy/restart_budget.h"
 #include "transport/auth.h"

@@ -39,6 +39,11 @@ class recorder : public transport_handler {
     }
     cv_.notify_all();
   }
+  void on_tensor(peer_id peer, tensor_header_wire header, std::vector<std::byte> data) override {
+    std::lock_guard lock(mu_);
+    tensors_[peer].push_back({std::move(header), std::move(data)});
+    cv_.notify_all();
+  }
   void on_peer_down(peer_id peer, const error& why) override {
     std::lock_guard lock(mu_);
     down_[peer] = why;
@@ -56,6 +61,7 @@ class recorder : public transport_handler {
   std::map<peer_id, std::vector<std::int64_t>> ids_;
   std::map<peer_id, int> other_;
   std::map<peer_id, error> down_;
+  std::map<peer_id, std::vector<std::pair<tensor_header_wire, std::vector<std::byte>>>> tensors_;
 };
 
 // Polls `done` for up to 20 s.
@@ -124,6 +130,57 @@ TEST(UcxTransport, ALargeFrameArrivesWhole) {
   std::lock_guard lock(head_r.mu_);
   EXPECT_EQ(head_r.other_.begin()->second, 1);
   EXPECT_TRUE(head_r.down_.empty());
+}
+
+TEST(UcxTransport, TensorsArriveWholeInOrderWithTheirFrames) {
+  recorder head_r, worker_r;
+  auto head = start(head_r, secret_of(8), node_role::head, 0, true);
+  auto worker = start(worker_r, secret_of(8), node_role::worker, 1, false);
+  ASSERT_TRUE(head && worker);
+  const auto to_head = worker->connect("127.0.0.1", head->port());
+  ASSERT_TRUE(worker_r.wait([&](recorder& r) { return r.up_.count(to_head) > 0; }));
+  // A small tensor (eager), a 32 MiB one (rendezvous), and frames between them in order.
+  auto small = std::make_shared<std::vector<std::byte>>(100, std::byte{7});
+  auto big = std::make_shared<std::vector<std::byte>>(32u << 20);
+  for (std::size_t i = 0; i < big->size(); ++i) (*big)[i] = std::byte(i * 31 % 251);
+  ASSERT_TRUE(worker->send_tensor(to_head, {1, 0, 2, {10, 10}}, small, *small).ok());
+  ASSERT_TRUE(worker->send(to_head, encode_cancel(frame_type::cancel, 1)).ok());
+  ASSERT_TRUE(worker->send_tensor(to_head, {2, 0, 1, {8, 1 << 22}}, big, *big).ok());
+  ASSERT_TRUE(worker->send(to_head, encode_cancel(frame_type::cancel, 2)).ok());
+  ASSERT_TRUE(head_r.wait([](recorder& r) {
+    for (auto& [p, ids] : r.ids_) if (ids.size() == 2) return true;
+    return false;
+  }));
+  std::lock_guard lock(head_r.mu_);
+  ASSERT_EQ(head_r.tensors_.size(), 1u);
+  const auto& got = head_r.tensors_.begin()->second;
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].first.tag, 1u);
+  EXPECT_EQ(got[0].first.shape, (std::vector<std::int64_t>{10, 10}));
+  EXPECT_EQ(got[0].second, *small);
+  EXPECT_EQ(got[1].first.tag, 2u);
+  EXPECT_EQ(got[1].first.bytes, big->size());
+  EXPECT_TRUE(got[1].second == *big);
+  EXPECT_TRUE(head_r.down_.empty());
+}
+
+TEST(UcxTransport, ATensorOverTheReceiversLimitClosesTheConnection) {
+  recorder head_r, worker_r;
+  transport_config tight;
+  tight.tensor_bytes_max = 1u << 20;
+  auto t = ucx_transport::start(tight, secret_of(9), {node_role::head, 0, 1}, head_r);
+  ASSERT_TRUE(t.ok());
+  auto head = std::move(*t);
+  auto worker = start(worker_r, secret_of(9), node_role::worker, 1, false);
+  const auto to_head = worker->connect("127.0.0.1", head->port());
+  ASSERT_TRUE(worker_r.wait([&](recorder& r) { return r.up_.count(to_head) > 0; }));
+  auto big = std::make_shared<std::vector<std::byte>>(4u << 20);
+  ASSERT_TRUE(worker->send_tensor(to_head, {1, 0, 0, {}}, big, *big).ok());   // the sender's limit is 4 GiB
+  ASSERT_TRUE(worker_r.wait([&](recorder& r) { return r.down_.count(to_head) > 0; }));
+  std::lock_guard lock(head_r.mu_);
+  EXPECT_TRUE(head_r.tensors_.empty());
+  // And the sender's own limit refuses before queueing.
+  EXPECT_EQ(head->send_tensor(1, {}, big, *big).err().code, error_code::invalid_argument);
 }
 
 TEST(UcxTransport, AWrongSecretNeverComesUpAndDeliversNothing) {

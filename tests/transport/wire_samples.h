@@ -47,7 +47,8 @@ inline std::vector<frame_bytes> sample_frames(const clock_anchor& now) {
           encode(heartbeat_wire{1, 2}),
           encode_control(control_op::drain),
           encode_control(control_op::shutdown),
-          encode_goodbye("bye")};
+          encode_goodbye("bye"),
+          encode(tensor_header_wire{7, 24, 1, {2, 3}})};
 }
 
 // Runs every decoder; returns the first outcome that is neither a value nor a typed error
@@ -75,6 +76,7 @@ inline std::string decode_every(decoded_frame& frame, const clock_anchor& now) {
   check("heartbeat", decode_heartbeat(frame));
   check("control", decode_control(frame));
   check("goodbye", decode_goodbye(frame));
+  check("tensor_header", decode_tensor_header(frame));
   return bad;
 }
 

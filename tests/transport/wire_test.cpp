@@ -346,6 +346,21 @@ TEST(Wire, ConnectionMessagesRoundTrip) {
   EXPECT_EQ(decode_goodbye(long_bye)->size(), message_text_bytes_max);
 }
 
+TEST(Wire, TensorHeaderRoundTripsAndRefusesBadShapes) {
+  auto frame = open(encode(tensor_header_wire{42, 4096, 3, {16, 64}}));
+  EXPECT_EQ(frame.type(), frame_type::tensor);
+  auto back = decode_tensor_header(frame);
+  ASSERT_TRUE(back.ok()) << back.err().to_string();
+  EXPECT_EQ(back->tag, 42u);
+  EXPECT_EQ(back->bytes, 4096u);
+  EXPECT_EQ(back->dtype, 3);
+  EXPECT_EQ(back->shape, (std::vector<std::int64_t>{16, 64}));
+  auto too_many = open(encode(tensor_header_wire{1, 0, 0, std::vector<std::int64_t>(tensor_dims_max + 1, 1)}));
+  EXPECT_EQ(decode_tensor_header(too_many).err().code, error_code::invalid_argument);
+  auto negative = open(encode(tensor_header_wire{1, 0, 0, {4, -1}}));
+  EXPECT_EQ(decode_tensor_header(negative).err().code, error_code::invalid_argument);
+}
+
 TEST(Wire, AFrameOfAnotherTypeIsInvalidArgument) {
   auto frame = open(encode(heartbeat_wire{1, 2}));
   const clock_anchor now = clock_anchor::now();

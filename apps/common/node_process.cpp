@@ -1,4 +1,4 @@
-#include "apps/dsrun/node_process.h"
+#include "apps/common/node_process.h"
 
 #include <fcntl.h>
 #include <sys/prctl.h>

@@ -1,7 +1,8 @@
 #pragma once
-// A dsnode child process of dsrun: started with fork + exec, its output appended to a log
-// file, and bound to dsrun's life (PR_SET_PDEATHSIG: if dsrun dies, even by SIGKILL, the
-// kernel kills the node — no orphans).
+// A child process of a tool (dsrun's dsnode nodes, dsbench transport's peer and
+// ucx_perftest): started with fork + exec (found on PATH), its output appended to a log
+// file, and bound to the parent's life (PR_SET_PDEATHSIG: if the parent dies, even by
+// SIGKILL, the kernel kills the child — no orphans).
 #include <sys/types.h>
 
 #include <string>

@@ -1,0 +1,292 @@
+#include "apps/dsbench/transport_bench.h"
+
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <sstream>
+#include <thread>
+
+#include "actors/blocking_ask.h"
+#include "actors/system_config.h"
+#include "actors/transport_bridge.h"
+#include "apps/common/engine_setup.h"
+#include "apps/common/node_process.h"
+#include "transport/auth.h"
+#include "transport/wire.h"
+
+namespace dsrt::apps {
+namespace {
+
+namespace fs = std::filesystem;
+using steady = std::chrono::steady_clock;
+using actors::frame_msg;
+using actors::peer_down_msg;
+using actors::peer_up_msg;
+using actors::tensor_msg;
+using transport::frame_type;
+
+struct transport_flags {
+  bool serve = false;                  // internal: be the peer process
+  std::string secret_file;             // internal, with --serve
+  int port = 7600;
+  int round_trips = 20000;
+  int warmup = 1000;
+  std::int64_t tensor_mb = 64;
+  int tensors = 16;
+  int window = 2;                      // tensors in flight
+  bool perftest = true;
+  std::string json_path;
+};
+
+// ---- the peer process: echoes every frame and acknowledges every tensor ----
+
+caf::behavior echo_actor(caf::event_based_actor*, transport::ucx_transport* t) {
+  return {
+      [=](peer_up_msg&) {},
+      [=](peer_down_msg&) {},
+      [=](frame_msg& m) {
+        if (m.frame->type() != frame_type::cancel) return;
+        if (auto id = transport::decode_cancel(*m.frame)) (void)t->send(m.peer, transport::encode_cancel(frame_type::cancel, *id));
+      },
+      [=](tensor_msg& m) { (void)t->send(m.peer, transport::encode_cancel(frame_type::replica_cancel, m.header.tag)); },
+  };
+}
+
+int serve(const transport_flags& f) {
+  auto secret = transport::read_secret_file(f.secret_file);
+  if (!secret) return report(secret.err());
+  auto config = actors::make_system_config(1);
+  caf::actor_system system(*config);
+  actors::transport_bridge bridge;
+  transport::transport_config tc;
+  tc.listen_port = std::uint16_t(f.port);
+  auto t = transport::ucx_transport::start(tc, *secret, {transport::node_role::head, 0, 1}, bridge);
+  if (!t) {
+    bridge.set_target(caf::actor{});
+    return report(t.err());
+  }
+  auto echo = system.spawn(echo_actor, t->get());
+  bridge.set_target(echo);
+  std::printf("ready\n");
+  std::fflush(stdout);
+  // Runs until the benchmark kills it (its parent's death kills it too).
+  for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+}
+
+// ---- this process: the pinger ----
+
+struct measured {
+  std::vector<double> rtt_us;         // one per round trip after the warm-up
+  double tensor_seconds = 0;          // first tensor sent -> last acknowledged
+  std::int64_t tensor_bytes = 0;
+  std::string failure;
+};
+
+struct pinger_state {
+  transport_flags flags;
+  transport::ucx_transport* transport = nullptr;
+  transport::peer_id peer = 0;
+  int sent = 0;
+  steady::time_point sent_at, tensors_started;
+  int tensors_sent = 0, tensors_acked = 0;
+  std::shared_ptr<std::vector<std::byte>> buffer;
+  measured out;
+  std::shared_ptr<std::promise<measured>> done;
+  static inline const char* name = "dsbench.pinger";
+};
+
+void send_ping(caf::stateful_actor<pinger_state>* self) {
+  auto& st = self->state;
+  st.sent_at = steady::now();
+  (void)st.transport->send(st.peer, transport::encode_cancel(frame_type::cancel, std::uint64_t(st.sent)));
+}
+
+void send_tensor(caf::stateful_actor<pinger_state>* self) {
+  auto& st = self->state;
+  const auto tag = std::uint64_t(st.tensors_sent++);
+  if (auto s = st.transport->send_tensor(st.peer, {tag, 0, 0, {std::int64_t(st.buffer->size())}}, st.buffer, *st.buffer); !s)
+    st.out.failure = s.err().to_string();
+}
+
+void finish(caf::stateful_actor<pinger_state>* self) {
+  self->state.done->set_value(std::move(self->state.out));
+  self->quit();
+}
+
+caf::behavior pinger_actor(caf::stateful_actor<pinger_state>* self, transport_flags flags,
+                           transport::ucx_transport* t, std::shared_ptr<std::promise<measured>> done) {
+  auto& st = self->state;
+  st.flags = flags;
+  st.transport = t;
+  st.done = std::move(done);
+  st.buffer = std::make_shared<std::vector<std::byte>>(std::size_t(flags.tensor_mb) << 20, std::byte{1});
+  st.peer = t->connect("127.0.0.1", std::uint16_t(flags.port));
+  return {
+      [self](peer_up_msg&) { send_ping(self); },
+      [self](peer_down_msg& m) {
+        self->state.out.failure = m.why.to_string();
+        finish(self);
+      },
+      [self](frame_msg& m) {
+        auto& st = self->state;
+        if (m.frame->type() == frame_type::cancel) {   // a round trip came back
+          const double us = std::chrono::duration<double, std::micro>(steady::now() - st.sent_at).count();
+          if (st.sent++ >= st.flags.warmup) st.out.rtt_us.push_back(us);
+          if (st.sent < st.flags.warmup + st.flags.round_trips) return send_ping(self);
+          st.tensors_started = steady::now();
+          for (int i = 0; i < std::min(st.flags.window, st.flags.tensors); ++i) send_tensor(self);
+        } else if (m.frame->type() == frame_type::replica_cancel) {   // a tensor acknowledged
+          if (++st.tensors_acked < st.flags.tensors) {
+            if (st.tensors_sent < st.flags.tensors) send_tensor(self);
+            return;
+          }
+          st.out.tensor_seconds = std::chrono::duration<double>(steady::now() - st.tensors_started).count();
+          st.out.tensor_bytes = std::int64_t(st.buffer->size()) * st.flags.tensors;
+          finish(self);
+        }
+      },
+      [](tensor_msg&) {},
+  };
+}
+
+// ---- ucx_perftest beside it ----
+
+std::string self_exe() { return fs::read_symlink("/proc/self/exe").string(); }
+
+// Runs one ucx_perftest test (server child + client) and returns its "Final:" line's fields:
+// iterations, latency p50 / average / overall (us), bandwidth average / overall (MB/s), ...
+result<std::vector<double>> perftest(const std::vector<std::string>& args, int port, const fs::path& dir) {
+  node_process server("ucx_perftest server", {"ucx_perftest", "-p", std::to_string(port)},
+                      (dir / "perftest-server.log").string());
+  DSRT_TRY(server.start());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::string cmd = "ucx_perftest 127.0.0.1 -p " + std::to_string(port);
+  for (const auto& a : args) cmd += " " + a;
+  cmd += " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return make_error(error_code::internal, "cannot run ucx_perftest");
+  std::string out;
+  char buf[4096];
+  while (std::size_t n = std::fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
+  ::pclose(p);
+  server.stop(2000);
+  const auto at = out.rfind("Final:");
+  if (at == std::string::npos) return make_error(error_code::unavailable, "ucx_perftest gave no result:\n{}", out);
+  std::istringstream line(out.substr(at + 6, out.find('\n', at) - at - 6));
+  std::vector<double> fields;
+  for (double x; line >> x;) fields.push_back(x);
+  if (fields.size() < 6) return make_error(error_code::unavailable, "unreadable ucx_perftest line in:\n{}", out);
+  return fields;
+}
+
+double percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, std::size_t(q * double(v.size() - 1) + 0.5))];
+}
+
+int run(const transport_flags& f) {
+  if (f.serve) return serve(f);
+  const fs::path dir = fs::temp_directory_path() / ("dsbench-transport-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  auto secret = transport::create_secret_file(dir / "secret");
+  if (!secret) return report(secret.err());
+  node_process peer("peer", {self_exe(), "transport", "--serve", "--port", std::to_string(f.port), "--secret-file",
+                             (dir / "secret").string()},
+                    (dir / "peer.log").string());
+  if (auto s = peer.start(); !s) return report(s.err());
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));   // the peer's listener
+
+  measured m;
+  {
+    auto config = actors::make_system_config(1);
+    caf::actor_system system(*config);
+    actors::transport_bridge bridge;
+    transport::transport_config tc;
+    tc.listen = false;
+    auto t = transport::ucx_transport::start(tc, *secret, {transport::node_role::client, -1, 2}, bridge);
+    if (!t) {
+      bridge.set_target(caf::actor{});
+      return report(t.err());
+    }
+    auto done = std::make_shared<std::promise<measured>>();
+    auto result = done->get_future();
+    bridge.set_target(system.spawn(pinger_actor, f, t->get(), done));
+    if (result.wait_for(std::chrono::minutes(5)) != std::future_status::ready)
+      return report(make_error(error_code::unavailable, "the benchmark did not finish within 5 minutes"));
+    m = result.get();
+    system.await_all_actors_done();
+  }
+  peer.stop(2000);
+  if (!m.failure.empty()) return report(make_error(error_code::unavailable, "{}", m.failure));
+
+  const double rtt_p50 = percentile(m.rtt_us, 0.5);
+  double rtt_mean = 0;
+  for (double x : m.rtt_us) rtt_mean += x / double(m.rtt_us.size());
+  const double our_mbps = double(m.tensor_bytes) / double(1 << 20) / m.tensor_seconds;
+  const char* tls = std::getenv("UCX_TLS");
+  std::printf("dsbench transport: UCX_TLS=%s, %d round trips, %d tensors of %lld MiB (%d in flight)\n",
+              tls ? tls : "(default)", f.round_trips, f.tensors, (long long)f.tensor_mb, f.window);
+  std::printf("dsrt actors: round trip p50 %.2f us, mean %.2f us (one way p50 %.2f us); tensors %.0f MiB/s\n", rtt_p50,
+              rtt_mean, rtt_p50 / 2, our_mbps);
+  nlohmann::json j;
+  j["ucx_tls"] = tls ? tls : "default";
+  j["round_trips"] = f.round_trips;
+  j["rtt_us"] = {{"p50", rtt_p50}, {"mean", rtt_mean}};
+  j["tensor_mib"] = f.tensor_mb;
+  j["tensors"] = f.tensors;
+  j["tensor_mib_per_s"] = our_mbps;
+  if (f.perftest) {
+    auto lat = perftest({"-t", "tag_lat", "-n", std::to_string(f.round_trips + f.warmup)}, f.port + 1, dir);
+    auto bw = perftest({"-t", "tag_bw", "-s", std::to_string(f.tensor_mb << 20), "-n", std::to_string(f.tensors)},
+                       f.port + 2, dir);
+    if (!lat) return report(lat.err());
+    if (!bw) return report(bw.err());
+    // ucx_perftest's ping-pong latency is one way (half a round trip).
+    const double pt_lat = (*lat)[1], pt_bw = (*bw)[4];
+    std::printf("ucx_perftest: tag_lat p50 %.2f us one way; tag_bw %.0f MiB/s\n", pt_lat, pt_bw);
+    std::printf("ratios: latency (dsrt one way p50 / perftest p50) %.2f (target <= 2); bandwidth (dsrt / perftest) "
+                "%.2f (target >= 0.8)\n", rtt_p50 / 2 / pt_lat, our_mbps / pt_bw);
+    j["perftest"] = {{"tag_lat_p50_us", pt_lat}, {"tag_bw_mib_per_s", pt_bw}};
+    j["latency_ratio"] = rtt_p50 / 2 / pt_lat;
+    j["bandwidth_ratio"] = our_mbps / pt_bw;
+  }
+  fs::remove_all(dir);
+  if (!f.json_path.empty()) {
+    std::ofstream out(f.json_path);
+    out << j.dump(2) << '\n';
+    if (!out) return report(make_error(error_code::internal, "cannot write {}", f.json_path));
+  }
+  return 0;
+}
+
+}  // namespace
+
+std::function<int()> add_transport_bench(CLI::App& app) {
+  auto f = std::make_shared<transport_flags>();
+  auto* cmd = app.add_subcommand("transport",
+                                 "actor round trips and tensor bandwidth to a peer process over UCX, beside ucx_perftest");
+  cmd->add_option("--port", f->port, "the peer's port (ucx_perftest uses the next two)")->capture_default_str()
+      ->check(CLI::Range(1, 65533));
+  cmd->add_option("--round-trips", f->round_trips, "measured round trips")->capture_default_str()
+      ->check(CLI::Range(1, 10000000));
+  cmd->add_option("--warmup", f->warmup, "round trips before measuring")->capture_default_str()->check(CLI::Range(0, 1000000));
+  cmd->add_option("--tensor-mb", f->tensor_mb, "MiB per tensor")->capture_default_str()->check(CLI::Range(1, 4096));
+  cmd->add_option("--tensors", f->tensors, "tensors to send")->capture_default_str()->check(CLI::Range(1, 100000));
+  cmd->add_option("--window", f->window, "tensors in flight")->capture_default_str()->check(CLI::Range(1, 64));
+  cmd->add_flag("!--no-perftest", f->perftest, "skip ucx_perftest");
+  cmd->add_option("--json", f->json_path, "write the results as JSON");
+  auto* serve = cmd->add_flag("--serve", f->serve, "(internal) be the peer process");
+  serve->group("");
+  cmd->add_option("--secret-file", f->secret_file, "(internal) the peer's secret")->group("");
+  return [f] { return run(*f); };
+}
+
+}  // namespace dsrt::apps
