@@ -31,7 +31,7 @@ struct frame_msg {
 struct tensor_msg {
   transport::peer_id peer = 0;
   transport::tensor_header_wire header;
-  std::shared_ptr<std::vector<std::byte>> data;
+  std::shared_ptr<transport::tensor_buffer> data;
 };
 // A connection ended (or a connect() failed).
 struct peer_down_msg {
@@ -51,9 +51,9 @@ class transport_bridge : public transport::transport_handler {
     if (const auto& t = target())
       caf::anon_send(t, frame_msg{peer, std::make_shared<transport::decoded_frame>(std::move(frame))});
   }
-  void on_tensor(transport::peer_id peer, transport::tensor_header_wire header, std::vector<std::byte> data) override {
+  void on_tensor(transport::peer_id peer, transport::tensor_header_wire header, transport::tensor_buffer data) override {
     if (const auto& t = target())
-      caf::anon_send(t, tensor_msg{peer, std::move(header), std::make_shared<std::vector<std::byte>>(std::move(data))});
+      caf::anon_send(t, tensor_msg{peer, std::move(header), std::make_shared<transport::tensor_buffer>(std::move(data))});
   }
   void on_peer_down(transport::peer_id peer, const error& why) override {
     if (const auto& t = target()) caf::anon_send(t, peer_down_msg{peer, why});

@@ -8,6 +8,7 @@
 #include <ucp/api/ucp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -37,7 +38,8 @@ using command = std::variant<send_cmd, connect_cmd, close_cmd, tensor_cmd>;
 // A frame as it arrived: eager data is copied at once; rendezvous data is fetched into
 // `bytes` after the callback and `ready` is set when it is there.
 struct inbound {
-  frame_bytes bytes;               // the frame; for a tensor, its payload
+  frame_bytes bytes;               // the frame
+  tensor_buffer tensor_data;       // a tensor's payload
   frame_bytes tensor_header;       // a tensor's header frame (empty: a plain frame)
   bool tensor = false;
   bool ready = false;
@@ -459,7 +461,12 @@ class ucx_transport::impl {
       return UCS_INPROGRESS;
     } else {
       const auto* bytes = static_cast<const std::byte*>(data);
-      a.item->bytes.assign(bytes, bytes + length);
+      if (a.item->tensor) {
+        a.item->tensor_data = tensor_buffer(length);
+        std::copy(bytes, bytes + length, a.item->tensor_data.data());
+      } else {
+        a.item->bytes.assign(bytes, bytes + length);
+      }
       a.item->ready = true;
     }
     arrivals_.push_back(std::move(a));
@@ -479,7 +486,14 @@ class ucx_transport::impl {
           ucp_am_data_release(worker_, a.rndv_desc);
           continue;
         }
-        a.item->bytes.resize(a.length);
+        std::byte* into = nullptr;
+        if (a.item->tensor) {
+          a.item->tensor_data = tensor_buffer(a.length);
+          into = a.item->tensor_data.data();
+        } else {
+          a.item->bytes.resize(a.length);
+          into = a.item->bytes.data();
+        }
         struct fetch { std::shared_ptr<inbound> item; };
         auto* f = new fetch{a.item};
         ucp_request_param_t rp{};
@@ -492,7 +506,7 @@ class ucx_transport::impl {
           delete f;
           ucp_request_free(request);
         };
-        auto req = ucp_am_recv_data_nbx(worker_, a.rndv_desc, a.item->bytes.data(), a.length, &rp);
+        auto req = ucp_am_recv_data_nbx(worker_, a.rndv_desc, into, a.length, &rp);
         if (req == nullptr) {
           a.item->ready = true;
           delete f;
@@ -511,7 +525,7 @@ class ucx_transport::impl {
         {
           std::lock_guard lock(stats_mu_);
           ++stats_.frames_received;
-          stats_.bytes_received += item->bytes.size();
+          stats_.bytes_received += item->bytes.size() + item->tensor_data.size();
         }
         if (item->failed) {
           kill(conn, make_error(error_code::corrupt_data, "a message over the size limits or not received "
@@ -520,7 +534,7 @@ class ucx_transport::impl {
           break;
         }
         if (item->tensor)
-          apply(conn, conn.session->on_frame(item->tensor_header, now), &item->bytes);
+          apply(conn, conn.session->on_frame(item->tensor_header, now), &item->tensor_data);
         else
           apply(conn, conn.session->on_frame(item->bytes, now));
       }
@@ -528,7 +542,7 @@ class ucx_transport::impl {
   }
 
   // `tensor_data`: the payload when the frame was a tensor's header.
-  void apply(connection& conn, peer_session::actions a, frame_bytes* tensor_data = nullptr) {
+  void apply(connection& conn, peer_session::actions a, tensor_buffer* tensor_data = nullptr) {
     for (auto& f : a.send) post(conn, std::move(f));
     if (a.became_up) {
       conn.reported_up = true;

@@ -21,6 +21,7 @@
 #include <string>
 
 #include "transport/peer_session.h"
+#include "transport/tensor_buffer.h"
 
 namespace dsrt::transport {
 
@@ -36,8 +37,8 @@ class transport_handler {
   // A frame other than the session's own (hello, proof, heartbeat, goodbye).
   virtual void on_frame(peer_id peer, decoded_frame frame) = 0;
   // A bulk tensor (send_tensor()): its header and its bytes, received by rendezvous
-  // straight into `data` (no copy on our side).
-  virtual void on_tensor(peer_id peer, tensor_header_wire header, std::vector<std::byte> data) = 0;
+  // straight into `data` (no copy on our side; huge pages when large).
+  virtual void on_tensor(peer_id peer, tensor_header_wire header, tensor_buffer data) = 0;
   // The connection is gone. Called once for every connection that was up, and for every
   // connect() that never came up (so the caller can retry).
   virtual void on_peer_down(peer_id peer, const error& why) = 0;

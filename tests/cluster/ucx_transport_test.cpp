@@ -39,9 +39,9 @@ class recorder : public transport_handler {
     }
     cv_.notify_all();
   }
-  void on_tensor(peer_id peer, tensor_header_wire header, std::vector<std::byte> data) override {
+  void on_tensor(peer_id peer, tensor_header_wire header, tensor_buffer data) override {
     std::lock_guard lock(mu_);
-    tensors_[peer].push_back({std::move(header), std::move(data)});
+    tensors_[peer].push_back({std::move(header), std::vector<std::byte>(data.bytes().begin(), data.bytes().end())});
     cv_.notify_all();
   }
   void on_peer_down(peer_id peer, const error& why) override {
@@ -181,6 +181,23 @@ TEST(UcxTransport, ATensorOverTheReceiversLimitClosesTheConnection) {
   EXPECT_TRUE(head_r.tensors_.empty());
   // And the sender's own limit refuses before queueing.
   EXPECT_EQ(head->send_tensor(1, {}, big, *big).err().code, error_code::invalid_argument);
+}
+
+TEST(TensorBuffer, SmallAndHugePageBuffersHoldTheirBytesAndMove) {
+  for (std::size_t n : {std::size_t(0), std::size_t(1), std::size_t(1000), tensor_buffer::huge_page_bytes - 1,
+                        tensor_buffer::huge_page_bytes, std::size_t(5) << 20}) {
+    tensor_buffer b(n);
+    ASSERT_EQ(b.size(), n);
+    for (std::size_t i = 0; i < n; ++i) b.data()[i] = std::byte(i % 253);
+    tensor_buffer moved(std::move(b));
+    EXPECT_EQ(b.size(), 0u);
+    EXPECT_EQ(b.data(), nullptr);
+    ASSERT_EQ(moved.size(), n);
+    for (std::size_t i = 0; i < n; i += 4093) ASSERT_EQ(moved.data()[i], std::byte(i % 253)) << n;
+    tensor_buffer assigned;
+    assigned = std::move(moved);
+    EXPECT_EQ(assigned.size(), n);
+  }
 }
 
 TEST(UcxTransport, AWrongSecretNeverComesUpAndDeliversNothing) {
