@@ -315,15 +315,35 @@ class ucx_transport::impl {
     post(conn, conn.session->hello());
   }
 
+  // Sends one frame as an active message.
   void post(connection& conn, frame_bytes frame) {
+    send_am(conn, frame_am_id, outgoing{{}, std::move(frame), nullptr, {}});
+  }
+
+  // Sends a tensor: its header frame as the message's header, its bytes from the caller's
+  // buffer (kept alive by the command's owner).
+  void post_tensor(connection& conn, tensor_cmd t) {
+    send_am(conn, tensor_am_id, outgoing{std::move(t.header), {}, std::move(t.owner), t.data});
+  }
+
+  // What one active message sends; it lives until UCX has finished with its bytes.
+  struct outgoing {
+    frame_bytes header;                  // the AM header (tensors)
+    frame_bytes payload;                 // the data, when owned here (frames)
+    std::shared_ptr<const void> owner;   // the data's owner, when it is the caller's (tensors)
+    std::span<const std::byte> external;
+    std::span<const std::byte> data() const { return owner ? external : std::span<const std::byte>(payload); }
+  };
+
+  void send_am(connection& conn, unsigned am_id, outgoing out) {
     if (!conn.ep || conn.dead) return;
     if (conn.sends_in_flight >= config_.peer_sends_in_flight_max) {
       kill(conn, make_error(error_code::unavailable, "peer is not reading: {} sends unfinished (peer_sends_in_flight_max)",
                             conn.sends_in_flight));
       return;
     }
-    struct pending { impl* self; peer_id peer; frame_bytes bytes; };
-    auto* p = new pending{this, conn.id, std::move(frame)};
+    struct pending { impl* self; peer_id peer; outgoing out; };
+    auto* p = new pending{this, conn.id, std::move(out)};
     ucp_request_param_t rp{};
     rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
     rp.flags = UCP_AM_SEND_FLAG_REPLY;   // the receiver learns which endpoint it came on
@@ -334,46 +354,10 @@ class ucx_transport::impl {
       delete p;
       ucp_request_free(request);
     };
-    const std::size_t size = p->bytes.size();
-    auto req = ucp_am_send_nbx(conn.ep, frame_am_id, nullptr, 0, p->bytes.data(), size, &rp);
-    {
-      std::lock_guard lock(stats_mu_);
-      ++stats_.frames_sent;
-      stats_.bytes_sent += size;
-    }
-    if (req == nullptr) {
-      delete p;
-    } else if (UCS_PTR_IS_ERR(req)) {
-      delete p;
-      kill(conn, make_error(error_code::unavailable, "send failed: {}", status_text(UCS_PTR_STATUS(req))));
-    } else {
-      ++conn.sends_in_flight;
-    }
-  }
-
-  void post_tensor(connection& conn, tensor_cmd t) {
-    if (!conn.ep || conn.dead) return;
-    if (conn.sends_in_flight >= config_.peer_sends_in_flight_max) {
-      kill(conn, make_error(error_code::unavailable, "peer is not reading: {} sends unfinished (peer_sends_in_flight_max)",
-                            conn.sends_in_flight));
-      return;
-    }
-    // The header frame and the owner of the bytes live until UCX is done with both.
-    struct pending { impl* self; peer_id peer; tensor_cmd cmd; };
-    auto* p = new pending{this, conn.id, std::move(t)};
-    ucp_request_param_t rp{};
-    rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
-    rp.flags = UCP_AM_SEND_FLAG_REPLY;
-    rp.user_data = p;
-    rp.cb.send = [](void* request, ucs_status_t, void* user) {
-      auto* p = static_cast<pending*>(user);
-      if (auto it = p->self->conns_.find(p->peer); it != p->self->conns_.end()) --it->second.sends_in_flight;
-      delete p;
-      ucp_request_free(request);
-    };
-    const auto& header = p->cmd.header;
-    const auto data = p->cmd.data;
-    auto req = ucp_am_send_nbx(conn.ep, tensor_am_id, header.data(), header.size(), data.data(), data.size(), &rp);
+    const auto& header = p->out.header;
+    const auto data = p->out.data();
+    auto req = ucp_am_send_nbx(conn.ep, am_id, header.empty() ? nullptr : header.data(), header.size(), data.data(),
+                               data.size(), &rp);
     {
       std::lock_guard lock(stats_mu_);
       ++stats_.frames_sent;
@@ -383,7 +367,7 @@ class ucx_transport::impl {
       delete p;
     } else if (UCS_PTR_IS_ERR(req)) {
       delete p;
-      kill(conn, make_error(error_code::unavailable, "tensor send failed: {}", status_text(UCS_PTR_STATUS(req))));
+      kill(conn, make_error(error_code::unavailable, "send failed: {}", status_text(UCS_PTR_STATUS(req))));
     } else {
       ++conn.sends_in_flight;
     }
