@@ -158,6 +158,11 @@ int run_cluster(const cluster_flags& f) {
   for (std::size_t i = 0; i < nodes.size(); ++i)
     if (auto s = start_node(i); !s) return report(s.err());
 
+  // A run directory dsrun chose itself goes after a clean stop; a failed run keeps it (the
+  // logs say why), and one the user named is theirs.
+  auto forget_run_dir = [&] {
+    if (f.run_dir.empty()) std::filesystem::remove_all(run, ec);
+  };
   // Stops the head first (it drains), then the workers.
   auto stop_all = [&] {
     nodes.front()->stop(int(f.drain_timeout_ms) + 5000);
@@ -186,6 +191,7 @@ int run_cluster(const cluster_flags& f) {
   if (!f.ask.prompt.empty()) {
     const int rc = ask(f, url, *secret);
     stop_all();
+    if (rc == 0) forget_run_dir();
     return rc;
   }
 
@@ -209,6 +215,7 @@ int run_cluster(const cluster_flags& f) {
   std::printf("dsrun: signal %d: draining and stopping every node\n", int(stop_signal));
   std::fflush(stdout);
   stop_all();
+  forget_run_dir();
   return 0;
 }
 
