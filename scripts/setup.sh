@@ -11,7 +11,7 @@ apt_packages=(
   clang libclang-rt-14-dev
   libcaf-dev
   libucx-dev ucx-utils libssl-dev
-  slurm-wlm munge
+  slurm-wlm munge openssh-server openssh-client
   capnproto libcapnp-dev
   libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev

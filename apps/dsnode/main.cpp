@@ -9,7 +9,7 @@
 // and clients; it writes --ready-file (its address) once the router knows all R replicas.
 // A worker runs r replicas (cluster replicas b .. b+r-1) under its node supervisor and
 // connects to the head, reconnecting when the connection is lost.
-// SIGTERM / SIGINT: the head drains (new requests get UNAVAILABLE, accepted ones finish,
+// SIGTERM / SIGINT / SIGHUP: the head drains (new requests get UNAVAILABLE, accepted ones finish,
 // at most --drain-timeout-ms) and exits; a worker exits at once.
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
@@ -168,6 +168,7 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);   // started over ssh -tt: dsrun's ssh went away
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);   // before any thread starts
   if (app.got_subcommand("head")) return run_head(f, signals);
   return run_worker(f, signals);

@@ -1,5 +1,6 @@
 // dsrun cluster (also: dsrun --nodes N ...): starts a cluster of dsnode processes on this
-// machine (or, with --slurm, one per task of a Slurm allocation, through srun) — node 0 the
+// machine (or, with --slurm, one per task of a Slurm allocation, through srun; with
+// --hostfile, one per listed host, through ssh) — node 0 the
 // head, nodes 1..N-1 workers with the replicas spread over them —
 // creates the cluster secret (mode 0600) in the run directory, waits until every replica
 // is up, and prints how to connect. With --prompt it answers that one request through the
@@ -13,10 +14,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "actors/remote_runtime.h"
 #include "apps/common/engine_setup.h"
+#include "apps/common/remote_launch.h"
 #include "apps/common/slurm_env.h"
 #include "apps/dsrun/commands.h"
 #include "apps/common/node_process.h"
@@ -31,6 +34,8 @@ struct cluster_flags {
   std::string model_dir;
   std::int32_t nodes = 2;
   bool slurm = false;                 // place the nodes on the tasks of this Slurm allocation
+  std::string hostfile;               // or on these hosts, over ssh
+  std::string ssh = "ssh -o BatchMode=yes -tt";
   std::int32_t replicas = 0;          // 0: one per worker
   std::int32_t port = 7400;
   std::string run_dir;
@@ -62,22 +67,39 @@ int ask(const cluster_flags& f, const std::string& url, const transport::cluster
   return stream_answer(**rt, f.ask, "through " + url);
 }
 
-// Where each node runs and how it is started: locally (127.0.0.1), or as a Slurm job step
-// on its task's host.
+// Where each node runs and how it is started: locally (127.0.0.1), as a Slurm job step on
+// its task's host, or over ssh on its host-file line's host.
 struct placement {
+  enum class how { local, slurm, ssh };
   std::vector<std::string> hosts;    // node k runs on hosts[k]; hosts[0] has the head
   std::string listen_host;           // the head's listening address
-  bool slurm = false;
+  how launch = how::local;
+  std::vector<std::string> ssh_argv; // with how::ssh
 };
 
 result<placement> place(const cluster_flags& f) {
   placement p;
+  if (f.slurm && !f.hostfile.empty())
+    return make_error(error_code::invalid_argument, "--slurm and --hostfile exclude each other");
   if (f.slurm) {
     auto hosts = slurm_task_hosts(slurm_environment());
     if (!hosts) return hosts.err();
     p.hosts = std::move(*hosts);
     p.listen_host = "0.0.0.0";   // reachable from the other hosts of the allocation
-    p.slurm = true;
+    p.launch = placement::how::slurm;
+  } else if (!f.hostfile.empty()) {
+    std::ifstream in(f.hostfile);
+    if (!in) return make_error(error_code::not_found, "cannot read host file {}", f.hostfile);
+    std::stringstream text;
+    text << in.rdbuf();
+    auto hosts = parse_hostfile(text.str());
+    if (!hosts) return make_error(error_code::invalid_argument, "{}: {}", f.hostfile, hosts.err().message);
+    p.hosts = std::move(*hosts);
+    p.listen_host = "0.0.0.0";
+    p.launch = placement::how::ssh;
+    std::istringstream words(f.ssh);
+    for (std::string w; words >> w;) p.ssh_argv.push_back(w);
+    if (p.ssh_argv.empty()) return make_error(error_code::invalid_argument, "--ssh is empty");
   } else {
     p.hosts.assign(std::size_t(f.nodes), "127.0.0.1");
     p.listen_host = "127.0.0.1";
@@ -88,10 +110,12 @@ result<placement> place(const cluster_flags& f) {
   return p;
 }
 
-// The command that starts `argv` on node k's host: as it is, or as a one-task Slurm step
-// pinned to that host (--overlap: steps share the allocation's CPUs).
+// The command that starts `argv` on node k's host: as it is; as a one-task Slurm step
+// pinned to that host (--overlap: steps share the allocation's CPUs); or through ssh (with
+// a terminal, -tt by default, so the remote node gets SIGHUP when dsrun's ssh goes).
 std::vector<std::string> launcher(const placement& p, std::size_t k, std::vector<std::string> argv) {
-  if (!p.slurm) return argv;
+  if (p.launch == placement::how::local) return argv;
+  if (p.launch == placement::how::ssh) return ssh_command(p.ssh_argv, p.hosts[k], argv);
   std::vector<std::string> cmd = {"srun", "--overlap", "--nodes=1", "--ntasks=1", "--nodelist=" + p.hosts[k],
                                   "--kill-on-bad-exit=1", "--quiet"};
   cmd.insert(cmd.end(), argv.begin(), argv.end());
@@ -106,8 +130,10 @@ int run_cluster(const cluster_flags& f) {
   const int replicas = f.replicas > 0 ? f.replicas : workers;
   if (replicas < workers)
     return report(make_error(error_code::invalid_argument, "{} replicas cannot cover {} workers", replicas, workers));
-  const std::filesystem::path run = f.run_dir.empty() ? std::filesystem::path(fmt::format("/tmp/dsrun-{}", ::getpid()))
-                                                      : std::filesystem::path(f.run_dir);
+  // Absolute paths: nodes may start elsewhere (srun, ssh) and in another directory.
+  const std::filesystem::path run = std::filesystem::absolute(
+      f.run_dir.empty() ? std::filesystem::path(fmt::format("/tmp/dsrun-{}", ::getpid())) : std::filesystem::path(f.run_dir));
+  const std::string model_dir = std::filesystem::absolute(f.model_dir).string();
   std::error_code ec;
   std::filesystem::create_directories(run, ec);
   const auto secret_file = run / "cluster.secret";
@@ -123,7 +149,7 @@ int run_cluster(const cluster_flags& f) {
   const int threads = f.threads > 0 ? f.threads : std::max(1, cores / workers);
   std::vector<std::unique_ptr<node_process>> nodes;
   auto common = [&](std::vector<std::string> a) {
-    for (const auto& x : {std::string("--model"), f.model_dir, std::string("--secret-file"), secret_file.string()})
+    for (const auto& x : {std::string("--model"), model_dir, std::string("--secret-file"), secret_file.string()})
       a.push_back(x);
     for (const auto& x : f.node_args) a.push_back(x);
     return a;
@@ -232,6 +258,10 @@ std::function<int()> add_cluster_command(CLI::App& app) {
   cmd->add_flag("--slurm", f->slurm,
                 "inside a Slurm allocation: one node per task (SLURM_NTASKS), started with srun on its "
                 "task's host; --run-dir must be on a filesystem the hosts share");
+  cmd->add_option("--hostfile", f->hostfile,
+                  "one host per line (the first runs the head): start the nodes there over ssh; paths must be "
+                  "valid on every host");
+  cmd->add_option("--ssh", f->ssh, "the ssh command for --hostfile (split at spaces)")->capture_default_str();
   cmd->add_option("--port", f->port, "the head's port on 127.0.0.1")->capture_default_str()->check(CLI::Range(1, 65535));
   cmd->add_option("--run-dir", f->run_dir, "where the secret, the ready file and node logs go (default /tmp/dsrun-PID)");
   cmd->add_option("--dsnode", f->dsnode, "the dsnode binary (default: next to dsrun)");
