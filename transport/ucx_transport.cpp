@@ -556,10 +556,6 @@ class ucx_transport::impl {
       }
     }
     if (a.close) {
-      if (!conn.reported_up) {
-        std::lock_guard lock(stats_mu_);
-        ++stats_.peers_rejected;
-      }
       spdlog::warn("transport: closing connection {} (node {}): {}", conn.id,
                    conn.session ? conn.session->peer().node_id : -1, a.close->to_string());
       kill(conn, std::move(*a.close));
@@ -590,6 +586,12 @@ class ucx_transport::impl {
         by_ep_.erase(conn.ep);
         close_endpoint(conn.ep, /*force=*/false);
         conn.ep = nullptr;
+      }
+      // A peer that connected here and ended before proving the secret was refused, however
+      // it ended (our check, its own close, a reset that overtook its proof).
+      if (!conn.reported_up && !conn.connector) {
+        std::lock_guard lock(stats_mu_);
+        ++stats_.peers_rejected;
       }
       if (conn.reported_up || conn.connector)
         handler_.on_peer_down(conn.id, conn.why.value_or(make_error(error_code::unavailable, "connection closed")));

@@ -62,7 +62,9 @@ status validate(const transport_config& config);
 struct transport_stats {
   std::uint64_t frames_sent = 0, frames_received = 0;
   std::uint64_t bytes_sent = 0, bytes_received = 0;
-  std::uint64_t peers_up = 0, peers_rejected = 0;   // rejected: failed the handshake or malformed
+  std::uint64_t peers_up = 0;
+  std::uint64_t peers_rejected = 0;   // connected here but ended before proving the secret,
+                                      // or refused at the listener (connections_max)
   std::uint64_t frames_dropped = 0;                  // for a peer that is not up (any more)
 };
 
