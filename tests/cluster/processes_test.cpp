@@ -1,7 +1,8 @@
 // Real processes on 127.0.0.1: dsrun starts dsnode processes (a head and two workers); the
 // test talks to the cluster through the remote client, kills a worker with SIGKILL under
-// load, watches dsrun restart it and the restarted node serve, stops dsrun with SIGTERM and
-// checks that no node process is left.
+// load (every output still equals the single-process runtime's), watches dsrun restart it
+// and the restarted node serve, stops dsrun with SIGTERM and checks that no node process is
+// left.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <signal.h>
@@ -127,10 +128,12 @@ TEST(ClusterProcesses, AWorkerKilledUnderLoadIsRestartedAndNoRequestLosesItsFina
 
   // 100 concurrent requests; worker 1 is killed once the streams are flowing.
   test::collector col;
+  std::vector<client_request> requests;
   for (int i = 0; i < 100; ++i) {
     client_request r;
     r.prompt = "process load " + std::to_string(i);
     r.max_tokens = 24;
+    requests.push_back(r);
     ASSERT_TRUE(c.submit(r, col.on_chunk(i), col.on_final(i)).ok());
   }
   ASSERT_TRUE(col.wait_chunks(100, std::chrono::seconds(120)));
@@ -141,6 +144,19 @@ TEST(ClusterProcesses, AWorkerKilledUnderLoadIsRestartedAndNoRequestLosesItsFina
   col.expect_contract();
   for (const auto& [i, r] : col.records())
     EXPECT_FALSE(r.final.failure) << "request " << i << ": " << r.final.failure->to_string();
+  // The same outputs as the single-process runtime, resumptions after the kill included.
+  {
+    auto local = test::start_tiny(test::test_options(2), test::small_cache());
+    ASSERT_TRUE(local.runtime);
+    client lc(*local.runtime);
+    const auto records = col.records();
+    for (int i = 0; i < 100; ++i) {
+      const auto alone = lc.generate(requests[std::size_t(i)]);
+      ASSERT_FALSE(alone.failure);
+      EXPECT_EQ(records.at(i).final.tokens, alone.tokens) << "request " << i;
+      EXPECT_EQ(records.at(i).final.text, alone.text) << "request " << i;
+    }
+  }
 
   // dsrun restarts the node; it reconnects to the head.
   ASSERT_TRUE(wait_until(milliseconds(60000), "worker 1 restarted and connected", [&] {
