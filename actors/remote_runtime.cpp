@@ -65,7 +65,8 @@ void fail_request(self_ptr self, const caf::actor& client, std::uint64_t id, std
   f.chunks_sent = chunks;
   f.prompt_tokens = prompt_tokens;
   f.failure = std::move(why);
-  if (f.failure->code == error_code::unavailable || f.failure->code == error_code::overloaded) f.retry_after_ms = 1000;
+  if (f.failure->code == error_code::unavailable || f.failure->code == error_code::overloaded)
+    f.retry_after_ms = self->state.options.local_retry_after_ms;
   self->send(client, std::move(f));
 }
 

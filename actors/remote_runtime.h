@@ -32,6 +32,7 @@ struct remote_options {
   milliseconds connect_timeout_ms{10000};  // connect() waits this long for the head
   milliseconds reconnect_interval_ms{500};
   std::size_t open_requests_max = 65536;   // more get OVERLOADED here
+  std::uint32_t local_retry_after_ms = 1000;   // retry hint on finals this side makes (no head, full)
   std::int32_t scheduler_threads = 2;
 };
 
