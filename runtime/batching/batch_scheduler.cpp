@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "kernels/assert.h"
+#include "runtime/buggify.h"
 
 namespace dsrt::batching {
 
@@ -13,7 +14,7 @@ struct batch_scheduler::sequence {
   engine::sequence_blocks blocks;     // covers `computed` (+ the slice planned, until complete())
   clock_time arrival;
   std::uint64_t arrival_order = 0;
-  std::int64_t planned_step = 0;      // counters_.steps + 1 while in the plan being built
+  std::uint64_t planned_in = 0;       // the schedule() call that planned or preempted it last
   bool running = false;
   bool cancelled = false;
   std::int64_t generated() const { return std::int64_t(tokens.size() - request.tokens.size()); }
@@ -70,6 +71,8 @@ status batch_scheduler::submit(clock_time now, sequence_request request) {
   if (int(waiting_.size()) >= config_.waiting_sequences_max)
     return make_error(error_code::overloaded, "batcher: waiting_sequences_max ({}) reached",
                       config_.waiting_sequences_max);
+  if (DSRT_BUGGIFY("scheduler.refuse_submit"))   // as if the queue were full
+    return make_error(error_code::overloaded, "batcher: refused (buggify)");
   auto s = std::make_unique<sequence>();
   s->tokens = request.tokens;
   s->request = std::move(request);
@@ -136,7 +139,7 @@ bool batch_scheduler::preempt_one(clock_time now, const sequence* keep, step_pla
   // The victim: the running sequence of lowest precedence not yet in this step's plan.
   sequence* victim = nullptr;
   for (sequence* s : running_)
-    if (s != keep && s->planned_step != counters_.steps + 1 &&
+    if (s != keep && s->planned_in != schedule_calls_ &&
         (!victim || precedes(*victim, *s, now)))
       victim = s;
   if (!victim) return false;
@@ -148,7 +151,7 @@ bool batch_scheduler::preempt_one(clock_time now, const sequence* keep, step_pla
   victim->running = false;
   std::erase(running_, victim);
   waiting_.push_back(victim);
-  victim->planned_step = counters_.steps + 1;   // not re-admitted in the same step
+  victim->planned_in = schedule_calls_;   // not re-admitted in the same call
   plan.preempted.push_back(victim->request.id);
   ++counters_.preemptions;
   return true;
@@ -175,11 +178,12 @@ void batch_scheduler::plan_slice(sequence& s, std::int64_t tokens, step_plan& pl
   p.sampling = s.request.sampling;
   plan.sequences.push_back(std::move(p));
   plan.tokens += tokens;
-  s.planned_step = counters_.steps + 1;
+  s.planned_in = schedule_calls_;
 }
 
 step_plan batch_scheduler::schedule(clock_time now) {
   step_plan plan;
+  ++schedule_calls_;
   drop_stopped(now, plan);
   if (running_.empty()) {
     if (waiting_.empty()) return plan;
@@ -193,7 +197,11 @@ step_plan batch_scheduler::schedule(clock_time now) {
       return plan;
     }
   }
+  // Simulation only: a preemption by recompute and a small token budget (short prefill
+  // chunks, decodes left for the next step), both legal whatever the load.
+  if (!running_.empty() && DSRT_BUGGIFY("scheduler.preempt")) preempt_one(now, nullptr, plan);
   std::int64_t budget = config_.step_tokens_max;
+  if (DSRT_BUGGIFY("scheduler.small_step")) budget = std::min<std::int64_t>(budget, 1 + counters_.steps % 16);
   auto by_precedence = [&](const sequence* a, const sequence* b) { return precedes(*a, *b, now); };
 
   // 1. Running sequences, decodes before prefill chunks, each by precedence.
@@ -225,7 +233,7 @@ step_plan batch_scheduler::schedule(clock_time now) {
   std::size_t admitted = 0;
   for (sequence* s : waiting_) {
     if (budget == 0 || int(running_.size()) >= config_.sequences_max) break;
-    if (s->planned_step == counters_.steps + 1) break;   // preempted in this very step
+    if (s->planned_in == schedule_calls_) break;   // preempted in this very call
     if (prefix_ && s->computed == 0) {
       s->blocks = prefix_->match(s->tokens, ++tick_);
       s->computed = s->blocks.tokens;
@@ -247,6 +255,9 @@ step_plan batch_scheduler::schedule(clock_time now) {
   waiting_.erase(waiting_.begin(), waiting_.begin() + std::ptrdiff_t(admitted));
   counters_.prefix_hit_tokens += plan.prefix_hit_tokens;
   if (!plan.empty()) ++counters_.steps;
+  // Everything that ran was preempted (blocks ran out): nothing else will wake the caller,
+  // and the preempted sequences may be admitted by the next call.
+  if (plan.empty() && !plan.preempted.empty() && !waiting_.empty()) plan.wake_at = now;
   return plan;
 }
 

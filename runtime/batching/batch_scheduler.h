@@ -174,6 +174,7 @@ class batch_scheduler {
   std::vector<sequence*> running_;   // in admission order
   std::uint64_t arrivals_ = 0;       // arrival counter: ties after equal priority and time
   std::uint64_t tick_ = 0;           // logical time for the prefix index's LRU
+  std::uint64_t schedule_calls_ = 0; // numbers the plans being built (sequence::planned_in)
   std::vector<planned_sequence> spare_;   // recycled plan entries with their capacity
   scheduler_counters counters_;
 };

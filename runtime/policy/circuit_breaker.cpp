@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <limits>
 
+#include "runtime/buggify.h"
+
 namespace dsrt::policy {
 namespace {
 
@@ -88,6 +90,8 @@ std::optional<breaker_ticket> circuit_breaker::try_acquire(clock_time now) {
 }
 
 void circuit_breaker::record(clock_time now, const breaker_ticket& ticket, bool success) {
+  // Simulation only: a spurious failure, so breakers open and probe more often.
+  if (success && DSRT_BUGGIFY("breaker.spurious_failure")) success = false;
   DSRT_ASSERT(ticket.epoch <= epoch_, "ticket from the future: epoch={} breaker epoch={}",
               ticket.epoch, epoch_);
   now = advance(now);

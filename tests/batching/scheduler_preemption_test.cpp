@@ -3,6 +3,7 @@
 // output it would have produced alone.
 #include <gtest/gtest.h>
 
+#include "runtime/buggify.h"
 #include "runtime/random.h"
 #include "tests/batching/scheduler_driver.h"
 
@@ -38,6 +39,40 @@ TEST(SchedulerPreemption, OutOfBlocksPreemptsTheLatestAndRecomputes) {
   EXPECT_EQ(d.sequences.at(1).tokens, alone(prompt_of(12, 1), 20));
   EXPECT_EQ(d.sequences.at(2).tokens, alone(prompt_of(12, 2), 20));
   EXPECT_EQ(s.free_blocks(), s.total_blocks());
+}
+
+TEST(SchedulerPreemption, ACallThatPreemptsEverythingRunningAsksToBeCalledAgain) {
+  // Found by the simulator with BUGGIFY: when every running sequence was preempted and
+  // nothing else planned, the empty plan did not count as a step, so the "not re-admitted
+  // in this step" mark stayed on the preempted sequence forever and the replica stalled
+  // with work waiting. Only the preempt point is on, firing whenever it is evaluated.
+  scheduler_config c;
+  c.batch_wait_ms = milliseconds(0);
+  batch_scheduler s(c, 64, block_tokens);
+  driver d{s};
+  d.add(1, prompt_of(8, 1), 6);
+  d.step();   // prefill: sequence 1 runs
+  ASSERT_EQ(s.running(), 1);
+  {
+    buggify_config only_preempt;
+    only_preempt.enable_probability = 1;
+    only_preempt.fire_probability = 1;
+    only_preempt.only = {"scheduler.preempt"};
+    buggify_scope scope(7, only_preempt);
+    const auto plan = s.schedule(d.now);
+    EXPECT_TRUE(plan.empty());
+    EXPECT_EQ(plan.preempted, std::vector<std::uint64_t>{1});
+    ASSERT_TRUE(plan.wake_at.has_value()) << "nothing else would call schedule() again";
+    EXPECT_EQ(*plan.wake_at, d.now);
+    EXPECT_EQ(scope.fired().at("scheduler.preempt"), 1);
+  }
+  // The next call re-admits it (recompute), and it finishes with the output it has alone.
+  for (int step = 0; step < 50 && !d.all_done(); ++step) {
+    d.step();
+    d.now += milliseconds(10);
+  }
+  ASSERT_TRUE(d.all_done());
+  EXPECT_EQ(d.sequences.at(1).tokens, alone(prompt_of(8, 1), 6));
 }
 
 TEST(SchedulerPreemption, RandomLoadsMatchRunningAloneAndLeakNothing) {

@@ -1,0 +1,56 @@
+#pragma once
+// Fault points that compile into production code and fire only in simulation, after
+// FoundationDB's BUGGIFY: `if (DSRT_BUGGIFY("scheduler.preempt")) ...` takes a rare but
+// legal path (a smaller step, a preemption, a refusal) so the simulator exercises it often.
+//
+// Outside a buggify_scope the macro is one load of a thread-local pointer and false: a
+// production process never opens a scope. The simulator opens one per run on its thread;
+// within it each point is enabled or not once, from the seed and the point's name
+// (enable_probability), and an enabled point fires on each evaluation with
+// fire_probability, drawn from a generator seeded by the run. A simulation is one thread
+// evaluating points in a deterministic order, so the same seed fires the same points.
+//
+// Thread safety: a scope belongs to the thread that opened it; scopes do not nest.
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "runtime/random.h"
+
+namespace dsrt {
+
+struct buggify_config {
+  double enable_probability = 0.25;   // a point is on for a whole run with this probability
+  double fire_probability = 0.05;     // an enabled point fires per evaluation with this
+  std::vector<std::string> only;      // when not empty, no other point is ever enabled
+};
+
+class buggify_scope {
+ public:
+  buggify_scope(std::uint64_t seed, const buggify_config& config = {});
+  ~buggify_scope();
+  buggify_scope(const buggify_scope&) = delete;
+  buggify_scope& operator=(const buggify_scope&) = delete;
+
+  // Whether `point` fires now (the slow path of DSRT_BUGGIFY).
+  bool evaluate(const char* point);
+  // Times each enabled point fired in this scope (disabled points are absent).
+  const std::map<std::string, std::int64_t>& fired() const { return fired_; }
+
+  static buggify_scope* current() { return current_; }
+
+ private:
+  struct point_state { bool enabled; };
+  std::uint64_t seed_;
+  buggify_config config_;
+  xoshiro256 rng_;
+  std::map<std::string, point_state, std::less<>> points_;
+  std::map<std::string, std::int64_t> fired_;
+  static thread_local buggify_scope* current_;
+};
+
+}  // namespace dsrt
+
+#define DSRT_BUGGIFY(point) \
+  (::dsrt::buggify_scope::current() != nullptr && ::dsrt::buggify_scope::current()->evaluate(point))
