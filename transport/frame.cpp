@@ -7,6 +7,8 @@
 #include <cstring>
 #include <limits>
 
+#include "transport/crc32c.h"
+
 namespace dsrt::transport {
 namespace {
 
@@ -24,7 +26,17 @@ void store_u16(std::byte* p, std::uint16_t v) {
   p[1] = std::byte(v >> 8);
 }
 
+// What the checksum covers: the header after the magic, up to the checksum, then the payload.
+std::uint32_t checksum_of(std::span<const std::byte> frame) {
+  return crc32c(frame.subspan(frame_header_bytes), crc32c(frame.subspan(4, 8)));
+}
+
 }  // namespace
+
+void seal_frame(std::span<std::byte> frame) {
+  DSRT_ASSERT(frame.size() >= frame_header_bytes, "frame of {} bytes", frame.size());
+  store_u32(frame.data() + 12, checksum_of(frame));
+}
 
 bool is_known(frame_type type) {
   return std::strcmp(frame_type_name(type), "unknown") != 0;
@@ -65,6 +77,7 @@ frame_bytes encode_frame(frame_type type, capnp::MessageBuilder& message) {
   store_u16(out.data() + 6, std::uint16_t(type));
   store_u32(out.data() + 8, std::uint32_t(payload.size()));
   std::memcpy(out.data() + frame_header_bytes, payload.begin(), payload.size());
+  seal_frame(out);
   return out;
 }
 
@@ -101,6 +114,10 @@ result<decoded_frame> decode_frame(std::span<const std::byte> bytes, const frame
   if (bytes.size() != frame_header_bytes + payload_bytes)
     return make_error(error_code::corrupt_data, "{} frame is {} bytes, its header says {} + {}", name,
                       bytes.size(), frame_header_bytes, payload_bytes);
+  const std::uint32_t sent = load_u32(bytes.data() + 12), computed = checksum_of(bytes);
+  if (sent != computed)
+    return make_error(error_code::corrupt_data, "{} frame's checksum is {:#010x}, its bytes give {:#010x}: damaged in transit",
+                      name, sent, computed);
   if (payload_bytes < 8)
     return make_error(error_code::corrupt_data, "{} frame has no segment table", name);
 

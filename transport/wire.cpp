@@ -142,31 +142,22 @@ std::uint64_t deadline_to_wire(const std::optional<clock_time>& deadline, const 
   if (!deadline) return 0;
   const auto far = std::chrono::duration_cast<clock_time::duration>(wire_limits{}.deadline_distance_max);
   const auto ahead = clamped_distance(deadline->time_since_epoch(), now.steady.time_since_epoch(), far);
-  const auto system = now.system + std::chrono::duration_cast<std::chrono::system_clock::duration>(ahead);
-  const std::int64_t ms = std::chrono::floor<milliseconds>(system.time_since_epoch()).count();
-  return std::uint64_t(std::max<std::int64_t>(ms, 1));   // 0 would mean "none"
+  // Rounded up, so the receiver never stops a request before its deadline; 1 = due now.
+  return 1 + std::uint64_t(std::max<std::int64_t>(std::chrono::ceil<milliseconds>(ahead).count(), 0));
 }
 
-std::optional<clock_time> deadline_from_wire(std::uint64_t unix_ms, const clock_anchor& now,
+std::optional<clock_time> deadline_from_wire(std::uint64_t in_ms, const clock_anchor& now,
                                              const wire_limits& limits) {
-  if (unix_ms == 0) return std::nullopt;
-  const auto system_ms = std::chrono::floor<milliseconds>(now.system);
-  const std::int64_t now_ms = system_ms.time_since_epoch().count();
-  // Clamped before any arithmetic that could overflow (unix_ms may be anything).
-  const std::int64_t far = limits.deadline_distance_max.count();
-  const std::int64_t latest = now_ms + far;
-  const std::int64_t clamped =
-      latest < 0 || unix_ms > std::uint64_t(latest) ? latest : std::int64_t(unix_ms);
-  const std::int64_t ahead_ms = std::max(clamped - now_ms, -far);
-  // Relative to the whole millisecond the encoder's floor() also used.
-  const auto sub_ms = std::chrono::duration_cast<clock_time::duration>(now.system - system_ms);
-  return now.steady - sub_ms + milliseconds(ahead_ms);
+  if (in_ms == 0) return std::nullopt;
+  // Clamped before the arithmetic (in_ms may be anything a peer sends).
+  const auto ahead = std::min<std::uint64_t>(in_ms - 1, std::uint64_t(limits.deadline_distance_max.count()));
+  return now.steady + milliseconds(std::int64_t(ahead));
 }
 
 }  // namespace
 
 clock_anchor clock_anchor::now() {
-  return clock_anchor{std::chrono::steady_clock::now(), std::chrono::system_clock::now()};
+  return clock_anchor{std::chrono::steady_clock::now()};
 }
 
 // ---- client <-> head --------------------------------------------------------------------
@@ -182,7 +173,7 @@ frame_bytes encode(const serving::generate_request& request, const clock_anchor&
     // Only a few priority classes exist; anything beyond the UInt8 is the lowest anyway.
     b.setPriority(std::uint8_t(std::clamp(request.priority, 0, 255)));
     b.setTenant(as_text(request.tenant));
-    b.setDeadlineUnixMs(deadline_to_wire(request.deadline, now));
+    b.setDeadlineInMs(deadline_to_wire(request.deadline, now));
   });
 }
 
@@ -219,7 +210,7 @@ result<serving::generate_request> decode_generate_request(decoded_frame& frame, 
     auto tenant = read_text(r.getTenant(), limits.tenant_bytes_max, "tenant");
     if (!tenant.ok()) return tenant.err();
     out.tenant = std::move(tenant.value());
-    out.deadline = deadline_from_wire(r.getDeadlineUnixMs(), now, limits);
+    out.deadline = deadline_from_wire(r.getDeadlineInMs(), now, limits);
     return out;
   });
 }
@@ -327,7 +318,7 @@ frame_bytes encode(const serving::replica_request& request, const clock_anchor& 
     seq.setMaxNewTokens(s.max_new_tokens);
     write_sampling(seq.initSampling(), s.sampling);
     seq.setPriority(std::uint8_t(std::clamp(s.priority, 0, 255)));
-    seq.setDeadlineUnixMs(deadline_to_wire(s.deadline, now));
+    seq.setDeadlineInMs(deadline_to_wire(s.deadline, now));
     write_tokens(b.initStopTokenIds(unsigned(request.stop_token_ids.size())), request.stop_token_ids);
     b.setReplica(request.replica);
   });
@@ -362,7 +353,7 @@ result<serving::replica_request> decode_replica_request(decoded_frame& frame, co
     if (!sampling.ok()) return sampling.err();
     s.sampling = sampling.value();
     s.priority = seq.getPriority();
-    s.deadline = deadline_from_wire(seq.getDeadlineUnixMs(), now, limits);
+    s.deadline = deadline_from_wire(seq.getDeadlineInMs(), now, limits);
     DSRT_TRY(read_tokens(r.getStopTokenIds(), budget, "stopTokenIds", out.stop_token_ids));
     out.replica = r.getReplica();   // the worker checks it against the replicas it holds
     return out;

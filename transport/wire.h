@@ -16,9 +16,13 @@
 // Encoding does not check limits (the sender validated its input; the receiver checks
 // again), except that error and reason texts are cut to message_text_bytes_max.
 //
-// Deadlines travel as Unix milliseconds because two processes' steady clocks share no
-// epoch; both sides convert against a clock_anchor, which the caller reads (or, in the
-// simulator, makes from virtual time).
+// Deadlines travel as the milliseconds left when the message was sent (rounded up), like
+// gRPC's grpc-timeout: two processes' steady clocks share no epoch, and their system clocks
+// may disagree or jump (the simulator's clock_jump fault showed a worker whose system clock
+// ran ahead stopping requests before their deadline when deadlines travelled as Unix time).
+// The time in transit is added to the deadline, never taken from it. Both sides convert
+// against a clock_anchor, which the caller reads (or, in the simulator, makes from virtual
+// time).
 //
 // Thread safety: plain functions over their arguments.
 #include <chrono>
@@ -54,11 +58,10 @@ struct wire_limits {
   milliseconds deadline_distance_max{milliseconds(365LL * 24 * 3600 * 1000)};
 };
 
-// The steady and the system clock read at one moment.
+// The moment a message is encoded or decoded, on the process's steady clock.
 struct clock_anchor {
   clock_time steady;
-  std::chrono::system_clock::time_point system;
-  static clock_anchor now();   // reads both clocks
+  static clock_anchor now();   // reads the steady clock
 };
 
 // --- client <-> head --------------------------------------------------------------------

@@ -1,4 +1,4 @@
-// transport/frame.h: the header and segment-table checks, truncation at every length, and
+// transport/frame.h: the header, checksum and segment-table checks, truncation at every length, and
 // a frame round trip (single and many segments).
 #include "transport/frame.h"
 
@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "schemas/cluster.capnp.h"
+#include "transport/crc32c.h"
 
 namespace dsrt::transport {
 namespace {
@@ -34,7 +35,10 @@ void put_u16(frame_bytes& f, std::size_t at, std::uint16_t v) {
   f[at + 1] = std::byte(v >> 8);
 }
 
-void expect_corrupt(const frame_bytes& f, const frame_limits& limits, const std::string& fragment) {
+// Decodes `bytes` with a correct checksum written in, as a peer that means to send them
+// would, so each check behind the checksum is reached.
+void expect_corrupt(frame_bytes f, const frame_limits& limits, const std::string& fragment) {
+  if (f.size() >= frame_header_bytes) seal_frame(f);
   auto r = decode_frame(f, limits);
   ASSERT_FALSE(r.ok()) << fragment;
   EXPECT_EQ(r.err().code, error_code::corrupt_data) << r.err().to_string();
@@ -100,7 +104,7 @@ TEST(Frame, EveryHeaderErrorIsCorruptData) {
 
   f = good;
   put_u16(f, 4, frame_protocol_version + 1);
-  expect_corrupt(f, {}, "protocol version 2");
+  expect_corrupt(f, {}, fmt::format("protocol version {}", frame_protocol_version + 1));
 
   for (std::uint16_t type : {0, 7, 15, 20, 31, 39, 65535}) {
     f = good;
@@ -128,6 +132,22 @@ TEST(Frame, EveryHeaderErrorIsCorruptData) {
   f = frame_bytes(good.begin(), good.begin() + frame_header_bytes);
   put_u32(f, 8, 0);
   expect_corrupt(f, {}, "no segment table");
+
+  f = good;   // a byte of the payload changed in transit, the checksum left as it was
+  f.back() ^= std::byte{0x10};
+  auto damaged = decode_frame(f, {});
+  ASSERT_FALSE(damaged.ok());
+  EXPECT_EQ(damaged.err().code, error_code::corrupt_data);
+  EXPECT_NE(damaged.err().message.find("damaged in transit"), std::string::npos) << damaged.err().message;
+}
+
+TEST(Frame, Crc32cMatchesTheStandardCheckValue) {
+  const std::string digits = "123456789";
+  EXPECT_EQ(crc32c(std::as_bytes(std::span(digits))), 0xe3069283u);
+  // Extending in pieces gives the same value.
+  const auto bytes = std::as_bytes(std::span(digits));
+  EXPECT_EQ(crc32c(bytes.subspan(4), crc32c(bytes.first(4))), 0xe3069283u);
+  EXPECT_EQ(crc32c({}), 0u);
 }
 
 TEST(Frame, TruncatedAtEveryLengthIsAnError) {

@@ -72,6 +72,7 @@ TEST(WireHostile, UnknownUnionMembersAreRefused) {
   const std::size_t discriminant = frame_header_bytes + 8 /*table*/ + 8 /*root pointer*/;
   ASSERT_EQ(std::to_integer<int>(f[discriminant]), 1);
   f[discriminant] = std::byte{9};
+  seal_frame(f);   // as a peer that means it would send it
   auto frame = open(f);
   expect_refused(decode_control(frame), error_code::invalid_argument, "unknown union member");
 }
@@ -124,9 +125,9 @@ TEST(WireHostile, GenerateRequestValuesOutOfRange) {
   expect_refused(decode_generate_request(big_token, anchor), error_code::invalid_argument, "token id 2147483648");
 
   // Any deadline a peer sends is clamped, never overflowing the clock arithmetic.
-  for (std::uint64_t unix_ms : {std::uint64_t(1), std::numeric_limits<std::uint64_t>::max(),
-                                std::uint64_t(std::numeric_limits<std::int64_t>::max())}) {
-    auto far = hostile([&](auto b) { b.setDeadlineUnixMs(unix_ms); });
+  for (std::uint64_t in_ms : {std::uint64_t(1), std::numeric_limits<std::uint64_t>::max(),
+                              std::uint64_t(std::numeric_limits<std::int64_t>::max())}) {
+    auto far = hostile([&](auto b) { b.setDeadlineInMs(in_ms); });
     auto d = decode_generate_request(far, anchor);
     ASSERT_TRUE(d.ok()) << d.err().to_string();
     ASSERT_TRUE(d->deadline.has_value());
@@ -257,6 +258,7 @@ frame_bytes amplified_chunks(std::uint32_t chunks, std::uint32_t tokens) {
   const std::uint32_t table[2] = {0, std::uint32_t(words.size())};
   std::memcpy(f.data() + frame_header_bytes, table, sizeof table);
   std::memcpy(f.data() + frame_header_bytes + 8, words.data(), words.size() * 8);
+  seal_frame(f);
   return f;
 }
 
@@ -316,6 +318,9 @@ TEST(WireHostile, RandomAndMutatedFramesGiveTypedErrors) {
       f.resize(random() % 128);
       for (auto& b : f) b = std::byte(random());
     }
+    // With a correct checksum, as a hostile peer would send them (DamagedFramesAreRefused
+    // covers frames whose checksum no longer matches).
+    if (f.size() >= frame_header_bytes) seal_frame(f);
     auto frame = decode_frame(f, {});
     if (!frame.ok()) {
       ASSERT_EQ(frame.err().code, error_code::corrupt_data) << "frame " << i << ": " << frame.err().to_string();
@@ -326,6 +331,23 @@ TEST(WireHostile, RandomAndMutatedFramesGiveTypedErrors) {
     ASSERT_TRUE(bad.empty()) << "frame " << i << ": " << bad;
   }
   EXPECT_GT(decoded, 5000);   // most mutated and header-valid frames get as far as the readers
+}
+
+TEST(WireHostile, DamagedFramesAreRefusedByTheirChecksum) {
+  // Bytes flipped in transit anywhere after the magic — header fields, segment table, a
+  // token id — are refused; before the checksum a flip inside a value decoded as a wrong
+  // value (the simulator's corrupt_message fault delivered a wrong token that way).
+  std::mt19937_64 random(20261123);
+  const std::vector<frame_bytes> seeds = testing::sample_frames(anchor);
+  for (int i = 0; i < 5000; ++i) {
+    frame_bytes f = seeds[std::size_t(i) % seeds.size()];
+    for (int flips = 1 + int(random() % 3); flips > 0; --flips)
+      f[4 + random() % (f.size() - 4)] ^= std::byte(1 + random() % 255);
+    if (f == seeds[std::size_t(i) % seeds.size()]) continue;   // two flips undid each other
+    auto frame = decode_frame(f, {});
+    ASSERT_FALSE(frame.ok()) << "frame " << i << " (" << frame_type_name(frame->type()) << ") decoded after damage";
+    EXPECT_EQ(frame.err().code, error_code::corrupt_data);
+  }
 }
 
 }  // namespace
