@@ -28,4 +28,12 @@ inline device_profile cpu_bench_125m() { return {"cpu-bench-125m", 4500, 680, 2}
 // dense bf16 = 27 us per token; attention ~ 0.5 ns per (token, position) at batch.
 inline device_profile h100_8b_bf16() { return {"h100-8b-bf16", 4800, 27, 0.5}; }
 
+// A 70B-parameter dense model in bf16 on one node of 8 H100 SXM, tensor-parallel (one
+// replica per node), from the datasheet roofline: 140 GB of weights over 8 x 3.35 TB/s =
+// 5.2 ms per step plus ~2.4 ms of all-reduces (80 layers x 2 x ~15 us over NVLink);
+// 140 GFLOP per token at ~60 % of 8 x 989 TFLOPS = 30 us per token; attention reads 160 KB
+// of KV per (token, position) (8 KV heads x 128 x 80 layers x K and V in bf16) over
+// 26.8 TB/s = 6 ns.
+inline device_profile h100x8_70b_bf16() { return {"h100x8-70b-bf16", 7600, 30, 6}; }
+
 }  // namespace dsrt::sim

@@ -3,10 +3,14 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <optional>
 
 #include "runtime/cache/response_cache.h"
 #include "runtime/random.h"
+#include "sim/checker.h"
 #include "sim/event_queue.h"
+#include "transport/frame.h"
+#include "transport/wire.h"
 
 namespace dsrt::sim {
 namespace {
@@ -17,11 +21,9 @@ struct replica {
   std::unique_ptr<batching::batch_scheduler> scheduler;
   bool up = true;
   std::uint64_t incarnation = 0;     // messages of an older incarnation are dropped
-  bool busy = false, wake_armed = false, failing = false;
+  bool busy = false, wake_armed = false, failing = false, oom_next = false;
   double slow = 1;
-  // The link to the router (both directions).
-  bool clogged = false;
-  std::vector<std::function<void()>> held;   // messages waiting for the link to unclog
+  batching::step_plan plan;          // the step in flight while busy
   // The router's view of this replica, from heartbeats.
   clock_time last_heard{};
   std::uint64_t known_incarnation = 0;
@@ -30,63 +32,103 @@ struct replica {
   std::map<std::uint64_t, seq> sequences;
 };
 
-struct client_view {
-  clock_time arrival{}, first_chunk{}, final_at{};
-  std::uint32_t next_sequence = 0;
-  std::int64_t tokens = 0;
-  int finals = 0;
-  serving::final_message final;
+// A replica's connection to the router (both directions).
+struct link {
+  bool clogged = false;
+  std::vector<std::function<void()>> held;   // waiting for the link to unclog, in order
+  std::uint64_t epoch = 0;                   // a closed connection loses what is in flight
+  bool closed = false;                       // closed for a corrupt frame; reconnects later
+  bool corrupt_next = false;
+  std::uint64_t noise = 0;
+};
+
+struct node {
+  bool paused = false;
+  std::vector<std::function<void()>> deferred;   // what happened to it while paused, in order
+  milliseconds clock_offset{0};                  // its system clock minus the true time
 };
 
 class simulation {
  public:
   simulation(const sim_config& c, const planted_bugs& bugs)
-      : c_(c), bugs_(bugs), load_rng_(c.seed), fault_rng_(c.seed ^ 0x5eedfa17ull),
-        responses_(cache::response_cache_config{}), router_(router_config(c), nullptr) {
+      : c_(c), bugs_(bugs), load_rng_(c.seed), responses_(cache::response_cache_config{}),
+        router_(router_config(c, bugs), nullptr), checker_(limits(c)) {
     replicas_.resize(std::size_t(c.replicas));
+    links_.resize(std::size_t(c.replicas));
+    nodes_.resize(std::size_t((c.replicas + per_node() - 1) / per_node()));
     for (auto& r : replicas_) r.scheduler = make_scheduler();
     for (int i = 0; i < c.replicas; ++i) router_.on_replica_up(q_.now(), i);
   }
 
   sim_report run() {
+    std::optional<buggify_scope> buggify;
+    if (c_.buggify) buggify.emplace(c_.seed, c_.buggify_probabilities);
     schedule_arrivals();
     schedule_faults();
     q_.at(clock_time{}, [this] { heartbeat_tick(); });
     const auto until = q_.now() + c_.duration_ms + c_.deadline_ms * 4 + minutes(10);
     report_.events = q_.run(until, c_.events_max);
-    if (!q_.empty()) violation("the run did not drain (events_max or the time bound reached)");
+    if (!q_.empty()) checker_.violation("the run did not drain (events_max or the time bound reached)");
     check_end();
+    auto out = checker_.finish();
+    report_.requests = out.requests;
+    report_.completed = out.completed;
+    report_.completed_in_deadline = out.completed_in_deadline;
+    report_.tokens = out.tokens;
+    report_.errors_by_code = std::move(out.errors_by_code);
+    report_.ttft_ms = std::move(out.ttft_ms);
+    report_.tpot_ms = std::move(out.tpot_ms);
+    report_.violations = checker_.violations();
     report_.trace_hash = hash_;
     report_.simulated_s = duration<double>(q_.now().time_since_epoch()).count();
     report_.retries = router_.counters().retries;
     report_.resumptions = router_.counters().resumptions;
+    if (buggify) report_.buggify_fired = buggify->fired();
     return std::move(report_);
   }
 
  private:
-  static serving::router_config router_config(const sim_config& c) {
+  static serving::router_config router_config(const sim_config& c, const planted_bugs& bugs) {
     auto r = c.router;
     r.replicas = c.replicas;
     r.vocab_size = 32000;
     r.context_tokens_max = 1 << 20;
     r.priority_classes = c.scheduler.priority_classes;
+    if (bugs.admit_past_limit) r.admission.queue_requests_max *= 4;
     return r;
+  }
+  static checker_limits limits(const sim_config& c) {
+    checker_limits l;
+    l.queue_requests_max = c.router.admission.queue_requests_max;
+    l.sequences_max = c.scheduler.sequences_max;
+    l.waiting_sequences_max = c.scheduler.waiting_sequences_max;
+    // A final may trail its deadline by the time to notice a lost replica plus one of the
+    // longest (slowed) steps and a few link crossings.
+    const std::int64_t full = std::min<std::int64_t>(
+        c.scheduler.step_tokens_max, std::int64_t(c.scheduler.sequences_max) * (c.prompt_tokens_max + c.max_tokens_max));
+    const auto step = c.device.step_time(full, full * (c.prompt_tokens_max + c.max_tokens_max));
+    l.deadline_slack_ms = c.detection_ms + 2 * c.heartbeat_interval_ms +
+                          duration_cast<milliseconds>(step * c.slow_factor) + milliseconds(100) +
+                          duration_cast<milliseconds>(c.link_latency_us * 10);
+    return l;
   }
   std::unique_ptr<batching::batch_scheduler> make_scheduler() const {
     return std::make_unique<batching::batch_scheduler>(c_.scheduler, c_.kv_blocks, c_.kv_block_tokens);
   }
+  int per_node() const { return std::max(1, c_.replicas_per_node); }
+  node& node_of(int i) { return nodes_[std::size_t(i / per_node())]; }
   void trace(std::uint64_t kind, std::uint64_t a, std::uint64_t b = 0) {
     for (std::uint64_t v : {std::uint64_t(q_.now().time_since_epoch().count()), kind, a, b}) {
       hash_ ^= v;
       hash_ *= 1099511628211ull;
     }
   }
-  void violation(std::string what) {
-    if (report_.violations.size() < 100) report_.violations.push_back(std::move(what));
-  }
   std::int64_t uniform(xoshiro256& rng, std::int64_t lo, std::int64_t hi) {
     return lo + std::int64_t(rng.next() % std::uint64_t(hi - lo + 1));
   }
+  // When a process encodes or decodes a message: steady clocks do not jump (a node's
+  // system clock offset matters only to the planted skewed_deadlines bug).
+  transport::clock_anchor anchor() const { return {q_.now()}; }
 
   // --- load -------------------------------------------------------------------------------
   void schedule_arrivals() {
@@ -111,73 +153,122 @@ class simulation {
       r.deadline = at + c_.deadline_ms;
       q_.at(at, [this, r = std::move(r)]() mutable {
         trace(1, r.request_id);
-        auto& v = clients_[r.request_id];
-        v.arrival = q_.now();
-        ++report_.requests;
+        checker_.on_arrival(q_.now(), r.request_id, *r.deadline, r.max_tokens);
+        if (bugs_.ignore_deadlines) r.deadline.reset();
         router_.on_generate(q_.now(), std::move(r));
         router_act();
-        if (std::int64_t(router_.routes()) > c_.router.admission.queue_requests_max)
-          violation(fmt::format("the router holds {} requests, queue_requests_max is {}", router_.routes(),
-                                c_.router.admission.queue_requests_max));
+        checker_.on_router_routes(router_.routes());
       });
     }
   }
 
   // --- faults -----------------------------------------------------------------------------
-  clock_time fault_time() {
-    return clock_time{} + milliseconds(uniform(fault_rng_, 0, std::max<std::int64_t>(c_.duration_ms.count() - 1, 0)));
-  }
   void schedule_faults() {
-    const int per_node = std::max(1, c_.replicas_per_node);
-    const int nodes = (c_.replicas + per_node - 1) / per_node;
-    for (int k = 0; k < c_.kills; ++k) {
-      const int node = int(fault_rng_.next() % std::uint64_t(nodes));
-      q_.at(fault_time(), [this, node, per_node] {
-        for (int i = node * per_node; i < std::min(c_.replicas, (node + 1) * per_node); ++i) kill(i);
+    const auto all = draw_faults(c_);
+    std::vector<std::size_t> kept;
+    if (c_.faults_kept) {
+      kept = *c_.faults_kept;
+    } else {
+      for (std::size_t k = 0; k < all.size(); ++k) kept.push_back(k);
+    }
+    std::optional<milliseconds> last_end;
+    for (std::size_t k : kept) {
+      if (k >= all.size()) continue;
+      const fault& f = all[k];
+      report_.faults.push_back(describe(f));
+      schedule_fault(f);
+      auto end = fault_end(f, c_.swizzle_step_ms, c_.swizzle_hold_ms);
+      if (f.kind == fault_kind::corrupt_message) end += c_.reconnect_ms;
+      last_end = std::max(last_end.value_or(end), end);
+    }
+    if (last_end && c_.recovery_ms.count() > 0) {
+      faults_end_ = clock_time{} + *last_end;
+      q_.at(*faults_end_ + c_.recovery_ms, [this] {
+        trace(40, 0);
+        if (!report_.recovered_after_ms)
+          checker_.violation(fmt::format("not recovered {} ms after the last fault ended: {}", c_.recovery_ms.count(),
+                                         unrecovered()));
       });
     }
-    for (int k = 0; k < c_.failing_windows; ++k) {
-      const int i = int(fault_rng_.next() % std::uint64_t(c_.replicas));
-      const auto t = fault_time();
-      q_.at(t, [this, i] { trace(20, std::uint64_t(i)); replicas_[std::size_t(i)].failing = true; });
-      q_.at(t + c_.fault_window_ms, [this, i] { trace(21, std::uint64_t(i)); replicas_[std::size_t(i)].failing = false; });
-    }
-    for (int k = 0; k < c_.swizzles; ++k) {
-      auto t = fault_time();
-      std::vector<int> subset;
-      for (int i = 0; i < c_.replicas; ++i)
-        if (fault_rng_.next() % 2) subset.push_back(i);
-      for (int i : subset) {
-        q_.at(t, [this, i] { clog(i, true); });
-        t += c_.swizzle_step_ms;
+  }
+  void schedule_fault(const fault& f) {
+    const auto at = clock_time{} + f.at;
+    const int target = f.target;
+    switch (f.kind) {
+      case fault_kind::kill_node:
+        q_.at(at, [this, target, length = f.length] { kill_node(target, length); });
+        break;
+      case fault_kind::fail_steps:
+        q_.at(at, [this, target] { trace(20, std::uint64_t(target)); replicas_[std::size_t(target)].failing = true; });
+        q_.at(at + f.length, [this, target] {
+          trace(21, std::uint64_t(target));
+          replicas_[std::size_t(target)].failing = false;
+        });
+        break;
+      case fault_kind::slow_device:
+        q_.at(at, [this, target] { trace(22, std::uint64_t(target)); replicas_[std::size_t(target)].slow = c_.slow_factor; });
+        q_.at(at + f.length, [this, target] { trace(23, std::uint64_t(target)); replicas_[std::size_t(target)].slow = 1; });
+        break;
+      case fault_kind::swizzle: {
+        auto t = at;
+        for (int i : f.replicas) {
+          q_.at(t, [this, i] { clog(i, true); });
+          t += c_.swizzle_step_ms;
+        }
+        t += c_.swizzle_hold_ms;
+        for (int i : f.unclog_order) {
+          q_.at(t, [this, i] { clog(i, false); });
+          t += c_.swizzle_step_ms;
+        }
+        break;
       }
-      t += c_.swizzle_hold_ms;
-      for (std::size_t k2 = subset.size(); k2 > 1; --k2)   // a seeded shuffle: unclog order
-        std::swap(subset[k2 - 1], subset[std::size_t(fault_rng_.next() % k2)]);
-      for (int i : subset) {
-        q_.at(t, [this, i] { clog(i, false); });
-        t += c_.swizzle_step_ms;
-      }
-    }
-    for (int k = 0; k < c_.slow_windows; ++k) {
-      const int i = int(fault_rng_.next() % std::uint64_t(c_.replicas));
-      const auto t = fault_time();
-      q_.at(t, [this, i] { trace(22, std::uint64_t(i)); replicas_[std::size_t(i)].slow = c_.slow_factor; });
-      q_.at(t + c_.fault_window_ms, [this, i] { trace(23, std::uint64_t(i)); replicas_[std::size_t(i)].slow = 1; });
+      case fault_kind::pause_node:
+        q_.at(at, [this, target] {
+          trace(31, std::uint64_t(target));
+          nodes_[std::size_t(target)].paused = true;
+        });
+        q_.at(at + f.length, [this, target] { resume_node(target); });
+        break;
+      case fault_kind::oom_step:
+        q_.at(at, [this, target] { trace(32, std::uint64_t(target)); replicas_[std::size_t(target)].oom_next = true; });
+        break;
+      case fault_kind::clock_jump:
+        q_.at(at, [this, target, shift = f.shift] {
+          trace(33, std::uint64_t(target), std::uint64_t(shift.count()));
+          nodes_[std::size_t(target)].clock_offset += shift;
+        });
+        break;
+      case fault_kind::corrupt_message:
+        q_.at(at, [this, target, noise = f.noise] {
+          trace(34, std::uint64_t(target));
+          auto& l = links_[std::size_t(target)];
+          l.corrupt_next = true;
+          l.noise = noise;
+        });
+        break;
     }
   }
-  void kill(int i) {
+  void kill_node(int n, milliseconds restart) {
+    auto& nd = nodes_[std::size_t(n)];
+    nd.paused = false;   // a killed process is not frozen any more; what it deferred is lost
+    nd.deferred.clear();
+    for (int i = n * per_node(); i < std::min(c_.replicas, (n + 1) * per_node()); ++i) kill(i, restart);
+  }
+  void kill(int i, milliseconds restart) {
     auto& r = replicas_[std::size_t(i)];
     if (!r.up) return;
     trace(24, std::uint64_t(i));
     ++report_.kills;
-    check_replica_blocks(i, /*after_clear=*/true);
+    // The process is gone: everything it held is freed with it.
+    if (!(bugs_.leak_a_sequence && report_.kills == 1)) r.scheduler->clear();
+    checker_.on_quiescent(i, *r.scheduler, /*expect_idle=*/true);
     r.up = false;
     ++r.incarnation;
     r.busy = r.wake_armed = false;
     r.sequences.clear();
+    if (first_killed_ < 0) first_killed_ = i;
     // The router notices by the missing heartbeats (or by the new incarnation's first one).
-    q_.after(c_.restart_ms, [this, i] {
+    q_.after(restart, [this, i] {
       trace(26, std::uint64_t(i));
       auto& r = replicas_[std::size_t(i)];
       r.scheduler = make_scheduler();
@@ -185,29 +276,108 @@ class simulation {
       pump(i);
     });
   }
+  void resume_node(int n) {
+    auto& nd = nodes_[std::size_t(n)];
+    if (!nd.paused) return;
+    trace(35, std::uint64_t(n));
+    nd.paused = false;
+    auto deferred = std::move(nd.deferred);
+    nd.deferred.clear();
+    for (auto& fn : deferred) fn();
+    for (int i = n * per_node(); i < std::min(c_.replicas, (n + 1) * per_node()); ++i) pump(i);
+  }
+  // Runs fn on replica i's process now, or when its node resumes.
+  void on_node(int i, std::function<void()> fn) {
+    auto& nd = node_of(i);
+    if (nd.paused) {
+      nd.deferred.push_back(std::move(fn));
+      return;
+    }
+    fn();
+  }
 
   // --- links and heartbeats -----------------------------------------------------------------
   void send_link(int i, std::function<void()> fn) {
-    auto& r = replicas_[std::size_t(i)];
-    if (r.clogged) {
-      r.held.push_back(std::move(fn));
+    auto& l = links_[std::size_t(i)];
+    if (l.closed) return;   // no connection: lost
+    auto deliver = [this, i, epoch = l.epoch, fn = std::move(fn)] {
+      if (links_[std::size_t(i)].epoch == epoch) fn();
+    };
+    if (l.clogged) {
+      l.held.push_back(std::move(deliver));
       return;
     }
-    q_.after(c_.link_latency_us, std::move(fn));
+    q_.after(c_.link_latency_us, std::move(deliver));
   }
   void clog(int i, bool on) {
-    auto& r = replicas_[std::size_t(i)];
+    auto& l = links_[std::size_t(i)];
     trace(30, std::uint64_t(i), on);
-    r.clogged = on;
+    l.clogged = on;
     if (on) return;
-    for (auto& fn : r.held) q_.after(c_.link_latency_us, std::move(fn));
-    r.held.clear();
+    for (auto& fn : l.held) q_.after(c_.link_latency_us, std::move(fn));
+    l.held.clear();
   }
+  // The receiver refused a frame: the connection closes, losing what is in flight both
+  // ways, and the replica reconnects after reconnect_ms (as a worker does).
+  void close_link(int i) {
+    auto& l = links_[std::size_t(i)];
+    trace(36, std::uint64_t(i));
+    ++l.epoch;
+    l.held.clear();
+    l.closed = true;
+    auto& r = replicas_[std::size_t(i)];
+    if (r.router_thinks_up) {
+      r.router_thinks_up = false;
+      router_.on_replica_down(q_.now(), i);
+      router_act();
+    }
+    q_.after(c_.reconnect_ms, [this, i] { links_[std::size_t(i)].closed = false; });
+  }
+  // The bytes a frame arrives with: flipped where a corrupt_message fault is due on the link.
+  transport::frame_bytes transit(int i, transport::frame_bytes bytes) {
+    auto& l = links_[std::size_t(i)];
+    if (!l.corrupt_next || bytes.empty()) return bytes;
+    l.corrupt_next = false;
+    std::uint64_t noise = l.noise;
+    const int flips = 1 + int(splitmix64(noise) % 3);
+    for (int k = 0; k < flips; ++k) {
+      const std::size_t at = std::size_t(splitmix64(noise) % bytes.size());
+      bytes[at] ^= std::byte(1 + splitmix64(noise) % 255);
+    }
+    trace(37, std::uint64_t(i), flips);
+    corrupted_in_flight_ = true;
+    return bytes;
+  }
+  // Decodes what arrived; a refused frame closes the link. corrupted_in_flight_ tells the
+  // counters whether the decoder saw flipped bytes.
+  template <class T, class Decode>
+  std::optional<T> receive(int i, const transport::frame_bytes& bytes, bool corrupted, Decode decode) {
+    auto frame = transport::decode_frame(bytes, transport::frame_limits{});
+    std::optional<T> out;
+    if (frame) {
+      auto value = decode(frame.value());
+      if (value) out = std::move(value).value();
+    }
+    if (!out) {
+      if (!corrupted) checker_.violation(fmt::format("replica {}: an intact frame was refused", i));
+      ++report_.corrupt_detected;
+      close_link(i);
+      return std::nullopt;
+    }
+    if (corrupted) ++report_.corrupt_undetected;
+    return out;
+  }
+  bool take_corrupted() { return std::exchange(corrupted_in_flight_, false); }
+
   bool arrivals_done() const { return q_.now() >= clock_time{} + c_.duration_ms; }
+  bool keep_ticking() const {
+    return router_.routes() > 0 || !arrivals_done() ||
+           (faults_end_ && !report_.recovered_after_ms && q_.now() <= *faults_end_ + c_.recovery_ms);
+  }
   void heartbeat_tick() {
     for (int i = 0; i < c_.replicas; ++i) {
       auto& r = replicas_[std::size_t(i)];
-      if (r.up) send_link(i, [this, i, inc = r.incarnation] { heard(i, inc); });
+      if (r.up && !node_of(i).paused) send_link(i, [this, i, inc = r.incarnation] { heard(i, inc); });
       // The router side: silence longer than detection_ms is a replica down.
       if (r.router_thinks_up && q_.now() - r.last_heard > c_.detection_ms) {
         trace(25, std::uint64_t(i));
@@ -216,9 +386,21 @@ class simulation {
         router_act();
       }
     }
-    if (router_.routes() > 0 || !arrivals_done()) q_.after(c_.heartbeat_interval_ms, [this] { heartbeat_tick(); });
+    if (faults_end_ && !report_.recovered_after_ms && q_.now() >= *faults_end_ && unrecovered().empty())
+      report_.recovered_after_ms = duration<double, std::milli>(q_.now() - *faults_end_).count();
+    if (keep_ticking()) q_.after(c_.heartbeat_interval_ms, [this] { heartbeat_tick(); });
+  }
+  // Why the service has not recovered yet ("" when it has).
+  std::string unrecovered() {
+    for (int i = 0; i < c_.replicas; ++i) {
+      if (!router_.replica_up(i)) return fmt::format("replica {} is down in the router's view", i);
+      if (router_.breaker(i).state(q_.now()) == policy::breaker_state::open)
+        return fmt::format("replica {}'s breaker is open", i);
+    }
+    return "";
   }
   void heard(int i, std::uint64_t incarnation) {
+    if (bugs_.lose_a_rejoin && i == first_killed_ && incarnation > 0) return;
     auto& r = replicas_[std::size_t(i)];
     r.last_heard = q_.now();
     if (incarnation < r.known_incarnation) return;   // a late heartbeat of a dead incarnation
@@ -244,17 +426,21 @@ class simulation {
     for (auto& action : router_.take_actions()) {
       if (auto* a = std::get_if<serving::send_request>(&action)) {
         // Addressed to the incarnation the router knows; a newer one never saw the request.
-        const auto inc = replicas_[std::size_t(a->replica)].known_incarnation;
-        send_link(a->replica, [this, i = a->replica, inc, rr = std::move(a->request)]() mutable {
-          replica_receive(i, inc, std::move(rr));
+        const int i = a->replica;
+        const auto inc = replicas_[std::size_t(i)].known_incarnation;
+        auto bytes = transit(i, transport::encode(a->request, anchor()));
+        send_link(i, [this, i, inc, bytes = std::move(bytes), corrupted = take_corrupted()] {
+          on_node(i, [this, i, inc, bytes, corrupted] { replica_receive(i, inc, bytes, corrupted); });
         });
       } else if (auto* a = std::get_if<serving::cancel_on_replica>(&action)) {
         send_link(a->replica, [this, i = a->replica, id = a->request_id] {
-          auto& r = replicas_[std::size_t(i)];
-          trace(3, id, std::uint64_t(i));
-          if (!r.up) return;
-          r.scheduler->cancel(id);
-          pump(i);
+          on_node(i, [this, i, id] {
+            auto& r = replicas_[std::size_t(i)];
+            trace(3, id, std::uint64_t(i));
+            if (!r.up) return;
+            r.scheduler->cancel(id);
+            pump(i);
+          });
         });
       } else if (std::holds_alternative<serving::send_chunk>(action) ||
                  std::holds_alternative<serving::send_final>(action)) {
@@ -279,6 +465,8 @@ class simulation {
   }
 
   // --- replicas -----------------------------------------------------------------------------
+  // A message from replica i to the router, over the link (through the wire codec when the
+  // link is about to corrupt it).
   void to_router(int i, std::function<void()> fn) {
     const auto inc = replicas_[std::size_t(i)].incarnation;
     send_link(i, [this, i, inc, fn = std::move(fn)] {
@@ -288,8 +476,46 @@ class simulation {
       router_act();
     });
   }
-  void replica_receive(int i, std::uint64_t inc, serving::replica_request rr) {
+  void send_chunks(int i, serving::replica_chunks chunks) {
+    if (chunks.chunks.empty()) return;
+    if (!links_[std::size_t(i)].corrupt_next) {
+      to_router(i, [this, chunks = std::move(chunks)] {
+        for (const auto& c : chunks.chunks) router_.on_chunk(q_.now(), c);
+      });
+      return;
+    }
+    auto bytes = transit(i, transport::encode(chunks));
+    to_router(i, [this, i, bytes = std::move(bytes), corrupted = take_corrupted()] {
+      auto decoded = receive<serving::replica_chunks>(
+          i, bytes, corrupted, [](transport::decoded_frame& f) { return transport::decode_replica_chunks(f); });
+      if (decoded)
+        for (const auto& c : decoded->chunks) router_.on_chunk(q_.now(), c);
+    });
+  }
+  void send_final(int i, serving::replica_final f) {
+    if (!links_[std::size_t(i)].corrupt_next) {
+      to_router(i, [this, f] { router_.on_final(q_.now(), f); });
+      return;
+    }
+    auto bytes = transit(i, transport::encode(f));
+    to_router(i, [this, i, bytes = std::move(bytes), corrupted = take_corrupted()] {
+      auto decoded = receive<serving::replica_final>(
+          i, bytes, corrupted, [](transport::decoded_frame& fr) { return transport::decode_replica_final(fr); });
+      if (decoded) router_.on_final(q_.now(), *decoded);
+    });
+  }
+  void replica_receive(int i, std::uint64_t inc, const transport::frame_bytes& bytes, bool corrupted) {
     auto& r = replicas_[std::size_t(i)];
+    auto& nd = node_of(i);
+    const auto here = anchor();
+    auto decoded = receive<serving::replica_request>(i, bytes, corrupted, [&](transport::decoded_frame& f) {
+      return transport::decode_replica_request(f, here);
+    });
+    if (!decoded) return;
+    auto rr = std::move(*decoded);
+    // The planted bug reads the deadline against the node's system clock, as the wire did
+    // when deadlines travelled as Unix time.
+    if (bugs_.skewed_deadlines && rr.sequence.deadline) *rr.sequence.deadline -= nd.clock_offset;
     trace(5, rr.request_id, std::uint64_t(i));
     if (!r.up || r.incarnation != inc) return;   // lost with the replica
     const auto id = rr.request_id;
@@ -302,12 +528,11 @@ class simulation {
       r.sequences.erase(old);
     }
     if (auto s = r.scheduler->submit(q_.now(), std::move(rr.sequence)); !s) {
-      to_router(i, [this, i, id, attempt, e = s.err()] {
-        router_.on_final(q_.now(), {id, attempt, i, e, serving::finish_reason::length});
-      });
+      send_final(i, {id, attempt, i, s.err(), serving::finish_reason::length});
       return;
     }
     r.sequences[id] = {attempt, max_new};
+    checker_.on_batcher(i, r.scheduler->running(), r.scheduler->waiting());
     pump(i);
   }
   void replica_final(int i, std::uint64_t id, std::optional<error> failure, serving::finish_reason reason) {
@@ -316,57 +541,68 @@ class simulation {
     if (it == r.sequences.end()) return;
     const auto attempt = it->second.attempt;
     r.sequences.erase(it);
-    to_router(i, [this, i, id, attempt, failure, reason] {
-      router_.on_final(q_.now(), {id, attempt, i, failure, reason});
-    });
+    send_final(i, {id, attempt, i, failure, reason});
   }
   void pump(int i) {
     auto& r = replicas_[std::size_t(i)];
-    if (!r.up || r.busy) return;
-    auto plan = std::make_shared<batching::step_plan>(r.scheduler->schedule(q_.now()));
-    for (const auto& s : plan->stopped)
+    if (!r.up || r.busy || node_of(i).paused) return;
+    r.scheduler->recycle(std::move(r.plan));
+    r.plan = r.scheduler->schedule(q_.now());
+    for (const auto& s : r.plan.stopped)
       replica_final(i, s.id,
                     make_error(s.cause == batching::stop_cause::cancelled ? error_code::cancelled
                                                                           : error_code::deadline_exceeded,
                                "stopped"),
                     serving::finish_reason::length);
-    if (plan->empty()) {
-      if (plan->wake_at && !r.wake_armed) {
+    if (r.plan.empty()) {
+      if (r.plan.wake_at && !r.wake_armed) {
         r.wake_armed = true;
-        q_.at(*plan->wake_at, [this, i, inc = r.incarnation] {
-          auto& r = replicas_[std::size_t(i)];
-          if (r.incarnation != inc) return;
-          r.wake_armed = false;
-          pump(i);
+        q_.at(*r.plan.wake_at, [this, i, inc = r.incarnation] {
+          on_node(i, [this, i, inc] {
+            auto& r = replicas_[std::size_t(i)];
+            if (r.incarnation != inc) return;
+            r.wake_armed = false;
+            pump(i);
+          });
         });
       }
       return;
     }
+    checker_.on_batcher(i, r.scheduler->running(), r.scheduler->waiting());
     r.busy = true;
     std::int64_t context = 0;
-    for (const auto& p : plan->sequences) context += (p.first_position + std::int64_t(p.tokens.size())) * std::int64_t(p.tokens.size());
-    const auto step = duration_cast<clock_time::duration>(c_.device.step_time(plan->tokens, context) * r.slow);
-    q_.after(step, [this, i, plan, inc = r.incarnation] { step_done(i, inc, *plan); });
+    for (const auto& p : r.plan.sequences)
+      context += (p.first_position + std::int64_t(p.tokens.size())) * std::int64_t(p.tokens.size());
+    const auto step = duration_cast<clock_time::duration>(c_.device.step_time(r.plan.tokens, context) * r.slow);
+    q_.after(step, [this, i, inc = r.incarnation] { on_node(i, [this, i, inc] { step_done(i, inc); }); });
   }
-  void step_done(int i, std::uint64_t inc, const batching::step_plan& plan) {
+  void step_done(int i, std::uint64_t inc) {
     auto& r = replicas_[std::size_t(i)];
     if (r.incarnation != inc) return;   // the replica died during the step
+    const auto& plan = r.plan;
     trace(6, std::uint64_t(i), plan.sequences.size());
     r.busy = false;
-    if (r.failing) {
+    if (r.failing || r.oom_next) {
+      // The shard reports a failed step (out of device memory included) as INTERNAL.
+      const char* why = r.oom_next ? "step failed: out of device memory" : "step failed";
+      r.oom_next = false;
       for (const auto& p : plan.sequences) {
         if (!r.scheduler->is_current(p)) continue;
         r.scheduler->fail(p.id);
-        replica_final(i, p.id, make_error(error_code::internal, "step failed"), serving::finish_reason::length);
+        replica_final(i, p.id, make_error(error_code::internal, "{}", why), serving::finish_reason::length);
       }
       pump(i);
       return;
     }
     std::vector<std::int32_t> sampled;
     for (const auto& p : plan.sequences)
-      if (p.sample) sampled.push_back(std::int32_t(3 + (p.id * 7919 + std::uint64_t(p.draw_index) * 104729) % 31990));
+      if (p.sample) {
+        // A planted bug draws from the start again after a resumption.
+        const auto draw = bugs_.wrong_token && r.scheduler->has_sequence(p.id) ? r.scheduler->generated(p.id) : p.draw_index;
+        sampled.push_back(model_token(p.id, draw));
+      }
     r.scheduler->complete(plan, sampled);
-    std::vector<serving::replica_chunk> chunks;
+    serving::replica_chunks chunks;
     std::vector<std::uint64_t> done;
     std::size_t next = 0;
     for (const auto& p : plan.sequences) {
@@ -374,105 +610,147 @@ class simulation {
       const auto token = sampled[next++];
       auto it = r.sequences.find(p.id);
       if (it == r.sequences.end() || !r.scheduler->is_current(p)) continue;
-      chunks.push_back({p.id, it->second.attempt, i, {token}});
+      chunks.chunks.push_back({p.id, it->second.attempt, i, {token}});
       if (r.scheduler->generated(p.id) >= it->second.max_new) {
         r.scheduler->finish(p.id);
         done.push_back(p.id);
       }
     }
-    to_router(i, [this, chunks = std::move(chunks)] {
-      for (const auto& c : chunks) router_.on_chunk(q_.now(), c);
-    });
+    send_chunks(i, std::move(chunks));
     for (auto id : done) replica_final(i, id, std::nullopt, serving::finish_reason::length);
     pump(i);
   }
 
-  // --- the client side and the checker ------------------------------------------------------
+  // --- the client side ----------------------------------------------------------------------
   void client_chunk(const serving::token_chunk& chunk) {
     trace(7, chunk.request_id, chunk.sequence);
-    auto& v = clients_[chunk.request_id];
-    const int copies = bugs_.duplicate_a_chunk && chunk.request_id == 1 && chunk.sequence == 0 ? 2 : 1;
-    for (int k = 0; k < copies; ++k) {
-      if (v.finals > 0) violation(fmt::format("request {}: chunk {} after its final", chunk.request_id, chunk.sequence));
-      if (chunk.sequence != v.next_sequence)
-        violation(fmt::format("request {}: chunk {} where {} was due (repeated or missing)", chunk.request_id,
-                              chunk.sequence, v.next_sequence));
-      v.next_sequence = chunk.sequence + 1;
-      if (v.tokens == 0 && !chunk.tokens.empty()) v.first_chunk = q_.now();
-      v.tokens += std::int64_t(chunk.tokens.size());
-    }
+    checker_.on_chunk(q_.now(), chunk);
+    if (bugs_.duplicate_a_chunk && chunk.request_id == 1 && chunk.sequence == 0) checker_.on_chunk(q_.now(), chunk);
+    if (bugs_.chunk_after_final) last_chunk_[chunk.request_id] = chunk;
   }
   void client_final(const serving::final_message& f) {
     trace(8, f.request_id, f.failure ? std::uint64_t(f.failure->code) + 1 : 0);
-    if (bugs_.drop_a_final && !dropped_ && !f.failure) {
-      dropped_ = true;
+    if (bugs_.drop_a_final && !planted_ && !f.failure) {
+      planted_ = true;
       return;
     }
-    auto& v = clients_[f.request_id];
-    if (++v.finals > 1) violation(fmt::format("request {}: {} finals", f.request_id, v.finals));
-    if (f.chunks_sent != v.next_sequence)
-      violation(fmt::format("request {}: final says {} chunks, {} arrived", f.request_id, f.chunks_sent, v.next_sequence));
-    v.final = f;
-    v.final_at = q_.now();
-  }
-  void check_replica_blocks(int i, bool after_clear) {
-    auto& s = *replicas_[std::size_t(i)].scheduler;
-    if (after_clear) s.clear();
-    if (s.leaked_blocks() != 0) violation(fmt::format("replica {}: {} KV blocks leaked", i, s.leaked_blocks()));
-    if (s.free_blocks() + s.prefix_cached_blocks() != s.total_blocks())
-      violation(fmt::format("replica {}: {} of {} blocks held at quiescence", i,
-                            s.total_blocks() - s.free_blocks() - s.prefix_cached_blocks(), s.total_blocks()));
+    checker_.on_final(q_.now(), f);
+    if (bugs_.chunk_after_final && !planted_ && last_chunk_.count(f.request_id)) {
+      planted_ = true;
+      checker_.on_chunk(q_.now(), last_chunk_[f.request_id]);
+    }
   }
   void check_end() {
-    for (auto& [id, v] : clients_) {
-      if (v.finals == 0) {
-        violation(fmt::format("request {}: no final", id));
-        continue;
+    for (int i = 0; i < c_.replicas; ++i)
+      if (replicas_[std::size_t(i)].up) checker_.on_quiescent(i, *replicas_[std::size_t(i)].scheduler, true);
+    if (router_.routes() != 0) checker_.violation(fmt::format("the router holds {} routes at the end", router_.routes()));
+    for (int i = 0; i < c_.replicas; ++i) {
+      using policy::breaker_state;
+      auto transitions = router_.breaker(i).transitions();
+      if (bugs_.skip_half_open) {
+        for (std::size_t k = 0; k + 1 < transitions.size(); ++k)
+          if (transitions[k].to == breaker_state::half_open && transitions[k + 1].to == breaker_state::closed) {
+            transitions[k].to = breaker_state::closed;   // open -> closed, no probe
+            transitions.erase(transitions.begin() + std::ptrdiff_t(k + 1));
+            break;
+          }
       }
-      if (v.final.failure) {
-        ++report_.errors_by_code[std::string(error_code_name(v.final.failure->code))];
-        continue;
-      }
-      ++report_.completed;
-      report_.tokens += v.tokens;
-      if (v.final_at - v.arrival <= c_.deadline_ms) ++report_.completed_in_deadline;
-      if (v.tokens > 0) report_.ttft_ms.push_back(duration<double, std::milli>(v.first_chunk - v.arrival).count());
-      if (v.tokens > 1)
-        report_.tpot_ms.push_back(duration<double, std::milli>(v.final_at - v.first_chunk).count() / double(v.tokens - 1));
+      checker_.on_breaker_transitions(i, transitions);
+      for (const auto& t : transitions) report_.breaker_opens += t.to == breaker_state::open;
     }
-    for (int i = 0; i < c_.replicas; ++i)
-      if (replicas_[std::size_t(i)].up) {
-        auto& s = *replicas_[std::size_t(i)].scheduler;
-        if (s.running() + s.waiting() > 0) violation(fmt::format("replica {}: work left at the end", i));
-        check_replica_blocks(i, false);
-      }
-    if (router_.routes() != 0) violation(fmt::format("the router holds {} routes at the end", router_.routes()));
-    for (int i = 0; i < c_.replicas; ++i)
-      for (const auto& t : router_.breaker(i).transitions()) {
-        using policy::breaker_state;
-        const bool legal = (t.from == breaker_state::closed && t.to == breaker_state::open) ||
-                           (t.from == breaker_state::open && t.to == breaker_state::half_open) ||
-                           (t.from == breaker_state::half_open && t.to != breaker_state::half_open);
-        if (!legal) violation(fmt::format("replica {}: illegal breaker transition", i));
-        report_.breaker_opens += t.to == breaker_state::open;
-      }
   }
 
   sim_config c_;
   planted_bugs bugs_;
   event_queue q_;
-  xoshiro256 load_rng_, fault_rng_;
+  xoshiro256 load_rng_;
   cache::response_cache responses_;
   std::uint64_t tick_ = 0;
   serving::request_router router_;
+  invariant_checker checker_;
   std::vector<replica> replicas_;
-  std::map<std::uint64_t, client_view> clients_;
+  std::vector<link> links_;
+  std::vector<node> nodes_;
+  std::optional<clock_time> faults_end_;
   sim_report report_;
   std::uint64_t hash_ = 1469598103934665603ull;
-  bool dropped_ = false;
+  bool corrupted_in_flight_ = false;
+  bool planted_ = false;
+  int first_killed_ = -1;
+  std::map<std::uint64_t, serving::token_chunk> last_chunk_;
 };
 
 }  // namespace
+
+std::vector<fault> draw_faults(const sim_config& c) {
+  xoshiro256 rng(c.seed ^ 0x5eedfa17ull);
+  const auto span = std::max<std::int64_t>(c.duration_ms.count() - 1, 0);
+  auto at = [&] { return milliseconds(std::int64_t(rng.next() % std::uint64_t(span + 1))); };
+  const int per_node = std::max(1, c.replicas_per_node);
+  const int nodes = (c.replicas + per_node - 1) / per_node;
+  auto pick = [&](int n) { return std::int32_t(rng.next() % std::uint64_t(n)); };
+  std::vector<fault> out;
+  for (int k = 0; k < c.kills; ++k) {
+    fault f{fault_kind::kill_node};
+    f.target = pick(nodes);
+    f.at = at();
+    f.length = c.restart_ms;
+    out.push_back(f);
+  }
+  for (int k = 0; k < c.failing_windows; ++k) {
+    fault f{fault_kind::fail_steps};
+    f.target = pick(c.replicas);
+    f.at = at();
+    f.length = c.fault_window_ms;
+    out.push_back(f);
+  }
+  for (int k = 0; k < c.swizzles; ++k) {
+    fault f{fault_kind::swizzle};
+    f.at = at();
+    for (int i = 0; i < c.replicas; ++i)
+      if (rng.next() % 2) f.replicas.push_back(i);
+    f.unclog_order = f.replicas;
+    for (std::size_t k2 = f.unclog_order.size(); k2 > 1; --k2)   // a seeded shuffle
+      std::swap(f.unclog_order[k2 - 1], f.unclog_order[std::size_t(rng.next() % k2)]);
+    out.push_back(f);
+  }
+  for (int k = 0; k < c.slow_windows; ++k) {
+    fault f{fault_kind::slow_device};
+    f.target = pick(c.replicas);
+    f.at = at();
+    f.length = c.fault_window_ms;
+    out.push_back(f);
+  }
+  for (int k = 0; k < c.pauses; ++k) {
+    fault f{fault_kind::pause_node};
+    f.target = pick(nodes);
+    f.at = at();
+    f.length = c.pause_ms;
+    out.push_back(f);
+  }
+  for (int k = 0; k < c.ooms; ++k) {
+    fault f{fault_kind::oom_step};
+    f.target = pick(c.replicas);
+    f.at = at();
+    out.push_back(f);
+  }
+  for (int k = 0; k < c.clock_jumps; ++k) {
+    fault f{fault_kind::clock_jump};
+    f.target = pick(nodes);
+    f.at = at();
+    f.shift = rng.next() % 2 ? c.clock_jump_ms : -c.clock_jump_ms;
+    out.push_back(f);
+  }
+  for (int k = 0; k < c.corruptions; ++k) {
+    fault f{fault_kind::corrupt_message};
+    f.target = pick(c.replicas);
+    f.at = at();
+    f.noise = rng.next();
+    out.push_back(f);
+  }
+  std::stable_sort(out.begin(), out.end(), [](const fault& a, const fault& b) { return a.at < b.at; });
+  return out;
+}
 
 sim_config naive(sim_config c) {
   auto& a = c.router.admission;
@@ -488,6 +766,7 @@ sim_config naive(sim_config c) {
   c.scheduler.waiting_sequences_max = 1 << 30;
   c.scheduler.batch_fill_sequences = 16;
   c.scheduler.batch_wait_ms = milliseconds(50);
+  c.recovery_ms = milliseconds(0);   // it promises no recovery
   return c;
 }
 

@@ -6,20 +6,23 @@
 // device step times (device_profile), link latency, request arrivals and faults. Same seed
 // and build, same trace hash.
 //
-// Faults drawn from the seed: kill a replica (it loses its work; the router hears after
-// detection_ms; it restarts after restart_ms), make a replica's steps fail for a while,
-// slow a replica's device down. The invariant checker records every violation of the
-// request contract: exactly one final per request, chunks numbered 0, 1, 2, ... with none
-// after the final, no KV blocks leaked at the end, only legal breaker transitions, the
-// router's requests within queue_requests_max.
+// Faults (sim/faults.h) are drawn from the seed as a list: node kills, pauses longer than
+// the heartbeat timeout and clock jumps; replicas whose steps fail, run slow or run out of
+// memory; links clogged and unclogged in swizzled order; messages corrupted in transit
+// (flipped bytes in the real wire encoding, read back by the real decoder). With `buggify`
+// the production code's DSRT_BUGGIFY points fire too. sim/checker.h lists the invariants
+// checked; a violation is recorded, not thrown, so the report shows all of them.
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "runtime/batching/batch_scheduler.h"
+#include "runtime/buggify.h"
 #include "runtime/serving/request_router.h"
 #include "sim/device_profile.h"
+#include "sim/faults.h"
 
 namespace dsrt::sim {
 
@@ -40,9 +43,13 @@ struct sim_config {
   int kv_block_tokens = 16;
   serving::router_config router;            // replicas and vocab are set from the above
   batching::scheduler_config scheduler;
-  // Faults: the count of each kind, at times drawn from the seed within the duration. A kill
-  // takes down one node (replicas_per_node replicas).
+  // Faults: the count of each kind, at times drawn from the seed within the duration. A kill,
+  // a pause or a clock jump hits one node (replicas_per_node replicas).
   int kills = 1, failing_windows = 1, slow_windows = 1;
+  int pauses = 0, ooms = 0, clock_jumps = 0, corruptions = 0;
+  milliseconds pause_ms{1500};              // longer than detection_ms: the router gives up on it
+  milliseconds clock_jump_ms{3000};         // the size of a jump; the direction is drawn
+  milliseconds reconnect_ms{300};           // a link closed for a corrupt frame is back after this
   milliseconds heartbeat_interval_ms{100};  // replicas heartbeat the router over their link
   milliseconds detection_ms{500};           // no heartbeat for this long: the replica is down
   milliseconds restart_ms{2000};            // a killed replica serves again after this
@@ -54,7 +61,17 @@ struct sim_config {
   milliseconds fault_window_ms{5000};       // how long a failing or slow window lasts
   double slow_factor = 4;                   // step time multiplier while slow
   std::uint64_t events_max = 50'000'000;    // a bound on the run
+  // Replay and shrinking: run only these faults of the drawn schedule (indices into it).
+  std::optional<std::vector<std::size_t>> faults_kept;
+  bool buggify = false;                     // fire the production code's DSRT_BUGGIFY points
+  buggify_config buggify_probabilities;
+  // After the last fault ends, every replica must be up in the router's view and no breaker
+  // open within this (0: not checked, as for the naive configuration).
+  milliseconds recovery_ms{15000};
 };
+
+// The faults a configuration draws from its seed (all of them, before faults_kept).
+std::vector<fault> draw_faults(const sim_config& config);
 
 struct sim_report {
   std::uint64_t trace_hash = 0;
@@ -64,14 +81,26 @@ struct sim_report {
   std::vector<double> ttft_ms, tpot_ms;     // per completed request (with a token / two)
   double simulated_s = 0;
   std::int64_t breaker_opens = 0, kills = 0, retries = 0, resumptions = 0;
+  std::int64_t corrupt_detected = 0, corrupt_undetected = 0;   // flipped frames the decoder refused / let through
+  std::vector<std::string> faults;          // the faults that ran, described
+  std::map<std::string, std::int64_t> buggify_fired;
+  std::optional<double> recovered_after_ms; // from the last fault's end to every replica up, breakers closed
   std::vector<std::string> violations;      // invariant violations, empty when all held
   double availability() const { return requests ? double(completed_in_deadline) / double(requests) : 1.0; }
 };
 
-// Test hooks that plant a bug, to show the checker catches it.
+// Test hooks that plant a bug, to show that the checker catches each kind.
 struct planted_bugs {
   bool duplicate_a_chunk = false;           // the client side receives one chunk twice
   bool drop_a_final = false;                // one final never reaches its client
+  bool chunk_after_final = false;           // one request's last chunk arrives again after its final
+  bool wrong_token = false;                 // a resumed request restarts its draws at 0
+  bool ignore_deadlines = false;            // requests reach the router without their deadlines
+  bool skewed_deadlines = false;            // replicas read deadlines against their own system clock
+  bool admit_past_limit = false;            // the router admits 4x queue_requests_max
+  bool leak_a_sequence = false;             // one finished sequence is never released
+  bool skip_half_open = false;              // a breaker goes from open straight to closed
+  bool lose_a_rejoin = false;               // a restarted replica's heartbeats never reach the router
 };
 
 sim_report run_simulation(const sim_config& config, const planted_bugs& bugs = {});

@@ -7,12 +7,18 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include <fmt/format.h>
 
+#include "sim/scenarios.h"
+#include "sim/shrink.h"
 #include "sim/simulation.h"
 
 namespace {
@@ -32,19 +38,20 @@ int main(int argc, char** argv) {
   int gpus = 0;
   double qps = 0, duration_s = 0;
   std::string json_path;
-  app.add_option("--scenario", scenario, "basic: 4 CPU replicas of bench-125m with a kill, a failing and a "
-                                         "slow window; h100-node: 8 H100s serving an 8B model; recommendation: "
-                                         "12 nodes of 8 H100s at 5,000 qps with a burst to 7,800, a node crash and "
-                                         "a slow GPU")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"basic", "h100-node", "recommendation"}));
+  std::string scenario_help;
+  std::vector<std::string> names;
+  for (const auto& sc : dsrt::sim::scenarios()) {
+    scenario_help += sc.name + ": " + sc.description + "; ";
+    names.push_back(sc.name);
+  }
+  app.add_option("--scenario", scenario, scenario_help)->capture_default_str()->check(CLI::IsMember(names));
   std::string variant = "both";
   app.add_option("--config", variant, "recommendation: dsrt (defaults), naive (no admission limits, "
                                       "breakers, retries or chunked prefill; fixed batches) or both")
       ->capture_default_str()
       ->check(CLI::IsMember({"dsrt", "naive", "both"}));
   app.add_option("--seed", seed, "the seed of arrivals and faults")->capture_default_str();
-  app.add_option("--gpus", gpus, "replicas (one device each; default: the scenario's)")->check(CLI::Range(1, 4096));
+  app.add_option("--gpus", gpus, "GPUs (default: the scenario's; scale puts 8 in each replica)")->check(CLI::Range(1, 65536));
   app.add_option("--qps", qps, "request arrivals per second (default: the scenario's)")->check(CLI::Range(0.0, 1e6));
   app.add_option("--duration", duration_s, "seconds of arrivals (default: the scenario's)")->check(CLI::Range(0.0, 86400.0));
   app.add_option("--json", json_path, "write the report as JSON");
@@ -52,46 +59,84 @@ int main(int argc, char** argv) {
   app.add_option("--sweep", sweep, "run seeds --seed .. --seed + N - 1 and report only invariant violations "
                                    "(the scenario's dsrt configuration)")
       ->check(CLI::Range(std::uint64_t(1), std::uint64_t(10'000'000)));
+  // Fault counts (-1: the scenario's); each fault's time and target come from the seed.
+  int kills = -1, failing = -1, slow = -1, swizzles = -1, pauses = -1, ooms = -1, jumps = -1, corruptions = -1;
+  auto* faults = app.add_option_group("faults", "how many of each fault (default: the scenario's)");
+  faults->add_option("--kills", kills, "node kills (the node serves again after the scenario's restart time)")->check(CLI::Range(0, 10000));
+  faults->add_option("--failing-windows", failing, "windows in which a replica's steps fail")->check(CLI::Range(0, 10000));
+  faults->add_option("--slow-windows", slow, "windows in which a replica's device is slow")->check(CLI::Range(0, 10000));
+  faults->add_option("--swizzles", swizzles, "swizzle-clogs of the links")->check(CLI::Range(0, 10000));
+  faults->add_option("--pauses", pauses, "node pauses longer than the heartbeat timeout")->check(CLI::Range(0, 10000));
+  faults->add_option("--ooms", ooms, "steps that run out of device memory")->check(CLI::Range(0, 10000));
+  faults->add_option("--clock-jumps", jumps, "jumps of a node's system clock")->check(CLI::Range(0, 10000));
+  faults->add_option("--corruptions", corruptions, "messages corrupted in transit")->check(CLI::Range(0, 10000));
+  bool buggify = false, shrink = false, list_faults = false;
+  std::string keep_faults;
+  app.add_flag("--buggify", buggify, "fire the DSRT_BUGGIFY points of the production code (chosen from the seed)");
+  app.add_option("--keep-faults", keep_faults, "run only these faults of the seed's schedule: indices as "
+                                                "--list-faults numbers them, comma-separated, or none (what "
+                                                "--shrink prints)")
+      ->check([](const std::string& v) -> std::string {
+        if (v == "none") return "";
+        for (char ch : v)
+          if (!(std::isdigit(static_cast<unsigned char>(ch)) || ch == ',')) return "expected indices like 0,3,4 or none";
+        return "";
+      });
+  app.add_flag("--list-faults", list_faults, "print the seed's fault schedule, numbered, and exit");
+  app.add_flag("--shrink", shrink, "if the run breaks an invariant, find a smaller set of its faults that still "
+                                   "does and print the command that replays it");
   CLI11_PARSE(app, argc, argv);
 
-  dsrt::sim::sim_config c;
-  c.seed = seed;
-  if (scenario == "h100-node") {
-    c.device = dsrt::sim::h100_8b_bf16();
-    c.replicas = 8;
-    c.qps = 400;
-  } else if (scenario == "recommendation") {
-    // The seed design's case: 8-GPU nodes at 5,000 qps with a burst to 7,800, a node crash,
-    // a slow GPU; short answers, a 2 s deadline.
-    c.device = dsrt::sim::h100_8b_bf16();
-    c.replicas = 96;
-    c.replicas_per_node = 8;
-    c.qps = 5000;
-    c.burst_qps = 7800;
-    c.burst_at_ms = dsrt::milliseconds(20000);
-    c.burst_ms = dsrt::milliseconds(10000);
-    c.prompt_tokens_min = 64;
-    c.prompt_tokens_max = 256;
-    c.max_tokens_min = 8;
-    c.max_tokens_max = 64;
-    c.deadline_ms = dsrt::milliseconds(2000);
-    c.kills = 1;
-    c.failing_windows = 0;
-    c.slow_windows = 1;
-    c.restart_ms = dsrt::milliseconds(15000);
-  }
-  if (gpus > 0) c.replicas = gpus;
-  if (qps > 0) c.qps = qps;
-  // Admission limits sized to the cluster: 48 requests in flight per GPU (the defaults are
-  // for one node), a quarter of that per tenant.
-  if (scenario == "recommendation") {
-    auto& a = c.router.admission;
-    a.queue_requests_max = 48 * std::int64_t(c.replicas);
-    a.queue_tokens_max = a.queue_requests_max * 320;
-    a.tenant_queue_requests_max = a.queue_requests_max / 4;
-    a.tenant_queue_tokens_max = a.queue_tokens_max / 4;
-  }
+  auto c = dsrt::sim::scenario_config(scenario, seed, gpus, qps);
+  int gpus_per_replica = 1;
+  for (const auto& sc : dsrt::sim::scenarios())
+    if (sc.name == scenario) gpus_per_replica = sc.gpus_per_replica;
   if (duration_s > 0) c.duration_ms = dsrt::milliseconds(std::int64_t(duration_s * 1000));
+  for (auto [flag, field] : {std::pair{kills, &c.kills}, {failing, &c.failing_windows}, {slow, &c.slow_windows},
+                             {swizzles, &c.swizzles}, {pauses, &c.pauses}, {ooms, &c.ooms}, {jumps, &c.clock_jumps},
+                             {corruptions, &c.corruptions}})
+    if (flag >= 0) *field = flag;
+  c.buggify = buggify;
+  if (!keep_faults.empty()) {
+    c.faults_kept.emplace();
+    std::size_t from = 0;
+    while (keep_faults != "none" && from < keep_faults.size()) {
+      const auto comma = std::min(keep_faults.find(',', from), keep_faults.size());
+      if (comma > from) c.faults_kept->push_back(std::stoul(keep_faults.substr(from, comma - from)));
+      from = comma + 1;
+    }
+  }
+  if (list_faults) {
+    const auto all = dsrt::sim::draw_faults(c);
+    for (std::size_t k = 0; k < all.size(); ++k) std::printf("%zu  %s\n", k, dsrt::sim::describe(all[k]).c_str());
+    return 0;
+  }
+
+  // The command that replays a run: this one's arguments with the seed (and the faults
+  // kept) replaced, and without --sweep, --shrink and --json.
+  const auto replay = [&](std::uint64_t run_seed, const std::string& label,
+                          const std::optional<std::vector<std::size_t>>& kept) {
+    std::string cmd = argv[0];
+    const std::vector<std::string> dropped = {"--seed", "--sweep", "--json", "--keep-faults", "--config"};
+    for (int a = 1; a < argc; ++a) {
+      const std::string arg = argv[a];
+      if (arg == "--shrink") continue;
+      const auto name = arg.substr(0, arg.find('='));
+      if (std::find(dropped.begin(), dropped.end(), name) != dropped.end()) {
+        if (arg.find('=') == std::string::npos) ++a;   // and its value
+        continue;
+      }
+      cmd += " " + arg;
+    }
+    cmd += fmt::format(" --seed {}", run_seed);
+    if (scenario == "recommendation") cmd += " --config " + label;
+    if (kept) {
+      cmd += " --keep-faults ";
+      for (std::size_t k = 0; k < kept->size(); ++k) cmd += (k ? "," : "") + std::to_string((*kept)[k]);
+      if (kept->empty()) cmd += "none";
+    }
+    return cmd;
+  };
 
   if (sweep > 0) {
     // Seeds in order; every failing one is printed with its replay command.
@@ -103,8 +148,8 @@ int main(int argc, char** argv) {
       requests += std::uint64_t(r.requests);
       if (r.violations.empty()) continue;
       ++failed;
-      std::printf("seed %llu: %s\n  replay: %s --scenario %s --seed %llu\n", (unsigned long long)s,
-                  r.violations.front().c_str(), argv[0], scenario.c_str(), (unsigned long long)s);
+      std::printf("seed %llu: %s\n  replay: %s\n", (unsigned long long)s, r.violations.front().c_str(),
+                  replay(s, "dsrt", c.faults_kept).c_str());
     }
     std::printf("sweep %s seeds %llu..%llu: %llu of %llu broke an invariant; %llu requests in %.1f s\n",
                 scenario.c_str(), (unsigned long long)seed, (unsigned long long)(seed + sweep - 1),
@@ -122,8 +167,8 @@ int main(int argc, char** argv) {
     const auto start = std::chrono::steady_clock::now();
     const auto r = dsrt::sim::run_simulation(config);
     const double wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::printf("== dssim %s (%s) seed %llu: %d replicas (%s), %.0f qps%s for %.0f s\n", scenario.c_str(),
-                label.c_str(), (unsigned long long)seed, config.replicas, config.device.name.c_str(), config.qps,
+    std::printf("== dssim %s (%s) seed %llu: %d replicas x %d GPU (%s), %.0f qps%s for %.0f s\n", scenario.c_str(),
+                label.c_str(), (unsigned long long)seed, config.replicas, gpus_per_replica, config.device.name.c_str(), config.qps,
                 config.burst_qps > 0 ? fmt::format(" (burst {:.0f})", config.burst_qps).c_str() : "",
                 config.duration_ms.count() / 1000.0);
     std::printf("requests %lld completed %lld availability %.4f (completed within the deadline / all)\n",
@@ -132,8 +177,13 @@ int main(int argc, char** argv) {
                 double(r.tokens) / std::max(r.simulated_s, 1e-9), percentile(r.ttft_ms, 0.5),
                 percentile(r.ttft_ms, 0.99), percentile(r.tpot_ms, 0.5), percentile(r.tpot_ms, 0.99));
     for (const auto& [code, n] : r.errors_by_code) std::printf("  error %s: %lld\n", code.c_str(), (long long)n);
-    std::printf("kills %lld breaker opens %lld retries %lld resumptions %lld\n", (long long)r.kills,
-                (long long)r.breaker_opens, (long long)r.retries, (long long)r.resumptions);
+    std::printf("faults %zu (kills %lld); breaker opens %lld retries %lld resumptions %lld\n", r.faults.size(),
+                (long long)r.kills, (long long)r.breaker_opens, (long long)r.retries, (long long)r.resumptions);
+    if (r.corrupt_detected + r.corrupt_undetected > 0)
+      std::printf("corrupted frames: %lld refused by the decoder, %lld read back\n", (long long)r.corrupt_detected,
+                  (long long)r.corrupt_undetected);
+    if (r.recovered_after_ms) std::printf("recovered %.0f ms after the last fault ended\n", *r.recovered_after_ms);
+    for (const auto& [point, n] : r.buggify_fired) std::printf("  buggify %s fired %lld times\n", point.c_str(), (long long)n);
     std::printf("simulated %.1f s in %.2f s of wall time (%.0fx); %llu events; trace hash %016llx\n",
                 r.simulated_s, wall_s, r.simulated_s / std::max(wall_s, 1e-9), (unsigned long long)r.events,
                 (unsigned long long)r.trace_hash);
@@ -142,6 +192,7 @@ int main(int argc, char** argv) {
     j["config"] = label;
     j["seed"] = seed;
     j["replicas"] = config.replicas;
+    j["gpus"] = config.replicas * gpus_per_replica;
     j["requests"] = r.requests;
     j["completed"] = r.completed;
     j["availability"] = r.availability();
@@ -150,22 +201,29 @@ int main(int argc, char** argv) {
     j["errors_by_code"] = r.errors_by_code;
     j["breaker_opens"] = r.breaker_opens;
     j["kills"] = r.kills;
+    j["retries"] = r.retries;
+    j["resumptions"] = r.resumptions;
+    j["faults"] = r.faults;
+    j["buggify_fired"] = r.buggify_fired;
+    j["recovered_after_ms"] = r.recovered_after_ms ? nlohmann::json(*r.recovered_after_ms) : nlohmann::json();
     j["simulated_s"] = r.simulated_s;
     j["wall_s"] = wall_s;
-    j["trace_hash"] = r.trace_hash;
+    j["trace_hash"] = fmt::format("{:016x}", r.trace_hash);
     j["violations"] = r.violations;
     out.push_back(j);
-    if (!r.violations.empty()) {
-      broken = true;
-      for (const auto& v : r.violations) std::fprintf(stderr, "INVARIANT (%s): %s\n", label.c_str(), v.c_str());
+    if (r.violations.empty()) continue;
+    broken = true;
+    for (const auto& v : r.violations) std::fprintf(stderr, "INVARIANT (%s): %s\n", label.c_str(), v.c_str());
+    std::fprintf(stderr, "replay: %s\n", replay(seed, label, config.faults_kept).c_str());
+    if (!shrink) continue;
+    if (const auto s = dsrt::sim::shrink_faults(config)) {
+      const auto all = dsrt::sim::draw_faults(config);
+      std::fprintf(stderr, "shrunk to %zu of %zu faults in %d runs; it still breaks: %s\n", s->kept.size(),
+                   config.faults_kept ? config.faults_kept->size() : all.size(), s->runs, s->violation.c_str());
+      for (auto k : s->kept) std::fprintf(stderr, "  %zu  %s\n", k, dsrt::sim::describe(all[k]).c_str());
+      std::fprintf(stderr, "replay: %s\n", replay(seed, label, s->kept).c_str());
     }
   }
   if (!json_path.empty()) std::ofstream(json_path) << out.dump(2) << '\n';
-  if (broken) {
-    std::fprintf(stderr, "replay: %s --scenario %s --config %s --seed %llu%s\n", argv[0], scenario.c_str(),
-                 variant.c_str(), (unsigned long long)seed,
-                 gpus || qps > 0 || duration_s > 0 ? " (plus the same --gpus/--qps/--duration)" : "");
-    return 1;
-  }
-  return 0;
+  return broken ? 1 : 0;
 }

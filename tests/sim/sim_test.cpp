@@ -1,51 +1,61 @@
 // The simulator runs the real routing and batching policies under virtual time: the same
-// seed gives the same trace, different seeds differ, every invariant holds over many seeds
-// with faults, and the checker catches bugs planted on purpose.
+// seed gives the same trace, different seeds differ, and every invariant holds over many
+// seeds with every kind of fault and the production code's BUGGIFY points firing.
 #include <gtest/gtest.h>
 
+#include <set>
+#include <sstream>
+#include <string>
+
 #include "sim/simulation.h"
+#include "tests/sim/sim_configs.h"
 
 namespace dsrt::sim {
 namespace {
 
-sim_config small(std::uint64_t seed) {
-  sim_config c;
-  c.seed = seed;
-  c.replicas = 3;
-  c.qps = 15;
-  c.duration_ms = milliseconds(10000);
-  c.max_tokens_max = 48;
-  c.fault_window_ms = milliseconds(2000);
-  c.router.breaker.window_requests_min = 5;
-  return c;
-}
+using test::small;
+using test::with_every_fault;
 
 TEST(Simulation, TheSameSeedGivesTheSameTraceAndDifferentSeedsDiffer) {
-  const auto a = run_simulation(small(42));
-  const auto b = run_simulation(small(42));
-  const auto c = run_simulation(small(43));
+  const auto a = run_simulation(with_every_fault(42));
+  const auto b = run_simulation(with_every_fault(42));
+  const auto c = run_simulation(with_every_fault(43));
   EXPECT_EQ(a.trace_hash, b.trace_hash);
   EXPECT_EQ(a.events, b.events);
   EXPECT_EQ(a.completed, b.completed);
+  EXPECT_EQ(a.buggify_fired, b.buggify_fired);
+  EXPECT_EQ(a.faults, b.faults);
   EXPECT_NE(a.trace_hash, c.trace_hash);
   EXPECT_GT(a.requests, 50);
   EXPECT_GT(a.completed, 0);
 }
 
-TEST(Simulation, EveryInvariantHoldsOver200SeedsWithFaults) {
-  std::int64_t kills = 0, resumptions = 0, errors = 0;
+TEST(Simulation, EveryInvariantHoldsOver200SeedsWithEveryFaultAndBuggify) {
+  std::set<std::string> kinds, points;
+  std::int64_t resumptions = 0, corrupt_refused = 0, recovered = 0;
   for (std::uint64_t seed = 1; seed <= 200; ++seed) {
-    const auto r = run_simulation(small(seed));
+    const auto r = run_simulation(with_every_fault(seed));
     EXPECT_TRUE(r.violations.empty()) << "seed " << seed << ": " << r.violations.front()
-                                      << "\nreplay: dssim --scenario basic --seed " << seed;
-    kills += r.kills;
+                                      << "\nreplay: " << test::replay_command(seed);
+    for (const auto& f : r.faults) {   // "12.345 s kind ..."
+      std::istringstream words(f);
+      std::string at, unit, kind;
+      words >> at >> unit >> kind;
+      kinds.insert(kind);
+    }
+    for (const auto& [point, n] : r.buggify_fired) points.insert(point);
     resumptions += r.resumptions;
-    for (const auto& [code, n] : r.errors_by_code) errors += n;
+    corrupt_refused += r.corrupt_detected;
+    recovered += r.recovered_after_ms.has_value();
   }
-  // The faults did happen and did reach requests mid-stream.
-  EXPECT_EQ(kills, 200);
+  // Every kind of fault did run, reached requests mid-stream, and the service came back.
+  EXPECT_EQ(kinds, (std::set<std::string>{"kill_node", "fail_steps", "slow_device", "pause_node", "oom_step",
+                                          "clock_jump", "corrupt_message"}));
+  EXPECT_EQ(points, (std::set<std::string>{"scheduler.refuse_submit", "scheduler.preempt", "scheduler.small_step",
+                                           "breaker.spurious_failure"}));
   EXPECT_GT(resumptions, 0);
-  (void)errors;
+  EXPECT_GT(corrupt_refused, 100) << "most corrupt_message faults hit a frame, and its checksum refuses it";
+  EXPECT_EQ(recovered, 200);
 }
 
 TEST(Simulation, SwizzleCloggingTheLinksKeepsEveryInvariant) {
@@ -63,20 +73,15 @@ TEST(Simulation, SwizzleCloggingTheLinksKeepsEveryInvariant) {
   EXPECT_GT(resumptions + retries, 0) << "clogs long enough to be detected move requests";
 }
 
-TEST(Simulation, TheCheckerCatchesADuplicatedChunk) {
-  planted_bugs bugs;
-  bugs.duplicate_a_chunk = true;
-  const auto r = run_simulation(small(5), bugs);
-  ASSERT_FALSE(r.violations.empty());
-  EXPECT_NE(r.violations.front().find("request 1"), std::string::npos) << r.violations.front();
-}
-
-TEST(Simulation, TheCheckerCatchesADroppedFinal) {
-  planted_bugs bugs;
-  bugs.drop_a_final = true;
-  const auto r = run_simulation(small(5), bugs);
-  ASSERT_FALSE(r.violations.empty());
-  EXPECT_NE(r.violations.front().find("no final"), std::string::npos) << r.violations.front();
+TEST(Simulation, KeptFaultsReplayASubsetOfTheSchedule) {
+  auto c = with_every_fault(9);
+  const auto all = draw_faults(c);
+  ASSERT_GE(all.size(), 8u);
+  c.faults_kept = std::vector<std::size_t>{1, 3};
+  const auto r = run_simulation(c);
+  EXPECT_EQ(r.faults, (std::vector<std::string>{describe(all[1]), describe(all[3])}));
+  c.faults_kept = std::vector<std::size_t>{};
+  EXPECT_TRUE(run_simulation(c).faults.empty());
 }
 
 }  // namespace

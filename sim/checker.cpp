@@ -1,0 +1,119 @@
+#include "sim/checker.h"
+
+#include <fmt/format.h>
+
+namespace dsrt::sim {
+
+using namespace std::chrono;
+
+std::int32_t model_token(std::uint64_t request_id, std::int64_t draw_index) {
+  return std::int32_t(3 + (request_id * 7919 + std::uint64_t(draw_index) * 104729) % 31990);
+}
+
+void invariant_checker::violation(std::string what) {
+  if (violations_.size() < violations_max) violations_.push_back(std::move(what));
+}
+
+invariant_checker::client_view& invariant_checker::view(std::uint64_t request_id) {
+  if (request_id >= clients_.size()) clients_.resize(request_id + 1);
+  return clients_[request_id];
+}
+
+void invariant_checker::on_arrival(clock_time now, std::uint64_t request_id, clock_time deadline,
+                                   std::int64_t max_tokens) {
+  auto& v = view(request_id);
+  v.max_tokens = max_tokens;
+  v.arrival = now;
+  v.deadline = deadline;
+}
+
+void invariant_checker::on_chunk(clock_time now, const serving::token_chunk& chunk) {
+  auto& v = view(chunk.request_id);
+  if (v.finals > 0) violation(fmt::format("request {}: chunk {} after its final", chunk.request_id, chunk.sequence));
+  if (chunk.sequence != v.next_sequence)
+    violation(fmt::format("request {}: chunk {} where {} was due (repeated or missing)", chunk.request_id,
+                          chunk.sequence, v.next_sequence));
+  v.next_sequence = chunk.sequence + 1;
+  for (std::size_t k = 0; k < chunk.tokens.size(); ++k)
+    if (chunk.tokens[k] != model_token(chunk.request_id, v.tokens + std::int64_t(k))) {
+      violation(fmt::format("request {}: token {} is {}, the model's is {}", chunk.request_id,
+                            v.tokens + std::int64_t(k), chunk.tokens[k],
+                            model_token(chunk.request_id, v.tokens + std::int64_t(k))));
+      break;
+    }
+  if (v.tokens == 0 && !chunk.tokens.empty()) v.first_chunk = now;
+  v.tokens += std::int64_t(chunk.tokens.size());
+}
+
+void invariant_checker::on_final(clock_time now, const serving::final_message& f) {
+  auto& v = view(f.request_id);
+  if (++v.finals > 1) violation(fmt::format("request {}: {} finals", f.request_id, v.finals));
+  if (f.chunks_sent != v.next_sequence)
+    violation(fmt::format("request {}: final says {} chunks, {} arrived", f.request_id, f.chunks_sent, v.next_sequence));
+  if (now > v.deadline + limits_.deadline_slack_ms)
+    violation(fmt::format("request {}: final {} ms after its deadline (slack {} ms)", f.request_id,
+                          duration_cast<milliseconds>(now - v.deadline).count(), limits_.deadline_slack_ms.count()));
+  if (f.failure && f.failure->code == error_code::deadline_exceeded &&
+      now + deadline_resolution_ms < v.deadline)
+    violation(fmt::format("request {}: DEADLINE_EXCEEDED {} ms before its deadline", f.request_id,
+                          duration_cast<milliseconds>(v.deadline - now).count()));
+  v.failure = f.failure;
+  v.final_at = now;
+}
+
+void invariant_checker::on_router_routes(std::size_t routes) {
+  if (std::int64_t(routes) > limits_.queue_requests_max)
+    violation(fmt::format("the router holds {} requests, queue_requests_max is {}", routes, limits_.queue_requests_max));
+}
+
+void invariant_checker::on_batcher(int replica, int running, int waiting) {
+  if (running > limits_.sequences_max || waiting > limits_.waiting_sequences_max)
+    violation(fmt::format("replica {}: {} running / {} waiting, the limits are {} / {}", replica, running, waiting,
+                          limits_.sequences_max, limits_.waiting_sequences_max));
+}
+
+void invariant_checker::on_breaker_transitions(int replica, const std::deque<policy::breaker_transition>& transitions) {
+  using policy::breaker_state;
+  for (const auto& t : transitions) {
+    const bool legal = (t.from == breaker_state::closed && t.to == breaker_state::open) ||
+                       (t.from == breaker_state::open && t.to == breaker_state::half_open) ||
+                       (t.from == breaker_state::half_open && t.to != breaker_state::half_open);
+    if (!legal) violation(fmt::format("replica {}: illegal breaker transition", replica));
+  }
+}
+
+void invariant_checker::on_quiescent(int replica, const batching::batch_scheduler& s, bool expect_idle) {
+  if (expect_idle && s.running() + s.waiting() > 0)
+    violation(fmt::format("replica {}: work left at the end ({} running, {} waiting)", replica, s.running(), s.waiting()));
+  if (s.leaked_blocks() != 0) violation(fmt::format("replica {}: {} KV blocks leaked", replica, s.leaked_blocks()));
+  if (expect_idle && s.free_blocks() + s.prefix_cached_blocks() != s.total_blocks())
+    violation(fmt::format("replica {}: {} of {} blocks held at quiescence", replica,
+                          s.total_blocks() - s.free_blocks() - s.prefix_cached_blocks(), s.total_blocks()));
+}
+
+invariant_checker::outcome invariant_checker::finish() {
+  outcome out;
+  for (std::uint64_t id = 1; id < clients_.size(); ++id) {
+    const auto& v = clients_[id];
+    ++out.requests;
+    if (v.finals == 0) {
+      violation(fmt::format("request {}: no final", id));
+      continue;
+    }
+    if (v.failure) {
+      ++out.errors_by_code[std::string(error_code_name(v.failure->code))];
+      continue;
+    }
+    ++out.completed;
+    if (v.tokens != v.max_tokens)
+      violation(fmt::format("request {}: completed with {} tokens, max_tokens is {}", id, v.tokens, v.max_tokens));
+    out.tokens += v.tokens;
+    if (v.final_at <= v.deadline) ++out.completed_in_deadline;
+    if (v.tokens > 0) out.ttft_ms.push_back(duration<double, std::milli>(v.first_chunk - v.arrival).count());
+    if (v.tokens > 1)
+      out.tpot_ms.push_back(duration<double, std::milli>(v.final_at - v.first_chunk).count() / double(v.tokens - 1));
+  }
+  return out;
+}
+
+}  // namespace dsrt::sim

@@ -1,0 +1,84 @@
+#pragma once
+// The simulator's invariant checker: what a client and an operator may rely on, checked
+// from the outside of the policies, event by event.
+//  - exactly one final per request;
+//  - chunks numbered 0, 1, 2, ... without repeats or gaps, none after the final, and the
+//    final's chunk count equal to what arrived;
+//  - every token is the model's token for its place in the stream (across retries,
+//    resumptions and corrupted messages), and a completed request has max_tokens of them
+//    (the simulated model never samples a stop token);
+//  - deadlines honoured: no final later than deadline + deadline_slack, and no
+//    DEADLINE_EXCEEDED before the deadline;
+//  - queues within their limits (the router's requests, each batcher's running and
+//    waiting sequences);
+//  - only legal breaker transitions (closed -> open -> half_open -> closed | open);
+//  - at quiescence no work left on a replica and no KV block leaked;
+//  - recovery: recovery_ms after the last fault ends, every replica is up in the router's
+//    view and no breaker is open.
+// The checker keeps the first violations_max descriptions.
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "runtime/batching/batch_scheduler.h"
+#include "runtime/clock.h"
+#include "runtime/policy/circuit_breaker.h"
+#include "runtime/serving/messages.h"
+
+namespace dsrt::sim {
+
+inline constexpr std::size_t violations_max = 100;
+// Deadlines cross the wire in whole milliseconds: a replica may stop this much early.
+inline constexpr milliseconds deadline_resolution_ms{1};
+
+struct checker_limits {
+  std::int64_t queue_requests_max = 0;      // the router's requests
+  int sequences_max = 0, waiting_sequences_max = 0;   // per batcher
+  milliseconds deadline_slack_ms{0};        // how late a final may come after the deadline
+};
+
+// The simulated model: the token a request draws at `draw_index` (its n-th generated token).
+std::int32_t model_token(std::uint64_t request_id, std::int64_t draw_index);
+
+class invariant_checker {
+ public:
+  explicit invariant_checker(const checker_limits& limits) : limits_(limits) {}
+
+  void on_arrival(clock_time now, std::uint64_t request_id, clock_time deadline, std::int64_t max_tokens);
+  void on_chunk(clock_time now, const serving::token_chunk& chunk);
+  void on_final(clock_time now, const serving::final_message& final);
+  void on_router_routes(std::size_t routes);
+  void on_batcher(int replica, int running, int waiting);
+  void on_breaker_transitions(int replica, const std::deque<policy::breaker_transition>& transitions);
+  // A replica at the end of the run (or just cleared by a kill).
+  void on_quiescent(int replica, const batching::batch_scheduler& scheduler, bool expect_idle);
+  void violation(std::string what);
+
+  // Per-request checks at the end, and what a user would see.
+  struct outcome {
+    std::int64_t requests = 0, completed = 0, completed_in_deadline = 0, tokens = 0;
+    std::map<std::string, std::int64_t> errors_by_code;
+    std::vector<double> ttft_ms, tpot_ms;
+  };
+  outcome finish();
+  const std::vector<std::string>& violations() const { return violations_; }
+
+ private:
+  struct client_view {
+    clock_time arrival{}, deadline{}, first_chunk{}, final_at{};
+    std::uint32_t next_sequence = 0;
+    std::int64_t tokens = 0, max_tokens = 0;
+    int finals = 0;
+    std::optional<error> failure;
+  };
+  client_view& view(std::uint64_t request_id);
+
+  checker_limits limits_;
+  std::vector<client_view> clients_;   // by request id (ids are 1, 2, 3, ...)
+  std::vector<std::string> violations_;
+};
+
+}  // namespace dsrt::sim

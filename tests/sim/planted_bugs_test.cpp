@@ -1,0 +1,142 @@
+// Each invariant of the checker (sim/checker.h) catches a bug planted on purpose: the same
+// configuration runs clean without the bug and breaks that invariant with it. Shrinking a
+// failing run keeps the fault that causes it and drops the rest.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "sim/shrink.h"
+#include "sim/simulation.h"
+#include "tests/sim/sim_configs.h"
+
+namespace dsrt::sim {
+namespace {
+
+using test::small;
+
+bool mentions(const sim_report& r, const std::string& fragment) {
+  for (const auto& v : r.violations)
+    if (v.find(fragment) != std::string::npos) return true;
+  return false;
+}
+
+// The configuration is clean without the bug and shows `fragment` with it.
+void expect_caught(const sim_config& c, const planted_bugs& bugs, const std::string& fragment) {
+  const auto clean = run_simulation(c);
+  ASSERT_TRUE(clean.violations.empty()) << "without the bug: " << clean.violations.front();
+  const auto planted = run_simulation(c, bugs);
+  ASSERT_FALSE(planted.violations.empty()) << "the planted bug went unnoticed";
+  EXPECT_TRUE(mentions(planted, fragment)) << "expected \"" << fragment << "\", first: " << planted.violations.front();
+}
+
+// The first seed from 1 whose clean run satisfies `wanted`.
+template <class Wanted>
+sim_config first_seed(sim_config c, Wanted wanted) {
+  for (std::uint64_t seed = 1; seed <= 50; ++seed) {
+    c.seed = seed;
+    if (wanted(c, run_simulation(c))) return c;
+  }
+  ADD_FAILURE() << "no seed in 1..50 sets the scene";
+  return c;
+}
+
+TEST(PlantedBugs, ADuplicatedChunkBreaksTheStreamOrder) {
+  planted_bugs bugs;
+  bugs.duplicate_a_chunk = true;
+  expect_caught(small(5), bugs, "request 1: chunk 0 where 1 was due");
+}
+
+TEST(PlantedBugs, ADroppedFinalIsARequestWithoutOne) {
+  planted_bugs bugs;
+  bugs.drop_a_final = true;
+  expect_caught(small(5), bugs, "no final");
+}
+
+TEST(PlantedBugs, AChunkAfterTheFinalIsCaught) {
+  planted_bugs bugs;
+  bugs.chunk_after_final = true;
+  expect_caught(small(5), bugs, "after its final");
+}
+
+TEST(PlantedBugs, AResumptionThatDrawsFromTheStartGivesWrongTokens) {
+  const auto c = first_seed(small(1), [](const sim_config&, const sim_report& r) { return r.resumptions > 0; });
+  planted_bugs bugs;
+  bugs.wrong_token = true;
+  expect_caught(c, bugs, "the model's is");
+}
+
+TEST(PlantedBugs, UnenforcedDeadlinesLetFinalsComeLate) {
+  auto c = small(3);
+  c.qps = 60;   // four times what three CPU replicas serve: queues grow
+  c.deadline_ms = milliseconds(3000);
+  c.kills = c.failing_windows = c.slow_windows = 0;
+  planted_bugs bugs;
+  bugs.ignore_deadlines = true;
+  expect_caught(c, bugs, "after its deadline");
+}
+
+TEST(PlantedBugs, DeadlinesReadAgainstASkewedClockStopRequestsEarly) {
+  // A node's system clock jumps 29 s ahead; a 30 s deadline read as Unix time on that node
+  // leaves requests there a second.
+  auto c = small(1);
+  c.kills = c.failing_windows = c.slow_windows = 0;
+  c.clock_jumps = 1;
+  c.clock_jump_ms = milliseconds(29000);
+  c = first_seed(c, [](const sim_config& s, const sim_report&) {
+    const auto faults = draw_faults(s);
+    return faults.front().shift.count() > 0 && faults.front().at < milliseconds(5000);
+  });
+  planted_bugs bugs;
+  bugs.skewed_deadlines = true;
+  expect_caught(c, bugs, "DEADLINE_EXCEEDED");
+}
+
+TEST(PlantedBugs, AdmissionPastItsLimitIsCaught) {
+  auto c = small(2);
+  c.qps = 60;
+  c.router.admission.queue_requests_max = 20;
+  c.router.admission.tenant_queue_requests_max = 20;
+  planted_bugs bugs;
+  bugs.admit_past_limit = true;
+  expect_caught(c, bugs, "queue_requests_max is 20");
+}
+
+TEST(PlantedBugs, SequencesNotReleasedOnARestartAreLeftOverWork) {
+  const auto c = first_seed(small(1), [](const sim_config&, const sim_report& r) { return r.resumptions > 0; });
+  planted_bugs bugs;
+  bugs.leak_a_sequence = true;
+  expect_caught(c, bugs, "work left");
+}
+
+TEST(PlantedBugs, ABreakerThatSkipsHalfOpenIsAnIllegalTransition) {
+  const auto c = first_seed(small(1), [](const sim_config&, const sim_report& r) { return r.breaker_opens > 0; });
+  planted_bugs bugs;
+  bugs.skip_half_open = true;
+  expect_caught(c, bugs, "illegal breaker transition");
+}
+
+TEST(PlantedBugs, AReplicaThatNeverRejoinsIsNoRecovery) {
+  planted_bugs bugs;
+  bugs.lose_a_rejoin = true;
+  expect_caught(small(4), bugs, "not recovered");
+}
+
+TEST(Shrink, KeepsTheFaultThatBreaksAnInvariantAndDropsTheRest) {
+  // A replica that never rejoins after a kill: of a schedule with many faults, only the
+  // kill matters.
+  auto c = test::with_every_fault(4);
+  c.buggify = false;
+  c.kills = 1;
+  planted_bugs bugs;
+  bugs.lose_a_rejoin = true;
+  const auto all = draw_faults(c);
+  const auto shrunk = shrink_faults(c, bugs);
+  ASSERT_TRUE(shrunk.has_value());
+  ASSERT_EQ(shrunk->kept.size(), 1u) << shrunk->violation;
+  EXPECT_EQ(all[shrunk->kept[0]].kind, fault_kind::kill_node);
+  EXPECT_NE(shrunk->violation.find("not recovered"), std::string::npos) << shrunk->violation;
+  EXPECT_FALSE(shrink_faults(c).has_value()) << "without the bug nothing breaks";
+}
+
+}  // namespace
+}  // namespace dsrt::sim
