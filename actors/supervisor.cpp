@@ -27,7 +27,9 @@ void spawn_replica(self_ptr self, int i) {
   auto& st = self->state;
   auto& g = st.groups[std::size_t(i)];
   const auto& exec = st.options.executors[std::size_t(i)];
-  g.shard = self->system().spawn<caf::detached>(shard_actor, exec, st.options.faults[std::size_t(i)]);
+  const auto& faults = st.options.faults[std::size_t(i)];
+  g.shard = st.options.spawn_shard ? st.options.spawn_shard(self->system(), exec, faults)
+                                   : self->system().spawn<caf::detached>(shard_actor, exec, faults);
   batcher_options bo;
   bo.replica = st.options.replica_base + i;
   bo.scheduler = st.options.scheduler;

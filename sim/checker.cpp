@@ -34,7 +34,7 @@ void invariant_checker::on_chunk(clock_time now, const serving::token_chunk& chu
     violation(fmt::format("request {}: chunk {} where {} was due (repeated or missing)", chunk.request_id,
                           chunk.sequence, v.next_sequence));
   v.next_sequence = chunk.sequence + 1;
-  for (std::size_t k = 0; k < chunk.tokens.size(); ++k)
+  for (std::size_t k = 0; limits_.model_tokens && k < chunk.tokens.size(); ++k)
     if (chunk.tokens[k] != model_token(chunk.request_id, v.tokens + std::int64_t(k))) {
       violation(fmt::format("request {}: token {} is {}, the model's is {}", chunk.request_id,
                             v.tokens + std::int64_t(k), chunk.tokens[k],
@@ -89,6 +89,12 @@ void invariant_checker::on_quiescent(int replica, const batching::batch_schedule
   if (expect_idle && s.free_blocks() + s.prefix_cached_blocks() != s.total_blocks())
     violation(fmt::format("replica {}: {} of {} blocks held at quiescence", replica,
                           s.total_blocks() - s.free_blocks() - s.prefix_cached_blocks(), s.total_blocks()));
+}
+
+void invariant_checker::on_replica_end(int replica, int running, int waiting, std::int32_t leaked_blocks) {
+  if (running + waiting > 0)
+    violation(fmt::format("replica {}: work left at the end ({} running, {} waiting)", replica, running, waiting));
+  if (leaked_blocks != 0) violation(fmt::format("replica {}: {} KV blocks leaked", replica, leaked_blocks));
 }
 
 invariant_checker::outcome invariant_checker::finish() {

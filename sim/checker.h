@@ -38,6 +38,7 @@ struct checker_limits {
   std::int64_t queue_requests_max = 0;      // the router's requests
   int sequences_max = 0, waiting_sequences_max = 0;   // per batcher
   milliseconds deadline_slack_ms{0};        // how late a final may come after the deadline
+  bool model_tokens = true;                 // tokens come from model_token() (not null_executor's)
 };
 
 // The simulated model: the token a request draws at `draw_index` (its n-th generated token).
@@ -55,6 +56,8 @@ class invariant_checker {
   void on_breaker_transitions(int replica, const std::deque<policy::breaker_transition>& transitions);
   // A replica at the end of the run (or just cleared by a kill).
   void on_quiescent(int replica, const batching::batch_scheduler& scheduler, bool expect_idle);
+  // A replica at the end of the run, as its batcher reports itself.
+  void on_replica_end(int replica, int running, int waiting, std::int32_t leaked_blocks);
   void violation(std::string what);
 
   // Per-request checks at the end, and what a user would see.

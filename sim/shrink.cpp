@@ -5,12 +5,17 @@
 namespace dsrt::sim {
 
 std::optional<shrink_result> shrink_faults(const sim_config& config, const planted_bugs& bugs, int runs_max) {
+  return shrink_faults(config, [&](const sim_config& c) { return run_simulation(c, bugs); }, runs_max);
+}
+
+std::optional<shrink_result> shrink_faults(const sim_config& config,
+                                           const std::function<sim_report(const sim_config&)>& run, int runs_max) {
   shrink_result out;
   auto failing = [&](const std::vector<std::size_t>& kept) -> std::optional<std::string> {
     auto c = config;
     c.faults_kept = kept;
     ++out.runs;
-    const auto r = run_simulation(c, bugs);
+    const auto r = run(c);
     if (r.violations.empty()) return std::nullopt;
     return r.violations.front();
   };

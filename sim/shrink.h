@@ -5,6 +5,7 @@
 // after which the run still fails. Arrivals do not depend on the faults, so each try sees
 // the same load.
 #include <cstddef>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -20,7 +21,11 @@ struct shrink_result {
 };
 
 // nullopt when `config` (with its faults_kept, if any) breaks no invariant. At most
-// runs_max simulations.
+// runs_max simulations, each `run(config with faults_kept)`.
+std::optional<shrink_result> shrink_faults(const sim_config& config,
+                                           const std::function<sim_report(const sim_config&)>& run,
+                                           int runs_max = 200);
+// The same with run_simulation(config, bugs).
 std::optional<shrink_result> shrink_faults(const sim_config& config, const planted_bugs& bugs = {},
                                            int runs_max = 200);
 

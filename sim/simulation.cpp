@@ -9,6 +9,7 @@
 #include "runtime/random.h"
 #include "sim/checker.h"
 #include "sim/event_queue.h"
+#include "sim/load.h"
 #include "transport/frame.h"
 #include "transport/wire.h"
 
@@ -51,7 +52,7 @@ struct node {
 class simulation {
  public:
   simulation(const sim_config& c, const planted_bugs& bugs)
-      : c_(c), bugs_(bugs), load_rng_(c.seed), responses_(cache::response_cache_config{}),
+      : c_(c), bugs_(bugs), load_(c_), responses_(cache::response_cache_config{}),
         router_(router_config(c, bugs), nullptr), checker_(limits(c)) {
     replicas_.resize(std::size_t(c.replicas));
     links_.resize(std::size_t(c.replicas));
@@ -63,7 +64,7 @@ class simulation {
   sim_report run() {
     std::optional<buggify_scope> buggify;
     if (c_.buggify) buggify.emplace(c_.seed, c_.buggify_probabilities);
-    schedule_arrivals();
+    schedule_next_arrival();
     schedule_faults();
     q_.at(clock_time{}, [this] { heartbeat_tick(); });
     const auto until = q_.now() + c_.duration_ms + c_.deadline_ms * 4 + minutes(10);
@@ -123,43 +124,24 @@ class simulation {
       hash_ *= 1099511628211ull;
     }
   }
-  std::int64_t uniform(xoshiro256& rng, std::int64_t lo, std::int64_t hi) {
-    return lo + std::int64_t(rng.next() % std::uint64_t(hi - lo + 1));
-  }
   // When a process encodes or decodes a message: steady clocks do not jump (a node's
   // system clock offset matters only to the planted skewed_deadlines bug).
   transport::clock_anchor anchor() const { return {q_.now()}; }
 
   // --- load -------------------------------------------------------------------------------
-  void schedule_arrivals() {
-    double t = 0;
-    const double end = duration<double>(c_.duration_ms).count();
-    const double burst_from = duration<double>(c_.burst_at_ms).count();
-    const double burst_to = burst_from + duration<double>(c_.burst_ms).count();
-    std::uint64_t id = 0;
-    while (c_.qps > 0) {
-      // A Poisson process whose rate is burst_qps inside the burst window.
-      const double rate = c_.burst_qps > 0 && t >= burst_from && t < burst_to ? c_.burst_qps : c_.qps;
-      t += -std::log(1.0 - load_rng_.uniform()) / rate;
-      if (t >= end) break;
-      serving::generate_request r;
-      r.request_id = ++id;
-      r.prompt.resize(std::size_t(uniform(load_rng_, c_.prompt_tokens_min, c_.prompt_tokens_max)));
-      for (auto& tok : r.prompt) tok = std::int32_t(uniform(load_rng_, 3, 31999));
-      r.max_tokens = std::int32_t(uniform(load_rng_, c_.max_tokens_min, c_.max_tokens_max));
-      r.priority = int(load_rng_.next() % 4);
-      r.tenant = "tenant-" + std::to_string(load_rng_.next() % 8);
-      const auto at = clock_time{} + duration_cast<clock_time::duration>(duration<double>(t));
-      r.deadline = at + c_.deadline_ms;
-      q_.at(at, [this, r = std::move(r)]() mutable {
-        trace(1, r.request_id);
-        checker_.on_arrival(q_.now(), r.request_id, *r.deadline, r.max_tokens);
-        if (bugs_.ignore_deadlines) r.deadline.reset();
-        router_.on_generate(q_.now(), std::move(r));
-        router_act();
-        checker_.on_router_routes(router_.routes());
-      });
-    }
+  // Arrivals one at a time: each schedules the next.
+  void schedule_next_arrival() {
+    auto a = load_.next();
+    if (!a) return;
+    q_.at(a->at, [this, r = std::move(a->request)]() mutable {
+      trace(1, r.request_id);
+      checker_.on_arrival(q_.now(), r.request_id, *r.deadline, r.max_tokens);
+      if (bugs_.ignore_deadlines) r.deadline.reset();
+      router_.on_generate(q_.now(), std::move(r));
+      router_act();
+      checker_.on_router_routes(router_.routes());
+      schedule_next_arrival();
+    });
   }
 
   // --- faults -----------------------------------------------------------------------------
@@ -270,6 +252,7 @@ class simulation {
     // The router notices by the missing heartbeats (or by the new incarnation's first one).
     q_.after(restart, [this, i] {
       trace(26, std::uint64_t(i));
+      ++report_.restarts;
       auto& r = replicas_[std::size_t(i)];
       r.scheduler = make_scheduler();
       r.up = true;
@@ -663,7 +646,7 @@ class simulation {
   sim_config c_;
   planted_bugs bugs_;
   event_queue q_;
-  xoshiro256 load_rng_;
+  load_generator load_;
   cache::response_cache responses_;
   std::uint64_t tick_ = 0;
   serving::request_router router_;

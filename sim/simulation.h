@@ -20,6 +20,7 @@
 
 #include "runtime/batching/batch_scheduler.h"
 #include "runtime/buggify.h"
+#include "runtime/policy/restart_budget.h"
 #include "runtime/serving/request_router.h"
 #include "sim/device_profile.h"
 #include "sim/faults.h"
@@ -53,6 +54,7 @@ struct sim_config {
   milliseconds heartbeat_interval_ms{100};  // replicas heartbeat the router over their link
   milliseconds detection_ms{500};           // no heartbeat for this long: the replica is down
   milliseconds restart_ms{2000};            // a killed replica serves again after this
+  policy::restart_config restarts;          // the actor world's supervisor restarts by this budget
   // Swizzle-clogging: clog the links of a random subset of replicas one by one, every
   // swizzle_step_ms, hold them for swizzle_hold_ms, then unclog them in a random order.
   // A clogged link holds messages (both ways) and delivers them, in order, when unclogged.
@@ -80,7 +82,7 @@ struct sim_report {
   std::map<std::string, std::int64_t> errors_by_code;
   std::vector<double> ttft_ms, tpot_ms;     // per completed request (with a token / two)
   double simulated_s = 0;
-  std::int64_t breaker_opens = 0, kills = 0, retries = 0, resumptions = 0;
+  std::int64_t breaker_opens = 0, kills = 0, restarts = 0, retries = 0, resumptions = 0;
   std::int64_t corrupt_detected = 0, corrupt_undetected = 0;   // flipped frames the decoder refused / let through
   std::vector<std::string> faults;          // the faults that ran, described
   std::map<std::string, std::int64_t> buggify_fired;

@@ -17,6 +17,7 @@
 
 #include <fmt/format.h>
 
+#include "sim/actor_world.h"
 #include "sim/scenarios.h"
 #include "sim/shrink.h"
 #include "sim/simulation.h"
@@ -70,7 +71,11 @@ int main(int argc, char** argv) {
   faults->add_option("--ooms", ooms, "steps that run out of device memory")->check(CLI::Range(0, 10000));
   faults->add_option("--clock-jumps", jumps, "jumps of a node's system clock")->check(CLI::Range(0, 10000));
   faults->add_option("--corruptions", corruptions, "messages corrupted in transit")->check(CLI::Range(0, 10000));
-  bool buggify = false, shrink = false, list_faults = false;
+  bool buggify = false, shrink = false, list_faults = false, with_actors = false;
+  app.add_flag("--actors", with_actors, "run the real router, cache, supervisor and batcher actors under CAF's "
+                                        "deterministic test coordinator (a simulated device behind each shard) "
+                                        "instead of the policies on the simulator's own event queue; kills, "
+                                        "failing, slow and out-of-memory steps only");
   std::string keep_faults;
   app.add_flag("--buggify", buggify, "fire the DSRT_BUGGIFY points of the production code (chosen from the seed)");
   app.add_option("--keep-faults", keep_faults, "run only these faults of the seed's schedule: indices as "
@@ -106,6 +111,15 @@ int main(int argc, char** argv) {
       from = comma + 1;
     }
   }
+  if (with_actors) {
+    if (const auto ok = dsrt::sim::validate_actor_world(c); !ok) {
+      std::fprintf(stderr, "dssim: %s\n", ok.err().to_string().c_str());
+      return 2;
+    }
+  }
+  const auto simulate = [&](const dsrt::sim::sim_config& config) {
+    return with_actors ? dsrt::sim::run_actor_world(config) : dsrt::sim::run_simulation(config);
+  };
   if (list_faults) {
     const auto all = dsrt::sim::draw_faults(c);
     for (std::size_t k = 0; k < all.size(); ++k) std::printf("%zu  %s\n", k, dsrt::sim::describe(all[k]).c_str());
@@ -144,7 +158,7 @@ int main(int argc, char** argv) {
     std::uint64_t failed = 0, requests = 0;
     for (std::uint64_t s = seed; s < seed + sweep; ++s) {
       c.seed = s;
-      const auto r = dsrt::sim::run_simulation(c);
+      const auto r = simulate(c);
       requests += std::uint64_t(r.requests);
       if (r.violations.empty()) continue;
       ++failed;
@@ -165,7 +179,7 @@ int main(int argc, char** argv) {
   bool broken = false;
   for (const auto& [label, config] : runs) {
     const auto start = std::chrono::steady_clock::now();
-    const auto r = dsrt::sim::run_simulation(config);
+    const auto r = simulate(config);
     const double wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::printf("== dssim %s (%s) seed %llu: %d replicas x %d GPU (%s), %.0f qps%s for %.0f s\n", scenario.c_str(),
                 label.c_str(), (unsigned long long)seed, config.replicas, gpus_per_replica, config.device.name.c_str(), config.qps,
@@ -177,8 +191,9 @@ int main(int argc, char** argv) {
                 double(r.tokens) / std::max(r.simulated_s, 1e-9), percentile(r.ttft_ms, 0.5),
                 percentile(r.ttft_ms, 0.99), percentile(r.tpot_ms, 0.5), percentile(r.tpot_ms, 0.99));
     for (const auto& [code, n] : r.errors_by_code) std::printf("  error %s: %lld\n", code.c_str(), (long long)n);
-    std::printf("faults %zu (kills %lld); breaker opens %lld retries %lld resumptions %lld\n", r.faults.size(),
-                (long long)r.kills, (long long)r.breaker_opens, (long long)r.retries, (long long)r.resumptions);
+    std::printf("faults %zu (kills %lld, restarts %lld); breaker opens %lld retries %lld resumptions %lld\n",
+                r.faults.size(), (long long)r.kills, (long long)r.restarts, (long long)r.breaker_opens,
+                (long long)r.retries, (long long)r.resumptions);
     if (r.corrupt_detected + r.corrupt_undetected > 0)
       std::printf("corrupted frames: %lld refused by the decoder, %lld read back\n", (long long)r.corrupt_detected,
                   (long long)r.corrupt_undetected);
@@ -201,6 +216,8 @@ int main(int argc, char** argv) {
     j["errors_by_code"] = r.errors_by_code;
     j["breaker_opens"] = r.breaker_opens;
     j["kills"] = r.kills;
+    j["restarts"] = r.restarts;
+    j["world"] = with_actors ? "actors" : "policies";
     j["retries"] = r.retries;
     j["resumptions"] = r.resumptions;
     j["faults"] = r.faults;
@@ -216,7 +233,7 @@ int main(int argc, char** argv) {
     for (const auto& v : r.violations) std::fprintf(stderr, "INVARIANT (%s): %s\n", label.c_str(), v.c_str());
     std::fprintf(stderr, "replay: %s\n", replay(seed, label, config.faults_kept).c_str());
     if (!shrink) continue;
-    if (const auto s = dsrt::sim::shrink_faults(config)) {
+    if (const auto s = dsrt::sim::shrink_faults(config, simulate)) {
       const auto all = dsrt::sim::draw_faults(config);
       std::fprintf(stderr, "shrunk to %zu of %zu faults in %d runs; it still breaks: %s\n", s->kept.size(),
                    config.faults_kept ? config.faults_kept->size() : all.size(), s->runs, s->violation.c_str());

@@ -1,0 +1,41 @@
+#include "sim/load.h"
+
+#include <cmath>
+#include <string>
+
+namespace dsrt::sim {
+
+using namespace std::chrono;
+
+load_generator::load_generator(const sim_config& config) : c_(config), rng_(config.seed) {}
+
+std::int64_t load_generator::uniform(std::int64_t lo, std::int64_t hi) {
+  return lo + std::int64_t(rng_.next() % std::uint64_t(hi - lo + 1));
+}
+
+std::optional<arrival> load_generator::next() {
+  if (done_ || c_.qps <= 0) return std::nullopt;
+  const double end = duration<double>(c_.duration_ms).count();
+  const double burst_from = duration<double>(c_.burst_at_ms).count();
+  const double burst_to = burst_from + duration<double>(c_.burst_ms).count();
+  // A Poisson process whose rate is burst_qps inside the burst window.
+  const double rate = c_.burst_qps > 0 && t_ >= burst_from && t_ < burst_to ? c_.burst_qps : c_.qps;
+  t_ += -std::log(1.0 - rng_.uniform()) / rate;
+  if (t_ >= end) {
+    done_ = true;
+    return std::nullopt;
+  }
+  arrival a;
+  auto& r = a.request;
+  r.request_id = ++id_;
+  r.prompt.resize(std::size_t(uniform(c_.prompt_tokens_min, c_.prompt_tokens_max)));
+  for (auto& tok : r.prompt) tok = std::int32_t(uniform(3, 31999));
+  r.max_tokens = std::int32_t(uniform(c_.max_tokens_min, c_.max_tokens_max));
+  r.priority = int(rng_.next() % 4);
+  r.tenant = "tenant-" + std::to_string(rng_.next() % 8);
+  a.at = clock_time{} + duration_cast<clock_time::duration>(duration<double>(t_));
+  r.deadline = a.at + c_.deadline_ms;
+  return a;
+}
+
+}  // namespace dsrt::sim

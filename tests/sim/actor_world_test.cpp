@@ -1,0 +1,91 @@
+// The real actors under CAF's test coordinator, driven by the simulator: deterministic,
+// every invariant holding over many seeds with kills and failing, slow and out-of-memory
+// steps, and the same picture as the policy-level simulation of the same load.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "sim/actor_world.h"
+#include "tests/sim/sim_configs.h"
+
+namespace dsrt::sim {
+namespace {
+
+using test::small;
+
+sim_config actor_faults(std::uint64_t seed) {
+  auto c = small(seed);
+  c.ooms = 2;
+  return c;
+}
+
+TEST(ActorWorld, TheSameSeedGivesTheSameTraceAndDifferentSeedsDiffer) {
+  const auto a = run_actor_world(actor_faults(11));
+  const auto b = run_actor_world(actor_faults(11));
+  const auto c = run_actor_world(actor_faults(12));
+  EXPECT_EQ(a.trace_hash, b.trace_hash);
+  EXPECT_EQ(a.events, b.events);
+  EXPECT_NE(a.trace_hash, c.trace_hash);
+  EXPECT_GT(a.requests, 50);
+  EXPECT_GT(a.completed, 0);
+}
+
+TEST(ActorWorld, EveryInvariantHoldsOver100SeedsWithKillsAndFailingSteps) {
+  std::int64_t restarts = 0, retries = 0, resumptions = 0;
+  for (std::uint64_t seed = 1; seed <= 100; ++seed) {
+    const auto r = run_actor_world(actor_faults(seed));
+    EXPECT_TRUE(r.violations.empty()) << "seed " << seed << ": " << r.violations.front();
+    EXPECT_EQ(r.kills, 1) << "seed " << seed;
+    restarts += r.restarts;
+    retries += r.retries;
+    resumptions += r.resumptions;
+  }
+  EXPECT_EQ(restarts, 100) << "the supervisor restarted every killed replica";
+  EXPECT_GT(retries + resumptions, 0);
+}
+
+TEST(ActorWorld, AgreesWithThePolicySimulationOfTheSameLoad) {
+  // No faults: the actors and the policy-level model see the same arrivals and the same
+  // device, so they serve the same requests with nearly the same latencies.
+  auto c = small(3);
+  c.kills = c.failing_windows = c.slow_windows = 0;
+  const auto actors = run_actor_world(c);
+  const auto policies = run_simulation(c);
+  ASSERT_TRUE(actors.violations.empty()) << actors.violations.front();
+  EXPECT_EQ(actors.requests, policies.requests);
+  EXPECT_EQ(actors.completed, policies.completed);
+  EXPECT_EQ(actors.tokens, policies.tokens);
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  EXPECT_NEAR(median(actors.ttft_ms), median(policies.ttft_ms), 0.1 * median(policies.ttft_ms) + 1);
+  EXPECT_NEAR(median(actors.tpot_ms), median(policies.tpot_ms), 0.1 * median(policies.tpot_ms) + 1);
+}
+
+TEST(ActorWorld, AReplicaTheSupervisorMayNotRestartIsNoRecovery) {
+  // With no restarts allowed, a killed replica stays down: the recovery invariant says so.
+  auto c = small(4);
+  c.failing_windows = c.slow_windows = 0;
+  c.recovery_ms = milliseconds(5000);
+  auto r = run_actor_world(c);
+  ASSERT_TRUE(r.violations.empty()) << r.violations.front();
+  EXPECT_TRUE(validate_actor_world(c).ok());
+  c.restarts.restarts_max = 0;
+  r = run_actor_world(c);
+  ASSERT_FALSE(r.violations.empty());
+  EXPECT_NE(r.violations.front().find("not recovered"), std::string::npos) << r.violations.front();
+}
+
+TEST(ActorWorld, FaultsThatNeedLinksAreRefused) {
+  auto c = small(1);
+  c.pauses = 1;
+  const auto v = validate_actor_world(c);
+  ASSERT_FALSE(v.ok());
+  EXPECT_EQ(v.err().code, error_code::invalid_argument);
+  EXPECT_NE(v.err().message.find("pauses"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace dsrt::sim
