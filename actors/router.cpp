@@ -1,5 +1,7 @@
 #include "actors/router.h"
 
+#include <algorithm>
+#include <optional>
 #include <unordered_map>
 
 #include "actors/cache.h"
@@ -17,12 +19,16 @@ struct router_state {
   metrics::histogram* ttft = nullptr;
   metrics::histogram* tpot = nullptr;
   std::vector<metrics::gauge*> breaker_state;
+  std::optional<clock_time> deadline_timer;                // when the armed expire timer fires
   static inline const char* name = "dsrt.router";
 };
 
 namespace {
 
 using self_ptr = caf::stateful_actor<router_state>*;
+
+// (expire_atom, due): the earliest deadline of a routed request, `due` in clock ticks.
+using expire_atom = caf::atom_constant<caf::atom("expire")>;
 
 serving::router_config config_of(const router_options& o, bool has_cache) {
   auto c = o.policy;
@@ -73,6 +79,12 @@ void act(self_ptr self) {
   }
   for (std::size_t i = 0; i < st.breaker_state.size(); ++i)
     st.breaker_state[i]->set(double(int(st.policy->breaker(std::int32_t(i)).state())));
+  // One timer, for the earliest deadline; re-armed after every event that may change it.
+  if (const auto next = st.policy->next_deadline(); next && (!st.deadline_timer || *next < *st.deadline_timer)) {
+    st.deadline_timer = next;
+    self->delayed_send(self, std::max(*next - self->clock().now(), clock_time::duration::zero()), expire_atom::value,
+                       std::int64_t(next->time_since_epoch().count()));
+  }
 }
 
 void on_cached(self_ptr self, std::uint64_t id, std::optional<cache::cached_response> hit) {
@@ -170,6 +182,12 @@ caf::behavior router_actor(caf::stateful_actor<router_state>* self, router_optio
         return c;
       },
       [self](drain_atom) { self->state.policy->drain(); },
+      [self](expire_atom, std::int64_t due) {
+        auto& st = self->state;
+        if (st.deadline_timer && st.deadline_timer->time_since_epoch().count() == due) st.deadline_timer.reset();
+        st.policy->on_deadlines(self->clock().now());
+        act(self);
+      },
   };
 }
 

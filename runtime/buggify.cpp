@@ -7,8 +7,6 @@
 
 namespace dsrt {
 
-thread_local buggify_scope* buggify_scope::current_ = nullptr;
-
 buggify_scope::buggify_scope(std::uint64_t seed, const buggify_config& config)
     : seed_(seed), config_(config), rng_(seed ^ 0xb0661f7ull) {
   DSRT_ASSERT(current_ == nullptr, "buggify scopes do not nest");

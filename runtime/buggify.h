@@ -47,7 +47,7 @@ class buggify_scope {
   xoshiro256 rng_;
   std::map<std::string, point_state, std::less<>> points_;
   std::map<std::string, std::int64_t> fired_;
-  static thread_local buggify_scope* current_;
+  static inline constinit thread_local buggify_scope* current_ = nullptr;
 };
 
 }  // namespace dsrt

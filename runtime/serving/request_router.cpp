@@ -113,7 +113,48 @@ void request_router::on_generate(clock_time now, generate_request request) {
   if (tokenizer_) r->text = std::make_unique<engine::text_output>(*tokenizer_, r->request.stop);
   route& ref = *r;
   routes_.emplace(id, std::move(r));
+  if (ref.request.deadline) {
+    // Finished routes leave entries behind; rebuild before they outnumber the live ones.
+    if (deadlines_.size() > 2 * routes_.size() + 1024) {
+      std::vector<deadline_entry> live;
+      for (const auto& [rid, rt] : routes_)
+        if (rt->request.deadline) live.emplace_back(*rt->request.deadline, rid);
+      deadlines_ = decltype(deadlines_)(std::greater<>(), std::move(live));
+    } else {
+      deadlines_.emplace(*ref.request.deadline, id);
+    }
+  }
   dispatch(now, ref, -1);
+}
+
+void request_router::on_deadlines(clock_time now) {
+  while (!deadlines_.empty() && deadlines_.top().first <= now) {
+    const auto [deadline, id] = deadlines_.top();
+    deadlines_.pop();
+    auto it = routes_.find(id);
+    // Gone, or a later request that reuses the id with another deadline.
+    if (it == routes_.end() || it->second->request.deadline != deadline) continue;
+    route& r = *it->second;
+    ++counters_.expired;
+    if (r.replica >= 0) actions_.push_back(cancel_on_replica{r.replica, id});
+    // As for a cancel: a closed-state ticket says nothing; a half-open probe that did not
+    // answer in time counts as failed, so the breaker cannot wait for it forever.
+    if (r.breaker && r.breaker->probe) record_outcome(now, r, false);
+    r.breaker.reset();
+    finish(now, r, make_error(error_code::deadline_exceeded, "request {} passed its deadline", id),
+           finish_reason::length);
+  }
+}
+
+std::optional<clock_time> request_router::next_deadline() {
+  // Entries of finished requests are dropped here, so the answer is a live deadline.
+  while (!deadlines_.empty()) {
+    const auto& [deadline, id] = deadlines_.top();
+    auto it = routes_.find(id);
+    if (it != routes_.end() && it->second->request.deadline == deadline) return deadline;
+    deadlines_.pop();
+  }
+  return std::nullopt;
 }
 
 void request_router::finish(clock_time now, route& r, std::optional<error> failure, finish_reason reason,

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <queue>
 #include <string>
 #include <unordered_map>
 #include <variant>
@@ -74,6 +75,7 @@ using router_action =
 struct router_counters {
   std::int64_t accepted = 0, rejected = 0, completed = 0, failed = 0;
   std::int64_t retries = 0, resumptions = 0, response_cache_hits = 0, fallbacks = 0;
+  std::int64_t expired = 0;                 // ended by the router at their deadline
 };
 
 class request_router {
@@ -95,6 +97,14 @@ class request_router {
   void on_final(clock_time now, const replica_final& final);
   // The answer to a lookup_response (nullopt: a miss, or the lookup failed or timed out).
   void on_cached(clock_time now, std::uint64_t request_id, std::optional<cache::cached_response> hit);
+  // Requests whose deadline has passed by `now` end here with DEADLINE_EXCEEDED (and a
+  // cancel to their replica). The router holds every deadline on its own clock, so a replica
+  // that is slow to answer, paused or cut off cannot keep a request past it — replicas stop
+  // expired sequences too, but a deadline crosses the wire as time left and arrives late
+  // by whatever delayed the message. The caller calls this at next_deadline().
+  void on_deadlines(clock_time now);
+  // The earliest deadline of a routed request (for the caller's timer); nullopt: none.
+  std::optional<clock_time> next_deadline();
   // New requests get UNAVAILABLE; accepted ones finish.
   void drain() { draining_ = true; }
 
@@ -131,6 +141,10 @@ class request_router {
   policy::admission admission_;
   std::vector<replica_slot> replicas_;
   std::unordered_map<std::uint64_t, std::unique_ptr<route>> routes_;
+  // (deadline, request id) of routed requests, earliest first. Entries of finished requests
+  // stay until they surface (or the heap is rebuilt when they outnumber live ones).
+  using deadline_entry = std::pair<clock_time, std::uint64_t>;
+  std::priority_queue<deadline_entry, std::vector<deadline_entry>, std::greater<>> deadlines_;
   std::vector<router_action> actions_;
   router_counters counters_;
   bool draining_ = false;

@@ -142,6 +142,49 @@ TEST(RequestRouter, ACancelEndsTheRequestOnceAndStopsItsReplica) {
   EXPECT_TRUE(router.take_actions().empty()) << "nothing for a request after its final";
 }
 
+TEST(RequestRouter, TheRouterEndsARequestAtItsDeadlineWhateverItsReplicaDoes) {
+  // The replica never answers (paused, cut off, or slow to read a deadline that arrived
+  // late): the router's own clock ends the request, once, and stops the replica.
+  request_router router(config(1), &tiny_tokenizer());
+  clock_time now{};
+  router.on_replica_up(now, 0);
+  auto early = request(4, 8), late = request(5, 8), none = request(6, 8);
+  early.deadline = now + milliseconds(100);
+  late.deadline = now + milliseconds(300);
+  router.on_generate(now, early);
+  router.on_generate(now, late);
+  router.on_generate(now, none);
+  router.take_actions();
+  EXPECT_EQ(router.next_deadline(), now + milliseconds(100));
+
+  router.on_deadlines(now + milliseconds(99));
+  EXPECT_TRUE(router.take_actions().empty()) << "nothing before the deadline";
+  router.on_chunk(now, {4, 1, 0, {7}});
+  router.take_actions();
+  router.on_deadlines(now + milliseconds(100));
+  auto actions = router.take_actions();
+  ASSERT_EQ(only<cancel_on_replica>(actions).size(), 1u);
+  auto finals = only<send_final>(actions);
+  ASSERT_EQ(finals.size(), 1u);
+  EXPECT_EQ(finals[0].final.request_id, 4u);
+  ASSERT_TRUE(finals[0].final.failure.has_value());
+  EXPECT_EQ(finals[0].final.failure->code, error_code::deadline_exceeded);
+  EXPECT_EQ(finals[0].final.chunks_sent, 1u) << "the chunk already sent is counted";
+  EXPECT_EQ(router.counters().expired, 1);
+  EXPECT_EQ(router.next_deadline(), now + milliseconds(300));
+
+  // Request 5 finishes in time: its deadline entry is dropped, and nothing fires for it.
+  router.on_final(now, {5, 1, 0, std::nullopt, finish_reason::length});
+  router.take_actions();
+  EXPECT_FALSE(router.next_deadline().has_value()) << "request 6 has no deadline";
+  router.on_deadlines(now + milliseconds(1000));
+  EXPECT_TRUE(router.take_actions().empty());
+  router.on_chunk(now, {4, 1, 0, {8}});
+  router.on_final(now, {4, 1, 0, std::nullopt, finish_reason::length});
+  EXPECT_TRUE(router.take_actions().empty()) << "nothing for request 4 after its final";
+  EXPECT_EQ(router.routes(), 1u);
+}
+
 // Replicas that stream, fail, die and come back at random; clients that cancel. Whatever
 // happens, every accepted request ends with exactly one final after gap-free chunks.
 TEST(RequestRouter, RandomReplicaStormsKeepTheContract) {
