@@ -31,7 +31,7 @@ struct GenerateRequest {
   stop @6 :List(Text);                  # stop strings, at most stop_strings_max
   priority @7 :UInt8;                   # 0 = highest priority class
   tenant @8 :Text;
-  deadlineInMs @9 :UInt64;              # ms left when sent, rounded up: 0 = none, 1 = due (transport/wire.h)
+  deadlineInMs @9 :UInt64;              # 0 = none, else 1 + ms left when sent, rounded up (transport/wire.h)
 }
 
 struct TokenChunk {

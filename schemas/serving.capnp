@@ -18,7 +18,7 @@ struct SequenceRequest {
   maxNewTokens @4 :Int64;        # tokens to generate after `tokens`
   sampling @5 :Request.SamplingParams;
   priority @6 :UInt8;            # 0 = highest class
-  deadlineInMs @7 :UInt64;       # ms left when sent, rounded up: 0 = none, 1 = due
+  deadlineInMs @7 :UInt64;       # 0 = none, else 1 + ms left when sent, rounded up
 }
 
 # One attempt of a request on one replica (router -> batcher).

@@ -8,8 +8,15 @@
 //
 // Faults: kill_node (the supervisor's kill path: the shard dies, its batcher with it, and
 // the supervisor restarts both within its restart budget), fail_steps, slow_device and
-// oom_step. The other kinds need links and heartbeats between processes, which one actor
-// system does not have: a configuration asking for them is refused.
+// oom_step; BUGGIFY too (the actors run on the simulating thread). The other kinds need
+// links and heartbeats between processes, which one actor system does not have: a
+// configuration asking for them is refused.
+//
+// Checked here: one final per request, stream order, a completed request's token count,
+// deadlines both ways, no work left and no leaked KV block at the end (from the batchers'
+// own status), recovery. Not here (the policy world checks them, event by event): token
+// values (null_executor's are not the simulated model's), queue limits and breaker
+// transitions, which the actors do not expose per event.
 #include "sim/simulation.h"
 
 namespace dsrt::sim {

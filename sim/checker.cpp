@@ -54,7 +54,7 @@ void invariant_checker::on_final(clock_time now, const serving::final_message& f
     violation(fmt::format("request {}: final {} ms after its deadline (slack {} ms)", f.request_id,
                           duration_cast<milliseconds>(now - v.deadline).count(), limits_.deadline_slack_ms.count()));
   if (f.failure && f.failure->code == error_code::deadline_exceeded &&
-      now + deadline_resolution_ms < v.deadline)
+      now < v.deadline)
     violation(fmt::format("request {}: DEADLINE_EXCEEDED {} ms before its deadline", f.request_id,
                           duration_cast<milliseconds>(v.deadline - now).count()));
   v.failure = f.failure;

@@ -7,7 +7,8 @@
 //  - every token is the model's token for its place in the stream (across retries,
 //    resumptions and corrupted messages), and a completed request has max_tokens of them
 //    (the simulated model never samples a stop token);
-//  - deadlines honoured: no final later than deadline + deadline_slack, and no
+//  - deadlines honoured: no final later than deadline + deadline_slack (the router ends a
+//    request at its deadline; the slack is the way to the client), and no
 //    DEADLINE_EXCEEDED before the deadline;
 //  - queues within their limits (the router's requests, each batcher's running and
 //    waiting sequences);
@@ -31,8 +32,6 @@
 namespace dsrt::sim {
 
 inline constexpr std::size_t violations_max = 100;
-// Deadlines cross the wire in whole milliseconds: a replica may stop this much early.
-inline constexpr milliseconds deadline_resolution_ms{1};
 
 struct checker_limits {
   std::int64_t queue_requests_max = 0;      // the router's requests

@@ -103,14 +103,8 @@ class simulation {
     l.queue_requests_max = c.router.admission.queue_requests_max;
     l.sequences_max = c.scheduler.sequences_max;
     l.waiting_sequences_max = c.scheduler.waiting_sequences_max;
-    // A final may trail its deadline by the time to notice a lost replica plus one of the
-    // longest (slowed) steps and a few link crossings.
-    const std::int64_t full = std::min<std::int64_t>(
-        c.scheduler.step_tokens_max, std::int64_t(c.scheduler.sequences_max) * (c.prompt_tokens_max + c.max_tokens_max));
-    const auto step = c.device.step_time(full, full * (c.prompt_tokens_max + c.max_tokens_max));
-    l.deadline_slack_ms = c.detection_ms + 2 * c.heartbeat_interval_ms +
-                          duration_cast<milliseconds>(step * c.slow_factor) + milliseconds(100) +
-                          duration_cast<milliseconds>(c.link_latency_us * 10);
+    // The router ends a request at its deadline; the final then crosses one link.
+    l.deadline_slack_ms = duration_cast<milliseconds>(c.link_latency_us * 2) + milliseconds(1);
     return l;
   }
   std::unique_ptr<batching::batch_scheduler> make_scheduler() const {
@@ -438,12 +432,27 @@ class simulation {
         });
       }
     }
+    arm_deadline_timer();
     if (to_clients.empty()) return;
     q_.after(c_.link_latency_us, [this, batch = std::move(to_clients)] {
       for (const auto& action : batch) {
         if (const auto* c = std::get_if<serving::send_chunk>(&action)) client_chunk(c->chunk);
         if (const auto* f = std::get_if<serving::send_final>(&action)) client_final(f->final);
       }
+    });
+  }
+
+  // The router's one timer, for the earliest deadline of a routed request (as the router
+  // actor arms it).
+  void arm_deadline_timer() {
+    const auto next = router_.next_deadline();
+    if (!next || (deadline_timer_ && *deadline_timer_ <= *next)) return;
+    deadline_timer_ = next;
+    q_.at(*next, [this, due = *next] {
+      if (deadline_timer_ == due) deadline_timer_.reset();
+      trace(41, 0);
+      router_.on_deadlines(q_.now());
+      router_act();
     });
   }
 
@@ -655,6 +664,7 @@ class simulation {
   std::vector<link> links_;
   std::vector<node> nodes_;
   std::optional<clock_time> faults_end_;
+  std::optional<clock_time> deadline_timer_;
   sim_report report_;
   std::uint64_t hash_ = 1469598103934665603ull;
   bool corrupted_in_flight_ = false;

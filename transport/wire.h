@@ -16,7 +16,8 @@
 // Encoding does not check limits (the sender validated its input; the receiver checks
 // again), except that error and reason texts are cut to message_text_bytes_max.
 //
-// Deadlines travel as the milliseconds left when the message was sent (rounded up), like
+// Deadlines travel as 1 + the milliseconds left when the message was sent (rounded up; 0 is
+// "no deadline"), like
 // gRPC's grpc-timeout: two processes' steady clocks share no epoch, and their system clocks
 // may disagree or jump (the simulator's clock_jump fault showed a worker whose system clock
 // ran ahead stopping requests before their deadline when deadlines travelled as Unix time).
@@ -53,8 +54,9 @@ struct wire_limits {
   std::size_t tenant_bytes_max = 256;               // GenerateRequest.tenant
   std::size_t address_bytes_max = 1024;             // ReplicaUp.batcher
   std::size_t output_text_bytes_max = 16u << 20;    // TokenChunk.text, Final.text
-  // A deadline further away than this (either way) is read as this far: it is effectively
-  // "none", and it keeps a hostile value from overflowing the clock arithmetic.
+  // A deadline further away than this is read as this far (one already passed arrives as
+  // due now): it is effectively "none", and it keeps a hostile value from overflowing the
+  // clock arithmetic.
   milliseconds deadline_distance_max{milliseconds(365LL * 24 * 3600 * 1000)};
 };
 

@@ -83,8 +83,12 @@ int main(int argc, char** argv) {
                                                 "--shrink prints)")
       ->check([](const std::string& v) -> std::string {
         if (v == "none") return "";
-        for (char ch : v)
+        std::size_t digits = 0;
+        for (char ch : v) {
           if (!(std::isdigit(static_cast<unsigned char>(ch)) || ch == ',')) return "expected indices like 0,3,4 or none";
+          digits = ch == ',' ? 0 : digits + 1;
+          if (digits > 9) return "a fault index is at most 9 digits";
+        }
         return "";
       });
   app.add_flag("--list-faults", list_faults, "print the seed's fault schedule, numbered, and exit");

@@ -17,6 +17,8 @@ using test::small;
 sim_config actor_faults(std::uint64_t seed) {
   auto c = small(seed);
   c.ooms = 2;
+  c.buggify = true;
+  c.buggify_probabilities.enable_probability = 0.5;
   return c;
 }
 
@@ -31,18 +33,20 @@ TEST(ActorWorld, TheSameSeedGivesTheSameTraceAndDifferentSeedsDiffer) {
   EXPECT_GT(a.completed, 0);
 }
 
-TEST(ActorWorld, EveryInvariantHoldsOver100SeedsWithKillsAndFailingSteps) {
-  std::int64_t restarts = 0, retries = 0, resumptions = 0;
+TEST(ActorWorld, EveryInvariantHoldsOver100SeedsWithKillsFailingStepsAndBuggify) {
+  std::int64_t restarts = 0, retries = 0, resumptions = 0, fired = 0;
   for (std::uint64_t seed = 1; seed <= 100; ++seed) {
     const auto r = run_actor_world(actor_faults(seed));
     EXPECT_TRUE(r.violations.empty()) << "seed " << seed << ": " << r.violations.front();
     EXPECT_EQ(r.kills, 1) << "seed " << seed;
     restarts += r.restarts;
+    for (const auto& [point, n] : r.buggify_fired) fired += n;
     retries += r.retries;
     resumptions += r.resumptions;
   }
   EXPECT_EQ(restarts, 100) << "the supervisor restarted every killed replica";
   EXPECT_GT(retries + resumptions, 0);
+  EXPECT_GT(fired, 0) << "the actors' BUGGIFY points fired";
 }
 
 TEST(ActorWorld, AgreesWithThePolicySimulationOfTheSameLoad) {
@@ -50,12 +54,15 @@ TEST(ActorWorld, AgreesWithThePolicySimulationOfTheSameLoad) {
   // device, so they serve the same requests with nearly the same latencies.
   auto c = small(3);
   c.kills = c.failing_windows = c.slow_windows = 0;
+  c.buggify = false;
   const auto actors = run_actor_world(c);
   const auto policies = run_simulation(c);
   ASSERT_TRUE(actors.violations.empty()) << actors.violations.front();
   EXPECT_EQ(actors.requests, policies.requests);
   EXPECT_EQ(actors.completed, policies.completed);
   EXPECT_EQ(actors.tokens, policies.tokens);
+  ASSERT_FALSE(actors.ttft_ms.empty());
+  ASSERT_FALSE(actors.tpot_ms.empty());
   auto median = [](std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v[v.size() / 2];

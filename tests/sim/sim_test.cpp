@@ -46,6 +46,7 @@ TEST(Simulation, EveryInvariantHoldsOver200SeedsWithEveryFaultAndBuggify) {
     for (const auto& [point, n] : r.buggify_fired) points.insert(point);
     resumptions += r.resumptions;
     corrupt_refused += r.corrupt_detected;
+    EXPECT_EQ(r.corrupt_undetected, 0) << "seed " << seed << ": a damaged frame was read as intact";
     recovered += r.recovered_after_ms.has_value();
   }
   // Every kind of fault did run, reached requests mid-stream, and the service came back.
