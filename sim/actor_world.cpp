@@ -87,15 +87,7 @@ class actor_world {
       next = load_.next();
     }
     check_end();
-    auto out = checker_.finish();
-    report_.requests = out.requests;
-    report_.completed = out.completed;
-    report_.completed_in_deadline = out.completed_in_deadline;
-    report_.tokens = out.tokens;
-    report_.errors_by_code = std::move(out.errors_by_code);
-    report_.ttft_ms = std::move(out.ttft_ms);
-    report_.tpot_ms = std::move(out.tpot_ms);
-    report_.violations = checker_.violations();
+    checker_.finish_into(report_);
     report_.trace_hash = hash_;
     report_.simulated_s = duration<double>(now() - base()).count();
     if (buggify) report_.buggify_fired = buggify->fired();
@@ -253,16 +245,10 @@ void actor_world::spawn_cluster() {
 
 void actor_world::schedule_faults() {
   const auto all = draw_faults(c_);
-  std::vector<std::size_t> kept;
-  if (c_.faults_kept) {
-    kept = *c_.faults_kept;
-  } else {
-    for (std::size_t k = 0; k < all.size(); ++k) kept.push_back(k);
-  }
+  const auto kept = kept_fault_indices(c_, all.size());
   const int per_node = std::max(1, c_.replicas_per_node);
   std::optional<milliseconds> last_end;
   for (std::size_t k : kept) {
-    if (k >= all.size()) continue;
     const fault& f = all[k];
     report_.faults.push_back(describe(f));
     const auto end = fault_end(f, c_.swizzle_step_ms, c_.swizzle_hold_ms);

@@ -97,6 +97,18 @@ void invariant_checker::on_replica_end(int replica, int running, int waiting, st
   if (leaked_blocks != 0) violation(fmt::format("replica {}: {} KV blocks leaked", replica, leaked_blocks));
 }
 
+void invariant_checker::finish_into(sim_report& report) {
+  auto out = finish();
+  report.requests = out.requests;
+  report.completed = out.completed;
+  report.completed_in_deadline = out.completed_in_deadline;
+  report.tokens = out.tokens;
+  report.errors_by_code = std::move(out.errors_by_code);
+  report.ttft_ms = std::move(out.ttft_ms);
+  report.tpot_ms = std::move(out.tpot_ms);
+  report.violations = violations_;
+}
+
 invariant_checker::outcome invariant_checker::finish() {
   outcome out;
   for (std::uint64_t id = 1; id < clients_.size(); ++id) {

@@ -28,6 +28,7 @@
 #include "runtime/clock.h"
 #include "runtime/policy/circuit_breaker.h"
 #include "runtime/serving/messages.h"
+#include "sim/simulation.h"
 
 namespace dsrt::sim {
 
@@ -66,6 +67,8 @@ class invariant_checker {
     std::vector<double> ttft_ms, tpot_ms;
   };
   outcome finish();
+  // finish(), written into a report with the violations.
+  void finish_into(sim_report& report);
   const std::vector<std::string>& violations() const { return violations_; }
 
  private:

@@ -19,11 +19,7 @@ std::optional<shrink_result> shrink_faults(const sim_config& config,
     if (r.violations.empty()) return std::nullopt;
     return r.violations.front();
   };
-  if (config.faults_kept) {
-    out.kept = *config.faults_kept;
-  } else {
-    for (std::size_t k = 0; k < draw_faults(config).size(); ++k) out.kept.push_back(k);
-  }
+  out.kept = kept_fault_indices(config, draw_faults(config).size());
   auto first = failing(out.kept);
   if (!first) return std::nullopt;
   out.violation = *first;

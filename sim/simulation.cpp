@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <memory>
 #include <optional>
 
@@ -71,15 +72,7 @@ class simulation {
     report_.events = q_.run(until, c_.events_max);
     if (!q_.empty()) checker_.violation("the run did not drain (events_max or the time bound reached)");
     check_end();
-    auto out = checker_.finish();
-    report_.requests = out.requests;
-    report_.completed = out.completed;
-    report_.completed_in_deadline = out.completed_in_deadline;
-    report_.tokens = out.tokens;
-    report_.errors_by_code = std::move(out.errors_by_code);
-    report_.ttft_ms = std::move(out.ttft_ms);
-    report_.tpot_ms = std::move(out.tpot_ms);
-    report_.violations = checker_.violations();
+    checker_.finish_into(report_);
     report_.trace_hash = hash_;
     report_.simulated_s = duration<double>(q_.now().time_since_epoch()).count();
     report_.retries = router_.counters().retries;
@@ -141,15 +134,9 @@ class simulation {
   // --- faults -----------------------------------------------------------------------------
   void schedule_faults() {
     const auto all = draw_faults(c_);
-    std::vector<std::size_t> kept;
-    if (c_.faults_kept) {
-      kept = *c_.faults_kept;
-    } else {
-      for (std::size_t k = 0; k < all.size(); ++k) kept.push_back(k);
-    }
+    const auto kept = kept_fault_indices(c_, all.size());
     std::optional<milliseconds> last_end;
     for (std::size_t k : kept) {
-      if (k >= all.size()) continue;
       const fault& f = all[k];
       report_.faults.push_back(describe(f));
       schedule_fault(f);
@@ -683,20 +670,20 @@ std::vector<fault> draw_faults(const sim_config& c) {
   const int nodes = (c.replicas + per_node - 1) / per_node;
   auto pick = [&](int n) { return std::int32_t(rng.next() % std::uint64_t(n)); };
   std::vector<fault> out;
-  for (int k = 0; k < c.kills; ++k) {
-    fault f{fault_kind::kill_node};
-    f.target = pick(nodes);
-    f.at = at();
-    f.length = c.restart_ms;
-    out.push_back(f);
-  }
-  for (int k = 0; k < c.failing_windows; ++k) {
-    fault f{fault_kind::fail_steps};
-    f.target = pick(c.replicas);
-    f.at = at();
-    f.length = c.fault_window_ms;
-    out.push_back(f);
-  }
+  // `count` faults of a kind: each a target drawn among `targets`, a time, then `more`.
+  auto add = [&](fault_kind kind, int count, int targets, milliseconds length,
+                 const std::function<void(fault&)>& more = nullptr) {
+    for (int k = 0; k < count; ++k) {
+      fault f{kind};
+      f.target = pick(targets);
+      f.at = at();
+      f.length = length;
+      if (more) more(f);
+      out.push_back(f);
+    }
+  };
+  add(fault_kind::kill_node, c.kills, nodes, c.restart_ms);
+  add(fault_kind::fail_steps, c.failing_windows, c.replicas, c.fault_window_ms);
   for (int k = 0; k < c.swizzles; ++k) {
     fault f{fault_kind::swizzle};
     f.at = at();
@@ -707,42 +694,26 @@ std::vector<fault> draw_faults(const sim_config& c) {
       std::swap(f.unclog_order[k2 - 1], f.unclog_order[std::size_t(rng.next() % k2)]);
     out.push_back(f);
   }
-  for (int k = 0; k < c.slow_windows; ++k) {
-    fault f{fault_kind::slow_device};
-    f.target = pick(c.replicas);
-    f.at = at();
-    f.length = c.fault_window_ms;
-    out.push_back(f);
-  }
-  for (int k = 0; k < c.pauses; ++k) {
-    fault f{fault_kind::pause_node};
-    f.target = pick(nodes);
-    f.at = at();
-    f.length = c.pause_ms;
-    out.push_back(f);
-  }
-  for (int k = 0; k < c.ooms; ++k) {
-    fault f{fault_kind::oom_step};
-    f.target = pick(c.replicas);
-    f.at = at();
-    out.push_back(f);
-  }
-  for (int k = 0; k < c.clock_jumps; ++k) {
-    fault f{fault_kind::clock_jump};
-    f.target = pick(nodes);
-    f.at = at();
-    f.shift = rng.next() % 2 ? c.clock_jump_ms : -c.clock_jump_ms;
-    out.push_back(f);
-  }
-  for (int k = 0; k < c.corruptions; ++k) {
-    fault f{fault_kind::corrupt_message};
-    f.target = pick(c.replicas);
-    f.at = at();
-    f.noise = rng.next();
-    out.push_back(f);
-  }
+  add(fault_kind::slow_device, c.slow_windows, c.replicas, c.fault_window_ms);
+  add(fault_kind::pause_node, c.pauses, nodes, c.pause_ms);
+  add(fault_kind::oom_step, c.ooms, c.replicas, milliseconds(0));
+  add(fault_kind::clock_jump, c.clock_jumps, nodes, milliseconds(0),
+      [&](fault& f) { f.shift = rng.next() % 2 ? c.clock_jump_ms : -c.clock_jump_ms; });
+  add(fault_kind::corrupt_message, c.corruptions, c.replicas, milliseconds(0),
+      [&](fault& f) { f.noise = rng.next(); });
   std::stable_sort(out.begin(), out.end(), [](const fault& a, const fault& b) { return a.at < b.at; });
   return out;
+}
+
+std::vector<std::size_t> kept_fault_indices(const sim_config& c, std::size_t drawn) {
+  std::vector<std::size_t> kept;
+  if (c.faults_kept) {
+    for (auto k : *c.faults_kept)
+      if (k < drawn) kept.push_back(k);
+  } else {
+    for (std::size_t k = 0; k < drawn; ++k) kept.push_back(k);
+  }
+  return kept;
 }
 
 sim_config naive(sim_config c) {

@@ -74,6 +74,8 @@ struct sim_config {
 
 // The faults a configuration draws from its seed (all of them, before faults_kept).
 std::vector<fault> draw_faults(const sim_config& config);
+// The indices into those `drawn` faults that a run uses: faults_kept (those in range), or all.
+std::vector<std::size_t> kept_fault_indices(const sim_config& config, std::size_t drawn);
 
 struct sim_report {
   std::uint64_t trace_hash = 0;
