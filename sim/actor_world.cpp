@@ -134,12 +134,8 @@ class actor_world {
     return cfg;
   }
   static checker_limits limits(const sim_config& c) {
-    checker_limits l;
-    l.queue_requests_max = c.router.admission.queue_requests_max;
-    l.sequences_max = c.scheduler.sequences_max;
-    l.waiting_sequences_max = c.scheduler.waiting_sequences_max;
     // The router actor ends a request at its deadline and the client hears at once.
-    l.deadline_slack_ms = milliseconds(1);
+    auto l = limits_of(c, milliseconds(1));
     l.model_tokens = false;   // null_executor's tokens
     return l;
   }
@@ -214,11 +210,7 @@ caf::behavior client_actor(caf::event_based_actor*, actor_world* world) {
 
 void actor_world::spawn_cluster() {
   actors::router_options ro;
-  ro.policy = c_.router;
-  ro.policy.replicas = c_.replicas;
-  ro.policy.vocab_size = 32000;
-  ro.policy.context_tokens_max = 1 << 20;
-  ro.policy.priority_classes = c_.scheduler.priority_classes;
+  ro.policy = router_config_of(c_);
   ro.policy.stop_token_ids.clear();   // null_executor's tokens then never end a stream early
   router_ = keep(actors::spawn_router(sys_, ro, nullptr, keep(actors::spawn_cache(sys_, ro.response_cache))));
   auto& so = supervisor_options_;

@@ -10,6 +10,15 @@ std::int32_t model_token(std::uint64_t request_id, std::int64_t draw_index) {
   return std::int32_t(3 + (request_id * 7919 + std::uint64_t(draw_index) * 104729) % 31990);
 }
 
+checker_limits limits_of(const sim_config& c, milliseconds deadline_slack) {
+  checker_limits l;
+  l.queue_requests_max = c.router.admission.queue_requests_max;
+  l.sequences_max = c.scheduler.sequences_max;
+  l.waiting_sequences_max = c.scheduler.waiting_sequences_max;
+  l.deadline_slack_ms = deadline_slack;
+  return l;
+}
+
 void invariant_checker::violation(std::string what) {
   if (violations_.size() < violations_max) violations_.push_back(std::move(what));
 }

@@ -41,6 +41,9 @@ struct checker_limits {
   bool model_tokens = true;                 // tokens come from model_token() (not null_executor's)
 };
 
+// The limits of a configuration's router and batchers, with the given deadline slack.
+checker_limits limits_of(const sim_config& config, milliseconds deadline_slack);
+
 // The simulated model: the token a request draws at `draw_index` (its n-th generated token).
 std::int32_t model_token(std::uint64_t request_id, std::int64_t draw_index);
 

@@ -83,22 +83,13 @@ class simulation {
 
  private:
   static serving::router_config router_config(const sim_config& c, const planted_bugs& bugs) {
-    auto r = c.router;
-    r.replicas = c.replicas;
-    r.vocab_size = 32000;
-    r.context_tokens_max = 1 << 20;
-    r.priority_classes = c.scheduler.priority_classes;
+    auto r = router_config_of(c);
     if (bugs.admit_past_limit) r.admission.queue_requests_max *= 4;
     return r;
   }
   static checker_limits limits(const sim_config& c) {
-    checker_limits l;
-    l.queue_requests_max = c.router.admission.queue_requests_max;
-    l.sequences_max = c.scheduler.sequences_max;
-    l.waiting_sequences_max = c.scheduler.waiting_sequences_max;
     // The router ends a request at its deadline; the final then crosses one link.
-    l.deadline_slack_ms = duration_cast<milliseconds>(c.link_latency_us * 2) + milliseconds(1);
-    return l;
+    return limits_of(c, duration_cast<milliseconds>(c.link_latency_us * 2) + milliseconds(1));
   }
   std::unique_ptr<batching::batch_scheduler> make_scheduler() const {
     return std::make_unique<batching::batch_scheduler>(c_.scheduler, c_.kv_blocks, c_.kv_block_tokens);
@@ -703,6 +694,15 @@ std::vector<fault> draw_faults(const sim_config& c) {
       [&](fault& f) { f.noise = rng.next(); });
   std::stable_sort(out.begin(), out.end(), [](const fault& a, const fault& b) { return a.at < b.at; });
   return out;
+}
+
+serving::router_config router_config_of(const sim_config& c) {
+  auto r = c.router;
+  r.replicas = c.replicas;
+  r.vocab_size = 32000;
+  r.context_tokens_max = 1 << 20;
+  r.priority_classes = c.scheduler.priority_classes;
+  return r;
 }
 
 std::vector<std::size_t> kept_fault_indices(const sim_config& c, std::size_t drawn) {

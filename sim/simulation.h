@@ -72,6 +72,10 @@ struct sim_config {
   milliseconds recovery_ms{15000};
 };
 
+// The router's configuration in a simulated cluster: c.router sized to its replicas and
+// the simulated vocabulary, contexts unbounded.
+serving::router_config router_config_of(const sim_config& config);
+
 // The faults a configuration draws from its seed (all of them, before faults_kept).
 std::vector<fault> draw_faults(const sim_config& config);
 // The indices into those `drawn` faults that a run uses: faults_kept (those in range), or all.
