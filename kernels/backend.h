@@ -210,6 +210,10 @@ inline constexpr int cpu_threads_max = 1024;
 struct cpu_backend_options {
   int threads = 0;                      // at most cpu_threads_max
   std::string isa;
+  // f8_e4m3 weights through the dot path where the CPU and the weight allow it (kernels/cpu/
+  // fp8.h); false, or DSRT_CPU_FP8=tiles in the environment: through bf16 tiles, whose
+  // results are bit for bit those of the weights converted to bf16 offline.
+  bool fp8_dot = true;
 };
 
 // REQUIRES: options.isa is empty or cpu_isa_supported(options.isa) (callers validate

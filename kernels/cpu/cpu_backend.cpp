@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -47,6 +48,9 @@ class cpu_backend final : public backend {
       : isa_(cpu::isa_by_name(options.isa.empty() ? cpu_best_isa() : options.isa)),
         pool_(std::min(cpu_threads_max, options.threads > 0 ? options.threads : default_threads())) {
     fp8_path_ = cpu::fp8_path_for_isa(isa_.name);
+    const char* fp8_env = std::getenv("DSRT_CPU_FP8");
+    fp8_dot_ = options.fp8_dot && !(fp8_env && std::string_view(fp8_env) == "tiles") &&
+               fp8_path_ == cpu::fp8_path::avx512bf16 && cpu::fp8_dot_available();
     caps_.name = "cpu";
     caps_.detail = isa_.name;
     caps_.threads = pool_.size();
@@ -188,7 +192,7 @@ class cpu_backend final : public backend {
           std::memcpy(xs + t * w.cols, x + (t * heads + h) * x_head_stride,
                       std::size_t(w.cols) * sizeof(float));
         task head{xs, n, rows_view(w, h * out, (h + 1) * out), {}, ys};
-        if (isa_.bf16_activations && (w.type == dtype::bf16 || w.type == dtype::f8_e4m3)) {
+        if (isa_.bf16_activations && (w.type == dtype::bf16 || (w.type == dtype::f8_e4m3 && !dot_path(w)))) {
           std::uint16_t* xb = scratch(xb_buffer, std::size_t(n * w.cols));
           cpu::to_bf16(xs, n * w.cols, xb);
           head.xb = xb;
@@ -379,7 +383,7 @@ class cpu_backend final : public backend {
       std::uint16_t* buf = scratch(xb_, std::size_t(xb_elements));
       for (std::size_t i = 0; i < tasks.size(); ++i) {
         auto& t = tasks[i];
-        if (t.w.type != dtype::bf16 && t.w.type != dtype::f8_e4m3) continue;
+        if ((t.w.type != dtype::bf16 && t.w.type != dtype::f8_e4m3) || dot_path(t.w)) continue;
         if (i > 0 && tasks[i - 1].x == t.x && tasks[i - 1].xb && tasks[i - 1].n == t.n &&
             tasks[i - 1].w.cols == t.w.cols) {
           t.xb = tasks[i - 1].xb;
@@ -415,11 +419,13 @@ class cpu_backend final : public backend {
     }
   }
 
-  // f8_e4m3 rows [b, e) of a task go through bf16 tiles: each tile is dequantised as an
-  // offline conversion to bf16 would do it and multiplied by the bf16 kernel, so the results
-  // are those of the converted weights. Tiles are small enough to stay in cache between the
-  // two; the output goes through a [n, tile] buffer since the tile is a weight of its own.
+  // f8_e4m3 rows [b, e) of a task: through the dot path when it is on and takes the weight,
+  // otherwise through bf16 tiles: each tile is dequantised as an offline conversion to bf16
+  // would do it and multiplied by the bf16 kernel, so the results are those of the converted
+  // weights. Tiles are small enough to stay in cache between the two; the output goes
+  // through a [n, tile] buffer since the tile is a weight of its own.
   void f8_rows(const task& t, std::int64_t b, std::int64_t e) const {
+    if (dot_path(t.w)) return cpu::matmul_f8_rows_dot(t.x, t.n, t.w, b, e, t.y);
     constexpr std::int64_t tile_rows = 16;
     const std::int64_t cols = t.w.cols;
     thread_local std::vector<std::uint16_t> tile_buffer;
@@ -440,6 +446,8 @@ class cpu_backend final : public backend {
     }
   }
 
+  bool dot_path(const weight_ref& w) const { return fp8_dot_ && cpu::fp8_dot_fits(w); }
+
   // Index of the cache slot (block * block_tokens + offset) holding position pos.
   static std::int64_t slot_offset(std::int64_t block_tokens, const attention_sequence& s,
                                   std::int64_t pos) {
@@ -457,6 +465,7 @@ class cpu_backend final : public backend {
   std::vector<float> rope_cos_sin_;
   std::vector<task> tasks_;
   cpu::fp8_path fp8_path_;
+  bool fp8_dot_ = false;  // fp8 weights that fit go through cpu::matmul_f8_rows_dot
 };
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "kernels/assert.h"
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/multi_isa.h"
 
 #if defined(__x86_64__)
@@ -219,6 +220,19 @@ DSRT_TARGET_AVX512BF16 void row_avx512bf16(const std::uint8_t* in, const float* 
 #endif
 
 }  // namespace
+
+bool fp8_dot_available() {
+#if defined(__x86_64__)
+  return isa_supported("avx512bf16") && __builtin_cpu_supports("avx512vbmi");
+#else
+  return false;
+#endif
+}
+
+bool fp8_dot_fits(const weight_ref& w) {
+  return w.type == dtype::f8_e4m3 && w.scales != nullptr && w.block_rows > 0 &&
+         w.block_cols > 0 && w.block_cols % 64 == 0;
+}
 
 fp8_path fp8_path_for_isa(std::string_view isa) {
   if (isa == "avx512bf16") return fp8_path::avx512bf16;

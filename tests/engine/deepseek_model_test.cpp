@@ -4,15 +4,19 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <iostream>
 
 #include <nlohmann/json.hpp>
 
+#include "kernels/backend.h"
+#include "kernels/cpu/fp8.h"
 #include "runtime/engine/deepseek_model.h"
 #include "runtime/model/safetensors.h"
 #include "tests/engine/engine_test_util.h"
+#include "tests/engine/reference_deepseek.h"
 
 namespace dsrt::engine {
 namespace {
@@ -93,23 +97,58 @@ fs::path dequantize_offline(const fs::path& src, const fs::path& dst) {
   return dst;
 }
 
-// fp8 weights run directly (dequantised per tile inside the matmul) and give exactly what
-// the same model dequantised to bf16 offline gives: the tile dequantisation rounds each
-// value the same way, and the bf16 kernel then sees identical weights.
+// fp8 weights run directly. Through bf16 tiles (every CPU path) they give exactly what the
+// same model dequantised to bf16 offline gives: the tile dequantisation rounds each value
+// the same way, and the bf16 kernel then sees identical weights. The dot path (the default
+// where the CPU has it) skips that rounding of weight * scale, so its router scores move a
+// little; it is compared on a prompt whose every routing decision clears routing_margin_min
+// in the reference (as in deepseek_forward_test.cpp: a nearer tie may legitimately go to
+// another expert and change every later position).
 TEST(DeepseekModel, Fp8EqualsTheModelDequantisedOffline) {
+  // Observed 4.4e-3 (prompt 33 of length 16, as far from the unrounded weights' double
+  // reference as the tiles are: 3.4e-3 and 3.6e-3): the bf16 activations dominate.
+  constexpr double dot_tolerance = 1e-2;
+  constexpr double routing_margin_min = 2e-3;
+  constexpr std::uint64_t prompt_salts_max = 64;
   const fs::path scratch = fs::temp_directory_path() / ("dsrt-dsv3-deq-" + std::to_string(::getpid()));
   const fs::path bf16_dir = dequantize_offline(tiny_dsv3_fp8_dir(), scratch);
-  const auto tokens = make_prompt(24, 5);
   const std::vector<std::int32_t> table = {0, 1};
+  auto logits = [&](const fs::path& dir, kernels::backend& backend, const std::vector<std::int32_t>& tokens) {
+    auto model = load_model(dir, backend);
+    EXPECT_TRUE(model);
+    if (!model) return std::vector<float>{};
+    auto out = forward_one(*model, tokens, 0, table, /*all_logits=*/true);
+    EXPECT_EQ(out.size(), tokens.size() * std::size_t(model->config().vocab_size));
+    return out;
+  };
+  const auto tokens = make_prompt(24, 5);
   for (const std::string& isa : {std::string("scalar"), kernels::cpu_best_isa()}) {
-    auto backend = make_backend(isa);
-    auto fp8 = load_model(tiny_dsv3_fp8_dir(), *backend);
-    auto bf16 = load_model(bf16_dir, *backend);
-    ASSERT_TRUE(fp8 && bf16);
-    const auto a = forward_one(*fp8, tokens, 0, table, /*all_logits=*/true);
-    const auto b = forward_one(*bf16, tokens, 0, table, /*all_logits=*/true);
-    ASSERT_EQ(a.size(), tokens.size() * std::size_t(fp8->config().vocab_size));
-    EXPECT_EQ(max_abs_diff(a, b), 0.0) << isa;
+    auto tiles = kernels::make_cpu_backend({.threads = 2, .isa = isa, .fp8_dot = false});
+    EXPECT_EQ(max_abs_diff(logits(tiny_dsv3_fp8_dir(), *tiles, tokens), logits(bf16_dir, *tiles, tokens)), 0.0)
+        << isa;
+  }
+  if (kernels::cpu_best_isa() == "avx512bf16" && kernels::cpu::fp8_dot_available()) {
+    const auto files = load_files(tiny_dsv3_fp8_dir());
+    ASSERT_TRUE(files);
+    auto dot = kernels::make_cpu_backend({.threads = 2, .isa = "avx512bf16"});
+    std::uint64_t salt = 0;
+    for (; salt < prompt_salts_max; ++salt) {
+      const auto prompt = make_prompt(16, 2000 + salt);
+      routing_margins margins;
+      reference_deepseek_logits(*files, prompt, {}, &margins);
+      if (*std::min_element(margins.per_position.begin(), margins.per_position.end()) < routing_margin_min)
+        continue;
+      const auto reference = logits(bf16_dir, *dot, prompt);
+      const auto [low, high] = std::minmax_element(reference.begin(), reference.end());
+      const double range = double(*high) - double(*low);
+      const double d = max_abs_diff(logits(tiny_dsv3_fp8_dir(), *dot, prompt), reference);
+      std::cout << "prompt " << salt << ": fp8 dot path vs offline bf16 " << d / range
+                << " of the logits' range\n";
+      EXPECT_GT(range, 0.0);
+      EXPECT_LT(d, dot_tolerance * range);
+      break;
+    }
+    EXPECT_LT(salt, prompt_salts_max) << "no prompt routes unambiguously";
   }
   std::error_code ec;
   fs::remove_all(scratch, ec);

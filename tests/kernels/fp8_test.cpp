@@ -1,6 +1,7 @@
 // FP8 (e4m3fn) weights: the scalar conversions against independent formulas, the
-// dequantisation paths against the scalar formula, and matmul on block-scaled fp8 weights on
-// every CPU path against matmul on the same weights converted to bf16 offline (bit for bit).
+// dequantisation paths against the scalar formula, matmul on block-scaled fp8 weights
+// through bf16 tiles on every CPU path against matmul on the same weights converted to bf16
+// offline (bit for bit), and the dot path against its formula and the tiles.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "kernels/backend.h"
+#include "tests/kernels/fp8_test_weights.h"
 #include "tests/kernels/kernel_test_util.h"
 #include "kernels/cpu/fp8.h"
 #include "kernels/dtype.h"
@@ -23,15 +25,7 @@ namespace {
 
 const char* const cpu_paths[] = {"scalar", "avx2", "avx512", "avx512bf16"};
 
-// The e4m3fn value of a byte from its definition; NaN for 0x7f / 0xff.
-double e4m3_formula(std::uint8_t b) {
-  const double sign = (b & 0x80) ? -1.0 : 1.0;
-  const int e = (b >> 3) & 0xf;
-  const int m = b & 0x7;
-  if (e == 15 && m == 7) return std::numeric_limits<double>::quiet_NaN();
-  if (e == 0) return sign * std::ldexp(1.0, -6) * (m / 8.0);
-  return sign * std::ldexp(1.0, e - 7) * (1.0 + m / 8.0);
-}
+using test_util::e4m3_formula;
 
 TEST(Fp8Conversion, EveryByteConvertsExactly) {
   for (int i = 0; i < 256; ++i) {
@@ -168,62 +162,33 @@ TEST(Fp8Dequantize, EveryPathMatchesTheScalarFormula) {
   }
 }
 
-// Block-scaled fp8 weights and the same weights converted to bf16 offline.
-struct fp8_weights {
-  std::vector<std::uint8_t> bytes;
-  std::vector<float> scales;
-  std::vector<std::uint16_t> bf16;
-  std::vector<double> exact;  // e4m3 value * scale
-  weight_ref ref;
-  weight_ref bf16_ref;
-};
-
-fp8_weights make_fp8_weights(std::int64_t rows, std::int64_t cols, int block_rows,
-                             int block_cols, std::uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::uniform_int_distribution<int> byte(0, 255);
-  std::uniform_real_distribution<float> log_scale(-12.f, -4.f);
-  fp8_weights w;
-  const std::int64_t scale_rows = (rows + block_rows - 1) / block_rows;
-  const std::int64_t scale_cols = (cols + block_cols - 1) / block_cols;
-  w.scales.resize(std::size_t(scale_rows * scale_cols));
-  for (auto& s : w.scales) s = std::exp2(log_scale(gen));
-  w.bytes.resize(std::size_t(rows * cols));
-  w.bf16.resize(w.bytes.size());
-  w.exact.resize(w.bytes.size());
-  for (std::int64_t r = 0; r < rows; ++r) {
-    for (std::int64_t c = 0; c < cols; ++c) {
-      std::uint8_t b;
-      do b = std::uint8_t(byte(gen)); while ((b & 0x7f) == 0x7f);  // no NaNs
-      const float scale = w.scales[std::size_t(r / block_rows * scale_cols + c / block_cols)];
-      const std::size_t i = std::size_t(r * cols + c);
-      w.bytes[i] = b;
-      w.bf16[i] = f32_to_bf16(f8_e4m3_to_f32(b) * scale);
-      w.exact[i] = e4m3_formula(b) * scale;
-    }
-  }
-  w.ref = weight_ref{w.bytes.data(), dtype::f8_e4m3, rows, cols, w.scales.data(), scale_cols, 0,
-                     block_rows, block_cols};
-  w.bf16_ref = weight_ref{w.bf16.data(), dtype::bf16, rows, cols};
-  return w;
-}
-
+using test_util::fp8_weights;
+using test_util::make_fp8_weights;
 using test_util::random_floats;
 
+// backend_ as configured by default (the dot path where it applies), tiles_ with fp8 weights
+// always through bf16 tiles.
 class Fp8Matmul : public test_util::isa_test {
  protected:
+  void SetUp() override {
+    isa_test::SetUp();
+    if (IsSkipped()) return;
+    tiles_ = make_cpu_backend({.threads = 2, .isa = GetParam(), .fp8_dot = false});
+  }
 
-  // matmul(x, w) must equal matmul(x, reference) bit for bit.
+  // Through tiles, matmul(x, w) must equal matmul(x, reference) bit for bit.
   void expect_same_as_bf16(const weight_ref& w, const weight_ref& reference, std::int64_t n,
                            const std::string& what) {
     const auto x = random_floats(std::size_t(n * w.cols), std::uint32_t(n * 7 + w.cols));
     std::vector<float> y(std::size_t(n * w.rows), NAN), expected(y.size(), NAN);
-    backend_->matmul(x.data(), n, w, {}, y.data());
-    backend_->matmul(x.data(), n, reference, {}, expected.data());
+    tiles_->matmul(x.data(), n, w, {}, y.data());
+    tiles_->matmul(x.data(), n, reference, {}, expected.data());
     for (std::size_t i = 0; i < y.size(); ++i)
       ASSERT_EQ(y[i], expected[i]) << what << " n=" << n << " token " << i / w.rows << " row "
                                    << i % w.rows;
   }
+
+  std::unique_ptr<backend> tiles_;
 };
 
 TEST_P(Fp8Matmul, AdvertisesFp8Weights) {
@@ -271,7 +236,8 @@ TEST_P(Fp8Matmul, RowsViewKeepsTheScalesOfItsRows) {
 
 TEST_P(Fp8Matmul, GroupedWithOtherTypesEqualsSeparateCalls) {
   // fp8 parts next to an f16 part (no bf16 part: the fp8 parts alone ask for bf16
-  // activations), with a bias, split across threads inside and between parts.
+  // activations), with a bias, split across threads inside and between parts; through the
+  // dot path (part a, where the CPU has it) and through tiles.
   const std::int64_t cols = 200;
   auto a = make_fp8_weights(301, cols, 128, 128, 31);
   auto b = make_fp8_weights(37, cols, 32, 16, 32);
@@ -281,18 +247,20 @@ TEST_P(Fp8Matmul, GroupedWithOtherTypesEqualsSeparateCalls) {
   const weight_ref c{c_bits.data(), dtype::f16, 130, cols};
   const auto bias_values = random_floats(37, 34);
   const weight_ref bias{bias_values.data(), dtype::f32, 1, 37};
-  for (std::int64_t n : {1, 5, 33}) {
-    const auto x = random_floats(std::size_t(n * cols), 35);
-    std::vector<float> ya(std::size_t(n * 301)), yb(std::size_t(n * 37)), yc(std::size_t(n * 130));
-    const matmul_part parts[] = {
-        {a.ref, {}, ya.data()}, {b.ref, bias, yb.data()}, {c, {}, yc.data()}};
-    backend_->matmul_group(x.data(), n, parts);
-    const weight_ref references[] = {a.bf16_ref, b.bf16_ref, c};
-    for (int i = 0; i < 3; ++i) {
-      std::vector<float> alone(std::size_t(n * parts[i].w.rows));
-      backend_->matmul(x.data(), n, references[i], parts[i].bias, alone.data());
-      for (std::size_t j = 0; j < alone.size(); ++j)
-        ASSERT_EQ(alone[j], parts[i].y[j]) << "n=" << n << " part " << i << " element " << j;
+  for (backend* be : {backend_.get(), tiles_.get()}) {
+    for (std::int64_t n : {1, 5, 33}) {
+      const auto x = random_floats(std::size_t(n * cols), 35);
+      std::vector<float> ya(std::size_t(n * 301)), yb(std::size_t(n * 37)), yc(std::size_t(n * 130));
+      const matmul_part parts[] = {
+          {a.ref, {}, ya.data()}, {b.ref, bias, yb.data()}, {c, {}, yc.data()}};
+      be->matmul_group(x.data(), n, parts);
+      for (int i = 0; i < 3; ++i) {
+        std::vector<float> alone(std::size_t(n * parts[i].w.rows));
+        be->matmul(x.data(), n, parts[i].w, parts[i].bias, alone.data());
+        for (std::size_t j = 0; j < alone.size(); ++j)
+          ASSERT_EQ(alone[j], parts[i].y[j]) << (be == tiles_.get() ? "tiles" : "default") << " n="
+                                             << n << " part " << i << " element " << j;
+      }
     }
   }
 }
