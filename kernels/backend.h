@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -210,10 +211,11 @@ inline constexpr int cpu_threads_max = 1024;
 struct cpu_backend_options {
   int threads = 0;                      // at most cpu_threads_max
   std::string isa;
-  // f8_e4m3 weights through the dot path where the CPU and the weight allow it (kernels/cpu/
-  // fp8.h); false, or DSRT_CPU_FP8=tiles in the environment: through bf16 tiles, whose
-  // results are bit for bit those of the weights converted to bf16 offline.
-  bool fp8_dot = true;
+  // f8_e4m3 weights through the dot path where the CPU allows it (kernels/cpu/fp8.h), or
+  // (false) through bf16 tiles, whose results are bit for bit those of the weights converted
+  // to bf16 offline. Unset: DSRT_CPU_FP8=tiles or =dot in the environment decides (another
+  // value is ignored with a warning), and the dot path otherwise.
+  std::optional<bool> fp8_dot;
 };
 
 // REQUIRES: options.isa is empty or cpu_isa_supported(options.isa) (callers validate

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string_view>
@@ -35,6 +36,15 @@ int default_threads() {
   return n == 0 ? 1 : int(n);
 }
 
+// DSRT_CPU_FP8: "tiles" or "dot" (the default when unset).
+bool fp8_dot_from_environment() {
+  const char* env = std::getenv("DSRT_CPU_FP8");
+  if (env == nullptr || std::string_view(env) == "dot") return true;
+  if (std::string_view(env) == "tiles") return false;
+  std::fprintf(stderr, "dsrt: DSRT_CPU_FP8=%s is neither 'dot' nor 'tiles'; using the dot path\n", env);
+  return true;
+}
+
 // Scratch that grows to the largest request and is reused (no allocation per step once warm).
 template <class T>
 T* scratch(std::vector<T>& v, std::size_t count) {
@@ -48,8 +58,7 @@ class cpu_backend final : public backend {
       : isa_(cpu::isa_by_name(options.isa.empty() ? cpu_best_isa() : options.isa)),
         pool_(std::min(cpu_threads_max, options.threads > 0 ? options.threads : default_threads())) {
     fp8_path_ = cpu::fp8_path_for_isa(isa_.name);
-    const char* fp8_env = std::getenv("DSRT_CPU_FP8");
-    fp8_dot_ = options.fp8_dot && !(fp8_env && std::string_view(fp8_env) == "tiles") &&
+    fp8_dot_ = (options.fp8_dot ? *options.fp8_dot : fp8_dot_from_environment()) &&
                fp8_path_ == cpu::fp8_path::avx512bf16 && cpu::fp8_dot_available();
     caps_.name = "cpu";
     caps_.detail = isa_.name;

@@ -230,8 +230,7 @@ bool fp8_dot_available() {
 }
 
 bool fp8_dot_fits(const weight_ref& w) {
-  return w.type == dtype::f8_e4m3 && w.scales != nullptr && w.block_rows > 0 &&
-         w.block_cols > 0 && w.block_cols % 64 == 0;
+  return w.type == dtype::f8_e4m3 && w.scales != nullptr && w.block_rows > 0 && w.block_cols > 0;
 }
 
 fp8_path fp8_path_for_isa(std::string_view isa) {

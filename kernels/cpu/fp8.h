@@ -7,7 +7,7 @@
 //  - The dot path (AVX-512 BF16 + VBMI): bytes widened to their exact bf16 (every e4m3 value
 //    is one) and multiplied with the activations times the block's scale rounded to bf16,
 //      y[t, r] = sum_c bf16(x[t, c] * scale(r, c)) * e4m3(w[r, c])   (f32 accumulation),
-//    about three times cheaper per byte than the dequantisation, so decode is not compute
+//    about four times cheaper per byte than the dequantisation, so decode is not compute
 //    bound on it. The rounding moves from each weight * scale to each activation * scale
 //    (both relative 2^-9), so outputs differ slightly from the converted weights'.
 // Both are batch invariant: an output does not depend on the other tokens of the call.
@@ -39,13 +39,13 @@ void dequantize_f8_e4m3_rows(const weight_ref& w, std::int64_t row_begin, std::i
 // Whether this CPU has the dot path's instructions (AVX-512 F/BW/VL/DQ, BF16 and VBMI).
 bool fp8_dot_available();
 
-// Whether the dot path takes w: f8_e4m3 with scales, scale blocks a whole number of 64-byte
-// chunks wide (DeepSeek-V3's are 128 x 128).
+// Whether the dot path takes w: f8_e4m3 with its scales (any block shape).
 bool fp8_dot_fits(const weight_ref& w);
 
 // y[t, r] = sum_c bf16(x[t, c] * scale(r, c)) * e4m3(w[r, c]) for t in [0, n), r in
-// [row_begin, row_end); y has w.rows columns, x is [n, w.cols]. Products that the scaling
-// leaves below bf16's normal range (|x * scale| < 2^-126) count as zero.
+// [row_begin, row_end); y has w.rows columns, x is [n, w.cols]. A scaled activation below
+// bf16's normal range (|x * scale| < 2^-126) is flushed to zero, as vdpbf16ps also flushes
+// denormal sums.
 // REQUIRES: fp8_dot_available(), fp8_dot_fits(w), 0 <= row_begin <= row_end <= w.rows.
 void matmul_f8_rows_dot(const float* x, std::int64_t n, const weight_ref& w,
                         std::int64_t row_begin, std::int64_t row_end, float* y);

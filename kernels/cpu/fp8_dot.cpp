@@ -26,6 +26,7 @@ namespace {
 constexpr std::int64_t chunk = 64;        // columns (bytes) widened at a time
 constexpr std::int64_t group_rows = 16;   // rows widened together, then multiplied by every token
 constexpr std::int64_t direct_tokens_max = 3;   // fewer tokens: no buffer (tile_direct)
+constexpr std::int64_t scaled_tokens_max = 64;  // tokens scaled (and multiplied) at a time
 constexpr std::int64_t prefetch_bytes_ahead = 4096;
 
 // Every e4m3 value is exactly a bf16. A chunk of 64 bytes becomes two vectors of 32 bf16
@@ -193,34 +194,44 @@ void matmul_f8_rows_dot(const float* x, std::int64_t n, const weight_ref& w,
               row_begin, row_end, w.rows);
   const widening_tables& t = tables();
   const std::int64_t k = w.cols;
+  // Tokens go in blocks of scaled_tokens_max, which bounds the scaled copy each thread keeps.
   thread_local std::vector<std::uint16_t> widened, scaled;
   thread_local std::vector<float> y_group;
-  std::uint16_t* wb = grow(widened, std::size_t(group_rows * k));
-  std::uint16_t* xs = grow(scaled, std::size_t(n * k));
-  float* yg = grow(y_group, std::size_t(n * group_rows));
-  std::int64_t scaled_for = -1;   // the row of scale blocks xs holds
-  for (std::int64_t g0 = row_begin; g0 < row_end;) {
-    // A group stays inside one row of scale blocks, so one xs serves all its rows.
-    const std::int64_t block_row = (w.scale_row0 + g0) / w.block_rows;
-    const std::int64_t next_block_row = (block_row + 1) * w.block_rows - w.scale_row0;
-    const std::int64_t g1 = std::min({row_end, g0 + group_rows, next_block_row});
-    if (block_row != scaled_for) {
-      scale_activations(x, n, k, w.scales + block_row * w.scale_cols, w.block_cols, xs);
-      scaled_for = block_row;
+  const std::int64_t tokens = std::min(n, scaled_tokens_max);
+  // 64-byte aligned: stores that split cache lines run at half speed (as in f8_rows).
+  std::uint16_t* wb = grow(widened, std::size_t(group_rows * k + 32));
+  wb += (64 - reinterpret_cast<std::uintptr_t>(wb) % 64) % 64 / sizeof(std::uint16_t);
+  std::uint16_t* xs = grow(scaled, std::size_t(tokens * k));
+  float* yg = grow(y_group, std::size_t(tokens * group_rows));
+  for (std::int64_t t0 = 0; t0 < n; t0 += scaled_tokens_max) {
+    const std::int64_t nb = std::min(scaled_tokens_max, n - t0);
+    const float* xb = x + t0 * k;
+    float* yb = y + t0 * w.rows;
+    std::int64_t scaled_for = -1;   // the row of scale blocks xs holds
+    for (std::int64_t g0 = row_begin; g0 < row_end;) {
+      // A group stays inside one row of scale blocks, so one xs serves all its rows.
+      const std::int64_t block_row = (w.scale_row0 + g0) / w.block_rows;
+      const std::int64_t next_block_row = (block_row + 1) * w.block_rows - w.scale_row0;
+      const std::int64_t g1 = std::min({row_end, g0 + group_rows, next_block_row});
+      if (block_row != scaled_for) {
+        scale_activations(xb, nb, k, w.scales + block_row * w.scale_cols, w.block_cols, xs);
+        scaled_for = block_row;
+      }
+      static_assert(direct_tokens_max == 3);
+      switch (nb) {
+        case 1: rows_direct<8, 1>(t, xs, w, g0, g1, yb); break;
+        case 2: rows_direct<4, 2>(t, xs, w, g0, g1, yb); break;
+        case 3: rows_direct<4, 3>(t, xs, w, g0, g1, yb); break;
+        default: {
+          widen_rows(t, w, g0, g1, wb);
+          const weight_ref group{wb, dtype::bf16, g1 - g0, k};
+          avx512::matmul_rows<true>(nullptr, xs, nb, group, 0, g1 - g0, yg);
+          for (std::int64_t i = 0; i < nb; ++i)
+            std::copy(yg + i * (g1 - g0), yg + (i + 1) * (g1 - g0), yb + i * w.rows + g0);
+        }
+      }
+      g0 = g1;
     }
-    static_assert(direct_tokens_max == 3);
-    switch (n) {
-      case 1: rows_direct<8, 1>(t, xs, w, g0, g1, y); g0 = g1; continue;
-      case 2: rows_direct<4, 2>(t, xs, w, g0, g1, y); g0 = g1; continue;
-      case 3: rows_direct<4, 3>(t, xs, w, g0, g1, y); g0 = g1; continue;
-      default: break;
-    }
-    widen_rows(t, w, g0, g1, wb);
-    const weight_ref group{wb, dtype::bf16, g1 - g0, k};
-    avx512::matmul_rows<true>(nullptr, xs, n, group, 0, g1 - g0, yg);
-    for (std::int64_t i = 0; i < n; ++i)
-      std::copy(yg + i * (g1 - g0), yg + (i + 1) * (g1 - g0), y + i * w.rows + g0);
-    g0 = g1;
   }
 }
 

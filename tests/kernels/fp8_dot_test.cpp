@@ -25,15 +25,18 @@ class Fp8Dot : public ::testing::Test {
   void SetUp() override {
     if (!cpu::fp8_dot_available())
       GTEST_SKIP() << "fp8 dot path: this CPU lacks AVX-512 BF16 or VBMI";
-    backend_ = make_cpu_backend({.threads = 2, .isa = "avx512bf16"});
+    backend_ = make_cpu_backend({.threads = 2, .isa = "avx512bf16", .fp8_dot = true});
   }
   std::unique_ptr<backend> backend_;
 };
 
-TEST_F(Fp8Dot, EveryByteWidensExactlyInEveryColumn) {
+TEST_F(Fp8Dot, EveryByteWidensExactly) {
   // Row r holds every byte once, rotated by 61 r (NaNs replaced by zero: one NaN weight
   // makes its whole row NaN, checked below); token t is 1 at column t and 0 elsewhere, so
-  // y[t, r] is the weight at (r, t) times its block's scale (powers of two: exact).
+  // y[t, r] is the weight at (r, t) times its block's scale (powers of two: exact). Each
+  // byte value thus meets 4 column positions of a chunk; the lookup's order over all 64
+  // positions is pinned by the formula test below. This runs the buffered path; the direct
+  // one (1-3 tokens) is held to it bit for bit further down.
   const std::int64_t rows = 4, cols = 256, n = cols;
   std::vector<std::uint8_t> bytes(std::size_t(rows * cols));
   for (std::int64_t r = 0; r < rows; ++r)
@@ -66,7 +69,7 @@ TEST_F(Fp8Dot, MatchesItsFormulaOnOddShapes) {
   // in doubles. Its f32 accumulation stays within 1e-5 of the sum of magnitudes; the bf16
   // tiles, which round each weight * scale and each x instead, are off by ~1e-3 here.
   const std::int64_t shapes[][2] = {{1, 1}, {7, 64}, {45, 131}, {130, 300}, {257, 200}, {33, 1000}};
-  const int blocks[][2] = {{128, 128}, {32, 64}, {5, 192}};
+  const int blocks[][2] = {{128, 128}, {32, 64}, {5, 192}, {32, 16}, {5, 7}};
   for (const auto& shape : shapes)
     for (const auto& block : blocks) {
       const std::int64_t rows = shape[0], cols = shape[1];
@@ -96,40 +99,44 @@ TEST_F(Fp8Dot, MatchesItsFormulaOnOddShapes) {
 }
 
 TEST_F(Fp8Dot, OutputsDependNeitherOnTheBatchNorOnTheRowsAround) {
-  // Each token alone equals the same token in a batch of 19, bit for bit; rows of a view
-  // that starts at an odd row (other 4-row tiles, another thread split) equal the rows of
-  // the whole weight.
-  const std::int64_t rows = 301, cols = 384, n = 19;
-  auto w = make_fp8_weights(rows, cols, 128, 128, 77);
-  const auto x = random_floats(std::size_t(n * cols), 78);
-  std::vector<float> batch(std::size_t(n * rows));
-  backend_->matmul(x.data(), n, w.ref, {}, batch.data());
-  for (std::int64_t t = 0; t < n; ++t) {
-    std::vector<float> alone(static_cast<std::size_t>(rows));
-    backend_->matmul(x.data() + t * cols, 1, w.ref, {}, alone.data());
-    for (std::int64_t r = 0; r < rows; ++r)
-      ASSERT_EQ(alone[std::size_t(r)], batch[std::size_t(t * rows + r)]) << "token " << t << " row " << r;
+  // Tokens alone, in twos and in threes (the direct path) equal the same tokens in a batch
+  // of 70 (the buffered path, two blocks of scaled tokens), bit for bit, for widths with and
+  // without a partial 64-column chunk at the end; rows of a view that starts at an odd row
+  // (other tiles, another thread split) equal the rows of the whole weight.
+  const std::int64_t rows = 301, n = 70;
+  for (std::int64_t cols : {384, 200, 45}) {
+    auto w = make_fp8_weights(rows, cols, 128, 128, std::uint32_t(77 + cols));
+    const auto x = random_floats(std::size_t(n * cols), std::uint32_t(78 + cols));
+    std::vector<float> batch(std::size_t(n * rows));
+    backend_->matmul(x.data(), n, w.ref, {}, batch.data());
+    for (std::int64_t g : {1, 2, 3}) {
+      for (std::int64_t t0 = 0; t0 + g <= n; t0 += g) {
+        std::vector<float> few(static_cast<std::size_t>(g * rows));
+        backend_->matmul(x.data() + t0 * cols, g, w.ref, {}, few.data());
+        for (std::int64_t i = 0; i < g * rows; ++i)
+          ASSERT_EQ(few[std::size_t(i)], batch[std::size_t(t0 * rows + i)])
+              << "cols " << cols << " tokens in " << g << "s: token " << t0 + i / rows << " row " << i % rows;
+      }
+    }
+    const std::int64_t begin = 3, end = 250;
+    std::vector<float> part(std::size_t(n * (end - begin)));
+    backend_->matmul(x.data(), n, rows_view(w.ref, begin, end), {}, part.data());
+    for (std::int64_t t = 0; t < n; ++t)
+      for (std::int64_t r = begin; r < end; ++r)
+        ASSERT_EQ(part[std::size_t(t * (end - begin) + r - begin)], batch[std::size_t(t * rows + r)])
+            << "cols " << cols << " token " << t << " row " << r;
   }
-  const std::int64_t begin = 3, end = 250;
-  std::vector<float> part(std::size_t(n * (end - begin)));
-  backend_->matmul(x.data(), n, rows_view(w.ref, begin, end), {}, part.data());
-  for (std::int64_t t = 0; t < n; ++t)
-    for (std::int64_t r = begin; r < end; ++r)
-      ASSERT_EQ(part[std::size_t(t * (end - begin) + r - begin)], batch[std::size_t(t * rows + r)])
-          << "token " << t << " row " << r;
 }
 
-TEST(Fp8DotFits, TakesScaleBlocksOfWholeChunksOnly) {
+TEST(Fp8DotFits, TakesFp8WeightsWithScales) {
   const float scale = 1.f;
   std::uint8_t byte = 0;
   auto fp8 = [&](int block_cols) {
     return weight_ref{&byte, dtype::f8_e4m3, 1, 1, &scale, 1, 0, 128, block_cols};
   };
   EXPECT_TRUE(cpu::fp8_dot_fits(fp8(128)));
-  EXPECT_TRUE(cpu::fp8_dot_fits(fp8(64)));
-  EXPECT_TRUE(cpu::fp8_dot_fits(fp8(192)));
-  EXPECT_FALSE(cpu::fp8_dot_fits(fp8(16)));
-  EXPECT_FALSE(cpu::fp8_dot_fits(fp8(100)));
+  EXPECT_TRUE(cpu::fp8_dot_fits(fp8(7)));
+  EXPECT_FALSE(cpu::fp8_dot_fits(fp8(0)));
   weight_ref no_scales = fp8(128);
   no_scales.scales = nullptr;
   EXPECT_FALSE(cpu::fp8_dot_fits(no_scales));

@@ -235,9 +235,10 @@ TEST_P(Fp8Matmul, RowsViewKeepsTheScalesOfItsRows) {
 }
 
 TEST_P(Fp8Matmul, GroupedWithOtherTypesEqualsSeparateCalls) {
-  // fp8 parts next to an f16 part (no bf16 part: the fp8 parts alone ask for bf16
-  // activations), with a bias, split across threads inside and between parts; through the
-  // dot path (part a, where the CPU has it) and through tiles.
+  // fp8 parts next to an f16 part, with a bias, split across threads inside and between
+  // parts. Through tiles (the fp8 parts alone ask for bf16 activations, which they share)
+  // each part equals its offline bf16 weight alone; through the default backend (the dot
+  // path where the CPU has it) each part equals the same weight alone.
   const std::int64_t cols = 200;
   auto a = make_fp8_weights(301, cols, 128, 128, 31);
   auto b = make_fp8_weights(37, cols, 32, 16, 32);
@@ -247,19 +248,21 @@ TEST_P(Fp8Matmul, GroupedWithOtherTypesEqualsSeparateCalls) {
   const weight_ref c{c_bits.data(), dtype::f16, 130, cols};
   const auto bias_values = random_floats(37, 34);
   const weight_ref bias{bias_values.data(), dtype::f32, 1, 37};
-  for (backend* be : {backend_.get(), tiles_.get()}) {
+  for (backend* be : {tiles_.get(), backend_.get()}) {
+    const bool tiles = be == tiles_.get();
     for (std::int64_t n : {1, 5, 33}) {
       const auto x = random_floats(std::size_t(n * cols), 35);
       std::vector<float> ya(std::size_t(n * 301)), yb(std::size_t(n * 37)), yc(std::size_t(n * 130));
       const matmul_part parts[] = {
           {a.ref, {}, ya.data()}, {b.ref, bias, yb.data()}, {c, {}, yc.data()}};
       be->matmul_group(x.data(), n, parts);
+      const weight_ref references[] = {tiles ? a.bf16_ref : a.ref, tiles ? b.bf16_ref : b.ref, c};
       for (int i = 0; i < 3; ++i) {
         std::vector<float> alone(std::size_t(n * parts[i].w.rows));
-        be->matmul(x.data(), n, parts[i].w, parts[i].bias, alone.data());
+        be->matmul(x.data(), n, references[i], parts[i].bias, alone.data());
         for (std::size_t j = 0; j < alone.size(); ++j)
-          ASSERT_EQ(alone[j], parts[i].y[j]) << (be == tiles_.get() ? "tiles" : "default") << " n="
-                                             << n << " part " << i << " element " << j;
+          ASSERT_EQ(alone[j], parts[i].y[j]) << (tiles ? "tiles" : "default") << " n=" << n << " part " << i
+                                             << " element " << j;
       }
     }
   }
