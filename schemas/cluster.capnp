@@ -52,6 +52,17 @@ struct Goodbye {
   reason @0 :Text;             # at most 4096 bytes
 }
 
+# Sent by each side once its peer has proved the secret: where to send this side the bulk
+# tensors of this connection. A peer on the same host (hostKey equal to its own) opens a
+# UCX endpoint from workerAddress and sends the tensors there, each prefixed by token;
+# otherwise, or with an empty workerAddress, tensors stay on the connection
+# (transport/ucx_transport.h).
+struct DataEndpoint {
+  workerAddress @0 :Data;      # ucp_worker_get_address; at most worker_address_bytes_max
+  token @1 :UInt64;            # random, names this connection to the receiver
+  hostKey @2 :Text;            # hostname and boot id; at most host_key_bytes_max
+}
+
 # A bulk tensor (activations, KV blocks): this header travels as the frame, the bytes as
 # the payload of the same UCX active message — by rendezvous straight from the sender's
 # buffer into the receiver's, never through Cap'n Proto (transport/ucx_transport.h).

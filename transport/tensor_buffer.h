@@ -2,9 +2,14 @@
 // The memory a received tensor lands in. Large buffers are mapped with transparent huge
 // pages (MADV_HUGEPAGE): on the VMs we measured, faulting in a fresh 64 MiB buffer in 4 KiB
 // pages took ~400 ms — longer than the transfer itself — and 2 MiB pages cut the faults
-// 512-fold. Small ones come from the heap.
+// 512-fold. Even so, the kernel zeroes every fresh page, which cost twice the copy of a
+// 64 MiB tensor over shared memory; so a freed mapping is kept (up to pooled_bytes_max in
+// all, process-wide) and handed to the next buffer of the same mapped size. Small buffers
+// come from the heap.
 //
-// Ownership: move-only; frees its memory. Contents start undefined (the transfer fills them).
+// Ownership: move-only; frees (or pools) its memory. Contents start undefined (the transfer
+// fills them; a pooled mapping holds an earlier tensor of this process).
+// Thread safety: buffers may be made and freed on any threads (the pool has a mutex).
 #include <cstddef>
 #include <span>
 
@@ -13,6 +18,10 @@ namespace dsrt::transport {
 class tensor_buffer {
  public:
   static constexpr std::size_t huge_page_bytes = 2u << 20;
+  static constexpr std::size_t pooled_bytes_max = 1u << 30;   // freed mappings kept for reuse
+
+  // Bytes of freed mappings held for reuse now.
+  static std::size_t pooled_bytes();
 
   tensor_buffer() = default;
   // Errors are not values here: an allocation failure throws std::bad_alloc, as new does.

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <fstream>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -22,6 +23,8 @@ namespace {
 
 constexpr unsigned frame_am_id = 1;    // every frame travels as this active message
 constexpr unsigned tensor_am_id = 2;   // a tensor: its header frame as the AM header, its bytes as the data
+constexpr unsigned direct_tensor_am_id = 3;   // the same over a data endpoint, the token before the header
+constexpr std::size_t token_bytes = sizeof(std::uint64_t);
 constexpr std::size_t tensor_header_bytes_max = 4096;   // a TensorHeader frame is ~100 bytes
 
 struct send_cmd { peer_id peer; frame_bytes frame; };
@@ -52,7 +55,15 @@ struct connection {
   bool connector = false;
   bool reported_up = false;
   bool dead = false;               // closed; waiting to be reported and forgotten
+  bool lost = false;               // UCX reported the peer unreachable
   std::optional<error> why;
+  // Tensors (ucx_transport.h): the peer's DataEndpoint decides where ours go; until it has
+  // arrived they wait here. own_token names this connection in tensors sent to us.
+  bool data_decided = false;
+  ucp_ep_h data_ep = nullptr;
+  std::uint64_t data_token = 0;
+  std::uint64_t own_token = 0;
+  std::deque<tensor_cmd> pending_tensors;
   std::unique_ptr<peer_session> session;
   std::deque<std::shared_ptr<inbound>> inbox;   // in arrival order
   std::size_t sends_in_flight = 0;
@@ -62,12 +73,24 @@ struct connection {
 // (UCX forbids closing endpoints or receiving rendezvous data inside its callbacks).
 struct arrival {
   ucp_ep_h ep = nullptr;
+  peer_id peer = 0;                // known already (a tensor over a data endpoint)
   std::shared_ptr<inbound> item;
   void* rndv_desc = nullptr;
   std::size_t length = 0;
 };
 
 std::string status_text(ucs_status_t s) { return ucs_status_string(s); }
+
+// Which host this process runs on, for the data endpoint: the host name and the kernel's
+// boot id (a container with its own name is another host here). Empty when unknown.
+std::string host_key() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof name - 1) != 0) return {};
+  std::ifstream boot("/proc/sys/kernel/random/boot_id");
+  std::string id;
+  if (!std::getline(boot, id) || id.empty()) return {};
+  return std::string(name) + "/" + id;
+}
 
 }  // namespace
 
@@ -129,6 +152,25 @@ class ucx_transport::impl {
     hp.cb = &impl::on_tensor_am;
     if (auto h = ucp_worker_set_am_recv_handler(worker_, &hp); h != UCS_OK)
       return make_error(error_code::unavailable, "UCX active-message handler: {}", status_text(h));
+    hp.id = direct_tensor_am_id;
+    hp.cb = &impl::on_direct_tensor_am;
+    if (auto h = ucp_worker_set_am_recv_handler(worker_, &hp); h != UCS_OK)
+      return make_error(error_code::unavailable, "UCX active-message handler: {}", status_text(h));
+    if (config_.data_endpoints) {
+      ucp_address_t* address = nullptr;
+      std::size_t length = 0;
+      if (ucp_worker_get_address(worker_, &address, &length) == UCS_OK) {
+        if (length <= worker_address_bytes_max) {
+          const auto* bytes = reinterpret_cast<const std::byte*>(address);
+          worker_address_.assign(bytes, bytes + length);
+        }
+        ucp_worker_release_address(worker_, address);
+      }
+      host_key_ = host_key();
+      if (worker_address_.empty() || host_key_.empty())
+        spdlog::warn("transport: no data endpoint (worker address of {} bytes, host key '{}'): tensors stay on connections",
+                     length, host_key_);
+    }
 
     if (config_.listen) {
       sockaddr_in addr{};
@@ -317,13 +359,80 @@ class ucx_transport::impl {
 
   // Sends one frame as an active message.
   void post(connection& conn, frame_bytes frame) {
-    send_am(conn, frame_am_id, outgoing{{}, std::move(frame), nullptr, {}});
+    send_am(conn, conn.ep, frame_am_id, outgoing{{}, std::move(frame), nullptr, {}});
   }
 
   // Sends a tensor: its header frame as the message's header, its bytes from the caller's
-  // buffer (kept alive by the command's owner).
+  // buffer (kept alive by the command's owner) -- over the data endpoint, with the peer's
+  // token in front of the header, when there is one.
   void post_tensor(connection& conn, tensor_cmd t) {
-    send_am(conn, tensor_am_id, outgoing{std::move(t.header), {}, std::move(t.owner), t.data});
+    if (!conn.data_decided) {
+      if (conn.pending_tensors.size() + conn.sends_in_flight >= config_.peer_sends_in_flight_max)
+        return kill(conn, make_error(error_code::unavailable, "{} tensors wait for the peer's data endpoint "
+                                     "(peer_sends_in_flight_max)", conn.pending_tensors.size()));
+      conn.pending_tensors.push_back(std::move(t));
+      return;
+    }
+    if (!conn.data_ep) {
+      send_am(conn, conn.ep, tensor_am_id, outgoing{std::move(t.header), {}, std::move(t.owner), t.data});
+      return;
+    }
+    frame_bytes header(token_bytes + t.header.size());
+    std::memcpy(header.data(), &conn.data_token, token_bytes);
+    std::copy(t.header.begin(), t.header.end(), header.begin() + token_bytes);
+    send_am(conn, conn.data_ep, direct_tensor_am_id, outgoing{std::move(header), {}, std::move(t.owner), t.data});
+    std::lock_guard lock(stats_mu_);
+    ++stats_.tensors_direct;
+  }
+
+  // Once up: where the peer should send this side its tensors (ucx_transport.h).
+  void offer_data_endpoint(connection& conn) {
+    data_endpoint_wire offer;
+    if (!worker_address_.empty() && !host_key_.empty()) {
+      std::uint64_t token = 0;
+      while (token == 0 || by_token_.count(token) > 0) {
+        auto n = make_nonce();
+        if (!n) break;   // no randomness: offer no endpoint
+        std::memcpy(&token, n->data(), token_bytes);
+      }
+      if (token != 0) {
+        conn.own_token = token;
+        by_token_[token] = conn.id;
+        offer = {worker_address_, token, host_key_};
+      }
+    }
+    post(conn, encode(offer));
+  }
+
+  // The peer's DataEndpoint: open the data endpoint when the peer shares this host, then send
+  // the tensors that waited for it. An error closes the connection.
+  std::optional<error> use_data_endpoint(connection& conn, decoded_frame& frame) {
+    if (conn.data_decided)
+      return make_error(error_code::corrupt_data, "a second data_endpoint frame on one connection");
+    auto offer = decode_data_endpoint(frame);
+    if (!offer) return offer.err();
+    conn.data_decided = true;
+    if (config_.data_endpoints && !offer->worker_address.empty() && !host_key_.empty() &&
+        offer->host_key == host_key_) {
+      // No peer-failure handling: UCX 1.13 would drop shared memory and CMA for it. The
+      // connection's endpoint watches the peer, and this one is closed with it.
+      ucp_ep_params_t ep{};
+      ep.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS;
+      ep.address = reinterpret_cast<const ucp_address_t*>(offer->worker_address.data());
+      if (auto s = ucp_ep_create(worker_, &ep, &conn.data_ep); s == UCS_OK) {
+        conn.data_token = offer->token;
+        std::lock_guard lock(stats_mu_);
+        ++stats_.data_endpoints;
+      } else {
+        conn.data_ep = nullptr;
+        spdlog::warn("transport: connection {}: no data endpoint ({}); tensors stay on the connection", conn.id,
+                     status_text(s));
+      }
+    }
+    auto waiting = std::move(conn.pending_tensors);
+    conn.pending_tensors.clear();
+    for (auto& t : waiting) post_tensor(conn, std::move(t));
+    return std::nullopt;
   }
 
   // What one active message sends; it lives until UCX has finished with its bytes.
@@ -335,8 +444,8 @@ class ucx_transport::impl {
     std::span<const std::byte> data() const { return owner ? external : std::span<const std::byte>(payload); }
   };
 
-  void send_am(connection& conn, unsigned am_id, outgoing out) {
-    if (!conn.ep || conn.dead) return;
+  void send_am(connection& conn, ucp_ep_h ep, unsigned am_id, outgoing out) {
+    if (!ep || conn.dead) return;
     if (conn.sends_in_flight >= config_.peer_sends_in_flight_max) {
       kill(conn, make_error(error_code::unavailable, "peer is not reading: {} sends unfinished (peer_sends_in_flight_max)",
                             conn.sends_in_flight));
@@ -346,7 +455,8 @@ class ucx_transport::impl {
     auto* p = new pending{this, conn.id, std::move(out)};
     ucp_request_param_t rp{};
     rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
-    rp.flags = UCP_AM_SEND_FLAG_REPLY;   // the receiver learns which endpoint it came on
+    // The receiver learns which endpoint a message came on (a data endpoint's carry a token).
+    rp.flags = am_id == direct_tensor_am_id ? 0 : UCP_AM_SEND_FLAG_REPLY;
     rp.user_data = p;
     rp.cb.send = [](void* request, ucs_status_t, void* user) {
       auto* p = static_cast<pending*>(user);
@@ -356,7 +466,7 @@ class ucx_transport::impl {
     };
     const auto& header = p->out.header;
     const auto data = p->out.data();
-    auto req = ucp_am_send_nbx(conn.ep, am_id, header.empty() ? nullptr : header.data(), header.size(), data.data(),
+    auto req = ucp_am_send_nbx(ep, am_id, header.empty() ? nullptr : header.data(), header.size(), data.data(),
                                data.size(), &rp);
     {
       std::lock_guard lock(stats_mu_);
@@ -408,6 +518,7 @@ class ucx_transport::impl {
     auto c = self->conns_.find(it->second);
     if (c == self->conns_.end() || c->second.dead) return;
     c->second.dead = true;
+    c->second.lost = true;
     c->second.why = make_error(error_code::unavailable, "connection lost: {}", status_text(status));
   }
 
@@ -423,12 +534,31 @@ class ucx_transport::impl {
     return self->arrive(header, header_length, data, length, param, self->config_.tensor_bytes_max);
   }
 
-  // One active message: a frame (no header) or a tensor (its header frame + payload).
+  // A tensor over a data endpoint: the token names the connection; an unknown one (a
+  // connection gone, or never ours) drops it.
+  static ucs_status_t on_direct_tensor_am(void* arg, const void* header, size_t header_length, void* data,
+                                          size_t length, const ucp_am_recv_param_t* param) {
+    auto* self = static_cast<impl*>(arg);
+    std::uint64_t token = 0;
+    if (header_length > token_bytes) std::memcpy(&token, header, token_bytes);
+    const auto it = token == 0 ? self->by_token_.end() : self->by_token_.find(token);
+    if (it == self->by_token_.end()) {
+      std::lock_guard lock(self->stats_mu_);
+      ++self->stats_.frames_dropped;
+      return UCS_OK;
+    }
+    return self->arrive(static_cast<const std::byte*>(header) + token_bytes, header_length - token_bytes, data,
+                        length, param, self->config_.tensor_bytes_max, it->second);
+  }
+
+  // One active message: a frame (no header) or a tensor (its header frame + payload), from
+  // the endpoint param names or, over a data endpoint, from `peer`.
   ucs_status_t arrive(const void* header, size_t header_length, void* data, size_t length,
-                      const ucp_am_recv_param_t* param, std::uint64_t length_max) {
-    if (!(param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP)) return UCS_OK;   // not ours
+                      const ucp_am_recv_param_t* param, std::uint64_t length_max, peer_id peer = 0) {
+    if (peer == 0 && !(param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP)) return UCS_OK;   // not ours
     arrival a;
-    a.ep = param->reply_ep;
+    a.ep = peer == 0 ? param->reply_ep : nullptr;
+    a.peer = peer;
     a.length = length;
     a.item = std::make_shared<inbound>();
     if (header) {
@@ -461,10 +591,11 @@ class ucx_transport::impl {
     auto batch = std::move(arrivals_);
     arrivals_.clear();
     for (auto& a : batch) {
-      auto it = by_ep_.find(a.ep);
+      peer_id from = a.peer;
+      if (from == 0)
+        if (auto it = by_ep_.find(a.ep); it != by_ep_.end()) from = it->second;
       connection* conn = nullptr;
-      if (it != by_ep_.end())
-        if (auto c = conns_.find(it->second); c != conns_.end() && !c->second.dead) conn = &c->second;
+      if (auto c = conns_.find(from); c != conns_.end() && !c->second.dead) conn = &c->second;
       if (a.rndv_desc) {
         if (!conn) {
           ucp_am_data_release(worker_, a.rndv_desc);
@@ -535,8 +666,15 @@ class ucx_transport::impl {
         ++stats_.peers_up;
       }
       handler_.on_peer_up(conn.id, conn.session->peer());
+      offer_data_endpoint(conn);
     }
-    if (a.deliver) {
+    if (a.deliver && a.deliver->type() == frame_type::data_endpoint) {
+      if (tensor_data) {
+        a.close = make_error(error_code::corrupt_data, "data_endpoint frame with tensor data");
+      } else if (auto e = use_data_endpoint(conn, *a.deliver)) {
+        a.close = std::move(*e);
+      }
+    } else if (a.deliver) {
       // A tensor header comes only with its payload, and a payload only with its header.
       const bool is_tensor = a.deliver->type() == frame_type::tensor;
       if (is_tensor != (tensor_data != nullptr)) {
@@ -587,6 +725,13 @@ class ucx_transport::impl {
         close_endpoint(conn.ep, /*force=*/false);
         conn.ep = nullptr;
       }
+      // Forced only when the peer is gone: a forced close may raise transport errors on a
+      // live peer, which this endpoint (no failure handling) must not risk.
+      if (conn.data_ep) {
+        close_endpoint(conn.data_ep, /*force=*/conn.lost);
+        conn.data_ep = nullptr;
+      }
+      if (conn.own_token != 0) by_token_.erase(conn.own_token);
       // A peer that connected here and ended before proving the secret was refused, however
       // it ended (our check, its own close, a reset that overtook its proof).
       if (!conn.reported_up && !conn.connector) {
@@ -653,6 +798,9 @@ class ucx_transport::impl {
   // Progress thread only.
   std::unordered_map<peer_id, connection> conns_;
   std::unordered_map<ucp_ep_h, peer_id> by_ep_;
+  std::unordered_map<std::uint64_t, peer_id> by_token_;   // own_token of each connection
+  std::vector<std::byte> worker_address_;   // offered in DataEndpoint (empty: none)
+  std::string host_key_;
   std::vector<arrival> arrivals_;
   std::vector<void*> closing_;
 };

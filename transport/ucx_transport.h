@@ -6,6 +6,15 @@
 // the receive buffer; bulk tensors (send_tensor) travel as the payload of an active message
 // whose header is their frame, from the sender's buffer into the receiver's.
 //
+// Tensors and the data endpoint: once a connection is up, each side tells the other where to
+// send it tensors (a DataEndpoint frame: its UCX worker address, a random token, its host
+// key). A peer on the same host opens a second endpoint from that address and sends its
+// tensors there, the token in front of each, so UCX can use shared memory and CMA (the
+// connection's own endpoint, made from a socket address with peer-failure handling, gets
+// TCP lanes only in UCX 1.13, which offers no failure handling on shared memory). Failure
+// detection stays with the connection: the data endpoint is closed with it. Tensors arrive
+// in the order they were sent, but not in order with frames: match them by tag.
+//
 // Every connection runs a peer_session (peer_session.h): nothing reaches the handler from a
 // peer that has not proved the cluster secret, a malformed frame closes its connection (and
 // only that one), and heartbeats turn a dead or paused peer into on_peer_down.
@@ -54,6 +63,7 @@ struct transport_config {
   std::size_t peer_sends_in_flight_max = 1u << 14; // unfinished sends per peer; more: the
                                                    // peer is not reading and is closed
   std::uint64_t tensor_bytes_max = 4ull << 30;    // one tensor's payload; larger: the peer is closed
+  bool data_endpoints = true;                // offer and use data endpoints on one host (above)
   milliseconds tick_interval_ms{20};         // heartbeat and deadline checks
 };
 // invalid_argument naming the field.
@@ -66,6 +76,8 @@ struct transport_stats {
   std::uint64_t peers_rejected = 0;   // connected here but ended before proving the secret,
                                       // or refused at the listener (connections_max)
   std::uint64_t frames_dropped = 0;                  // for a peer that is not up (any more)
+  std::uint64_t data_endpoints = 0;   // connections whose tensors took a data endpoint
+  std::uint64_t tensors_direct = 0;   // tensors sent over a data endpoint
 };
 
 class ucx_transport {
@@ -87,7 +99,9 @@ class ucx_transport {
   status send(peer_id peer, frame_bytes frame);
   // Queues a bulk tensor for an up peer: the header as a frame and `data` as the payload
   // of the same active message, sent from `data` itself (UCX rendezvous for large ones;
-  // nothing copied on our side). `owner` keeps `data` alive until the send completes.
+  // nothing copied on our side), over the data endpoint when there is one; until the peer's
+  // DataEndpoint has arrived it waits in the connection. `owner` keeps `data` alive until
+  // the send completes.
   // header.bytes is set to data.size(). Errors: overloaded as for send(); invalid_argument
   // when data exceeds tensor_bytes_max.
   status send_tensor(peer_id peer, tensor_header_wire header, std::shared_ptr<const void> owner,

@@ -184,6 +184,18 @@ enum class control_op { drain, shutdown };
 frame_bytes encode_control(control_op op);
 result<control_op> decode_control(decoded_frame& frame);
 
+// frame_type::data_endpoint (cluster.capnp DataEndpoint).
+inline constexpr std::size_t worker_address_bytes_max = 8192;
+inline constexpr std::size_t host_key_bytes_max = 512;
+struct data_endpoint_wire {
+  std::vector<std::byte> worker_address;   // empty: keep tensors on the connection
+  std::uint64_t token = 0;
+  std::string host_key;
+};
+frame_bytes encode(const data_endpoint_wire& endpoint);
+// Also invalid_argument for an address or host key over its limit.
+result<data_endpoint_wire> decode_data_endpoint(decoded_frame& frame);
+
 // frame_type::goodbye: why the sender closes the connection (cut to message_text_bytes_max).
 frame_bytes encode_goodbye(std::string_view reason);
 result<std::string> decode_goodbye(decoded_frame& frame);

@@ -1,5 +1,5 @@
 // Native <-> Cap'n Proto conversions of the connection messages (cluster.capnp: Hello,
-// AuthProof, Heartbeat, Control, Goodbye) and of the supervisor's replica messages
+// AuthProof, Heartbeat, Control, Goodbye, DataEndpoint) and of the supervisor's replica messages
 // (serving.capnp ReplicaUp, ReplicaDown, ReplicaStatus); wire.h documents them.
 #include <array>
 #include <cstring>
@@ -203,6 +203,31 @@ result<control_op> decode_control(decoded_frame& frame) {
       case wire::Control::SHUTDOWN: return control_op::shutdown;
     }
     return out_of_range("Control", "unknown union member");
+  });
+}
+
+frame_bytes encode(const data_endpoint_wire& endpoint) {
+  return build<wire::DataEndpoint>(frame_type::data_endpoint, [&](wire::DataEndpoint::Builder b) {
+    b.setWorkerAddress(as_data(endpoint.worker_address));
+    b.setToken(endpoint.token);
+    b.setHostKey(as_text(endpoint.host_key));
+  });
+}
+
+result<data_endpoint_wire> decode_data_endpoint(decoded_frame& frame) {
+  return guarded<data_endpoint_wire>(frame, {frame_type::data_endpoint}, [&]() -> result<data_endpoint_wire> {
+    const auto r = frame.root<wire::DataEndpoint>();
+    const auto address = r.getWorkerAddress();
+    if (address.size() > worker_address_bytes_max)
+      return out_of_range("workerAddress", fmt::format("{} bytes, at most {}", address.size(), worker_address_bytes_max));
+    auto host = read_text(r.getHostKey(), host_key_bytes_max, "hostKey");
+    if (!host.ok()) return host.err();
+    data_endpoint_wire out;
+    const auto* bytes = reinterpret_cast<const std::byte*>(address.begin());
+    out.worker_address.assign(bytes, bytes + address.size());
+    out.token = r.getToken();
+    out.host_key = std::move(host.value());
+    return out;
   });
 }
 

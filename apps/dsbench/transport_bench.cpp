@@ -39,8 +39,10 @@ struct transport_flags {
   int warmup = 1000;
   std::int64_t tensor_mb = 64;
   int tensors = 16;
+  int tensor_warmup = 4;               // acknowledged before the clock starts
   int window = 2;                      // tensors in flight
   bool perftest = true;
+  bool data_endpoints = true;          // false: tensors stay on the connection (A/B)
   std::string json_path;
 };
 
@@ -139,11 +141,16 @@ caf::behavior pinger_actor(caf::stateful_actor<pinger_state>* self, transport_fl
           const double us = std::chrono::duration<double, std::micro>(steady::now() - st.sent_at).count();
           if (st.sent++ >= st.flags.warmup) st.out.rtt_us.push_back(us);
           if (st.sent < st.flags.warmup + st.flags.round_trips) return send_ping(self);
+          // Steady state: from the warmup-th acknowledgement to the last, `tensors` tensors
+          // complete (the receiver's buffer pool is warm, the window full).
+          const int total = st.flags.tensor_warmup + st.flags.tensors;
           st.tensors_started = steady::now();
-          for (int i = 0; i < std::min(st.flags.window, st.flags.tensors); ++i) send_tensor(self);
+          for (int i = 0; i < std::min(st.flags.window, total); ++i) send_tensor(self);
         } else if (m.frame->type() == frame_type::replica_cancel) {   // a tensor acknowledged
-          if (++st.tensors_acked < st.flags.tensors) {
-            if (st.tensors_sent < st.flags.tensors) send_tensor(self);
+          const int total = st.flags.tensor_warmup + st.flags.tensors;
+          if (++st.tensors_acked == st.flags.tensor_warmup) st.tensors_started = steady::now();
+          if (st.tensors_acked < total) {
+            if (st.tensors_sent < total) send_tensor(self);
             return;
           }
           st.out.tensor_seconds = std::chrono::duration<double>(steady::now() - st.tensors_started).count();
@@ -205,12 +212,14 @@ int run(const transport_flags& f) {
   std::this_thread::sleep_for(std::chrono::milliseconds(500));   // the peer's listener
 
   measured m;
+  std::uint64_t tensors_direct = 0;
   {
     auto config = actors::make_system_config(1);
     caf::actor_system system(*config);
     actors::transport_bridge bridge;
     transport::transport_config tc;
     tc.listen = false;
+    tc.data_endpoints = f.data_endpoints;
     auto t = transport::ucx_transport::start(tc, *secret, {transport::node_role::client, -1, 2}, bridge);
     if (!t) {
       bridge.set_target(caf::actor{});
@@ -223,6 +232,8 @@ int run(const transport_flags& f) {
       return report(make_error(error_code::unavailable, "the benchmark did not finish within 5 minutes"));
     m = result.get();
     system.await_all_actors_done();
+    const auto stats = (*t)->stats();
+    tensors_direct = stats.tensors_direct;
   }
   peer.stop(2000);
   if (!m.failure.empty()) return report(make_error(error_code::unavailable, "{}", m.failure));
@@ -234,8 +245,9 @@ int run(const transport_flags& f) {
   const char* tls = std::getenv("UCX_TLS");
   std::printf("dsbench transport: UCX_TLS=%s, %d round trips, %d tensors of %lld MiB (%d in flight)\n",
               tls ? tls : "(default)", f.round_trips, f.tensors, (long long)f.tensor_mb, f.window);
-  std::printf("dsrt actors: round trip p50 %.2f us, mean %.2f us (one way p50 %.2f us); tensors %.0f MiB/s\n", rtt_p50,
-              rtt_mean, rtt_p50 / 2, our_mbps);
+  std::printf("dsrt actors: round trip p50 %.2f us, mean %.2f us (one way p50 %.2f us); tensors %.0f MiB/s "
+              "(%llu of %d sent over the data endpoint)\n", rtt_p50, rtt_mean, rtt_p50 / 2, our_mbps,
+              (unsigned long long)tensors_direct, f.tensors + f.tensor_warmup);
   nlohmann::json j;
   j["ucx_tls"] = tls ? tls : "default";
   j["round_trips"] = f.round_trips;
@@ -243,6 +255,7 @@ int run(const transport_flags& f) {
   j["tensor_mib"] = f.tensor_mb;
   j["tensors"] = f.tensors;
   j["tensor_mib_per_s"] = our_mbps;
+  j["tensors_over_data_endpoint"] = tensors_direct;
   if (f.perftest) {
     auto lat = perftest({"-t", "tag_lat", "-n", std::to_string(f.round_trips + f.warmup)}, f.port + 1, dir);
     auto bw = perftest({"-t", "tag_bw", "-s", std::to_string(f.tensor_mb << 20), "-n", std::to_string(f.tensors)},
@@ -279,9 +292,14 @@ std::function<int()> add_transport_bench(CLI::App& app) {
       ->check(CLI::Range(1, 10000000));
   cmd->add_option("--warmup", f->warmup, "round trips before measuring")->capture_default_str()->check(CLI::Range(0, 1000000));
   cmd->add_option("--tensor-mb", f->tensor_mb, "MiB per tensor")->capture_default_str()->check(CLI::Range(1, 4096));
-  cmd->add_option("--tensors", f->tensors, "tensors to send")->capture_default_str()->check(CLI::Range(1, 100000));
+  cmd->add_option("--tensors", f->tensors, "tensors timed")->capture_default_str()->check(CLI::Range(1, 100000));
+  cmd->add_option("--tensor-warmup", f->tensor_warmup, "tensors sent and acknowledged before timing")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1000));
   cmd->add_option("--window", f->window, "tensors in flight")->capture_default_str()->check(CLI::Range(1, 64));
   cmd->add_flag("!--no-perftest", f->perftest, "skip ucx_perftest");
+  cmd->add_flag("!--no-data-endpoint", f->data_endpoints,
+                "send tensors over the connection, not over a data endpoint to the peer's worker address");
   cmd->add_option("--json", f->json_path, "write the results as JSON");
   auto* serve = cmd->add_flag("--serve", f->serve, "(internal) be the peer process");
   serve->group("");

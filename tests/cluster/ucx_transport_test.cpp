@@ -1,6 +1,7 @@
 // ucx_transport on loopback, two or three transports in one process: authentication,
-// ordered delivery both ways, a large frame by rendezvous, a wrong secret, a peer sending
-// garbage (closed; the others keep being served), and a closed peer reported down.
+// ordered delivery both ways, a large frame by rendezvous, tensors over the data endpoint and
+// without one, a wrong secret, a peer sending garbage (closed; the others keep being
+// served), and a closed peer reported down.
 #include <gtest/gtest.h>
 
 #include <condition_variable>
@@ -132,14 +133,20 @@ TEST(UcxTransport, ALargeFrameArrivesWhole) {
   EXPECT_TRUE(head_r.down_.empty());
 }
 
-TEST(UcxTransport, TensorsArriveWholeInOrderWithTheirFrames) {
+// A small tensor (eager), a 32 MiB one (rendezvous) and frames between them, sent at once
+// after the connection comes up (before or after the peer's DataEndpoint: the first ones
+// wait for it). Tensors arrive whole and in their order; frames in theirs.
+void expect_tensors_arrive(bool receiver_offers_data_endpoint) {
   recorder head_r, worker_r;
-  auto head = start(head_r, secret_of(8), node_role::head, 0, true);
+  transport_config head_config;
+  head_config.data_endpoints = receiver_offers_data_endpoint;
+  auto t = ucx_transport::start(head_config, secret_of(8), {node_role::head, 0, 1}, head_r);
+  ASSERT_TRUE(t.ok());
+  auto head = std::move(*t);
   auto worker = start(worker_r, secret_of(8), node_role::worker, 1, false);
   ASSERT_TRUE(head && worker);
   const auto to_head = worker->connect("127.0.0.1", head->port());
   ASSERT_TRUE(worker_r.wait([&](recorder& r) { return r.up_.count(to_head) > 0; }));
-  // A small tensor (eager), a 32 MiB one (rendezvous), and frames between them in order.
   auto small = std::make_shared<std::vector<std::byte>>(100, std::byte{7});
   auto big = std::make_shared<std::vector<std::byte>>(32u << 20);
   for (std::size_t i = 0; i < big->size(); ++i) (*big)[i] = std::byte(i * 31 % 251);
@@ -148,8 +155,10 @@ TEST(UcxTransport, TensorsArriveWholeInOrderWithTheirFrames) {
   ASSERT_TRUE(worker->send_tensor(to_head, {2, 0, 1, {8, 1 << 22}}, big, *big).ok());
   ASSERT_TRUE(worker->send(to_head, encode_cancel(frame_type::cancel, 2)).ok());
   ASSERT_TRUE(head_r.wait([](recorder& r) {
-    for (auto& [p, ids] : r.ids_) if (ids.size() == 2) return true;
-    return false;
+    std::size_t ids = 0, tensors = 0;
+    for (auto& [p, v] : r.ids_) ids += v.size();
+    for (auto& [p, v] : r.tensors_) tensors += v.size();
+    return ids == 2 && tensors == 2;
   }));
   std::lock_guard lock(head_r.mu_);
   ASSERT_EQ(head_r.tensors_.size(), 1u);
@@ -161,7 +170,32 @@ TEST(UcxTransport, TensorsArriveWholeInOrderWithTheirFrames) {
   EXPECT_EQ(got[1].first.tag, 2u);
   EXPECT_EQ(got[1].first.bytes, big->size());
   EXPECT_TRUE(got[1].second == *big);
+  EXPECT_EQ(head_r.ids_.begin()->second, (std::vector<std::int64_t>{1, 2}));
   EXPECT_TRUE(head_r.down_.empty());
+  // The head offered its worker address (or not); the worker, on the same host, used it.
+  EXPECT_EQ(worker->stats().data_endpoints, receiver_offers_data_endpoint ? 1u : 0u);
+  EXPECT_EQ(worker->stats().tensors_direct, receiver_offers_data_endpoint ? 2u : 0u);
+  EXPECT_EQ(head->stats().frames_dropped, 0u);
+}
+
+TEST(UcxTransport, TensorsArriveWholeAndInOrderOverTheDataEndpoint) { expect_tensors_arrive(true); }
+
+TEST(UcxTransport, WithoutADataEndpointTensorsStayOnTheConnection) { expect_tensors_arrive(false); }
+
+// The transport sends its own DataEndpoint once up; one more from the peer (sent here as a
+// plain frame) is a protocol violation that closes the connection.
+TEST(UcxTransport, ASecondDataEndpointClosesTheConnection) {
+  recorder head_r, worker_r;
+  auto head = start(head_r, secret_of(10), node_role::head, 0, true);
+  auto worker = start(worker_r, secret_of(10), node_role::worker, 1, false);
+  ASSERT_TRUE(head && worker);
+  const auto to_head = worker->connect("127.0.0.1", head->port());
+  ASSERT_TRUE(worker_r.wait([&](recorder& r) { return r.up_.count(to_head) > 0; }));
+  ASSERT_TRUE(worker->send(to_head, encode(data_endpoint_wire{{}, 5, "elsewhere"})).ok());
+  ASSERT_TRUE(head_r.wait([](recorder& r) { return !r.down_.empty(); }));
+  std::lock_guard lock(head_r.mu_);
+  EXPECT_EQ(head_r.down_.begin()->second.code, error_code::corrupt_data) << head_r.down_.begin()->second.to_string();
+  EXPECT_TRUE(head_r.other_.empty());   // never handed to the application
 }
 
 TEST(UcxTransport, ATensorOverTheReceiversLimitClosesTheConnection) {
@@ -198,6 +232,33 @@ TEST(TensorBuffer, SmallAndHugePageBuffersHoldTheirBytesAndMove) {
     assigned = std::move(moved);
     EXPECT_EQ(assigned.size(), n);
   }
+}
+
+TEST(TensorBuffer, AFreedMappingServesTheNextBufferOfItsSizeUpToThePoolLimit) {
+  // Sizes no other test of this process uses, so the pool holds none of them at first.
+  const std::size_t size = (7u << 20) + 3, mapped = 8u << 20;
+  const std::size_t before = tensor_buffer::pooled_bytes();
+  std::byte* first = nullptr;
+  {
+    tensor_buffer a(size);
+    first = a.data();
+    a.data()[size - 1] = std::byte{42};
+  }
+  EXPECT_EQ(tensor_buffer::pooled_bytes(), before + mapped);
+  {
+    tensor_buffer b(size - 1000);   // the same mapped size: the same memory, not zeroed again
+    EXPECT_EQ(b.data(), first);
+    EXPECT_EQ(tensor_buffer::pooled_bytes(), before);
+    tensor_buffer other(size + (4u << 20));   // another mapped size: a fresh mapping
+    EXPECT_NE(other.data(), first);
+  }
+  // More than pooled_bytes_max freed at once: the pool keeps at most that much.
+  {
+    std::vector<tensor_buffer> many;
+    const std::size_t each = 64u << 20;
+    for (std::size_t i = 0; i <= tensor_buffer::pooled_bytes_max / each; ++i) many.emplace_back(each + 1);
+  }
+  EXPECT_LE(tensor_buffer::pooled_bytes(), tensor_buffer::pooled_bytes_max);
 }
 
 TEST(UcxTransport, AWrongSecretNeverComesUpAndDeliversNothing) {

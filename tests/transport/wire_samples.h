@@ -48,6 +48,7 @@ inline std::vector<frame_bytes> sample_frames(const clock_anchor& now) {
           encode_control(control_op::drain),
           encode_control(control_op::shutdown),
           encode_goodbye("bye"),
+          encode(data_endpoint_wire{{std::byte{1}, std::byte{2}}, 42, "host/boot"}),
           encode(tensor_header_wire{7, 24, 1, {2, 3}})};
 }
 
@@ -76,6 +77,7 @@ inline std::string decode_every(decoded_frame& frame, const clock_anchor& now) {
   check("heartbeat", decode_heartbeat(frame));
   check("control", decode_control(frame));
   check("goodbye", decode_goodbye(frame));
+  check("data_endpoint", decode_data_endpoint(frame));
   check("tensor_header", decode_tensor_header(frame));
   return bad;
 }
