@@ -54,13 +54,13 @@ struct Goodbye {
 
 # Sent by each side once its peer has proved the secret: where to send this side the bulk
 # tensors of this connection. A peer on the same host (hostKey equal to its own) opens a
-# UCX endpoint from workerAddress and sends the tensors there, each prefixed by token;
-# otherwise, or with an empty workerAddress, tensors stay on the connection
-# (transport/ucx_transport.h).
+# UCX endpoint from workerAddress and sends the tensors there, each prefixed by the
+# connection's token, which both sides derive from the handshake and never send
+# (transport/auth.h data_token); otherwise, or with an empty workerAddress, tensors stay on
+# the connection (transport/ucx_transport.h).
 struct DataEndpoint {
   workerAddress @0 :Data;      # ucp_worker_get_address; at most worker_address_bytes_max
-  token @1 :UInt64;            # random, names this connection to the receiver
-  hostKey @2 :Text;            # hostname and boot id; at most host_key_bytes_max
+  hostKey @1 :Text;            # hostname and boot id; at most host_key_bytes_max
 }
 
 # A bulk tensor (activations, KV blocks): this header travels as the frame, the bytes as

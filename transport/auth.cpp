@@ -17,6 +17,7 @@ namespace dsrt::transport {
 namespace {
 
 constexpr std::string_view auth_label = "dsrt-auth-v1";
+constexpr std::string_view data_label = "dsrt-data-v1";   // the same length as auth_label
 constexpr std::size_t secret_hex_chars = 2 * secret_bytes;
 // The file holds 64 hex characters and a newline; reading one more byte than that tells a
 // longer file apart.
@@ -69,21 +70,24 @@ result<cluster_secret> make_secret() {
   return s;
 }
 
-mac make_proof(const cluster_secret& secret, auth_direction direction, const nonce& peer_nonce,
-               const nonce& own_nonce) {
-  // label | direction | peer's nonce | own nonce: fixed-length nonces after two distinct
-  // labels, so no two inputs share an encoding.
+namespace {
+
+// HMAC-SHA256(secret, label | direction | first | second): fixed-length nonces after two
+// distinct labels, so no two inputs share an encoding.
+mac labelled_mac(const cluster_secret& secret, std::string_view label, auth_direction direction,
+                 const nonce& first, const nonce& second) {
   const std::string_view dir = direction_name(direction);
   std::array<unsigned char, auth_label.size() + direction_bytes_max + 2 * nonce_bytes> input{};
+  DSRT_ASSERT(label.size() == auth_label.size(), "label '{}'", label);
   std::size_t at = 0;
   auto append = [&](const void* p, std::size_t n) {
     std::memcpy(input.data() + at, p, n);
     at += n;
   };
-  append(auth_label.data(), auth_label.size());
+  append(label.data(), label.size());
   append(dir.data(), dir.size());
-  append(peer_nonce.data(), peer_nonce.size());
-  append(own_nonce.data(), own_nonce.size());
+  append(first.data(), first.size());
+  append(second.data(), second.size());
 
   mac out{};
   unsigned int out_bytes = 0;
@@ -93,6 +97,21 @@ mac make_proof(const cluster_secret& secret, auth_direction direction, const non
   // HMAC-SHA256 over in-memory buffers fails only if OpenSSL itself is broken.
   DSRT_ASSERT(done != nullptr && out_bytes == mac_bytes, "HMAC-SHA256 failed, {} bytes", out_bytes);
   return out;
+}
+
+}  // namespace
+
+mac make_proof(const cluster_secret& secret, auth_direction direction, const nonce& peer_nonce,
+               const nonce& own_nonce) {
+  return labelled_mac(secret, auth_label, direction, peer_nonce, own_nonce);
+}
+
+std::uint64_t data_token(const cluster_secret& secret, auth_direction receiver, const nonce& receiver_nonce,
+                         const nonce& sender_nonce) {
+  const mac m = labelled_mac(secret, data_label, receiver, receiver_nonce, sender_nonce);
+  std::uint64_t token = 0;
+  std::memcpy(&token, m.data(), sizeof token);
+  return token;
 }
 
 bool check_proof(const cluster_secret& secret, auth_direction peer_direction, const nonce& own_nonce,

@@ -46,6 +46,14 @@ mac make_proof(const cluster_secret& secret, auth_direction direction, const non
 bool check_proof(const cluster_secret& secret, auth_direction peer_direction, const nonce& own_nonce,
                  const nonce& peer_nonce, std::span<const std::byte> proof);
 
+// The token that names a connection in the tensors sent over a data endpoint
+// (ucx_transport.h) to the side whose role is `receiver`: the first 8 bytes of
+//   HMAC-SHA256(secret, "dsrt-data-v1" | receiver's direction | receiver's nonce | sender's nonce).
+// Both sides compute it once the handshake is done; it never travels, so only a holder of
+// the secret who saw both nonces can name the connection.
+std::uint64_t data_token(const cluster_secret& secret, auth_direction receiver, const nonce& receiver_nonce,
+                         const nonce& sender_nonce);
+
 // Writes a new secret to `path` (which must not exist) with mode 0600. Errors:
 // invalid_argument when the file exists, internal when it cannot be written.
 result<cluster_secret> create_secret_file(const std::filesystem::path& path);

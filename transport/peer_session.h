@@ -68,6 +68,9 @@ class peer_session {
   bool is_up() const { return state_ == state::up; }
   // The peer's Hello (valid once past awaiting_hello).
   const hello_wire& peer() const { return peer_hello_; }
+  // This side's nonce and role in the handshake.
+  const nonce& own_nonce() const { return own_nonce_; }
+  auth_direction direction() const { return direction_; }
   // When the next on_tick() has something to do.
   clock_time next_deadline() const;
 

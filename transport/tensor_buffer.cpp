@@ -2,7 +2,8 @@
 
 #include <sys/mman.h>
 
-#include <map>
+#include <deque>
+#include <iterator>
 #include <mutex>
 #include <new>
 #include <utility>
@@ -11,25 +12,39 @@
 namespace dsrt::transport {
 namespace {
 
-// Freed mappings by mapped size.
+// Freed mappings, oldest first. Keeping one past the limit unmaps the oldest, so a pool
+// filled by one tensor size gives way to the sizes in use now.
 struct mapping_pool {
   std::mutex mu;
-  std::map<std::size_t, std::vector<void*>> free;
+  std::deque<std::pair<std::size_t, void*>> free;   // (mapped bytes, address)
   std::size_t bytes = 0;
 
   void* take(std::size_t mapped) {
     std::lock_guard lock(mu);
-    auto it = free.find(mapped);
-    if (it == free.end() || it->second.empty()) return nullptr;
-    void* p = it->second.back();
-    it->second.pop_back();
-    bytes -= mapped;
-    return p;
+    for (auto it = free.rbegin(); it != free.rend(); ++it) {   // the newest first: warmest
+      if (it->first != mapped) continue;
+      void* p = it->second;
+      free.erase(std::next(it).base());
+      bytes -= mapped;
+      return p;
+    }
+    return nullptr;
   }
-  bool keep(void* p, std::size_t mapped) {
+  // Keeps p unless it alone exceeds the limit (or memory for the list runs out): then the
+  // caller unmaps it.
+  bool keep(void* p, std::size_t mapped) noexcept {
+    if (mapped > tensor_buffer::pooled_bytes_max) return false;
     std::lock_guard lock(mu);
-    if (bytes + mapped > tensor_buffer::pooled_bytes_max) return false;
-    free[mapped].push_back(p);
+    while (bytes + mapped > tensor_buffer::pooled_bytes_max) {
+      ::munmap(free.front().second, free.front().first);
+      bytes -= free.front().first;
+      free.pop_front();
+    }
+    try {
+      free.emplace_back(mapped, p);
+    } catch (const std::bad_alloc&) {
+      return false;
+    }
     bytes += mapped;
     return true;
   }

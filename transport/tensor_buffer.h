@@ -3,9 +3,10 @@
 // pages (MADV_HUGEPAGE): on the VMs we measured, faulting in a fresh 64 MiB buffer in 4 KiB
 // pages took ~400 ms — longer than the transfer itself — and 2 MiB pages cut the faults
 // 512-fold. Even so, the kernel zeroes every fresh page, which cost twice the copy of a
-// 64 MiB tensor over shared memory; so a freed mapping is kept (up to pooled_bytes_max in
-// all, process-wide) and handed to the next buffer of the same mapped size. Small buffers
-// come from the heap.
+// 64 MiB tensor over shared memory; so a freed mapping is kept and handed to the next
+// buffer of the same mapped size. The pool holds at most pooled_bytes_max, process-wide,
+// and gives up its oldest mappings first when full: that memory stays resident (counted by
+// pooled_bytes()) until reused or pushed out. Small buffers come from the heap.
 //
 // Ownership: move-only; frees (or pools) its memory. Contents start undefined (the transfer
 // fills them; a pooled mapping holds an earlier tensor of this process).

@@ -55,10 +55,10 @@ struct connection {
   bool connector = false;
   bool reported_up = false;
   bool dead = false;               // closed; waiting to be reported and forgotten
-  bool lost = false;               // UCX reported the peer unreachable
   std::optional<error> why;
   // Tensors (ucx_transport.h): the peer's DataEndpoint decides where ours go; until it has
-  // arrived they wait here. own_token names this connection in tensors sent to us.
+  // arrived they wait here. data_token names this connection in the tensors we send over
+  // data_ep, own_token in those sent to us (auth.h data_token; 0: none).
   bool data_decided = false;
   ucp_ep_h data_ep = nullptr;
   std::uint64_t data_token = 0;
@@ -380,26 +380,24 @@ class ucx_transport::impl {
     frame_bytes header(token_bytes + t.header.size());
     std::memcpy(header.data(), &conn.data_token, token_bytes);
     std::copy(t.header.begin(), t.header.end(), header.begin() + token_bytes);
-    send_am(conn, conn.data_ep, direct_tensor_am_id, outgoing{std::move(header), {}, std::move(t.owner), t.data});
+    if (!send_am(conn, conn.data_ep, direct_tensor_am_id, outgoing{std::move(header), {}, std::move(t.owner), t.data}))
+      return;
     std::lock_guard lock(stats_mu_);
     ++stats_.tensors_direct;
   }
 
-  // Once up: where the peer should send this side its tensors (ucx_transport.h).
+  // Once up: where the peer should send this side its tensors (ucx_transport.h), under the
+  // token both sides derive from the handshake (auth.h).
   void offer_data_endpoint(connection& conn) {
     data_endpoint_wire offer;
-    if (!worker_address_.empty() && !host_key_.empty()) {
-      std::uint64_t token = 0;
-      while (token == 0 || by_token_.count(token) > 0) {
-        auto n = make_nonce();
-        if (!n) break;   // no randomness: offer no endpoint
-        std::memcpy(&token, n->data(), token_bytes);
-      }
-      if (token != 0) {
-        conn.own_token = token;
-        by_token_[token] = conn.id;
-        offer = {worker_address_, token, host_key_};
-      }
+    const auto& session = *conn.session;
+    const std::uint64_t token =
+        data_token(secret_, session.direction(), session.own_nonce(), session.peer().nonce);
+    // A token of 0 or one another connection holds (2^-64 odds): offer nothing.
+    if (!worker_address_.empty() && !host_key_.empty() && token != 0 && by_token_.count(token) == 0) {
+      conn.own_token = token;
+      by_token_[token] = conn.id;
+      offer = {worker_address_, host_key_};
     }
     post(conn, encode(offer));
   }
@@ -420,7 +418,10 @@ class ucx_transport::impl {
       ep.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS;
       ep.address = reinterpret_cast<const ucp_address_t*>(offer->worker_address.data());
       if (auto s = ucp_ep_create(worker_, &ep, &conn.data_ep); s == UCS_OK) {
-        conn.data_token = offer->token;
+        const auto& session = *conn.session;
+        const auto peer_direction = session.direction() == auth_direction::connector ? auth_direction::acceptor
+                                                                                     : auth_direction::connector;
+        conn.data_token = data_token(secret_, peer_direction, session.peer().nonce, session.own_nonce());
         std::lock_guard lock(stats_mu_);
         ++stats_.data_endpoints;
       } else {
@@ -444,12 +445,13 @@ class ucx_transport::impl {
     std::span<const std::byte> data() const { return owner ? external : std::span<const std::byte>(payload); }
   };
 
-  void send_am(connection& conn, ucp_ep_h ep, unsigned am_id, outgoing out) {
-    if (!ep || conn.dead) return;
+  // Whether the message went out (or is on its way); a failure kills the connection.
+  bool send_am(connection& conn, ucp_ep_h ep, unsigned am_id, outgoing out) {
+    if (!ep || conn.dead) return false;
     if (conn.sends_in_flight >= config_.peer_sends_in_flight_max) {
       kill(conn, make_error(error_code::unavailable, "peer is not reading: {} sends unfinished (peer_sends_in_flight_max)",
                             conn.sends_in_flight));
-      return;
+      return false;
     }
     struct pending { impl* self; peer_id peer; outgoing out; };
     auto* p = new pending{this, conn.id, std::move(out)};
@@ -458,9 +460,15 @@ class ucx_transport::impl {
     // The receiver learns which endpoint a message came on (a data endpoint's carry a token).
     rp.flags = am_id == direct_tensor_am_id ? 0 : UCP_AM_SEND_FLAG_REPLY;
     rp.user_data = p;
-    rp.cb.send = [](void* request, ucs_status_t, void* user) {
+    rp.cb.send = [](void* request, ucs_status_t status, void* user) {
       auto* p = static_cast<pending*>(user);
-      if (auto it = p->self->conns_.find(p->peer); it != p->self->conns_.end()) --it->second.sends_in_flight;
+      if (auto it = p->self->conns_.find(p->peer); it != p->self->conns_.end()) {
+        --it->second.sends_in_flight;
+        // A send that failed (not one cancelled by a close) lost its message: the data
+        // endpoint has no error handler to say so, so the connection ends here.
+        if (status != UCS_OK && status != UCS_ERR_CANCELED)
+          p->self->kill(it->second, make_error(error_code::unavailable, "send failed: {}", status_text(status)));
+      }
       delete p;
       ucp_request_free(request);
     };
@@ -478,9 +486,11 @@ class ucx_transport::impl {
     } else if (UCS_PTR_IS_ERR(req)) {
       delete p;
       kill(conn, make_error(error_code::unavailable, "send failed: {}", status_text(UCS_PTR_STATUS(req))));
+      return false;
     } else {
       ++conn.sends_in_flight;
     }
+    return true;
   }
 
   static void on_conn_request(ucp_conn_request_h request, void* arg) {
@@ -518,7 +528,6 @@ class ucx_transport::impl {
     auto c = self->conns_.find(it->second);
     if (c == self->conns_.end() || c->second.dead) return;
     c->second.dead = true;
-    c->second.lost = true;
     c->second.why = make_error(error_code::unavailable, "connection lost: {}", status_text(status));
   }
 
@@ -725,10 +734,12 @@ class ucx_transport::impl {
         close_endpoint(conn.ep, /*force=*/false);
         conn.ep = nullptr;
       }
-      // Forced only when the peer is gone: a forced close may raise transport errors on a
-      // live peer, which this endpoint (no failure handling) must not risk.
+      // Never forced: a forced close may raise transport errors on a live peer, which an
+      // endpoint without failure handling must not risk (UCX also reports a peer's normal
+      // close as an error, so "lost" cannot be told from "closed"). Against a dead peer the
+      // flush may never finish; its sends then hold their buffers until the process ends.
       if (conn.data_ep) {
-        close_endpoint(conn.data_ep, /*force=*/conn.lost);
+        close_endpoint(conn.data_ep, /*force=*/false);
         conn.data_ep = nullptr;
       }
       if (conn.own_token != 0) by_token_.erase(conn.own_token);

@@ -7,13 +7,16 @@
 // whose header is their frame, from the sender's buffer into the receiver's.
 //
 // Tensors and the data endpoint: once a connection is up, each side tells the other where to
-// send it tensors (a DataEndpoint frame: its UCX worker address, a random token, its host
-// key). A peer on the same host opens a second endpoint from that address and sends its
-// tensors there, the token in front of each, so UCX can use shared memory and CMA (the
+// send it tensors (a DataEndpoint frame: its UCX worker address and its host key). A peer
+// on the same host opens a second endpoint from that address and sends its tensors there,
+// the connection's token in front of each, so UCX can use shared memory and CMA (the
 // connection's own endpoint, made from a socket address with peer-failure handling, gets
-// TCP lanes only in UCX 1.13, which offers no failure handling on shared memory). Failure
-// detection stays with the connection: the data endpoint is closed with it. Tensors arrive
-// in the order they were sent, but not in order with frames: match them by tag.
+// TCP lanes only from UCX 1.13: never CMA, and shared memory only with
+// UCX_{SYSV,POSIX}_ERROR_HANDLING set). The token is derived from the handshake by both
+// sides (auth.h data_token) and never sent. Failure detection stays with the connection:
+// the data endpoint is closed with it. An authenticated peer is trusted with the worker
+// address it gives. Tensors arrive in the order they were sent, but not in order with
+// frames (a goodbye may overtake a tensor, which is then dropped): match them by tag.
 //
 // Every connection runs a peer_session (peer_session.h): nothing reaches the handler from a
 // peer that has not proved the cluster secret, a malformed frame closes its connection (and
@@ -75,7 +78,8 @@ struct transport_stats {
   std::uint64_t peers_up = 0;
   std::uint64_t peers_rejected = 0;   // connected here but ended before proving the secret,
                                       // or refused at the listener (connections_max)
-  std::uint64_t frames_dropped = 0;                  // for a peer that is not up (any more)
+  std::uint64_t frames_dropped = 0;   // for a peer that is not up (any more), or a tensor
+                                      // whose token names no connection
   std::uint64_t data_endpoints = 0;   // connections whose tensors took a data endpoint
   std::uint64_t tensors_direct = 0;   // tensors sent over a data endpoint
 };

@@ -189,7 +189,6 @@ inline constexpr std::size_t worker_address_bytes_max = 8192;
 inline constexpr std::size_t host_key_bytes_max = 512;
 struct data_endpoint_wire {
   std::vector<std::byte> worker_address;   // empty: keep tensors on the connection
-  std::uint64_t token = 0;
   std::string host_key;
 };
 frame_bytes encode(const data_endpoint_wire& endpoint);

@@ -209,7 +209,6 @@ result<control_op> decode_control(decoded_frame& frame) {
 frame_bytes encode(const data_endpoint_wire& endpoint) {
   return build<wire::DataEndpoint>(frame_type::data_endpoint, [&](wire::DataEndpoint::Builder b) {
     b.setWorkerAddress(as_data(endpoint.worker_address));
-    b.setToken(endpoint.token);
     b.setHostKey(as_text(endpoint.host_key));
   });
 }
@@ -225,7 +224,6 @@ result<data_endpoint_wire> decode_data_endpoint(decoded_frame& frame) {
     data_endpoint_wire out;
     const auto* bytes = reinterpret_cast<const std::byte*>(address.begin());
     out.worker_address.assign(bytes, bytes + address.size());
-    out.token = r.getToken();
     out.host_key = std::move(host.value());
     return out;
   });

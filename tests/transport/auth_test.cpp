@@ -3,6 +3,8 @@
 #include "transport/auth.h"
 
 #include <gtest/gtest.h>
+
+#include <cstring>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -37,6 +39,24 @@ TEST(Auth, ProofsOfBothSidesCheckOut) {
   EXPECT_TRUE(check_proof(h.secret, auth_direction::acceptor, h.connector_nonce, h.acceptor_nonce,
                           h.acceptor_proof()));
   EXPECT_NE(h.connector_proof(), h.acceptor_proof());
+}
+
+TEST(Auth, DataTokensNameEachDirectionOfOneConnectionOnly) {
+  const handshake h;
+  // What the acceptor registers for tensors sent to it equals what the connector computes
+  // for sending them; the other direction has its own token.
+  const auto to_acceptor = data_token(h.secret, auth_direction::acceptor, h.acceptor_nonce, h.connector_nonce);
+  const auto to_connector = data_token(h.secret, auth_direction::connector, h.connector_nonce, h.acceptor_nonce);
+  EXPECT_NE(to_acceptor, to_connector);
+  EXPECT_EQ(to_acceptor, data_token(h.secret, auth_direction::acceptor, h.acceptor_nonce, h.connector_nonce));
+  // Another secret or another connection (fresh nonces) gives another token; so does the
+  // proof's label (a token is not a prefix of the proof).
+  EXPECT_NE(to_acceptor, data_token(make_secret().value(), auth_direction::acceptor, h.acceptor_nonce, h.connector_nonce));
+  EXPECT_NE(to_acceptor, data_token(h.secret, auth_direction::acceptor, make_nonce().value(), h.connector_nonce));
+  std::uint64_t proof_prefix = 0;
+  const mac proof = make_proof(h.secret, auth_direction::acceptor, h.acceptor_nonce, h.connector_nonce);
+  std::memcpy(&proof_prefix, proof.data(), sizeof proof_prefix);
+  EXPECT_NE(to_acceptor, proof_prefix);
 }
 
 TEST(Auth, AWrongSecretFails) {

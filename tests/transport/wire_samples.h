@@ -48,7 +48,7 @@ inline std::vector<frame_bytes> sample_frames(const clock_anchor& now) {
           encode_control(control_op::drain),
           encode_control(control_op::shutdown),
           encode_goodbye("bye"),
-          encode(data_endpoint_wire{{std::byte{1}, std::byte{2}}, 42, "host/boot"}),
+          encode(data_endpoint_wire{{std::byte{1}, std::byte{2}}, "host/boot"}),
           encode(tensor_header_wire{7, 24, 1, {2, 3}})};
 }
 

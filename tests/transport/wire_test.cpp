@@ -349,22 +349,21 @@ TEST(Wire, ConnectionMessagesRoundTrip) {
 }
 
 TEST(Wire, DataEndpointRoundTripsAndRefusesOversizedFields) {
-  data_endpoint_wire d{std::vector<std::byte>(300, std::byte{0xab}), 0xfedcba9876543210ull, "node7/3f2a"};
+  data_endpoint_wire d{std::vector<std::byte>(300, std::byte{0xab}), "node7/3f2a"};
   auto frame = open(encode(d));
   EXPECT_EQ(frame.type(), frame_type::data_endpoint);
   auto back = decode_data_endpoint(frame);
   ASSERT_TRUE(back.ok()) << back.err().to_string();
   EXPECT_EQ(back->worker_address, d.worker_address);
-  EXPECT_EQ(back->token, d.token);
   EXPECT_EQ(back->host_key, d.host_key);
 
   auto none = open(encode(data_endpoint_wire{}));   // no address: tensors stay on the connection
   ASSERT_TRUE(decode_data_endpoint(none).ok());
   EXPECT_TRUE(decode_data_endpoint(none)->worker_address.empty());
 
-  auto big_address = open(encode(data_endpoint_wire{std::vector<std::byte>(worker_address_bytes_max + 1), 1, "h"}));
+  auto big_address = open(encode(data_endpoint_wire{std::vector<std::byte>(worker_address_bytes_max + 1), "h"}));
   EXPECT_EQ(decode_data_endpoint(big_address).err().code, error_code::invalid_argument);
-  auto big_host = open(encode(data_endpoint_wire{{}, 1, std::string(host_key_bytes_max + 1, 'h')}));
+  auto big_host = open(encode(data_endpoint_wire{{}, std::string(host_key_bytes_max + 1, 'h')}));
   EXPECT_EQ(decode_data_endpoint(big_host).err().code, error_code::invalid_argument);
   auto other = open(encode(heartbeat_wire{1, 2}));
   EXPECT_EQ(decode_data_endpoint(other).err().code, error_code::invalid_argument);
