@@ -83,6 +83,22 @@ std::unique_ptr<ucx_transport> start(recorder& r, const cluster_secret& s, node_
   return t.ok() ? std::move(*t) : nullptr;
 }
 
+// A listening head and a worker connected to it (members in this order: the transports go
+// before their recorders). up() returns once the worker sees the head up.
+struct connected_pair {
+  recorder head_r, worker_r;
+  std::unique_ptr<ucx_transport> head, worker;
+  peer_id to_head = 0;
+
+  bool up(const cluster_secret& s) {
+    head = start(head_r, s, node_role::head, 0, true);
+    worker = start(worker_r, s, node_role::worker, 1, false);
+    if (!head || !worker) return false;
+    to_head = worker->connect("127.0.0.1", head->port());
+    return worker_r.wait([&](recorder& r) { return r.up_.count(to_head) > 0; });
+  }
+};
+
 TEST(UcxTransport, PeersAuthenticateAndFramesArriveInOrderBothWays) {
   recorder head_r, worker_r;
   auto head = start(head_r, secret_of(1), node_role::head, 0, true);
@@ -112,12 +128,8 @@ TEST(UcxTransport, PeersAuthenticateAndFramesArriveInOrderBothWays) {
 }
 
 TEST(UcxTransport, ALargeFrameArrivesWhole) {
-  recorder head_r, worker_r;
-  auto head = start(head_r, secret_of(2), node_role::head, 0, true);
-  auto worker = start(worker_r, secret_of(2), node_role::worker, 1, false);
-  ASSERT_TRUE(head && worker);
-  const auto to_head = worker->connect("127.0.0.1", head->port());
-  ASSERT_TRUE(worker_r.wait([&](recorder& r) { return r.up_.count(to_head) > 0; }));
+  connected_pair p;
+  ASSERT_TRUE(p.up(secret_of(2)));
   // 8 MiB of tokens in one frame: far past UCX's eager threshold, so it goes by rendezvous.
   serving::replica_chunks big;
   std::mt19937 rng(5);
@@ -125,12 +137,12 @@ TEST(UcxTransport, ALargeFrameArrivesWhole) {
   c.request_id = 9;
   for (int i = 0; i < (2 << 20); ++i) c.tokens.push_back(std::int32_t(rng() % 100000));
   big.chunks.push_back(c);
-  ASSERT_TRUE(worker->send(to_head, encode(big)).ok());
-  ASSERT_TRUE(worker->send(to_head, encode_cancel(frame_type::cancel, 1)).ok());   // after it, in order
-  ASSERT_TRUE(head_r.wait([](recorder& r) { return !r.ids_.empty(); }));
-  std::lock_guard lock(head_r.mu_);
-  EXPECT_EQ(head_r.other_.begin()->second, 1);
-  EXPECT_TRUE(head_r.down_.empty());
+  ASSERT_TRUE(p.worker->send(p.to_head, encode(big)).ok());
+  ASSERT_TRUE(p.worker->send(p.to_head, encode_cancel(frame_type::cancel, 1)).ok());   // after it, in order
+  ASSERT_TRUE(p.head_r.wait([](recorder& r) { return !r.ids_.empty(); }));
+  std::lock_guard lock(p.head_r.mu_);
+  EXPECT_EQ(p.head_r.other_.begin()->second, 1);
+  EXPECT_TRUE(p.head_r.down_.empty());
 }
 
 // A small tensor (eager), a 32 MiB one (rendezvous) and frames between them, sent at once
@@ -185,17 +197,13 @@ TEST(UcxTransport, WithoutADataEndpointTensorsStayOnTheConnection) { expect_tens
 // The transport sends its own DataEndpoint once up; one more from the peer (sent here as a
 // plain frame) is a protocol violation that closes the connection.
 TEST(UcxTransport, ASecondDataEndpointClosesTheConnection) {
-  recorder head_r, worker_r;
-  auto head = start(head_r, secret_of(10), node_role::head, 0, true);
-  auto worker = start(worker_r, secret_of(10), node_role::worker, 1, false);
-  ASSERT_TRUE(head && worker);
-  const auto to_head = worker->connect("127.0.0.1", head->port());
-  ASSERT_TRUE(worker_r.wait([&](recorder& r) { return r.up_.count(to_head) > 0; }));
-  ASSERT_TRUE(worker->send(to_head, encode(data_endpoint_wire{{}, "elsewhere"})).ok());
-  ASSERT_TRUE(head_r.wait([](recorder& r) { return !r.down_.empty(); }));
-  std::lock_guard lock(head_r.mu_);
-  EXPECT_EQ(head_r.down_.begin()->second.code, error_code::corrupt_data) << head_r.down_.begin()->second.to_string();
-  EXPECT_TRUE(head_r.other_.empty());   // never handed to the application
+  connected_pair p;
+  ASSERT_TRUE(p.up(secret_of(10)));
+  ASSERT_TRUE(p.worker->send(p.to_head, encode(data_endpoint_wire{{}, "elsewhere"})).ok());
+  ASSERT_TRUE(p.head_r.wait([](recorder& r) { return !r.down_.empty(); }));
+  std::lock_guard lock(p.head_r.mu_);
+  EXPECT_EQ(p.head_r.down_.begin()->second.code, error_code::corrupt_data) << p.head_r.down_.begin()->second.to_string();
+  EXPECT_TRUE(p.head_r.other_.empty());   // never handed to the application
 }
 
 TEST(UcxTransport, ATensorOverTheReceiversLimitClosesTheConnection) {
