@@ -45,16 +45,11 @@ std::size_t prefix_index::matchable_blocks(std::span<const std::int32_t> tokens)
 
 std::int32_t prefix_index::find_child(std::int32_t parent,
                                       std::span<const std::int32_t> tokens) const {
-  const auto [first, last] = children_.equal_range(child_key(parent, tokens));
-  for (auto it = first; it != last; ++it) {
-    const std::int32_t id = it->second;
+  return children_.find_if(child_key(parent, tokens), [&](std::int32_t id) {
     const std::span<const std::int32_t> held = node_tokens(id);
-    if (nodes_[std::size_t(id)].parent == parent &&
-        std::equal(held.begin(), held.end(), tokens.begin(), tokens.end())) {
-      return id;
-    }
-  }
-  return -1;
+    return nodes_[std::size_t(id)].parent == parent &&
+           std::equal(held.begin(), held.end(), tokens.begin(), tokens.end());
+  });
 }
 
 void prefix_index::touch(std::int32_t id, std::uint64_t tick) {
@@ -85,7 +80,7 @@ std::int32_t prefix_index::add_node(std::int32_t parent, std::span<const std::in
   node& n = nodes_[std::size_t(id)];
   n = node{.block = block, .parent = parent, .children = 0,
            .key = child_key(parent, tokens), .last_used = tick, .in_use = true};
-  children_.emplace(n.key, id);
+  children_.insert(n.key, id);
   if (parent != root) {
     node& p = nodes_[std::size_t(parent)];
     if (p.children++ == 0) leaves_.erase({p.last_used, parent});
@@ -101,10 +96,8 @@ void prefix_index::remove_leaf(std::int32_t id) {
   DSRT_ASSERT(n.in_use && n.children == 0, "node {} in_use={} children={}", id, n.in_use,
               n.children);
   leaves_.erase({n.last_used, id});
-  const auto [first, last] = children_.equal_range(n.key);
-  const auto entry = std::find_if(first, last, [id](const auto& e) { return e.second == id; });
-  DSRT_ASSERT(entry != last, "node {} missing from its parent's children", id);
-  children_.erase(entry);
+  const bool erased = children_.erase(n.key, id);
+  DSRT_ASSERT(erased, "node {} missing from its parent's children", id);
   if (n.parent != root) {
     node& p = nodes_[std::size_t(n.parent)];
     DSRT_ASSERT(p.children > 0, "node {} has parent {} without children", id, n.parent);

@@ -25,10 +25,10 @@
 #include <cstdint>
 #include <set>
 #include <span>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "runtime/cache/key_slots.h"
 #include "runtime/engine/block_manager.h"
 
 namespace dsrt::cache {
@@ -123,10 +123,10 @@ class prefix_index {
   std::vector<std::int32_t> node_tokens_;   // slot i's tokens at [i * bt, (i + 1) * bt)
   std::vector<std::int32_t> free_slots_;    // slots of removed nodes, reused first
   std::int32_t nodes_in_use_ = 0;
-  // Children of every node under one map: child_key(parent, tokens) -> child. A multimap
-  // because two keys can collide; lookups compare the exact tokens. At most one entry per
-  // node, so bounded by cached_blocks_max.
-  std::unordered_multimap<std::uint64_t, std::int32_t> children_;
+  // Children of every node under one table: child_key(parent, tokens) -> child. Several
+  // values per key because two keys can collide; lookups compare the exact tokens. At most
+  // one entry per node, so bounded by cached_blocks_max.
+  key_slots children_;
   // The leaves by (last_used, id): eviction takes them oldest first without scanning the
   // tree. At most one entry per node.
   std::set<std::pair<std::uint64_t, std::int32_t>> leaves_;
