@@ -59,6 +59,11 @@ class peer_session {
   frame_bytes hello() const;
   // One frame received from the peer.
   actions on_frame(std::span<const std::byte> bytes, clock_time now);
+  // Bytes from the peer arrived (a frame that waits behind a large tensor still being
+  // fetched, say): the peer is alive, whenever the frame itself is handled.
+  void heard(clock_time now) {
+    if (state_ != state::closed && now > last_heard_) last_heard_ = now;
+  }
   // Called periodically: heartbeats and the handshake and liveness deadlines.
   actions on_tick(clock_time now);
   // The connection failed underneath (transport error, peer closed it).

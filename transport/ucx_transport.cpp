@@ -599,6 +599,7 @@ class ucx_transport::impl {
   void handle_arrivals() {
     auto batch = std::move(arrivals_);
     arrivals_.clear();
+    const auto arrived_at = std::chrono::steady_clock::now();
     for (auto& a : batch) {
       peer_id from = a.peer;
       if (from == 0)
@@ -639,7 +640,12 @@ class ucx_transport::impl {
           delete f;
         }
       }
-      if (conn) conn->inbox.push_back(std::move(a.item));
+      if (conn) {
+        conn->inbox.push_back(std::move(a.item));
+        // Arrival is life, though the frame may wait behind a tensor still being fetched:
+        // a multi-second transfer must not get its live peer closed as silent.
+        conn->session->heard(arrived_at);
+      }
     }
     const auto now = std::chrono::steady_clock::now();
     for (auto& [id, conn] : conns_) {

@@ -133,6 +133,24 @@ TEST(PeerSession, HeartbeatsGoOutEveryIntervalAndSilenceMeansDown) {
   EXPECT_FALSE(p.acceptor.is_up());
 }
 
+TEST(PeerSession, BytesThatArrivedCountAsLifeBeforeTheirFrameIsHandled) {
+  // The transport reports an arrival (heard) when a frame lands behind a long tensor fetch;
+  // the silence deadline runs from there, not from when the frame is finally handled.
+  pair_of_sessions p(secret_of(7), secret_of(7));
+  p.handshake();
+  const auto timeout = p.config.heartbeat_timeout_ms;
+  p.now += timeout - milliseconds(1);
+  const clock_time arrival = p.now;
+  p.acceptor.heard(arrival);
+  p.now += timeout - milliseconds(1);   // 2 timeouts after the last handled frame
+  EXPECT_FALSE(p.acceptor.on_tick(p.now).close);
+  p.acceptor.heard(arrival - milliseconds(500));   // an older arrival changes nothing
+  p.now += milliseconds(1);
+  auto down = p.acceptor.on_tick(p.now);
+  ASSERT_TRUE(down.close);
+  EXPECT_EQ(down.close->code, error_code::unavailable);
+}
+
 TEST(PeerSession, AHandshakeThatNeverFinishesTimesOut) {
   pair_of_sessions p(secret_of(7), secret_of(7));
   auto answer = p.acceptor.on_frame(p.connector.hello(), p.now);   // a hello, then never a proof
