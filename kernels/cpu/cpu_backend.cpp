@@ -201,7 +201,7 @@ class cpu_backend final : public backend {
           std::memcpy(xs + t * w.cols, x + (t * heads + h) * x_head_stride,
                       std::size_t(w.cols) * sizeof(float));
         task head{xs, n, rows_view(w, h * out, (h + 1) * out), {}, ys};
-        if (isa_.bf16_activations && (w.type == dtype::bf16 || (w.type == dtype::f8_e4m3 && !dot_path(w)))) {
+        if (isa_.bf16_activations && reads_bf16_activations(w)) {
           std::uint16_t* xb = scratch(xb_buffer, std::size_t(n * w.cols));
           cpu::to_bf16(xs, n * w.cols, xb);
           head.xb = xb;
@@ -392,7 +392,7 @@ class cpu_backend final : public backend {
       std::uint16_t* buf = scratch(xb_, std::size_t(xb_elements));
       for (std::size_t i = 0; i < tasks.size(); ++i) {
         auto& t = tasks[i];
-        if ((t.w.type != dtype::bf16 && t.w.type != dtype::f8_e4m3) || dot_path(t.w)) continue;
+        if (!reads_bf16_activations(t.w)) continue;
         if (i > 0 && tasks[i - 1].x == t.x && tasks[i - 1].xb && tasks[i - 1].n == t.n &&
             tasks[i - 1].w.cols == t.w.cols) {
           t.xb = tasks[i - 1].xb;
@@ -456,6 +456,11 @@ class cpu_backend final : public backend {
   }
 
   bool dot_path(const weight_ref& w) const { return fp8_dot_ && cpu::fp8_dot_fits(w); }
+  // Whether a matmul on w wants x in bf16 (xb), where the ISA uses bf16 activations: bf16
+  // weights and fp8 through tiles do; the dot path scales and rounds x itself.
+  bool reads_bf16_activations(const weight_ref& w) const {
+    return w.type == dtype::bf16 || (w.type == dtype::f8_e4m3 && !dot_path(w));
+  }
 
   // Index of the cache slot (block * block_tokens + offset) holding position pos.
   static std::int64_t slot_offset(std::int64_t block_tokens, const attention_sequence& s,
