@@ -2,9 +2,13 @@
 // The simulator's virtual clock and event queue: events run in time order, ties in the
 // order they were scheduled, so a run is a pure function of its seed. Nothing here reads
 // a real clock.
+//
+// The heap orders small keys (time, order, slot); the callbacks stay put in a slot array
+// and are moved out once, when they run, so a large run does not move or copy closures
+// (and what they captured) through every heap sift.
+#include <algorithm>
 #include <cstdint>
 #include <functional>
-#include <queue>
 #include <vector>
 
 #include "runtime/clock.h"
@@ -16,34 +20,52 @@ class event_queue {
   clock_time now() const { return now_; }
   // Runs `fn` at `at` (not before now()).
   void at(clock_time at, std::function<void()> fn) {
-    queue_.push({std::max(at, now_), next_++, std::move(fn)});
+    std::uint32_t slot;
+    if (free_.empty()) {
+      slot = std::uint32_t(slots_.size());
+      slots_.push_back(std::move(fn));
+    } else {
+      slot = free_.back();
+      free_.pop_back();
+      slots_[slot] = std::move(fn);
+    }
+    heap_.push_back({std::max(at, now_), next_++, slot});
+    std::push_heap(heap_.begin(), heap_.end(), later);
   }
   void after(clock_time::duration delay, std::function<void()> fn) { at(now_ + delay, std::move(fn)); }
   // Runs events until the queue is empty, `until` is reached or events_max ran; returns
   // the number run.
   std::uint64_t run(clock_time until, std::uint64_t events_max) {
     std::uint64_t ran = 0;
-    while (!queue_.empty() && queue_.top().at <= until && ran < events_max) {
-      auto e = queue_.top();
-      queue_.pop();
-      now_ = e.at;
-      e.fn();
+    while (!heap_.empty() && heap_.front().at <= until && ran < events_max) {
+      std::pop_heap(heap_.begin(), heap_.end(), later);
+      const key k = heap_.back();
+      heap_.pop_back();
+      now_ = k.at;
+      auto fn = std::move(slots_[k.slot]);
+      slots_[k.slot] = nullptr;
+      free_.push_back(k.slot);
+      fn();
       ++ran;
     }
     return ran;
   }
-  bool empty() const { return queue_.empty(); }
+  bool empty() const { return heap_.empty(); }
 
  private:
-  struct event {
+  struct key {
     clock_time at;
     std::uint64_t order;
-    std::function<void()> fn;
-    bool operator>(const event& o) const { return at != o.at ? at > o.at : order > o.order; }
+    std::uint32_t slot;
   };
+  // The heap's comparison: a max-heap of "later", so the front is the earliest.
+  static bool later(const key& a, const key& b) { return a.at != b.at ? a.at > b.at : a.order > b.order; }
+
   clock_time now_{};
   std::uint64_t next_ = 0;
-  std::priority_queue<event, std::vector<event>, std::greater<>> queue_;
+  std::vector<key> heap_;
+  std::vector<std::function<void()>> slots_;
+  std::vector<std::uint32_t> free_;
 };
 
 }  // namespace dsrt::sim
