@@ -98,7 +98,7 @@ void request_router::on_generate(clock_time now, generate_request request) {
   if (draining_)
     return reject(request, make_error(error_code::unavailable, "request {}: the service is draining", id),
                   config_.unavailable_retry_after_ms);
-  if (routes_.count(id))
+  if (routes_.contains(id))
     return reject(request, make_error(error_code::invalid_argument, "request {}: the id is already in use", id),
                   milliseconds(0));
   if (auto s = validate(request); !s) return reject(request, s.err(), milliseconds(0));
@@ -111,14 +111,14 @@ void request_router::on_generate(clock_time now, generate_request request) {
   r->ticket = std::move(*decision.ticket);
   r->accepted_at = now;
   if (tokenizer_) r->text = std::make_unique<engine::text_output>(*tokenizer_, r->request.stop);
-  route& ref = *r;
-  routes_.emplace(id, std::move(r));
+  route& ref = routes_.insert(id, std::move(r));
   if (ref.request.deadline) {
     // Finished routes leave entries behind; rebuild before they outnumber the live ones.
     if (deadlines_.size() > 2 * routes_.size() + 1024) {
       std::vector<deadline_entry> live;
-      for (const auto& [rid, rt] : routes_)
-        if (rt->request.deadline) live.emplace_back(*rt->request.deadline, rid);
+      routes_.for_each([&](std::uint64_t rid, const route& rt) {
+        if (rt.request.deadline) live.emplace_back(*rt.request.deadline, rid);
+      });
       deadlines_ = decltype(deadlines_)(std::greater<>(), std::move(live));
     } else {
       deadlines_.emplace(*ref.request.deadline, id);
@@ -131,10 +131,10 @@ void request_router::on_deadlines(clock_time now) {
   while (!deadlines_.empty() && deadlines_.top().first <= now) {
     const auto [deadline, id] = deadlines_.top();
     deadlines_.pop();
-    auto it = routes_.find(id);
+    route* found = routes_.find(id);
     // Gone, or a later request that reuses the id with another deadline.
-    if (it == routes_.end() || it->second->request.deadline != deadline) continue;
-    route& r = *it->second;
+    if (!found || found->request.deadline != deadline) continue;
+    route& r = *found;
     ++counters_.expired;
     if (r.replica >= 0) actions_.push_back(cancel_on_replica{r.replica, id});
     // As for a cancel: a closed-state ticket says nothing; a half-open probe that did not
@@ -150,8 +150,7 @@ std::optional<clock_time> request_router::next_deadline() {
   // Entries of finished requests are dropped here, so the answer is a live deadline.
   while (!deadlines_.empty()) {
     const auto& [deadline, id] = deadlines_.top();
-    auto it = routes_.find(id);
-    if (it != routes_.end() && it->second->request.deadline == deadline) return deadline;
+    if (const route* r = routes_.find(id); r && r->request.deadline == deadline) return deadline;
     deadlines_.pop();
   }
   return std::nullopt;
@@ -274,9 +273,9 @@ void request_router::fall_back(clock_time now, route& r, const std::string& why)
 }
 
 void request_router::on_cached(clock_time now, std::uint64_t request_id, std::optional<cache::cached_response> hit) {
-  auto it = routes_.find(request_id);
-  if (it == routes_.end() || !it->second->awaiting_cache) return;
-  route& r = *it->second;
+  route* found = routes_.find(request_id);
+  if (!found || !found->awaiting_cache) return;
+  route& r = *found;
   r.awaiting_cache = false;
   if (!hit)
     return finish(now, r,
@@ -293,9 +292,9 @@ void request_router::on_cached(clock_time now, std::uint64_t request_id, std::op
 }
 
 void request_router::on_cancel(clock_time now, std::uint64_t request_id) {
-  auto it = routes_.find(request_id);
-  if (it == routes_.end()) return;
-  route& r = *it->second;
+  route* found = routes_.find(request_id);
+  if (!found) return;
+  route& r = *found;
   if (r.replica >= 0) actions_.push_back(cancel_on_replica{r.replica, request_id});
   // A cancel says nothing about the replica's health, so a closed-state ticket is dropped.
   // A half-open probe cannot be: the breaker closes only when all its probes succeed, so a
@@ -313,17 +312,18 @@ void request_router::on_replica_down(clock_time now, std::int32_t replica) {
   if (replica < 0 || replica >= std::int32_t(replicas_.size()) || !replicas_[std::size_t(replica)].up) return;
   replicas_[std::size_t(replica)].up = false;
   std::vector<std::uint64_t> affected;
-  for (auto& [id, r] : routes_)
-    if (r->replica == replica) affected.push_back(id);
+  routes_.for_each([&](std::uint64_t id, const route& r) {
+    if (r.replica == replica) affected.push_back(id);
+  });
   std::sort(affected.begin(), affected.end());   // a deterministic order for the simulator
   for (auto id : affected)
-    if (auto it = routes_.find(id); it != routes_.end()) redispatch(now, *it->second);
+    if (route* r = routes_.find(id)) redispatch(now, *r);
 }
 
 void request_router::on_chunk(clock_time now, const replica_chunk& c) {
-  auto it = routes_.find(c.request_id);
-  if (it == routes_.end() || it->second->attempt != c.attempt || it->second->replica != c.replica) return;
-  route& r = *it->second;
+  route* found = routes_.find(c.request_id);
+  if (!found || found->attempt != c.attempt || found->replica != c.replica) return;
+  route& r = *found;
   token_chunk out{c.request_id, 0, {}, {}};
   for (std::int32_t t : c.tokens) {
     if (std::int64_t(r.streamed.size()) >= r.request.max_tokens) break;
@@ -346,9 +346,9 @@ void request_router::on_chunk(clock_time now, const replica_chunk& c) {
 }
 
 void request_router::on_final(clock_time now, const replica_final& f) {
-  auto it = routes_.find(f.request_id);
-  if (it == routes_.end() || it->second->attempt != f.attempt || it->second->replica != f.replica) return;
-  route& r = *it->second;
+  route* found = routes_.find(f.request_id);
+  if (!found || found->attempt != f.attempt || found->replica != f.replica) return;
+  route& r = *found;
   if (!f.failure) {
     record_outcome(now, r, true);
     return complete(now, r, f.reason);

@@ -34,6 +34,7 @@
 #include "runtime/cache/response_cache.h"
 #include "runtime/clock.h"
 #include "runtime/engine/text_output.h"
+#include "runtime/id_map.h"
 #include "runtime/policy/admission.h"
 #include "runtime/policy/circuit_breaker.h"
 #include "runtime/policy/replica_choice.h"
@@ -140,7 +141,7 @@ class request_router {
   const tokenizer::tokenizer* tokenizer_;   // null: no text
   policy::admission admission_;
   std::vector<replica_slot> replicas_;
-  std::unordered_map<std::uint64_t, std::unique_ptr<route>> routes_;
+  id_map<route> routes_;
   // (deadline, request id) of routed requests, earliest first. Entries of finished requests
   // stay until they surface (or the heap is rebuilt when they outnumber live ones).
   using deadline_entry = std::pair<clock_time, std::uint64_t>;
