@@ -52,13 +52,69 @@ std::int32_t prefix_index::find_child(std::int32_t parent,
   });
 }
 
+namespace {
+bool older(std::uint64_t a_used, std::int32_t a_id, std::uint64_t b_used, std::int32_t b_id) {
+  return a_used != b_used ? a_used < b_used : a_id < b_id;
+}
+}  // namespace
+
+void prefix_index::put_leaf(std::size_t at, const leaf& l) {
+  leaves_[at] = l;
+  nodes_[std::size_t(l.id)].leaf_at = std::int32_t(at);
+}
+
+void prefix_index::leaf_sift_up(std::size_t at) {
+  const leaf l = leaves_[at];
+  while (at > 0) {
+    const std::size_t up = (at - 1) / 2;
+    if (!older(l.last_used, l.id, leaves_[up].last_used, leaves_[up].id)) break;
+    put_leaf(at, leaves_[up]);
+    at = up;
+  }
+  put_leaf(at, l);
+}
+
+void prefix_index::leaf_sift_down(std::size_t at) {
+  const leaf l = leaves_[at];
+  const std::size_t n = leaves_.size();
+  for (;;) {
+    std::size_t down = 2 * at + 1;
+    if (down >= n) break;
+    if (down + 1 < n && older(leaves_[down + 1].last_used, leaves_[down + 1].id, leaves_[down].last_used,
+                              leaves_[down].id))
+      ++down;
+    if (!older(leaves_[down].last_used, leaves_[down].id, l.last_used, l.id)) break;
+    put_leaf(at, leaves_[down]);
+    at = down;
+  }
+  put_leaf(at, l);
+}
+
+void prefix_index::add_leaf(std::int32_t id) {
+  leaves_.push_back({nodes_[std::size_t(id)].last_used, id});
+  leaf_sift_up(leaves_.size() - 1);
+}
+
+void prefix_index::drop_leaf(std::int32_t id) {
+  node& n = nodes_[std::size_t(id)];
+  DSRT_ASSERT(n.leaf_at >= 0, "node {} is not in the leaf heap", id);
+  const std::size_t at = std::size_t(n.leaf_at);
+  n.leaf_at = -1;
+  const leaf last = leaves_.back();
+  leaves_.pop_back();
+  if (at == leaves_.size()) return;
+  put_leaf(at, last);
+  leaf_sift_up(at);
+  leaf_sift_down(std::size_t(nodes_[std::size_t(last.id)].leaf_at));
+}
+
 void prefix_index::touch(std::int32_t id, std::uint64_t tick) {
   node& n = nodes_[std::size_t(id)];
-  if (n.children == 0) {  // a leaf's place in leaves_ follows its last use
-    leaves_.erase({n.last_used, id});
-    leaves_.insert({tick, id});
-  }
   n.last_used = tick;
+  if (n.children == 0) {  // a leaf's place in leaves_ follows its last use (ticks only grow)
+    leaves_[std::size_t(n.leaf_at)].last_used = tick;
+    leaf_sift_down(std::size_t(n.leaf_at));
+  }
 }
 
 std::int32_t prefix_index::add_node(std::int32_t parent, std::span<const std::int32_t> tokens,
@@ -79,13 +135,10 @@ std::int32_t prefix_index::add_node(std::int32_t parent, std::span<const std::in
             node_tokens_.begin() + std::ptrdiff_t(id) * block_tokens_);
   node& n = nodes_[std::size_t(id)];
   n = node{.block = block, .parent = parent, .children = 0,
-           .key = child_key(parent, tokens), .last_used = tick, .in_use = true};
+           .key = child_key(parent, tokens), .last_used = tick, .leaf_at = -1, .in_use = true};
   children_.insert(n.key, id);
-  if (parent != root) {
-    node& p = nodes_[std::size_t(parent)];
-    if (p.children++ == 0) leaves_.erase({p.last_used, parent});
-  }
-  leaves_.insert({tick, id});
+  if (parent != root && nodes_[std::size_t(parent)].children++ == 0) drop_leaf(parent);
+  add_leaf(id);
   ++nodes_in_use_;
   ++stats_.inserted_blocks;
   return id;
@@ -95,13 +148,13 @@ void prefix_index::remove_leaf(std::int32_t id) {
   node& n = nodes_[std::size_t(id)];
   DSRT_ASSERT(n.in_use && n.children == 0, "node {} in_use={} children={}", id, n.in_use,
               n.children);
-  leaves_.erase({n.last_used, id});
+  drop_leaf(id);
   const bool erased = children_.erase(n.key, id);
   DSRT_ASSERT(erased, "node {} missing from its parent's children", id);
   if (n.parent != root) {
     node& p = nodes_[std::size_t(n.parent)];
     DSRT_ASSERT(p.children > 0, "node {} has parent {} without children", id, n.parent);
-    if (--p.children == 0) leaves_.insert({p.last_used, n.parent});
+    if (--p.children == 0) add_leaf(n.parent);
   }
   blocks_.release_block(n.block);
   n.in_use = false;
@@ -148,9 +201,10 @@ void prefix_index::insert(std::span<const std::int32_t> tokens,
   DSRT_ASSERT(table.size() >= full_blocks, "table holds {} blocks for {} full blocks of tokens",
               table.size(), full_blocks);
   std::int32_t parent = root;
+  bool added = false;   // parent is a node this call added: it has no children to find
   for (std::size_t i = 0; i < full_blocks; ++i) {
     const auto chunk = block_of(tokens, i);
-    const std::int32_t child = find_child(parent, chunk);
+    const std::int32_t child = added ? -1 : find_child(parent, chunk);
     if (child >= 0) {
       touch(child, tick);  // the cached block stays; the caller's duplicate is not added
       parent = child;
@@ -159,35 +213,41 @@ void prefix_index::insert(std::span<const std::int32_t> tokens,
     if (nodes_in_use_ >= cached_blocks_max_) {
       // Make room with the least recently used leaf, never `parent`: it is this call's
       // path, and dropping it would orphan the node about to be added.
-      const auto not_parent = [parent](const auto& leaf) { return leaf.second != parent; };
-      const auto victim = std::find_if(leaves_.begin(), leaves_.end(), not_parent);
-      if (victim == leaves_.end()) return;  // the tree is this path alone: record no more
-      remove_leaf(victim->second);
+      std::int32_t victim = -1;
+      if (!leaves_.empty() && leaves_[0].id != parent) {
+        victim = leaves_[0].id;
+      } else {   // the oldest leaf but `parent` is one of the top's children
+        for (std::size_t at : {std::size_t(1), std::size_t(2)})
+          if (at < leaves_.size() &&
+              (victim < 0 || older(leaves_[at].last_used, leaves_[at].id, nodes_[std::size_t(victim)].last_used, victim)))
+            victim = leaves_[at].id;
+      }
+      if (victim < 0) return;  // the tree is this path alone: record no more
+      remove_leaf(victim);
       ++stats_.evicted_blocks;
     }
     parent = add_node(parent, chunk, table[i], tick);
+    added = true;
   }
 }
 
 std::int32_t prefix_index::evict(std::int32_t blocks_wanted) {
+  // Oldest leaf first (a parent left without children joins the heap by its own age);
+  // leaves in use step out of the heap while the scan passes them and go back after.
   std::int32_t freed = 0;
-  auto it = leaves_.begin();
-  while (freed < blocks_wanted && it != leaves_.end()) {
-    const std::int32_t id = it->second;
-    const node& n = nodes_[std::size_t(id)];
-    ++it;  // before remove_leaf, which erases id's entry
-    if (blocks_.refcount(n.block) != 1) continue;  // a sequence uses it; so its ancestors
-    const std::int32_t parent = n.parent;
+  std::vector<std::int32_t> in_use;
+  while (freed < blocks_wanted && !leaves_.empty()) {
+    const std::int32_t id = leaves_[0].id;
+    if (blocks_.refcount(nodes_[std::size_t(id)].block) != 1) {   // a sequence uses it; so its ancestors
+      drop_leaf(id);
+      in_use.push_back(id);
+      continue;
+    }
     remove_leaf(id);
     ++freed;
     ++stats_.evicted_blocks;
-    if (parent != root && nodes_[std::size_t(parent)].children == 0) {
-      // The parent just became a leaf; it may be older than where the scan stands, and
-      // everything passed over so far is in use, so resume from the parent if it is.
-      const auto parent_entry = leaves_.find({nodes_[std::size_t(parent)].last_used, parent});
-      if (it == leaves_.end() || *parent_entry < *it) it = parent_entry;
-    }
   }
+  for (std::int32_t id : in_use) add_leaf(id);
   return freed;
 }
 

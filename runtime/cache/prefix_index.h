@@ -21,9 +21,8 @@
 //    the sequences hold;
 //  - nodes <= cached_blocks_max;
 //  - no two children of one node have the same tokens;
-//  - leaves_ holds exactly the nodes without children, ordered by (last use, node id).
+//  - leaves_ holds exactly the nodes without children, as a heap by (last use, node id).
 #include <cstdint>
-#include <set>
 #include <span>
 #include <utility>
 #include <vector>
@@ -84,7 +83,7 @@ class prefix_index {
   // until `blocks_wanted` blocks have gone back to the free list or no such leaf is left;
   // a leaf in use by a sequence stays, and so do its ancestors. Returns the blocks freed.
   // The batcher calls this when block_manager::reserve fails, then retries.
-  // Cost: O(log n) per block freed, plus one step per in-use leaf passed over.
+  // Cost: O(log leaves) per block freed and per in-use leaf passed over.
   std::int32_t evict(std::int32_t blocks_wanted);
 
   // Drops every node, releasing all the index's references.
@@ -102,7 +101,12 @@ class prefix_index {
     std::int32_t children = 0;
     std::uint64_t key = 0;        // hash of (parent, tokens): this node's entry in children_
     std::uint64_t last_used = 0;  // tick of the latest match or insert through this node
+    std::int32_t leaf_at = -1;    // its place in leaves_; -1 unless a leaf
     bool in_use = false;          // a slot of nodes_ holding a live node
+  };
+  struct leaf {
+    std::uint64_t last_used;
+    std::int32_t id;
   };
 
   std::uint64_t child_key(std::int32_t parent, std::span<const std::int32_t> tokens) const;
@@ -115,6 +119,12 @@ class prefix_index {
   std::int32_t add_node(std::int32_t parent, std::span<const std::int32_t> tokens,
                         std::int32_t block, std::uint64_t tick);
   void remove_leaf(std::int32_t id);
+  // leaves_, a binary min-heap by (last_used, id) whose nodes know their place in it.
+  void add_leaf(std::int32_t id);
+  void drop_leaf(std::int32_t id);
+  void leaf_sift_up(std::size_t at);
+  void leaf_sift_down(std::size_t at);
+  void put_leaf(std::size_t at, const leaf& l);
 
   engine::block_manager& blocks_;
   const std::int32_t cached_blocks_max_;
@@ -127,9 +137,10 @@ class prefix_index {
   // values per key because two keys can collide; lookups compare the exact tokens. At most
   // one entry per node, so bounded by cached_blocks_max.
   key_slots children_;
-  // The leaves by (last_used, id): eviction takes them oldest first without scanning the
-  // tree. At most one entry per node.
-  std::set<std::pair<std::uint64_t, std::int32_t>> leaves_;
+  // The leaves, least recently used (then lowest id) first: eviction takes them oldest
+  // first without scanning the tree. One entry per leaf, and no node allocation: a
+  // sequence's path is a chain, so the leaves are a few per cached sequence.
+  std::vector<leaf> leaves_;
   stats stats_;
 };
 
