@@ -57,7 +57,7 @@ status batch_scheduler::submit(clock_time now, sequence_request request) {
   if (request.max_new_tokens < 1)
     return make_error(error_code::invalid_argument, "sequence {}: max_new_tokens {} is below 1",
                       request.id, request.max_new_tokens);
-  if (sequences_.count(request.id))
+  if (sequences_.contains(request.id))
     return make_error(error_code::invalid_argument, "sequence {} is already queued", request.id);
   if (request.priority < 0 || request.priority >= config_.priority_classes)
     return make_error(error_code::invalid_argument, "sequence {}: priority {} outside 0 .. {}",
@@ -78,19 +78,19 @@ status batch_scheduler::submit(clock_time now, sequence_request request) {
   s->request = std::move(request);
   s->arrival = now;
   s->arrival_order = arrivals_++;
-  waiting_.push_back(s.get());
-  sequences_.emplace(s->request.id, std::move(s));
+  const auto id = s->request.id;
+  waiting_.push_back(&sequences_.insert(id, std::move(s)));
   return ok_status();
 }
 
 void batch_scheduler::cancel(std::uint64_t id) {
-  if (auto it = sequences_.find(id); it != sequences_.end()) it->second->cancelled = true;
+  if (sequence* s = sequences_.find(id)) s->cancelled = true;
 }
 
 std::int64_t batch_scheduler::generated(std::uint64_t id) const {
-  auto it = sequences_.find(id);
-  DSRT_ASSERT(it != sequences_.end(), "unknown sequence {}", id);
-  return it->second->generated();
+  const sequence* s = sequences_.find(id);
+  DSRT_ASSERT(s, "unknown sequence {}", id);
+  return s->generated();
 }
 
 int batch_scheduler::effective_priority(const sequence& s, clock_time now) const {
@@ -104,6 +104,22 @@ int batch_scheduler::effective_priority(const sequence& s, clock_time now) const
 bool batch_scheduler::precedes(const sequence& a, const sequence& b, clock_time now) const {
   const int pa = effective_priority(a, now), pb = effective_priority(b, now);
   return pa != pb ? pa < pb : a.arrival_order < b.arrival_order;
+}
+
+void batch_scheduler::sort_by_precedence(clock_time now, const std::vector<sequence*>& list, bool decodes_first) {
+  // The keys once per sequence, not per comparison; arrival_order is unique, so the order
+  // is total and std::sort is as deterministic as a stable sort.
+  ranked_.clear();
+  for (sequence* s : list) {
+    const bool decode = decodes_first && std::int64_t(s->tokens.size()) - s->computed == 1;
+    ranked_.push_back({!decode, effective_priority(*s, now), s->arrival_order, s});
+  }
+  std::sort(ranked_.begin(), ranked_.end(), [](const ranked& a, const ranked& b) {
+    if (a.prefill != b.prefill) return b.prefill;
+    return a.priority != b.priority ? a.priority < b.priority : a.arrival_order < b.arrival_order;
+  });
+  order_.clear();
+  for (const ranked& r : ranked_) order_.push_back(r.s);
 }
 
 void batch_scheduler::release(sequence& s) {
@@ -202,16 +218,9 @@ step_plan batch_scheduler::schedule(clock_time now) {
   if (!running_.empty() && DSRT_BUGGIFY("scheduler.preempt")) preempt_one(now, nullptr, plan);
   std::int64_t budget = config_.step_tokens_max;
   if (DSRT_BUGGIFY("scheduler.small_step")) budget = std::min<std::int64_t>(budget, 1 + counters_.steps % 16);
-  auto by_precedence = [&](const sequence* a, const sequence* b) { return precedes(*a, *b, now); };
-
   // 1. Running sequences, decodes before prefill chunks, each by precedence.
-  std::vector<sequence*> order(running_.begin(), running_.end());
-  std::stable_sort(order.begin(), order.end(), [&](const sequence* a, const sequence* b) {
-    const bool da = std::int64_t(a->tokens.size()) - a->computed == 1;
-    const bool db = std::int64_t(b->tokens.size()) - b->computed == 1;
-    return da != db ? da : by_precedence(a, b);
-  });
-  for (sequence* s : order) {
+  sort_by_precedence(now, running_, /*decodes_first=*/true);
+  for (sequence* s : order_) {
     if (budget == 0) break;
     if (!s->running) continue;   // preempted earlier in this loop
     const std::int64_t want = std::min({std::int64_t(s->tokens.size()) - s->computed,
@@ -229,7 +238,8 @@ step_plan batch_scheduler::schedule(clock_time now) {
 
   // 2. Admissions by precedence while the cap, the budget and the free blocks allow.
   //    Running sequences are never preempted to admit a new one.
-  std::stable_sort(waiting_.begin(), waiting_.end(), by_precedence);
+  sort_by_precedence(now, waiting_, /*decodes_first=*/false);
+  waiting_.assign(order_.begin(), order_.end());
   std::size_t admitted = 0;
   for (sequence* s : waiting_) {
     if (budget == 0 || int(running_.size()) >= config_.sequences_max) break;
@@ -264,11 +274,12 @@ step_plan batch_scheduler::schedule(clock_time now) {
 void batch_scheduler::complete(const step_plan& plan, std::span<const std::int32_t> sampled) {
   std::size_t next = 0;
   for (const auto& p : plan.sequences) {
-    if (!is_current(p)) {
+    sequence* found = sequences_.find(p.id);
+    if (!found || found->arrival_order != p.serial) {   // not current (is_current)
       next += p.sample;   // its sample is dropped with it
       continue;
     }
-    sequence& s = *sequences_.at(p.id);
+    sequence& s = *found;
     DSRT_ASSERT(s.running && s.computed == p.first_position,
                 "sequence {} changed since it was planned (computed {} vs {})", p.id, s.computed,
                 p.first_position);
@@ -282,35 +293,34 @@ void batch_scheduler::complete(const step_plan& plan, std::span<const std::int32
 }
 
 bool batch_scheduler::is_current(const planned_sequence& p) const {
-  auto it = sequences_.find(p.id);
-  return it != sequences_.end() && it->second->arrival_order == p.serial;
+  const sequence* s = sequences_.find(p.id);
+  return s && s->arrival_order == p.serial;
 }
 
 void batch_scheduler::finish(std::uint64_t id) {
-  auto it = sequences_.find(id);
-  if (it == sequences_.end()) return;
-  sequence& s = *it->second;
+  sequence* found = sequences_.find(id);
+  if (!found) return;
+  sequence& s = *found;
   if (prefix_ && s.computed > 0)
     prefix_->insert(std::span(s.tokens).first(std::size_t(s.computed)), s.blocks.table, ++tick_);
   fail(id);
 }
 
 void batch_scheduler::fail(std::uint64_t id) {
-  auto it = sequences_.find(id);
-  if (it == sequences_.end()) return;
-  sequence* s = it->second.get();
+  sequence* s = sequences_.find(id);
+  if (!s) return;
   release(*s);
   std::erase(running_, s);
   std::erase(waiting_, s);
-  sequences_.erase(it);
+  sequences_.erase(id);
 }
 
 std::vector<std::uint64_t> batch_scheduler::clear() {
   std::vector<std::uint64_t> ids;
-  for (auto& [id, s] : sequences_) {
-    release(*s);
+  sequences_.for_each([&](std::uint64_t id, sequence& s) {
+    release(s);
     ids.push_back(id);
-  }
+  });
   std::sort(ids.begin(), ids.end());
   running_.clear();
   waiting_.clear();
@@ -324,7 +334,7 @@ std::int32_t batch_scheduler::prefix_cached_blocks() const {
 
 std::int32_t batch_scheduler::leaked_blocks() const {
   std::int64_t held = 0;
-  for (const auto& [id, s] : sequences_) held += std::int64_t(s->blocks.table.size());
+  sequences_.for_each([&](std::uint64_t, const sequence& s) { held += std::int64_t(s.blocks.table.size()); });
   // Blocks the index holds may also be in sequences' tables (shared prefixes): count the
   // referenced blocks against the references we can account for.
   std::int64_t refs = 0;

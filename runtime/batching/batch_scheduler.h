@@ -25,7 +25,6 @@
 #include <optional>
 #include <span>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "runtime/cache/prefix_index.h"
@@ -33,6 +32,7 @@
 #include "runtime/engine/block_manager.h"
 #include "runtime/engine/sampler.h"
 #include "runtime/error.h"
+#include "runtime/id_map.h"
 
 namespace dsrt::batching {
 
@@ -139,7 +139,7 @@ class batch_scheduler {
   // Drops every sequence (a replica restart); returns their ids.
   std::vector<std::uint64_t> clear();
 
-  bool has_sequence(std::uint64_t id) const { return sequences_.count(id) != 0; }
+  bool has_sequence(std::uint64_t id) const { return sequences_.contains(id); }
   // Tokens generated so far by a sequence (excluding draw_base). REQUIRES: has_sequence.
   std::int64_t generated(std::uint64_t id) const;
   int running() const { return int(running_.size()); }
@@ -160,6 +160,8 @@ class batch_scheduler {
   struct sequence;
   int effective_priority(const sequence& s, clock_time now) const;
   bool precedes(const sequence& a, const sequence& b, clock_time now) const;
+  // Fills order_ with `list` by precedence (decodes first if asked).
+  void sort_by_precedence(clock_time now, const std::vector<sequence*>& list, bool decodes_first);
   void drop_stopped(clock_time now, step_plan& plan);
   bool reserve_or_evict(sequence& s, std::int64_t tokens, std::vector<engine::block_copy>& copies);
   bool preempt_one(clock_time now, const sequence* keep, step_plan& plan);
@@ -169,13 +171,22 @@ class batch_scheduler {
   scheduler_config config_;
   engine::block_manager blocks_;
   std::unique_ptr<cache::prefix_index> prefix_;
-  std::unordered_map<std::uint64_t, std::unique_ptr<sequence>> sequences_;
+  id_map<sequence> sequences_;
   std::vector<sequence*> waiting_;   // unordered; schedule() picks by precedes()
   std::vector<sequence*> running_;   // in admission order
   std::uint64_t arrivals_ = 0;       // arrival counter: ties after equal priority and time
   std::uint64_t tick_ = 0;           // logical time for the prefix index's LRU
   std::uint64_t schedule_calls_ = 0; // numbers the plans being built (sequence::planned_in)
   std::vector<planned_sequence> spare_;   // recycled plan entries with their capacity
+  // Scratch of sort_by_precedence, kept to spare a step the allocations.
+  struct ranked {
+    bool prefill;
+    int priority;
+    std::uint64_t arrival_order;
+    sequence* s;
+  };
+  std::vector<ranked> ranked_;
+  std::vector<sequence*> order_;
   scheduler_counters counters_;
 };
 
