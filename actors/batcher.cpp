@@ -1,22 +1,21 @@
 #include "actors/batcher.h"
 
-#include <algorithm>
 #include <unordered_map>
+
+#include "runtime/serving/token_streams.h"
 
 namespace dsrt::actors {
 
-struct sequence_info {
-  std::uint32_t attempt = 0;
+// When a sequence reached the batcher, until its first step (the queue-time metric).
+struct queued_sequence {
   clock_time queued_at{};
-  bool started = false;                      // planned at least once (queue time observed)
-  std::vector<std::int32_t> stop_token_ids;
-  std::int64_t max_new_tokens = 0;
 };
 
 struct batcher_state {
   batcher_options options;
   std::unique_ptr<batching::batch_scheduler> scheduler;
-  std::unordered_map<std::uint64_t, sequence_info> info;
+  std::unique_ptr<serving::token_streams> streams;
+  std::unordered_map<std::uint64_t, queued_sequence> queued;   // not yet planned
   caf::actor shard, router;
   std::shared_ptr<batching::step_plan> in_flight;   // the plan the shard is running
   std::uint64_t steps = 0;
@@ -35,12 +34,17 @@ namespace {
 
 using self_ptr = caf::stateful_actor<batcher_state>*;
 
+void send(self_ptr self, serving::stream_output& out) {
+  auto& st = self->state;
+  for (const auto& f : out.finals) st.queued.erase(f.request_id);
+  if (!out.chunks.chunks.empty()) self->send(st.router, std::move(out.chunks));
+  for (auto& f : out.finals) self->send(st.router, std::move(f));
+}
+
 void send_final(self_ptr self, std::uint64_t id, std::optional<error> failure, finish_reason reason) {
   auto& st = self->state;
-  auto it = st.info.find(id);
-  if (it == st.info.end()) return;
-  self->send(st.router, replica_final{id, it->second.attempt, st.options.replica, std::move(failure), reason});
-  st.info.erase(it);
+  st.queued.erase(id);
+  if (auto f = st.streams->close(id, std::move(failure), reason)) self->send(st.router, std::move(*f));
 }
 
 void pump(self_ptr self);
@@ -48,43 +52,19 @@ void pump(self_ptr self);
 void on_result(self_ptr self, step_result result) {
   auto& st = self->state;
   auto plan = std::move(st.in_flight);
+  serving::stream_output out;
   if (result.failure) {
     // The KV this step wrote may be garbage: its sequences fail and the router retries
     // them elsewhere (and counts the error against this replica's breaker).
-    for (const auto& p : plan->sequences) {
-      if (!st.scheduler->is_current(p)) continue;
-      st.scheduler->fail(p.id);
-      send_final(self, p.id, result.failure, finish_reason::length);
-    }
+    st.streams->on_failed_step(*st.scheduler, *plan, *result.failure, out);
   } else {
     ++st.steps;
     st.step_seconds->observe(double(result.duration_us) * 1e-6);
-    st.scheduler->complete(*plan, result.sampled);
     // The step's chunks go in one message, and before its finals: a final must never
     // overtake its request's last chunk.
-    replica_chunks chunks;
-    std::vector<std::pair<std::uint64_t, finish_reason>> finished;
-    std::size_t next = 0;
-    for (const auto& p : plan->sequences) {
-      if (!p.sample) continue;
-      const std::int32_t token = result.sampled[next++];
-      if (!st.scheduler->is_current(p)) continue;   // replaced or dropped during the step
-      auto& info = st.info.at(p.id);
-      const auto& stops = info.stop_token_ids;
-      if (std::find(stops.begin(), stops.end(), token) != stops.end()) {
-        st.scheduler->finish(p.id);
-        finished.emplace_back(p.id, finish_reason::stop);
-        continue;
-      }
-      chunks.chunks.push_back(replica_chunk{p.id, info.attempt, st.options.replica, {token}});
-      if (st.scheduler->generated(p.id) >= info.max_new_tokens) {
-        st.scheduler->finish(p.id);
-        finished.emplace_back(p.id, finish_reason::length);
-      }
-    }
-    if (!chunks.chunks.empty()) self->send(st.router, std::move(chunks));
-    for (const auto& [id, reason] : finished) send_final(self, id, std::nullopt, reason);
+    st.streams->on_step(*st.scheduler, *plan, result.sampled, out);
   }
+  send(self, out);
   const auto& s = *st.scheduler;
   st.kv_used_ratio->set(1.0 - double(s.free_blocks()) / double(std::max(1, s.total_blocks())));
   // The shard has let go of the plan: its buffers serve the next one.
@@ -109,9 +89,9 @@ void pump(self_ptr self) {
     st.batch_sequences->observe(double(plan->sequences.size()));
     st.prefix_hit_tokens->inc(std::uint64_t(plan->prefix_hit_tokens));
     for (const auto& p : plan->sequences)
-      if (auto it = st.info.find(p.id); it != st.info.end() && !it->second.started) {
-        it->second.started = true;
+      if (auto it = st.queued.find(p.id); it != st.queued.end()) {
         st.queue_seconds->observe(std::chrono::duration<double>(now - it->second.queued_at).count());
+        st.queued.erase(it);
       }
     st.in_flight = plan;
     self->request(st.shard, caf::infinite, step_request{st.steps, plan})
@@ -132,6 +112,7 @@ caf::behavior batcher_actor(caf::stateful_actor<batcher_state>* self, batcher_op
   st.options = options;
   st.scheduler = std::make_unique<batching::batch_scheduler>(options.scheduler, options.kv_blocks,
                                                               options.kv_block_tokens);
+  st.streams = std::make_unique<serving::token_streams>(options.replica, options.scheduler.stream_interval_tokens);
   st.shard = std::move(shard);
   st.router = std::move(router);
   self->link_to(st.shard);
@@ -151,17 +132,19 @@ caf::behavior batcher_actor(caf::stateful_actor<batcher_state>* self, batcher_op
         const auto id = r.request_id;
         // A newer attempt of a request this replica still runs (the router gave up on the
         // old one): the old sequence goes, its messages would be dropped by the router.
-        if (auto old = st.info.find(id); old != st.info.end() && old->second.attempt < r.attempt) {
+        if (auto old = st.streams->attempt(id); old && *old < r.attempt) {
           st.scheduler->fail(id);
-          st.info.erase(old);
+          st.streams->close(id, std::nullopt);
+          st.queued.erase(id);
         }
-        sequence_info info{r.attempt, self->clock().now(), false, std::move(r.stop_token_ids), r.sequence.max_new_tokens};
+        const auto max_new = r.sequence.max_new_tokens;
         st.prompt_tokens->inc(std::uint64_t(r.sequence.tokens.size()));
         if (auto s = st.scheduler->submit(self->clock().now(), std::move(r.sequence)); !s) {
           self->send(st.router, replica_final{id, r.attempt, st.options.replica, s.err(), finish_reason::length});
           return;
         }
-        st.info[id] = std::move(info);
+        st.streams->open(id, r.attempt, max_new, std::move(r.stop_token_ids));
+        st.queued[id] = {self->clock().now()};
         pump(self);
       },
       [self](cancel_atom, std::uint64_t id) {

@@ -2,8 +2,8 @@
 // The batcher actor (one per replica): a thin shell around batching::batch_scheduler. It
 // queues replica_requests, asks the policy for a step whenever the shard is idle, sends the
 // plan to its shard, and turns the sampled tokens into replica_chunks and replica_finals
-// for the router (stop tokens and max_tokens end a sequence here; stop strings are the
-// router's, which holds the text). Linked to its shard: either dying takes the other down,
+// for the router through serving::token_streams (stop tokens and max_tokens end a sequence
+// here; stop strings are the router's, which holds the text). Linked to its shard: either dying takes the other down,
 // and the supervisor restarts the pair (one-for-all).
 #include <caf/all.hpp>
 

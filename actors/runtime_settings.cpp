@@ -95,6 +95,10 @@ void bind_batcher(config::settings& s, batching::scheduler_config& c) {
   s.add("batcher.prefix_cache", &c.prefix_cache,
         "Reuse the KV of a prompt prefix already computed; off, every prompt is computed in "
         "full.");
+  s.add("batcher.stream_interval_tokens", &c.stream_interval_tokens, "tokens",
+        "Tokens per streamed chunk after a request's first, which goes at once: 1 streams "
+        "every token; more means fewer, larger messages for a burstier stream.",
+        1, batching::stream_interval_tokens_max);
 }
 
 void bind_admission(config::settings& s, policy::admission_config& c) {

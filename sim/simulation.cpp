@@ -8,6 +8,7 @@
 
 #include "runtime/cache/response_cache.h"
 #include "runtime/random.h"
+#include "runtime/serving/token_streams.h"
 #include "sim/checker.h"
 #include "sim/event_queue.h"
 #include "sim/load.h"
@@ -30,8 +31,7 @@ struct replica {
   clock_time last_heard{};
   std::uint64_t known_incarnation = 0;
   bool router_thinks_up = true;
-  struct seq { std::uint32_t attempt; std::int64_t max_new; };
-  std::map<std::uint64_t, seq> sequences;
+  std::unique_ptr<serving::token_streams> streams;   // the batcher's output side
 };
 
 // A replica's connection to the router (both directions).
@@ -58,7 +58,10 @@ class simulation {
     replicas_.resize(std::size_t(c.replicas));
     links_.resize(std::size_t(c.replicas));
     nodes_.resize(std::size_t((c.replicas + per_node() - 1) / per_node()));
-    for (auto& r : replicas_) r.scheduler = make_scheduler();
+    for (int i = 0; i < c.replicas; ++i) {
+      replicas_[std::size_t(i)].scheduler = make_scheduler();
+      replicas_[std::size_t(i)].streams = std::make_unique<serving::token_streams>(i, c.scheduler.stream_interval_tokens);
+    }
     for (int i = 0; i < c.replicas; ++i) router_.on_replica_up(q_.now(), i);
   }
 
@@ -219,7 +222,7 @@ class simulation {
     r.up = false;
     ++r.incarnation;
     r.busy = r.wake_armed = false;
-    r.sequences.clear();
+    r.streams->clear();
     if (first_killed_ < 0) first_killed_ = i;
     // The router notices by the missing heartbeats (or by the new incarnation's first one).
     q_.after(restart, [this, i] {
@@ -227,6 +230,7 @@ class simulation {
       ++report_.restarts;
       auto& r = replicas_[std::size_t(i)];
       r.scheduler = make_scheduler();
+      r.streams->clear();
       r.up = true;
       pump(i);
     });
@@ -493,25 +497,24 @@ class simulation {
     const auto max_new = rr.sequence.max_new_tokens;
     // A newer attempt of a request this replica still runs (the router gave up on it, say
     // across a clogged link): the old one is dropped; the router ignores its messages anyway.
-    if (auto old = r.sequences.find(id); old != r.sequences.end() && old->second.attempt < attempt) {
+    if (auto old = r.streams->attempt(id); old && *old < attempt) {
       r.scheduler->fail(id);
-      r.sequences.erase(old);
+      r.streams->close(id, std::nullopt);
     }
     if (auto s = r.scheduler->submit(q_.now(), std::move(rr.sequence)); !s) {
       send_final(i, {id, attempt, i, s.err(), serving::finish_reason::length});
       return;
     }
-    r.sequences[id] = {attempt, max_new};
+    r.streams->open(id, attempt, max_new, {});
     checker_.on_batcher(i, r.scheduler->running(), r.scheduler->waiting());
     pump(i);
   }
   void replica_final(int i, std::uint64_t id, std::optional<error> failure, serving::finish_reason reason) {
-    auto& r = replicas_[std::size_t(i)];
-    auto it = r.sequences.find(id);
-    if (it == r.sequences.end()) return;
-    const auto attempt = it->second.attempt;
-    r.sequences.erase(it);
-    send_final(i, {id, attempt, i, failure, reason});
+    if (auto f = replicas_[std::size_t(i)].streams->close(id, std::move(failure), reason)) send_final(i, std::move(*f));
+  }
+  void send_output(int i, serving::stream_output out) {
+    send_chunks(i, std::move(out.chunks));
+    for (auto& f : out.finals) send_final(i, std::move(f));
   }
   void pump(int i) {
     auto& r = replicas_[std::size_t(i)];
@@ -556,11 +559,9 @@ class simulation {
       // The shard reports a failed step (out of device memory included) as INTERNAL.
       const char* why = r.oom_next ? "step failed: out of device memory" : "step failed";
       r.oom_next = false;
-      for (const auto& p : plan.sequences) {
-        if (!r.scheduler->is_current(p)) continue;
-        r.scheduler->fail(p.id);
-        replica_final(i, p.id, make_error(error_code::internal, "{}", why), serving::finish_reason::length);
-      }
+      serving::stream_output out;
+      r.streams->on_failed_step(*r.scheduler, plan, make_error(error_code::internal, "{}", why), out);
+      send_output(i, std::move(out));
       pump(i);
       return;
     }
@@ -571,23 +572,9 @@ class simulation {
         const auto draw = bugs_.wrong_token && r.scheduler->has_sequence(p.id) ? r.scheduler->generated(p.id) : p.draw_index;
         sampled.push_back(model_token(p.id, draw));
       }
-    r.scheduler->complete(plan, sampled);
-    serving::replica_chunks chunks;
-    std::vector<std::uint64_t> done;
-    std::size_t next = 0;
-    for (const auto& p : plan.sequences) {
-      if (!p.sample) continue;
-      const auto token = sampled[next++];
-      auto it = r.sequences.find(p.id);
-      if (it == r.sequences.end() || !r.scheduler->is_current(p)) continue;
-      chunks.chunks.push_back({p.id, it->second.attempt, i, {token}});
-      if (r.scheduler->generated(p.id) >= it->second.max_new) {
-        r.scheduler->finish(p.id);
-        done.push_back(p.id);
-      }
-    }
-    send_chunks(i, std::move(chunks));
-    for (auto id : done) replica_final(i, id, std::nullopt, serving::finish_reason::length);
+    serving::stream_output out;
+    r.streams->on_step(*r.scheduler, plan, sampled, out);
+    send_output(i, std::move(out));
     pump(i);
   }
 

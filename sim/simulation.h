@@ -1,8 +1,9 @@
 #pragma once
 // A seeded, deterministic simulation of one router and R replicas (a batcher + a device
 // each) under virtual time. It runs the real policies — serving::request_router (admission,
-// breakers, replica choice, retry/resumption, fallback) and batching::batch_scheduler
-// (continuous batching, preemption, prefix reuse) — and simulates only what is physical:
+// breakers, replica choice, retry/resumption, fallback), batching::batch_scheduler
+// (continuous batching, preemption, prefix reuse) and the batcher's output side
+// (serving::token_streams: chunks, stream interval, finals) — and simulates only what is physical:
 // device step times (device_profile), link latency, request arrivals and faults. Same seed
 // and build, same trace hash.
 //

@@ -33,6 +33,8 @@ status validate(const scheduler_config& c) {
   if (c.aging_ms.count() < 1) return bad("aging_ms", c.aging_ms.count());
   if (c.batch_wait_ms.count() < 0) return bad("batch_wait_ms", c.batch_wait_ms.count());
   if (c.batch_fill_sequences < 1) return bad("batch_fill_sequences", c.batch_fill_sequences);
+  if (c.stream_interval_tokens < 1 || c.stream_interval_tokens > stream_interval_tokens_max)
+    return bad("stream_interval_tokens", c.stream_interval_tokens);
   if (c.prefix_cached_blocks_max < 0) return bad("prefix_cached_blocks_max", c.prefix_cached_blocks_max);
   return ok_status();
 }

@@ -38,6 +38,8 @@ namespace dsrt::batching {
 
 // Recycled planned sequences kept for reuse (bounds the memory held for it).
 inline constexpr std::size_t spare_sequences_max = 4096;
+// The most tokens a stream may gather into one chunk (scheduler_config::stream_interval_tokens).
+inline constexpr int stream_interval_tokens_max = 1024;
 
 struct scheduler_config {
   std::int64_t step_tokens_max = 2048;         // tokens one step may carry (the budget)
@@ -52,6 +54,10 @@ struct scheduler_config {
   int batch_fill_sequences = 8;
   std::int32_t prefix_cached_blocks_max = 1 << 20;  // blocks the prefix index may keep
   bool prefix_cache = true;
+  // Tokens per chunk of a stream after its first token, which goes alone. Read by the
+  // batcher's serving::token_streams, not by schedule(): 1 sends every token as it comes;
+  // more sends fewer, larger messages (the router's and the client's work per token drops).
+  int stream_interval_tokens = 1;
 };
 
 // invalid_argument naming the field.

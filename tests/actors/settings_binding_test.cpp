@@ -41,7 +41,8 @@ json expected_json(const runtime_options& o, const engine::model_options& m) {
                   {"batch_wait_ms", sc.batch_wait_ms.count()},
                   {"batch_fill_sequences", sc.batch_fill_sequences},
                   {"prefix_cached_blocks_max", sc.prefix_cached_blocks_max},
-                  {"prefix_cache", sc.prefix_cache}};
+                  {"prefix_cache", sc.prefix_cache},
+                  {"stream_interval_tokens", sc.stream_interval_tokens}};
   j["admission"] = {{"queue_requests_max", ad.queue_requests_max},
                     {"queue_tokens_max", ad.queue_tokens_max},
                     {"tenant_queue_requests_max", ad.tenant_queue_requests_max},
@@ -82,7 +83,7 @@ json every_key_changed() {
     "batcher": {"step_tokens_max": 1025, "sequences_max": 129, "prefill_chunk_tokens": 257,
                 "waiting_sequences_max": 2049, "priority_classes": 6, "aging_ms": 777,
                 "batch_wait_ms": 7, "batch_fill_sequences": 9,
-                "prefix_cached_blocks_max": 4099, "prefix_cache": false},
+                "prefix_cached_blocks_max": 4099, "prefix_cache": false, "stream_interval_tokens": 5},
     "admission": {"queue_requests_max": 1001, "queue_tokens_max": 500001,
                   "tenant_queue_requests_max": 101, "tenant_queue_tokens_max": 50001,
                   "tenants_max": 111, "retry_after_min_ms": 51, "retry_after_max_ms": 9001,

@@ -71,6 +71,29 @@ TEST(ActorWorld, AgreesWithThePolicySimulationOfTheSameLoad) {
   EXPECT_NEAR(median(actors.tpot_ms), median(policies.tpot_ms), 0.1 * median(policies.tpot_ms) + 1);
 }
 
+TEST(ActorWorld, TheBatcherStreamsByTheIntervalAsThePolicySimulationDoes) {
+  // The batcher actor reads batcher.stream_interval_tokens: with faults and BUGGIFY every
+  // invariant holds, and without faults it serves what the policy-level model serves.
+  for (std::uint64_t seed = 1; seed <= 30; ++seed) {
+    auto c = actor_faults(seed);
+    c.scheduler.stream_interval_tokens = 4;
+    const auto r = run_actor_world(c);
+    EXPECT_TRUE(r.violations.empty()) << "seed " << seed << ": " << r.violations.front();
+  }
+  auto c = small(3);
+  c.kills = c.failing_windows = c.slow_windows = 0;
+  c.buggify = false;
+  const auto per_token = run_actor_world(c);
+  c.scheduler.stream_interval_tokens = 4;
+  const auto actors = run_actor_world(c);
+  const auto policies = run_simulation(c);
+  ASSERT_TRUE(actors.violations.empty()) << actors.violations.front();
+  EXPECT_EQ(actors.completed, policies.completed);
+  EXPECT_EQ(actors.tokens, policies.tokens);
+  EXPECT_EQ(actors.tokens, per_token.tokens);
+  EXPECT_LT(actors.events, per_token.events) << "fewer chunk messages";
+}
+
 TEST(ActorWorld, AReplicaTheSupervisorMayNotRestartIsNoRecovery) {
   // With no restarts allowed, a killed replica stays down: the recovery invariant says so.
   auto c = small(4);

@@ -1,0 +1,90 @@
+#include "runtime/serving/token_streams.h"
+
+#include <algorithm>
+
+#include "kernels/assert.h"
+
+namespace dsrt::serving {
+
+token_streams::token_streams(std::int32_t replica, int interval_tokens)
+    : replica_(replica), interval_tokens_(std::size_t(interval_tokens)) {
+  DSRT_ASSERT(interval_tokens >= 1 && interval_tokens <= batching::stream_interval_tokens_max,
+              "interval_tokens {}", interval_tokens);
+}
+
+token_streams::~token_streams() = default;
+
+void token_streams::open(std::uint64_t id, std::uint32_t attempt, std::int64_t max_new_tokens,
+                         std::vector<std::int32_t> stop_token_ids) {
+  streams_.erase(id);
+  auto s = std::make_unique<stream>();
+  s->attempt = attempt;
+  s->max_new_tokens = max_new_tokens;
+  s->stop_token_ids = std::move(stop_token_ids);
+  streams_.insert(id, std::move(s));
+}
+
+std::optional<std::uint32_t> token_streams::attempt(std::uint64_t id) const {
+  if (const stream* s = streams_.find(id)) return s->attempt;
+  return std::nullopt;
+}
+
+std::optional<replica_final> token_streams::close(std::uint64_t id, std::optional<error> failure,
+                                                  finish_reason reason) {
+  const stream* s = streams_.find(id);
+  if (!s) return std::nullopt;
+  replica_final f{id, s->attempt, replica_, std::move(failure), reason};
+  streams_.erase(id);
+  return f;
+}
+
+void token_streams::flush(std::uint64_t id, stream& s, stream_output& out) const {
+  if (s.unsent.empty()) return;
+  out.chunks.chunks.push_back(replica_chunk{id, s.attempt, replica_, s.unsent});
+  s.sent += std::int64_t(s.unsent.size());
+  s.unsent.clear();
+}
+
+void token_streams::end(std::uint64_t id, std::optional<error> failure, finish_reason reason,
+                        stream_output& out) {
+  if (auto f = close(id, std::move(failure), reason)) out.finals.push_back(std::move(*f));
+}
+
+void token_streams::on_step(batching::batch_scheduler& scheduler, const batching::step_plan& plan,
+                            std::span<const std::int32_t> sampled, stream_output& out) {
+  scheduler.complete(plan, sampled);
+  std::size_t next = 0;
+  for (const auto& p : plan.sequences) {
+    if (!p.sample) continue;
+    const std::int32_t token = sampled[next++];
+    if (!scheduler.is_current(p)) continue;   // replaced or dropped during the step
+    stream* s = streams_.find(p.id);
+    if (!s) continue;
+    const auto& stops = s->stop_token_ids;
+    if (std::find(stops.begin(), stops.end(), token) != stops.end()) {
+      scheduler.finish(p.id);
+      flush(p.id, *s, out);
+      end(p.id, std::nullopt, finish_reason::stop, out);
+      continue;
+    }
+    s->unsent.push_back(token);
+    // Every token of the attempt passes here, so sent + unsent == scheduler.generated(id).
+    const bool done = s->sent + std::int64_t(s->unsent.size()) >= s->max_new_tokens;
+    if (done || s->sent == 0 || s->unsent.size() >= interval_tokens_) flush(p.id, *s, out);
+    if (done) {
+      scheduler.finish(p.id);
+      end(p.id, std::nullopt, finish_reason::length, out);
+    }
+  }
+}
+
+void token_streams::on_failed_step(batching::batch_scheduler& scheduler, const batching::step_plan& plan,
+                                   const error& failure, stream_output& out) {
+  for (const auto& p : plan.sequences) {
+    if (!scheduler.is_current(p)) continue;
+    scheduler.fail(p.id);
+    end(p.id, failure, finish_reason::length, out);
+  }
+}
+
+}  // namespace dsrt::serving

@@ -1,0 +1,85 @@
+#pragma once
+// A replica's side of its requests' token streams: what the batcher sends back to the
+// router after each step. The batcher actor and the simulator both use it, so the
+// simulation runs the same output policy as the cluster.
+//
+// Each attempt the batcher accepts opens a stream (its attempt number, max_new_tokens and
+// stop tokens). After a step, on_step() completes the plan in the scheduler and appends
+// each sequence's sampled token to its stream. A stop token or max_new_tokens ends the
+// sequence (scheduler.finish) with a final. Tokens go out as replica_chunks: a stream's
+// first token at once (time to first token does not wait), then one chunk per
+// stream_interval_tokens (scheduler_config), and whatever is left when the stream ends,
+// before its final. An interval above 1 trades a smoother stream for fewer messages, as
+// SGLang's --stream-interval does; tokens that were sampled but not yet sent when an
+// attempt fails are dropped, and the router resumes from what it received (sampling is
+// keyed by draw index, so the retry samples them again).
+//
+// Thread safety: none; the batcher (or the simulator) is its only caller.
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "runtime/batching/batch_scheduler.h"
+#include "runtime/error.h"
+#include "runtime/id_map.h"
+#include "runtime/serving/messages.h"
+
+namespace dsrt::serving {
+
+// What a step (or an event) sends to the router, in this order: the chunks in one
+// message, then the finals, so a final never overtakes its request's last chunk.
+struct stream_output {
+  replica_chunks chunks;
+  std::vector<replica_final> finals;
+  bool empty() const { return chunks.chunks.empty() && finals.empty(); }
+};
+
+class token_streams {
+ public:
+  // REQUIRES: interval_tokens in 1 .. batching::stream_interval_tokens_max.
+  token_streams(std::int32_t replica, int interval_tokens);
+  ~token_streams();
+
+  // Opens the stream of an attempt whose sequence the scheduler accepted; replaces any
+  // stream still open under the id.
+  void open(std::uint64_t id, std::uint32_t attempt, std::int64_t max_new_tokens,
+            std::vector<std::int32_t> stop_token_ids);
+  // The attempt streaming under `id`; nullopt when none is open.
+  std::optional<std::uint32_t> attempt(std::uint64_t id) const;
+  // Ends the stream under `id` without sending its unsent tokens: its final, or nullopt
+  // when no stream is open under the id.
+  std::optional<replica_final> close(std::uint64_t id, std::optional<error> failure,
+                                     finish_reason reason = finish_reason::length);
+
+  // The shard ran `plan` and sampled `sampled` (in plan order, one per sequence with
+  // sample set): completes the plan in `scheduler`, then streams each still-current
+  // sequence's token into `out` as described above.
+  void on_step(batching::batch_scheduler& scheduler, const batching::step_plan& plan,
+               std::span<const std::int32_t> sampled, stream_output& out);
+  // The shard failed `plan` (its KV may be garbage): each still-current sequence fails in
+  // `scheduler` and its stream ends with `failure`.
+  void on_failed_step(batching::batch_scheduler& scheduler, const batching::step_plan& plan,
+                      const error& failure, stream_output& out);
+
+  // Drops every stream (the replica restarts).
+  void clear() { streams_.clear(); }
+  std::size_t size() const { return streams_.size(); }
+
+ private:
+  struct stream {
+    std::uint32_t attempt = 0;
+    std::int64_t max_new_tokens = 0;
+    std::vector<std::int32_t> stop_token_ids;
+    std::vector<std::int32_t> unsent;   // sampled, not yet in a chunk
+    std::int64_t sent = 0;              // tokens sent in chunks
+  };
+  void flush(std::uint64_t id, stream& s, stream_output& out) const;
+  void end(std::uint64_t id, std::optional<error> failure, finish_reason reason, stream_output& out);
+
+  std::int32_t replica_;
+  std::size_t interval_tokens_;
+  id_map<stream> streams_;
+};
+
+}  // namespace dsrt::serving
