@@ -371,6 +371,8 @@ class ucx_transport::impl {
         return kill(conn, make_error(error_code::unavailable, "{} tensors wait for the peer's data endpoint "
                                      "(peer_sends_in_flight_max)", conn.pending_tensors.size()));
       conn.pending_tensors.push_back(std::move(t));
+      std::lock_guard lock(stats_mu_);
+      ++stats_.tensors_waited;
       return;
     }
     if (!conn.data_ep) {

@@ -1,6 +1,6 @@
 // ucx_transport on loopback, two or three transports in one process: authentication,
 // ordered delivery both ways, a large frame by rendezvous, tensors over the data endpoint and
-// without one, a wrong secret, a peer sending garbage (closed; the others keep being
+// without one (and tensors that wait for the peer's late DataEndpoint), a wrong secret, a peer sending garbage (closed; the others keep being
 // served), and a closed peer reported down.
 #include <gtest/gtest.h>
 
@@ -193,6 +193,60 @@ void expect_tensors_arrive(bool receiver_offers_data_endpoint) {
 TEST(UcxTransport, TensorsArriveWholeAndInOrderOverTheDataEndpoint) { expect_tensors_arrive(true); }
 
 TEST(UcxTransport, WithoutADataEndpointTensorsStayOnTheConnection) { expect_tensors_arrive(false); }
+
+// A receiver whose DataEndpoint is late: the head's handler holds its progress thread in
+// on_peer_up (the offer goes right after it) until the worker has queued its tensors, so
+// they wait in the connection for the offer, then take the data endpoint, whole and in order.
+class gated_recorder : public recorder {
+ public:
+  void on_peer_up(peer_id peer, const hello_wire& hello) override {
+    recorder::on_peer_up(peer, hello);
+    std::unique_lock lock(gate_mu_);
+    gate_cv_.wait_for(lock, std::chrono::seconds(20), [&] { return open_; });
+  }
+  void open() {
+    std::lock_guard lock(gate_mu_);
+    open_ = true;
+    gate_cv_.notify_all();
+  }
+
+ private:
+  std::mutex gate_mu_;
+  std::condition_variable gate_cv_;
+  bool open_ = false;
+};
+
+TEST(UcxTransport, TensorsSentBeforeThePeersDataEndpointWaitForItThenTakeIt) {
+  gated_recorder head_r;
+  recorder worker_r;
+  auto head = start(head_r, secret_of(11), node_role::head, 0, true);
+  auto worker = start(worker_r, secret_of(11), node_role::worker, 1, false);
+  ASSERT_TRUE(head && worker);
+  const auto to_head = worker->connect("127.0.0.1", head->port());
+  const bool worker_up = worker_r.wait([&](recorder& r) { return r.up_.count(to_head) > 0; });
+  if (!worker_up) head_r.open();
+  ASSERT_TRUE(worker_up);
+  auto a = std::make_shared<std::vector<std::byte>>(1000, std::byte{1});
+  auto b = std::make_shared<std::vector<std::byte>>(std::size_t(3) << 20, std::byte{2});
+  ASSERT_TRUE(worker->send_tensor(to_head, {1, 0, 0, {1000}}, a, *a).ok());
+  ASSERT_TRUE(worker->send_tensor(to_head, {2, 0, 0, {3 << 20}}, b, *b).ok());
+  const bool waited = wait_until_true([&] { return worker->stats().tensors_waited == 2; });
+  head_r.open();
+  ASSERT_TRUE(waited) << "the tensors did not wait: the head's DataEndpoint came first";
+  ASSERT_TRUE(head_r.wait([](recorder& r) {
+    std::size_t n = 0;
+    for (auto& [p, v] : r.tensors_) n += v.size();
+    return n == 2;
+  }));
+  std::lock_guard lock(head_r.mu_);
+  const auto& got = head_r.tensors_.begin()->second;
+  EXPECT_EQ(got[0].first.tag, 1u);
+  EXPECT_EQ(got[0].second, *a);
+  EXPECT_EQ(got[1].first.tag, 2u);
+  EXPECT_TRUE(got[1].second == *b);
+  EXPECT_EQ(worker->stats().tensors_direct, 2u);
+  EXPECT_TRUE(head_r.down_.empty());
+}
 
 // The transport sends its own DataEndpoint once up; one more from the peer (sent here as a
 // plain frame) is a protocol violation that closes the connection.
