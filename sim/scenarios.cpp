@@ -35,8 +35,8 @@ const std::vector<scenario>& scenarios() {
       {"recommendation", "12 nodes of 8 H100s (8B model) at 5,000 qps with a burst to 7,800, a node crash and a "
                          "slow GPU; --config compares dsrt's defaults with a naive setup", 1},
       {"scale", "1,024 H100s as 128 nodes, each one tensor-parallel replica of a 70B model, at 7,800 qps for "
-                "10 minutes with node kills and pauses, slow, failing and out-of-memory steps, clock jumps and "
-                "corrupted messages", 8},
+                "10 minutes (streamed 8 tokens per chunk) with node kills and pauses, slow, failing and "
+                "out-of-memory steps, clock jumps and corrupted messages", 8},
   };
   return all;
 }
@@ -78,6 +78,10 @@ sim_config scenario_config(const std::string& name, std::uint64_t seed, int gpus
     c.corruptions = 4;
     c.restart_ms = milliseconds(30000);
     c.fault_window_ms = milliseconds(20000);
+    // 128 replicas make ~280,000 tokens a second. Streamed one by one that is as many
+    // chunk messages into the one router; in chunks of 8 (the first token still alone) a
+    // sixth of them, at the same first-token and last-token times.
+    c.scheduler.stream_interval_tokens = 8;
   }
   if (gpus > 0) c.replicas = std::max(1, gpus / it->gpus_per_replica);
   if (qps > 0) c.qps = qps;
