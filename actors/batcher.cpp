@@ -1,5 +1,6 @@
 #include "actors/batcher.h"
 
+#include <algorithm>
 #include <unordered_map>
 
 #include "runtime/serving/token_streams.h"
@@ -41,12 +42,6 @@ void send(self_ptr self, serving::stream_output& out) {
   for (auto& f : out.finals) self->send(st.router, std::move(f));
 }
 
-void send_final(self_ptr self, std::uint64_t id, std::optional<error> failure, finish_reason reason) {
-  auto& st = self->state;
-  st.queued.erase(id);
-  if (auto f = st.streams->close(id, std::move(failure), reason)) self->send(st.router, std::move(*f));
-}
-
 void pump(self_ptr self);
 
 void on_result(self_ptr self, step_result result) {
@@ -76,14 +71,16 @@ void pump(self_ptr self) {
   auto& st = self->state;
   if (st.in_flight) return;
   auto plan = std::make_shared<batching::step_plan>(st.scheduler->schedule(self->clock().now()));
+  serving::stream_output stopped_out;
   for (const auto& stopped : plan->stopped) {
     const bool cancelled = stopped.cause == batching::stop_cause::cancelled;
-    send_final(self, stopped.id,
-               cancelled ? make_error(error_code::cancelled, "request {} was cancelled", stopped.id)
-                         : make_error(error_code::deadline_exceeded, "request {} passed its deadline",
-                                      stopped.id),
-               finish_reason::length);
+    st.streams->stop(stopped.id,
+                     cancelled ? make_error(error_code::cancelled, "request {} was cancelled", stopped.id)
+                               : make_error(error_code::deadline_exceeded, "request {} passed its deadline",
+                                            stopped.id),
+                     stopped_out);
   }
+  send(self, stopped_out);
   if (!plan->empty()) {
     const auto now = self->clock().now();
     st.batch_sequences->observe(double(plan->sequences.size()));

@@ -54,7 +54,7 @@ class id_map {
     for (; slots_[i].value; i = (i + 1) & mask)
       if (slots_[i].id == id) break;
     if (!slots_[i].value) return false;
-    delete slots_[i].value;
+    T* gone = slots_[i].value;
     // Backward shift: pull later entries of the run into the hole unless their home slot
     // lies cyclically in (hole, their slot].
     for (std::size_t j = (i + 1) & mask; slots_[j].value; j = (j + 1) & mask) {
@@ -66,6 +66,7 @@ class id_map {
     }
     slots_[i] = slot{};
     --size_;
+    delete gone;   // after the table is whole again, should its destructor look at it
     return true;
   }
 

@@ -521,12 +521,14 @@ class simulation {
     if (!r.up || r.busy || node_of(i).paused) return;
     r.scheduler->recycle(std::move(r.plan));
     r.plan = r.scheduler->schedule(q_.now());
+    serving::stream_output stopped;
     for (const auto& s : r.plan.stopped)
-      replica_final(i, s.id,
-                    make_error(s.cause == batching::stop_cause::cancelled ? error_code::cancelled
-                                                                          : error_code::deadline_exceeded,
-                               "stopped"),
-                    serving::finish_reason::length);
+      r.streams->stop(s.id,
+                      make_error(s.cause == batching::stop_cause::cancelled ? error_code::cancelled
+                                                                            : error_code::deadline_exceeded,
+                                 "stopped"),
+                      stopped);
+    send_output(i, std::move(stopped));
     if (r.plan.empty()) {
       if (r.plan.wake_at && !r.wake_armed) {
         r.wake_armed = true;

@@ -82,7 +82,7 @@ struct transport_stats {
                                       // whose token names no connection
   std::uint64_t data_endpoints = 0;   // connections whose tensors took a data endpoint
   std::uint64_t tensors_direct = 0;   // tensors sent over a data endpoint
-  std::uint64_t tensors_waited = 0;   // tensors queued until the peer's DataEndpoint arrived
+  std::uint64_t tensors_waited = 0;   // tensors queued to wait for the peer's DataEndpoint
 };
 
 class ucx_transport {

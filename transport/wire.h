@@ -60,6 +60,9 @@ struct wire_limits {
   milliseconds deadline_distance_max{milliseconds(365LL * 24 * 3600 * 1000)};
 };
 
+// A step's chunks are one message: whatever the batcher may put in one must decode.
+static_assert(wire_limits{}.tokens_per_message_max >= std::size_t(batching::step_stream_tokens_max));
+
 // The moment a message is encoded or decoded, on the process's steady clock.
 struct clock_anchor {
   clock_time steady;

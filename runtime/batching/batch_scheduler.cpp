@@ -35,6 +35,11 @@ status validate(const scheduler_config& c) {
   if (c.batch_fill_sequences < 1) return bad("batch_fill_sequences", c.batch_fill_sequences);
   if (c.stream_interval_tokens < 1 || c.stream_interval_tokens > stream_interval_tokens_max)
     return bad("stream_interval_tokens", c.stream_interval_tokens);
+  if (std::int64_t(c.sequences_max) * c.stream_interval_tokens > step_stream_tokens_max)
+    return make_error(error_code::invalid_argument,
+                      "scheduler: sequences_max ({}) x stream_interval_tokens ({}) exceeds {} tokens per step's "
+                      "chunks",
+                      c.sequences_max, c.stream_interval_tokens, step_stream_tokens_max);
   if (c.prefix_cached_blocks_max < 0) return bad("prefix_cached_blocks_max", c.prefix_cached_blocks_max);
   return ok_status();
 }

@@ -40,6 +40,10 @@ namespace dsrt::batching {
 inline constexpr std::size_t spare_sequences_max = 4096;
 // The most tokens a stream may gather into one chunk (scheduler_config::stream_interval_tokens).
 inline constexpr int stream_interval_tokens_max = 1024;
+// The most tokens one step's chunks may carry together, sequences_max x
+// stream_interval_tokens: they travel as one message, and the wire takes at most this many
+// tokens per message (transport::wire_limits::tokens_per_message_max).
+inline constexpr std::int64_t step_stream_tokens_max = std::int64_t(1) << 20;
 
 struct scheduler_config {
   std::int64_t step_tokens_max = 2048;         // tokens one step may carry (the budget)
@@ -178,7 +182,7 @@ class batch_scheduler {
   engine::block_manager blocks_;
   std::unique_ptr<cache::prefix_index> prefix_;
   id_map<sequence> sequences_;
-  std::vector<sequence*> waiting_;   // unordered; schedule() picks by precedes()
+  std::vector<sequence*> waiting_;   // schedule() sorts it by precedence; appended to between
   std::vector<sequence*> running_;   // in admission order
   std::uint64_t arrivals_ = 0;       // arrival counter: ties after equal priority and time
   std::uint64_t tick_ = 0;           // logical time for the prefix index's LRU

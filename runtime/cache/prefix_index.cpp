@@ -110,6 +110,7 @@ void prefix_index::drop_leaf(std::int32_t id) {
 
 void prefix_index::touch(std::int32_t id, std::uint64_t tick) {
   node& n = nodes_[std::size_t(id)];
+  DSRT_ASSERT(tick >= n.last_used, "tick {} is older than node {}'s last use {}", tick, id, n.last_used);
   n.last_used = tick;
   if (n.children == 0) {  // a leaf's place in leaves_ follows its last use (ticks only grow)
     leaves_[std::size_t(n.leaf_at)].last_used = tick;
@@ -249,6 +250,42 @@ std::int32_t prefix_index::evict(std::int32_t blocks_wanted) {
   }
   for (std::int32_t id : in_use) add_leaf(id);
   return freed;
+}
+
+void prefix_index::check_invariants() const {
+  std::vector<std::int32_t> children(nodes_.size(), 0);
+  std::int32_t live = 0;
+  for (const node& n : nodes_) {
+    if (!n.in_use) continue;
+    ++live;
+    DSRT_ASSERT(blocks_.refcount(n.block) >= 1, "a node's block {} has no reference", n.block);
+    if (n.parent != root) {
+      DSRT_ASSERT(nodes_[std::size_t(n.parent)].in_use, "a node's parent {} is gone", n.parent);
+      ++children[std::size_t(n.parent)];
+    }
+  }
+  DSRT_ASSERT(live == nodes_in_use_ && live <= cached_blocks_max_, "{} live nodes, {} counted, at most {}", live,
+              nodes_in_use_, cached_blocks_max_);
+  std::size_t leaves = 0;
+  for (std::size_t id = 0; id < nodes_.size(); ++id) {
+    const node& n = nodes_[id];
+    if (!n.in_use) continue;
+    DSRT_ASSERT(n.children == children[id], "node {} counts {} children, has {}", id, n.children, children[id]);
+    DSRT_ASSERT((n.children == 0) == (n.leaf_at >= 0), "node {} with {} children has leaf place {}", id,
+                n.children, n.leaf_at);
+    leaves += n.children == 0;
+  }
+  DSRT_ASSERT(leaves == leaves_.size(), "{} leaves, {} in the heap", leaves, leaves_.size());
+  for (std::size_t at = 0; at < leaves_.size(); ++at) {
+    const leaf& l = leaves_[at];
+    const node& n = nodes_[std::size_t(l.id)];
+    DSRT_ASSERT(n.in_use && n.leaf_at == std::int32_t(at) && n.last_used == l.last_used,
+                "heap entry {} (node {}) is out of step with its node", at, l.id);
+    if (at > 0) {
+      const leaf& up = leaves_[(at - 1) / 2];
+      DSRT_ASSERT(!older(l.last_used, l.id, up.last_used, up.id), "heap order broken at {}", at);
+    }
+  }
 }
 
 void prefix_index::clear() {

@@ -13,7 +13,8 @@
 // clear() and the destructor; it does not own the block_manager, which must outlive it.
 // The batcher owns one index per replica together with that replica's block_manager.
 // Thread safety: none; one owner calls it.
-// Time: recency is a logical tick passed in by the caller; the index reads no clock.
+// Time: recency is a logical tick passed in by the caller; the index reads no clock. Ticks
+// must not decrease from call to call (the batcher counts them up).
 //
 // Invariants:
 //  - every node holds exactly one reference to its block (so refcount(block) >= 1), and
@@ -90,6 +91,8 @@ class prefix_index {
   void clear();
 
   std::int32_t cached_blocks() const { return nodes_in_use_; }
+  // DSRT_ASSERTs the invariants above on the whole tree (for tests: O(nodes)).
+  void check_invariants() const;
   const stats& counters() const { return stats_; }
 
  private:

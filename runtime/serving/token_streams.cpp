@@ -38,6 +38,13 @@ std::optional<replica_final> token_streams::close(std::uint64_t id, std::optiona
   return f;
 }
 
+void token_streams::stop(std::uint64_t id, error failure, stream_output& out) {
+  stream* s = streams_.find(id);
+  if (!s) return;
+  flush(id, *s, out);
+  end(id, std::move(failure), finish_reason::length, out);
+}
+
 void token_streams::flush(std::uint64_t id, stream& s, stream_output& out) const {
   if (s.unsent.empty()) return;
   out.chunks.chunks.push_back(replica_chunk{id, s.attempt, replica_, s.unsent});
@@ -83,7 +90,7 @@ void token_streams::on_failed_step(batching::batch_scheduler& scheduler, const b
   for (const auto& p : plan.sequences) {
     if (!scheduler.is_current(p)) continue;
     scheduler.fail(p.id);
-    end(p.id, failure, finish_reason::length, out);
+    stop(p.id, failure, out);
   }
 }
 

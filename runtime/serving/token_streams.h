@@ -10,9 +10,9 @@
 // first token at once (time to first token does not wait), then one chunk per
 // stream_interval_tokens (scheduler_config), and whatever is left when the stream ends,
 // before its final. An interval above 1 trades a smoother stream for fewer messages, as
-// SGLang's --stream-interval does; tokens that were sampled but not yet sent when an
-// attempt fails are dropped, and the router resumes from what it received (sampling is
-// keyed by draw index, so the retry samples them again).
+// SGLang's --stream-interval does. A stream that ends otherwise — a failed step, a cancel,
+// a deadline — sends what waits before its final too; only close() (an attempt the router
+// has replaced) drops it.
 //
 // Thread safety: none; the batcher (or the simulator) is its only caller.
 #include <cstdint>
@@ -48,9 +48,12 @@ class token_streams {
   // The attempt streaming under `id`; nullopt when none is open.
   std::optional<std::uint32_t> attempt(std::uint64_t id) const;
   // Ends the stream under `id` without sending its unsent tokens: its final, or nullopt
-  // when no stream is open under the id.
+  // when no stream is open under the id. For an attempt the router no longer wants.
   std::optional<replica_final> close(std::uint64_t id, std::optional<error> failure,
                                      finish_reason reason = finish_reason::length);
+  // Ends the stream under `id` (the scheduler stopped it: cancelled, past its deadline):
+  // its unsent tokens as a last chunk, then its final. Nothing when no stream is open.
+  void stop(std::uint64_t id, error failure, stream_output& out);
 
   // The shard ran `plan` and sampled `sampled` (in plan order, one per sequence with
   // sample set): completes the plan in `scheduler`, then streams each still-current
@@ -58,7 +61,8 @@ class token_streams {
   void on_step(batching::batch_scheduler& scheduler, const batching::step_plan& plan,
                std::span<const std::int32_t> sampled, stream_output& out);
   // The shard failed `plan` (its KV may be garbage): each still-current sequence fails in
-  // `scheduler` and its stream ends with `failure`.
+  // `scheduler` and its stream ends with `failure`, after a last chunk of the tokens earlier
+  // steps sampled (those are sound; the retry resumes after them).
   void on_failed_step(batching::batch_scheduler& scheduler, const batching::step_plan& plan,
                       const error& failure, stream_output& out);
 

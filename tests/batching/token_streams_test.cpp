@@ -1,6 +1,7 @@
 // serving::token_streams, the batcher's output side: which tokens go to the router in
 // which chunks (the first alone, then one chunk per stream_interval_tokens, the rest at the
-// end), finals after their last chunk, and what a failed step or a replaced attempt sends.
+// end), finals after their last chunk, and what a failed step, a stopped sequence or a
+// replaced attempt sends.
 #include <gtest/gtest.h>
 
 #include <vector>
@@ -116,7 +117,7 @@ TEST_F(TokenStreams, AStopTokenSendsWhatWaitedAndEndsWithStopWithoutItself) {
   EXPECT_FALSE(scheduler.has_sequence(1));
 }
 
-TEST_F(TokenStreams, AFailedStepEndsTheStreamWithItsErrorAndDropsWhatWasNotSent) {
+TEST_F(TokenStreams, AFailedStepSendsWhatEarlierStepsSampledThenItsError) {
   token_streams streams(replica, 8);
   submit(streams, 1, 4, 10);
   submit(streams, 2, 0, 10);
@@ -124,13 +125,59 @@ TEST_F(TokenStreams, AFailedStepEndsTheStreamWithItsErrorAndDropsWhatWasNotSent)
   auto plan = scheduler.schedule(now);
   stream_output out;
   streams.on_failed_step(scheduler, plan, make_error(error_code::internal, "step failed"), out);
-  EXPECT_TRUE(out.chunks.chunks.empty());
+  // The failed step sampled nothing; the tokens before it are sound and go first.
+  ASSERT_EQ(out.chunks.chunks.size(), 2u);
+  EXPECT_EQ(out.chunks.chunks[0].request_id, 1u);
+  EXPECT_EQ(out.chunks.chunks[0].attempt, 4u);
+  EXPECT_EQ(out.chunks.chunks[0].tokens, (std::vector<std::int32_t>{101, 102}));
+  EXPECT_EQ(out.chunks.chunks[1].request_id, 2u);
   ASSERT_EQ(out.finals.size(), 2u);
   EXPECT_EQ(out.finals[0].request_id, 1u);
   EXPECT_EQ(out.finals[0].attempt, 4u);
   ASSERT_TRUE(out.finals[0].failure);
   EXPECT_EQ(out.finals[0].failure->code, error_code::internal);
   EXPECT_FALSE(scheduler.has_sequence(1));
+  EXPECT_EQ(streams.size(), 0u);
+}
+
+TEST_F(TokenStreams, AStoppedSequenceSendsWhatWaitedBeforeItsFinal) {
+  token_streams streams(replica, 8);
+  submit(streams, 1, 0, 10);
+  for (int k = 0; k < 3; ++k) step(streams, draw_plus_100);   // 100 sent; 101, 102 wait
+  scheduler.cancel(1);
+  auto plan = scheduler.schedule(now);
+  ASSERT_EQ(plan.stopped.size(), 1u);
+  stream_output out;
+  streams.stop(1, make_error(error_code::cancelled, "cancelled"), out);
+  ASSERT_EQ(out.chunks.chunks.size(), 1u);
+  EXPECT_EQ(out.chunks.chunks[0].tokens, (std::vector<std::int32_t>{101, 102}));
+  ASSERT_EQ(out.finals.size(), 1u);
+  EXPECT_EQ(out.finals[0].failure->code, error_code::cancelled);
+  stream_output again;
+  streams.stop(1, make_error(error_code::cancelled, "cancelled"), again);
+  EXPECT_TRUE(again.empty()) << "one final per attempt";
+}
+
+TEST_F(TokenStreams, StreamsOfOneStepShareItsMessageAndEndAtTheirOwnLengths) {
+  token_streams streams(replica, 2);
+  submit(streams, 1, 0, 1);    // one token: its first chunk and its final together
+  submit(streams, 2, 0, 4, {100});   // its first token is a stop token: no chunk at all
+  submit(streams, 3, 0, 3);
+  auto first = step(streams, draw_plus_100);
+  ASSERT_EQ(first.chunks.chunks.size(), 2u);
+  EXPECT_EQ(first.chunks.chunks[0].request_id, 1u);
+  EXPECT_EQ(first.chunks.chunks[0].tokens, (std::vector<std::int32_t>{100}));
+  EXPECT_EQ(first.chunks.chunks[1].request_id, 3u);
+  ASSERT_EQ(first.finals.size(), 2u);
+  EXPECT_EQ(first.finals[0].request_id, 1u);
+  EXPECT_EQ(first.finals[0].reason, finish_reason::length);
+  EXPECT_EQ(first.finals[1].request_id, 2u);
+  EXPECT_EQ(first.finals[1].reason, finish_reason::stop);
+  EXPECT_TRUE(step(streams, draw_plus_100).empty());   // 101 waits for a second token
+  auto last = step(streams, draw_plus_100);
+  ASSERT_EQ(last.chunks.chunks.size(), 1u);
+  EXPECT_EQ(last.chunks.chunks[0].tokens, (std::vector<std::int32_t>{101, 102}));
+  ASSERT_EQ(last.finals.size(), 1u);
   EXPECT_EQ(streams.size(), 0u);
 }
 
@@ -173,6 +220,15 @@ TEST(StreamIntervalTokens, IsValidatedWithTheSchedulerConfig) {
     EXPECT_NE(s.err().message.find("stream_interval_tokens"), std::string::npos);
   }
   c.stream_interval_tokens = batching::stream_interval_tokens_max;
+  EXPECT_TRUE(batching::validate(c).ok());
+  // One step's chunks are one message: sequences_max x interval is bounded by the wire's
+  // tokens per message.
+  c.sequences_max = c.step_tokens_max = 4096;
+  const auto s = batching::validate(c);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.err().message.find("sequences_max (4096) x stream_interval_tokens (1024)"), std::string::npos)
+      << s.err().message;
+  c.stream_interval_tokens = 256;
   EXPECT_TRUE(batching::validate(c).ok());
 }
 

@@ -327,6 +327,7 @@ TEST(PrefixIndex, RandomOperationsKeepTheReferencesBalancedAndMatchesExact) {
       index.clear();
     }
     EXPECT_LE(index.cached_blocks(), 24) << "at step " << step;
+    index.check_invariants();   // the tree's counts and the leaf heap
     check_references(bm, index, live, step);
     if (::testing::Test::HasFailure()) break;  // one broken step is enough to read
   }

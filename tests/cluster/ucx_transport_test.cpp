@@ -221,11 +221,14 @@ TEST(UcxTransport, TensorsSentBeforeThePeersDataEndpointWaitForItThenTakeIt) {
   recorder worker_r;
   auto head = start(head_r, secret_of(11), node_role::head, 0, true);
   auto worker = start(worker_r, secret_of(11), node_role::worker, 1, false);
+  // Whatever fails below, the head's progress thread is let go before the transports stop.
+  struct open_at_exit {
+    gated_recorder& r;
+    ~open_at_exit() { r.open(); }
+  } guard{head_r};
   ASSERT_TRUE(head && worker);
   const auto to_head = worker->connect("127.0.0.1", head->port());
-  const bool worker_up = worker_r.wait([&](recorder& r) { return r.up_.count(to_head) > 0; });
-  if (!worker_up) head_r.open();
-  ASSERT_TRUE(worker_up);
+  ASSERT_TRUE(worker_r.wait([&](recorder& r) { return r.up_.count(to_head) > 0; }));
   auto a = std::make_shared<std::vector<std::byte>>(1000, std::byte{1});
   auto b = std::make_shared<std::vector<std::byte>>(std::size_t(3) << 20, std::byte{2});
   ASSERT_TRUE(worker->send_tensor(to_head, {1, 0, 0, {1000}}, a, *a).ok());

@@ -52,9 +52,7 @@ TEST(ActorWorld, EveryInvariantHoldsOver100SeedsWithKillsFailingStepsAndBuggify)
 TEST(ActorWorld, AgreesWithThePolicySimulationOfTheSameLoad) {
   // No faults: the actors and the policy-level model see the same arrivals and the same
   // device, so they serve the same requests with nearly the same latencies.
-  auto c = small(3);
-  c.kills = c.failing_windows = c.slow_windows = 0;
-  c.buggify = false;
+  auto c = test::without_faults(3);
   const auto actors = run_actor_world(c);
   const auto policies = run_simulation(c);
   ASSERT_TRUE(actors.violations.empty()) << actors.violations.front();
@@ -80,9 +78,7 @@ TEST(ActorWorld, TheBatcherStreamsByTheIntervalAsThePolicySimulationDoes) {
     const auto r = run_actor_world(c);
     EXPECT_TRUE(r.violations.empty()) << "seed " << seed << ": " << r.violations.front();
   }
-  auto c = small(3);
-  c.kills = c.failing_windows = c.slow_windows = 0;
-  c.buggify = false;
+  auto c = test::without_faults(3);
   const auto per_token = run_actor_world(c);
   c.scheduler.stream_interval_tokens = 4;
   const auto actors = run_actor_world(c);

@@ -66,10 +66,9 @@ TEST(PlantedBugs, AResumptionThatDrawsFromTheStartGivesWrongTokens) {
 }
 
 TEST(PlantedBugs, UnenforcedDeadlinesLetFinalsComeLate) {
-  auto c = small(3);
+  auto c = test::without_faults(3);
   c.qps = 60;   // four times what three CPU replicas serve: queues grow
   c.deadline_ms = milliseconds(3000);
-  c.kills = c.failing_windows = c.slow_windows = 0;
   planted_bugs bugs;
   bugs.ignore_deadlines = true;
   expect_caught(c, bugs, "after its deadline");
@@ -78,8 +77,7 @@ TEST(PlantedBugs, UnenforcedDeadlinesLetFinalsComeLate) {
 TEST(PlantedBugs, DeadlinesReadAgainstASkewedClockStopRequestsEarly) {
   // A node's system clock jumps 29 s ahead; a 30 s deadline read as Unix time on that node
   // leaves requests there a second.
-  auto c = small(1);
-  c.kills = c.failing_windows = c.slow_windows = 0;
+  auto c = test::without_faults(1);
   c.clock_jumps = 1;
   c.clock_jump_ms = milliseconds(29000);
   c = first_seed(c, [](const sim_config& s, const sim_report&) {

@@ -20,6 +20,13 @@ inline sim_config small(std::uint64_t seed) {
   return c;
 }
 
+// small() without its faults: the same load on healthy replicas.
+inline sim_config without_faults(std::uint64_t seed) {
+  auto c = small(seed);
+  c.kills = c.failing_windows = c.slow_windows = 0;
+  return c;
+}
+
 // One of every kind of fault but swizzles (their own test), and BUGGIFY.
 inline sim_config with_every_fault(std::uint64_t seed) {
   auto c = small(seed);

@@ -77,8 +77,7 @@ TEST(Simulation, SwizzleCloggingTheLinksKeepsEveryInvariant) {
 TEST(Simulation, AStreamIntervalChangesTheMessagesNotWhatClientsGet) {
   // Without faults, chunks of 4 tokens (the first alone) give every client the same tokens
   // at the same first-token and last-token times as a chunk per token, in fewer messages.
-  auto c = small(5);
-  c.kills = c.failing_windows = c.slow_windows = 0;
+  auto c = test::without_faults(5);
   const auto per_token = run_simulation(c);
   c.scheduler.stream_interval_tokens = 4;
   const auto chunked = run_simulation(c);
