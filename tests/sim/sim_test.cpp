@@ -91,8 +91,8 @@ TEST(Simulation, AStreamIntervalChangesTheMessagesNotWhatClientsGet) {
 }
 
 TEST(Simulation, EveryInvariantHoldsWithAStreamIntervalOver100SeedsWithEveryFault) {
-  // Tokens that wait for their chunk are lost with a failed attempt: the resumed attempt
-  // must send them again, in order, without gaps.
+  // Tokens that wait for their chunk are lost with a killed replica: the resumed attempt
+  // must send them again, in order, without gaps; failed steps and stops send them first.
   std::int64_t resumptions = 0;
   for (std::uint64_t seed = 1; seed <= 100; ++seed) {
     auto c = with_every_fault(seed);
