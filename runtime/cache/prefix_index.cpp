@@ -28,9 +28,9 @@ std::uint64_t prefix_index::child_key(std::int32_t parent,
   return hash;
 }
 
-std::span<const std::int32_t> prefix_index::node_tokens(std::int32_t id) const {
-  return std::span<const std::int32_t>(node_tokens_)
-      .subspan(std::size_t(id) * std::size_t(block_tokens_), std::size_t(block_tokens_));
+std::span<const std::int32_t> prefix_index::node_block(const node& n, std::size_t i) const {
+  return std::span<const std::int32_t>(n.tokens).subspan(i * std::size_t(block_tokens_),
+                                                          std::size_t(block_tokens_));
 }
 
 std::span<const std::int32_t> prefix_index::block_of(std::span<const std::int32_t> tokens,
@@ -46,10 +46,22 @@ std::size_t prefix_index::matchable_blocks(std::span<const std::int32_t> tokens)
 std::int32_t prefix_index::find_child(std::int32_t parent,
                                       std::span<const std::int32_t> tokens) const {
   return children_.find_if(child_key(parent, tokens), [&](std::int32_t id) {
-    const std::span<const std::int32_t> held = node_tokens(id);
-    return nodes_[std::size_t(id)].parent == parent &&
-           std::equal(held.begin(), held.end(), tokens.begin(), tokens.end());
+    const node& n = nodes_[std::size_t(id)];
+    const std::span<const std::int32_t> held = node_block(n, 0);
+    return n.parent == parent && std::equal(held.begin(), held.end(), tokens.begin(), tokens.end());
   });
+}
+
+std::size_t prefix_index::common_blocks(std::int32_t id, std::span<const std::int32_t> tokens,
+                                        std::size_t first, std::size_t blocks) const {
+  const node& n = nodes_[std::size_t(id)];
+  const std::size_t most = std::min(n.size(), blocks);
+  const std::size_t bt = std::size_t(block_tokens_);
+  // Token by token over the whole run: the first mismatch ends it, rounded down to a block.
+  const auto mine = std::span<const std::int32_t>(n.tokens).first(most * bt);
+  const auto theirs = tokens.subspan(first * bt, most * bt);
+  const auto differ = std::mismatch(mine.begin(), mine.end(), theirs.begin()).first;
+  return std::size_t(differ - mine.begin()) / bt;
 }
 
 namespace {
@@ -118,11 +130,7 @@ void prefix_index::touch(std::int32_t id, std::uint64_t tick) {
   }
 }
 
-std::int32_t prefix_index::add_node(std::int32_t parent, std::span<const std::int32_t> tokens,
-                                    std::int32_t block, std::uint64_t tick) {
-  DSRT_ASSERT(nodes_in_use_ < cached_blocks_max_, "nodes={} cached_blocks_max={}",
-              nodes_in_use_, cached_blocks_max_);
-  blocks_.add_ref(block);
+std::int32_t prefix_index::take_slot() {
   std::int32_t id;
   if (!free_slots_.empty()) {
     id = free_slots_.back();
@@ -130,19 +138,79 @@ std::int32_t prefix_index::add_node(std::int32_t parent, std::span<const std::in
   } else {
     id = std::int32_t(nodes_.size());
     nodes_.emplace_back();
-    node_tokens_.resize(node_tokens_.size() + std::size_t(block_tokens_));
   }
-  std::copy(tokens.begin(), tokens.end(),
-            node_tokens_.begin() + std::ptrdiff_t(id) * block_tokens_);
+  ++nodes_in_use_;
+  return id;
+}
+
+std::int32_t prefix_index::add_node(std::int32_t parent, std::span<const std::int32_t> tokens,
+                                    std::int32_t block, std::uint64_t tick) {
+  const std::int32_t id = take_slot();
   node& n = nodes_[std::size_t(id)];
-  n = node{.block = block, .parent = parent, .children = 0,
-           .key = child_key(parent, tokens), .last_used = tick, .leaf_at = -1, .in_use = true};
+  n.parent = parent;
+  n.children = 0;
+  n.key = child_key(parent, tokens);
+  n.last_used = tick;
+  n.leaf_at = -1;
+  n.in_use = true;
+  n.blocks.clear();
+  n.tokens.clear();
   children_.insert(n.key, id);
   if (parent != root && nodes_[std::size_t(parent)].children++ == 0) drop_leaf(parent);
   add_leaf(id);
-  ++nodes_in_use_;
-  ++stats_.inserted_blocks;
+  append_block(id, tokens, block);
   return id;
+}
+
+void prefix_index::append_block(std::int32_t id, std::span<const std::int32_t> tokens,
+                                std::int32_t block) {
+  DSRT_ASSERT(blocks_in_use_ < cached_blocks_max_, "blocks={} cached_blocks_max={}", blocks_in_use_,
+              cached_blocks_max_);
+  node& n = nodes_[std::size_t(id)];
+  DSRT_ASSERT(n.in_use && n.children == 0, "appending to node {} (children {})", id, n.children);
+  blocks_.add_ref(block);
+  n.blocks.push_back(block);
+  n.tokens.insert(n.tokens.end(), tokens.begin(), tokens.end());
+  ++blocks_in_use_;
+  ++stats_.inserted_blocks;
+}
+
+std::int32_t prefix_index::split(std::int32_t id, std::size_t head) {
+  DSRT_ASSERT(head > 0 && head < nodes_[std::size_t(id)].size(), "splitting node {} of {} blocks at {}", id,
+              nodes_[std::size_t(id)].size(), head);
+  const std::int32_t h = take_slot();   // may move nodes_: references are taken after
+  node& top = nodes_[std::size_t(h)];
+  node& tail = nodes_[std::size_t(id)];
+  const auto head_tokens = std::ptrdiff_t(head) * block_tokens_;
+  top.parent = tail.parent;
+  top.children = 1;
+  top.key = tail.key;   // the same first block under the same parent
+  top.last_used = tail.last_used;
+  top.leaf_at = -1;
+  top.in_use = true;
+  top.blocks.assign(tail.blocks.begin(), tail.blocks.begin() + std::ptrdiff_t(head));
+  top.tokens.assign(tail.tokens.begin(), tail.tokens.begin() + head_tokens);
+  tail.blocks.erase(tail.blocks.begin(), tail.blocks.begin() + std::ptrdiff_t(head));
+  tail.tokens.erase(tail.tokens.begin(), tail.tokens.begin() + head_tokens);
+  const bool erased = children_.erase(tail.key, id);
+  DSRT_ASSERT(erased, "node {} missing from its parent's children", id);
+  children_.insert(top.key, h);
+  tail.parent = h;
+  tail.key = child_key(h, node_block(tail, 0));
+  children_.insert(tail.key, id);
+  ++stats_.splits;
+  return h;
+}
+
+void prefix_index::drop_last_block(std::int32_t id) {
+  node& n = nodes_[std::size_t(id)];
+  DSRT_ASSERT(n.in_use && n.children == 0 && !n.blocks.empty(), "node {} in_use={} children={}", id, n.in_use,
+              n.children);
+  blocks_.release_block(n.blocks.back());
+  n.blocks.pop_back();
+  n.tokens.resize(n.tokens.size() - std::size_t(block_tokens_));
+  --blocks_in_use_;
+  if (n.blocks.empty()) remove_leaf(id);
 }
 
 void prefix_index::remove_leaf(std::int32_t id) {
@@ -157,7 +225,9 @@ void prefix_index::remove_leaf(std::int32_t id) {
     DSRT_ASSERT(p.children > 0, "node {} has parent {} without children", id, n.parent);
     if (--p.children == 0) add_leaf(n.parent);
   }
-  blocks_.release_block(n.block);
+  for (std::int32_t block : n.blocks) blocks_.release_block(block);
+  blocks_in_use_ -= std::int32_t(n.blocks.size());
+  n.blocks.clear();
   n.in_use = false;
   free_slots_.push_back(id);
   --nodes_in_use_;
@@ -167,14 +237,22 @@ engine::sequence_blocks prefix_index::match(std::span<const std::int32_t> tokens
                                             std::uint64_t tick) {
   ++stats_.lookups;
   engine::sequence_blocks seq;
+  const std::size_t matchable = matchable_blocks(tokens);
   std::int32_t parent = root;
-  for (std::size_t i = 0; i < matchable_blocks(tokens); ++i) {
-    const std::int32_t child = find_child(parent, block_of(tokens, i));
+  std::size_t i = 0;
+  while (i < matchable) {
+    std::int32_t child = find_child(parent, block_of(tokens, i));
     if (child < 0) break;
+    const std::size_t common = common_blocks(child, tokens, i, matchable - i);
+    const bool partly = common < nodes_[std::size_t(child)].size();
+    if (partly) child = split(child, common);   // only its first blocks are used now
     touch(child, tick);
-    const std::int32_t block = nodes_[std::size_t(child)].block;
-    blocks_.add_ref(block);
-    seq.table.push_back(block);
+    for (std::int32_t block : nodes_[std::size_t(child)].blocks) {
+      blocks_.add_ref(block);
+      seq.table.push_back(block);
+    }
+    i += common;
+    if (partly) break;
     parent = child;
   }
   seq.tokens = std::int64_t(seq.table.size()) * block_tokens_;
@@ -186,14 +264,30 @@ engine::sequence_blocks prefix_index::match(std::span<const std::int32_t> tokens
 }
 
 std::int32_t prefix_index::cached_prefix_blocks(std::span<const std::int32_t> tokens) const {
+  const std::size_t matchable = matchable_blocks(tokens);
   std::int32_t parent = root;
-  std::int32_t matched = 0;
-  for (std::size_t i = 0; i < matchable_blocks(tokens); ++i) {
-    parent = find_child(parent, block_of(tokens, i));
-    if (parent < 0) break;
-    ++matched;
+  std::size_t i = 0;
+  while (i < matchable) {
+    const std::int32_t child = find_child(parent, block_of(tokens, i));
+    if (child < 0) break;
+    const std::size_t common = common_blocks(child, tokens, i, matchable - i);
+    i += common;
+    if (common < nodes_[std::size_t(child)].size()) break;
+    parent = child;
   }
-  return matched;
+  return std::int32_t(i);
+}
+
+std::int32_t prefix_index::insert_victim(std::int32_t keep) const {
+  // The least recently used leaf, unless that is `keep`; then the older of its two heap
+  // children, the next oldest leaves.
+  if (!leaves_.empty() && leaves_[0].id != keep) return leaves_[0].id;
+  std::int32_t victim = -1;
+  for (std::size_t at : {std::size_t(1), std::size_t(2)})
+    if (at < leaves_.size() &&
+        (victim < 0 || older(leaves_[at].last_used, leaves_[at].id, nodes_[std::size_t(victim)].last_used, victim)))
+      victim = leaves_[at].id;
+  return victim;
 }
 
 void prefix_index::insert(std::span<const std::int32_t> tokens,
@@ -202,49 +296,48 @@ void prefix_index::insert(std::span<const std::int32_t> tokens,
   DSRT_ASSERT(table.size() >= full_blocks, "table holds {} blocks for {} full blocks of tokens",
               table.size(), full_blocks);
   std::int32_t parent = root;
-  bool added = false;   // parent is a node this call added: it has no children to find
-  for (std::size_t i = 0; i < full_blocks; ++i) {
-    const auto chunk = block_of(tokens, i);
-    const std::int32_t child = added ? -1 : find_child(parent, chunk);
-    if (child >= 0) {
-      touch(child, tick);  // the cached block stays; the caller's duplicate is not added
-      parent = child;
-      continue;
-    }
-    if (nodes_in_use_ >= cached_blocks_max_) {
-      // Make room with the least recently used leaf, never `parent`: it is this call's
-      // path, and dropping it would orphan the node about to be added.
-      std::int32_t victim = -1;
-      if (!leaves_.empty() && leaves_[0].id != parent) {
-        victim = leaves_[0].id;
-      } else {   // the oldest leaf but `parent` is one of the top's children
-        for (std::size_t at : {std::size_t(1), std::size_t(2)})
-          if (at < leaves_.size() &&
-              (victim < 0 || older(leaves_[at].last_used, leaves_[at].id, nodes_[std::size_t(victim)].last_used, victim)))
-            victim = leaves_[at].id;
-      }
+  std::size_t i = 0;
+  while (i < full_blocks) {   // the blocks the tree already holds stay; the caller's duplicates are not added
+    std::int32_t child = find_child(parent, block_of(tokens, i));
+    if (child < 0) break;
+    const std::size_t common = common_blocks(child, tokens, i, full_blocks - i);
+    if (common < nodes_[std::size_t(child)].size()) child = split(child, common);
+    touch(child, tick);
+    parent = child;
+    i += common;
+  }
+  // The rest is new: one node under `parent`, grown a block at a time. Within
+  // cached_blocks_max by dropping least recently used leaves' last blocks, never from the
+  // path this call holds (dropping it would orphan what is being added).
+  std::int32_t added = -1;
+  for (; i < full_blocks; ++i) {
+    if (blocks_in_use_ >= cached_blocks_max_) {
+      const std::int32_t victim = insert_victim(added >= 0 ? added : parent);
       if (victim < 0) return;  // the tree is this path alone: record no more
-      remove_leaf(victim);
+      drop_last_block(victim);
       ++stats_.evicted_blocks;
     }
-    parent = add_node(parent, chunk, table[i], tick);
-    added = true;
+    if (added < 0)
+      added = add_node(parent, block_of(tokens, i), table[i], tick);
+    else
+      append_block(added, block_of(tokens, i), table[i]);
   }
 }
 
 std::int32_t prefix_index::evict(std::int32_t blocks_wanted) {
-  // Oldest leaf first (a parent left without children joins the heap by its own age);
-  // leaves in use step out of the heap while the scan passes them and go back after.
+  // Oldest leaf first, from its last block (a parent left without children joins the heap
+  // by its own age); leaves in use step out of the heap while the scan passes them and go
+  // back after.
   std::int32_t freed = 0;
   std::vector<std::int32_t> in_use;
   while (freed < blocks_wanted && !leaves_.empty()) {
     const std::int32_t id = leaves_[0].id;
-    if (blocks_.refcount(nodes_[std::size_t(id)].block) != 1) {   // a sequence uses it; so its ancestors
+    if (blocks_.refcount(nodes_[std::size_t(id)].blocks.back()) != 1) {   // a sequence uses it; so its ancestors
       drop_leaf(id);
       in_use.push_back(id);
       continue;
     }
-    remove_leaf(id);
+    drop_last_block(id);
     ++freed;
     ++stats_.evicted_blocks;
   }
@@ -254,25 +347,37 @@ std::int32_t prefix_index::evict(std::int32_t blocks_wanted) {
 
 void prefix_index::check_invariants() const {
   std::vector<std::int32_t> children(nodes_.size(), 0);
-  std::int32_t live = 0;
+  std::int32_t live = 0, blocks = 0;
   for (const node& n : nodes_) {
     if (!n.in_use) continue;
     ++live;
-    DSRT_ASSERT(blocks_.refcount(n.block) >= 1, "a node's block {} has no reference", n.block);
+    blocks += std::int32_t(n.size());
+    DSRT_ASSERT(!n.blocks.empty() && n.tokens.size() == n.size() * std::size_t(block_tokens_),
+                "a node holds {} blocks and {} tokens", n.size(), n.tokens.size());
+    for (std::int32_t block : n.blocks)
+      DSRT_ASSERT(blocks_.refcount(block) >= 1, "a node's block {} has no reference", block);
     if (n.parent != root) {
       DSRT_ASSERT(nodes_[std::size_t(n.parent)].in_use, "a node's parent {} is gone", n.parent);
       ++children[std::size_t(n.parent)];
     }
+    DSRT_ASSERT(n.key == child_key(n.parent, node_block(n, 0)), "a node's key does not name its parent and block");
   }
-  DSRT_ASSERT(live == nodes_in_use_ && live <= cached_blocks_max_, "{} live nodes, {} counted, at most {}", live,
-              nodes_in_use_, cached_blocks_max_);
+  DSRT_ASSERT(live == nodes_in_use_ && blocks == blocks_in_use_ && blocks <= cached_blocks_max_,
+              "{} live nodes ({} counted) hold {} blocks ({} counted), at most {}", live, nodes_in_use_, blocks,
+              blocks_in_use_, cached_blocks_max_);
+  DSRT_ASSERT(children_.size() == std::size_t(live), "{} child entries for {} nodes", children_.size(), live);
   std::size_t leaves = 0;
   for (std::size_t id = 0; id < nodes_.size(); ++id) {
     const node& n = nodes_[id];
     if (!n.in_use) continue;
+    DSRT_ASSERT(find_child(n.parent, node_block(n, 0)) == std::int32_t(id), "node {} is not its parent's child", id);
     DSRT_ASSERT(n.children == children[id], "node {} counts {} children, has {}", id, n.children, children[id]);
     DSRT_ASSERT((n.children == 0) == (n.leaf_at >= 0), "node {} with {} children has leaf place {}", id,
                 n.children, n.leaf_at);
+    // A held node is held whole: its blocks have one refcount (the index's plus its holders').
+    for (std::int32_t block : n.blocks)
+      DSRT_ASSERT(blocks_.refcount(block) == blocks_.refcount(n.blocks.front()),
+                  "node {} is held in part (block {})", id, block);
     leaves += n.children == 0;
   }
   DSRT_ASSERT(leaves == leaves_.size(), "{} leaves, {} in the heap", leaves, leaves_.size());
@@ -289,15 +394,16 @@ void prefix_index::check_invariants() const {
 }
 
 void prefix_index::clear() {
-  for (const node& n : nodes_) {
-    if (n.in_use) blocks_.release_block(n.block);
+  for (node& n : nodes_) {
+    if (!n.in_use) continue;
+    for (std::int32_t block : n.blocks) blocks_.release_block(block);
   }
   nodes_.clear();
-  node_tokens_.clear();
   free_slots_.clear();
   children_.clear();
   leaves_.clear();
   nodes_in_use_ = 0;
+  blocks_in_use_ = 0;
 }
 
 }  // namespace dsrt::cache

@@ -4,24 +4,36 @@
 // computed once and its blocks are shared, like vLLM's automatic prefix caching and
 // SGLang's RadixAttention.
 //
-// Each node is one FULL block of block_tokens tokens, keyed by those tokens; the path from
-// the root to a node is the prefix whose keys and values that block holds. Only full blocks
-// go in because the engine never writes a full block again: sharing it is safe, and a
-// sequence that continues after a shared prefix appends fresh blocks of its own.
+// The tree is over FULL blocks of block_tokens tokens: the path from the root to a block is
+// the prefix whose keys and values that block holds. Only full blocks go in because the
+// engine never writes a full block again: sharing it is safe, and a sequence that continues
+// after a shared prefix appends fresh blocks of its own.
 //
-// Ownership: the index holds one block_manager reference per node and gives them back in
-// clear() and the destructor; it does not own the block_manager, which must outlive it.
-// The batcher owns one index per replica together with that replica's block_manager.
+// A node is a run of one or more blocks with no branch inside it and one last use (as in
+// SGLang's radix tree, where a node is a run of tokens): a request's unshared tail is one
+// node, not one per block, so recording and evicting a request costs a node or two, not a
+// heap entry and a hash-table entry per block. A node splits where a match or an insert
+// touches only its first blocks (so every block of a node was last used together) or
+// where paths diverge. Eviction still goes block by block, from the tail of the least
+// recently used leaf: the order in which blocks go back is the order a tree of one block
+// per node gives.
+//
+// Ownership: the index holds one block_manager reference per block it records and gives
+// them back in clear() and the destructor; it does not own the block_manager, which must
+// outlive it. The batcher owns one index per replica together with that replica's
+// block_manager.
 // Thread safety: none; one owner calls it.
 // Time: recency is a logical tick passed in by the caller; the index reads no clock. Ticks
 // must not decrease from call to call (the batcher counts them up).
 //
 // Invariants:
-//  - every node holds exactly one reference to its block (so refcount(block) >= 1), and
-//    the sum of the block_manager's refcounts is the index's nodes plus the references
+//  - every recorded block holds exactly one reference of the index (so refcount >= 1), and
+//    the sum of the block_manager's refcounts is the index's blocks plus the references
 //    the sequences hold;
-//  - nodes <= cached_blocks_max;
-//  - no two children of one node have the same tokens;
+//  - cached blocks <= cached_blocks_max; every node holds at least one block;
+//  - no two children of one node start with the same block of tokens;
+//  - a sequence holding a block of a node holds all of that node's blocks (matches and
+//    inserts split nodes at their ends), so the node's last block tells whether it is in use;
 //  - leaves_ holds exactly the nodes without children, as a heap by (last use, node id).
 #include <cstdint>
 #include <span>
@@ -34,7 +46,7 @@
 namespace dsrt::cache {
 
 struct prefix_index_config {
-  // Blocks the index may hold references to (its node count). Blocks a request is using
+  // Blocks the index may hold references to. Blocks a request is using
   // are not freed by the index anyway, so this bounds what idle cached prefixes can keep
   // from the free list; a value above the block_manager's blocks_total means "no limit
   // but the cache itself".
@@ -47,8 +59,9 @@ class prefix_index {
     std::int64_t lookups = 0;          // match() calls
     std::int64_t hits = 0;             // matches of at least one block
     std::int64_t hit_tokens = 0;       // prompt tokens whose KV came from the index
-    std::int64_t inserted_blocks = 0;  // nodes added
-    std::int64_t evicted_blocks = 0;   // nodes dropped by evict() or to stay within the limit
+    std::int64_t inserted_blocks = 0;  // blocks recorded
+    std::int64_t evicted_blocks = 0;   // blocks dropped by evict() or to stay within the limit
+    std::int64_t splits = 0;           // nodes split where a match or an insert ended or diverged
   };
 
   prefix_index(engine::block_manager& blocks, const prefix_index_config& config);
@@ -80,17 +93,19 @@ class prefix_index {
   void insert(std::span<const std::int32_t> tokens, std::span<const std::int32_t> table,
               std::uint64_t tick);
 
-  // Drops least recently used leaves whose block only the index references (refcount 1)
-  // until `blocks_wanted` blocks have gone back to the free list or no such leaf is left;
-  // a leaf in use by a sequence stays, and so do its ancestors. Returns the blocks freed.
-  // The batcher calls this when block_manager::reserve fails, then retries.
-  // Cost: O(log leaves) per block freed and per in-use leaf passed over.
+  // Drops blocks from the tails of the least recently used leaves whose blocks only the index
+  // references (refcount 1) until `blocks_wanted` blocks have gone back to the free list or
+  // no such leaf is left; a leaf in use by a sequence stays, and so do its ancestors.
+  // Returns the blocks freed. The batcher calls this when block_manager::reserve fails,
+  // then retries. Cost: O(1) per block freed, O(log leaves) per node emptied and per
+  // in-use leaf passed over.
   std::int32_t evict(std::int32_t blocks_wanted);
 
   // Drops every node, releasing all the index's references.
   void clear();
 
-  std::int32_t cached_blocks() const { return nodes_in_use_; }
+  std::int32_t cached_blocks() const { return blocks_in_use_; }
+  std::int32_t nodes() const { return nodes_in_use_; }
   // DSRT_ASSERTs the invariants above on the whole tree (for tests: O(nodes)).
   void check_invariants() const;
   const stats& counters() const { return stats_; }
@@ -99,13 +114,15 @@ class prefix_index {
   static constexpr std::int32_t root = -1;
 
   struct node {
-    std::int32_t block = -1;
     std::int32_t parent = root;
     std::int32_t children = 0;
-    std::uint64_t key = 0;        // hash of (parent, tokens): this node's entry in children_
+    std::uint64_t key = 0;        // hash of (parent, first block's tokens): its entry in children_
     std::uint64_t last_used = 0;  // tick of the latest match or insert through this node
     std::int32_t leaf_at = -1;    // its place in leaves_; -1 unless a leaf
     bool in_use = false;          // a slot of nodes_ holding a live node
+    std::vector<std::int32_t> blocks;  // in path order; a free slot keeps the capacity
+    std::vector<std::int32_t> tokens;  // blocks.size() * block_tokens
+    std::size_t size() const { return blocks.size(); }
   };
   struct leaf {
     std::uint64_t last_used;
@@ -114,14 +131,29 @@ class prefix_index {
 
   std::uint64_t child_key(std::int32_t parent, std::span<const std::int32_t> tokens) const;
   std::int32_t find_child(std::int32_t parent, std::span<const std::int32_t> tokens) const;
-  std::span<const std::int32_t> node_tokens(std::int32_t id) const;
+  std::span<const std::int32_t> node_block(const node& n, std::size_t i) const;
   // Block i of a token sequence: tokens [i * block_tokens, (i + 1) * block_tokens).
   std::span<const std::int32_t> block_of(std::span<const std::int32_t> tokens, std::size_t i) const;
   std::size_t matchable_blocks(std::span<const std::int32_t> tokens) const;
+  // How many of node `id`'s blocks, from its first, equal blocks first.. of `tokens`
+  // (at most `blocks` of them).
+  std::size_t common_blocks(std::int32_t id, std::span<const std::int32_t> tokens, std::size_t first,
+                            std::size_t blocks) const;
   void touch(std::int32_t id, std::uint64_t tick);
+  std::int32_t take_slot();
+  // A new leaf under `parent` holding one block; grow it with append_block.
   std::int32_t add_node(std::int32_t parent, std::span<const std::int32_t> tokens,
                         std::int32_t block, std::uint64_t tick);
+  void append_block(std::int32_t id, std::span<const std::int32_t> tokens, std::int32_t block);
+  // Splits node `id` after its first `head` blocks (0 < head < size): a new node takes
+  // them and `id` keeps the rest (and its children, whose keys name it). Returns the head.
+  std::int32_t split(std::int32_t id, std::size_t head);
+  // Drops the last block of leaf `id`, and the node once it has none.
+  void drop_last_block(std::int32_t id);
   void remove_leaf(std::int32_t id);
+  // The leaf whose last block goes when an insert must make room, never `keep` (the node
+  // the insert is extending or hanging new blocks under); -1 when none.
+  std::int32_t insert_victim(std::int32_t keep) const;
   // leaves_, a binary min-heap by (last_used, id) whose nodes know their place in it.
   void add_leaf(std::int32_t id);
   void drop_leaf(std::int32_t id);
@@ -133,16 +165,15 @@ class prefix_index {
   const std::int32_t cached_blocks_max_;
   const int block_tokens_;
   std::vector<node> nodes_;                 // slots, at most cached_blocks_max
-  std::vector<std::int32_t> node_tokens_;   // slot i's tokens at [i * bt, (i + 1) * bt)
   std::vector<std::int32_t> free_slots_;    // slots of removed nodes, reused first
   std::int32_t nodes_in_use_ = 0;
+  std::int32_t blocks_in_use_ = 0;
   // Children of every node under one table: child_key(parent, tokens) -> child. Several
   // values per key because two keys can collide; lookups compare the exact tokens. At most
   // one entry per node, so bounded by cached_blocks_max.
   key_slots children_;
   // The leaves, least recently used (then lowest id) first: eviction takes them oldest
-  // first without scanning the tree. One entry per leaf, and no node allocation: a
-  // sequence's path is a chain, so the leaves are a few per cached sequence.
+  // first without scanning the tree. One entry per leaf: a few per cached sequence.
   std::vector<leaf> leaves_;
   stats stats_;
 };

@@ -202,6 +202,36 @@ TEST(PrefixIndex, EvictLeavesBlocksThatSequencesStillUse) {
   EXPECT_EQ(bm.free_blocks(), 64);
 }
 
+TEST(PrefixIndex, AnUnsharedRunIsOneNodeSplitWhereAMatchEndsAndEvictedFromItsTail) {
+  block_manager bm(64, block_tokens);
+  prefix_index index(bm, {});
+  sequence_blocks a = serve(index, bm, run_of(0, 21), 1);
+  const std::vector<std::int32_t> blocks = a.table;
+  bm.release(a);
+  EXPECT_EQ(index.cached_blocks(), 5);
+  EXPECT_EQ(index.nodes(), 1) << "five blocks without a branch are one node";
+
+  sequence_blocks head = index.match(run_of(0, 9), 2);
+  ASSERT_EQ(head.table.size(), 2u);
+  EXPECT_EQ(index.nodes(), 2) << "the first two blocks were used later than the rest";
+  EXPECT_EQ(index.counters().splits, 1);
+  bm.release(head);
+  index.check_invariants();
+
+  // The older run goes first, block by block from its end; then the head, now a leaf.
+  EXPECT_EQ(index.evict(1), 1);
+  EXPECT_EQ(bm.refcount(blocks[4]), 0);
+  EXPECT_EQ(bm.refcount(blocks[3]), 1);
+  EXPECT_EQ(index.cached_prefix_blocks(run_of(0, 21)), 4);
+  EXPECT_EQ(index.evict(3), 3);
+  EXPECT_EQ(index.cached_prefix_blocks(run_of(0, 21)), 1);
+  EXPECT_EQ(index.nodes(), 1);
+  index.check_invariants();
+  EXPECT_EQ(index.evict(5), 1);
+  EXPECT_EQ(index.nodes(), 0);
+  EXPECT_EQ(bm.free_blocks(), 64);
+}
+
 TEST(PrefixIndex, InsertStaysWithinCachedBlocksMax) {
   block_manager bm(64, block_tokens);
   prefix_index index(bm, {.cached_blocks_max = 4});
@@ -340,8 +370,9 @@ TEST(PrefixIndex, RandomOperationsKeepTheReferencesBalancedAndMatchesExact) {
   EXPECT_GT(c.hits, 200) << "the walk must share prefixes";
   EXPECT_GT(evicted, 50);
   EXPECT_GT(refused, 0);
+  EXPECT_GT(c.splits, 100) << "matches and inserts must end inside runs of blocks";
   std::cout << "random walk: " << served << " served, " << refused << " refused, " << c.hits
-            << " hits of " << c.lookups << ", " << evicted << " blocks evicted\n";
+            << " hits of " << c.lookups << ", " << evicted << " blocks evicted, " << c.splits << " splits\n";
 }
 
 }  // namespace
