@@ -16,6 +16,7 @@ apt_packages=(
   libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev
+  libjemalloc-dev
 )
 # The base image may ship its own Node.js (which conflicts with Debian's npm package);
 # Debian's nodejs + npm are installed only when no npm is on the PATH.
