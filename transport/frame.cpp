@@ -67,17 +67,20 @@ const char* frame_type_name(frame_type type) {
 }
 
 frame_bytes encode_frame(frame_type type, capnp::MessageBuilder& message) {
-  const kj::Array<capnp::word> flat = capnp::messageToFlatArray(message);
-  const kj::ArrayPtr<const kj::byte> payload = flat.asBytes();
+  const std::size_t payload = capnp::computeSerializedSizeInWords(message) * sizeof(capnp::word);
   // A message this large is a bug in the sender: nothing we build comes near it.
-  DSRT_ASSERT(payload.size() <= std::numeric_limits<std::uint32_t>::max(), "payload={}",
-              payload.size());
-  frame_bytes out(frame_header_bytes + payload.size());
+  DSRT_ASSERT(payload <= std::numeric_limits<std::uint32_t>::max(), "payload={}", payload);
+  frame_bytes out(frame_header_bytes + payload);
   store_u32(out.data(), frame_magic);
   store_u16(out.data() + 4, frame_protocol_version);
   store_u16(out.data() + 6, std::uint16_t(type));
-  store_u32(out.data() + 8, std::uint32_t(payload.size()));
-  std::memcpy(out.data() + frame_header_bytes, payload.begin(), payload.size());
+  store_u32(out.data() + 8, std::uint32_t(payload));
+  // The segment table and segments straight into the frame (no flat copy in between).
+  kj::ArrayOutputStream stream(
+      kj::arrayPtr(reinterpret_cast<kj::byte*>(out.data() + frame_header_bytes), payload));
+  capnp::writeMessage(stream, message);
+  DSRT_ASSERT(stream.getArray().size() == payload, "wrote {} of {} payload bytes", stream.getArray().size(),
+              payload);
   seal_frame(out);
   return out;
 }

@@ -21,6 +21,7 @@ namespace dsrt::transport {
 
 using detail::as_text;
 using detail::build;
+using detail::first_segment_words;
 using detail::cut_utf8;
 using detail::guarded;
 using detail::out_of_range;
@@ -174,7 +175,7 @@ frame_bytes encode(const serving::generate_request& request, const clock_anchor&
     b.setPriority(std::uint8_t(std::clamp(request.priority, 0, 255)));
     b.setTenant(as_text(request.tenant));
     b.setDeadlineInMs(deadline_to_wire(request.deadline, now));
-  });
+  }, first_segment_words(request.prompt.size(), 4 + request.stop.size()));
 }
 
 result<serving::generate_request> decode_generate_request(decoded_frame& frame, const clock_anchor& now,
@@ -221,7 +222,7 @@ frame_bytes encode(const serving::token_chunk& chunk) {
     b.setSequence(chunk.sequence);
     write_tokens(b.initTokens(unsigned(chunk.tokens.size())), chunk.tokens);
     b.setText(as_text(chunk.text));
-  });
+  }, first_segment_words(chunk.tokens.size() + chunk.text.size() / 4));
 }
 
 result<serving::token_chunk> decode_token_chunk(decoded_frame& frame, const wire_limits& limits) {
@@ -321,7 +322,7 @@ frame_bytes encode(const serving::replica_request& request, const clock_anchor& 
     seq.setDeadlineInMs(deadline_to_wire(s.deadline, now));
     write_tokens(b.initStopTokenIds(unsigned(request.stop_token_ids.size())), request.stop_token_ids);
     b.setReplica(request.replica);
-  });
+  }, first_segment_words(request.sequence.tokens.size() + request.stop_token_ids.size(), 3));
 }
 
 result<serving::replica_request> decode_replica_request(decoded_frame& frame, const clock_anchor& now,
@@ -360,6 +361,14 @@ result<serving::replica_request> decode_replica_request(decoded_frame& frame, co
   });
 }
 
+namespace {
+std::size_t chunk_tokens(const serving::replica_chunks& chunks) {
+  std::size_t tokens = 0;
+  for (const serving::replica_chunk& c : chunks.chunks) tokens += c.tokens.size();
+  return tokens;
+}
+}  // namespace
+
 frame_bytes encode(const serving::replica_chunks& chunks) {
   return build<wire::ReplicaChunks>(frame_type::replica_chunks, [&](wire::ReplicaChunks::Builder b) {
     auto list = b.initChunks(unsigned(chunks.chunks.size()));
@@ -371,7 +380,7 @@ frame_bytes encode(const serving::replica_chunks& chunks) {
       w.setReplica(c.replica);
       write_tokens(w.initTokens(unsigned(c.tokens.size())), c.tokens);
     }
-  });
+  }, first_segment_words(chunk_tokens(chunks), chunks.chunks.size()));
 }
 
 result<serving::replica_chunks> decode_replica_chunks(decoded_frame& frame, const wire_limits& limits) {

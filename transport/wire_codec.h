@@ -33,9 +33,19 @@ result<T> guarded(decoded_frame& frame, std::initializer_list<frame_type> expect
   }
 }
 
+// The first segment of a message that carries `values` 32-bit values (tokens) besides
+// `structs` small structs: Cap'n Proto's default first segment is 1,024 words (8 KiB,
+// allocated zeroed) whatever the message, a cost per message that dwarfs the few hundred
+// bytes a chunk or a request holds. Too small a guess only adds a segment.
+inline unsigned first_segment_words(std::size_t values, std::size_t structs = 1) {
+  constexpr std::size_t words_per_struct = 16, values_per_word = 2;
+  return unsigned(std::min<std::size_t>(words_per_struct * (structs + 1) + (values + 1) / values_per_word,
+                                        capnp::SUGGESTED_FIRST_SEGMENT_WORDS));
+}
+
 template <class Root, class Fill>
-frame_bytes build(frame_type type, Fill&& fill) {
-  capnp::MallocMessageBuilder message;
+frame_bytes build(frame_type type, Fill&& fill, unsigned first_words = first_segment_words(0)) {
+  capnp::MallocMessageBuilder message(first_words, capnp::AllocationStrategy::GROW_HEURISTICALLY);
   fill(message.initRoot<Root>());
   return encode_frame(type, message);
 }

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 namespace dsrt::transport {
 namespace {
 
@@ -76,6 +78,24 @@ TEST(Wire, GenerateRequestRoundTrips) {
   ASSERT_TRUE(back2.ok()) << back2.err().to_string();
   expect_same(empty, back2.value());
   EXPECT_FALSE(back2->deadline.has_value());
+}
+
+// Messages are built in a first segment sized for their tokens; text the guess leaves out
+// spills into more segments, which must read back the same.
+TEST(Wire, AMessageLargerThanItsFirstSegmentRoundTripsInSeveralSegments) {
+  const clock_anchor now = clock_anchor::now();
+  serving::generate_request r = full_request(now);
+  r.prompt = {7};
+  r.tenant = std::string(256, 't');
+  r.stop.assign(16, std::string(256, 's'));
+  const frame_bytes bytes = encode(r, now);
+  std::uint32_t segments_minus_one = 0;
+  std::memcpy(&segments_minus_one, bytes.data() + frame_header_bytes, sizeof segments_minus_one);
+  EXPECT_GT(segments_minus_one, 0u) << "the text does not fit the first segment";
+  auto frame = open(bytes);
+  auto back = decode_generate_request(frame, now);
+  ASSERT_TRUE(back.ok()) << back.err().to_string();
+  expect_same(r, back.value());
 }
 
 TEST(Wire, DeadlinesTravelAsTimeLeftWhateverTheReceiversClock) {
