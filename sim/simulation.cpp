@@ -513,8 +513,27 @@ class simulation {
     if (auto f = replicas_[std::size_t(i)].streams->close(id, std::move(failure), reason)) send_final(i, std::move(*f));
   }
   void send_output(int i, serving::stream_output out) {
-    send_chunks(i, std::move(out.chunks));
-    for (auto& f : out.finals) send_final(i, std::move(f));
+    if (out.empty()) return;
+    if (links_[std::size_t(i)].corrupt_next) {   // message by message through the codec
+      send_chunks(i, std::move(out.chunks));
+      for (auto& f : out.finals) send_final(i, std::move(f));
+      return;
+    }
+    // The chunks message, then each final, as the batcher sends them: one event delivers
+    // them all, in that order and with the router acting after each, as back-to-back
+    // messages on one link would arrive (nothing can run between them).
+    const auto inc = replicas_[std::size_t(i)].incarnation;
+    send_link(i, [this, i, inc, out = std::move(out)] {
+      if (replicas_[std::size_t(i)].known_incarnation != inc) return;
+      if (!out.chunks.chunks.empty()) {
+        for (const auto& c : out.chunks.chunks) router_.on_chunk(q_.now(), c);
+        router_act();
+      }
+      for (const auto& f : out.finals) {
+        router_.on_final(q_.now(), f);
+        router_act();
+      }
+    });
   }
   void pump(int i) {
     auto& r = replicas_[std::size_t(i)];

@@ -8,8 +8,9 @@
 namespace dsrt::batching {
 
 struct batch_scheduler::sequence {
-  sequence_request request;
-  std::vector<std::int32_t> tokens;   // request.tokens, then every sampled token
+  sequence_request request;           // as submitted, but its tokens are moved into `tokens`
+  std::vector<std::int32_t> tokens;   // the request's tokens, then every sampled token
+  std::int64_t request_tokens = 0;    // how many of `tokens` came with the request
   std::int64_t computed = 0;          // tokens with KV in the cache
   engine::sequence_blocks blocks;     // covers `computed` (+ the slice planned, until complete())
   clock_time arrival;
@@ -17,7 +18,7 @@ struct batch_scheduler::sequence {
   std::uint64_t planned_in = 0;       // the schedule() call that planned or preempted it last
   bool running = false;
   bool cancelled = false;
-  std::int64_t generated() const { return std::int64_t(tokens.size() - request.tokens.size()); }
+  std::int64_t generated() const { return std::int64_t(tokens.size()) - request_tokens; }
 };
 
 status validate(const scheduler_config& c) {
@@ -81,7 +82,8 @@ status batch_scheduler::submit(clock_time now, sequence_request request) {
   if (DSRT_BUGGIFY("scheduler.refuse_submit"))   // as if the queue were full
     return make_error(error_code::overloaded, "batcher: refused (buggify)");
   auto s = std::make_unique<sequence>();
-  s->tokens = request.tokens;
+  s->tokens = std::move(request.tokens);   // one copy of the prompt, not two
+  s->request_tokens = std::int64_t(s->tokens.size());
   s->request = std::move(request);
   s->arrival = now;
   s->arrival_order = arrivals_++;
@@ -183,14 +185,18 @@ bool batch_scheduler::preempt_one(clock_time now, const sequence* keep, step_pla
 void batch_scheduler::recycle(step_plan&& plan) {
   for (auto& p : plan.sequences)
     if (spare_.size() < spare_sequences_max) spare_.push_back(std::move(p));
+  plan.sequences.clear();
+  if (plan.sequences.capacity() > spare_plan_.capacity()) spare_plan_ = std::move(plan.sequences);
 }
 
 void batch_scheduler::plan_slice(sequence& s, std::int64_t tokens, step_plan& plan) {
-  planned_sequence p;
-  if (!spare_.empty()) {   // reuse a recycled entry's buffers (assign keeps their capacity)
-    p = std::move(spare_.back());
+  if (spare_.empty()) {
+    plan.sequences.emplace_back();
+  } else {   // reuse a recycled entry's buffers (assign keeps their capacity)
+    plan.sequences.push_back(std::move(spare_.back()));
     spare_.pop_back();
   }
+  planned_sequence& p = plan.sequences.back();
   p.id = s.request.id;
   p.serial = s.arrival_order;
   p.tokens.assign(s.tokens.begin() + s.computed, s.tokens.begin() + s.computed + tokens);
@@ -199,13 +205,14 @@ void batch_scheduler::plan_slice(sequence& s, std::int64_t tokens, step_plan& pl
   p.sample = s.computed + tokens == std::int64_t(s.tokens.size());
   p.draw_index = s.request.draw_base + s.generated();
   p.sampling = s.request.sampling;
-  plan.sequences.push_back(std::move(p));
   plan.tokens += tokens;
   s.planned_in = schedule_calls_;
 }
 
 step_plan batch_scheduler::schedule(clock_time now) {
   step_plan plan;
+  plan.sequences = std::move(spare_plan_);   // a recycled plan's capacity: no regrowth per step
+  spare_plan_ = {};
   ++schedule_calls_;
   drop_stopped(now, plan);
   if (running_.empty()) {

@@ -188,6 +188,7 @@ class batch_scheduler {
   std::uint64_t tick_ = 0;           // logical time for the prefix index's LRU
   std::uint64_t schedule_calls_ = 0; // numbers the plans being built (sequence::planned_in)
   std::vector<planned_sequence> spare_;   // recycled plan entries with their capacity
+  std::vector<planned_sequence> spare_plan_;   // a recycled plan's (empty) list, for its capacity
   // Scratch of sort_by_precedence, kept to spare a step the allocations.
   struct ranked {
     bool prefill;
