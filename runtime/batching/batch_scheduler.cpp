@@ -183,20 +183,24 @@ bool batch_scheduler::preempt_one(clock_time now, const sequence* keep, step_pla
 }
 
 void batch_scheduler::recycle(step_plan&& plan) {
-  for (auto& p : plan.sequences)
+  // Kept whole: the next plan rewrites these entries in place, reusing their buffers.
+  for (auto& p : spare_plan_)
     if (spare_.size() < spare_sequences_max) spare_.push_back(std::move(p));
-  plan.sequences.clear();
-  if (plan.sequences.capacity() > spare_plan_.capacity()) spare_plan_ = std::move(plan.sequences);
+  spare_plan_ = std::move(plan.sequences);
 }
 
 void batch_scheduler::plan_slice(sequence& s, std::int64_t tokens, step_plan& plan) {
-  if (spare_.empty()) {
-    plan.sequences.emplace_back();
-  } else {   // reuse a recycled entry's buffers (assign keeps their capacity)
-    plan.sequences.push_back(std::move(spare_.back()));
-    spare_.pop_back();
+  // The entry planned_ of a recycled plan, else a spare one, else a new one; assign()
+  // below keeps the buffers' capacity.
+  if (planned_ == plan.sequences.size()) {
+    if (spare_.empty()) {
+      plan.sequences.emplace_back();
+    } else {
+      plan.sequences.push_back(std::move(spare_.back()));
+      spare_.pop_back();
+    }
   }
-  planned_sequence& p = plan.sequences.back();
+  planned_sequence& p = plan.sequences[planned_++];
   p.id = s.request.id;
   p.serial = s.arrival_order;
   p.tokens.assign(s.tokens.begin() + s.computed, s.tokens.begin() + s.computed + tokens);
@@ -211,8 +215,6 @@ void batch_scheduler::plan_slice(sequence& s, std::int64_t tokens, step_plan& pl
 
 step_plan batch_scheduler::schedule(clock_time now) {
   step_plan plan;
-  plan.sequences = std::move(spare_plan_);   // a recycled plan's capacity: no regrowth per step
-  spare_plan_ = {};
   ++schedule_calls_;
   drop_stopped(now, plan);
   if (running_.empty()) {
@@ -230,6 +232,11 @@ step_plan batch_scheduler::schedule(clock_time now) {
   // Simulation only: a preemption by recompute and a small token budget (short prefill
   // chunks, decodes left for the next step), both legal whatever the load.
   if (!running_.empty() && DSRT_BUGGIFY("scheduler.preempt")) preempt_one(now, nullptr, plan);
+  // The recycled plan's entries are rewritten in place from here (plan_slice); what this
+  // plan does not use goes back to the spares at the end.
+  plan.sequences = std::move(spare_plan_);
+  spare_plan_.clear();
+  planned_ = 0;
   std::int64_t budget = config_.step_tokens_max;
   if (DSRT_BUGGIFY("scheduler.small_step")) budget = std::min<std::int64_t>(budget, 1 + counters_.steps % 16);
   // 1. Running sequences, decodes before prefill chunks, each by precedence.
@@ -277,6 +284,9 @@ step_plan batch_scheduler::schedule(clock_time now) {
     ++admitted;
   }
   waiting_.erase(waiting_.begin(), waiting_.begin() + std::ptrdiff_t(admitted));
+  for (std::size_t i = planned_; i < plan.sequences.size(); ++i)
+    if (spare_.size() < spare_sequences_max) spare_.push_back(std::move(plan.sequences[i]));
+  plan.sequences.resize(planned_);
   counters_.prefix_hit_tokens += plan.prefix_hit_tokens;
   if (!plan.empty()) ++counters_.steps;
   // Everything that ran was preempted (blocks ran out): nothing else will wake the caller,

@@ -188,7 +188,8 @@ class batch_scheduler {
   std::uint64_t tick_ = 0;           // logical time for the prefix index's LRU
   std::uint64_t schedule_calls_ = 0; // numbers the plans being built (sequence::planned_in)
   std::vector<planned_sequence> spare_;   // recycled plan entries with their capacity
-  std::vector<planned_sequence> spare_plan_;   // a recycled plan's (empty) list, for its capacity
+  std::vector<planned_sequence> spare_plan_;   // the last recycled plan's entries, rewritten by the next
+  std::size_t planned_ = 0;                    // entries of the plan being built (schedule())
   // Scratch of sort_by_precedence, kept to spare a step the allocations.
   struct ranked {
     bool prefill;

@@ -68,7 +68,7 @@ std::string_view breaker_state_name(breaker_state state) {
 }
 
 circuit_breaker::circuit_breaker(const breaker_config& config)
-    : config_(config), now_(clock_time::min()) {
+    : now_(clock_time::min()), config_(config) {
   const status valid = validate(config);
   DSRT_ASSERT(valid.ok(), "{}", valid.err().message);
   buckets_.resize(std::size_t(config.window_buckets));

@@ -111,11 +111,13 @@ class circuit_breaker {
   void transition(clock_time now, breaker_state to);
   void clear_window();
 
-  breaker_config config_;
+  // What state(now) reads first: the router asks every replica's breaker per request, so
+  // these share the object's first cache line.
   breaker_state state_ = breaker_state::closed;
-  std::uint64_t epoch_ = 0;
   clock_time now_;             // the latest `now` seen
   clock_time opened_at_{};     // when it last opened; meaningful while open
+  breaker_config config_;
+  std::uint64_t epoch_ = 0;
   int probes_issued_ = 0;      // in this half-open period
   int probes_succeeded_ = 0;   // in this half-open period
   std::vector<bucket> buckets_;  // window_buckets slots, a ring keyed by index % size
