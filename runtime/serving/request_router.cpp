@@ -200,7 +200,9 @@ void request_router::complete(clock_time now, route& r, finish_reason reason) {
 
 void request_router::record_outcome(clock_time now, route& r, bool success) {
   if (!r.breaker || r.replica < 0) return;
-  replicas_[std::size_t(r.replica)].breaker->record(now, *r.breaker, success);
+  replica_slot& slot = replicas_[std::size_t(r.replica)];
+  slot.breaker->record(now, *r.breaker, success);
+  slot.breaker_closed = slot.breaker->state() == policy::breaker_state::closed;
   r.breaker.reset();
 }
 
@@ -219,7 +221,8 @@ void request_router::dispatch(clock_time now, route& r, int avoid) {
   std::vector<policy::replica_view> views(replicas_.size());
   for (std::size_t i = 0; i < views.size(); ++i) {
     auto& slot = replicas_[i];
-    views[i].available = slot.up && int(i) != avoid && slot.breaker->state(now) != policy::breaker_state::open;
+    views[i].available = slot.up && int(i) != avoid &&
+                         (slot.breaker_closed || slot.breaker->state(now) != policy::breaker_state::open);
     views[i].outstanding_tokens = slot.outstanding_tokens;
   }
   // The breaker decides last: a half-open replica takes only its bounded probes.

@@ -122,6 +122,10 @@ class request_router {
   struct route;
   struct replica_slot {
     bool up = false;
+    // The breaker was closed after the router's last record() on it. Only record() closes
+    // or opens a closed breaker, so while this holds dispatch need not ask the breaker
+    // (one object per replica, per request).
+    bool breaker_closed = true;
     std::int64_t outstanding_tokens = 0;
     std::unique_ptr<policy::circuit_breaker> breaker;
   };
