@@ -7,17 +7,20 @@
 
 namespace dsrt::batching {
 
-struct batch_scheduler::sequence {
-  sequence_request request;           // as submitted, but its tokens are moved into `tokens`
+// A cache line of what every step reads and writes first (complete(), the sort, the
+// planning), then the request as submitted: a replica's sequences are cold again by the
+// time its next step completes, so each line touched per sequence per step costs a miss.
+struct alignas(64) batch_scheduler::sequence {
+  std::uint64_t arrival_order = 0;
+  std::int64_t computed = 0;          // tokens with KV in the cache
   std::vector<std::int32_t> tokens;   // the request's tokens, then every sampled token
   std::int64_t request_tokens = 0;    // how many of `tokens` came with the request
-  std::int64_t computed = 0;          // tokens with KV in the cache
-  engine::sequence_blocks blocks;     // covers `computed` (+ the slice planned, until complete())
-  clock_time arrival;
-  std::uint64_t arrival_order = 0;
   std::uint64_t planned_in = 0;       // the schedule() call that planned or preempted it last
   bool running = false;
   bool cancelled = false;
+  engine::sequence_blocks blocks;     // covers `computed` (+ the slice planned, until complete())
+  clock_time arrival;
+  sequence_request request;           // as submitted, but its tokens are moved into `tokens`
   std::int64_t generated() const { return std::int64_t(tokens.size()) - request_tokens; }
 };
 

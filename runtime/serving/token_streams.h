@@ -71,12 +71,14 @@ class token_streams {
   std::size_t size() const { return streams_.size(); }
 
  private:
-  struct stream {
-    std::uint32_t attempt = 0;
-    std::int64_t max_new_tokens = 0;
-    std::vector<std::int32_t> stop_token_ids;
+  // What a step reads and writes per token fills the first cache line (it is cold by
+  // then); the attempt is read per chunk.
+  struct alignas(64) stream {
     std::vector<std::int32_t> unsent;   // sampled, not yet in a chunk
+    std::vector<std::int32_t> stop_token_ids;
     std::int64_t sent = 0;              // tokens sent in chunks
+    std::int64_t max_new_tokens = 0;
+    std::uint32_t attempt = 0;
   };
   void flush(std::uint64_t id, stream& s, stream_output& out) const;
   void end(std::uint64_t id, std::optional<error> failure, finish_reason reason, stream_output& out);
