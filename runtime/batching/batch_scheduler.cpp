@@ -7,20 +7,25 @@
 
 namespace dsrt::batching {
 
-// A cache line of what every step reads and writes first (complete(), the sort, the
-// planning), then the request as submitted: a replica's sequences are cold again by the
-// time its next step completes, so each line touched per sequence per step costs a miss.
+// What every step reads and writes comes first, in two cache lines (complete() needs only
+// the first): a replica's sequences are cold again by the time its next step completes, so
+// each line touched per sequence per step costs a miss. Of the request, only what the
+// scheduler reads after submit() is kept.
 struct alignas(64) batch_scheduler::sequence {
   std::uint64_t arrival_order = 0;
   std::int64_t computed = 0;          // tokens with KV in the cache
   std::vector<std::int32_t> tokens;   // the request's tokens, then every sampled token
   std::int64_t request_tokens = 0;    // how many of `tokens` came with the request
   std::uint64_t planned_in = 0;       // the schedule() call that planned or preempted it last
+  int priority = 0;                   // the request's class, before aging
   bool running = false;
   bool cancelled = false;
-  engine::sequence_blocks blocks;     // covers `computed` (+ the slice planned, until complete())
   clock_time arrival;
-  sequence_request request;           // as submitted, but its tokens are moved into `tokens`
+  std::optional<clock_time> deadline;
+  engine::sequence_blocks blocks;     // covers `computed` (+ the slice planned, until complete())
+  std::int64_t draw_base = 0;         // the request's: generated tokens before `tokens` ended
+  std::uint64_t id = 0;
+  engine::sampling_params sampling;
   std::int64_t generated() const { return std::int64_t(tokens.size()) - request_tokens; }
 };
 
@@ -85,12 +90,16 @@ status batch_scheduler::submit(clock_time now, sequence_request request) {
   if (DSRT_BUGGIFY("scheduler.refuse_submit"))   // as if the queue were full
     return make_error(error_code::overloaded, "batcher: refused (buggify)");
   auto s = std::make_unique<sequence>();
-  s->tokens = std::move(request.tokens);   // one copy of the prompt, not two
+  s->tokens = std::move(request.tokens);
   s->request_tokens = std::int64_t(s->tokens.size());
-  s->request = std::move(request);
+  s->priority = request.priority;
+  s->deadline = request.deadline;
+  s->draw_base = request.draw_base;
+  s->id = request.id;
+  s->sampling = request.sampling;
   s->arrival = now;
   s->arrival_order = arrivals_++;
-  const auto id = s->request.id;
+  const auto id = s->id;
   waiting_.push_back(&sequences_.insert(id, std::move(s)));
   return ok_status();
 }
@@ -109,7 +118,7 @@ int batch_scheduler::effective_priority(const sequence& s, clock_time now) const
   // Aging: every aging_ms waited lifts a request one class, so low priority never starves.
   const auto waited = std::max(now - s.arrival, clock_time::duration::zero());
   const auto lifts = waited / config_.aging_ms;
-  return int(std::max<std::int64_t>(std::int64_t(s.request.priority) - std::int64_t(lifts),
+  return int(std::max<std::int64_t>(std::int64_t(s.priority) - std::int64_t(lifts),
                                     -config_.priority_classes));
 }
 
@@ -142,9 +151,9 @@ void batch_scheduler::release(sequence& s) {
 void batch_scheduler::drop_stopped(clock_time now, step_plan& plan) {
   auto stop = [&](std::vector<sequence*>& list) {
     std::erase_if(list, [&](sequence* s) {
-      const bool expired = s->request.deadline && *s->request.deadline <= now;
+      const bool expired = s->deadline && *s->deadline <= now;
       if (!s->cancelled && !expired) return false;
-      plan.stopped.push_back({s->request.id, s->cancelled ? stop_cause::cancelled : stop_cause::deadline_exceeded});
+      plan.stopped.push_back({s->id, s->cancelled ? stop_cause::cancelled : stop_cause::deadline_exceeded});
       release(*s);
       return true;
     });
@@ -180,7 +189,7 @@ bool batch_scheduler::preempt_one(clock_time now, const sequence* keep, step_pla
   std::erase(running_, victim);
   waiting_.push_back(victim);
   victim->planned_in = schedule_calls_;   // not re-admitted in the same call
-  plan.preempted.push_back(victim->request.id);
+  plan.preempted.push_back(victim->id);
   ++counters_.preemptions;
   return true;
 }
@@ -204,14 +213,14 @@ void batch_scheduler::plan_slice(sequence& s, std::int64_t tokens, step_plan& pl
     }
   }
   planned_sequence& p = plan.sequences[planned_++];
-  p.id = s.request.id;
+  p.id = s.id;
   p.serial = s.arrival_order;
   p.tokens.assign(s.tokens.begin() + s.computed, s.tokens.begin() + s.computed + tokens);
   p.first_position = s.computed;
   p.block_table.assign(s.blocks.table.begin(), s.blocks.table.end());
   p.sample = s.computed + tokens == std::int64_t(s.tokens.size());
-  p.draw_index = s.request.draw_base + s.generated();
-  p.sampling = s.request.sampling;
+  p.draw_index = s.draw_base + s.generated();
+  p.sampling = s.sampling;
   plan.tokens += tokens;
   s.planned_in = schedule_calls_;
 }
@@ -380,13 +389,13 @@ void batch_scheduler::check_invariants() const {
               running_.size(), config_.sequences_max);
   for (const sequence* s : waiting_)
     DSRT_ASSERT(!s->running && s->blocks.table.empty() && s->computed == 0,
-                "waiting sequence {} holds {} blocks", s->request.id, s->blocks.table.size());
+                "waiting sequence {} holds {} blocks", s->id, s->blocks.table.size());
   for (const sequence* s : running_) {
     DSRT_ASSERT(s->running && s->blocks.tokens == s->computed,
-                "running sequence {}: blocks cover {} tokens, computed {}", s->request.id,
+                "running sequence {}: blocks cover {} tokens, computed {}", s->id,
                 s->blocks.tokens, s->computed);
     DSRT_ASSERT(s->computed < std::int64_t(s->tokens.size()),
-                "running sequence {} has nothing left to compute", s->request.id);
+                "running sequence {} has nothing left to compute", s->id);
   }
   DSRT_ASSERT(leaked_blocks() == 0, "{} KV blocks leaked", leaked_blocks());
 }
