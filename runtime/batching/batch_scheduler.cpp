@@ -7,8 +7,8 @@
 
 namespace dsrt::batching {
 
-// What every step reads and writes comes first, in two cache lines (complete() needs only
-// the first): a replica's sequences are cold again by the time its next step completes, so
+// What every step reads and writes comes first, in three cache lines (complete() needs
+// only the first): a replica's sequences are cold again by the time its next step completes, so
 // each line touched per sequence per step costs a miss. Of the request, only what the
 // scheduler reads after submit() is kept.
 struct alignas(64) batch_scheduler::sequence {

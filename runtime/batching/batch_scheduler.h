@@ -82,7 +82,7 @@ enum class stop_cause { cancelled, deadline_exceeded, no_kv_space };
 
 // One sequence's part of a step; the shard turns it into an engine::step_sequence.
 // The scalars first: completing a step reads them for every entry, in one cache line.
-struct planned_sequence {
+struct alignas(64) planned_sequence {
   std::uint64_t id = 0;
   std::uint64_t serial = 0;                // which submission of `id` (an id can be resubmitted)
   std::int64_t first_position = 0;

@@ -374,10 +374,6 @@ void prefix_index::check_invariants() const {
     DSRT_ASSERT(n.children == children[id], "node {} counts {} children, has {}", id, n.children, children[id]);
     DSRT_ASSERT((n.children == 0) == (n.leaf_at >= 0), "node {} with {} children has leaf place {}", id,
                 n.children, n.leaf_at);
-    // A held node is held whole: its blocks have one refcount (the index's plus its holders').
-    for (std::int32_t block : n.blocks)
-      DSRT_ASSERT(blocks_.refcount(block) == blocks_.refcount(n.blocks.front()),
-                  "node {} is held in part (block {})", id, block);
     leaves += n.children == 0;
   }
   DSRT_ASSERT(leaves == leaves_.size(), "{} leaves, {} in the heap", leaves, leaves_.size());

@@ -15,8 +15,9 @@
 // heap entry and a hash-table entry per block. A node splits where a match or an insert
 // touches only its first blocks (so every block of a node was last used together) or
 // where paths diverge. Eviction still goes block by block, from the tail of the least
-// recently used leaf: the order in which blocks go back is the order a tree of one block
-// per node gives.
+// recently used leaf: with strictly increasing ticks (the batcher's), blocks go back in the
+// order a tree of one block per node gives. A split copies the tail's blocks forward: it
+// costs the run's length.
 //
 // Ownership: the index holds one block_manager reference per block it records and gives
 // them back in clear() and the destructor; it does not own the block_manager, which must
@@ -32,8 +33,9 @@
 //    the sequences hold;
 //  - cached blocks <= cached_blocks_max; every node holds at least one block;
 //  - no two children of one node start with the same block of tokens;
-//  - a sequence holding a block of a node holds all of that node's blocks (matches and
-//    inserts split nodes at their ends), so the node's last block tells whether it is in use;
+//  - matches and inserts split nodes at their ends, so a sequence the index served holds
+//    either all of a node's blocks or none; evict() still checks each block before it goes
+//    (a fork that copied its last block holds the others);
 //  - leaves_ holds exactly the nodes without children, as a heap by (last use, node id).
 #include <cstdint>
 #include <span>
@@ -83,9 +85,9 @@ class prefix_index {
   std::int32_t cached_prefix_blocks(std::span<const std::int32_t> tokens) const;
 
   // Records the full blocks of a computed sequence: table[i] holds the keys and values of
-  // tokens [i * block_tokens, (i + 1) * block_tokens). Each full block not yet in the tree
-  // gets a node with a reference of its own; where the tree already holds a block for that
-  // path it is kept and the caller's duplicate is not added. Marks the path used at `tick`.
+  // tokens [i * block_tokens, (i + 1) * block_tokens). The full blocks not yet in the tree
+  // become one new node, with a reference of the index's on each block; where the tree
+  // already holds a block for that path it is kept and the caller's duplicate is not added. Marks the path used at `tick`.
   // Stays within cached_blocks_max by dropping least recently used leaves, never the node
   // this call just reached; when nothing can go, the rest of the sequence is not recorded.
   // REQUIRES: table.size() >= tokens.size() / block_tokens, every listed block referenced

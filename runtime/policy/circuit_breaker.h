@@ -66,7 +66,7 @@ struct breaker_ticket {
 // - closed: the buckets hold only outcomes recorded in this closed period (cleared on close).
 // - transitions_ holds at most transitions_kept_max entries, oldest first.
 // - now_ never decreases.
-class circuit_breaker {
+class alignas(64) circuit_breaker {
  public:
   static constexpr std::size_t transitions_kept_max = 1024;
 

@@ -115,6 +115,8 @@ class request_router {
   const router_counters& counters() const { return counters_; }
   bool replica_up(std::int32_t replica) const { return replicas_.at(std::size_t(replica)).up; }
   std::int32_t replicas_up() const;
+  // For observing (state(now), transitions()): outcomes go through the router only, which
+  // caches whether each breaker is closed.
   policy::circuit_breaker& breaker(std::int32_t replica) { return *replicas_.at(std::size_t(replica)).breaker; }
   std::size_t routes() const { return routes_.size(); }
 
@@ -124,7 +126,8 @@ class request_router {
     bool up = false;
     // The breaker was closed after the router's last record() on it. Only record() closes
     // or opens a closed breaker, so while this holds dispatch need not ask the breaker
-    // (one object per replica, per request).
+    // (one object per replica, per request). Outcomes are recorded only here, never
+    // through breaker(i).
     bool breaker_closed = true;
     std::int64_t outstanding_tokens = 0;
     std::unique_ptr<policy::circuit_breaker> breaker;

@@ -232,6 +232,33 @@ TEST(PrefixIndex, AnUnsharedRunIsOneNodeSplitWhereAMatchEndsAndEvictedFromItsTai
   EXPECT_EQ(bm.free_blocks(), 64);
 }
 
+// A fork that copied its shared last block before the original filled it holds the run's
+// first blocks but not its last: eviction takes the last and keeps the rest.
+TEST(PrefixIndex, EvictKeepsTheBlocksOfARunThatAForkStillHolds) {
+  block_manager bm(64, block_tokens);
+  prefix_index index(bm, {});
+  sequence_blocks original;
+  std::vector<engine::block_copy> copies;
+  ASSERT_TRUE(bm.reserve(original, 11, copies));
+  sequence_blocks fork = bm.fork(original);
+  ASSERT_TRUE(bm.reserve(original, 1, copies));
+  ASSERT_EQ(copies.size(), 1u) << "the shared, partly filled last block was copied";
+  index.insert(run_of(0, 12), original.table, 1);
+  const std::int32_t copied_last = original.table[2];
+  bm.release(original);
+  EXPECT_EQ(index.nodes(), 1);
+  index.check_invariants();
+
+  EXPECT_EQ(index.evict(3), 1) << "only the run's last block is the index's alone";
+  EXPECT_EQ(bm.refcount(copied_last), 0);
+  EXPECT_EQ(index.cached_blocks(), 2);
+  EXPECT_EQ(bm.refcount(fork.table[0]), 2);
+  index.check_invariants();
+  bm.release(fork);
+  EXPECT_EQ(index.evict(3), 2);
+  EXPECT_EQ(bm.free_blocks(), 64);
+}
+
 TEST(PrefixIndex, InsertStaysWithinCachedBlocksMax) {
   block_manager bm(64, block_tokens);
   prefix_index index(bm, {.cached_blocks_max = 4});
