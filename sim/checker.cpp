@@ -66,7 +66,7 @@ void invariant_checker::on_final(clock_time now, const serving::final_message& f
       now < v.deadline)
     violation(fmt::format("request {}: DEADLINE_EXCEEDED {} ms before its deadline", f.request_id,
                           duration_cast<milliseconds>(v.deadline - now).count()));
-  v.failure = f.failure;
+  v.failure = f.failure ? std::optional<error_code>(f.failure->code) : std::nullopt;
   v.final_at = now;
 }
 
@@ -128,7 +128,7 @@ invariant_checker::outcome invariant_checker::finish() {
       continue;
     }
     if (v.failure) {
-      ++out.errors_by_code[std::string(error_code_name(v.failure->code))];
+      ++out.errors_by_code[std::string(error_code_name(*v.failure))];
       continue;
     }
     ++out.completed;

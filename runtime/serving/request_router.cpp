@@ -327,7 +327,10 @@ void request_router::on_chunk(clock_time now, const replica_chunk& c) {
   route* found = routes_.find(c.request_id);
   if (!found || found->attempt != c.attempt || found->replica != c.replica) return;
   route& r = *found;
+  if (r.streamed.empty())
+    r.streamed.reserve(std::size_t(std::clamp<std::int64_t>(r.request.max_tokens, 0, streamed_reserve_tokens_max)));
   token_chunk out{c.request_id, 0, {}, {}};
+  out.tokens.reserve(c.tokens.size());
   for (std::int32_t t : c.tokens) {
     if (std::int64_t(r.streamed.size()) >= r.request.max_tokens) break;
     r.streamed.push_back(t);

@@ -43,6 +43,10 @@
 
 namespace dsrt::serving {
 
+// Tokens of a route's stream reserved at its first chunk (max_tokens when smaller), so a
+// stream grows without reallocating per chunk; longer answers grow past it as usual.
+inline constexpr std::int64_t streamed_reserve_tokens_max = 1024;
+
 struct router_config {
   std::int32_t replicas = 1;
   policy::admission_config admission;
