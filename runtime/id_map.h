@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kernels/assert.h"
+#include "runtime/random.h"
 
 namespace dsrt {
 
@@ -91,15 +92,8 @@ class id_map {
     T* value = nullptr;   // owned; null marks an empty slot
   };
 
-  // Ids are often sequential: mix them (splitmix64's finalizer) before taking low bits.
-  static std::size_t home(std::uint64_t id, std::size_t mask) {
-    id ^= id >> 30;
-    id *= 0xbf58476d1ce4e5b9ull;
-    id ^= id >> 27;
-    id *= 0x94d049bb133111ebull;
-    id ^= id >> 31;
-    return std::size_t(id) & mask;
-  }
+  // Ids are often sequential: mix them (splitmix64) before taking low bits.
+  static std::size_t home(std::uint64_t id, std::size_t mask) { return std::size_t(splitmix64(id)) & mask; }
   void place(std::uint64_t id, T* value) {
     const std::size_t mask = slots_.size() - 1;
     std::size_t i = home(id, mask);

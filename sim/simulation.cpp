@@ -450,14 +450,10 @@ class simulation {
       router_act();
     });
   }
-  void send_chunks(int i, serving::replica_chunks chunks) {
+  // The chunks through the wire codec (send_output uses it when the link is about to
+  // corrupt a message).
+  void send_encoded_chunks(int i, serving::replica_chunks chunks) {
     if (chunks.chunks.empty()) return;
-    if (!links_[std::size_t(i)].corrupt_next) {
-      to_router(i, [this, chunks = std::move(chunks)] {
-        for (const auto& c : chunks.chunks) router_.on_chunk(q_.now(), c);
-      });
-      return;
-    }
     auto bytes = transit(i, transport::encode(chunks));
     to_router(i, [this, i, bytes = std::move(bytes), corrupted = take_corrupted()] {
       auto decoded = receive<serving::replica_chunks>(
@@ -509,29 +505,23 @@ class simulation {
     checker_.on_batcher(i, r.scheduler->running(), r.scheduler->waiting());
     pump(i);
   }
-  void replica_final(int i, std::uint64_t id, std::optional<error> failure, serving::finish_reason reason) {
-    if (auto f = replicas_[std::size_t(i)].streams->close(id, std::move(failure), reason)) send_final(i, std::move(*f));
-  }
   void send_output(int i, serving::stream_output out) {
     if (out.empty()) return;
     if (links_[std::size_t(i)].corrupt_next) {   // message by message through the codec
-      send_chunks(i, std::move(out.chunks));
+      send_encoded_chunks(i, std::move(out.chunks));
       for (auto& f : out.finals) send_final(i, std::move(f));
       return;
     }
     // The chunks message, then each final, as the batcher sends them: one event delivers
-    // them all, in that order and with the router acting after each, as back-to-back
-    // messages on one link would arrive (nothing can run between them).
-    const auto inc = replicas_[std::size_t(i)].incarnation;
-    send_link(i, [this, i, inc, out = std::move(out)] {
-      if (replicas_[std::size_t(i)].known_incarnation != inc) return;
-      if (!out.chunks.chunks.empty()) {
-        for (const auto& c : out.chunks.chunks) router_.on_chunk(q_.now(), c);
-        router_act();
-      }
+    // them all, in that order and with the router acting after each (to_router acts after
+    // the last), as back-to-back messages on one link would arrive.
+    to_router(i, [this, out = std::move(out)] {
+      for (const auto& c : out.chunks.chunks) router_.on_chunk(q_.now(), c);
+      bool delivered = !out.chunks.chunks.empty();   // a message the router has not acted on
       for (const auto& f : out.finals) {
+        if (delivered) router_act();
         router_.on_final(q_.now(), f);
-        router_act();
+        delivered = true;
       }
     });
   }
