@@ -94,6 +94,8 @@ status batch_scheduler::submit(clock_time now, sequence_request request) {
   s->request_tokens = std::int64_t(s->tokens.size());
   s->priority = request.priority;
   s->deadline = request.deadline;
+  if (request.deadline && (!deadline_bound_ || *request.deadline < *deadline_bound_))
+    deadline_bound_ = request.deadline;
   s->draw_base = request.draw_base;
   s->id = request.id;
   s->sampling = request.sampling;
@@ -105,7 +107,10 @@ status batch_scheduler::submit(clock_time now, sequence_request request) {
 }
 
 void batch_scheduler::cancel(std::uint64_t id) {
-  if (sequence* s = sequences_.find(id)) s->cancelled = true;
+  if (sequence* s = sequences_.find(id); s && !s->cancelled) {
+    s->cancelled = true;
+    ++cancelled_;
+  }
 }
 
 std::int64_t batch_scheduler::generated(std::uint64_t id) const {
@@ -149,10 +154,17 @@ void batch_scheduler::release(sequence& s) {
 }
 
 void batch_scheduler::drop_stopped(clock_time now, step_plan& plan) {
+  // Nothing cancelled and no deadline reached: no walk over every sequence this step.
+  if (cancelled_ == 0 && (!deadline_bound_ || *deadline_bound_ > now)) return;
+  cancelled_ = 0;
+  deadline_bound_.reset();
   auto stop = [&](std::vector<sequence*>& list) {
     std::erase_if(list, [&](sequence* s) {
       const bool expired = s->deadline && *s->deadline <= now;
-      if (!s->cancelled && !expired) return false;
+      if (!s->cancelled && !expired) {
+        if (s->deadline && (!deadline_bound_ || *s->deadline < *deadline_bound_)) deadline_bound_ = s->deadline;
+        return false;
+      }
       plan.stopped.push_back({s->id, s->cancelled ? stop_cause::cancelled : stop_cause::deadline_exceeded});
       release(*s);
       return true;

@@ -188,6 +188,11 @@ class batch_scheduler {
   std::uint64_t arrivals_ = 0;       // arrival counter: ties after equal priority and time
   std::uint64_t tick_ = 0;           // logical time for the prefix index's LRU
   std::uint64_t schedule_calls_ = 0; // numbers the plans being built (sequence::planned_in)
+  // drop_stopped() walks the sequences only when one may be cancelled or past its deadline:
+  // cancelled_ counts cancel()s since the last walk (at least the cancelled sequences),
+  // deadline_bound_ is at most every queued sequence's deadline (the walk makes it exact).
+  std::int64_t cancelled_ = 0;
+  std::optional<clock_time> deadline_bound_;
   std::vector<planned_sequence> spare_;   // recycled plan entries with their capacity
   std::vector<planned_sequence> spare_plan_;   // the last recycled plan's entries, rewritten by the next
   std::size_t planned_ = 0;                    // entries of the plan being built (schedule())

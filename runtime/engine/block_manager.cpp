@@ -23,7 +23,7 @@ std::int32_t block_manager::blocks_needed(const sequence_blocks& seq,
   const std::int64_t need = (seq.tokens + new_tokens + block_tokens_ - 1) / block_tokens_;
   std::int64_t fresh = need > have ? need - have : 0;
   const bool writes_into_last = new_tokens > 0 && seq.tokens % block_tokens_ != 0;
-  if (writes_into_last && refcount(seq.table.back()) > 1) ++fresh;
+  if (writes_into_last && seq.tail_shared && refcount(seq.table.back()) > 1) ++fresh;
   return std::int32_t(fresh);
 }
 
@@ -41,7 +41,7 @@ bool block_manager::reserve(sequence_blocks& seq, std::int64_t new_tokens,
                             std::vector<block_copy>& copies) {
   DSRT_ASSERT(new_tokens >= 0, "new_tokens={}", new_tokens);
   if (blocks_needed(seq, new_tokens) > free_blocks()) return false;
-  if (new_tokens > 0 && seq.tokens % block_tokens_ != 0) {
+  if (new_tokens > 0 && seq.tokens % block_tokens_ != 0 && seq.tail_shared) {
     std::int32_t& last = seq.table.back();
     if (refcount(last) > 1) {
       const std::int32_t copy = take_free();
@@ -49,6 +49,7 @@ bool block_manager::reserve(sequence_blocks& seq, std::int64_t new_tokens,
       --refcount_[std::size_t(last)];
       last = copy;
     }
+    seq.tail_shared = false;   // copied, or the others let go of it
   }
   const std::int64_t need = (seq.tokens + new_tokens + block_tokens_ - 1) / block_tokens_;
   while (std::int64_t(seq.table.size()) < need) seq.table.push_back(take_free());
@@ -56,11 +57,12 @@ bool block_manager::reserve(sequence_blocks& seq, std::int64_t new_tokens,
   return true;
 }
 
-sequence_blocks block_manager::fork(const sequence_blocks& seq) {
+sequence_blocks block_manager::fork(sequence_blocks& seq) {
   for (std::int32_t b : seq.table) {
     DSRT_ASSERT(refcount(b) > 0, "forking a sequence with unreferenced block {}", b);
     ++refcount_[std::size_t(b)];
   }
+  seq.tail_shared = !seq.table.empty();
   return seq;
 }
 
@@ -71,6 +73,7 @@ void block_manager::release(sequence_blocks& seq) {
   }
   seq.table.clear();
   seq.tokens = 0;
+  seq.tail_shared = false;
 }
 
 void block_manager::add_ref(std::int32_t block) {

@@ -8,7 +8,9 @@
 //    referenced (refcount > 0) and not on the free list;
 //  - a sequence's table holds ceil(tokens / block_tokens) blocks;
 //  - a block that a sequence will write into (its last, partly filled block) is owned by
-//    that sequence alone (refcount 1) after reserve() returns true.
+//    that sequence alone (refcount 1) after reserve() returns true;
+//  - only fork() shares a partly filled block (add_ref takes full blocks), so a sequence
+//    whose tail_shared is false owns its partly filled last block.
 // Thread safety: none; one owner (the batcher or the generator) calls it.
 #include <cstdint>
 #include <vector>
@@ -18,6 +20,10 @@ namespace dsrt::engine {
 struct sequence_blocks {
   std::vector<std::int32_t> table;  // block ids in position order
   std::int64_t tokens = 0;          // positions covered so far
+  // The last block may be shared (set by fork, cleared once it is ours alone): while false,
+  // growing the sequence reads neither the table nor a refcount (a decode step's cache
+  // misses, per sequence, in a large batch).
+  bool tail_shared = false;
 };
 
 // Copy the whole contents of block `from` into block `to` (every layer's keys and values).
@@ -44,15 +50,16 @@ class block_manager {
   bool reserve(sequence_blocks& seq, std::int64_t new_tokens, std::vector<block_copy>& copies);
 
   // A new sequence sharing all of seq's blocks (prefix sharing); writes into the shared
-  // last block will copy it first.
-  sequence_blocks fork(const sequence_blocks& seq);
+  // last block, by either, will copy it first (both are marked tail_shared).
+  sequence_blocks fork(sequence_blocks& seq);
 
   // Drops seq's references; blocks nobody references return to the free list.
   void release(sequence_blocks& seq);
 
   // One more reference to a block someone already references: a cache (the prefix index)
   // keeps a full block alive after the sequence that wrote it is released.
-  // REQUIRES: refcount(block) > 0 (a free block is handed out by reserve, not here).
+  // REQUIRES: refcount(block) > 0 (a free block is handed out by reserve, not here), and
+  // the block is full (a partly filled one is shared by fork alone).
   void add_ref(std::int32_t block);
 
   // Drops one reference to a block; it returns to the free list when nobody references it.

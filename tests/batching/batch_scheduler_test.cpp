@@ -159,6 +159,42 @@ TEST(BatchScheduler, CancelledAndExpiredSequencesStopAtTheNextStepAndFreeTheirBl
   EXPECT_EQ(s.leaked_blocks(), 0);
 }
 
+// schedule() walks the sequences for deadlines only once the earliest may have passed: a
+// bound that goes stale (its sequence finished) or drops (a later arrival with an earlier
+// deadline) must still stop each sequence at the first step past its own deadline.
+TEST(BatchScheduler, EachDeadlineStopsItsSequenceWhateverFinishedOrArrivedBefore) {
+  batch_scheduler s(config_with(256, 8, 64), 64, block_tokens);
+  driver d{s};
+  auto submit = [&](std::uint64_t id, std::int64_t max_new, milliseconds deadline) {
+    sequence_request r;
+    r.id = id;
+    r.tokens = prompt_of(8, int(id));
+    r.prompt_tokens = 8;
+    r.max_new_tokens = max_new;
+    r.deadline = d.now + deadline;
+    ASSERT_TRUE(s.submit(d.now, r).ok());
+    d.sequences[id] = {r.tokens, max_new};
+  };
+  submit(1, 2, milliseconds(10));     // the earliest deadline, but done in two steps
+  submit(2, 100, milliseconds(30));
+  submit(3, 100, milliseconds(50));
+  std::vector<std::pair<std::uint64_t, int>> stopped;   // id, at which millisecond
+  for (int ms = 0; ms <= 60; ++ms) {
+    if (ms == 20) submit(4, 100, milliseconds(5));   // earlier than every deadline left
+    const auto plan = d.step();
+    for (const auto& st : plan.stopped) {
+      EXPECT_EQ(st.cause, stop_cause::deadline_exceeded);
+      stopped.emplace_back(st.id, ms);
+    }
+    d.now += milliseconds(1);
+  }
+  const std::vector<std::pair<std::uint64_t, int>> expected = {{4, 25}, {2, 30}, {3, 50}};
+  EXPECT_EQ(stopped, expected);
+  EXPECT_FALSE(s.has_sequence(1));   // finished before its deadline
+  EXPECT_EQ(s.running() + s.waiting(), 0);
+  EXPECT_EQ(s.leaked_blocks(), 0);
+}
+
 TEST(BatchScheduler, ASharedPrefixIsComputedOnce) {
   batch_scheduler s(config_with(256, 8, 64), 64, block_tokens);
   driver d{s};
