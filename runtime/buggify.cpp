@@ -6,6 +6,11 @@
 #include "runtime/error.h"
 
 namespace dsrt {
+namespace {
+
+std::uint64_t stream_key(std::uint64_t stream) { return splitmix64(stream); }
+
+}  // namespace
 
 buggify_scope::buggify_scope(std::uint64_t seed, const buggify_config& config)
     : seed_(seed), config_(config), rng_(seed ^ 0xb0661f7ull) {
@@ -13,7 +18,12 @@ buggify_scope::buggify_scope(std::uint64_t seed, const buggify_config& config)
   current_ = this;
 }
 
-buggify_scope::~buggify_scope() { current_ = nullptr; }
+buggify_scope::buggify_scope(std::uint64_t seed, const buggify_config& config, std::uint64_t stream, detached_t)
+    : seed_(seed), config_(config), rng_(seed ^ 0xb0661f7ull ^ stream_key(stream)), attached_(false) {}
+
+buggify_scope::~buggify_scope() {
+  if (attached_) current_ = nullptr;
+}
 
 bool buggify_scope::evaluate(const char* point) {
   auto it = points_.find(std::string_view(point));

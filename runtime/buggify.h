@@ -7,13 +7,16 @@
 // production process never opens a scope. The simulator opens one per run on its thread;
 // within it each point is enabled or not once, from the seed and the point's name
 // (enable_probability), and an enabled point fires on each evaluation with
-// fire_probability, drawn from a generator seeded by the run. A simulation is one thread
-// evaluating points in a deterministic order, so the same seed fires the same points.
+// fire_probability, drawn from a generator seeded by the run. A simulated process evaluates
+// points in a deterministic order, so the same seed fires the same points. A simulation of
+// several processes run by a pool of threads gives each process a detached scope of its own
+// (its own stream of draws) and makes it current, with use(), while that process runs.
 //
-// Thread safety: a scope belongs to the thread that opened it; scopes do not nest.
+// Thread safety: a scope is current on one thread at a time; scopes do not nest.
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "runtime/random.h"
@@ -28,7 +31,12 @@ struct buggify_config {
 
 class buggify_scope {
  public:
+  // A scope current on this thread until it is destroyed.
   buggify_scope(std::uint64_t seed, const buggify_config& config = {});
+  // A detached scope: the same points enabled as by `seed`, fire draws from its own
+  // `stream`; current only inside use().
+  struct detached_t {};
+  buggify_scope(std::uint64_t seed, const buggify_config& config, std::uint64_t stream, detached_t);
   ~buggify_scope();
   buggify_scope(const buggify_scope&) = delete;
   buggify_scope& operator=(const buggify_scope&) = delete;
@@ -40,6 +48,19 @@ class buggify_scope {
 
   static buggify_scope* current() { return current_; }
 
+  // Makes `scope` (a detached one, or null) current on this thread until destroyed, then
+  // restores the previous one.
+  class use {
+   public:
+    explicit use(buggify_scope* scope) : previous_(std::exchange(current_, scope)) {}
+    ~use() { current_ = previous_; }
+    use(const use&) = delete;
+    use& operator=(const use&) = delete;
+
+   private:
+    buggify_scope* previous_;
+  };
+
  private:
   struct point_state { bool enabled; };
   std::uint64_t seed_;
@@ -47,6 +68,7 @@ class buggify_scope {
   xoshiro256 rng_;
   std::map<std::string, point_state, std::less<>> points_;
   std::map<std::string, std::int64_t> fired_;
+  bool attached_ = true;   // current from construction to destruction
   static inline constinit thread_local buggify_scope* current_ = nullptr;
 };
 

@@ -36,8 +36,12 @@ class event_queue {
   // Runs events until the queue is empty, `until` is reached or events_max ran; returns
   // the number run.
   std::uint64_t run(clock_time until, std::uint64_t events_max) {
+    return run_before(clock_time::max(), until, events_max);
+  }
+  // The same, for events before `end` only (a window of a parallel simulation).
+  std::uint64_t run_before(clock_time end, clock_time until, std::uint64_t events_max) {
     std::uint64_t ran = 0;
-    while (!heap_.empty() && heap_.front().at <= until && ran < events_max) {
+    while (!heap_.empty() && heap_.front().at < end && heap_.front().at <= until && ran < events_max) {
       std::pop_heap(heap_.begin(), heap_.end(), later);
       const key k = heap_.back();
       heap_.pop_back();
@@ -51,6 +55,8 @@ class event_queue {
     return ran;
   }
   bool empty() const { return heap_.empty(); }
+  // When the next event runs. REQUIRES: !empty().
+  clock_time next_at() const { return heap_.front().at; }
 
  private:
   struct key {

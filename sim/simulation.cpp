@@ -12,6 +12,7 @@
 #include "sim/checker.h"
 #include "sim/event_queue.h"
 #include "sim/load.h"
+#include "sim/window_pool.h"
 #include "transport/frame.h"
 #include "transport/wire.h"
 
@@ -20,27 +21,33 @@ namespace {
 
 using namespace std::chrono;
 
+// A replica as its own process sees it (the router's view of it is a router_view).
 struct replica {
   std::unique_ptr<batching::batch_scheduler> scheduler;
   bool up = true;
   std::uint64_t incarnation = 0;     // messages of an older incarnation are dropped
   bool busy = false, wake_armed = false, failing = false, oom_next = false;
+  bool leak_on_kill = false;         // planted: the first kill does not free its sequences
   double slow = 1;
   batching::step_plan plan;          // the step in flight while busy
-  // The router's view of this replica, from heartbeats.
-  clock_time last_heard{};
-  std::uint64_t known_incarnation = 0;
-  bool router_thinks_up = true;
   std::unique_ptr<serving::token_streams> streams;   // the batcher's output side
 };
 
-// A replica's connection to the router (both directions).
-struct link {
+// The router's view of a replica, from heartbeats.
+struct router_view {
+  clock_time last_heard{};
+  std::uint64_t known_incarnation = 0;
+  bool thinks_up = true;
+};
+
+// One end of a replica's connection to the router: what the process at that end sends
+// and knows. The ends learn of a close one link latency apart, as over a network.
+struct link_end {
   bool clogged = false;
   std::vector<std::function<void()>> held;   // waiting for the link to unclog, in order
-  std::uint64_t epoch = 0;                   // a closed connection loses what is in flight
+  std::uint64_t epoch = 0;                   // closes this end knows of: older messages are lost
   bool closed = false;                       // closed for a corrupt frame; reconnects later
-  bool corrupt_next = false;
+  bool corrupt_next = false;                 // the next encoded message sent from here
   std::uint64_t noise = 0;
 };
 
@@ -50,37 +57,98 @@ struct node {
   milliseconds clock_offset{0};                  // its system clock minus the true time
 };
 
+// A simulated process: the router's side (process 0: arrivals, the router, the response
+// cache, clients) or a group of whole nodes (their batchers and devices). A process has its
+// own events, trace hash, counters, checker part and BUGGIFY stream, and reaches the others
+// only over links, whose latency is the lookahead of the parallel run (run_windows): every
+// process runs its events below window start + link latency, on any thread, then what they
+// sent each other is delivered in process order. The partition, not the thread count, fixes
+// the trace.
+struct process {
+  explicit process(int index, const checker_limits& limits) : index(index), checker(limits) {}
+  struct message {
+    int to;
+    clock_time at;
+    std::function<void()> fn;
+  };
+  int index;
+  event_queue q;
+  std::uint64_t hash = 1469598103934665603ull;
+  std::vector<message> outbox;              // to other processes, delivered after the window
+  std::unique_ptr<buggify_scope> buggify;   // detached: current while this process runs
+  invariant_checker checker;                // process 0's is the run's; the others' merge into it
+  std::int64_t kills = 0, restarts = 0, corrupt_detected = 0, corrupt_undetected = 0;
+  bool corrupted_in_flight = false;         // transit() flipped the frame being sent
+  bool heartbeats_stopped = false;          // the router stopped listening: the run drains
+  std::uint64_t ran = 0;                    // events in the last window
+};
+
+thread_local process* running_process = nullptr;
+
 class simulation {
  public:
   simulation(const sim_config& c, const planted_bugs& bugs)
       : c_(c), bugs_(bugs), load_(c_), responses_(cache::response_cache_config{}),
-        router_(router_config(c, bugs), nullptr), checker_(limits(c)) {
+        router_(router_config(c, bugs), nullptr) {
+    DSRT_ASSERT(c.link_latency_us.count() > 0, "link latency {} us: the parallel run needs a positive one",
+                c.link_latency_us.count());
     replicas_.resize(std::size_t(c.replicas));
-    links_.resize(std::size_t(c.replicas));
+    views_.resize(std::size_t(c.replicas));
+    router_ends_.resize(std::size_t(c.replicas));
+    replica_ends_.resize(std::size_t(c.replicas));
     nodes_.resize(std::size_t((c.replicas + per_node() - 1) / per_node()));
+    const int groups = std::clamp(c.replica_processes, 1, std::max(1, int(nodes_.size())));
+    for (int k = 0; k <= groups; ++k) {
+      procs_.push_back(std::make_unique<process>(k, limits(c)));
+      if (c.buggify)
+        procs_.back()->buggify = std::make_unique<buggify_scope>(c.seed, c.buggify_probabilities, std::uint64_t(k),
+                                                                 buggify_scope::detached_t{});
+    }
+    for (int n = 0; n < int(nodes_.size()); ++n) node_process_.push_back(1 + n * groups / int(nodes_.size()));
     for (int i = 0; i < c.replicas; ++i) {
       replicas_[std::size_t(i)].scheduler = make_scheduler();
       replicas_[std::size_t(i)].streams = std::make_unique<serving::token_streams>(i, c.scheduler.stream_interval_tokens);
     }
-    for (int i = 0; i < c.replicas; ++i) router_.on_replica_up(q_.now(), i);
+    running_process = procs_[0].get();
+    for (int i = 0; i < c.replicas; ++i) router_.on_replica_up(now(), i);
   }
+  ~simulation() { running_process = nullptr; }
 
   sim_report run() {
-    std::optional<buggify_scope> buggify;
-    if (c_.buggify) buggify.emplace(c_.seed, c_.buggify_probabilities);
+    running_process = procs_[0].get();
     schedule_next_arrival();
     schedule_faults();
-    q_.at(clock_time{}, [this] { heartbeat_tick(); });
-    const auto until = q_.now() + c_.duration_ms + c_.deadline_ms * 4 + minutes(10);
-    report_.events = q_.run(until, c_.events_max);
-    if (!q_.empty()) checker_.violation("the run did not drain (events_max or the time bound reached)");
+    procs_[0]->q.at(clock_time{}, [this] { router_tick(); });
+    for (std::size_t k = 1; k < procs_.size(); ++k) procs_[k]->q.at(clock_time{}, [this] { replica_heartbeats(); });
+    const auto until = clock_time{} + c_.duration_ms + c_.deadline_ms * 4 + minutes(10);
+    report_.events = run_windows(until);
+    running_process = procs_[0].get();
+    auto& checker = procs_[0]->checker;
+    for (const auto& p : procs_)
+      if (!p->q.empty()) {
+        checker.violation("the run did not drain (events_max or the time bound reached)");
+        break;
+      }
     check_end();
-    checker_.finish_into(report_);
-    report_.trace_hash = hash_;
-    report_.simulated_s = duration<double>(q_.now().time_since_epoch()).count();
+    std::uint64_t hash = 1469598103934665603ull;
+    clock_time last{};
+    for (const auto& p : procs_) {
+      hash = (hash ^ p->hash) * 1099511628211ull;
+      last = std::max(last, p->q.now());
+      report_.kills += p->kills;
+      report_.restarts += p->restarts;
+      report_.corrupt_detected += p->corrupt_detected;
+      report_.corrupt_undetected += p->corrupt_undetected;
+      if (p->index != 0)
+        for (const auto& v : p->checker.violations()) checker.violation(v);
+      if (p->buggify)
+        for (const auto& [point, n] : p->buggify->fired()) report_.buggify_fired[point] += n;
+    }
+    checker.finish_into(report_);
+    report_.trace_hash = hash;
+    report_.simulated_s = duration<double>(last.time_since_epoch()).count();
     report_.retries = router_.counters().retries;
     report_.resumptions = router_.counters().resumptions;
-    if (buggify) report_.buggify_fired = buggify->fired();
     return std::move(report_);
   }
 
@@ -99,28 +167,83 @@ class simulation {
   }
   int per_node() const { return std::max(1, c_.replicas_per_node); }
   node& node_of(int i) { return nodes_[std::size_t(i / per_node())]; }
+
+  // --- processes ----------------------------------------------------------------------------
+  // The process whose event is running on this thread.
+  process& here() const { return *running_process; }
+  bool at_router() const { return running_process->index == 0; }
+  clock_time now() const { return here().q.now(); }
+  int process_of_node(int n) const { return node_process_[std::size_t(n)]; }
+  int process_of(int replica) const { return process_of_node(replica / per_node()); }
+  // Runs fn in process `to` after `delay`: in this process's queue, or (at least one link
+  // latency later, the lookahead) through the outbox.
+  void post(int to, clock_time::duration delay, std::function<void()> fn) {
+    process& p = here();
+    if (to == p.index) {
+      p.q.after(delay, std::move(fn));
+      return;
+    }
+    const clock_time at = p.q.now() + delay;
+    DSRT_ASSERT(at >= window_end_, "a message between processes inside the lookahead ({} < {})",
+                at.time_since_epoch().count(), window_end_.time_since_epoch().count());
+    p.outbox.push_back({to, at, std::move(fn)});
+  }
+  // Runs every process's events window by window until none is left (or `until`, or
+  // events_max); returns the number run.
+  std::uint64_t run_windows(clock_time until) {
+    const auto lookahead = duration_cast<clock_time::duration>(c_.link_latency_us);
+    window_pool pool(std::clamp(c_.threads, 1, int(procs_.size())));
+    std::vector<process*> due;
+    const std::function<void(std::size_t)> run_one = [&](std::size_t k) {
+      process& p = *due[k];
+      running_process = &p;
+      std::optional<buggify_scope::use> use;
+      if (p.buggify) use.emplace(p.buggify.get());
+      p.ran = p.q.run_before(window_end_, until, c_.events_max - ran_);
+      running_process = nullptr;
+    };
+    while (ran_ < c_.events_max) {
+      std::optional<clock_time> first;
+      for (const auto& p : procs_)
+        if (!p->q.empty() && (!first || p->q.next_at() < *first)) first = p->q.next_at();
+      if (!first || *first > until) break;
+      window_end_ = *first + lookahead;
+      due.clear();
+      for (const auto& p : procs_)
+        if (!p->q.empty() && p->q.next_at() < window_end_) due.push_back(p.get());
+      pool.run(due.size(), run_one);
+      for (process* p : due) ran_ += p->ran;
+      for (const auto& p : procs_) {
+        for (auto& m : p->outbox) procs_[std::size_t(m.to)]->q.at(m.at, std::move(m.fn));
+        p->outbox.clear();
+      }
+    }
+    return ran_;
+  }
+  invariant_checker& checker() { return here().checker; }
   void trace(std::uint64_t kind, std::uint64_t a, std::uint64_t b = 0) {
-    for (std::uint64_t v : {std::uint64_t(q_.now().time_since_epoch().count()), kind, a, b}) {
-      hash_ ^= v;
-      hash_ *= 1099511628211ull;
+    std::uint64_t& hash = here().hash;
+    for (std::uint64_t v : {std::uint64_t(now().time_since_epoch().count()), kind, a, b}) {
+      hash ^= v;
+      hash *= 1099511628211ull;
     }
   }
   // When a process encodes or decodes a message: steady clocks do not jump (a node's
   // system clock offset matters only to the planted skewed_deadlines bug).
-  transport::clock_anchor anchor() const { return {q_.now()}; }
+  transport::clock_anchor anchor() const { return {now()}; }
 
   // --- load -------------------------------------------------------------------------------
   // Arrivals one at a time: each schedules the next.
   void schedule_next_arrival() {
     auto a = load_.next();
     if (!a) return;
-    q_.at(a->at, [this, r = std::move(a->request)]() mutable {
+    here().q.at(a->at, [this, r = std::move(a->request)]() mutable {
       trace(1, r.request_id);
-      checker_.on_arrival(q_.now(), r.request_id, *r.deadline, r.max_tokens);
+      checker().on_arrival(now(), r.request_id, *r.deadline, r.max_tokens);
       if (bugs_.ignore_deadlines) r.deadline.reset();
-      router_.on_generate(q_.now(), std::move(r));
+      router_.on_generate(now(), std::move(r));
       router_act();
-      checker_.on_router_routes(router_.routes());
+      checker().on_router_routes(router_.routes());
       schedule_next_arrival();
     });
   }
@@ -132,6 +255,10 @@ class simulation {
     std::optional<milliseconds> last_end;
     for (std::size_t k : kept) {
       const fault& f = all[k];
+      if (f.kind == fault_kind::kill_node && first_killed_ < 0) {
+        first_killed_ = f.target * per_node();   // the planted bugs' "first killed replica"
+        if (bugs_.leak_a_sequence) replicas_[std::size_t(first_killed_)].leak_on_kill = true;
+      }
       report_.faults.push_back(describe(f));
       schedule_fault(f);
       auto end = fault_end(f, c_.swizzle_step_ms, c_.swizzle_hold_ms);
@@ -140,69 +267,85 @@ class simulation {
     }
     if (last_end && c_.recovery_ms.count() > 0) {
       faults_end_ = clock_time{} + *last_end;
-      q_.at(*faults_end_ + c_.recovery_ms, [this] {
+      procs_[0]->q.at(*faults_end_ + c_.recovery_ms, [this] {
         trace(40, 0);
         if (!report_.recovered_after_ms)
-          checker_.violation(fmt::format("not recovered {} ms after the last fault ended: {}", c_.recovery_ms.count(),
+          checker().violation(fmt::format("not recovered {} ms after the last fault ended: {}", c_.recovery_ms.count(),
                                          unrecovered()));
       });
     }
   }
+  // Each fault runs in the process it hits: a node's or a replica's, or both ends of a link.
   void schedule_fault(const fault& f) {
     const auto at = clock_time{} + f.at;
     const int target = f.target;
+    auto on_replica = [&](clock_time t, std::function<void()> fn) { procs_[std::size_t(process_of(target))]->q.at(t, std::move(fn)); };
+    auto on_node = [&](clock_time t, std::function<void()> fn) { procs_[std::size_t(process_of_node(target))]->q.at(t, std::move(fn)); };
     switch (f.kind) {
       case fault_kind::kill_node:
-        q_.at(at, [this, target, length = f.length] { kill_node(target, length); });
+        on_node(at, [this, target, length = f.length] { kill_node(target, length); });
         break;
       case fault_kind::fail_steps:
-        q_.at(at, [this, target] { trace(20, std::uint64_t(target)); replicas_[std::size_t(target)].failing = true; });
-        q_.at(at + f.length, [this, target] {
+        on_replica(at, [this, target] { trace(20, std::uint64_t(target)); replicas_[std::size_t(target)].failing = true; });
+        on_replica(at + f.length, [this, target] {
           trace(21, std::uint64_t(target));
           replicas_[std::size_t(target)].failing = false;
         });
         break;
       case fault_kind::slow_device:
-        q_.at(at, [this, target] { trace(22, std::uint64_t(target)); replicas_[std::size_t(target)].slow = c_.slow_factor; });
-        q_.at(at + f.length, [this, target] { trace(23, std::uint64_t(target)); replicas_[std::size_t(target)].slow = 1; });
+        on_replica(at, [this, target] { trace(22, std::uint64_t(target)); replicas_[std::size_t(target)].slow = c_.slow_factor; });
+        on_replica(at + f.length, [this, target] { trace(23, std::uint64_t(target)); replicas_[std::size_t(target)].slow = 1; });
         break;
       case fault_kind::swizzle: {
+        // Both ends of each link clog (and unclog) at the same moment.
+        auto both_ends = [&](clock_time t, int i, bool on) {
+          procs_[0]->q.at(t, [this, i, on] { clog(i, on); });
+          procs_[std::size_t(process_of(i))]->q.at(t, [this, i, on] { clog(i, on); });
+        };
         auto t = at;
         for (int i : f.replicas) {
-          q_.at(t, [this, i] { clog(i, true); });
+          both_ends(t, i, true);
           t += c_.swizzle_step_ms;
         }
         t += c_.swizzle_hold_ms;
         for (int i : f.unclog_order) {
-          q_.at(t, [this, i] { clog(i, false); });
+          both_ends(t, i, false);
           t += c_.swizzle_step_ms;
         }
         break;
       }
       case fault_kind::pause_node:
-        q_.at(at, [this, target] {
+        on_node(at, [this, target] {
           trace(31, std::uint64_t(target));
           nodes_[std::size_t(target)].paused = true;
         });
-        q_.at(at + f.length, [this, target] { resume_node(target); });
+        on_node(at + f.length, [this, target] { resume_node(target); });
         break;
       case fault_kind::oom_step:
-        q_.at(at, [this, target] { trace(32, std::uint64_t(target)); replicas_[std::size_t(target)].oom_next = true; });
+        on_replica(at, [this, target] { trace(32, std::uint64_t(target)); replicas_[std::size_t(target)].oom_next = true; });
         break;
       case fault_kind::clock_jump:
-        q_.at(at, [this, target, shift = f.shift] {
+        on_node(at, [this, target, shift = f.shift] {
           trace(33, std::uint64_t(target), std::uint64_t(shift.count()));
           nodes_[std::size_t(target)].clock_offset += shift;
         });
         break;
-      case fault_kind::corrupt_message:
-        q_.at(at, [this, target, noise = f.noise] {
+      case fault_kind::corrupt_message: {
+        // The next encoded message one end sends: requests from the router's end, chunks
+        // and finals from the replica's (the noise's top bit picks).
+        auto corrupt = [this, target, noise = f.noise] {
           trace(34, std::uint64_t(target));
-          auto& l = links_[std::size_t(target)];
-          l.corrupt_next = true;
-          l.noise = noise;
-        });
+          auto& e = near_end(target);
+          e.corrupt_next = true;
+          e.noise = noise;
+        };
+        if (f.noise >> 63) {
+          procs_[0]->q.at(at, corrupt);
+        } else {
+          on_replica(at, corrupt);
+        }
         break;
+      }
     }
   }
   void kill_node(int n, milliseconds restart) {
@@ -215,19 +358,18 @@ class simulation {
     auto& r = replicas_[std::size_t(i)];
     if (!r.up) return;
     trace(24, std::uint64_t(i));
-    ++report_.kills;
+    ++here().kills;
     // The process is gone: everything it held is freed with it.
-    if (!(bugs_.leak_a_sequence && report_.kills == 1)) r.scheduler->clear();
-    checker_.on_quiescent(i, *r.scheduler, /*expect_idle=*/true);
+    if (!std::exchange(r.leak_on_kill, false)) r.scheduler->clear();
+    checker().on_quiescent(i, *r.scheduler, /*expect_idle=*/true);
     r.up = false;
     ++r.incarnation;
     r.busy = r.wake_armed = false;
     r.streams->clear();
-    if (first_killed_ < 0) first_killed_ = i;
     // The router notices by the missing heartbeats (or by the new incarnation's first one).
-    q_.after(restart, [this, i] {
+    here().q.after(restart, [this, i] {
       trace(26, std::uint64_t(i));
-      ++report_.restarts;
+      ++here().restarts;
       auto& r = replicas_[std::size_t(i)];
       r.scheduler = make_scheduler();
       r.streams->clear();
@@ -256,59 +398,68 @@ class simulation {
   }
 
   // --- links and heartbeats -----------------------------------------------------------------
+  // Replica i's link as the running process holds it (the router's end in process 0), and
+  // the process at the other end.
+  link_end& near_end(int i) { return (at_router() ? router_ends_ : replica_ends_)[std::size_t(i)]; }
+  int far_process(int i) const { return at_router() ? process_of(i) : 0; }
   void send_link(int i, std::function<void()> fn) {
-    auto& l = links_[std::size_t(i)];
-    if (l.closed) return;   // no connection: lost
-    auto deliver = [this, i, epoch = l.epoch, fn = std::move(fn)] {
-      if (links_[std::size_t(i)].epoch == epoch) fn();
+    auto& e = near_end(i);
+    if (e.closed) return;   // no connection: lost
+    auto deliver = [this, i, epoch = e.epoch, fn = std::move(fn)] {
+      if (near_end(i).epoch == epoch) fn();   // sent before a close this end knows of: lost
     };
-    if (l.clogged) {
-      l.held.push_back(std::move(deliver));
+    if (e.clogged) {
+      e.held.push_back(std::move(deliver));
       return;
     }
-    q_.after(c_.link_latency_us, std::move(deliver));
+    post(far_process(i), c_.link_latency_us, std::move(deliver));
   }
   void clog(int i, bool on) {
-    auto& l = links_[std::size_t(i)];
+    auto& e = near_end(i);
     trace(30, std::uint64_t(i), on);
-    l.clogged = on;
+    e.clogged = on;
     if (on) return;
-    for (auto& fn : l.held) q_.after(c_.link_latency_us, std::move(fn));
-    l.held.clear();
+    for (auto& fn : e.held) post(far_process(i), c_.link_latency_us, std::move(fn));
+    e.held.clear();
   }
-  // The receiver refused a frame: the connection closes, losing what is in flight both
-  // ways, and the replica reconnects after reconnect_ms (as a worker does).
+  // This end refused a frame: it closes the connection, losing what is in flight to it and
+  // what it holds; the other end learns one latency later. Both reconnect reconnect_ms after
+  // the close (as a worker does).
   void close_link(int i) {
-    auto& l = links_[std::size_t(i)];
+    const clock_time closed_at = now();
+    close_end(i, closed_at);
+    post(far_process(i), c_.link_latency_us, [this, i, closed_at] { close_end(i, closed_at); });
+  }
+  void close_end(int i, clock_time closed_at) {
+    auto& e = near_end(i);
     trace(36, std::uint64_t(i));
-    ++l.epoch;
-    l.held.clear();
-    l.closed = true;
-    auto& r = replicas_[std::size_t(i)];
-    if (r.router_thinks_up) {
-      r.router_thinks_up = false;
-      router_.on_replica_down(q_.now(), i);
+    ++e.epoch;
+    e.held.clear();
+    e.closed = true;
+    if (at_router() && views_[std::size_t(i)].thinks_up) {
+      views_[std::size_t(i)].thinks_up = false;
+      router_.on_replica_down(now(), i);
       router_act();
     }
-    q_.after(c_.reconnect_ms, [this, i] { links_[std::size_t(i)].closed = false; });
+    here().q.at(closed_at + c_.reconnect_ms, [this, i] { near_end(i).closed = false; });
   }
-  // The bytes a frame arrives with: flipped where a corrupt_message fault is due on the link.
+  // The bytes a frame arrives with: flipped where a corrupt_message fault is due on this end.
   transport::frame_bytes transit(int i, transport::frame_bytes bytes) {
-    auto& l = links_[std::size_t(i)];
-    if (!l.corrupt_next || bytes.empty()) return bytes;
-    l.corrupt_next = false;
-    std::uint64_t noise = l.noise;
+    auto& e = near_end(i);
+    if (!e.corrupt_next || bytes.empty()) return bytes;
+    e.corrupt_next = false;
+    std::uint64_t noise = e.noise;
     const int flips = 1 + int(splitmix64(noise) % 3);
     for (int k = 0; k < flips; ++k) {
       const std::size_t at = std::size_t(splitmix64(noise) % bytes.size());
       bytes[at] ^= std::byte(1 + splitmix64(noise) % 255);
     }
     trace(37, std::uint64_t(i), flips);
-    corrupted_in_flight_ = true;
+    here().corrupted_in_flight = true;
     return bytes;
   }
-  // Decodes what arrived; a refused frame closes the link. corrupted_in_flight_ tells the
-  // counters whether the decoder saw flipped bytes.
+  // Decodes what arrived; a refused frame closes the link. `corrupted` tells the counters
+  // whether the decoder saw flipped bytes.
   template <class T, class Decode>
   std::optional<T> receive(int i, const transport::frame_bytes& bytes, bool corrupted, Decode decode) {
     auto frame = transport::decode_frame(bytes, transport::frame_limits{});
@@ -318,61 +469,80 @@ class simulation {
       if (value) out = std::move(value).value();
     }
     if (!out) {
-      if (!corrupted) checker_.violation(fmt::format("replica {}: an intact frame was refused", i));
-      ++report_.corrupt_detected;
+      if (!corrupted) checker().violation(fmt::format("replica {}: an intact frame was refused", i));
+      ++here().corrupt_detected;
       close_link(i);
       return std::nullopt;
     }
-    if (corrupted) ++report_.corrupt_undetected;
+    if (corrupted) ++here().corrupt_undetected;
     return out;
   }
-  bool take_corrupted() { return std::exchange(corrupted_in_flight_, false); }
+  bool take_corrupted() { return std::exchange(here().corrupted_in_flight, false); }
 
-  bool arrivals_done() const { return q_.now() >= clock_time{} + c_.duration_ms; }
+  bool arrivals_done() const { return now() >= clock_time{} + c_.duration_ms; }
   bool keep_ticking() const {
     return router_.routes() > 0 || !arrivals_done() ||
-           (faults_end_ && !report_.recovered_after_ms && q_.now() <= *faults_end_ + c_.recovery_ms);
+           (faults_end_ && !report_.recovered_after_ms && now() <= *faults_end_ + c_.recovery_ms);
   }
-  void heartbeat_tick() {
+  // A replica process's heartbeat timer: each of its replicas that runs heartbeats the
+  // router, until the router stops listening.
+  void replica_heartbeats() {
+    if (here().heartbeats_stopped) return;
     for (int i = 0; i < c_.replicas; ++i) {
+      if (process_of(i) != here().index) continue;
       auto& r = replicas_[std::size_t(i)];
-      if (r.up && !node_of(i).paused) send_link(i, [this, i, inc = r.incarnation] { heard(i, inc); });
-      // The router side: silence longer than detection_ms is a replica down.
-      if (r.router_thinks_up && q_.now() - r.last_heard > c_.detection_ms) {
+      if (!r.up || node_of(i).paused) continue;
+      const bool lost = bugs_.lose_a_rejoin && i == first_killed_ && r.incarnation > 0;
+      send_link(i, [this, i, inc = r.incarnation, lost] {
+        if (!lost) heard(i, inc);
+      });
+    }
+    here().q.after(c_.heartbeat_interval_ms, [this] { replica_heartbeats(); });
+  }
+  // The router's timer: silence longer than detection_ms is a replica down; recovery after
+  // the faults; when the run is over, the replicas' heartbeats stop.
+  void router_tick() {
+    for (int i = 0; i < c_.replicas; ++i) {
+      auto& v = views_[std::size_t(i)];
+      if (v.thinks_up && now() - v.last_heard > c_.detection_ms) {
         trace(25, std::uint64_t(i));
-        r.router_thinks_up = false;
-        router_.on_replica_down(q_.now(), i);
+        v.thinks_up = false;
+        router_.on_replica_down(now(), i);
         router_act();
       }
     }
-    if (faults_end_ && !report_.recovered_after_ms && q_.now() >= *faults_end_ && unrecovered().empty())
-      report_.recovered_after_ms = duration<double, std::milli>(q_.now() - *faults_end_).count();
-    if (keep_ticking()) q_.after(c_.heartbeat_interval_ms, [this] { heartbeat_tick(); });
+    if (faults_end_ && !report_.recovered_after_ms && now() >= *faults_end_ && unrecovered().empty())
+      report_.recovered_after_ms = duration<double, std::milli>(now() - *faults_end_).count();
+    if (keep_ticking()) {
+      here().q.after(c_.heartbeat_interval_ms, [this] { router_tick(); });
+      return;
+    }
+    for (std::size_t k = 1; k < procs_.size(); ++k)
+      post(int(k), c_.link_latency_us, [this] { here().heartbeats_stopped = true; });
   }
   // Why the service has not recovered yet ("" when it has).
   std::string unrecovered() {
     for (int i = 0; i < c_.replicas; ++i) {
       if (!router_.replica_up(i)) return fmt::format("replica {} is down in the router's view", i);
-      if (router_.breaker(i).state(q_.now()) == policy::breaker_state::open)
+      if (router_.breaker(i).state(now()) == policy::breaker_state::open)
         return fmt::format("replica {}'s breaker is open", i);
     }
     return "";
   }
   void heard(int i, std::uint64_t incarnation) {
-    if (bugs_.lose_a_rejoin && i == first_killed_ && incarnation > 0) return;
-    auto& r = replicas_[std::size_t(i)];
-    r.last_heard = q_.now();
-    if (incarnation < r.known_incarnation) return;   // a late heartbeat of a dead incarnation
-    if (incarnation > r.known_incarnation && r.router_thinks_up) {
+    auto& v = views_[std::size_t(i)];
+    v.last_heard = now();
+    if (incarnation < v.known_incarnation) return;   // a late heartbeat of a dead incarnation
+    if (incarnation > v.known_incarnation && v.thinks_up) {
       // It restarted before its silence was noticed: what it held is lost.
-      router_.on_replica_down(q_.now(), i);
-      r.router_thinks_up = false;
+      router_.on_replica_down(now(), i);
+      v.thinks_up = false;
     }
-    r.known_incarnation = incarnation;
-    if (!r.router_thinks_up) {
+    v.known_incarnation = incarnation;
+    if (!v.thinks_up) {
       trace(27, std::uint64_t(i), incarnation);
-      r.router_thinks_up = true;
-      router_.on_replica_up(q_.now(), i);
+      v.thinks_up = true;
+      router_.on_replica_up(now(), i);
     }
     router_act();
   }
@@ -386,7 +556,7 @@ class simulation {
       if (auto* a = std::get_if<serving::send_request>(&action)) {
         // Addressed to the incarnation the router knows; a newer one never saw the request.
         const int i = a->replica;
-        const auto inc = replicas_[std::size_t(i)].known_incarnation;
+        const auto inc = views_[std::size_t(i)].known_incarnation;
         auto bytes = transit(i, transport::encode(a->request, anchor()));
         send_link(i, [this, i, inc, bytes = std::move(bytes), corrupted = take_corrupted()] {
           on_node(i, [this, i, inc, bytes, corrupted] { replica_receive(i, inc, bytes, corrupted); });
@@ -407,16 +577,16 @@ class simulation {
       } else if (auto* a = std::get_if<serving::store_response>(&action)) {
         responses_.insert(std::move(a->key), std::move(a->response), ++tick_);
       } else if (auto* a = std::get_if<serving::lookup_response>(&action)) {
-        q_.after(c_.link_latency_us * 2, [this, id = a->request_id, key = std::move(a->key)] {
+        here().q.after(c_.link_latency_us * 2, [this, id = a->request_id, key = std::move(a->key)] {
           trace(4, id);
-          router_.on_cached(q_.now(), id, responses_.find(key, ++tick_));
+          router_.on_cached(now(), id, responses_.find(key, ++tick_));
           router_act();
         });
       }
     }
     arm_deadline_timer();
     if (to_clients.empty()) return;
-    q_.after(c_.link_latency_us, [this, batch = std::move(to_clients)] {
+    here().q.after(c_.link_latency_us, [this, batch = std::move(to_clients)] {
       for (const auto& action : batch) {
         if (const auto* c = std::get_if<serving::send_chunk>(&action)) client_chunk(c->chunk);
         if (const auto* f = std::get_if<serving::send_final>(&action)) client_final(f->final);
@@ -430,10 +600,10 @@ class simulation {
     const auto next = router_.next_deadline();
     if (!next || (deadline_timer_ && *deadline_timer_ <= *next)) return;
     deadline_timer_ = next;
-    q_.at(*next, [this, due = *next] {
+    here().q.at(*next, [this, due = *next] {
       if (deadline_timer_ == due) deadline_timer_.reset();
       trace(41, 0);
-      router_.on_deadlines(q_.now());
+      router_.on_deadlines(now());
       router_act();
     });
   }
@@ -445,7 +615,7 @@ class simulation {
     const auto inc = replicas_[std::size_t(i)].incarnation;
     send_link(i, [this, i, inc, fn = std::move(fn)] {
       // From an incarnation the router no longer (or does not yet) accept: dropped.
-      if (replicas_[std::size_t(i)].known_incarnation != inc) return;
+      if (views_[std::size_t(i)].known_incarnation != inc) return;
       fn();
       router_act();
     });
@@ -459,19 +629,19 @@ class simulation {
       auto decoded = receive<serving::replica_chunks>(
           i, bytes, corrupted, [](transport::decoded_frame& f) { return transport::decode_replica_chunks(f); });
       if (decoded)
-        for (const auto& c : decoded->chunks) router_.on_chunk(q_.now(), c);
+        for (const auto& c : decoded->chunks) router_.on_chunk(now(), c);
     });
   }
   void send_final(int i, serving::replica_final f) {
-    if (!links_[std::size_t(i)].corrupt_next) {
-      to_router(i, [this, f] { router_.on_final(q_.now(), f); });
+    if (!near_end(i).corrupt_next) {
+      to_router(i, [this, f] { router_.on_final(now(), f); });
       return;
     }
     auto bytes = transit(i, transport::encode(f));
     to_router(i, [this, i, bytes = std::move(bytes), corrupted = take_corrupted()] {
       auto decoded = receive<serving::replica_final>(
           i, bytes, corrupted, [](transport::decoded_frame& fr) { return transport::decode_replica_final(fr); });
-      if (decoded) router_.on_final(q_.now(), *decoded);
+      if (decoded) router_.on_final(now(), *decoded);
     });
   }
   void replica_receive(int i, std::uint64_t inc, const transport::frame_bytes& bytes, bool corrupted) {
@@ -497,17 +667,17 @@ class simulation {
       r.scheduler->fail(id);
       r.streams->close(id, std::nullopt);
     }
-    if (auto s = r.scheduler->submit(q_.now(), std::move(rr.sequence)); !s) {
+    if (auto s = r.scheduler->submit(now(), std::move(rr.sequence)); !s) {
       send_final(i, {id, attempt, i, s.err(), serving::finish_reason::length});
       return;
     }
     r.streams->open(id, attempt, max_new, {});
-    checker_.on_batcher(i, r.scheduler->running(), r.scheduler->waiting());
+    checker().on_batcher(i, r.scheduler->running(), r.scheduler->waiting());
     pump(i);
   }
   void send_output(int i, serving::stream_output out) {
     if (out.empty()) return;
-    if (links_[std::size_t(i)].corrupt_next) {   // message by message through the codec
+    if (near_end(i).corrupt_next) {   // message by message through the codec
       send_encoded_chunks(i, std::move(out.chunks));
       for (auto& f : out.finals) send_final(i, std::move(f));
       return;
@@ -516,11 +686,11 @@ class simulation {
     // them all, in that order and with the router acting after each (to_router acts after
     // the last), as back-to-back messages on one link would arrive.
     to_router(i, [this, out = std::move(out)] {
-      for (const auto& c : out.chunks.chunks) router_.on_chunk(q_.now(), c);
+      for (const auto& c : out.chunks.chunks) router_.on_chunk(now(), c);
       bool delivered = !out.chunks.chunks.empty();   // a message the router has not acted on
       for (const auto& f : out.finals) {
         if (delivered) router_act();
-        router_.on_final(q_.now(), f);
+        router_.on_final(now(), f);
         delivered = true;
       }
     });
@@ -529,7 +699,7 @@ class simulation {
     auto& r = replicas_[std::size_t(i)];
     if (!r.up || r.busy || node_of(i).paused) return;
     r.scheduler->recycle(std::move(r.plan));
-    r.plan = r.scheduler->schedule(q_.now());
+    r.plan = r.scheduler->schedule(now());
     serving::stream_output stopped;
     for (const auto& s : r.plan.stopped)
       r.streams->stop(s.id,
@@ -541,7 +711,7 @@ class simulation {
     if (r.plan.empty()) {
       if (r.plan.wake_at && !r.wake_armed) {
         r.wake_armed = true;
-        q_.at(*r.plan.wake_at, [this, i, inc = r.incarnation] {
+        here().q.at(*r.plan.wake_at, [this, i, inc = r.incarnation] {
           on_node(i, [this, i, inc] {
             auto& r = replicas_[std::size_t(i)];
             if (r.incarnation != inc) return;
@@ -552,13 +722,13 @@ class simulation {
       }
       return;
     }
-    checker_.on_batcher(i, r.scheduler->running(), r.scheduler->waiting());
+    checker().on_batcher(i, r.scheduler->running(), r.scheduler->waiting());
     r.busy = true;
     std::int64_t context = 0;
     for (const auto& p : r.plan.sequences)
       context += (p.first_position + std::int64_t(p.tokens.size())) * std::int64_t(p.tokens.size());
     const auto step = duration_cast<clock_time::duration>(c_.device.step_time(r.plan.tokens, context) * r.slow);
-    q_.after(step, [this, i, inc = r.incarnation] { on_node(i, [this, i, inc] { step_done(i, inc); }); });
+    here().q.after(step, [this, i, inc = r.incarnation] { on_node(i, [this, i, inc] { step_done(i, inc); }); });
   }
   void step_done(int i, std::uint64_t inc) {
     auto& r = replicas_[std::size_t(i)];
@@ -592,8 +762,8 @@ class simulation {
   // --- the client side ----------------------------------------------------------------------
   void client_chunk(const serving::token_chunk& chunk) {
     trace(7, chunk.request_id, chunk.sequence);
-    checker_.on_chunk(q_.now(), chunk);
-    if (bugs_.duplicate_a_chunk && chunk.request_id == 1 && chunk.sequence == 0) checker_.on_chunk(q_.now(), chunk);
+    checker().on_chunk(now(), chunk);
+    if (bugs_.duplicate_a_chunk && chunk.request_id == 1 && chunk.sequence == 0) checker().on_chunk(now(), chunk);
     if (bugs_.chunk_after_final) last_chunk_[chunk.request_id] = chunk;
   }
   void client_final(const serving::final_message& f) {
@@ -602,16 +772,16 @@ class simulation {
       planted_ = true;
       return;
     }
-    checker_.on_final(q_.now(), f);
+    checker().on_final(now(), f);
     if (bugs_.chunk_after_final && !planted_ && last_chunk_.count(f.request_id)) {
       planted_ = true;
-      checker_.on_chunk(q_.now(), last_chunk_[f.request_id]);
+      checker().on_chunk(now(), last_chunk_[f.request_id]);
     }
   }
   void check_end() {
     for (int i = 0; i < c_.replicas; ++i)
-      if (replicas_[std::size_t(i)].up) checker_.on_quiescent(i, *replicas_[std::size_t(i)].scheduler, true);
-    if (router_.routes() != 0) checker_.violation(fmt::format("the router holds {} routes at the end", router_.routes()));
+      if (replicas_[std::size_t(i)].up) checker().on_quiescent(i, *replicas_[std::size_t(i)].scheduler, true);
+    if (router_.routes() != 0) checker().violation(fmt::format("the router holds {} routes at the end", router_.routes()));
     for (int i = 0; i < c_.replicas; ++i) {
       using policy::breaker_state;
       auto transitions = router_.breaker(i).transitions();
@@ -623,29 +793,35 @@ class simulation {
             break;
           }
       }
-      checker_.on_breaker_transitions(i, transitions);
+      checker().on_breaker_transitions(i, transitions);
       for (const auto& t : transitions) report_.breaker_opens += t.to == breaker_state::open;
     }
   }
 
   sim_config c_;
   planted_bugs bugs_;
-  event_queue q_;
+  // Process 0 (the router's side) alone touches these ...
   load_generator load_;
   cache::response_cache responses_;
   std::uint64_t tick_ = 0;
   serving::request_router router_;
-  invariant_checker checker_;
-  std::vector<replica> replicas_;
-  std::vector<link> links_;
-  std::vector<node> nodes_;
+  std::vector<router_view> views_;
+  std::vector<link_end> router_ends_;
   std::optional<clock_time> faults_end_;
   std::optional<clock_time> deadline_timer_;
   sim_report report_;
-  std::uint64_t hash_ = 1469598103934665603ull;
-  bool corrupted_in_flight_ = false;
   bool planted_ = false;
-  int first_killed_ = -1;
+  // ... and a replica's process these of its replicas and nodes.
+  std::vector<replica> replicas_;
+  std::vector<link_end> replica_ends_;
+  std::vector<node> nodes_;
+  // Fixed before the run.
+  std::vector<std::unique_ptr<process>> procs_;
+  std::vector<int> node_process_;   // by node: its process
+  int first_killed_ = -1;           // the first kill's first replica (planted bugs)
+  // The run's windows: set between windows, read by the processes during one.
+  clock_time window_end_{};
+  std::uint64_t ran_ = 0;
   std::map<std::uint64_t, serving::token_chunk> last_chunk_;
 };
 

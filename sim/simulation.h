@@ -64,6 +64,11 @@ struct sim_config {
   milliseconds fault_window_ms{5000};       // how long a failing or slow window lasts
   double slow_factor = 4;                   // step time multiplier while slow
   std::uint64_t events_max = 50'000'000;    // a bound on the run
+  // The run as processes: the router's side and this many groups of whole nodes (at most
+  // one per node). They fix the trace, together with the seed; `threads` runs them in
+  // parallel (a window of one link latency at a time) and changes only the wall time.
+  int replica_processes = 4;
+  int threads = 1;
   // Replay and shrinking: run only these faults of the drawn schedule (indices into it).
   std::optional<std::vector<std::size_t>> faults_kept;
   bool buggify = false;                     // fire the production code's DSRT_BUGGIFY points

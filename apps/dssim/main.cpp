@@ -7,12 +7,14 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
@@ -63,6 +65,14 @@ int main(int argc, char** argv) {
                  "tokens per streamed chunk after a request's first (batcher.stream_interval_tokens; default: "
                  "the scenario's)")
       ->check(CLI::Range(1, dsrt::batching::stream_interval_tokens_max));
+  int threads = int(std::max(1u, std::thread::hardware_concurrency()));
+  app.add_option("--threads", threads, "threads running the simulated processes (default: this machine's); the "
+                                       "trace does not depend on it")
+      ->check(CLI::Range(1, 256));
+  int processes = 0;
+  app.add_option("--processes", processes, "the replicas' side as this many simulated processes, groups of whole "
+                                           "nodes (default: 4, at most one per node); part of what fixes the trace")
+      ->check(CLI::Range(1, 65536));
   std::uint64_t sweep = 0;
   app.add_option("--sweep", sweep, "run seeds --seed .. --seed + N - 1 and report only invariant violations "
                                    "(the scenario's dsrt configuration)")
@@ -114,6 +124,8 @@ int main(int argc, char** argv) {
                              {corruptions, &c.corruptions}})
     if (flag >= 0) *field = flag;
   c.buggify = buggify;
+  c.threads = threads;
+  if (processes > 0) c.replica_processes = processes;
   if (!keep_faults.empty()) {
     c.faults_kept.emplace();
     std::size_t from = 0;
@@ -165,22 +177,39 @@ int main(int argc, char** argv) {
   };
 
   if (sweep > 0) {
-    // Seeds in order; every failing one is printed with its replay command.
+    // Seeds side by side, one run per thread (each run on one thread), reported in order;
+    // every failing one is printed with its replay command.
     const auto start = std::chrono::steady_clock::now();
+    std::vector<dsrt::sim::sim_report> reports(sweep);
+    std::atomic<std::uint64_t> next{0};
+    auto work = [&] {
+      auto config = c;
+      config.threads = 1;
+      for (std::uint64_t k = next++; k < sweep; k = next++) {
+        config.seed = seed + k;
+        auto r = simulate(config);
+        reports[k].requests = r.requests;
+        reports[k].violations = std::move(r.violations);
+      }
+    };
+    std::vector<std::thread> pool;
+    const int sweepers = with_actors ? 1 : int(std::min<std::uint64_t>(std::uint64_t(threads), sweep));
+    for (int t = 1; t < sweepers; ++t) pool.emplace_back(work);
+    work();
+    for (auto& t : pool) t.join();
     std::uint64_t failed = 0, requests = 0;
-    for (std::uint64_t s = seed; s < seed + sweep; ++s) {
-      c.seed = s;
-      const auto r = simulate(c);
+    for (std::uint64_t k = 0; k < sweep; ++k) {
+      const auto& r = reports[k];
       requests += std::uint64_t(r.requests);
       if (r.violations.empty()) continue;
       ++failed;
-      std::printf("seed %llu: %s\n  replay: %s\n", (unsigned long long)s, r.violations.front().c_str(),
-                  replay(s, "dsrt", c.faults_kept).c_str());
+      std::printf("seed %llu: %s\n  replay: %s\n", (unsigned long long)(seed + k), r.violations.front().c_str(),
+                  replay(seed + k, "dsrt", c.faults_kept).c_str());
     }
-    std::printf("sweep %s seeds %llu..%llu: %llu of %llu broke an invariant; %llu requests in %.1f s\n",
+    std::printf("sweep %s seeds %llu..%llu: %llu of %llu broke an invariant; %llu requests in %.1f s (%d threads)\n",
                 scenario.c_str(), (unsigned long long)seed, (unsigned long long)(seed + sweep - 1),
                 (unsigned long long)failed, (unsigned long long)sweep, (unsigned long long)requests,
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), sweepers);
     return failed ? 1 : 0;
   }
 

@@ -30,6 +30,40 @@ TEST(Simulation, TheSameSeedGivesTheSameTraceAndDifferentSeedsDiffer) {
   EXPECT_GT(a.completed, 0);
 }
 
+// The run is processes (the router's side, groups of nodes) that meet once per link
+// latency; threads run them side by side. Which thread runs which process must change
+// nothing: the same trace, events, outcomes, BUGGIFY firings and violations.
+TEST(Simulation, ThreadsChangeNothingTheProcessesFixTheTrace) {
+  for (std::uint64_t seed = 1; seed <= 20; ++seed) {
+    auto c = with_every_fault(seed);
+    c.swizzles = seed % 2;
+    c.replicas = 6;
+    c.replica_processes = 3;
+    const auto one = run_simulation(c);
+    for (int threads : {2, 4}) {
+      c.threads = threads;
+      const auto many = run_simulation(c);
+      EXPECT_EQ(many.trace_hash, one.trace_hash) << "seed " << seed << ", " << threads << " threads";
+      EXPECT_EQ(many.events, one.events) << "seed " << seed;
+      EXPECT_EQ(many.completed, one.completed) << "seed " << seed;
+      EXPECT_EQ(many.errors_by_code, one.errors_by_code) << "seed " << seed;
+      EXPECT_EQ(many.buggify_fired, one.buggify_fired) << "seed " << seed;
+      EXPECT_EQ(many.violations, one.violations) << "seed " << seed;
+      EXPECT_EQ(many.corrupt_detected, one.corrupt_detected) << "seed " << seed;
+    }
+    EXPECT_TRUE(one.violations.empty()) << "seed " << seed << ": " << one.violations.front();
+  }
+  // Another partition is another (equally valid) run of the same seed.
+  auto c = with_every_fault(3);
+  c.replicas = 6;
+  c.replica_processes = 1;
+  const auto coarse = run_simulation(c);
+  c.replica_processes = 6;
+  const auto fine = run_simulation(c);
+  EXPECT_TRUE(coarse.violations.empty() && fine.violations.empty());
+  EXPECT_EQ(coarse.faults, fine.faults);
+}
+
 TEST(Simulation, EveryInvariantHoldsOver200SeedsWithEveryFaultAndBuggify) {
   std::set<std::string> kinds, points;
   std::int64_t resumptions = 0, corrupt_refused = 0, recovered = 0;

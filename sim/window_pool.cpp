@@ -1,0 +1,74 @@
+#include "sim/window_pool.h"
+
+#include "kernels/assert.h"
+
+namespace dsrt::sim {
+namespace {
+
+constexpr int spins_before_yield = 64;
+
+void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+}  // namespace
+
+void window_pool::barrier::arrive_and_wait() {
+  const std::uint64_t phase = phase_.load(std::memory_order_acquire);
+  if (waiting_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    waiting_.store(parties_, std::memory_order_relaxed);
+    phase_.fetch_add(1, std::memory_order_release);   // publishes the reset and the window's work
+    return;
+  }
+  for (int spins = 0; phase_.load(std::memory_order_acquire) == phase; ++spins) {
+    if (spins < spins_before_yield) {
+      cpu_relax();
+    } else {
+      std::this_thread::yield();
+    }
+  }
+}
+
+window_pool::window_pool(int threads) : barrier_(threads) {
+  DSRT_ASSERT(threads >= 1, "threads={}", threads);
+  for (int t = 1; t < threads; ++t) {
+    workers_.emplace_back([this] {
+      for (;;) {
+        barrier_.arrive_and_wait();   // a window starts (or the pool stops)
+        if (stop_) return;
+        take_tasks();
+        barrier_.arrive_and_wait();   // the window is done
+      }
+    });
+  }
+}
+
+window_pool::~window_pool() {
+  if (workers_.empty()) return;
+  stop_ = true;
+  barrier_.arrive_and_wait();
+  for (auto& w : workers_) w.join();
+}
+
+void window_pool::run(std::size_t tasks, const std::function<void(std::size_t)>& task) {
+  if (workers_.empty()) {
+    for (std::size_t k = 0; k < tasks; ++k) task(k);
+    return;
+  }
+  tasks_ = tasks;
+  task_ = &task;
+  next_.store(0, std::memory_order_relaxed);
+  barrier_.arrive_and_wait();
+  take_tasks();
+  barrier_.arrive_and_wait();
+}
+
+void window_pool::take_tasks() {
+  for (std::size_t k = next_.fetch_add(1, std::memory_order_relaxed); k < tasks_;
+       k = next_.fetch_add(1, std::memory_order_relaxed))
+    (*task_)(k);
+}
+
+}  // namespace dsrt::sim

@@ -1,0 +1,53 @@
+#pragma once
+// The threads of a parallel simulation: run() calls task(k) for every process k of one
+// window, on the caller and threads - 1 workers, and returns when all have returned. A
+// window is short (tens of microseconds of work in the scale run, millions of windows), so
+// the threads meet at a spinning barrier (yielding after a while: this machine's vCPUs may be
+// shared) rather than a condition variable.
+//
+// Which thread runs which process changes nothing a run computes: processes touch only
+// their own state within a window (sim/simulation.cpp), and the pool's barriers order each
+// window's work before the next window's.
+// Thread safety: run() from one thread at a time.
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <thread>
+#include <vector>
+
+namespace dsrt::sim {
+
+class window_pool {
+ public:
+  // REQUIRES: threads >= 1.
+  explicit window_pool(int threads);
+  ~window_pool();
+  window_pool(const window_pool&) = delete;
+  window_pool& operator=(const window_pool&) = delete;
+
+  void run(std::size_t tasks, const std::function<void(std::size_t)>& task);
+  int threads() const { return int(workers_.size()) + 1; }
+
+ private:
+  class barrier {
+   public:
+    explicit barrier(int parties) : parties_(parties), waiting_(parties) {}
+    void arrive_and_wait();
+
+   private:
+    const int parties_;
+    std::atomic<int> waiting_;
+    std::atomic<std::uint64_t> phase_{0};
+  };
+  void take_tasks();
+
+  std::vector<std::thread> workers_;
+  barrier barrier_;
+  std::atomic<std::size_t> next_{0};
+  std::size_t tasks_ = 0;                                  // set before the start barrier
+  const std::function<void(std::size_t)>* task_ = nullptr;
+  bool stop_ = false;
+};
+
+}  // namespace dsrt::sim
