@@ -62,19 +62,23 @@ struct node {
 // own events, trace hash, counters, checker part and BUGGIFY stream, and reaches the others
 // only over links, whose latency is the lookahead of the parallel run (run_windows): every
 // process runs its events below window start + link latency, on any thread, then what they
-// sent each other is delivered in process order. The partition, not the thread count, fixes
-// the trace.
+// sent each other joins the receivers' queues, where events of one instant run by (origin
+// process, the order it scheduled or sent them). So neither the threads nor the windows
+// change the trace; the partition does.
 struct process {
-  explicit process(int index, const checker_limits& limits) : index(index), checker(limits) {}
+  explicit process(int index, const checker_limits& limits)
+      : index(index), q(std::uint32_t(index)), checker(limits) {}
   struct message {
     int to;
     clock_time at;
+    std::uint64_t order;   // in what this process sent
     std::function<void()> fn;
   };
   int index;
   event_queue q;
   std::uint64_t hash = 1469598103934665603ull;
   std::vector<message> outbox;              // to other processes, delivered after the window
+  std::uint64_t sent = 0;                   // messages to other processes so far
   std::unique_ptr<buggify_scope> buggify;   // detached: current while this process runs
   invariant_checker checker;                // process 0's is the run's; the others' merge into it
   std::int64_t kills = 0, restarts = 0, corrupt_detected = 0, corrupt_undetected = 0;
@@ -183,13 +187,17 @@ class simulation {
       p.q.after(delay, std::move(fn));
       return;
     }
-    const clock_time at = p.q.now() + delay;
-    DSRT_ASSERT(at >= window_end_, "a message between processes inside the lookahead ({} < {})",
-                at.time_since_epoch().count(), window_end_.time_since_epoch().count());
-    p.outbox.push_back({to, at, std::move(fn)});
+    // At least the lookahead: so no message sent in a window is due inside it.
+    DSRT_ASSERT(delay >= c_.link_latency_us, "a message between processes {} ns after it was sent",
+                delay.count());
+    p.outbox.push_back({to, p.q.now() + delay, p.sent++, std::move(fn)});
   }
   // Runs every process's events window by window until none is left (or `until`, or
-  // events_max); returns the number run.
+  // events_max); returns the number run. A window runs every process up to one link
+  // latency after the earliest pending event: no message sent in the window can be due
+  // before its end. (Windows per process — up to the earliest event of a process that can
+  // reach it, directly or through process 0, plus one or two latencies — were tried: they
+  // give the same trace, but no faster run on this machine.)
   std::uint64_t run_windows(clock_time until) {
     const auto lookahead = duration_cast<clock_time::duration>(c_.link_latency_us);
     window_pool pool(std::clamp(c_.threads, 1, int(procs_.size())));
@@ -202,19 +210,24 @@ class simulation {
       p.ran = p.q.run_before(window_end_, until, c_.events_max - ran_);
       running_process = nullptr;
     };
+    const auto next_at = [](const process& p) { return p.q.empty() ? clock_time::max() : p.q.next_at(); };
     while (ran_ < c_.events_max) {
-      std::optional<clock_time> first;
-      for (const auto& p : procs_)
-        if (!p->q.empty() && (!first || p->q.next_at() < *first)) first = p->q.next_at();
-      if (!first || *first > until) break;
-      window_end_ = *first + lookahead;
+      clock_time first = clock_time::max();
+      for (const auto& p : procs_) first = std::min(first, next_at(*p));
+      if (first == clock_time::max() || first > until) break;
+      window_end_ = first + lookahead;
       due.clear();
       for (const auto& p : procs_)
-        if (!p->q.empty() && p->q.next_at() < window_end_) due.push_back(p.get());
-      pool.run(due.size(), run_one);
+        if (next_at(*p) < window_end_) due.push_back(p.get());
+      if (due.size() == 1) {
+        run_one(0);   // no other thread has work in this window
+      } else {
+        pool.run(due.size(), run_one);
+      }
       for (process* p : due) ran_ += p->ran;
       for (const auto& p : procs_) {
-        for (auto& m : p->outbox) procs_[std::size_t(m.to)]->q.at(m.at, std::move(m.fn));
+        for (auto& m : p->outbox)
+          procs_[std::size_t(m.to)]->q.at_from(m.at, std::uint32_t(p->index), m.order, std::move(m.fn));
         p->outbox.clear();
       }
     }
