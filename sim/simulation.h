@@ -4,8 +4,10 @@
 // breakers, replica choice, retry/resumption, fallback), batching::batch_scheduler
 // (continuous batching, preemption, prefix reuse) and the batcher's output side
 // (serving::token_streams: chunks, stream interval, finals) — and simulates only what is physical:
-// device step times (device_profile), link latency, request arrivals and faults. Same seed
-// and build, same trace hash.
+// device step times (device_profile), link latency, request arrivals and faults. The
+// router's side and groups of nodes are simulated processes that meet over links, so a run
+// can use several threads (sim_config::threads). Same seed, build and partition
+// (replica_processes), same trace hash, on any number of threads.
 //
 // Faults (sim/faults.h) are drawn from the seed as a list: node kills, pauses longer than
 // the heartbeat timeout and clock jumps; replicas whose steps fail, run slow or run out of
