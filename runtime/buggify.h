@@ -4,15 +4,17 @@
 // legal path (a smaller step, a preemption, a refusal) so the simulator exercises it often.
 //
 // Outside a buggify_scope the macro is one load of a thread-local pointer and false: a
-// production process never opens a scope. The simulator opens one per run on its thread;
-// within it each point is enabled or not once, from the seed and the point's name
+// production process never opens a scope. The simulator opens one per run (the actor world,
+// on its thread) or one detached scope per simulated process (the policy world); within a
+// scope each point is enabled or not once, from the seed and the point's name
 // (enable_probability), and an enabled point fires on each evaluation with
 // fire_probability, drawn from a generator seeded by the run. A simulated process evaluates
 // points in a deterministic order, so the same seed fires the same points. A simulation of
 // several processes run by a pool of threads gives each process a detached scope of its own
 // (its own stream of draws) and makes it current, with use(), while that process runs.
 //
-// Thread safety: a scope is current on one thread at a time; scopes do not nest.
+// Thread safety: a scope is current on one thread at a time; attached scopes do not nest
+// (use() may: it restores what was current).
 #include <cstdint>
 #include <map>
 #include <string>

@@ -80,7 +80,7 @@ struct process {
   std::vector<message> outbox;              // to other processes, delivered after the window
   std::uint64_t sent = 0;                   // messages to other processes so far
   std::unique_ptr<buggify_scope> buggify;   // detached: current while this process runs
-  invariant_checker checker;                // process 0's is the run's; the others' merge into it
+  invariant_checker checker;                // process 0's is the run's; the others' violations join it at the end
   std::int64_t kills = 0, restarts = 0, corrupt_detected = 0, corrupt_undetected = 0;
   bool corrupted_in_flight = false;         // transit() flipped the frame being sent
   bool heartbeats_stopped = false;          // the router stopped listening: the run drains
@@ -88,6 +88,9 @@ struct process {
 };
 
 thread_local process* running_process = nullptr;
+
+// Process indices are the event queue's 16-bit origins.
+constexpr int replica_processes_max = 4096;
 
 class simulation {
  public:
@@ -101,14 +104,16 @@ class simulation {
     router_ends_.resize(std::size_t(c.replicas));
     replica_ends_.resize(std::size_t(c.replicas));
     nodes_.resize(std::size_t((c.replicas + per_node() - 1) / per_node()));
-    const int groups = std::clamp(c.replica_processes, 1, std::max(1, int(nodes_.size())));
+    // Bounded so a process index fits the event queue's origin (16 bits).
+    const int groups = std::clamp(c.replica_processes, 1, std::min(replica_processes_max, std::max(1, int(nodes_.size()))));
     for (int k = 0; k <= groups; ++k) {
       procs_.push_back(std::make_unique<process>(k, limits(c)));
       if (c.buggify)
         procs_.back()->buggify = std::make_unique<buggify_scope>(c.seed, c.buggify_probabilities, std::uint64_t(k),
                                                                  buggify_scope::detached_t{});
     }
-    for (int n = 0; n < int(nodes_.size()); ++n) node_process_.push_back(1 + n * groups / int(nodes_.size()));
+    for (int n = 0; n < int(nodes_.size()); ++n)
+      node_process_.push_back(1 + int(std::int64_t(n) * groups / std::int64_t(nodes_.size())));
     for (int i = 0; i < c.replicas; ++i) {
       replicas_[std::size_t(i)].scheduler = make_scheduler();
       replicas_[std::size_t(i)].streams = std::make_unique<serving::token_streams>(i, c.scheduler.stream_interval_tokens);
@@ -205,8 +210,8 @@ class simulation {
     const std::function<void(std::size_t)> run_one = [&](std::size_t k) {
       process& p = *due[k];
       running_process = &p;
-      std::optional<buggify_scope::use> use;
-      if (p.buggify) use.emplace(p.buggify.get());
+      // This process's scope, or none: never one the calling thread had open.
+      const buggify_scope::use use(p.buggify.get());
       p.ran = p.q.run_before(window_end_, until, c_.events_max - ran_);
       running_process = nullptr;
     };
@@ -266,17 +271,19 @@ class simulation {
     const auto all = draw_faults(c_);
     const auto kept = kept_fault_indices(c_, all.size());
     std::optional<milliseconds> last_end;
+    std::optional<fault> first_kill;   // the planted bugs' "first killed replica" is its node's first
     for (std::size_t k : kept) {
       const fault& f = all[k];
-      if (f.kind == fault_kind::kill_node && first_killed_ < 0) {
-        first_killed_ = f.target * per_node();   // the planted bugs' "first killed replica"
-        if (bugs_.leak_a_sequence) replicas_[std::size_t(first_killed_)].leak_on_kill = true;
-      }
+      if (f.kind == fault_kind::kill_node && (!first_kill || f.at < first_kill->at)) first_kill = f;
       report_.faults.push_back(describe(f));
       schedule_fault(f);
       auto end = fault_end(f, c_.swizzle_step_ms, c_.swizzle_hold_ms);
       if (f.kind == fault_kind::corrupt_message) end += c_.reconnect_ms;
       last_end = std::max(last_end.value_or(end), end);
+    }
+    if (first_kill) {
+      first_killed_ = first_kill->target * per_node();
+      if (bugs_.leak_a_sequence) replicas_[std::size_t(first_killed_)].leak_on_kill = true;
     }
     if (last_end && c_.recovery_ms.count() > 0) {
       faults_end_ = clock_time{} + *last_end;
@@ -454,7 +461,10 @@ class simulation {
       router_.on_replica_down(now(), i);
       router_act();
     }
-    here().q.at(closed_at + c_.reconnect_ms, [this, i] { near_end(i).closed = false; });
+    // Reconnected reconnect_ms after the close, unless a later close is still waiting.
+    here().q.at(closed_at + c_.reconnect_ms, [this, i, epoch = e.epoch] {
+      if (near_end(i).epoch == epoch) near_end(i).closed = false;
+    });
   }
   // The bytes a frame arrives with: flipped where a corrupt_message fault is due on this end.
   transport::frame_bytes transit(int i, transport::frame_bytes bytes) {
@@ -824,6 +834,7 @@ class simulation {
   std::optional<clock_time> deadline_timer_;
   sim_report report_;
   bool planted_ = false;
+  std::map<std::uint64_t, serving::token_chunk> last_chunk_;   // planted chunk_after_final
   // ... and a replica's process these of its replicas and nodes.
   std::vector<replica> replicas_;
   std::vector<link_end> replica_ends_;
@@ -835,7 +846,6 @@ class simulation {
   // The run's windows: set between windows, read by the processes during one.
   clock_time window_end_{};
   std::uint64_t ran_ = 0;
-  std::map<std::uint64_t, serving::token_chunk> last_chunk_;
 };
 
 }  // namespace

@@ -42,7 +42,7 @@ struct sim_config {
   std::int32_t prompt_tokens_min = 16, prompt_tokens_max = 256;
   std::int32_t max_tokens_min = 8, max_tokens_max = 128;
   milliseconds deadline_ms{30000};          // per request, from its arrival
-  std::chrono::microseconds link_latency_us{100};
+  std::chrono::microseconds link_latency_us{100};   // > 0: the parallel run's lookahead
   std::int32_t kv_blocks = 4096;            // per replica
   int kv_block_tokens = 16;
   serving::router_config router;            // replicas and vocab are set from the above
@@ -65,10 +65,10 @@ struct sim_config {
   milliseconds swizzle_step_ms{200}, swizzle_hold_ms{2000};
   milliseconds fault_window_ms{5000};       // how long a failing or slow window lasts
   double slow_factor = 4;                   // step time multiplier while slow
-  std::uint64_t events_max = 50'000'000;    // a bound on the run
+  std::uint64_t events_max = 50'000'000;    // a bound on the run (checked per window: it may pass by one window's)
   // The run as processes: the router's side and this many groups of whole nodes (at most
-  // one per node). They fix the trace, together with the seed; `threads` runs them in
-  // parallel (a window of one link latency at a time) and changes only the wall time.
+  // one per node, 4096 at most). They fix the trace, together with the seed; `threads` runs
+  // them in parallel (a window of one link latency at a time) and changes only the wall time.
   int replica_processes = 4;
   int threads = 1;
   // Replay and shrinking: run only these faults of the drawn schedule (indices into it).
@@ -101,7 +101,9 @@ struct sim_report {
   std::vector<std::string> faults;          // the faults that ran, described
   std::map<std::string, std::int64_t> buggify_fired;
   std::optional<double> recovered_after_ms; // from the last fault's end to every replica up, breakers closed
-  std::vector<std::string> violations;      // invariant violations, empty when all held
+  // Invariant violations, empty when all held: the router side's (end checks included),
+  // then each replica process's, each in the order they were found.
+  std::vector<std::string> violations;
   double availability() const { return requests ? double(completed_in_deadline) / double(requests) : 1.0; }
 };
 

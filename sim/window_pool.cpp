@@ -22,9 +22,10 @@ void window_pool::barrier::arrive_and_wait() {
     phase_.fetch_add(1, std::memory_order_release);   // publishes the reset and the window's work
     return;
   }
-  for (int spins = 0; phase_.load(std::memory_order_acquire) == phase; ++spins) {
+  for (int spins = 0; phase_.load(std::memory_order_acquire) == phase;) {
     if (spins < spins_before_yield) {
       cpu_relax();
+      ++spins;
     } else {
       std::this_thread::yield();
     }
@@ -52,7 +53,7 @@ window_pool::~window_pool() {
   for (auto& w : workers_) w.join();
 }
 
-void window_pool::run(std::size_t tasks, const std::function<void(std::size_t)>& task) {
+void window_pool::run(std::size_t tasks, const std::function<void(std::size_t)>& task) noexcept {
   if (workers_.empty()) {
     for (std::size_t k = 0; k < tasks; ++k) task(k);
     return;

@@ -26,8 +26,9 @@ class window_pool {
   window_pool(const window_pool&) = delete;
   window_pool& operator=(const window_pool&) = delete;
 
-  void run(std::size_t tasks, const std::function<void(std::size_t)>& task);
-  int threads() const { return int(workers_.size()) + 1; }
+  // noexcept: a task that throws ends the process (std::terminate) rather than leaving the
+  // workers at a barrier nobody else reaches.
+  void run(std::size_t tasks, const std::function<void(std::size_t)>& task) noexcept;
 
  private:
   class barrier {

@@ -71,8 +71,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 256));
   int processes = 0;
   app.add_option("--processes", processes, "the replicas' side as this many simulated processes, groups of whole "
-                                           "nodes (default: 4, at most one per node); part of what fixes the trace")
-      ->check(CLI::Range(1, 65536));
+                                           "nodes (default: 4, at most one per node and 4096); part of what fixes the "
+                                           "trace")
+      ->check(CLI::Range(1, 4096));
   std::uint64_t sweep = 0;
   app.add_option("--sweep", sweep, "run seeds --seed .. --seed + N - 1 and report only invariant violations "
                                    "(the scenario's dsrt configuration)")
@@ -177,34 +178,43 @@ int main(int argc, char** argv) {
   };
 
   if (sweep > 0) {
-    // Seeds side by side, one run per thread (each run on one thread), reported in order;
-    // every failing one is printed with its replay command.
+    // Seeds side by side, one run per thread (each run on one thread), a batch of
+    // sweep_batch_seeds at a time so memory stays bounded and failures print as batches
+    // end, in seed order, each with its replay command.
+    constexpr std::uint64_t sweep_batch_seeds = 1024;
     const auto start = std::chrono::steady_clock::now();
-    std::vector<dsrt::sim::sim_report> reports(sweep);
-    std::atomic<std::uint64_t> next{0};
-    auto work = [&] {
-      auto config = c;
-      config.threads = 1;
-      for (std::uint64_t k = next++; k < sweep; k = next++) {
-        config.seed = seed + k;
-        auto r = simulate(config);
-        reports[k].requests = r.requests;
-        reports[k].violations = std::move(r.violations);
-      }
+    struct seed_result {
+      std::int64_t requests = 0;
+      std::string first_violation;   // empty when every invariant held
     };
-    std::vector<std::thread> pool;
     const int sweepers = with_actors ? 1 : int(std::min<std::uint64_t>(std::uint64_t(threads), sweep));
-    for (int t = 1; t < sweepers; ++t) pool.emplace_back(work);
-    work();
-    for (auto& t : pool) t.join();
     std::uint64_t failed = 0, requests = 0;
-    for (std::uint64_t k = 0; k < sweep; ++k) {
-      const auto& r = reports[k];
-      requests += std::uint64_t(r.requests);
-      if (r.violations.empty()) continue;
-      ++failed;
-      std::printf("seed %llu: %s\n  replay: %s\n", (unsigned long long)(seed + k), r.violations.front().c_str(),
-                  replay(seed + k, "dsrt", c.faults_kept).c_str());
+    for (std::uint64_t base = 0; base < sweep; base += sweep_batch_seeds) {
+      const std::uint64_t batch = std::min(sweep_batch_seeds, sweep - base);
+      std::vector<seed_result> results(batch);
+      std::atomic<std::uint64_t> next{0};
+      auto work = [&] {
+        auto config = c;
+        config.threads = 1;
+        for (std::uint64_t k = next++; k < batch; k = next++) {
+          config.seed = seed + base + k;
+          const auto r = simulate(config);
+          results[k].requests = r.requests;
+          if (!r.violations.empty()) results[k].first_violation = r.violations.front();
+        }
+      };
+      std::vector<std::thread> pool;
+      for (int t = 1; t < sweepers; ++t) pool.emplace_back(work);
+      work();
+      for (auto& t : pool) t.join();
+      for (std::uint64_t k = 0; k < batch; ++k) {
+        requests += std::uint64_t(results[k].requests);
+        if (results[k].first_violation.empty()) continue;
+        ++failed;
+        std::printf("seed %llu: %s\n  replay: %s\n", (unsigned long long)(seed + base + k),
+                    results[k].first_violation.c_str(), replay(seed + base + k, "dsrt", c.faults_kept).c_str());
+      }
+      std::fflush(stdout);
     }
     std::printf("sweep %s seeds %llu..%llu: %llu of %llu broke an invariant; %llu requests in %.1f s (%d threads)\n",
                 scenario.c_str(), (unsigned long long)seed, (unsigned long long)(seed + sweep - 1),

@@ -7,6 +7,7 @@
 #include <sstream>
 #include <string>
 
+#include "runtime/buggify.h"
 #include "sim/simulation.h"
 #include "tests/sim/sim_configs.h"
 
@@ -62,6 +63,24 @@ TEST(Simulation, ThreadsChangeNothingTheProcessesFixTheTrace) {
   const auto fine = run_simulation(c);
   EXPECT_TRUE(coarse.violations.empty() && fine.violations.empty());
   EXPECT_EQ(coarse.faults, fine.faults);
+}
+
+// A run without buggify fires no point even when its caller has a scope open: each
+// simulated process runs under its own scope or none, on any thread.
+TEST(Simulation, ACallersBuggifyScopeDoesNotReachTheRun) {
+  auto c = small(4);
+  const auto plain = run_simulation(c);
+  buggify_config always;
+  always.enable_probability = 1.0;
+  always.fire_probability = 1.0;
+  buggify_scope caller(9, always);
+  for (int threads : {1, 2}) {
+    c.threads = threads;
+    const auto inside = run_simulation(c);
+    EXPECT_EQ(inside.trace_hash, plain.trace_hash) << threads << " threads";
+    EXPECT_TRUE(inside.buggify_fired.empty());
+  }
+  EXPECT_TRUE(caller.fired().empty());
 }
 
 TEST(Simulation, EveryInvariantHoldsOver200SeedsWithEveryFaultAndBuggify) {
