@@ -23,6 +23,7 @@ struct alignas(64) batch_scheduler::sequence {
   clock_time arrival;
   std::optional<clock_time> deadline;
   engine::sequence_blocks blocks;     // covers `computed` (+ the slice planned, until complete())
+  std::int32_t shard_blocks = 0;      // leading entries of blocks.table the shard holds as ours
   std::int64_t draw_base = 0;         // the request's: generated tokens before `tokens` ended
   std::uint64_t id = 0;
   engine::sampling_params sampling;
@@ -119,6 +120,11 @@ std::int64_t batch_scheduler::generated(std::uint64_t id) const {
   return s->generated();
 }
 
+std::span<const std::int32_t> batch_scheduler::block_table(std::uint64_t id) const {
+  const sequence* s = sequences_.find(id);
+  return s ? std::span<const std::int32_t>(s->blocks.table) : std::span<const std::int32_t>();
+}
+
 int batch_scheduler::effective_priority(const sequence& s, clock_time now) const {
   // Aging: every aging_ms waited lifts a request one class, so low priority never starves.
   const auto waited = std::max(now - s.arrival, clock_time::duration::zero());
@@ -151,6 +157,8 @@ void batch_scheduler::sort_by_precedence(clock_time now, const std::vector<seque
 void batch_scheduler::release(sequence& s) {
   blocks_.release(s.blocks);
   s.computed = 0;
+  if (s.shard_blocks > 0) released_.push_back(s.id);   // the shard drops its table
+  s.shard_blocks = 0;
 }
 
 void batch_scheduler::drop_stopped(clock_time now, step_plan& plan) {
@@ -177,11 +185,17 @@ void batch_scheduler::drop_stopped(clock_time now, step_plan& plan) {
 
 bool batch_scheduler::reserve_or_evict(sequence& s, std::int64_t tokens,
                                        std::vector<engine::block_copy>& copies) {
-  if (blocks_.reserve(s.blocks, tokens, copies)) return true;
-  if (!prefix_) return false;
-  const std::int32_t short_by = blocks_.blocks_needed(s.blocks, tokens) - blocks_.free_blocks();
-  prefix_->evict(short_by);
-  return blocks_.reserve(s.blocks, tokens, copies);
+  const std::size_t copies_before = copies.size();
+  const auto held = std::int32_t(s.blocks.table.size());
+  bool reserved = blocks_.reserve(s.blocks, tokens, copies);
+  if (!reserved && prefix_) {
+    const std::int32_t short_by = blocks_.blocks_needed(s.blocks, tokens) - blocks_.free_blocks();
+    prefix_->evict(short_by);
+    reserved = blocks_.reserve(s.blocks, tokens, copies);
+  }
+  // A copy-on-write replaced the last block the table had: the shard's copy of it is stale.
+  if (copies.size() > copies_before) s.shard_blocks = std::min(s.shard_blocks, held - 1);
+  return reserved;
 }
 
 bool batch_scheduler::preempt_one(clock_time now, const sequence* keep, step_plan& plan) {
@@ -229,7 +243,10 @@ void batch_scheduler::plan_slice(sequence& s, std::int64_t tokens, step_plan& pl
   p.serial = s.arrival_order;
   p.tokens.assign(s.tokens.begin() + s.computed, s.tokens.begin() + s.computed + tokens);
   p.first_position = s.computed;
-  p.block_table.assign(s.blocks.table.begin(), s.blocks.table.end());
+  const auto& table = s.blocks.table;
+  p.table_kept = std::min(s.shard_blocks, std::int32_t(table.size()));
+  p.new_blocks.assign(table.begin() + p.table_kept, table.end());
+  s.shard_blocks = std::int32_t(table.size());
   p.sample = s.computed + tokens == std::int64_t(s.tokens.size());
   p.draw_index = s.draw_base + s.generated();
   p.sampling = s.sampling;
@@ -312,7 +329,13 @@ step_plan batch_scheduler::schedule(clock_time now) {
     if (spare_.size() < spare_sequences_max) spare_.push_back(std::move(plan.sequences[i]));
   plan.sequences.resize(planned_);
   counters_.prefix_hit_tokens += plan.prefix_hit_tokens;
-  if (!plan.empty()) ++counters_.steps;
+  if (!plan.empty()) {
+    ++counters_.steps;
+    // Only a plan with sequences reaches the shard: the table news wait for one.
+    plan.released = std::move(released_);
+    released_.clear();
+    plan.tables_reset = std::exchange(tables_reset_, false);
+  }
   // Everything that ran was preempted (blocks ran out): nothing else will wake the caller,
   // and the preempted sequences may be admitted by the next call.
   if (plan.empty() && !plan.preempted.empty() && !waiting_.empty()) plan.wake_at = now;
@@ -373,6 +396,8 @@ std::vector<std::uint64_t> batch_scheduler::clear() {
   running_.clear();
   waiting_.clear();
   sequences_.clear();
+  released_.clear();
+  tables_reset_ = true;   // the shard drops every table with the next plan
   return ids;
 }
 

@@ -89,7 +89,13 @@ struct alignas(64) planned_sequence {
   std::int64_t draw_index = 0;             // which generated token that sample is
   bool sample = false;                     // the slice ends the sequence: sample a token
   std::vector<std::int32_t> tokens;        // the slice to compute
-  std::vector<std::int32_t> block_table;   // covers first_position + tokens.size()
+  // The sequence's KV block table (covering first_position + tokens.size()) as a change to
+  // the one the shard keeps from its earlier plans: keep its first table_kept entries,
+  // then append new_blocks; table_kept 0 starts a new table. A decode step usually
+  // carries no block id at all (vLLM v1's scheduler output does the same): a long
+  // context's table is not copied every step. batching::block_tables applies it.
+  std::int32_t table_kept = 0;
+  std::vector<std::int32_t> new_blocks;
   engine::sampling_params sampling;
 };
 
@@ -103,6 +109,11 @@ struct step_plan {
   std::vector<engine::block_copy> copies;  // apply before the step (copy-on-write)
   std::vector<stopped_sequence> stopped;   // removed this call; blocks already freed
   std::vector<std::uint64_t> preempted;    // sent back to waiting, recomputed later
+  // Sequences whose block tables the shard drops, before it applies this plan's entries
+  // (finished, failed, stopped or preempted since the last plan that ran); all of them
+  // first when tables_reset (a new scheduler's first plan, or the first after clear()).
+  std::vector<std::uint64_t> released;
+  bool tables_reset = false;
   std::int64_t tokens = 0;
   std::int64_t prefix_hit_tokens = 0;      // prompt tokens taken from the prefix index
   // Nothing to run now; call schedule() again at this time (or when a request arrives).
@@ -153,6 +164,8 @@ class batch_scheduler {
   bool has_sequence(std::uint64_t id) const { return sequences_.contains(id); }
   // Tokens generated so far by a sequence (excluding draw_base). REQUIRES: has_sequence.
   std::int64_t generated(std::uint64_t id) const;
+  // The KV block table sequence `id` holds now (empty when it is not queued).
+  std::span<const std::int32_t> block_table(std::uint64_t id) const;
   int running() const { return int(running_.size()); }
   int waiting() const { return int(waiting_.size()); }
   std::int32_t free_blocks() const { return blocks_.free_blocks(); }
@@ -194,6 +207,9 @@ class batch_scheduler {
   std::int64_t cancelled_ = 0;
   std::optional<clock_time> deadline_bound_;
   std::vector<planned_sequence> spare_;   // recycled plan entries with their capacity
+  // What the shard's block tables need to hear with the next plan that carries sequences.
+  std::vector<std::uint64_t> released_;
+  bool tables_reset_ = true;
   std::vector<planned_sequence> spare_plan_;   // the last recycled plan's entries, rewritten by the next
   std::size_t planned_ = 0;                    // entries of the plan being built (schedule())
   // Scratch of sort_by_precedence, kept to spare a step the allocations.

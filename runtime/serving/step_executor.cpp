@@ -5,10 +5,11 @@
 namespace dsrt::serving {
 
 result<std::vector<std::int32_t>> model_executor::run(const batching::step_plan& plan) {
+  DSRT_TRY(tables_.apply(plan));
   if (!plan.copies.empty()) model_.copy_blocks(plan.copies);
   step_.clear();
   for (const auto& p : plan.sequences)
-    step_.push_back({p.tokens, p.first_position, p.block_table, /*all_logits=*/false});
+    step_.push_back({p.tokens, p.first_position, tables_.table(p.id), /*all_logits=*/false});
   DSRT_TRY(model_.forward(step_, logits_));
   // forward() returns one row per sequence (its last token); only some want a sample.
   const std::size_t vocab = std::size_t(model_.config().vocab_size);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "runtime/batching/batch_scheduler.h"
+#include "runtime/batching/block_tables.h"
 #include "runtime/engine/causal_lm.h"
 #include "runtime/error.h"
 
@@ -36,6 +37,7 @@ class model_executor final : public step_executor {
 
  private:
   engine::causal_lm& model_;
+  batching::block_tables tables_;   // each sequence's, from plan to plan
   std::vector<engine::step_sequence> step_;
   std::vector<float> logits_;
 };

@@ -8,6 +8,7 @@
 #include <map>
 
 #include "runtime/batching/batch_scheduler.h"
+#include "runtime/batching/block_tables.h"
 
 namespace dsrt::batching::test {
 
@@ -29,6 +30,8 @@ struct driver {
   std::map<std::uint64_t, expected> sequences;
   std::vector<std::uint64_t> finished_order;
   std::int64_t steps = 0;
+  block_tables tables;                     // the shard's side of the plans' table changes
+  std::int64_t block_ids_sent = 0;         // in plans' new_blocks, over the run
 
   // Submits and records the request under its id.
   void add(std::uint64_t id, std::vector<std::int32_t> prompt, std::int64_t max_new, int priority = 0) {
@@ -45,8 +48,16 @@ struct driver {
   // One step: schedule, check, "run", complete, finish what reached max_new.
   step_plan step() {
     step_plan plan = scheduler.schedule(now);
+    const auto applied = tables.apply(plan);
+    EXPECT_TRUE(applied.ok()) << applied.err().to_string() << " at step " << steps;
     std::vector<std::int32_t> sampled;
     for (const auto& p : plan.sequences) {
+      block_ids_sent += std::int64_t(p.new_blocks.size());
+      // The shard's table, rebuilt from the plans' changes, is the scheduler's.
+      const auto held = scheduler.block_table(p.id);
+      const auto rebuilt = tables.table(p.id);
+      EXPECT_TRUE(std::equal(held.begin(), held.end(), rebuilt.begin(), rebuilt.end()))
+          << "sequence " << p.id << ": the shard's table differs from the scheduler's at step " << steps;
       auto& e = sequences.at(p.id);
       EXPECT_LE(p.first_position + std::int64_t(p.tokens.size()), std::int64_t(e.tokens.size()))
           << "sequence " << p.id << " at step " << steps;
@@ -54,7 +65,7 @@ struct driver {
           << "sequence " << p.id << " planned the wrong tokens at step " << steps;
       EXPECT_EQ(p.sample, p.first_position + std::int64_t(p.tokens.size()) == std::int64_t(e.tokens.size()))
           << "sequence " << p.id << " at step " << steps;
-      EXPECT_GE(std::int64_t(p.block_table.size()) * 4, p.first_position + std::int64_t(p.tokens.size()))
+      EXPECT_GE(std::int64_t(rebuilt.size()) * 4, p.first_position + std::int64_t(p.tokens.size()))
           << "block table too short for sequence " << p.id << " at step " << steps;
       if (p.sample) {
         EXPECT_EQ(p.draw_index, e.generated) << "sequence " << p.id << " at step " << steps;
