@@ -15,6 +15,7 @@ caf::behavior shard_actor(caf::event_based_actor*, std::shared_ptr<serving::step
         if (const auto slow = faults->slow_step_ms.load(); slow > 0)
           std::this_thread::sleep_for(std::chrono::milliseconds(slow));
         if (faults->fail_steps.load()) {
+          executor->skip(*request.plan);
           out.failure = make_error(error_code::internal, "step {} failed: injected fault", request.step);
         } else if (auto sampled = executor->run(*request.plan); sampled) {
           out.sampled = std::move(*sampled);

@@ -23,8 +23,10 @@ caf::behavior timed_shard(caf::stateful_actor<timed_shard_state>* self, std::sha
         out.step = request.step;
         const auto& plan = *request.plan;
         if (faults->fail_steps.load()) {
+          executor->skip(plan);
           out.failure = make_error(error_code::internal, "step {} failed: injected fault", request.step);
         } else if (device->fail_next) {
+          executor->skip(plan);
           device->fail_next = false;
           out.failure = make_error(error_code::internal, "step {} failed: out of device memory", request.step);
         } else if (auto sampled = executor->run(plan); sampled) {

@@ -1,11 +1,21 @@
 #include "runtime/batching/batch_scheduler.h"
 
 #include <algorithm>
+#include <atomic>
 
 #include "kernels/assert.h"
 #include "runtime/buggify.h"
 
 namespace dsrt::batching {
+namespace {
+
+// Numbers the schedulers of a process, so a shard can tell whose plans it follows.
+std::uint64_t next_scheduler_id() {
+  static std::atomic<std::uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+
+}  // namespace
 
 // What every step reads and writes comes first, in three cache lines (complete() needs
 // only the first): a replica's sequences are cold again by the time its next step completes, so
@@ -56,7 +66,7 @@ status validate(const scheduler_config& c) {
 
 batch_scheduler::batch_scheduler(const scheduler_config& config, std::int32_t kv_blocks,
                                  int kv_block_tokens)
-    : config_(config), blocks_(kv_blocks, kv_block_tokens) {
+    : config_(config), blocks_(kv_blocks, kv_block_tokens), id_(next_scheduler_id()) {
   DSRT_ASSERT(validate(config).ok(), "{}", validate(config).err().message);
   if (config_.prefix_cache)
     prefix_ = std::make_unique<cache::prefix_index>(
@@ -256,6 +266,7 @@ void batch_scheduler::plan_slice(sequence& s, std::int64_t tokens, step_plan& pl
 
 step_plan batch_scheduler::schedule(clock_time now) {
   step_plan plan;
+  plan.scheduler = id_;
   ++schedule_calls_;
   drop_stopped(now, plan);
   if (running_.empty()) {

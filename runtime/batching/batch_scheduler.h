@@ -114,6 +114,7 @@ struct step_plan {
   // first when tables_reset (a new scheduler's first plan, or the first after clear()).
   std::vector<std::uint64_t> released;
   bool tables_reset = false;
+  std::uint64_t scheduler = 0;             // which scheduler made it (unique in the process)
   std::int64_t tokens = 0;
   std::int64_t prefix_hit_tokens = 0;      // prompt tokens taken from the prefix index
   // Nothing to run now; call schedule() again at this time (or when a request arrives).
@@ -210,6 +211,7 @@ class batch_scheduler {
   // What the shard's block tables need to hear with the next plan that carries sequences.
   std::vector<std::uint64_t> released_;
   bool tables_reset_ = true;
+  const std::uint64_t id_;                 // step_plan::scheduler
   std::vector<planned_sequence> spare_plan_;   // the last recycled plan's entries, rewritten by the next
   std::size_t planned_ = 0;                    // entries of the plan being built (schedule())
   // Scratch of sort_by_precedence, kept to spare a step the allocations.

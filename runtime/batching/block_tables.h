@@ -16,17 +16,23 @@ namespace dsrt::batching {
 
 class block_tables {
  public:
-  // Drops the released tables (all of them first, on tables_reset), then applies each
-  // entry's change. Errors: invalid_argument when an entry keeps more of a table than
-  // this side holds (a plan from a scheduler this shard did not follow); the entries
-  // before it are applied.
+  // Drops the released tables (all of them first, on tables_reset, which also makes the
+  // plan's scheduler the one followed), then applies each entry's change. Errors
+  // (internal: the batcher's and the shard's views parted, not the request's fault, so
+  // the router retries it elsewhere): a plan of another scheduler than the one followed
+  // (a replica's old batcher, say), applied not at all; an entry that keeps more of a
+  // table than this side holds, the entries before it applied.
   status apply(const step_plan& plan);
+  // The shard does not run `plan` (an injected failure): its releases (and reset) still
+  // apply, or the tables of finished sequences would stay.
+  void release(const step_plan& plan);
   // The table of sequence `id` after the last apply(); empty when none is held.
   std::span<const std::int32_t> table(std::uint64_t id) const;
   std::size_t size() const { return tables_.size(); }
 
  private:
   id_map<std::vector<std::int32_t>> tables_;
+  std::uint64_t scheduler_ = 0;   // whose plans these tables follow
 };
 
 }  // namespace dsrt::batching

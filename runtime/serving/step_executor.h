@@ -22,6 +22,9 @@ class step_executor {
   // The sampled tokens, in plan order, one per planned sequence with sample set.
   // Errors: the model's (invalid_argument for a malformed plan, internal for a failure).
   virtual result<std::vector<std::int32_t>> run(const batching::step_plan& plan) = 0;
+  // The shard fails `plan` without running it (an injected fault): what the plan releases
+  // is released all the same.
+  virtual void skip(const batching::step_plan& plan) { (void)plan; }
   virtual std::int32_t kv_blocks() const = 0;
   virtual int kv_block_tokens() const = 0;
   virtual std::int64_t step_tokens_max() const = 0;
@@ -31,6 +34,7 @@ class model_executor final : public step_executor {
  public:
   explicit model_executor(engine::causal_lm& model) : model_(model) {}
   result<std::vector<std::int32_t>> run(const batching::step_plan& plan) override;
+  void skip(const batching::step_plan& plan) override { tables_.release(plan); }
   std::int32_t kv_blocks() const override { return model_.kv_blocks(); }
   int kv_block_tokens() const override { return model_.kv_block_tokens(); }
   std::int64_t step_tokens_max() const override { return model_.step_tokens_max(); }

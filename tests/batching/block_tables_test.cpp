@@ -58,7 +58,7 @@ TEST(BlockTables, APlanKeepingMoreThanTheShardHoldsIsATypedError) {
   const auto s = bad.sequences.size();
   const auto applied = t.apply(bad);
   ASSERT_FALSE(applied.ok());
-  EXPECT_EQ(applied.err().code, error_code::invalid_argument);
+  EXPECT_EQ(applied.err().code, error_code::internal);   // the router retries, the request is not at fault
   EXPECT_NE(applied.err().to_string().find("sequence 7 keeps 2 blocks of a table of 0"), std::string::npos)
       << applied.err().to_string();
   EXPECT_EQ(s, 2u);
@@ -69,6 +69,34 @@ TEST(BlockTables, APlanKeepingMoreThanTheShardHoldsIsATypedError) {
   ASSERT_TRUE(t.apply(reset).ok());
   EXPECT_TRUE(held(t, 1).empty());
   EXPECT_EQ(t.size(), 1u);
+}
+
+// A replica's old batcher (its scheduler) may still send a plan after the new one took
+// over: the shard follows the scheduler of the last reset and refuses the other's plans.
+TEST(BlockTables, FollowTheSchedulerOfTheLastResetAndRefuseAnothers) {
+  block_tables t;
+  step_plan mine;
+  mine.scheduler = 5;
+  mine.tables_reset = true;
+  mine.sequences = {entry(1, 0, {10})};
+  ASSERT_TRUE(t.apply(mine).ok());
+  step_plan stale;   // the old scheduler's, a table for the same request id
+  stale.scheduler = 4;
+  stale.sequences = {entry(1, 0, {99})};
+  stale.released = {1};
+  const auto refused = t.apply(stale);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.err().code, error_code::internal);
+  t.release(stale);   // nor do its releases apply
+  EXPECT_EQ(held(t, 1), (std::vector<std::int32_t>{10}));
+  step_plan skipped;  // a plan the shard fails without running still releases
+  skipped.scheduler = 5;
+  skipped.released = {1};
+  skipped.sequences = {entry(2, 0, {20})};
+  t.release(skipped);
+  EXPECT_TRUE(held(t, 1).empty());
+  EXPECT_TRUE(held(t, 2).empty());
+  EXPECT_EQ(t.size(), 0u);
 }
 
 // The point of sending changes: each block id crosses to the shard once, not once per step.
