@@ -6,11 +6,6 @@
 #include "runtime/error.h"
 
 namespace dsrt {
-namespace {
-
-std::uint64_t stream_key(std::uint64_t stream) { return splitmix64(stream); }
-
-}  // namespace
 
 buggify_scope::buggify_scope(std::uint64_t seed, const buggify_config& config)
     : seed_(seed), config_(config), rng_(seed ^ 0xb0661f7ull) {
@@ -19,7 +14,7 @@ buggify_scope::buggify_scope(std::uint64_t seed, const buggify_config& config)
 }
 
 buggify_scope::buggify_scope(std::uint64_t seed, const buggify_config& config, std::uint64_t stream, detached_t)
-    : seed_(seed), config_(config), rng_(seed ^ 0xb0661f7ull ^ stream_key(stream)), attached_(false) {}
+    : seed_(seed), config_(config), rng_(seed ^ 0xb0661f7ull ^ splitmix64(stream)), attached_(false) {}
 
 buggify_scope::~buggify_scope() {
   if (attached_) current_ = nullptr;
