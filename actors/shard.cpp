@@ -11,6 +11,8 @@ caf::behavior shard_actor(caf::event_based_actor*, std::shared_ptr<serving::step
       [executor, faults](const step_request& request) {
         step_result out;
         out.step = request.step;
+        // A restarted replica's shard waits here for its killed predecessor's last step.
+        const auto lease = executor->lease();
         const auto start = std::chrono::steady_clock::now();
         if (const auto slow = faults->slow_step_ms.load(); slow > 0)
           std::this_thread::sleep_for(std::chrono::milliseconds(slow));

@@ -2,6 +2,9 @@
 // The shard actor: owns one device's executor and runs the step plans its batcher sends,
 // one at a time, replying with the sampled tokens and the step's duration. It blocks while
 // a step runs, so it is spawned detached (its own thread) and never stalls CAF's workers.
+// It holds the executor's lease() for each step: a replica restarted while its old shard is
+// still inside a step (a hung or slowed device) runs its first step after that one returns,
+// never beside it on the same device.
 //
 // Fault points (compiled in, off unless a test or `dsbench load --fault` turns them on):
 // fail_steps makes every step fail, slow_step_ms adds that much time to each step.

@@ -1,5 +1,6 @@
 #include "sim/timed_shard.h"
 
+#include <algorithm>
 #include <map>
 
 #include "actors/messages.h"
@@ -40,11 +41,14 @@ caf::behavior timed_shard(caf::stateful_actor<timed_shard_state>* self, std::sha
         const auto step = std::chrono::duration_cast<std::chrono::microseconds>(
             profile.step_time(plan.tokens, context) * device->slow);
         out.duration_us = step.count();
+        const auto now = self->clock().now();
+        const auto start = std::max(now, device->busy_until);
+        device->busy_until = start + step;
         auto& st = self->state;
         const auto id = st.next++;
         auto rp = self->make_response_promise();
         st.pending.emplace(id, std::make_pair(rp, std::move(out)));
-        self->delayed_send(self, step, deliver_atom::value, id);
+        self->delayed_send(self, device->busy_until - now, deliver_atom::value, id);
         return rp;
       },
       [=](deliver_atom, std::uint64_t id) {

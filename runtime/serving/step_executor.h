@@ -5,8 +5,10 @@
 // Sampling happens here, at the last stage, keyed by each sequence's draw index so a
 // recomputed or resumed sequence samples the same tokens (engine/sampler.h).
 //
-// Ownership: model_executor uses, but does not own, the model. Thread safety: one caller.
+// Ownership: model_executor uses, but does not own, the model. Thread safety: one caller
+// at a time, holding lease() while it runs or skips a plan (the shard does).
 #include <cstdint>
+#include <mutex>
 #include <vector>
 
 #include "runtime/batching/batch_scheduler.h"
@@ -28,6 +30,15 @@ class step_executor {
   virtual std::int32_t kv_blocks() const = 0;
   virtual int kv_block_tokens() const = 0;
   virtual std::int64_t step_tokens_max() const = 0;
+
+  // Exclusive use of the executor (its device, its KV, its step buffers) for one plan. A
+  // replica's restarted shard shares the executor with its predecessor, which may still be
+  // inside a step (killed by the watchdog while the device hangs or sleeps under a fault):
+  // the new shard's first step waits here until that step has returned.
+  [[nodiscard]] std::unique_lock<std::mutex> lease() { return std::unique_lock(in_use_); }
+
+ private:
+  std::mutex in_use_;
 };
 
 class model_executor final : public step_executor {
