@@ -128,9 +128,13 @@ void on_client_frame(self_ptr self, peer_id peer, transport::decoded_frame& f) {
     case frame_type::generate: {
       auto r = transport::decode_generate_request(f, transport::clock_anchor::now());
       if (!r) {
-        // A readable frame with bad values gets a typed final; an unreadable one, the door.
+        // A readable frame with bad values gets a typed final under the client's id (the
+        // client waits for it); an unreadable one, the door.
         if (r.err().code != error_code::invalid_argument) return reject(self, peer, r.err().to_string());
+        auto client_id = transport::decode_generate_request_id(f);
+        if (!client_id) return reject(self, peer, client_id.err().to_string());
         serving::final_message bad;
+        bad.request_id = *client_id;
         bad.failure = r.err();
         (void)st.transport->send(peer, transport::encode(bad));
         return;

@@ -298,6 +298,12 @@ frame_bytes encode_cancel(frame_type type, std::uint64_t request_id) {
   return build<wire::Cancel>(type, [&](wire::Cancel::Builder b) { b.setRequestId(request_id); });
 }
 
+result<std::uint64_t> decode_generate_request_id(decoded_frame& frame) {
+  return guarded<std::uint64_t>(frame, {frame_type::generate}, [&]() -> result<std::uint64_t> {
+    return frame.root<wire::GenerateRequest>().getRequestId();
+  });
+}
+
 result<std::uint64_t> decode_cancel(decoded_frame& frame) {
   return guarded<std::uint64_t>(frame, {frame_type::cancel, frame_type::replica_cancel},
                                 [&]() -> result<std::uint64_t> { return frame.root<wire::Cancel>().getRequestId(); });

@@ -77,6 +77,8 @@ frame_bytes encode(const serving::generate_request& request, const clock_anchor&
 // max_tokens or top_k beyond 2^31 - 1 or a non-finite sampling parameter.
 result<serving::generate_request> decode_generate_request(decoded_frame& frame, const clock_anchor& now,
                                                           const wire_limits& limits = {});
+// Only the request id of a generate frame: what a refusal of the rest must answer to.
+result<std::uint64_t> decode_generate_request_id(decoded_frame& frame);
 
 // frame_type::token_chunk.
 frame_bytes encode(const serving::token_chunk& chunk);

@@ -197,6 +197,33 @@ TEST(ClusterNodes, AClientWithTheWrongSecretIsRefusedWhileOthersAreServed) {
   EXPECT_EQ(f.completion_tokens, 3u);
 }
 
+// Values the wire refuses (more stop strings than wire_limits allow) in a frame the head
+// can read: the client gets INVALID_ARGUMENT under its own id, not silence, and the
+// connection keeps serving.
+TEST(ClusterNodes, ARemoteRequestTheHeadRefusesGetsItsFinal) {
+  auto c = start_cluster(1);
+  ASSERT_TRUE(c.head);
+  auto remote = remote_runtime::connect(url_of(c), c.secret, c.tokenizer);
+  ASSERT_TRUE(remote.ok());
+  client cl(**remote);
+  client_request bad;
+  bad.prompt = "x";
+  bad.max_tokens = 3;
+  bad.stop.assign(transport::wire_limits{}.stop_strings_max + 1, "a");
+  test::collector col;
+  ASSERT_TRUE(cl.submit(bad, col.on_chunk(0), col.on_final(0)).ok());
+  ASSERT_TRUE(col.wait_finals(1, std::chrono::seconds(30))) << "the refused request got no final";
+  const auto refused = col.records().at(0).final;
+  ASSERT_TRUE(refused.failure);
+  EXPECT_EQ(refused.failure->code, error_code::invalid_argument) << refused.failure->to_string();
+  client_request good;
+  good.prompt = "hello";
+  good.max_tokens = 3;
+  const auto f = cl.generate(good);
+  EXPECT_FALSE(f.failure);
+  EXPECT_EQ(f.completion_tokens, 3u);
+}
+
 TEST(ClusterNodes, ARemoteClientWhoseHeadIsGoneGetsUnavailable) {
   auto c = start_cluster(1);
   ASSERT_TRUE(c.head);
