@@ -14,8 +14,10 @@
 #include <deque>
 #include <fstream>
 #include <mutex>
+#include <new>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <variant>
 
 namespace dsrt::transport {
@@ -47,7 +49,16 @@ struct inbound {
   bool tensor = false;
   bool ready = false;
   bool failed = false;
+  // Rendezvous data not fetched yet: it arrived before the peer had proved the secret, and
+  // is fetched (or refused) when it reaches the front of the inbox.
+  void* rndv_desc = nullptr;
+  std::size_t length = 0;          // the payload's bytes, as the peer announced them
 };
+
+// A frame the handshake may need before the peer is up (Hello, AuthProof) is far smaller;
+// anything larger, or any tensor, from a peer that has not proved the secret closes it
+// without a byte fetched.
+constexpr std::size_t handshake_frame_bytes_max = 4096;
 
 struct connection {
   peer_id id = 0;
@@ -66,6 +77,7 @@ struct connection {
   std::deque<tensor_cmd> pending_tensors;
   std::unique_ptr<peer_session> session;
   std::deque<std::shared_ptr<inbound>> inbox;   // in arrival order
+  std::size_t inbox_bytes = 0;                  // announced payload bytes in inbox
   std::size_t sends_in_flight = 0;
 };
 
@@ -608,41 +620,26 @@ class ucx_transport::impl {
         if (auto it = by_ep_.find(a.ep); it != by_ep_.end()) from = it->second;
       connection* conn = nullptr;
       if (auto c = conns_.find(from); c != conns_.end() && !c->second.dead) conn = &c->second;
+      if (conn && conn->inbox_bytes + a.length > config_.inbound_bytes_max) {
+        kill(*conn, make_error(error_code::overloaded,
+                               "more than inbound_bytes_max ({}) bytes from the peer wait to be handled",
+                               config_.inbound_bytes_max));
+        conn = nullptr;
+      }
       if (a.rndv_desc) {
         if (!conn) {
           ucp_am_data_release(worker_, a.rndv_desc);
           continue;
         }
-        std::byte* into = nullptr;
-        if (a.item->tensor) {
-          a.item->tensor_data = tensor_buffer(a.length);
-          into = a.item->tensor_data.data();
-        } else {
-          a.item->bytes.resize(a.length);
-          into = a.item->bytes.data();
-        }
-        struct fetch { std::shared_ptr<inbound> item; };
-        auto* f = new fetch{a.item};
-        ucp_request_param_t rp{};
-        rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-        rp.user_data = f;
-        rp.cb.recv_am = [](void* request, ucs_status_t status, size_t, void* user) {
-          auto* f = static_cast<fetch*>(user);
-          f->item->ready = true;
-          f->item->failed = status != UCS_OK;
-          delete f;
-          ucp_request_free(request);
-        };
-        auto req = ucp_am_recv_data_nbx(worker_, a.rndv_desc, into, a.length, &rp);
-        if (req == nullptr) {
-          a.item->ready = true;
-          delete f;
-        } else if (UCS_PTR_IS_ERR(req)) {
-          a.item->ready = a.item->failed = true;
-          delete f;
-        }
+        a.item->length = a.length;
+        a.item->rndv_desc = a.rndv_desc;
+        // Fetched now only from a proven peer: before that it waits, unfetched, for the
+        // frames ahead of it (a peer's proof can precede its first frames in one batch).
+        if (conn->session->is_up()) fetch(*conn, a.item);
       }
       if (conn) {
+        a.item->length = a.length;
+        conn->inbox_bytes += a.length;
         conn->inbox.push_back(std::move(a.item));
         // Arrival is life, though the frame may wait behind a tensor still being fetched:
         // a multi-second transfer must not get its live peer closed as silent.
@@ -651,9 +648,22 @@ class ucx_transport::impl {
     }
     const auto now = std::chrono::steady_clock::now();
     for (auto& [id, conn] : conns_) {
-      while (!conn.dead && !conn.inbox.empty() && conn.inbox.front()->ready) {
+      while (!conn.dead && !conn.inbox.empty()) {
+        inbound& front = *conn.inbox.front();
+        // Nothing large from a peer that has not proved the secret (after the frames ahead
+        // of it, the peer's proof among them, have been handled).
+        const bool large = front.tensor || front.length > handshake_frame_bytes_max;
+        if (large && !conn.session->is_up()) {
+          kill(conn, make_error(error_code::unauthenticated,
+                                "a {} of {} bytes before the peer proved the cluster secret",
+                                front.tensor ? "tensor" : "frame", front.length));
+          break;
+        }
+        if (front.rndv_desc) fetch(conn, conn.inbox.front());
+        if (conn.dead || !front.ready) break;
         auto item = std::move(conn.inbox.front());
         conn.inbox.pop_front();
+        conn.inbox_bytes -= item->length;
         {
           std::lock_guard lock(stats_mu_);
           ++stats_.frames_received;
@@ -670,6 +680,47 @@ class ucx_transport::impl {
         else
           apply(conn, conn.session->on_frame(item->bytes, now));
       }
+    }
+  }
+
+  // Starts receiving item's rendezvous data into a buffer of its announced size; `ready`
+  // once it is there. A buffer that cannot be had closes the connection (OVERLOADED).
+  void fetch(connection& conn, const std::shared_ptr<inbound>& shared) {
+    inbound& item = *shared;
+    void* desc = std::exchange(item.rndv_desc, nullptr);
+    std::byte* into = nullptr;
+    try {
+      if (item.tensor) {
+        item.tensor_data = tensor_buffer(item.length);
+        into = item.tensor_data.data();
+      } else {
+        item.bytes.resize(item.length);
+        into = item.bytes.data();
+      }
+    } catch (const std::bad_alloc&) {
+      ucp_am_data_release(worker_, desc);
+      kill(conn, make_error(error_code::overloaded, "no memory for a message of {} bytes", item.length));
+      return;
+    }
+    struct fetch_state { std::shared_ptr<inbound> item; };   // alive until the data is in
+    auto* f = new fetch_state{shared};
+    ucp_request_param_t rp{};
+    rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+    rp.user_data = f;
+    rp.cb.recv_am = [](void* request, ucs_status_t status, size_t, void* user) {
+      auto* f = static_cast<fetch_state*>(user);
+      f->item->ready = true;
+      f->item->failed = status != UCS_OK;
+      delete f;
+      ucp_request_free(request);
+    };
+    auto req = ucp_am_recv_data_nbx(worker_, desc, into, item.length, &rp);
+    if (req == nullptr) {
+      item.ready = true;
+      delete f;
+    } else if (UCS_PTR_IS_ERR(req)) {
+      item.ready = item.failed = true;
+      delete f;
     }
   }
 
@@ -737,6 +788,8 @@ class ucx_transport::impl {
         continue;
       }
       if (conn.session) conn.session->on_closed();
+      for (auto& item : conn.inbox)   // rendezvous data never fetched
+        if (item->rndv_desc) ucp_am_data_release(worker_, std::exchange(item->rndv_desc, nullptr));
       if (conn.ep) {
         by_ep_.erase(conn.ep);
         close_endpoint(conn.ep, /*force=*/false);
@@ -829,6 +882,10 @@ status validate(const transport_config& c) {
   if (c.connections_max < 1 || c.send_queue_frames_max < 1 || c.peer_sends_in_flight_max < 1)
     return make_error(error_code::invalid_argument,
                       "connections_max, send_queue_frames_max and peer_sends_in_flight_max must be at least 1");
+  if (c.inbound_bytes_max < c.tensor_bytes_max ||
+      c.inbound_bytes_max < c.session.limits.message_bytes_max + frame_header_bytes)
+    return make_error(error_code::invalid_argument,
+                      "inbound_bytes_max ({}) must hold one largest tensor and one largest frame", c.inbound_bytes_max);
   if (c.tick_interval_ms.count() <= 0 || c.tick_interval_ms > c.session.heartbeat_interval_ms)
     return make_error(error_code::invalid_argument, "tick_interval_ms must be in (0, heartbeat_interval_ms]");
   return ok_t{};
