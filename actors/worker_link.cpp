@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <unordered_map>
 #include <vector>
 
 #include "transport/wire.h"
@@ -21,6 +22,17 @@ struct worker_link_state {
   peer_id head = 0;          // the connected head (0: none)
   peer_id connecting = 0;    // a connect() in progress
   std::vector<caf::actor> batchers;   // by local index; null while down
+  // The batchers know a sequence by an id of this link's (never reused), not the head's:
+  // after the head is lost, what the old sequences still send (their cancelled finals)
+  // cannot be taken for a request of the next connection's head, whose ids start over.
+  struct forwarded {
+    std::uint64_t head_id = 0;
+    std::uint32_t attempt = 0;
+    std::int32_t replica = 0;
+  };
+  std::uint64_t next_local_id = 0;
+  std::unordered_map<std::uint64_t, forwarded> by_local;                  // this connection's sequences
+  std::unordered_map<std::uint64_t, std::vector<std::uint64_t>> by_head;  // head id -> its local ids
   worker_link_stats stats;
   static inline const char* name = "dsrt.worker_link";
 };
@@ -48,6 +60,27 @@ caf::actor* batcher_of(self_ptr self, std::int32_t replica) {
   return &st.batchers[std::size_t(i)];
 }
 
+void forget(worker_link_state& st, std::uint64_t local) {
+  const auto it = st.by_local.find(local);
+  if (it == st.by_local.end()) return;
+  if (auto h = st.by_head.find(it->second.head_id); h != st.by_head.end()) {
+    std::erase(h->second, local);
+    if (h->second.empty()) st.by_head.erase(h);
+  }
+  st.by_local.erase(it);
+}
+
+// Stops every sequence forwarded on the connection that was lost and forgets them: the
+// head gave those attempts up, and a new head's ids start over.
+void cancel_forwarded(self_ptr self) {
+  auto& st = self->state;
+  for (const auto& [local, f] : st.by_local)
+    if (auto* b = batcher_of(self, f.replica)) self->send(*b, cancel_atom::value, local);
+  st.stats.cancelled_on_head_loss += std::int64_t(st.by_local.size());
+  st.by_local.clear();
+  st.by_head.clear();
+}
+
 void connect(self_ptr self) {
   auto& st = self->state;
   st.connecting = st.transport->connect(st.options.head_host, st.options.head_port);
@@ -63,6 +96,19 @@ void on_frame(self_ptr self, transport::decoded_frame& f) {
         return;
       }
       if (auto* b = batcher_of(self, r->replica)) {
+        // An older attempt still here was given up by the router: it goes.
+        if (auto h = st.by_head.find(r->request_id); h != st.by_head.end())
+          for (const auto local : std::vector<std::uint64_t>(h->second)) {
+            const auto& old = st.by_local.at(local);
+            if (old.attempt >= r->attempt) continue;
+            if (auto* ob = batcher_of(self, old.replica)) self->send(*ob, cancel_atom::value, local);
+            forget(st, local);
+          }
+        const auto local = ++st.next_local_id;
+        st.by_local[local] = {r->request_id, r->attempt, r->replica};
+        st.by_head[r->request_id].push_back(local);
+        r->request_id = local;
+        r->sequence.id = local;
         self->send(*b, std::move(*r));
       } else {
         to_head(self, transport::encode(replica_final{r->request_id, r->attempt, r->replica,
@@ -74,8 +120,9 @@ void on_frame(self_ptr self, transport::decoded_frame& f) {
     case frame_type::replica_cancel: {
       auto id = transport::decode_cancel(f);
       if (!id) return;
-      for (auto& b : st.batchers)
-        if (b) self->send(b, cancel_atom::value, *id);
+      if (auto h = st.by_head.find(*id); h != st.by_head.end())
+        for (const auto local : h->second)
+          if (auto* b = batcher_of(self, st.by_local.at(local).replica)) self->send(*b, cancel_atom::value, local);
       return;
     }
     default:
@@ -108,7 +155,10 @@ caf::behavior worker_link_actor(self_ptr self, transport::ucx_transport* transpo
       [self](peer_down_msg& m) {
         auto& st = self->state;
         if (m.peer != st.head && m.peer != st.connecting) return;
-        if (m.peer == st.head) spdlog::warn("worker: lost the head: {}", m.why.to_string());
+        if (m.peer == st.head) {
+          spdlog::warn("worker: lost the head: {}", m.why.to_string());
+          cancel_forwarded(self);
+        }
         st.head = 0;
         st.connecting = 0;
         self->delayed_send(self, st.options.reconnect_interval_ms, reconnect_atom::value);
@@ -127,11 +177,41 @@ caf::behavior worker_link_actor(self_ptr self, transport::ucx_transport* transpo
         to_head(self, transport::encode(transport::replica_up_wire{up.replica, to_string(up.batcher.address())}));
       },
       [self](replica_down& down) {
+        auto& st = self->state;
         if (auto* b = batcher_of(self, down.replica)) *b = nullptr;
+        // Its sequences went with it (the head hears replica_down and moves them).
+        std::vector<std::uint64_t> gone;
+        for (const auto& [local, f] : st.by_local)
+          if (f.replica == down.replica) gone.push_back(local);
+        for (const auto local : gone) forget(st, local);
         to_head(self, transport::encode(transport::replica_down_wire{down.replica, down.permanent, down.reason}));
       },
-      [self](replica_chunks& c) { to_head(self, transport::encode(c)); },
-      [self](replica_final& f) { to_head(self, transport::encode(f)); },
+      [self](replica_chunks& c) {
+        // In the head's ids; chunks of sequences this connection did not forward are stale.
+        auto& st = self->state;
+        std::erase_if(c.chunks, [&](replica_chunk& chunk) {
+          const auto it = st.by_local.find(chunk.request_id);
+          if (it == st.by_local.end()) {
+            ++st.stats.stale;
+            return true;
+          }
+          chunk.request_id = it->second.head_id;
+          return false;
+        });
+        if (!c.chunks.empty()) to_head(self, transport::encode(c));
+      },
+      [self](replica_final& f) {
+        auto& st = self->state;
+        const auto it = st.by_local.find(f.request_id);
+        if (it == st.by_local.end()) {
+          ++st.stats.stale;
+          return;
+        }
+        const auto local = f.request_id;
+        f.request_id = it->second.head_id;
+        forget(st, local);
+        to_head(self, transport::encode(f));
+      },
       [self](status_atom) {
         auto s = self->state.stats;
         s.connected = self->state.head != 0;

@@ -7,7 +7,10 @@
 // It connects to the head at start and again, every reconnect_interval_ms, whenever the
 // connection is lost, and on each new connection announces every replica that is up.
 // While it has no head, what the batchers send is dropped: the head has given those
-// attempts up and retries or resumes them elsewhere.
+// attempts up and retries or resumes them elsewhere. When the head is lost every sequence
+// forwarded over that connection is cancelled, and the batchers know sequences by ids of
+// this link's, mapped back to the head's on the way out: a restarted head, whose request
+// ids start over, never gets an old sequence's tokens or final for a new request.
 #include <caf/all.hpp>
 
 #include <string>
@@ -29,6 +32,8 @@ struct worker_link_stats {
   bool connected = false;
   std::int64_t connects = 0;           // connections made to the head, all time
   std::int64_t dropped = 0;            // messages with no head to go to
+  std::int64_t cancelled_on_head_loss = 0;   // sequences stopped because their head went
+  std::int64_t stale = 0;              // chunks and finals of sequences no head waits for
 };
 
 // Handles: peer_up_msg, frame_msg, peer_down_msg (bridge); replica_up, replica_down,

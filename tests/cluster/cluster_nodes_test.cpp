@@ -65,26 +65,33 @@ void start_worker(tiny_cluster& c, std::int32_t node_id, std::int32_t replica_ba
   c.workers.push_back(std::move(w));
 }
 
-// A head and `workers` workers with one replica each.
-tiny_cluster start_cluster(int workers) {
-  tiny_cluster c;
+// A head for `workers` workers with one replica each (on `port`; 0: a free one). Without
+// stop_at_eos every request runs to its max_tokens.
+void start_head(tiny_cluster& c, int workers, std::uint16_t port = 0, bool stop_at_eos = true) {
   const auto& dir = engine::test_util::tiny_llama_dir();
-  auto tok = std::make_shared<tokenizer::tokenizer>(engine::test_util::load_tokenizer(dir));
-  c.eos = tok->eos_ids();
-  c.tokenizer = tok;
   head_node_options h;
   h.transport.session = quick_session();
+  h.transport.listen_port = port;
   h.replicas = workers;
   h.router = test::test_options(workers).router;
   auto probe = engine::test_util::make_backend();
   auto model = engine::test_util::load_model(dir, *probe, test::small_cache());
   h.router.policy.vocab_size = model->config().vocab_size;
   h.router.policy.context_tokens_max = model->config().max_position_embeddings;
-  h.router.policy.stop_token_ids = c.eos;
+  h.router.policy.stop_token_ids = stop_at_eos ? c.eos : std::vector<std::int32_t>{};
   auto head = head_node::start(h, c.secret, c.tokenizer);
   EXPECT_TRUE(head.ok()) << (head.ok() ? "" : head.err().to_string());
-  if (!head) return c;
-  c.head = std::move(*head);
+  if (head) c.head = std::move(*head);
+}
+
+// A head and `workers` workers with one replica each.
+tiny_cluster start_cluster(int workers, bool stop_at_eos = true) {
+  tiny_cluster c;
+  auto tok = std::make_shared<tokenizer::tokenizer>(engine::test_util::load_tokenizer(engine::test_util::tiny_llama_dir()));
+  c.eos = tok->eos_ids();
+  c.tokenizer = tok;
+  start_head(c, workers, 0, stop_at_eos);
+  if (!c.head) return c;
   for (int w = 0; w < workers; ++w) start_worker(c, w + 1, w, 1);
   auto ready = c.head->wait_ready(milliseconds(30000));
   EXPECT_TRUE(ready.ok()) << (ready.ok() ? "" : ready.err().to_string());
@@ -195,6 +202,48 @@ TEST(ClusterNodes, AClientWithTheWrongSecretIsRefusedWhileOthersAreServed) {
   const auto f = cl.generate(r);
   EXPECT_FALSE(f.failure);
   EXPECT_EQ(f.completion_tokens, 3u);
+}
+
+// The head restarts on its port while a worker still runs the old head's request. The new
+// head's ids start over, so its first request has the old one's id: the worker must stop
+// the old sequence and never pass its tokens or final off as the new request's.
+TEST(ClusterNodes, ARestartedHeadGetsNothingOfTheOldHeadsRequests) {
+  auto c = start_cluster(1, /*stop_at_eos=*/false);
+  ASSERT_TRUE(c.head);
+  const auto port = c.head->port();
+  c.workers[0].node->faults(0).slow_step_ms = 20;   // the old request is still running
+  {
+    auto remote = remote_runtime::connect(url_of(c), c.secret, c.tokenizer);
+    ASSERT_TRUE(remote.ok());
+    client cl(**remote);
+    test::collector col;
+    client_request old_request;
+    old_request.prompt = "the old head's request, long enough to outlive its head";
+    old_request.max_tokens = 400;
+    ASSERT_TRUE(cl.submit(old_request, col.on_chunk(0), col.on_final(0)).ok());
+    ASSERT_TRUE(col.wait_chunks(3, std::chrono::seconds(60)));
+    c.head.reset();   // the old head goes while its request runs
+    ASSERT_TRUE(col.wait_finals(1, std::chrono::seconds(60)));
+  }
+  start_head(c, 1, port, /*stop_at_eos=*/false);
+  ASSERT_TRUE(c.head);
+  ASSERT_TRUE(c.head->wait_ready(milliseconds(30000)).ok());
+  c.workers[0].node->faults(0).slow_step_ms = 0;
+  auto remote = remote_runtime::connect(url_of(c), c.secret, c.tokenizer);
+  ASSERT_TRUE(remote.ok());
+  client cl(**remote);
+  client_request fresh;
+  fresh.prompt = "a new head's first request";
+  fresh.max_tokens = 6;
+  const auto first = cl.generate(fresh);   // request id 1 at the new head, as the old one was
+  ASSERT_FALSE(first.failure) << first.failure->to_string();
+  EXPECT_EQ(first.completion_tokens, 6u);
+  const auto again = cl.generate(fresh);   // the same request alone: the same tokens
+  ASSERT_FALSE(again.failure) << again.failure->to_string();
+  EXPECT_EQ(first.tokens, again.tokens) << "the first request got another sequence's tokens";
+  auto link = c.workers[0].node->link_status();
+  ASSERT_TRUE(link.ok());
+  EXPECT_GE(link->cancelled_on_head_loss, 1) << "the old head's sequence was not stopped";
 }
 
 // Values the wire refuses (more stop strings than wire_limits allow) in a frame the head
