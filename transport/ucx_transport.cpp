@@ -274,6 +274,7 @@ class ucx_transport::impl {
         next_tick = now + config_.tick_interval_ms;
       }
       reap();
+      finish_closes();
       if (ucp_worker_arm(worker_) == UCS_ERR_BUSY) continue;   // more events already
       {
         std::lock_guard lock(mu_);
@@ -507,6 +508,23 @@ class ucx_transport::impl {
     return true;
   }
 
+  // Connections accepted here that have not proved the secret yet are at most
+  // handshakes_max: a new one closes the oldest (silent peers cannot hold the listener's
+  // connections_max against workers and clients that would prove it).
+  void make_room_for_a_handshake() {
+    std::size_t unproven = 0;
+    connection* oldest = nullptr;
+    for (auto& [id, c] : conns_) {
+      if (c.dead || c.connector || (c.session && c.session->is_up())) continue;
+      ++unproven;
+      if (!oldest || id < oldest->id) oldest = &c;
+    }
+    if (unproven >= config_.handshakes_max && oldest)
+      kill(*oldest, make_error(error_code::unauthenticated,
+                               "closed for a newer connection: more than handshakes_max ({}) unproven",
+                               config_.handshakes_max));
+  }
+
   static void on_conn_request(ucp_conn_request_h request, void* arg) {
     auto* self = static_cast<impl*>(arg);
     std::size_t live = 0;
@@ -517,6 +535,7 @@ class ucx_transport::impl {
       ++self->stats_.peers_rejected;
       return;
     }
+    self->make_room_for_a_handshake();
     const peer_id id = ++self->next_peer_;
     auto& conn = self->conns_[id];
     conn.id = id;
@@ -821,7 +840,24 @@ class ucx_transport::impl {
     rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
     rp.flags = force ? UCP_EP_CLOSE_FLAG_FORCE : 0;
     auto req = ucp_ep_close_nbx(ep, &rp);
-    if (req != nullptr && !UCS_PTR_IS_ERR(req)) closing_.push_back(req);
+    if (req != nullptr && !UCS_PTR_IS_ERR(req)) {
+      closing_.push_back(req);
+      std::lock_guard lock(stats_mu_);
+      stats_.closes_pending = closing_.size();
+    }
+  }
+
+  // Frees the requests of endpoint closes that have finished (a close against a dead peer
+  // may never finish; it stays counted in closes_pending).
+  void finish_closes() {
+    if (closing_.empty()) return;
+    std::erase_if(closing_, [](void* req) {
+      if (ucp_request_check_status(req) == UCS_INPROGRESS) return false;
+      ucp_request_free(req);
+      return true;
+    });
+    std::lock_guard lock(stats_mu_);
+    stats_.closes_pending = closing_.size();
   }
 
   void shutdown() {
@@ -882,6 +918,9 @@ status validate(const transport_config& c) {
   if (c.connections_max < 1 || c.send_queue_frames_max < 1 || c.peer_sends_in_flight_max < 1)
     return make_error(error_code::invalid_argument,
                       "connections_max, send_queue_frames_max and peer_sends_in_flight_max must be at least 1");
+  if (c.handshakes_max < 1 || c.handshakes_max > c.connections_max)
+    return make_error(error_code::invalid_argument, "handshakes_max ({}) must be in [1, connections_max ({})]",
+                      c.handshakes_max, c.connections_max);
   if (c.inbound_bytes_max < c.tensor_bytes_max ||
       c.inbound_bytes_max < c.session.limits.message_bytes_max + frame_header_bytes)
     return make_error(error_code::invalid_argument,

@@ -62,6 +62,7 @@ struct transport_config {
   bool listen = true;                        // false: connect only (a client)
   session_config session;
   std::size_t connections_max = 1024;        // more are refused at the listener
+  std::size_t handshakes_max = 64;           // accepted, not yet proven; a new one closes the oldest
   std::size_t send_queue_frames_max = 1u << 16;   // frames queued for the progress thread
   std::size_t peer_sends_in_flight_max = 1u << 14; // unfinished sends per peer; more: the
                                                    // peer is not reading and is closed
@@ -87,6 +88,7 @@ struct transport_stats {
   std::uint64_t data_endpoints = 0;   // connections whose tensors took a data endpoint
   std::uint64_t tensors_direct = 0;   // tensors sent over a data endpoint
   std::uint64_t tensors_waited = 0;   // tensors queued to wait for the peer's DataEndpoint
+  std::uint64_t closes_pending = 0;   // endpoint closes not finished yet (now, not a total)
 };
 
 class ucx_transport {

@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -125,6 +126,14 @@ class raw_ucx_client {
     if (ucp_request_check_status(req) == UCS_INPROGRESS) ucp_request_cancel(worker_, req);
     ucp_request_free(req);
   }
+  // Progresses for `d` (the connection gets established, the peer's messages read).
+  void progress(std::chrono::milliseconds d) {
+    const auto until = std::chrono::steady_clock::now() + d;
+    while (std::chrono::steady_clock::now() < until) {
+      ucp_worker_progress(worker_);
+      std::this_thread::sleep_for(1ms);
+    }
+  }
   // Progresses until the peer closes the endpoint or `limit` passes.
   void wait_lost(std::chrono::seconds limit) {
     const auto give_up = std::chrono::steady_clock::now() + limit;
@@ -195,6 +204,33 @@ TEST(UcxHostilePeer, ALargeFrameBeforeAnyHelloIsRefusedUnfetched) {
 
 TEST(UcxHostilePeer, ATensorBeforeAnyHelloIsRefusedUnfetched) {
   expect_refused_unfetched(2, std::size_t(1) << 30);
+}
+
+// Connections that never say Hello, as many as the listener takes: a real worker still gets
+// in, since unproven connections are at most handshakes_max and a new one closes the oldest.
+TEST(UcxHostilePeer, SilentConnectionsCannotHoldTheListenerAgainstARealPeer) {
+  counting_handler head_h;
+  transport_config config;
+  config.connections_max = 8;
+  config.handshakes_max = 4;
+  auto started = ucx_transport::start(config, secret(), {node_role::head, 0, 1}, head_h);
+  ASSERT_TRUE(started.ok()) << started.err().to_string();
+  auto head = std::move(*started);
+  std::vector<std::unique_ptr<raw_ucx_client>> silent;
+  for (std::size_t i = 0; i < config.connections_max; ++i) {
+    silent.push_back(std::make_unique<raw_ucx_client>(head->port()));
+    ASSERT_TRUE(silent.back()->ok());
+    silent.back()->progress(30ms);
+  }
+  counting_handler worker_h;
+  auto worker = start(worker_h, node_role::worker, 1, false);
+  ASSERT_TRUE(worker);
+  worker->connect("127.0.0.1", head->port());
+  EXPECT_TRUE(worker_h.wait(worker_h.ups, 1)) << "silent connections kept a real worker out";
+  EXPECT_GE(head->stats().peers_rejected, config.connections_max - config.handshakes_max + 1)
+      << "the oldest silent connections were closed for newer ones";
+  std::lock_guard lock(head_h.mu);
+  EXPECT_EQ(head_h.ups, 1);
 }
 
 }  // namespace

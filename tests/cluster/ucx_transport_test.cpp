@@ -393,6 +393,25 @@ TEST(UcxTransport, AClosedOrVanishedPeerIsReportedDown) {
   (void)p;
 }
 
+// Every connection that ends closes its endpoint; the close's request is freed when the
+// close finishes, not kept until the process ends.
+TEST(UcxTransport, EndpointClosesFinishAndAreFreedWhileTheProcessRuns) {
+  recorder head_r;
+  auto head = start(head_r, secret_of(8), node_role::head, 0, true);
+  ASSERT_TRUE(head);
+  constexpr int peers = 20;
+  for (int i = 0; i < peers; ++i) {
+    recorder worker_r;
+    auto worker = start(worker_r, secret_of(8), node_role::worker, 1 + i, false);
+    ASSERT_TRUE(worker);
+    const auto p = worker->connect("127.0.0.1", head->port());
+    ASSERT_TRUE(worker_r.wait([&](recorder& r) { return r.up_.count(p) > 0; }));
+  }   // each worker's transport goes away: the head closes its side
+  ASSERT_TRUE(head_r.wait([&](recorder& r) { return r.down_.size() == peers; }));
+  EXPECT_TRUE(wait_until_true([&] { return head->stats().closes_pending == 0; }))
+      << head->stats().closes_pending << " endpoint closes still held";
+}
+
 TEST(UcxTransport, ConnectingToNothingIsReportedDown) {
   recorder r;
   auto client = start(r, secret_of(7), node_role::client, -1, false);
