@@ -46,6 +46,8 @@ class head_node : public router_access {
   caf::actor_system& system() override { return *system_; }
   const caf::actor& router() const override { return router_; }
   const std::shared_ptr<const tokenizer::tokenizer>& tokenizer() const override { return tokenizer_; }
+  // Ids of apps on the head count from 1; remote clients' requests reach the router with
+  // the top bit set (head_link), so the two never collide.
   std::uint64_t next_request_id() override { return ++request_ids_; }
 
   result<router_counters> router_status();

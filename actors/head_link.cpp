@@ -51,12 +51,16 @@ struct head_link_state {
   std::unordered_map<peer_id, transport::hello_wire> clients;
   std::unordered_map<std::uint64_t, remote_request> requests;           // head id -> client's
   std::map<std::pair<peer_id, std::uint64_t>, std::uint64_t> by_client;   // client's -> head id
-  std::uint64_t next_id = 0;
+  std::uint64_t next_id = 0;   // remote requests' router ids are remote_id_bit | next_id
   head_link_stats stats;
   static inline const char* name = "dsrt.head_link";
 };
 
 using self_ptr = caf::stateful_actor<head_link_state>*;
+
+// Apps on the head feed the same router through head_node::next_request_id(), counting
+// from 1: remote requests' ids carry the top bit, so the two never meet.
+constexpr std::uint64_t remote_id_bit = std::uint64_t{1} << 63;
 
 void reject(self_ptr self, peer_id peer, const std::string& why) {
   spdlog::warn("head: disconnecting peer {}: {}", peer, why);
@@ -147,7 +151,7 @@ void on_client_frame(self_ptr self, peer_id peer, transport::decoded_frame& f) {
         (void)st.transport->send(peer, transport::encode(dup));
         return;
       }
-      const auto id = ++st.next_id;
+      const auto id = remote_id_bit | ++st.next_id;
       st.requests[id] = remote_request{peer, r->request_id};
       st.by_client[key] = id;
       ++st.stats.remote_requests;

@@ -246,6 +246,32 @@ TEST(ClusterNodes, ARestartedHeadGetsNothingOfTheOldHeadsRequests) {
   EXPECT_GE(link->cancelled_on_head_loss, 1) << "the old head's sequence was not stopped";
 }
 
+// An app on the head (dsrt::client on head_node) and a remote client each send their
+// first request at once: both are request 1 to their side, neither may take the other's
+// place in the router.
+TEST(ClusterNodes, RequestsOfAppsOnTheHeadAndOfRemoteClientsDoNotCollide) {
+  auto c = start_cluster(1, /*stop_at_eos=*/false);
+  ASSERT_TRUE(c.head);
+  c.workers[0].node->faults(0).slow_step_ms = 5;   // both requests are in flight together
+  auto remote = remote_runtime::connect(url_of(c), c.secret, c.tokenizer);
+  ASSERT_TRUE(remote.ok());
+  client local_client(*c.head), remote_client(**remote);
+  test::collector col;
+  client_request r;
+  r.prompt = "two clients, one router";
+  r.max_tokens = 12;
+  ASSERT_TRUE(local_client.submit(r, col.on_chunk(0), col.on_final(0)).ok());
+  ASSERT_TRUE(remote_client.submit(r, col.on_chunk(1), col.on_final(1)).ok());
+  ASSERT_TRUE(col.wait_finals(2, std::chrono::seconds(60)));
+  col.expect_contract();
+  const auto records = col.records();
+  for (const auto& [key, rec] : records) {
+    ASSERT_FALSE(rec.final.failure) << (key == 0 ? "local" : "remote") << ": " << rec.final.failure->to_string();
+    EXPECT_EQ(rec.final.completion_tokens, 12u);
+  }
+  EXPECT_EQ(records.at(0).tokens, records.at(1).tokens) << "the same greedy request, the same tokens";
+}
+
 // Values the wire refuses (more stop strings than wire_limits allow) in a frame the head
 // can read: the client gets INVALID_ARGUMENT under its own id, not silence, and the
 // connection keeps serving.
