@@ -7,12 +7,17 @@ namespace dsrt::actors {
 
 caf::behavior shard_actor(caf::event_based_actor*, std::shared_ptr<serving::step_executor> executor,
                           std::shared_ptr<shard_faults> faults) {
+  const auto claim = executor->claim();
   return {
-      [executor, faults](const step_request& request) {
+      [executor, faults, claim](const step_request& request) {
         step_result out;
         out.step = request.step;
         // A restarted replica's shard waits here for its killed predecessor's last step.
         const auto lease = executor->lease();
+        if (!executor->claimed_by(claim)) {   // replaced while it waited: its batcher is gone
+          out.failure = make_error(error_code::unavailable, "step {}: this shard was replaced", request.step);
+          return out;
+        }
         const auto start = std::chrono::steady_clock::now();
         if (const auto slow = faults->slow_step_ms.load(); slow > 0)
           std::this_thread::sleep_for(std::chrono::milliseconds(slow));

@@ -4,7 +4,8 @@
 // a step runs, so it is spawned detached (its own thread) and never stalls CAF's workers.
 // It holds the executor's lease() for each step: a replica restarted while its old shard is
 // still inside a step (a hung or slowed device) runs its first step after that one returns,
-// never beside it on the same device.
+// never beside it on the same device; a shard replaced while it waited (a second restart)
+// runs nothing once it gets the lease (step_executor::claim).
 //
 // Fault points (compiled in, off unless a test or `dsbench load --fault` turns them on):
 // fail_steps makes every step fail, slow_step_ms adds that much time to each step.

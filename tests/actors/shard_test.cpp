@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <map>
 #include <thread>
 
 #include "actors/shard.h"
@@ -74,6 +75,41 @@ TEST(Shard, ARestartedShardsStepWaitsForItsKilledPredecessorsStep) {
   EXPECT_EQ(exec->runs.load(), 2);
   EXPECT_EQ(exec->max_inside.load(), 1) << "two shards ran one executor at once";
   self->send_exit(new_shard, caf::exit_reason::kill);
+}
+
+// Two restarts while the device hangs: the second shard, replaced while it waited for the
+// lease, must not run its dead batcher's plan after the hung step returns; only the newest
+// shard's step runs.
+TEST(Shard, AShardReplacedWhileItWaitedForTheDeviceRunsNothing) {
+  caf::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  auto exec = std::make_shared<gated_executor>();
+  auto faults = std::make_shared<shard_faults>();
+  auto plan = std::make_shared<const batching::step_plan>();
+  caf::scoped_actor self{sys};
+
+  auto first = sys.spawn<caf::detached>(shard_actor, exec, faults);
+  self->send(first, step_request{1, plan});
+  exec->entered.get_future().wait();
+  self->send_exit(first, caf::exit_reason::kill);
+  auto second = sys.spawn<caf::detached>(shard_actor, exec, faults);
+  self->send(second, step_request{2, plan});
+  self->send_exit(second, caf::exit_reason::kill);   // the watchdog fires again
+  auto third = sys.spawn<caf::detached>(shard_actor, exec, faults);
+  self->send(third, step_request{3, plan});
+  for (int i = 0; i < 10000 && exec->claims() < 3; ++i) std::this_thread::sleep_for(1ms);
+  ASSERT_EQ(exec->claims(), 3u) << "the third shard never started";
+  exec->open.set_value();
+
+  std::map<std::uint64_t, bool> failed;
+  for (int i = 0; i < 3; ++i)
+    self->receive([&](const step_result& r) { failed[r.step] = r.failure.has_value(); },
+                  caf::after(std::chrono::seconds(30)) >> [&] { ADD_FAILURE() << "a step never answered"; });
+  EXPECT_EQ(failed, (std::map<std::uint64_t, bool>{{1, false}, {2, true}, {3, false}}))
+      << "the replaced shard's step must fail without running";
+  EXPECT_EQ(exec->runs.load(), 2) << "steps 1 and 3 only";
+  EXPECT_EQ(exec->max_inside.load(), 1);
+  self->send_exit(third, caf::exit_reason::kill);
 }
 
 }  // namespace
