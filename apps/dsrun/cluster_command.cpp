@@ -64,7 +64,7 @@ int ask(const cluster_flags& f, const std::string& url, const transport::cluster
   if (!tok) return report(tok.err());
   auto rt = actors::remote_runtime::connect(url, secret, std::make_shared<tokenizer::tokenizer>(std::move(*tok)));
   if (!rt) return report(rt.err());
-  return stream_answer(**rt, f.ask, "through " + url);
+  return stream_answer(**rt, f.ask, "through " + url, [] { return stop_signal != 0; });
 }
 
 // Where each node runs and how it is started: locally (127.0.0.1), as a Slurm job step on

@@ -1,7 +1,9 @@
 #include "apps/dsrun/stream_answer.h"
 
 #include <cstdio>
+#include <chrono>
 #include <future>
+#include <memory>
 
 #include "actors/client.h"
 #include "apps/common/engine_setup.h"
@@ -18,7 +20,8 @@ void add_prompt_flags(CLI::App& cmd, prompt_flags& f, bool prompt_required) {
   cmd.add_option("--stop", f.stop, "stop strings");
 }
 
-int stream_answer(actors::router_access& runtime, const prompt_flags& f, const std::string& where) {
+int stream_answer(actors::router_access& runtime, const prompt_flags& f, const std::string& where,
+                  const std::function<bool()>& stopped) {
   client c(runtime);
   client_request r;
   if (f.chat)
@@ -28,16 +31,28 @@ int stream_answer(actors::router_access& runtime, const prompt_flags& f, const s
   r.max_tokens = f.max_tokens;
   r.sampling = f.sampling;
   r.stop = f.stop;
-  std::promise<actors::final_message> done;
+  // Shared with the callback: an interrupted wait returns before the final may come.
+  auto done = std::make_shared<std::promise<actors::final_message>>();
   auto id = c.submit(
       r,
       [](const actors::token_chunk& chunk) {
         std::fwrite(chunk.text.data(), 1, chunk.text.size(), stdout);
         std::fflush(stdout);
       },
-      [&done](const actors::final_message& fin) { done.set_value(fin); });
+      [done](const actors::final_message& fin) { done->set_value(fin); });
   if (!id) return report(id.err());
-  const auto fin = done.get_future().get();
+  auto answered = done->get_future();
+  while (answered.wait_for(std::chrono::milliseconds(20)) != std::future_status::ready) {
+    if (!stopped()) continue;
+    c.cancel(*id);   // its final follows
+    if (answered.wait_for(std::chrono::milliseconds(cancel_wait_ms)) != std::future_status::ready) {
+      std::printf("\n");
+      return report(make_error(error_code::cancelled, "interrupted; the request's final did not come within {} ms",
+                               cancel_wait_ms));
+    }
+    break;
+  }
+  const auto fin = answered.get();
   std::printf("\n");
   if (fin.failure) return report(*fin.failure);
   std::fprintf(stderr, "[%u prompt tokens, %u generated, finished by %s, %s]\n", fin.prompt_tokens,

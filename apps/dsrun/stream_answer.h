@@ -3,6 +3,7 @@
 // dsrun --nodes N --prompt, through a cluster), then a statistics line to stderr.
 #include <CLI/CLI.hpp>
 
+#include <functional>
 #include <string>
 
 #include "actors/router_access.h"
@@ -22,7 +23,11 @@ struct prompt_flags {
 void add_prompt_flags(CLI::App& cmd, prompt_flags& flags, bool prompt_required);
 
 // Returns the exit code: 0, or report()'s for an error (the request's or its final's).
-// `where` ends the statistics line ("2 replicas", "through dsrt://...").
-int stream_answer(actors::router_access& runtime, const prompt_flags& flags, const std::string& where);
+// `where` ends the statistics line ("2 replicas", "through dsrt://..."). When `stopped`
+// turns true (a signal) the request is cancelled and its final (CANCELLED) awaited for at
+// most cancel_wait_ms.
+inline constexpr int cancel_wait_ms = 5000;
+int stream_answer(actors::router_access& runtime, const prompt_flags& flags, const std::string& where,
+                  const std::function<bool()>& stopped = [] { return false; });
 
 }  // namespace dsrt::apps

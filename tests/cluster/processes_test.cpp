@@ -189,6 +189,32 @@ TEST(ClusterProcesses, AWorkerKilledUnderLoadIsRestartedAndNoRequestLosesItsFina
   fs::remove_all(l.run);
 }
 
+// SIGINT while `dsrun --nodes N --prompt` streams: the request is cancelled (not waited
+// out), every node stops, and dsrun exits with the error.
+TEST(ClusterProcesses, SigintWhileAPromptStreamsCancelsItAndStopsEveryNode) {
+  launched l;
+  // A prompt whose greedy answer on tiny-llama (dsgen --seed 1) meets no EOS in 4,000
+  // tokens (most prompts end within a few hundred): it streams long enough to interrupt.
+  launch(l, {"--prompt", "test", "--max-tokens", "4000"});
+  const auto log = l.run.parent_path() / ("dsrun-" + std::to_string(::getpid()) + ".log");
+  ASSERT_TRUE(wait_until(milliseconds(60000), "the answer streaming", [&] {
+    const auto text = read_text(log);
+    const auto ready = text.find("cluster ready");
+    const auto line_end = ready == std::string::npos ? std::string::npos : text.find('\n', ready);
+    return line_end != std::string::npos && text.size() > line_end + 20;   // answer text after the ready line
+  }).ok());
+  std::vector<pid_t> nodes;
+  for (int i = 0; i < 3; ++i) nodes.push_back(pid_in(l.run / ("node-" + std::to_string(i) + ".pid")));
+  ASSERT_EQ(::kill(l.pid, SIGINT), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(l.pid, &status, 0), l.pid);
+  l.pid = -1;
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1) << "the answer ran to its end instead of being cancelled";
+  for (auto pid : nodes) EXPECT_FALSE(alive(pid)) << "node process " << pid << " outlived dsrun";
+  fs::remove_all(l.run);
+}
+
 TEST(ClusterProcesses, DsbenchLoadConnectReportsTheContractCounters) {
   launched l;
   ASSERT_NO_FATAL_FAILURE(launch(l, {}));
