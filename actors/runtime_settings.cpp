@@ -33,7 +33,7 @@ void bind_runtime(config::settings& s, runtime_options& o) {
   s.add("runtime.replicas", &o.replicas, "count",
         "Model replicas on this node, each with its own batcher, shard and KV cache: more "
         "throughput, more memory.",
-        1, 64);
+        1, runtime_replicas_max);
   s.add("runtime.scheduler_threads", &o.scheduler_threads, "count",
         "CAF worker threads for the router, batchers and supervisor; shards run on threads of "
         "their own, so a few are enough.",

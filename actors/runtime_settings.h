@@ -23,6 +23,10 @@
 
 namespace dsrt::actors {
 
+// runtime.replicas' bound: the replicas of one node (and of a cluster, whose head takes
+// the cluster's count as its own).
+inline constexpr int runtime_replicas_max = 64;
+
 // Binds every configurable field of o and m to s; their current values become the defaults
 // markdown_table() shows.
 // REQUIRES: s has none of these names bound yet; every field of o and m is within its bounds

@@ -12,7 +12,7 @@ namespace dsrt::apps {
 void add_runtime_flags(CLI::App& app, runtime_flags& flags) {
   app.add_option("--replicas", flags.replicas, "model replicas, each with its own model copy and KV cache")
       ->capture_default_str()
-      ->check(CLI::Range(1, 64));
+      ->check(CLI::Range(1, replicas_max));
   app.add_flag("--null-backend", flags.null_backend,
                "shards return tokens without running the model: measures the runtime's overhead");
   app.add_flag("--ignore-eos", flags.ignore_eos, "generate exactly max_tokens (no end-of-sequence stop)");

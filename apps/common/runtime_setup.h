@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "actors/local_runtime.h"
+#include "actors/runtime_settings.h"
 #include "apps/common/engine_setup.h"
 
 namespace dsrt::apps {
@@ -17,6 +18,9 @@ struct runtime_flags {
   std::string config_file;    // settings file (docs/CONFIGURATION.md); "" = none
   std::vector<std::string> overrides;   // --set section.name=value, after the file
 };
+
+// --replicas' bound: runtime.replicas' (dsnode head takes a whole cluster's count).
+inline constexpr int replicas_max = actors::runtime_replicas_max;
 
 void add_runtime_flags(CLI::App& app, runtime_flags& flags);
 

@@ -19,6 +19,7 @@
 
 #include "actors/remote_runtime.h"
 #include "apps/common/engine_setup.h"
+#include "apps/common/runtime_setup.h"
 #include "apps/common/remote_launch.h"
 #include "apps/common/slurm_env.h"
 #include "apps/dsrun/commands.h"
@@ -254,7 +255,7 @@ std::function<int()> add_cluster_command(CLI::App& app) {
   cmd->add_option("--nodes", f->nodes, "node processes: a head and N-1 workers")->capture_default_str()
       ->check(CLI::Range(2, 256));
   cmd->add_option("--replicas", f->replicas, "model replicas over the workers (default: one per worker)")
-      ->check(CLI::Range(1, 1024));
+      ->check(CLI::Range(1, replicas_max));
   cmd->add_flag("--slurm", f->slurm,
                 "inside a Slurm allocation: one node per task (SLURM_NTASKS), started with srun on its "
                 "task's host; --run-dir must be on a filesystem the hosts share");

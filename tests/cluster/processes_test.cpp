@@ -193,9 +193,8 @@ TEST(ClusterProcesses, AWorkerKilledUnderLoadIsRestartedAndNoRequestLosesItsFina
 // out), every node stops, and dsrun exits with the error.
 TEST(ClusterProcesses, SigintWhileAPromptStreamsCancelsItAndStopsEveryNode) {
   launched l;
-  // A prompt whose greedy answer on tiny-llama (dsgen --seed 1) meets no EOS in 4,000
-  // tokens (most prompts end within a few hundred): it streams long enough to interrupt.
-  launch(l, {"--prompt", "test", "--max-tokens", "4000"});
+  // No end-of-sequence stop: the answer streams its 4,000 tokens unless interrupted.
+  launch(l, {"--node-arg=--ignore-eos", "--prompt", "hello", "--max-tokens", "4000"});
   const auto log = l.run.parent_path() / ("dsrun-" + std::to_string(::getpid()) + ".log");
   ASSERT_TRUE(wait_until(milliseconds(60000), "the answer streaming", [&] {
     const auto text = read_text(log);
@@ -213,6 +212,22 @@ TEST(ClusterProcesses, SigintWhileAPromptStreamsCancelsItAndStopsEveryNode) {
   EXPECT_EQ(WEXITSTATUS(status), 1) << "the answer ran to its end instead of being cancelled";
   for (auto pid : nodes) EXPECT_FALSE(alive(pid)) << "node process " << pid << " outlived dsrun";
   fs::remove_all(l.run);
+}
+
+// dsrun refuses a replica count its head could not take (dsnode head --replicas shares
+// runtime.replicas' bound) before it starts anything.
+TEST(ClusterProcesses, DsrunRefusesMoreReplicasThanItsHeadTakes) {
+  const auto cmd = dsrun + " --nodes 3 --replicas 65 --model " + engine::test_util::tiny_llama_dir().string() +
+                   " --prompt hi 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  ASSERT_TRUE(p);
+  std::string out;
+  char buf[4096];
+  while (std::size_t n = std::fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
+  const int rc = ::pclose(p);
+  EXPECT_NE(WEXITSTATUS(rc), 0) << out;
+  EXPECT_NE(out.find("--replicas"), std::string::npos) << out;
+  EXPECT_EQ(out.find("cluster ready"), std::string::npos) << out;
 }
 
 TEST(ClusterProcesses, DsbenchLoadConnectReportsTheContractCounters) {
