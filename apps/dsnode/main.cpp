@@ -34,6 +34,7 @@ struct node_flags {
   std::string listen = "127.0.0.1:7400";
   std::string head = "127.0.0.1:7400";
   std::string ready_file;
+  std::string drained_file;
   std::int32_t node_id = 1;
   std::int32_t replica_base = 0;
   std::int64_t drain_timeout_ms = 30000;
@@ -58,6 +59,14 @@ int wait_signal(const sigset_t& set, milliseconds wait) {
   timespec ts{time_t(wait.count() / 1000), long(wait.count() % 1000) * 1000000L};
   const int sig = ::sigtimedwait(&set, nullptr, &ts);
   return sig > 0 ? sig : 0;
+}
+
+// Writes `line` to `path` at once (a temporary, then renamed); nothing when path is empty.
+void write_marker(const std::string& path, const std::string& line) {
+  if (path.empty()) return;
+  const auto tmp = path + ".tmp";
+  std::ofstream(tmp) << line << "\n";
+  std::rename(tmp.c_str(), path.c_str());
 }
 
 int run_head(const node_flags& f, const sigset_t& signals) {
@@ -90,18 +99,16 @@ int run_head(const node_flags& f, const sigset_t& signals) {
       const auto url = fmt::format("dsrt://{}:{}", listen->host, (*head)->port());
       std::printf("dsnode head: ready %s\n", url.c_str());
       std::fflush(stdout);
-      if (!f.ready_file.empty()) {
-        const auto tmp = f.ready_file + ".tmp";
-        std::ofstream(tmp) << url << "\n";
-        std::rename(tmp.c_str(), f.ready_file.c_str());
-      }
+      write_marker(f.ready_file, url);
     }
   }
   (*head)->drain();
   const auto give_up = std::chrono::steady_clock::now() + milliseconds(f.drain_timeout_ms);
   while ((*head)->in_flight() > 0 && std::chrono::steady_clock::now() < give_up)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  spdlog::info("dsnode head: drained ({} requests still in flight), stopping", (*head)->in_flight());
+  const auto left = (*head)->in_flight();
+  spdlog::info("dsnode head: drained ({} requests still in flight), stopping", left);
+  write_marker(f.drained_file, fmt::format("{} requests still in flight", left));
   return 0;
 }
 
@@ -153,6 +160,8 @@ int main(int argc, char** argv) {
   add_common(*head, f);
   head->add_option("--listen", f.listen, "HOST:PORT for workers and clients")->capture_default_str();
   head->add_option("--ready-file", f.ready_file, "written (with the address) once every replica is up");
+  head->add_option("--drained-file", f.drained_file,
+                   "written once a signal's drain has ended (dsrun waits for it before stopping the workers)");
   head->add_option("--drain-timeout-ms", f.drain_timeout_ms, "on SIGTERM, how long in-flight requests may take")
       ->capture_default_str()->check(CLI::Range(0, 3600000));
   auto* worker = app.add_subcommand("worker", "replicas (batcher + shard pairs) under a node supervisor");

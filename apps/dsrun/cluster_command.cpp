@@ -139,8 +139,10 @@ int run_cluster(const cluster_flags& f) {
   std::filesystem::create_directories(run, ec);
   const auto secret_file = run / "cluster.secret";
   const auto ready_file = run / "ready";
+  const auto drained_file = run / "drained";
   std::filesystem::remove(secret_file, ec);
   std::filesystem::remove(ready_file, ec);
+  std::filesystem::remove(drained_file, ec);
   auto secret = transport::create_secret_file(secret_file);
   if (!secret) return report(secret.err());
 
@@ -159,8 +161,8 @@ int run_cluster(const cluster_flags& f) {
       "head",
       launcher(*where, 0,
                common({dsnode, "head", "--listen", fmt::format("{}:{}", where->listen_host, f.port), "--replicas",
-                       std::to_string(replicas), "--ready-file", ready_file.string(), "--drain-timeout-ms",
-                       std::to_string(f.drain_timeout_ms)})),
+                       std::to_string(replicas), "--ready-file", ready_file.string(), "--drained-file",
+                       drained_file.string(), "--drain-timeout-ms", std::to_string(f.drain_timeout_ms)})),
       (run / "node-0.log").string()));
   int base = 0;
   for (int w = 0; w < workers; ++w) {
@@ -190,9 +192,17 @@ int run_cluster(const cluster_flags& f) {
   auto forget_run_dir = [&] {
     if (f.run_dir.empty()) std::filesystem::remove_all(run, ec);
   };
-  // Stops the head first (it drains), then the workers.
+  // Stops the head first (it drains), then the workers. Over ssh the process dsrun signals
+  // is the local ssh, which ends at once while the remote head is still draining: then the
+  // head's drained file (on the run directory the hosts share) says when it is done.
   auto stop_all = [&] {
-    nodes.front()->stop(int(f.drain_timeout_ms) + 5000);
+    const int drain_ms = int(f.drain_timeout_ms) + 5000;
+    nodes.front()->stop(drain_ms);
+    if (where->launch == placement::how::ssh && std::filesystem::exists(ready_file)) {
+      const auto give_up = std::chrono::steady_clock::now() + milliseconds(drain_ms);
+      while (!std::filesystem::exists(drained_file) && std::chrono::steady_clock::now() < give_up)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
     for (std::size_t i = 1; i < nodes.size(); ++i) nodes[i]->stop(5000);
   };
   const auto url = "dsrt://" + head_addr;

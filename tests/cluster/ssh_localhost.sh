@@ -59,4 +59,28 @@ sleep 1
 if pgrep -f "dsnode .*$dir/run" >/dev/null; then
   pgrep -af "dsnode .*$dir/run"; echo "FAIL: a node process outlived dsrun"; exit 1
 fi
-echo "PASS: dsrun --hostfile answered through 2 nodes started over ssh"
+
+# SIGTERM while a request streams: over ssh dsrun must wait for the remote head's drain (its
+# drained file) before stopping the workers, so the accepted answer still finishes.
+run2="$dir/run2"
+port2=$((dsrt_port + 1))
+"$build/apps/dsrun/dsrun" --hostfile "$dir/hosts" --ssh "$ssh_cmd" --model "$dir/tiny-llama" --port "$port2" \
+  --run-dir "$run2" --threads 1 --node-arg=--ignore-eos > "$dir/dsrun2.out" 2>&1 &
+dsrun_pid=$!
+for _ in $(seq 600); do [ -f "$run2/ready" ] && break; sleep 0.1; done
+[ -f "$run2/ready" ] || { cat "$dir/dsrun2.out"; echo "FAIL: the second cluster was not ready"; exit 1; }
+timeout 120 "$build/apps/dsrun/dsrun" ask --connect "dsrt://127.0.0.1:$port2" --secret-file "$run2/cluster.secret" \
+  --model "$dir/tiny-llama" --prompt hello --max-tokens 4000 > "$dir/ask.out" 2>&1 &
+ask_pid=$!
+for _ in $(seq 3000); do [ -s "$dir/ask.out" ] && break; sleep 0.01; done   # the answer streams
+kill -TERM "$dsrun_pid"
+wait "$ask_pid" || true
+wait "$dsrun_pid" || true
+grep -q "4000 generated" "$dir/ask.out" || {
+  tail -c 400 "$dir/ask.out"; echo; cat "$run2"/node-*.log 2>/dev/null | tail -20
+  echo "FAIL: the workers stopped before the head had drained the streaming request"; exit 1; }
+sleep 1
+if pgrep -f "dsnode .*$run2" >/dev/null; then
+  pgrep -af "dsnode .*$run2"; echo "FAIL: a node process outlived dsrun"; exit 1
+fi
+echo "PASS: dsrun --hostfile answered through 2 nodes started over ssh, and drained before stopping them"
