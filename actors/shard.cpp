@@ -6,8 +6,7 @@
 namespace dsrt::actors {
 
 caf::behavior shard_actor(caf::event_based_actor*, std::shared_ptr<serving::step_executor> executor,
-                          std::shared_ptr<shard_faults> faults) {
-  const auto claim = executor->claim();
+                          std::shared_ptr<shard_faults> faults, std::uint64_t claim) {
   return {
       [executor, faults, claim](const step_request& request) {
         step_result out;

@@ -25,7 +25,9 @@ struct shard_faults {
 };
 
 // Handles: step_request -> step_result.
+// `claim`: executor->claim(), taken by whoever spawns the shard, in spawn order (a detached
+// actor builds its behavior later, on its own thread).
 caf::behavior shard_actor(caf::event_based_actor* self, std::shared_ptr<serving::step_executor> executor,
-                          std::shared_ptr<shard_faults> faults);
+                          std::shared_ptr<shard_faults> faults, std::uint64_t claim);
 
 }  // namespace dsrt::actors

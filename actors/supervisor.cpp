@@ -29,7 +29,7 @@ void spawn_replica(self_ptr self, int i) {
   const auto& exec = st.options.executors[std::size_t(i)];
   const auto& faults = st.options.faults[std::size_t(i)];
   g.shard = st.options.spawn_shard ? st.options.spawn_shard(self->system(), exec, faults)
-                                   : self->system().spawn<caf::detached>(shard_actor, exec, faults);
+                                   : self->system().spawn<caf::detached>(shard_actor, exec, faults, exec->claim());
   batcher_options bo;
   bo.replica = st.options.replica_base + i;
   bo.scheduler = st.options.scheduler;

@@ -68,6 +68,11 @@ int serve(const transport_flags& f) {
   actors::transport_bridge bridge;
   transport::transport_config tc;
   tc.listen_port = std::uint16_t(f.port);
+  // The peer takes `window` tensors of tensor_mb MiB at once, whatever their size.
+  const std::uint64_t tensor_bytes = std::uint64_t(f.tensor_mb) << 20;
+  tc.tensor_bytes_max = std::max(tc.tensor_bytes_max, tensor_bytes);
+  tc.inbound_bytes_max =
+      std::max(tc.inbound_bytes_max, std::uint64_t(f.window) * tensor_bytes + tc.session.limits.message_bytes_max * 2);
   auto t = transport::ucx_transport::start(tc, *secret, {transport::node_role::head, 0, 1}, bridge);
   if (!t) {
     bridge.set_target(caf::actor{});
@@ -206,7 +211,8 @@ int run(const transport_flags& f) {
   auto secret = transport::create_secret_file(dir / "secret");
   if (!secret) return report(secret.err());
   node_process peer("peer", {self_exe(), "transport", "--serve", "--port", std::to_string(f.port), "--secret-file",
-                             (dir / "secret").string()},
+                             (dir / "secret").string(), "--tensor-mb", std::to_string(f.tensor_mb), "--window",
+                             std::to_string(f.window)},
                     (dir / "peer.log").string());
   if (auto s = peer.start(); !s) return report(s.err());
   std::this_thread::sleep_for(std::chrono::milliseconds(500));   // the peer's listener

@@ -131,6 +131,9 @@ int run_cluster(const cluster_flags& f) {
   const int replicas = f.replicas > 0 ? f.replicas : workers;
   if (replicas < workers)
     return report(make_error(error_code::invalid_argument, "{} replicas cannot cover {} workers", replicas, workers));
+  if (replicas > replicas_max)   // the default, one per worker, included
+    return report(make_error(error_code::invalid_argument, "{} replicas: the head takes at most {}", replicas,
+                             replicas_max));
   // Absolute paths: nodes may start elsewhere (srun, ssh) and in another directory.
   const std::filesystem::path run = std::filesystem::absolute(
       f.run_dir.empty() ? std::filesystem::path(fmt::format("/tmp/dsrun-{}", ::getpid())) : std::filesystem::path(f.run_dir));
@@ -178,6 +181,7 @@ int run_cluster(const cluster_flags& f) {
   }
   // Starts node i and records its pid in run/node-I.pid (for operators and tests).
   auto start_node = [&](std::size_t i) -> status {
+    if (i == 0) std::filesystem::remove(drained_file, ec);   // a restarted head drains anew
     DSRT_TRY(nodes[i]->start());
     std::ofstream(run / fmt::format("node-{}.pid", i)) << nodes[i]->pid() << "\n";
     return ok_t{};
@@ -263,7 +267,7 @@ std::function<int()> add_cluster_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("cluster", "start a local cluster of dsnode processes (same as dsrun --nodes N)");
   cmd->add_option("--model", f->model_dir, "model directory")->required();
   cmd->add_option("--nodes", f->nodes, "node processes: a head and N-1 workers")->capture_default_str()
-      ->check(CLI::Range(2, 256));
+      ->check(CLI::Range(2, replicas_max + 1));
   cmd->add_option("--replicas", f->replicas, "model replicas over the workers (default: one per worker)")
       ->check(CLI::Range(1, replicas_max));
   cmd->add_flag("--slurm", f->slurm,

@@ -37,12 +37,11 @@ class step_executor {
   // inside a step (killed by the watchdog while the device hangs or sleeps under a fault):
   // the new shard's first step waits here until that step has returned.
   [[nodiscard]] std::unique_lock<std::mutex> lease() { return std::unique_lock(in_use_); }
-  // The replica's shards, newest last: each claims the executor when it starts, and a step
+  // The replica's shards, newest last: each is spawned with a claim, and a step
   // of a shard no longer the latest claimant (killed and replaced while it waited for the
   // lease) must run nothing, not even skip(), whose plan belongs to a dead batcher.
   std::uint64_t claim() { return ++claims_; }
   bool claimed_by(std::uint64_t claim) const { return claims_.load() == claim; }
-  std::uint64_t claims() const { return claims_.load(); }
 
  private:
   std::mutex in_use_;

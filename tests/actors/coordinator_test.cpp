@@ -146,7 +146,7 @@ class Coordinator : public ::testing::Test {
   caf::actor batcher(int replica, batching::scheduler_config s, const caf::actor& router) {
     std::shared_ptr<serving::step_executor> exec =
         std::make_shared<serving::null_executor>(tiny_tokenizer()->vocab_size(), 3, 64, 16, 2048);
-    auto shard = keep(sys.spawn(shard_actor, exec, std::make_shared<shard_faults>()));
+    auto shard = keep(sys.spawn(shard_actor, exec, std::make_shared<shard_faults>(), exec->claim()));
     return keep(spawn_batcher(sys, {.replica = replica, .scheduler = s, .kv_blocks = 64, .kv_block_tokens = 16},
                               shard, router));
   }

@@ -406,6 +406,7 @@ TEST(UcxTransport, EndpointClosesFinishAndAreFreedWhileTheProcessRuns) {
     ASSERT_TRUE(worker);
     const auto p = worker->connect("127.0.0.1", head->port());
     ASSERT_TRUE(worker_r.wait([&](recorder& r) { return r.up_.count(p) > 0; }));
+    ASSERT_TRUE(head_r.wait([&](recorder& r) { return r.up_.size() == std::size_t(i + 1); }));
   }   // each worker's transport goes away: the head closes its side
   ASSERT_TRUE(head_r.wait([&](recorder& r) { return r.down_.size() == peers; }));
   EXPECT_TRUE(wait_until_true([&] { return head->stats().closes_pending == 0; }))
