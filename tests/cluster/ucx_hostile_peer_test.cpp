@@ -227,10 +227,11 @@ TEST(UcxHostilePeer, SilentConnectionsCannotHoldTheListenerAgainstARealPeer) {
   ASSERT_TRUE(worker);
   worker->connect("127.0.0.1", head->port());
   EXPECT_TRUE(worker_h.wait(worker_h.ups, 1)) << "silent connections kept a real worker out";
+  EXPECT_TRUE(head_h.wait(head_h.ups, 1)) << "the head never saw the worker up";
   EXPECT_GE(head->stats().peers_rejected, config.connections_max - config.handshakes_max + 1)
       << "the oldest silent connections were closed for newer ones";
   std::lock_guard lock(head_h.mu);
-  EXPECT_EQ(head_h.ups, 1);
+  EXPECT_EQ(head_h.ups, 1) << "only the real peer came up";
 }
 
 }  // namespace
