@@ -66,8 +66,9 @@ result<double> field_reader::positive(const char* name, double high,
                       name, v->dump());
   }
   const double d = v->get<double>();
-  if (!std::isfinite(d) || d <= 0 || d > high) {
-    return make_error(error_code::invalid_argument, "{}: {} ({}) must be > 0 and <= {}",
+  // The model computes in float: a positive double below float's range would become 0.
+  if (!std::isfinite(d) || d <= 0 || d > high || float(d) < std::numeric_limits<float>::min()) {
+    return make_error(error_code::invalid_argument, "{}: {} ({}) must be > 0 (in float's range) and <= {}",
                       source_, name, d, high);
   }
   return d;

@@ -153,7 +153,9 @@ std::byte* copy_to_huge_pages(const void* data, std::size_t size, void*& base, s
 }  // namespace
 
 result<mapped_file> mapped_file::open(const std::filesystem::path& path, weights_memory memory) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO in a model's place would otherwise wait for a writer
+  // forever; the file type check below refuses it (reads of regular files ignore the flag).
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     const int e = errno;
     return make_error(e == ENOENT ? error_code::not_found : error_code::internal,
@@ -251,11 +253,9 @@ result<safetensors_file> safetensors_file::open(const std::filesystem::path& pat
                       header_bytes, file_bytes);
   }
   const char* header_text = reinterpret_cast<const char*>(p + 8);
-  json header = json::parse(header_text, header_text + header_bytes, nullptr,
-                            /*allow_exceptions=*/false);
-  if (header.is_discarded()) {
-    return make_error(error_code::corrupt_data, "{}: header is not valid JSON", source);
-  }
+  auto parsed = parse_json(std::string_view(header_text, header_bytes), fmt::format("{}: header", source));
+  if (!parsed) return parsed.err();
+  json header = std::move(*parsed);
   if (!header.is_object()) {
     return make_error(error_code::corrupt_data, "{}: header is not a JSON object", source);
   }

@@ -10,6 +10,17 @@ namespace {
 constexpr std::size_t no_match = static_cast<std::size_t>(-1);
 // Nesting limit for groups: the patterns we support nest two or three deep.
 constexpr int group_depth_max = 32;
+// Nodes (characters, classes, groups, lookaheads) in one pattern: the pre-tokenizer
+// patterns have a few dozen; matching recurses once per node of a path, so this bounds
+// the stack a hostile tokenizer.json can make encode() use.
+constexpr std::size_t regex_nodes_max = 1024;
+
+std::size_t count_nodes(const std::vector<regex::sequence>& alternatives) {
+  std::size_t n = 0;
+  for (const auto& seq : alternatives)
+    for (const auto& node : seq) n += 1 + count_nodes(node.alternatives);
+  return n;
+}
 
 std::string describe(std::u32string_view pattern) {
   return unicode::encode_utf8(pattern);
@@ -379,6 +390,9 @@ result<regex> regex::compile(std::u32string_view pattern) {
   parser p(pattern);
   auto alts = p.parse_all();
   if (!alts.ok()) return alts.err();
+  if (const auto nodes = count_nodes(alts.value()); nodes > regex_nodes_max)
+    return make_error(error_code::unsupported, "regex of {} code points: {} nodes, more than the limit of {}",
+                      pattern.size(), nodes, regex_nodes_max);
   regex r;
   r.alternatives_ = std::move(alts.value());
   return r;

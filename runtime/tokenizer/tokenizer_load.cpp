@@ -16,6 +16,8 @@ using json = nlohmann::json;
 // Vocabulary ids beyond this are treated as corrupt: no model we serve comes close, and
 // ids index arrays.
 constexpr std::int64_t token_id_max = (std::int64_t{1} << 24) - 1;
+// How far beyond twice its token count a vocabulary's ids may reach (gaps, added tokens).
+constexpr std::int64_t sparse_ids_slack = 65536;
 // Nesting limit for Sequence normalizers / pre-tokenizers / decoders.
 constexpr int sequence_depth_max = 8;
 
@@ -189,7 +191,10 @@ status load_post_processor(const json& p, tokenizer_data& d, const std::string& 
                         name);
     }
     for (const auto& id : special.at(name).at("ids")) {
-      (seen_sequence ? d.suffix_ids : d.prefix_ids).push_back(id.get<std::int32_t>());
+      if (!id.is_number_integer() || id.get<std::int64_t>() < 0 || id.get<std::int64_t>() > token_id_max)
+        return make_error(error_code::corrupt_data, "{}: special token '{}' has id {} out of range [0, {}]", file,
+                          name, id.dump(), token_id_max);
+      (seen_sequence ? d.suffix_ids : d.prefix_ids).push_back(static_cast<std::int32_t>(id.get<std::int64_t>()));
     }
   }
   return ok_status();
@@ -222,6 +227,11 @@ status load_model(const json& m, tokenizer_data& d, const std::string& file) {
     max_id = std::max(max_id, id);
     d.vocab.emplace(token, static_cast<std::int32_t>(id));
   }
+  // Ids may leave gaps, but a table of max_id + 1 entries for a handful of tokens is a
+  // hostile file's way to make us allocate: ids stay within a few times the token count.
+  if (max_id >= 2 * std::int64_t(vocab.size()) + sparse_ids_slack)
+    return make_error(error_code::corrupt_data, "{}: ids run up to {} for {} tokens (at most 2 x tokens + {})", file,
+                      max_id, vocab.size(), sparse_ids_slack);
   d.id_to_bytes.assign(static_cast<std::size_t>(max_id + 1), {});
   d.id_in_vocab.assign(static_cast<std::size_t>(max_id + 1), false);
   for (const auto& [token, id] : d.vocab) {

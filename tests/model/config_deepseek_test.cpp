@@ -253,6 +253,8 @@ TEST(DeepseekConfig, InvalidValuesAreRejected) {
       {{{"moe_layer_freq", 0}}, {"moe_layer_freq (0)"}},
       {{{"routed_scaling_factor", 0.0}}, {"routed_scaling_factor (0)"}},
       {{{"routed_scaling_factor", -2.5}}, {"routed_scaling_factor (-2.5)"}},
+      // Positive as a double, 0 as the float the router computes with (it asserted).
+      {{{"routed_scaling_factor", 1e-50}}, {"routed_scaling_factor (1e-50)", "float"}},
       {{{"n_shared_experts", -1}}, {"n_shared_experts (-1)"}},
       {{{"num_attention_heads", 0}}, {"num_attention_heads (0)"}},
       {{{"num_key_value_heads", 5}}, {"num_attention_heads (128)", "not divisible", "num_key_value_heads (5)"}},

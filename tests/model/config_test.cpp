@@ -223,6 +223,22 @@ TEST(Config, LoadConfigErrors) {
   EXPECT_EQ(bad.err().code, error_code::corrupt_data);
   EXPECT_NE(bad.err().message.find("config.json: not valid JSON"), std::string::npos)
       << bad.err().message;
+
+  // Nested a million deep (2 MB): refused before parsing (copying or printing such a value
+  // recursed once per level and overflowed the stack).
+  const std::size_t deep = 1'000'000;
+  testing::write_file(dir / "config.json", "{\"model_type\": \"llama\", \"eos_token_id\": " +
+                                               std::string(deep, '[') + std::string(deep, ']') + "}");
+  auto nested = load_config(dir / "config.json");
+  ASSERT_FALSE(nested.ok());
+  EXPECT_EQ(nested.err().code, error_code::corrupt_data);
+  EXPECT_NE(nested.err().message.find("nested 1000001 deep"), std::string::npos) << nested.err().message;
+
+  // Brackets inside strings are text, not nesting.
+  json quoted = tiny_config("llama");
+  quoted["note"] = std::string(1000, '[') + "\\\"" + std::string(1000, '{');
+  testing::write_file(dir / "config.json", quoted.dump());
+  EXPECT_TRUE(load_config(dir / "config.json").ok());
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include "tests/model/model_test_util.h"
 
 namespace dsrt::model {
@@ -132,6 +134,22 @@ TEST(Safetensors, BadJsonHeader) {
   expect_open_error(dir / "e.safetensors", error_code::corrupt_data, {"'w'", "no shape"});
   write_file(dir / "meta.safetensors", raw_safetensors(R"({"__metadata__": {"n": 1}})", ""));
   expect_open_error(dir / "meta.safetensors", error_code::corrupt_data, {"__metadata__"});
+}
+
+TEST(Safetensors, ADeeplyNestedHeaderIsCorruptData) {
+  scratch_dir dir;
+  const std::size_t deep = 100'000;
+  const std::string header = R"({"w": {"dtype": "F32", "shape": )" + std::string(deep, '[') + std::string(deep, ']') +
+                             R"(, "data_offsets": [0, 8]}})";
+  write_file(dir / "m.safetensors", raw_safetensors(header, std::string(8, '\0')));
+  expect_open_error(dir / "m.safetensors", error_code::corrupt_data, {"m.safetensors", "nested"});
+}
+
+// A FIFO where the weights should be: refused, not waited on for a writer forever.
+TEST(Safetensors, AFifoInPlaceOfTheFileIsNotARegularFile) {
+  scratch_dir dir;
+  ASSERT_EQ(::mkfifo((dir / "m.safetensors").c_str(), 0600), 0);
+  expect_open_error(dir / "m.safetensors", error_code::not_found, {"m.safetensors", "not a regular file"});
 }
 
 TEST(Safetensors, OffsetsPastTheEnd) {

@@ -197,6 +197,52 @@ TEST(TokenizerErrors, UnsupportedModelAndPreTokenizer) {
                                  ": Split pre-tokenizer: regex /a+?/: lazy or possessive quantifier at offset 2");
 }
 
+// What a hostile tokenizer.json could make us do: recurse once per regex node (a pattern of
+// 1,100 nodes), emit an id outside any vocabulary, allocate a table of 16 M entries for one
+// token, or copy a value nested a million deep. Each is refused at load.
+TEST(TokenizerErrors, HostileFilesAreRefusedAtLoad) {
+  const auto dir = test::fresh_dir("hostile");
+  std::string many;
+  for (int i = 0; i < 1100; ++i) many += "a?";
+  test::write_tiny_tokenizer(
+      dir, nullptr,
+      json{{"type", "Sequence"},
+           {"pretokenizers", json::array({json{{"type", "Split"}, {"pattern", {{"Regex", many}}}, {"behavior", "Isolated"}},
+                                          json{{"type", "ByteLevel"}, {"use_regex", false}}})}});
+  auto t = tokenizer::load(dir);
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.err().code, error_code::unsupported);
+  EXPECT_NE(t.err().message.find("1100 nodes, more than the limit of 1024"), std::string::npos) << t.err().message;
+
+  const json template_with = [](std::int64_t id) {
+    return json{{"type", "TemplateProcessing"},
+                {"single", json::array({json{{"SpecialToken", {{"id", "<bos>"}, {"type_id", 0}}}},
+                                        json{{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
+                {"pair", json::array()},
+                {"special_tokens", {{"<bos>", {{"id", "<bos>"}, {"ids", {id}}, {"tokens", {"<bos>"}}}}}}};
+  }(-1);
+  test::write_tiny_tokenizer(dir, nullptr, nullptr, nullptr, template_with);
+  t = tokenizer::load(dir);
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.err().code, error_code::corrupt_data);
+  EXPECT_NE(t.err().message.find("special token '<bos>' has id -1 out of range"), std::string::npos)
+      << t.err().message;
+
+  test::write_file(dir / "tokenizer.json", R"({"model": {"type": "BPE", "vocab": {"a": 16777215}, "merges": []}})");
+  t = tokenizer::load(dir);
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.err().code, error_code::corrupt_data);
+  EXPECT_NE(t.err().message.find("ids run up to 16777215 for 1 tokens"), std::string::npos) << t.err().message;
+
+  test::write_file(dir / "tokenizer.json", R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},
+                                               "normalizer": )" + std::string(1'000'000, '[') +
+                                               std::string(1'000'000, ']') + "}");
+  t = tokenizer::load(dir);
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.err().code, error_code::corrupt_data);
+  EXPECT_NE(t.err().message.find("nested"), std::string::npos) << t.err().message;
+}
+
 TEST(TokenizerErrors, MalformedConfigIsCorruptData) {
   const auto dir = test::fresh_dir("bad_config");
   test::write_tiny_tokenizer(dir, nullptr);
