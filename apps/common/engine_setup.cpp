@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "runtime/model/weights.h"
+#include "runtime/tokenizer/tokenizer_impl.h"
 
 namespace dsrt::apps {
 
@@ -32,6 +33,22 @@ engine::model_options model_options_of(const engine_flags& flags) {
   return options;
 }
 
+status check_tokenizer_fits(const tokenizer::tokenizer& tok, int vocab_size) {
+  auto refuse = [&](std::string_view what, std::int64_t id) {
+    return make_error(error_code::invalid_argument,
+                      "the tokenizer's {} (id {}) is not below the model's vocab_size ({}, config.json)", what, id,
+                      vocab_size);
+  };
+  if (tok.vocab_size() > vocab_size) return refuse("vocabulary", tok.vocab_size() - 1);
+  if (const auto bos = tok.bos_id(); bos && *bos >= vocab_size) return refuse("BOS token", *bos);
+  for (const auto id : tok.eos_ids())
+    if (id >= vocab_size) return refuse("EOS token", id);
+  for (const auto* ids : {&tok.data().prefix_ids, &tok.data().suffix_ids})
+    for (const auto id : *ids)
+      if (id >= vocab_size) return refuse("template token", id);
+  return ok_t{};
+}
+
 result<loaded_engine> load_engine(const engine_flags& flags) { return load_engine(flags, model_options_of(flags)); }
 
 result<loaded_engine> load_engine(const engine_flags& flags, const engine::model_options& options) {
@@ -46,6 +63,7 @@ result<loaded_engine> load_engine(const engine_flags& flags, const engine::model
   if (!files) return files.err();
   auto tok = tokenizer::tokenizer::load(flags.model_dir);
   if (!tok) return tok.err();
+  DSRT_TRY(check_tokenizer_fits(*tok, (*files)->config.vocab_size));
   loaded_engine e;
   e.backend = kernels::make_cpu_backend({.threads = flags.threads, .isa = flags.isa});
   auto model = engine::create_causal_lm(std::move(files).value(), *e.backend, options);

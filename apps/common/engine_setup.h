@@ -32,7 +32,13 @@ struct loaded_engine {
   std::unique_ptr<tokenizer::tokenizer> tokenizer;
 };
 
-// Errors: the model loader's and tokenizer's, invalid_argument for an ISA this CPU lacks.
+// Every id the tokenizer can produce (its vocabulary, BOS, EOS, the template's prefix and
+// suffix) is below the model's vocab_size; invalid_argument naming the first that is not
+// (every request would otherwise fail on it, or embed past the table).
+status check_tokenizer_fits(const tokenizer::tokenizer& tok, int vocab_size);
+
+// Errors: the model loader's and tokenizer's (and check_tokenizer_fits'), invalid_argument
+// for an ISA this CPU lacks.
 result<loaded_engine> load_engine(const engine_flags& flags);
 // The same with model options other than the flags' (kv_block_tokens, ...).
 result<loaded_engine> load_engine(const engine_flags& flags, const engine::model_options& options);

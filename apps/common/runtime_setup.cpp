@@ -55,6 +55,7 @@ result<loaded_replicas> load_replicas(const engine_flags& engine, const runtime_
     }
     config = out.engines.front().model->config();
   }
+  DSRT_TRY(check_tokenizer_fits(*tokenizer, config.vocab_size));
   options.router.policy.vocab_size = config.vocab_size;
   options.router.policy.context_tokens_max = config.max_position_embeddings;
   if (!flags.ignore_eos) options.router.policy.stop_token_ids = tokenizer->eos_ids();

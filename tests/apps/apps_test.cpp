@@ -120,6 +120,25 @@ TEST_F(Apps, GenerateReportsBadInputWithTypedErrors) {
   EXPECT_NE(r.err.find("--isa avx9000"), std::string::npos) << r.err;
 }
 
+// A tokenizer that can emit an id the model has no embedding for is refused at load, in
+// process (generate) and through the runtime (ask), not left to fail every request.
+TEST_F(Apps, ATokenizerWithIdsPastTheModelsVocabularyIsRefused) {
+  const fs::path dir = fs::temp_directory_path() / ("dsrt-apps-bigtok-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::copy(model_, dir, fs::copy_options::recursive);
+  auto j = nlohmann::json::parse(read_file(dir / "tokenizer.json"));
+  j["added_tokens"].push_back({{"id", 600}, {"content", "<|past_the_table|>"}, {"special", true},
+                               {"single_word", false}, {"lstrip", false}, {"rstrip", false}, {"normalized", false}});
+  std::ofstream(dir / "tokenizer.json") << j.dump();
+  for (const std::string command : {"generate", "ask"}) {
+    const auto r = run(bin + "/dsrun/dsrun " + command + " --model " + dir.string() + " --prompt x --max-tokens 2");
+    EXPECT_EQ(r.exit_code, 2) << command << ": " << r.err;
+    EXPECT_NE(r.err.find("(id 600) is not below the model's vocab_size (512"), std::string::npos)
+        << command << ": " << r.err;
+  }
+  fs::remove_all(dir);
+}
+
 TEST_F(Apps, TokenizeRoundTripsAndReportsBadLines) {
   const std::string text = "hello world\nsecond line, with 123 digits\n";
   const auto enc = run(bin + "/dsrun/dsrun tokenize --model " + model_.string(), text);
