@@ -107,10 +107,11 @@ void split_piece(const split_step& step, const std::u32string& piece,
   std::vector<span> spans;
   std::size_t pos = 0;
   std::size_t from = 0;
+  std::size_t steps = regex::steps_for(piece.size());   // for every match in the piece together
   while (from <= piece.size()) {
     std::size_t begin = 0, end = 0;
     if (step.pattern) {
-      const auto m = step.pattern->find(piece, from);
+      const auto m = step.pattern->find(piece, from, steps);
       if (!m) break;
       begin = m->begin, end = m->end;
     } else {

@@ -319,23 +319,26 @@ struct continuation {
   const continuation* next;
 };
 
+// `steps`: node visits left (find's budget); at 0 every match fails at once.
 std::size_t match_sequence(std::u32string_view text, const regex::sequence& seq,
-                           std::size_t index, std::size_t pos, const continuation* k);
+                           std::size_t index, std::size_t pos, const continuation* k, std::size_t& steps);
 
 std::size_t match_alternatives(std::u32string_view text, const std::vector<regex::sequence>& alts,
-                               std::size_t pos, const continuation* k) {
+                               std::size_t pos, const continuation* k, std::size_t& steps) {
   for (const auto& alt : alts) {
-    const std::size_t end = match_sequence(text, alt, 0, pos, k);
+    const std::size_t end = match_sequence(text, alt, 0, pos, k, steps);
     if (end != no_match) return end;
   }
   return no_match;
 }
 
 std::size_t match_sequence(std::u32string_view text, const regex::sequence& seq,
-                           std::size_t index, std::size_t pos, const continuation* k) {
+                           std::size_t index, std::size_t pos, const continuation* k, std::size_t& steps) {
+  if (steps == 0) return no_match;
+  --steps;
   if (index == seq.size()) {
     if (k == nullptr) return pos;
-    return match_sequence(text, *k->seq, k->index, pos, k->next);
+    return match_sequence(text, *k->seq, k->index, pos, k->next, steps);
   }
   const regex::node& n = seq[index];
   switch (n.type) {
@@ -349,21 +352,21 @@ std::size_t match_sequence(std::u32string_view text, const regex::sequence& seq,
       std::size_t count = 0;
       while (count < max_count && n.set.contains(text[pos + count])) ++count;
       for (std::size_t c = count + 1; c-- > static_cast<std::size_t>(n.min_count);) {
-        const std::size_t end = match_sequence(text, seq, index + 1, pos + c, k);
+        const std::size_t end = match_sequence(text, seq, index + 1, pos + c, k, steps);
         if (end != no_match) return end;
       }
       return no_match;
     }
     case regex::node::kind::lookahead: {
-      const bool found = match_alternatives(text, n.alternatives, pos, nullptr) != no_match;
+      const bool found = match_alternatives(text, n.alternatives, pos, nullptr, steps) != no_match;
       if (found == n.negative) return no_match;
-      return match_sequence(text, seq, index + 1, pos, k);
+      return match_sequence(text, seq, index + 1, pos, k, steps);
     }
     case regex::node::kind::group: {
       const continuation after{&seq, index + 1, k};
-      const std::size_t end = match_alternatives(text, n.alternatives, pos, &after);
+      const std::size_t end = match_alternatives(text, n.alternatives, pos, &after, steps);
       if (end != no_match || n.min_count > 0) return end;
-      return match_sequence(text, seq, index + 1, pos, k);  // the group is optional
+      return match_sequence(text, seq, index + 1, pos, k, steps);  // the group is optional
     }
   }
   return no_match;
@@ -398,10 +401,20 @@ result<regex> regex::compile(std::u32string_view pattern) {
   return r;
 }
 
+std::size_t regex::steps_for(std::size_t code_points) {
+  return steps_per_code_point * (code_points + 1) + steps_base;
+}
+
 std::optional<regex::match> regex::find(std::u32string_view text, std::size_t from) const {
+  std::size_t steps = steps_for(text.size() - std::min(from, text.size()));
+  return find(text, from, steps);
+}
+
+std::optional<regex::match> regex::find(std::u32string_view text, std::size_t from, std::size_t& steps) const {
   for (std::size_t start = from; start <= text.size(); ++start) {
-    const std::size_t end = match_alternatives(text, alternatives_, start, nullptr);
+    const std::size_t end = match_alternatives(text, alternatives_, start, nullptr, steps);
     if (end != no_match) return match{start, end};
+    if (steps == 0) return match{start, text.size()};   // out of budget: the rest is one match
   }
   return std::nullopt;
 }

@@ -30,8 +30,17 @@ class regex {
     std::size_t begin;
     std::size_t end;
   };
-  // The leftmost match starting at or after `from`, if any.
+  // The leftmost match starting at or after `from`, if any. Matching visits at most
+  // `steps` pattern nodes (backtracking included) and takes them from `steps`; once they
+  // are spent, what is left of the text from the current start is one match. The budget a
+  // caller gives one text, steps_for(its code points), is far more than the patterns of
+  // real tokenizers use, and keeps a pattern built for catastrophic backtracking linear.
+  std::optional<match> find(std::u32string_view text, std::size_t from, std::size_t& steps) const;
+  // The same with a budget of steps_for(the code points from `from` on) for this call.
   std::optional<match> find(std::u32string_view text, std::size_t from) const;
+  static constexpr std::size_t steps_per_code_point = 256;
+  static constexpr std::size_t steps_base = 4096;
+  static std::size_t steps_for(std::size_t code_points);
 
   // Set membership and nodes are public only for the implementation file's helpers.
   struct char_set {

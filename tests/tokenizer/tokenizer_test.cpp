@@ -243,6 +243,28 @@ TEST(TokenizerErrors, HostileFilesAreRefusedAtLoad) {
   EXPECT_NE(t.err().message.find("nested"), std::string::npos) << t.err().message;
 }
 
+// A pattern built for catastrophic backtracking (twelve \p{L}* before a number that never
+// comes: ~10^9 ways to split 30 letters at each start) spends its step budget and takes
+// the rest of the piece as one match: encode returns, and round-trips, instead of hanging.
+TEST(TokenizerErrors, ACatastrophicallyBacktrackingPatternStaysLinear) {
+  std::string pattern;
+  for (int i = 0; i < 12; ++i) pattern += "\\p{L}*";
+  pattern += "\\p{N}";
+  const auto dir = test::fresh_dir("backtracking");
+  test::write_tiny_tokenizer(
+      dir, nullptr,
+      json{{"type", "Sequence"},
+           {"pretokenizers",
+            json::array({json{{"type", "Split"}, {"pattern", {{"Regex", pattern}}}, {"behavior", "Isolated"}},
+                         json{{"type", "ByteLevel"}, {"use_regex", false}}})}});
+  auto t = tokenizer::load(dir);
+  ASSERT_TRUE(t.ok()) << t.err().to_string();
+  const std::string text = "abcdefghijklmnopqrstuvwxyzabcd and more words after it";
+  const auto ids = t->encode(text, /*add_special=*/false);
+  EXPECT_FALSE(ids.empty());
+  EXPECT_EQ(t->decode(ids), text);
+}
+
 TEST(TokenizerErrors, MalformedConfigIsCorruptData) {
   const auto dir = test::fresh_dir("bad_config");
   test::write_tiny_tokenizer(dir, nullptr);
