@@ -57,7 +57,12 @@ result<loaded_replicas> load_replicas(const engine_flags& engine, const runtime_
   }
   DSRT_TRY(check_tokenizer_fits(*tokenizer, config.vocab_size));
   options.router.policy.vocab_size = config.vocab_size;
-  options.router.policy.context_tokens_max = config.max_position_embeddings;
+  // A request must fit the positions and the smallest replica's KV cache here (a head has no
+  // replicas of its own: its workers' batchers refuse what their caches cannot hold).
+  std::int64_t context = config.max_position_embeddings;
+  for (const auto& e : out.executors)
+    context = std::min(context, std::int64_t(e->kv_blocks()) * e->kv_block_tokens());
+  options.router.policy.context_tokens_max = context;
   if (!flags.ignore_eos) options.router.policy.stop_token_ids = tokenizer->eos_ids();
   out.tokenizer = std::move(tokenizer);
   out.options = std::move(options);

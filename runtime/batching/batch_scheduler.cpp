@@ -91,8 +91,8 @@ status batch_scheduler::submit(clock_time now, sequence_request request) {
                       request.id, request.priority, config_.priority_classes - 1);
   const std::int64_t total = std::int64_t(request.tokens.size()) + request.max_new_tokens;
   const std::int64_t need = (total + blocks_.block_tokens() - 1) / blocks_.block_tokens();
-  if (need > blocks_.blocks_total())
-    return make_error(error_code::unavailable,
+  if (need > blocks_.blocks_total())   // the request's size, not this replica's state
+    return make_error(error_code::invalid_argument,
                       "sequence {}: {} tokens need {} KV blocks, the replica has {}", request.id,
                       total, need, blocks_.blocks_total());
   if (int(waiting_.size()) >= config_.waiting_sequences_max)

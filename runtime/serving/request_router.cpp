@@ -360,8 +360,10 @@ void request_router::on_final(clock_time now, const replica_final& f) {
     return complete(now, r, f.reason);
   }
   const auto code = f.failure->code;
+  // Ends of the request's own making: the replica answered as it should (not a breaker
+  // failure; invalid_argument is a request larger than the replica's KV cache, say).
   if (code == error_code::cancelled || code == error_code::deadline_exceeded || code == error_code::invalid_argument) {
-    record_outcome(now, r, code != error_code::invalid_argument);
+    record_outcome(now, r, true);
     return finish(now, r, f.failure, finish_reason::length);
   }
   redispatch(now, r);

@@ -53,7 +53,7 @@ struct router_config {
   policy::breaker_config breaker;
   policy::replica_choice_config choice;
   int request_attempts_max = 3;             // replicas one request may try (retries + resumptions)
-  std::int64_t context_tokens_max = 4096;   // prompt + max_tokens (the model's positions)
+  std::int64_t context_tokens_max = 4096;   // prompt + max_tokens (the positions, and the KV a replica holds)
   std::int32_t vocab_size = 0;
   std::vector<std::int32_t> stop_token_ids; // end of sequence / end of turn
   int stop_strings_max = 16;

@@ -141,6 +141,41 @@ TEST(Faults, LoadBeyondTheLimitsIsOverloadedAtOnceWhileAcceptedRequestsComplete)
   EXPECT_NE(text.find(fmt::format("dsrt_requests_total{{outcome=\"completed\"}} {}", completed)), std::string::npos) << text;
 }
 
+// Requests that fit the model's positions but not a replica's KV cache (the router here
+// knows positions only, as a cluster head does): each is INVALID_ARGUMENT, not retried as a
+// replica fault, and no breaker opens, so requests that fit are still served.
+TEST(Faults, ARequestLargerThanTheKvCacheIsInvalidAndOpensNoBreaker) {
+  engine::model_options small_kv;
+  small_kv.kv_cache_bytes_max = 256 << 10;
+  auto t = test::start_tiny(test::test_options(2), small_kv);
+  ASSERT_TRUE(t.runtime);
+  const std::int64_t kv_tokens = std::int64_t(t.models[0]->kv_blocks()) * t.models[0]->kv_block_tokens();
+  ASSERT_LT(kv_tokens + 110, t.models[0]->config().max_position_embeddings) << "the cache must be the smaller limit";
+  client c(*t.runtime);
+  test::collector col;
+  const int n = 30;
+  for (int i = 0; i < n; ++i) {
+    client_request r;
+    r.prompt_tokens = make_prompt(10, std::uint64_t(i));
+    r.max_tokens = std::int32_t(kv_tokens + 100);
+    ASSERT_TRUE(c.submit(r, col.on_chunk(i), col.on_final(i)).ok());
+  }
+  ASSERT_TRUE(col.wait_finals(n, std::chrono::seconds(120)));
+  for (const auto& [k, r] : col.records()) {
+    ASSERT_TRUE(r.final.failure) << "request " << k << " cannot fit";
+    EXPECT_EQ(r.final.failure->code, error_code::invalid_argument) << r.final.failure->to_string();
+  }
+  auto st = t.runtime->router_status();
+  ASSERT_TRUE(st.ok());
+  for (const auto opens : st->breaker_opens) EXPECT_EQ(opens, 0u) << "a request's size opened a breaker";
+  EXPECT_EQ(st->retries, 0) << "a request's size is not a replica fault to retry";
+  client_request fits;
+  fits.prompt_tokens = make_prompt(5, 99);
+  fits.max_tokens = 8;
+  const auto f = c.generate(fits);
+  EXPECT_FALSE(f.failure) << f.failure->to_string();
+}
+
 TEST(Faults, WhenNoReplicaCanServeTheResponseCacheAnswersThenUnavailable) {
   auto options = test::test_options(1);
   options.router.policy.request_attempts_max = 2;

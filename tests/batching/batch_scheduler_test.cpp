@@ -229,7 +229,7 @@ TEST(BatchScheduler, RejectsWhatCanNeverRunAndBoundsTheQueue) {
   r.max_new_tokens = 3;
   auto st = s.submit(now, r);
   ASSERT_FALSE(st.ok());
-  EXPECT_EQ(st.err().code, error_code::unavailable);
+  EXPECT_EQ(st.err().code, error_code::invalid_argument) << "more KV than the replica has: the request's size";
   r.tokens = {};
   EXPECT_EQ(s.submit(now, r).err().code, error_code::invalid_argument);
   r.tokens = prompt_of(4, 1);
