@@ -9,8 +9,16 @@ namespace {
 // and ends with the final. If the router goes away first, it ends the stream itself.
 caf::behavior request_actor(caf::event_based_actor* self, caf::actor router,
                             actors::generate_request request, client::chunk_callback on_chunk,
-                            client::final_callback on_final) {
+                            client::final_callback on_final, std::shared_ptr<client::open_requests> open) {
   const auto id = request.request_id;
+  // Its final leaves the client's open requests (whether or not the client still exists).
+  on_final = [on_final = std::move(on_final), open, id](const actors::final_message& f) {
+    {
+      std::lock_guard lock(open->mutex);
+      open->actors.erase(id);
+    }
+    on_final(f);
+  };
   const auto prompt_tokens = std::uint32_t(request.prompt.size());
   auto chunks = std::make_shared<std::uint32_t>(0);
   self->monitor(router);
@@ -25,6 +33,10 @@ caf::behavior request_actor(caf::event_based_actor* self, caf::actor router,
   });
   self->send(router, std::move(request));
   return {
+      // After the request itself (one sender's messages stay in order).
+      [self, router](actors::cancel_atom, std::uint64_t request_id) {
+        self->send(router, actors::cancel_atom::value, request_id);
+      },
       [chunks, on_chunk](const actors::token_chunk& c) {
         ++*chunks;
         if (on_chunk) on_chunk(c);
@@ -60,7 +72,11 @@ result<actors::generate_request> client::build(const client_request& request) {
   r.stop = request.stop;
   r.priority = request.priority;
   r.tenant = request.tenant;
-  if (request.timeout) r.deadline = std::chrono::steady_clock::now() + *request.timeout;
+  if (request.timeout) {
+    if (request.timeout->count() < 0)
+      return make_error(error_code::invalid_argument, "timeout {} ms is negative", request.timeout->count());
+    if (*request.timeout < timeout_max) r.deadline = std::chrono::steady_clock::now() + *request.timeout;
+  }
   return r;
 }
 
@@ -69,13 +85,23 @@ result<std::uint64_t> client::submit(const client_request& request, chunk_callba
   auto r = build(request);
   if (!r) return r.err();
   const auto id = r->request_id;
-  runtime_.system().spawn(request_actor, runtime_.router(), std::move(*r), std::move(on_chunk),
-                          std::move(on_final));
+  // Registered before it can run: its final erases it.
+  std::lock_guard lock(open_->mutex);
+  open_->actors[id] = runtime_.system().spawn(request_actor, runtime_.router(), std::move(*r), std::move(on_chunk),
+                                              std::move(on_final), open_);
   return id;
 }
 
 void client::cancel(std::uint64_t request_id) {
-  caf::anon_send(runtime_.router(), actors::cancel_atom::value, request_id);
+  caf::actor request;
+  {
+    std::lock_guard lock(open_->mutex);
+    if (auto it = open_->actors.find(request_id); it != open_->actors.end()) request = it->second;
+  }
+  if (request)
+    caf::anon_send(request, actors::cancel_atom::value, request_id);
+  else   // finished already, or not this client's: the router ignores what it does not hold
+    caf::anon_send(runtime_.router(), actors::cancel_atom::value, request_id);
 }
 
 actors::final_message client::generate(const client_request& request) {

@@ -14,8 +14,11 @@
 // Thread safety: every method may be called from any thread.
 #include <chrono>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "actors/messages.h"
@@ -52,17 +55,27 @@ class client {
   result<std::uint64_t> submit(const client_request& request, chunk_callback on_chunk,
                                final_callback on_final);
   // Asks the router to stop the request; its final (CANCELLED, unless it finished first)
-  // still arrives through on_final.
+  // still arrives through on_final. The cancel goes through the request's own actor, so the
+  // router never sees it before the request, however soon after submit() it comes.
   void cancel(std::uint64_t request_id);
   // Submits and waits for the final (which holds the whole text and tokens). A request that
   // cannot be built comes back as a final carrying the error.
   actors::final_message generate(const client_request& request);
 
-  // The wire form of a request (tokenized). Errors as for submit().
+  // The wire form of a request (tokenized). Errors as for submit(), and invalid_argument
+  // for a negative timeout; a timeout of timeout_max or more means no deadline.
   result<actors::generate_request> build(const client_request& request);
+  static constexpr std::chrono::milliseconds timeout_max{std::chrono::hours(24 * 365)};
+
+  // The request actors of requests whose final has not come yet, by id.
+  struct open_requests {
+    std::mutex mutex;
+    std::unordered_map<std::uint64_t, caf::actor> actors;
+  };
 
  private:
   actors::router_access& runtime_;
+  std::shared_ptr<open_requests> open_ = std::make_shared<open_requests>();
 };
 
 }  // namespace dsrt

@@ -176,6 +176,49 @@ TEST(Faults, ARequestLargerThanTheKvCacheIsInvalidAndOpensNoBreaker) {
   EXPECT_FALSE(f.failure) << f.failure->to_string();
 }
 
+// A cancel right after submit() reaches the router after the request (it goes through the
+// request's own actor): every request ends CANCELLED, none runs on unasked.
+TEST(Faults, ACancelRightAfterSubmitIsNeverLost) {
+  auto t = test::start_tiny(test::test_options(2), test::small_cache());
+  ASSERT_TRUE(t.runtime);
+  for (int i = 0; i < 2; ++i) t.runtime->faults(i).slow_step_ms = 20;   // no step ends before the cancel
+  client c(*t.runtime);
+  test::collector col;
+  const int n = 20;
+  for (int i = 0; i < n; ++i) {
+    client_request r;
+    r.prompt_tokens = make_prompt(6, std::uint64_t(300 + i));
+    r.max_tokens = 64;
+    auto id = c.submit(r, col.on_chunk(i), col.on_final(i));
+    ASSERT_TRUE(id.ok());
+    c.cancel(*id);
+  }
+  ASSERT_TRUE(col.wait_finals(n, std::chrono::seconds(120)));
+  col.expect_contract();
+  for (const auto& [k, r] : col.records()) {
+    ASSERT_TRUE(r.final.failure) << "request " << k << " ran although cancelled at once";
+    EXPECT_EQ(r.final.failure->code, error_code::cancelled) << "request " << k << ": " << r.final.failure->to_string();
+  }
+}
+
+// Timeouts: negative is INVALID_ARGUMENT; milliseconds::max() (no deadline in all but name)
+// is no deadline, not an overflow into the past.
+TEST(Faults, ClientTimeoutsAreCheckedAndTheLargestMeansNone) {
+  auto t = test::start_tiny(test::test_options(1), test::small_cache());
+  ASSERT_TRUE(t.runtime);
+  client c(*t.runtime);
+  client_request r;
+  r.prompt_tokens = make_prompt(5, 7);
+  r.max_tokens = 4;
+  r.timeout = std::chrono::milliseconds(-5);
+  auto f = c.generate(r);
+  ASSERT_TRUE(f.failure);
+  EXPECT_EQ(f.failure->code, error_code::invalid_argument) << f.failure->to_string();
+  r.timeout = std::chrono::milliseconds::max();
+  f = c.generate(r);
+  EXPECT_FALSE(f.failure) << f.failure->to_string();
+}
+
 TEST(Faults, WhenNoReplicaCanServeTheResponseCacheAnswersThenUnavailable) {
   auto options = test::test_options(1);
   options.router.policy.request_attempts_max = 2;
