@@ -44,14 +44,18 @@ struct gated_executor final : serving::step_executor {
   std::shared_future<void> gate = open.get_future().share();
 };
 
-TEST(Shard, ARestartedShardsStepWaitsForItsKilledPredecessorsStep) {
+// Real threads (the shard is detached), one gated executor, an empty plan.
+class Shard : public ::testing::Test {
+ protected:
   caf::actor_system_config cfg;
   caf::actor_system sys{cfg};
-  auto exec = std::make_shared<gated_executor>();
-  auto faults = std::make_shared<shard_faults>();
-  auto plan = std::make_shared<const batching::step_plan>();
+  std::shared_ptr<gated_executor> exec = std::make_shared<gated_executor>();
+  std::shared_ptr<shard_faults> faults = std::make_shared<shard_faults>();
+  std::shared_ptr<const batching::step_plan> plan = std::make_shared<const batching::step_plan>();
   caf::scoped_actor self{sys};
+};
 
+TEST_F(Shard, ARestartedShardsStepWaitsForItsKilledPredecessorsStep) {
   auto old_shard = sys.spawn<caf::detached>(shard_actor, exec, faults, exec->claim());
   self->send(old_shard, step_request{1, plan});
   exec->entered.get_future().wait();   // the old shard is inside its step...
@@ -80,14 +84,7 @@ TEST(Shard, ARestartedShardsStepWaitsForItsKilledPredecessorsStep) {
 // Two restarts while the device hangs: the second shard, replaced while it waited for the
 // lease, must not run its dead batcher's plan after the hung step returns; only the newest
 // shard's step runs.
-TEST(Shard, AShardReplacedWhileItWaitedForTheDeviceRunsNothing) {
-  caf::actor_system_config cfg;
-  caf::actor_system sys{cfg};
-  auto exec = std::make_shared<gated_executor>();
-  auto faults = std::make_shared<shard_faults>();
-  auto plan = std::make_shared<const batching::step_plan>();
-  caf::scoped_actor self{sys};
-
+TEST_F(Shard, AShardReplacedWhileItWaitedForTheDeviceRunsNothing) {
   auto first = sys.spawn<caf::detached>(shard_actor, exec, faults, exec->claim());
   self->send(first, step_request{1, plan});
   exec->entered.get_future().wait();

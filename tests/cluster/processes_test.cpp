@@ -43,6 +43,17 @@ pid_t pid_in(const fs::path& p) {
 
 bool alive(pid_t pid) { return pid > 0 && ::kill(pid, 0) == 0; }
 
+// Runs a shell command to its end: its exit status (-1 when it could not run) and output.
+std::pair<int, std::string> run_command(const std::string& command) {
+  FILE* p = ::popen(command.c_str(), "r");
+  if (!p) return {-1, "popen failed"};
+  std::string out;
+  char buf[4096];
+  while (std::size_t n = std::fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
+  const int status = ::pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
 std::size_t count_of(const std::string& text, const std::string& what) {
   std::size_t n = 0;
   for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
@@ -99,13 +110,8 @@ TEST(ClusterProcesses, DsrunAnswersAPromptThroughATwoNodeClusterAndLeavesNothing
   const auto cmd = dsrun + " --nodes 2 --model " + engine::test_util::tiny_llama_dir().string() + " --port " +
                    std::to_string(40000 + ::getpid() % 20000) + " --run-dir " + run.string() +
                    " --threads 1 --prompt hello --max-tokens 8 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  ASSERT_TRUE(p);
-  std::string out;
-  char buf[4096];
-  while (std::size_t n = std::fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
-  const int rc = ::pclose(p);
-  EXPECT_EQ(WEXITSTATUS(rc), 0) << out;
+  const auto [rc, out] = run_command(cmd);
+  EXPECT_EQ(rc, 0) << out;
   EXPECT_NE(out.find("cluster ready"), std::string::npos) << out;
   EXPECT_NE(out.find("8 generated"), std::string::npos) << out;
   // The secret file is the owner's alone; every node is gone.
@@ -219,13 +225,8 @@ TEST(ClusterProcesses, SigintWhileAPromptStreamsCancelsItAndStopsEveryNode) {
 TEST(ClusterProcesses, DsrunRefusesMoreReplicasThanItsHeadTakes) {
   const auto cmd = dsrun + " --nodes 3 --replicas 65 --model " + engine::test_util::tiny_llama_dir().string() +
                    " --prompt hi 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  ASSERT_TRUE(p);
-  std::string out;
-  char buf[4096];
-  while (std::size_t n = std::fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
-  const int rc = ::pclose(p);
-  EXPECT_NE(WEXITSTATUS(rc), 0) << out;
+  const auto [rc, out] = run_command(cmd);
+  EXPECT_NE(rc, 0) << out;
   EXPECT_NE(out.find("--replicas"), std::string::npos) << out;
   EXPECT_EQ(out.find("cluster ready"), std::string::npos) << out;
 }
