@@ -21,6 +21,9 @@ result<nlohmann::json> read_json_file(const std::filesystem::path& path, std::ui
   return parse_json(text.str(), path.string());
 }
 
+namespace {
+
+// The deepest nesting of arrays and objects in `text` (brackets inside strings not counted).
 std::size_t json_depth(std::string_view text) {
   std::size_t depth = 0, deepest = 0;
   bool in_string = false, escaped = false;
@@ -44,6 +47,8 @@ std::size_t json_depth(std::string_view text) {
   }
   return deepest;
 }
+
+}  // namespace
 
 result<nlohmann::json> parse_json(std::string_view text, std::string_view source) {
   if (const auto depth = json_depth(text); depth > json_depth_max)

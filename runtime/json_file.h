@@ -15,9 +15,6 @@ namespace dsrt {
 // few MB could nest a million deep. Model files nest a handful of levels.
 inline constexpr std::size_t json_depth_max = 64;
 
-// The deepest nesting of arrays and objects in `text` (brackets inside strings not counted).
-std::size_t json_depth(std::string_view text);
-
 // Parses `text`; `source` names it in errors. Errors: corrupt_data (nested deeper than
 // json_depth_max, or not valid JSON).
 result<nlohmann::json> parse_json(std::string_view text, std::string_view source);

@@ -1,7 +1,7 @@
 #include "apps/dsrun/stream_answer.h"
 
-#include <cstdio>
 #include <chrono>
+#include <cstdio>
 #include <future>
 #include <memory>
 
