@@ -256,5 +256,31 @@ TEST(Faults, WhenNoReplicaCanServeTheResponseCacheAnswersThenUnavailable) {
   EXPECT_EQ(router->fallbacks, 3);
 }
 
+// Stopping a node right after one of its shards was killed (dsnode on SIGTERM after a
+// fault, a test's teardown): the runtime ends, whether the restart has happened yet or not.
+TEST(Faults, ARuntimeStopsRightAfterAShardKill) {
+  for (int round = 0; round < 10; ++round) {
+    auto t = test::start_tiny(test::test_options(2), test::small_cache());
+    ASSERT_TRUE(t.runtime);
+    client c(*t.runtime);
+    test::collector col;
+    const int n = round % 2 == 0 ? 0 : 4;   // with steps under way in odd rounds
+    for (int i = 0; i < n; ++i) {
+      client_request r;
+      r.prompt_tokens = make_prompt(8, std::uint64_t(i));
+      r.max_tokens = 64;
+      ASSERT_TRUE(c.submit(r, col.on_chunk(i), col.on_final(i)).ok());
+    }
+    if (n > 0) {
+      ASSERT_TRUE(col.wait_chunks(n, std::chrono::seconds(60)));
+    }
+    t.runtime->kill_shard(round % 3 == 0 ? 0 : 1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(round * round));
+    t.runtime.reset();   // hangs if a shard, or the pair restarted after the kill, lives on
+    ASSERT_TRUE(col.wait_finals(n, std::chrono::seconds(60))) << "round " << round;
+    col.expect_contract();
+  }
+}
+
 }  // namespace
 }  // namespace dsrt::actors
