@@ -200,6 +200,8 @@ caf::behavior head_link_actor(self_ptr self, transport::ucx_transport* transport
         if (st.clients.count(m.peer)) return on_client_frame(self, m.peer, *m.frame);
         ++st.stats.dropped_frames;   // a connection already replaced or gone
       },
+      // No role sends the head tensors: a peer that does breaks the protocol.
+      [self](tensor_msg& m) { reject(self, m.peer, "a tensor sent to the head"); },
       [self](peer_down_msg& m) {
         auto& st = self->state;
         if (auto w = st.workers.find(m.peer); w != st.workers.end()) {

@@ -23,7 +23,7 @@ struct head_link_stats {
   std::int32_t workers = 0, clients = 0;
   std::int64_t remote_requests = 0;     // requests from remote clients, all time
   std::int64_t dropped_frames = 0;      // stale, unknown or for a down replica
-  std::int64_t rejected_peers = 0;      // disconnected for a frame outside their role
+  std::int64_t rejected_peers = 0;      // disconnected for a frame outside their role or a tensor
 };
 
 // Handles: peer_up_msg, frame_msg, peer_down_msg (from the bridge); token_chunk and

@@ -134,6 +134,9 @@ caf::behavior client_link_actor(self_ptr self, transport::ucx_transport* transpo
           st.open.erase(it);
         }
       },
+      [self](tensor_msg& m) {   // the head sends clients none: it breaks the protocol
+        self->state.transport->close(m.peer, "a tensor sent to a client");
+      },
       [self](generate_request& r) {
         auto& st = self->state;
         auto client = caf::actor_cast<caf::actor>(self->current_sender());

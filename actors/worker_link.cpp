@@ -169,6 +169,10 @@ caf::behavior worker_link_actor(self_ptr self, transport::ucx_transport* transpo
       [self](frame_msg& m) {
         if (m.peer == self->state.head) on_frame(self, *m.frame);
       },
+      [self](tensor_msg& m) {   // the head sends none: it breaks the protocol
+        spdlog::warn("worker: closing peer {}: it sent a tensor", m.peer);
+        self->state.transport->close(m.peer, "a tensor sent to a worker's link");
+      },
       [self](replica_up& up) {
         auto& st = self->state;
         const auto i = up.replica - st.options.replica_base;

@@ -9,6 +9,7 @@
 #include "actors/cluster_node.h"
 #include "actors/remote_runtime.h"
 #include "runtime/serving/step_executor.h"
+#include "tests/cluster/transport_recorder.h"
 #include "tests/actors/runtime_test_util.h"
 #include "tests/engine/engine_test_util.h"
 
@@ -198,6 +199,36 @@ TEST(ClusterNodes, AClientWithTheWrongSecretIsRefusedWhileOthersAreServed) {
   client cl(**remote);
   client_request r;
   r.prompt = "hello";
+  r.max_tokens = 3;
+  const auto f = cl.generate(r);
+  EXPECT_FALSE(f.failure);
+  EXPECT_EQ(f.completion_tokens, 3u);
+}
+
+// A peer that knows the secret but sends the head a tensor (nothing sends the head any)
+// breaks the protocol: the head closes that connection and serves everyone else.
+TEST(ClusterNodes, APeerSendingTheHeadATensorIsDisconnectedWhileOthersAreServed) {
+  auto c = start_cluster(1);
+  ASSERT_TRUE(c.head);
+  transport::test::recorder rec;
+  transport::transport_config tc;
+  tc.listen = false;
+  tc.session = quick_session();
+  auto raw = transport::ucx_transport::start(tc, c.secret, {transport::node_role::client, -1, 77}, rec);
+  ASSERT_TRUE(raw.ok()) << raw.err().to_string();
+  const auto head = (*raw)->connect("127.0.0.1", c.head->port());
+  ASSERT_TRUE(rec.wait([&](auto& r) { return r.up_.count(head) > 0; })) << "never authenticated";
+  auto data = std::make_shared<std::vector<std::byte>>(4096, std::byte{7});
+  ASSERT_TRUE((*raw)->send_tensor(head, {1, 0, 0, {4096}}, data, *data).ok());
+  ASSERT_TRUE(rec.wait([&](auto& r) { return r.down_.count(head) > 0; })) << "the head kept the connection";
+  auto link = c.head->link_status();
+  ASSERT_TRUE(link.ok());
+  EXPECT_EQ(link->rejected_peers, 1);
+  auto remote = remote_runtime::connect(url_of(c), c.secret, c.tokenizer);
+  ASSERT_TRUE(remote.ok());
+  client cl(**remote);
+  client_request r;
+  r.prompt = "still there?";
   r.max_tokens = 3;
   const auto f = cl.generate(r);
   EXPECT_FALSE(f.failure);

@@ -10,60 +10,20 @@
 #include <random>
 #include <thread>
 
+#include "tests/cluster/transport_recorder.h"
 #include "transport/ucx_transport.h"
 #include "transport/wire.h"
 
 namespace dsrt::transport {
 namespace {
 
+using test::recorder;
+
 cluster_secret secret_of(std::uint8_t b) {
   cluster_secret s;
   s.fill(std::byte{b});
   return s;
 }
-
-// Records every callback; waits on conditions with a bound.
-class recorder : public transport_handler {
- public:
-  void on_peer_up(peer_id peer, const hello_wire& hello) override {
-    std::lock_guard lock(mu_);
-    up_[peer] = hello;
-    cv_.notify_all();
-  }
-  void on_frame(peer_id peer, decoded_frame frame) override {
-    std::lock_guard lock(mu_);
-    if (frame.type() == frame_type::cancel) {
-      auto id = decode_cancel(frame);
-      ids_[peer].push_back(id ? std::int64_t(*id) : -1);
-    } else {
-      other_[peer] += 1;
-    }
-    cv_.notify_all();
-  }
-  void on_tensor(peer_id peer, tensor_header_wire header, tensor_buffer data) override {
-    std::lock_guard lock(mu_);
-    tensors_[peer].push_back({std::move(header), std::vector<std::byte>(data.bytes().begin(), data.bytes().end())});
-    cv_.notify_all();
-  }
-  void on_peer_down(peer_id peer, const error& why) override {
-    std::lock_guard lock(mu_);
-    down_[peer] = why;
-    cv_.notify_all();
-  }
-  template <class F>
-  bool wait(F done, int seconds = 20) {
-    std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, std::chrono::seconds(seconds), [&] { return done(*this); });
-  }
-
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::map<peer_id, hello_wire> up_;
-  std::map<peer_id, std::vector<std::int64_t>> ids_;
-  std::map<peer_id, int> other_;
-  std::map<peer_id, error> down_;
-  std::map<peer_id, std::vector<std::pair<tensor_header_wire, std::vector<std::byte>>>> tensors_;
-};
 
 // Polls `done` for up to 20 s.
 template <class F>
