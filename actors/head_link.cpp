@@ -140,7 +140,7 @@ void on_client_frame(self_ptr self, peer_id peer, transport::decoded_frame& f) {
         serving::final_message bad;
         bad.request_id = *client_id;
         bad.failure = r.err();
-        (void)st.transport->send(peer, transport::encode(bad));
+        send_to_client(self, peer, transport::encode(bad));
         return;
       }
       const auto key = std::make_pair(peer, r->request_id);
@@ -148,7 +148,7 @@ void on_client_frame(self_ptr self, peer_id peer, transport::decoded_frame& f) {
         serving::final_message dup;
         dup.request_id = r->request_id;
         dup.failure = make_error(error_code::invalid_argument, "request id {} is already in flight", r->request_id);
-        (void)st.transport->send(peer, transport::encode(dup));
+        send_to_client(self, peer, transport::encode(dup));
         return;
       }
       const auto id = remote_id_bit | ++st.next_id;

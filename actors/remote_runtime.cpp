@@ -9,6 +9,7 @@
 #include "actors/cluster_node.h"
 #include "actors/messages.h"
 #include "actors/system_config.h"
+#include "runtime/engine/sampler.h"
 #include "transport/wire.h"
 
 namespace dsrt::actors {
@@ -38,20 +39,51 @@ result<cluster_address> parse_cluster_url(const std::string& url) {
 namespace {
 
 using reconnect_atom = caf::atom_constant<caf::atom("reconnect")>;
+using expire_atom = caf::atom_constant<caf::atom("expire")>;
 
 struct open_request {
   caf::actor client;            // the request actor
-  std::uint32_t chunks = 0;
+  std::uint32_t chunks = 0;     // chunks handed on: the next one must carry this number
   std::uint32_t prompt_tokens = 0;
+  std::int64_t tokens = 0;      // tokens handed on in chunks
+  std::int32_t max_tokens = 0;  // the most the head may stream
 };
+
+// What the head would refuse as unreadable whatever its model, or what encode() would
+// alter, refused here in the router's words (request_router::validate) and never sent.
+status check_sendable(const generate_request& r, const transport::wire_limits& limits) {
+  const auto bad = [&](std::string why) {
+    return error{error_code::invalid_argument, fmt::format("request {}: {}", r.request_id, why)};
+  };
+  if (r.prompt.empty()) return bad("the prompt is empty");
+  if (r.prompt.size() > limits.tokens_per_message_max)
+    return bad(fmt::format("the prompt has {} tokens, a message at most {}", r.prompt.size(),
+                           limits.tokens_per_message_max));
+  for (std::int32_t t : r.prompt)
+    if (t < 0) return bad(fmt::format("prompt token {} is negative", t));
+  if (r.max_tokens < 1) return bad(fmt::format("max_tokens {} is below 1", r.max_tokens));
+  if (auto s = engine::validate(r.sampling); !s) return bad(s.err().message);
+  if (r.stop.size() > limits.stop_strings_max)
+    return bad(fmt::format("{} stop strings, at most {}", r.stop.size(), limits.stop_strings_max));
+  for (const auto& s : r.stop)
+    if (s.empty() || s.size() > limits.stop_string_bytes_max)
+      return bad(fmt::format("stop strings must have 1 to {} bytes", limits.stop_string_bytes_max));
+  if (r.priority < 0 || r.priority > 255) return bad(fmt::format("priority {} is outside 0 .. 255", r.priority));
+  if (r.tenant.size() > limits.tenant_bytes_max)
+    return bad(fmt::format("the tenant has {} bytes, at most {}", r.tenant.size(), limits.tenant_bytes_max));
+  return ok_status();
+}
 
 struct client_link_state {
   remote_options options;
   cluster_address head_address;
   transport::ucx_transport* transport = nullptr;
   peer_id head = 0, connecting = 0;
+  peer_id closing = 0;          // a head this side is closing for breaking the protocol
   std::unordered_map<std::uint64_t, open_request> open;
   std::int64_t connects = 0;
+  std::int64_t protocol_violations = 0;
+  std::int64_t expired = 0;
   std::optional<error> last_failure;
   static inline const char* name = "dsrt.client_link";
 };
@@ -79,6 +111,51 @@ void lost_head(self_ptr self, const std::string& why) {
   st.head = 0;
 }
 
+// The head sent what it never may: every open request ends now, before any frame queued
+// behind this one is read (they belong to a connection that no longer counts), and the
+// connection closes; its peer_down brings the reconnect.
+void drop_head(self_ptr self, const std::string& why) {
+  auto& st = self->state;
+  spdlog::error("client: closing the connection to the head, which broke the protocol: {}", why);
+  const auto peer = st.head;
+  ++st.protocol_violations;
+  st.last_failure = make_error(error_code::corrupt_data, "the head broke the protocol: {}", why);
+  lost_head(self, "the head broke the protocol: " + why);
+  st.closing = peer;
+  st.transport->close(peer, why);
+}
+
+void on_chunk(self_ptr self, token_chunk& c) {
+  auto& st = self->state;
+  auto it = st.open.find(c.request_id);
+  if (it == st.open.end()) return;   // ended here already (past its deadline)
+  auto& r = it->second;
+  if (c.sequence != r.chunks)
+    return drop_head(self, fmt::format("request {}: chunk {} came where chunk {} was due", c.request_id,
+                                       c.sequence, r.chunks));
+  if (r.tokens + std::int64_t(c.tokens.size()) > r.max_tokens)
+    return drop_head(self, fmt::format("request {}: {} tokens streamed, max_tokens is {}", c.request_id,
+                                       r.tokens + std::int64_t(c.tokens.size()), r.max_tokens));
+  ++r.chunks;
+  r.tokens += std::int64_t(c.tokens.size());
+  self->send(r.client, std::move(c));
+}
+
+void on_final(self_ptr self, final_message& f) {
+  auto& st = self->state;
+  auto it = st.open.find(f.request_id);
+  if (it == st.open.end()) return;
+  const auto& r = it->second;
+  if (f.chunks_sent != r.chunks)
+    return drop_head(self, fmt::format("request {}: its final counts {} chunks, {} came", f.request_id,
+                                       f.chunks_sent, r.chunks));
+  if (std::int64_t(f.tokens.size()) > r.max_tokens)
+    return drop_head(self, fmt::format("request {}: its final has {} tokens, max_tokens is {}", f.request_id,
+                                       f.tokens.size(), r.max_tokens));
+  self->send(r.client, std::move(f));
+  st.open.erase(it);
+}
+
 caf::behavior client_link_actor(self_ptr self, transport::ucx_transport* transport, cluster_address head,
                                 remote_options options) {
   auto& st = self->state;
@@ -100,6 +177,11 @@ caf::behavior client_link_actor(self_ptr self, transport::ucx_transport* transpo
       [self](peer_down_msg& m) {
         auto& st = self->state;
         if (m.peer == st.head || m.peer == st.connecting) st.last_failure = m.why;
+        if (m.peer == st.closing) {   // its requests ended when it broke the protocol
+          st.closing = 0;
+          if (st.connecting == 0) self->delayed_send(self, st.options.reconnect_interval_ms, reconnect_atom::value);
+          return;
+        }
         if (m.peer == st.head) {
           spdlog::warn("client: lost the head: {}", m.why.to_string());
           lost_head(self, m.why.to_string());
@@ -120,18 +202,14 @@ caf::behavior client_link_actor(self_ptr self, transport::ucx_transport* transpo
         auto& f = *m.frame;
         if (f.type() == frame_type::token_chunk) {
           auto c = transport::decode_token_chunk(f);
-          if (!c) return st.transport->close(st.head, c.err().to_string());
-          auto it = st.open.find(c->request_id);
-          if (it == st.open.end()) return;
-          ++it->second.chunks;
-          self->send(it->second.client, std::move(*c));
+          if (!c) return drop_head(self, c.err().to_string());
+          on_chunk(self, *c);
         } else if (f.type() == frame_type::final) {
           auto fin = transport::decode_final(f);
-          if (!fin) return st.transport->close(st.head, fin.err().to_string());
-          auto it = st.open.find(fin->request_id);
-          if (it == st.open.end()) return;
-          self->send(it->second.client, std::move(*fin));
-          st.open.erase(it);
+          if (!fin) return drop_head(self, fin.err().to_string());
+          on_final(self, *fin);
+        } else {
+          drop_head(self, fmt::format("a head may not send a client {}", transport::frame_type_name(f.type())));
         }
       },
       [self](tensor_msg& m) {   // the head sends clients none: it breaks the protocol
@@ -150,9 +228,29 @@ caf::behavior client_link_actor(self_ptr self, transport::ucx_transport* transpo
         if (st.open.count(r.request_id))
           return fail_request(self, client, r.request_id, 0, prompt_tokens,
                               make_error(error_code::invalid_argument, "request id {} is already open", r.request_id));
+        if (auto s = check_sendable(r, transport::wire_limits{}); !s)
+          return fail_request(self, client, r.request_id, 0, prompt_tokens, s.err());
         if (auto s = st.transport->send(st.head, transport::encode(r, transport::clock_anchor::now())); !s)
           return fail_request(self, client, r.request_id, 0, prompt_tokens, s.err());
-        st.open[r.request_id] = open_request{client, 0, prompt_tokens};
+        st.open[r.request_id] = open_request{client, 0, prompt_tokens, 0, r.max_tokens};
+        if (r.deadline) {
+          const auto left = std::chrono::ceil<milliseconds>(*r.deadline - std::chrono::steady_clock::now());
+          self->delayed_send(self, std::max(left, milliseconds(0)) + st.options.final_grace_ms, expire_atom::value,
+                             r.request_id);
+        }
+      },
+      // The head should have ended it at its deadline; it did not answer in the grace after.
+      [self](expire_atom, std::uint64_t id) {
+        auto& st = self->state;
+        auto it = st.open.find(id);
+        if (it == st.open.end()) return;
+        ++st.expired;
+        fail_request(self, it->second.client, id, it->second.chunks, it->second.prompt_tokens,
+                     make_error(error_code::deadline_exceeded,
+                                "request {}: no final from the head within {} ms of its deadline", id,
+                                st.options.final_grace_ms.count()));
+        st.open.erase(it);
+        if (st.head) (void)st.transport->send(st.head, transport::encode_cancel(frame_type::cancel, id));
       },
       [self](cancel_atom, std::uint64_t id) {
         auto& st = self->state;
@@ -160,7 +258,8 @@ caf::behavior client_link_actor(self_ptr self, transport::ucx_transport* transpo
       },
       [self](status_atom) {
         auto& st = self->state;
-        return remote_stats{st.head != 0, std::int64_t(st.open.size()), st.connects, st.last_failure};
+        return remote_stats{st.head != 0, std::int64_t(st.open.size()), st.connects, st.last_failure,
+                            st.protocol_violations, st.expired};
       },
   };
 }

@@ -13,6 +13,16 @@
 // final each), new requests get UNAVAILABLE until it is back, and it reconnects every
 // reconnect_interval_ms.
 //
+// The link does not take the head's stream on trust: a chunk out of sequence, more tokens
+// than the request's max_tokens, a final whose chunk count disagrees with the chunks that
+// came, an unreadable frame or one a head never sends closes the connection and ends every
+// open request with UNAVAILABLE at once (frames already queued behind it are not read), so
+// an app never sees a gap, a duplicate or anything after its final. A request whose
+// deadline passed final_grace_ms ago without a final from the head ends here with
+// DEADLINE_EXCEEDED (and a cancel goes to the head). A request the wire would alter or the
+// head refuse as unreadable (priority outside 0..255, max_tokens below 1, bad sampling
+// values, over the wire's limits) is refused here with INVALID_ARGUMENT and never sent.
+//
 // Ownership: owns its actor system and transport. Thread safety: any thread.
 #include <caf/all.hpp>
 
@@ -33,6 +43,7 @@ struct remote_options {
   milliseconds reconnect_interval_ms{500};
   std::size_t open_requests_max = 65536;   // more get OVERLOADED here
   std::uint32_t local_retry_after_ms = 1000;   // retry hint on finals this side makes (no head, full)
+  milliseconds final_grace_ms{2000};       // after a request's deadline, waited for the head's final
   std::int32_t scheduler_threads = 2;
 };
 
@@ -41,6 +52,8 @@ struct remote_stats {
   std::int64_t open_requests = 0;
   std::int64_t connects = 0;
   std::optional<error> last_failure;   // why the latest connection ended or failed
+  std::int64_t protocol_violations = 0;   // connections this side closed for the head's frames
+  std::int64_t expired = 0;               // requests ended here past deadline + final_grace_ms
 };
 
 // Parses "dsrt://HOST:PORT". Errors: invalid_argument naming what is wrong.

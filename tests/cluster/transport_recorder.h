@@ -1,6 +1,7 @@
 #pragma once
-// A transport_handler for tests: records every callback of a ucx_transport and waits on
-// conditions over what it recorded, with a bound.
+// A transport_handler for tests: records every callback of a ucx_transport (the ids of
+// cancel and generate frames, a count of other frames) and waits on conditions over what
+// it recorded, with a bound.
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -24,6 +25,9 @@ class recorder : public transport_handler {
     if (frame.type() == frame_type::cancel) {
       auto id = decode_cancel(frame);
       ids_[peer].push_back(id ? std::int64_t(*id) : -1);
+    } else if (frame.type() == frame_type::generate) {
+      auto id = decode_generate_request_id(frame);
+      generates_[peer].push_back(id ? std::int64_t(*id) : -1);
     } else {
       other_[peer] += 1;
     }
@@ -48,7 +52,8 @@ class recorder : public transport_handler {
   std::mutex mu_;
   std::condition_variable cv_;
   std::map<peer_id, hello_wire> up_;
-  std::map<peer_id, std::vector<std::int64_t>> ids_;
+  std::map<peer_id, std::vector<std::int64_t>> ids_;        // cancel frames' ids
+  std::map<peer_id, std::vector<std::int64_t>> generates_;  // generate frames' request ids
   std::map<peer_id, int> other_;
   std::map<peer_id, error> down_;
   std::map<peer_id, std::vector<std::pair<tensor_header_wire, std::vector<std::byte>>>> tensors_;
