@@ -86,15 +86,22 @@ void connect(self_ptr self) {
   st.connecting = st.transport->connect(st.options.head_host, st.options.head_port);
 }
 
+// The head sent what it never may (an unreadable frame, one of another role): the
+// connection closes, as for any peer (CLUSTER.md); losing it cancels what this node runs
+// for that head, and the node reconnects.
+void drop_head(self_ptr self, const std::string& why) {
+  auto& st = self->state;
+  spdlog::error("worker: closing the connection to the head, which broke the protocol: {}", why);
+  ++st.stats.protocol_violations;
+  st.transport->close(st.head, why);
+}
+
 void on_frame(self_ptr self, transport::decoded_frame& f) {
   auto& st = self->state;
   switch (f.type()) {
     case frame_type::replica_request: {
       auto r = transport::decode_replica_request(f, transport::clock_anchor::now());
-      if (!r) {
-        spdlog::error("worker: unreadable replica request from the head: {}", r.err().to_string());
-        return;
-      }
+      if (!r) return drop_head(self, "an unreadable replica request: " + r.err().to_string());
       if (auto* b = batcher_of(self, r->replica)) {
         // An older attempt still here was given up by the router: it goes.
         if (auto h = st.by_head.find(r->request_id); h != st.by_head.end())
@@ -119,14 +126,14 @@ void on_frame(self_ptr self, transport::decoded_frame& f) {
     }
     case frame_type::replica_cancel: {
       auto id = transport::decode_cancel(f);
-      if (!id) return;
+      if (!id) return drop_head(self, "an unreadable replica cancel: " + id.err().to_string());
       if (auto h = st.by_head.find(*id); h != st.by_head.end())
         for (const auto local : h->second)
           if (auto* b = batcher_of(self, st.by_local.at(local).replica)) self->send(*b, cancel_atom::value, local);
       return;
     }
     default:
-      spdlog::warn("worker: ignoring a {} frame from the head", transport::frame_type_name(f.type()));
+      drop_head(self, fmt::format("a head may not send a worker {}", transport::frame_type_name(f.type())));
   }
 }
 
@@ -170,7 +177,7 @@ caf::behavior worker_link_actor(self_ptr self, transport::ucx_transport* transpo
         if (m.peer == self->state.head) on_frame(self, *m.frame);
       },
       [self](tensor_msg& m) {   // the head sends none: it breaks the protocol
-        spdlog::warn("worker: closing peer {}: it sent a tensor", m.peer);
+        if (m.peer == self->state.head) return drop_head(self, "a tensor sent to a worker's link");
         self->state.transport->close(m.peer, "a tensor sent to a worker's link");
       },
       [self](replica_up& up) {

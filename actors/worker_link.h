@@ -34,6 +34,7 @@ struct worker_link_stats {
   std::int64_t dropped = 0;            // messages with no head to go to
   std::int64_t cancelled_on_head_loss = 0;   // sequences stopped because their head went
   std::int64_t stale = 0;              // chunks and finals of sequences no head waits for
+  std::int64_t protocol_violations = 0;   // head connections closed for what the head sent
 };
 
 // Handles: peer_up_msg, frame_msg, peer_down_msg (bridge); replica_up, replica_down,

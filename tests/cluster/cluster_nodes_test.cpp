@@ -43,11 +43,13 @@ struct tiny_cluster {
   transport::cluster_secret secret = secret_of(9);
 };
 
-void start_worker(tiny_cluster& c, std::int32_t node_id, std::int32_t replica_base, std::int32_t replicas) {
+// head_port 0: c.head's.
+void start_worker(tiny_cluster& c, std::int32_t node_id, std::int32_t replica_base, std::int32_t replicas,
+                  std::uint16_t head_port = 0) {
   tiny_worker w;
   worker_node_options o;
   o.transport.session = quick_session();
-  o.link.head_port = c.head->port();
+  o.link.head_port = head_port ? head_port : c.head->port();
   o.link.replica_base = replica_base;
   o.link.replicas = replicas;
   o.link.reconnect_interval_ms = milliseconds(50);
@@ -233,6 +235,51 @@ TEST(ClusterNodes, APeerSendingTheHeadATensorIsDisconnectedWhileOthersAreServed)
   const auto f = cl.generate(r);
   EXPECT_FALSE(f.failure);
   EXPECT_EQ(f.completion_tokens, 3u);
+}
+
+// A head (here a raw transport in the head's role) that sends a worker what a head never
+// may — a frame of another role, a replica request that does not decode — loses the
+// connection; the worker reconnects each time.
+TEST(ClusterNodes, AWorkerClosesAHeadThatBreaksTheProtocol) {
+  transport::test::recorder rec;
+  transport::transport_config tc;
+  tc.session = quick_session();
+  auto fake = transport::ucx_transport::start(tc, secret_of(9), {transport::node_role::head, 0, 5}, rec);
+  ASSERT_TRUE(fake.ok()) << fake.err().to_string();
+  tiny_cluster c;
+  start_worker(c, 1, 0, 1, (*fake)->port());
+  ASSERT_EQ(c.workers.size(), 1u);
+  // The worker's current connection, once it has announced its replica on it.
+  const auto connection = [&] {
+    transport::peer_id peer = 0;
+    EXPECT_TRUE(rec.wait([&](auto& r) {
+      for (const auto& [p, frames] : r.other_)
+        if (!r.down_.count(p) && frames > 0) peer = p;
+      return peer != 0;
+    })) << "the worker never connected";
+    return peer;
+  };
+  serving::replica_request unreadable;
+  unreadable.request_id = 1;
+  unreadable.attempt = 1;
+  unreadable.sequence.id = 1;
+  unreadable.sequence.tokens = {1, -2};   // a negative token id does not decode
+  unreadable.sequence.prompt_tokens = 2;
+  unreadable.sequence.max_new_tokens = 4;
+  const std::vector<transport::frame_bytes> frames = {
+      transport::encode(serving::token_chunk{1, 0, {5}, ""}),   // a head sends these to clients
+      transport::encode(unreadable, transport::clock_anchor::now()),
+  };
+  for (const auto& frame : frames) {
+    const auto peer = connection();
+    ASSERT_TRUE((*fake)->send(peer, frame).ok());
+    ASSERT_TRUE(rec.wait([&](auto& r) { return r.down_.count(peer) > 0; })) << "the worker kept the connection";
+  }
+  connection();   // and it is back
+  auto link = c.workers[0].node->link_status();
+  ASSERT_TRUE(link.ok());
+  EXPECT_EQ(link->protocol_violations, 2);
+  c.workers.clear();   // before the fake head's transport
 }
 
 // The head restarts on its port while a worker still runs the old head's request. The new
