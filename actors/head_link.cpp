@@ -5,6 +5,7 @@
 #include <map>
 #include <unordered_map>
 
+#include "actors/id_text.h"
 #include "transport/wire.h"
 
 namespace dsrt::actors {
@@ -229,6 +230,7 @@ caf::behavior head_link_actor(self_ptr self, transport::ucx_transport* transport
         st.by_client.erase({where.peer, where.client_id});
         st.requests.erase(it);
         if (!st.clients.count(where.peer)) return;
+        replace_id(f.failure, f.request_id, where.client_id);
         f.request_id = where.client_id;
         send_to_client(self, where.peer, transport::encode(f));
       },

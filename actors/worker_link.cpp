@@ -5,6 +5,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "actors/id_text.h"
 #include "transport/wire.h"
 
 namespace dsrt::actors {
@@ -220,6 +221,7 @@ caf::behavior worker_link_actor(self_ptr self, transport::ucx_transport* transpo
         }
         const auto local = f.request_id;
         f.request_id = it->second.head_id;
+        replace_id(f.failure, local, f.request_id);
         forget(st, local);
         to_head(self, transport::encode(f));
       },

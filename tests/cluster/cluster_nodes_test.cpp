@@ -7,6 +7,7 @@
 #include "actors/blocking_ask.h"
 #include "actors/client.h"
 #include "actors/cluster_node.h"
+#include "actors/id_text.h"
 #include "actors/remote_runtime.h"
 #include "runtime/serving/step_executor.h"
 #include "tests/cluster/transport_recorder.h"
@@ -375,6 +376,45 @@ TEST(ClusterNodes, ARemoteRequestTheHeadRefusesGetsItsFinal) {
   const auto f = cl.generate(good);
   EXPECT_FALSE(f.failure);
   EXPECT_EQ(f.completion_tokens, 3u);
+}
+
+// A remote request's error text names the client's own id, never the head's internal one
+// (which carries the top bit: 9223372036854775808 and up).
+TEST(ClusterNodes, ARemoteRequestsErrorsNameItsOwnId) {
+  auto c = start_cluster(1, /*stop_at_eos=*/false);
+  ASSERT_TRUE(c.head);
+  c.workers[0].node->faults(0).slow_step_ms = 50;   // the deadline passes while it runs
+  auto remote = remote_runtime::connect(url_of(c), c.secret, c.tokenizer);
+  ASSERT_TRUE(remote.ok());
+  client cl(**remote);
+  client_request r;
+  r.prompt = "a request with no time to finish";
+  r.max_tokens = 200;
+  r.timeout = milliseconds(150);
+  test::collector col;
+  const auto id = cl.submit(r, col.on_chunk(0), col.on_final(0));
+  ASSERT_TRUE(id.ok());
+  ASSERT_TRUE(col.wait_finals(1, std::chrono::seconds(60)));
+  const auto f = col.records().at(0).final;
+  ASSERT_TRUE(f.failure);
+  EXPECT_EQ(f.failure->code, error_code::deadline_exceeded) << f.failure->to_string();
+  EXPECT_NE(f.failure->message.find("request " + std::to_string(*id) + " "), std::string::npos) << f.failure->message;
+  EXPECT_EQ(f.failure->message.find("922337"), std::string::npos) << f.failure->message;
+}
+
+TEST(ClusterIds, AnIdIsReplacedWhereItNamesARequest) {
+  EXPECT_EQ(with_id_replaced("request 12 passed its deadline", 12, 7), "request 7 passed its deadline");
+  EXPECT_EQ(with_id_replaced("12: sequence 12 of 112, request 123, request id 12", 12, 9),
+            "12: sequence 9 of 112, request 123, request id 9");
+  EXPECT_EQ(with_id_replaced("request 1212, request 12", 12, 3), "request 1212, request 3");
+  EXPECT_EQ(with_id_replaced("no id here", 12, 3), "no id here");
+  EXPECT_EQ(with_id_replaced("", 12, 3), "");
+  std::optional<error> e = make_error(error_code::internal, "request 5 failed on replica 5");
+  replace_id(e, 5, 6);
+  EXPECT_EQ(e->message, "request 6 failed on replica 5");
+  std::optional<error> none;
+  replace_id(none, 5, 6);
+  EXPECT_FALSE(none);
 }
 
 TEST(ClusterNodes, ARemoteClientWhoseHeadIsGoneGetsUnavailable) {
