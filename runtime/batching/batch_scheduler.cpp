@@ -156,9 +156,12 @@ void batch_scheduler::sort_by_precedence(clock_time now, const std::vector<seque
     const bool decode = decodes_first && std::int64_t(s->tokens.size()) - s->computed == 1;
     ranked_.push_back({!decode, effective_priority(*s, now), s->arrival_order, s});
   }
+  // The priority class first: decodes go before prefill chunks only within a class, so a
+  // lower class's decodes never take blocks or budget ahead of a higher class.
   std::sort(ranked_.begin(), ranked_.end(), [](const ranked& a, const ranked& b) {
+    if (a.priority != b.priority) return a.priority < b.priority;
     if (a.prefill != b.prefill) return b.prefill;
-    return a.priority != b.priority ? a.priority < b.priority : a.arrival_order < b.arrival_order;
+    return a.arrival_order < b.arrival_order;
   });
   order_.clear();
   for (const ranked& r : ranked_) order_.push_back(r.s);
@@ -209,10 +212,11 @@ bool batch_scheduler::reserve_or_evict(sequence& s, std::int64_t tokens,
 }
 
 bool batch_scheduler::preempt_one(clock_time now, const sequence* keep, step_plan& plan) {
-  // The victim: the running sequence of lowest precedence not yet in this step's plan.
+  // The victim: the running sequence of lowest precedence not yet in this step's plan,
+  // and below `keep`: a sequence never makes room for itself at a higher one's expense.
   sequence* victim = nullptr;
   for (sequence* s : running_)
-    if (s != keep && s->planned_in != schedule_calls_ &&
+    if (s != keep && s->planned_in != schedule_calls_ && (!keep || precedes(*keep, *s, now)) &&
         (!victim || precedes(*victim, *s, now)))
       victim = s;
   if (!victim) return false;
@@ -291,7 +295,8 @@ step_plan batch_scheduler::schedule(clock_time now) {
   planned_ = 0;
   std::int64_t budget = config_.step_tokens_max;
   if (DSRT_BUGGIFY("scheduler.small_step")) budget = std::min<std::int64_t>(budget, 1 + counters_.steps % 16);
-  // 1. Running sequences, decodes before prefill chunks, each by precedence.
+  // 1. Running sequences by priority class, decodes before prefill chunks within a class,
+  //    then by precedence.
   sort_by_precedence(now, running_, /*decodes_first=*/true);
   for (sequence* s : order_) {
     if (budget == 0) break;

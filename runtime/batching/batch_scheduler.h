@@ -185,7 +185,7 @@ class batch_scheduler {
   struct sequence;
   int effective_priority(const sequence& s, clock_time now) const;
   bool precedes(const sequence& a, const sequence& b, clock_time now) const;
-  // Fills order_ with `list` by precedence (decodes first if asked).
+  // Fills order_ with `list` by precedence (decodes first within a priority class if asked).
   void sort_by_precedence(clock_time now, const std::vector<sequence*>& list, bool decodes_first);
   void drop_stopped(clock_time now, step_plan& plan);
   bool reserve_or_evict(sequence& s, std::int64_t tokens, std::vector<engine::block_copy>& copies);

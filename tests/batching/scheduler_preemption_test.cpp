@@ -41,6 +41,36 @@ TEST(SchedulerPreemption, OutOfBlocksPreemptsTheLatestAndRecomputes) {
   EXPECT_EQ(s.free_blocks(), s.total_blocks());
 }
 
+// Priority decides who keeps its blocks. A (class 3) decodes while B (class 0) prefills
+// in chunks; when B needs a block and none is free, A goes, not B — whichever of the two
+// comes first in the step (decodes went before every prefill chunk, so A was planned, B
+// found no victim and preempted itself), and a lower class's sequence never preempts a
+// higher one to make room for itself.
+TEST(SchedulerPreemption, AHigherPriorityClassKeepsItsBlocks) {
+  scheduler_config c;
+  c.step_tokens_max = 256;
+  c.prefill_chunk_tokens = 4;
+  c.batch_wait_ms = milliseconds(0);
+  c.batch_fill_sequences = 1;
+  c.prefix_cache = false;
+  batch_scheduler s(c, 6, block_tokens);   // 24 tokens of KV
+  driver d{s};
+  d.add(1, prompt_of(3, 1), 16, /*priority=*/3);
+  d.add(2, prompt_of(20, 2), 1, /*priority=*/0);
+  std::vector<std::uint64_t> preempted;
+  for (int step = 0; step < 200 && !d.all_done(); ++step) {
+    const auto plan = d.step();
+    preempted.insert(preempted.end(), plan.preempted.begin(), plan.preempted.end());
+    d.now += milliseconds(1);   // well under aging_ms: the classes stay apart
+  }
+  ASSERT_TRUE(d.all_done());
+  ASSERT_FALSE(preempted.empty()) << "the cache is too small for both";
+  EXPECT_EQ(preempted, std::vector<std::uint64_t>(preempted.size(), 1u)) << "the class-0 sequence was preempted";
+  EXPECT_EQ(d.sequences.at(1).tokens, alone(prompt_of(3, 1), 16));
+  EXPECT_EQ(d.sequences.at(2).tokens, alone(prompt_of(20, 2), 1));
+  EXPECT_EQ(s.free_blocks(), s.total_blocks());
+}
+
 TEST(SchedulerPreemption, ACallThatPreemptsEverythingRunningAsksToBeCalledAgain) {
   // Found by the simulator with BUGGIFY: when every running sequence was preempted and
   // nothing else planned, the empty plan did not count as a step, so the "not re-admitted
