@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <limits>
 
 #include "kernels/assert.h"
 #include "runtime/buggify.h"
@@ -89,8 +90,12 @@ status batch_scheduler::submit(clock_time now, sequence_request request) {
   if (request.priority < 0 || request.priority >= config_.priority_classes)
     return make_error(error_code::invalid_argument, "sequence {}: priority {} outside 0 .. {}",
                       request.id, request.priority, config_.priority_classes - 1);
-  const std::int64_t total = std::int64_t(request.tokens.size()) + request.max_new_tokens;
-  const std::int64_t need = (total + blocks_.block_tokens() - 1) / blocks_.block_tokens();
+  // Saturated: a max_new_tokens near 2^63 must not wrap the sum negative and pass.
+  const std::int64_t prompt = std::int64_t(request.tokens.size());
+  const std::int64_t total = request.max_new_tokens > std::numeric_limits<std::int64_t>::max() - prompt
+                                 ? std::numeric_limits<std::int64_t>::max()
+                                 : prompt + request.max_new_tokens;
+  const std::int64_t need = total / blocks_.block_tokens() + (total % blocks_.block_tokens() != 0);
   if (need > blocks_.blocks_total())   // the request's size, not this replica's state
     return make_error(error_code::invalid_argument,
                       "sequence {}: {} tokens need {} KV blocks, the replica has {}", request.id,

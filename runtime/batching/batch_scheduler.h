@@ -134,9 +134,10 @@ class batch_scheduler {
   batch_scheduler(const batch_scheduler&) = delete;
   batch_scheduler& operator=(const batch_scheduler&) = delete;
 
-  // Queues a sequence. Errors: invalid_argument for an empty token list, a duplicate id or
-  // max_new_tokens < 1; unavailable when its tokens + max_new_tokens need more KV blocks
-  // than the replica has; overloaded when waiting_sequences_max are queued.
+  // Queues a sequence. Errors: invalid_argument for an empty token list, a duplicate id,
+  // max_new_tokens < 1, a priority outside the classes, or tokens + max_new_tokens needing
+  // more KV blocks than the replica has (the request's size, not the replica's state: the
+  // router passes it on without a retry); overloaded when waiting_sequences_max are queued.
   status submit(clock_time now, sequence_request request);
   // Stops a sequence at the next schedule() (reported there as cancelled). Unknown ids
   // are ignored: the sequence may have finished already.

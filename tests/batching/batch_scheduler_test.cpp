@@ -3,6 +3,8 @@
 // at a time (scheduler_driver.h checks every plan and the invariants after each step).
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "tests/batching/scheduler_driver.h"
 
 namespace dsrt::batching {
@@ -230,6 +232,9 @@ TEST(BatchScheduler, RejectsWhatCanNeverRunAndBoundsTheQueue) {
   auto st = s.submit(now, r);
   ASSERT_FALSE(st.ok());
   EXPECT_EQ(st.err().code, error_code::invalid_argument) << "more KV than the replica has: the request's size";
+  r.tokens = prompt_of(4, 1);
+  r.max_new_tokens = std::numeric_limits<std::int64_t>::max();   // the sum must not wrap and pass
+  EXPECT_EQ(s.submit(now, r).err().code, error_code::invalid_argument);
   r.tokens = {};
   EXPECT_EQ(s.submit(now, r).err().code, error_code::invalid_argument);
   r.tokens = prompt_of(4, 1);
