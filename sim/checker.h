@@ -10,8 +10,8 @@
 //  - deadlines honoured: no final later than deadline + deadline_slack (the router ends a
 //    request at its deadline; the slack is the way to the client), and no
 //    DEADLINE_EXCEEDED before the deadline;
-//  - queues within their limits (the router's requests, each batcher's running and
-//    waiting sequences);
+//  - queues within their limits (the router's requests; each batcher's running sequences,
+//    and running + waiting, since preempted sequences wait past waiting_sequences_max);
 //  - only legal breaker transitions (closed -> open -> half_open -> closed | open);
 //  - at quiescence no work left on a replica and no KV block leaked;
 //  - recovery: recovery_ms after the last fault ends, every replica is up in the router's

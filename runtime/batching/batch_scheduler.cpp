@@ -445,6 +445,9 @@ void batch_scheduler::check_invariants() const {
               sequences_.size());
   DSRT_ASSERT(int(running_.size()) <= config_.sequences_max, "running {} > sequences_max {}",
               running_.size(), config_.sequences_max);
+  DSRT_ASSERT(std::int64_t(sequences_.size()) <= std::int64_t(config_.sequences_max) + config_.waiting_sequences_max,
+              "{} sequences held, sequences_max + waiting_sequences_max is {}", sequences_.size(),
+              std::int64_t(config_.sequences_max) + config_.waiting_sequences_max);
   for (const sequence* s : waiting_)
     DSRT_ASSERT(!s->running && s->blocks.table.empty() && s->computed == 0,
                 "waiting sequence {} holds {} blocks", s->id, s->blocks.table.size());

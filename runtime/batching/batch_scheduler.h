@@ -17,7 +17,10 @@
 //  - every sequence is in exactly one of waiting_ / running_;
 //  - a waiting sequence holds no blocks; a running one holds blocks for exactly its
 //    `computed` tokens plus what the last plan reserved;
-//  - running_.size() <= sequences_max, waiting_.size() <= waiting_sequences_max;
+//  - running_.size() <= sequences_max, and running_ + waiting_ <= sequences_max +
+//    waiting_sequences_max: submit() refuses once waiting_sequences_max wait, but a
+//    preempted sequence goes back to waiting whatever the count (it was accepted; dropping
+//    it would lose a request), so waiting_ alone may pass its cap by what was preempted;
 //  - blocks are held only by running sequences and the prefix index.
 // Thread safety: none; the batcher actor is its only caller.
 #include <cstdint>
@@ -49,7 +52,8 @@ struct scheduler_config {
   std::int64_t step_tokens_max = 2048;         // tokens one step may carry (the budget)
   int sequences_max = 256;                     // sequences running at once
   std::int64_t prefill_chunk_tokens = 512;     // uncomputed tokens of one sequence per step
-  int waiting_sequences_max = 4096;            // sequences queued for admission
+  int waiting_sequences_max = 4096;            // sequences queued for admission (preempted ones
+                                               // come on top, at most sequences_max of them)
   int priority_classes = 4;                    // priorities 0 (highest) .. classes - 1
   milliseconds aging_ms{500};                  // waiting this long raises a request one class
   // Adaptive batching under light load: with nothing running, wait up to batch_wait_ms

@@ -71,6 +71,47 @@ TEST(SchedulerPreemption, AHigherPriorityClassKeepsItsBlocks) {
   EXPECT_EQ(s.free_blocks(), s.total_blocks());
 }
 
+// A preempted sequence goes back to waiting even when waiting_sequences_max already wait:
+// it was accepted, and dropping it would lose a request. New submissions are refused while
+// the queue is over its cap; what stays bounded is running + waiting.
+TEST(SchedulerPreemption, APreemptedSequenceWaitsPastTheQueueCapAndNewOnesAreRefused) {
+  scheduler_config c;
+  c.step_tokens_max = 256;
+  c.sequences_max = 2;
+  c.waiting_sequences_max = 1;
+  c.batch_wait_ms = milliseconds(0);
+  c.batch_fill_sequences = 1;
+  c.prefix_cache = false;
+  batch_scheduler s(c, 6, block_tokens);   // 24 tokens of KV: A and B cannot both finish
+  driver d{s};
+  d.add(1, prompt_of(4, 1), 16);
+  d.step();   // A runs
+  d.add(2, prompt_of(4, 2), 16);
+  d.step();   // B runs
+  d.add(3, prompt_of(4, 3), 4);   // C waits (sequences_max)
+  bool over_cap = false;
+  for (int step = 0; step < 200 && !d.all_done(); ++step) {
+    const auto plan = d.step();
+    s.check_invariants();
+    if (s.waiting() > c.waiting_sequences_max) {
+      over_cap = true;
+      sequence_request r;
+      r.id = 4;
+      r.tokens = prompt_of(4, 4);
+      r.max_new_tokens = 1;
+      EXPECT_EQ(s.submit(d.now, r).err().code, error_code::overloaded);
+    }
+    EXPECT_LE(s.running() + s.waiting(), c.sequences_max + c.waiting_sequences_max);
+    d.now += milliseconds(10);
+  }
+  ASSERT_TRUE(d.all_done());
+  EXPECT_TRUE(over_cap) << "no preemption put the queue over its cap";
+  EXPECT_GT(s.counters().preemptions, 0);
+  for (std::uint64_t id : {1u, 2u})
+    EXPECT_EQ(d.sequences.at(id).tokens, alone(prompt_of(4, int(id)), 16)) << "sequence " << id;
+  EXPECT_EQ(d.sequences.at(3).tokens, alone(prompt_of(4, 3), 4));
+}
+
 TEST(SchedulerPreemption, ACallThatPreemptsEverythingRunningAsksToBeCalledAgain) {
   // Found by the simulator with BUGGIFY: when every running sequence was preempted and
   // nothing else planned, the empty plan did not count as a step, so the "not re-admitted

@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "sim/checker.h"
 #include "sim/shrink.h"
 #include "sim/simulation.h"
 #include "tests/sim/sim_configs.h"
@@ -38,6 +39,24 @@ sim_config first_seed(sim_config c, Wanted wanted) {
   }
   ADD_FAILURE() << "no seed in 1..50 sets the scene";
   return c;
+}
+
+// The batcher bound the checker holds: running <= sequences_max and running + waiting <=
+// sequences_max + waiting_sequences_max (preempted sequences wait past the queue's cap).
+TEST(CheckerLimits, ABatcherIsOverItsLimitsOnlyPastWhatPreemptionAllows) {
+  checker_limits limits;
+  limits.sequences_max = 2;
+  limits.waiting_sequences_max = 1;
+  invariant_checker ok(limits);
+  ok.on_batcher(0, 2, 1);
+  ok.on_batcher(0, 1, 2);   // one preempted on top of a full queue
+  EXPECT_TRUE(ok.violations().empty()) << ok.violations().front();
+  invariant_checker too_many_running(limits);
+  too_many_running.on_batcher(0, 3, 0);
+  EXPECT_EQ(too_many_running.violations().size(), 1u);
+  invariant_checker too_many_held(limits);
+  too_many_held.on_batcher(0, 2, 2);
+  EXPECT_EQ(too_many_held.violations().size(), 1u);
 }
 
 TEST(PlantedBugs, ADuplicatedChunkBreaksTheStreamOrder) {
