@@ -330,12 +330,14 @@ step_plan batch_scheduler::schedule(clock_time now) {
     if (prefix_ && s->computed == 0) {
       s->blocks = prefix_->match(s->tokens, ++tick_);
       s->computed = s->blocks.tokens;
-      plan.prefix_hit_tokens += s->computed;
+      // A hit of the request's tokens, counted at its first admission only: a preempted
+      // sequence getting its own blocks back is no hit (the rate would pass 1).
+      if (s->planned_in == 0) plan.prefix_hit_tokens += s->computed;
     }
     const std::int64_t want = std::min({std::int64_t(s->tokens.size()) - s->computed,
                                         config_.prefill_chunk_tokens, budget});
     if (!reserve_or_evict(*s, want, plan.copies)) {
-      plan.prefix_hit_tokens -= s->computed;
+      if (s->planned_in == 0) plan.prefix_hit_tokens -= s->computed;
       release(*s);
       break;   // keep the order: nothing behind it jumps ahead
     }

@@ -120,7 +120,8 @@ struct step_plan {
   bool tables_reset = false;
   std::uint64_t scheduler = 0;             // which scheduler made it (unique in the process)
   std::int64_t tokens = 0;
-  std::int64_t prefix_hit_tokens = 0;      // prompt tokens taken from the prefix index
+  std::int64_t prefix_hit_tokens = 0;      // request tokens taken from the prefix index at a
+                                           // sequence's first admission (not after preemption)
   // Nothing to run now; call schedule() again at this time (or when a request arrives).
   std::optional<clock_time> wake_at;
   bool empty() const { return sequences.empty(); }

@@ -112,6 +112,27 @@ TEST(SchedulerPreemption, APreemptedSequenceWaitsPastTheQueueCapAndNewOnesAreRef
   EXPECT_EQ(d.sequences.at(3).tokens, alone(prompt_of(4, 3), 4));
 }
 
+// A preempted sequence takes its own blocks back from the prefix index when it is
+// re-admitted; that is no prefix hit (the hit rate, hits over prompt tokens, would pass 1).
+TEST(SchedulerPreemption, BlocksARecomputeGetsBackAreNoPrefixHit) {
+  scheduler_config c;
+  c.step_tokens_max = 256;
+  c.sequences_max = 8;
+  c.batch_wait_ms = milliseconds(0);
+  batch_scheduler s(c, 12, block_tokens);   // the prefix cache on, 48 tokens of KV
+  driver d{s};
+  d.add(1, prompt_of(12, 1), 20);   // distinct prompts: nothing to share
+  d.add(2, prompt_of(12, 2), 20);
+  for (int step = 0; step < 200 && !d.all_done(); ++step) {
+    d.step();
+    d.now += milliseconds(10);
+  }
+  ASSERT_TRUE(d.all_done());
+  ASSERT_GT(s.counters().preemptions, 0);
+  EXPECT_EQ(s.counters().prefix_hit_tokens, 0);
+  EXPECT_EQ(d.sequences.at(2).tokens, alone(prompt_of(12, 2), 20));
+}
+
 TEST(SchedulerPreemption, ACallThatPreemptsEverythingRunningAsksToBeCalledAgain) {
   // Found by the simulator with BUGGIFY: when every running sequence was preempted and
   // nothing else planned, the empty plan did not count as a step, so the "not re-admitted
