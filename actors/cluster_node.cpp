@@ -43,7 +43,7 @@ result<std::unique_ptr<head_node>> head_node::start(head_node_options options,
   node->cache_ = spawn_cache(*node->system_, options.router.response_cache);
   node->router_ = spawn_router(*node->system_, options.router, node->tokenizer_, node->cache_);
   node->link_ = spawn_head_link(*node->system_, *node->transport_, node->router_);
-  node->bridge_.set_target(node->link_);
+  node->bridge_.set_target(node->link_, closer(*node->transport_), options.bridge);
   return node;
 }
 
@@ -106,7 +106,7 @@ result<std::unique_ptr<worker_node>> worker_node::start(worker_node_options opti
   }
   node->transport_ = std::move(*t);
   node->link_ = spawn_worker_link(*node->system_, *node->transport_, options.link);
-  node->bridge_.set_target(node->link_);
+  node->bridge_.set_target(node->link_, closer(*node->transport_), options.bridge);
   for (int i = 0; i < replicas; ++i) node->faults_.push_back(std::make_shared<shard_faults>());
   options.supervisor.replicas = replicas;
   options.supervisor.replica_base = options.link.replica_base;

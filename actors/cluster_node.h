@@ -26,6 +26,7 @@ namespace dsrt::actors {
 
 struct head_node_options {
   transport::transport_config transport;   // listen_host / listen_port: where workers and clients connect
+  bridge_limits bridge;                     // per peer, between the transport and the link
   router_options router;
   std::int32_t replicas = 1;               // in the whole cluster (the router's replica count)
   std::int32_t priority_classes = 3;       // as the workers' batchers are configured
@@ -73,6 +74,7 @@ class head_node : public router_access {
 
 struct worker_node_options {
   transport::transport_config transport;   // listen = false: a worker connects to the head
+  bridge_limits bridge;                     // per peer, between the transport and the link
   worker_link_options link;                // the head's address, this node's replica range
   supervisor_options supervisor;           // executors: one per replica of this node
   std::int32_t node_id = 1;

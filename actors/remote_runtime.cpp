@@ -287,7 +287,7 @@ result<std::unique_ptr<remote_runtime>> remote_runtime::connect(const std::strin
   }
   rt->transport_ = std::move(*t);
   rt->link_ = rt->system_->spawn(client_link_actor, rt->transport_.get(), *address, options);
-  rt->bridge_.set_target(rt->link_);
+  rt->bridge_.set_target(rt->link_, closer(*rt->transport_), options.bridge);
   // A refused proof ends the wait at once; anything else (nothing listening yet) is retried.
   std::optional<error> last;
   auto connected = wait_until(options.connect_timeout_ms, "an authenticated connection to the head", [&] {

@@ -39,6 +39,7 @@ namespace dsrt::actors {
 
 struct remote_options {
   transport::transport_config transport;   // listen is forced off
+  bridge_limits bridge;                     // what the head may have queued for the link
   milliseconds connect_timeout_ms{10000};  // connect() waits this long for the head
   milliseconds reconnect_interval_ms{500};
   std::size_t open_requests_max = 65536;   // more get OVERLOADED here

@@ -8,10 +8,20 @@
 // the bridge, start the transport with it, spawn the link actor with the transport, then
 // set_target() — with a null actor if starting failed. Callbacks that come before
 // set_target() wait for it; with a null target they are dropped.
+//
+// Thread safety: the callbacks run on the transport's progress thread, one at a time;
+// messages are released on the link's thread (the per-peer counts are atomic).
 #include <caf/all.hpp>
 
+#include <atomic>
+#include <functional>
 #include <future>
 #include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include <fmt/format.h>
 
 #include "transport/ucx_transport.h"
 
@@ -39,32 +49,118 @@ struct peer_down_msg {
   error why;
 };
 
+// What one peer may have handed to the link actor and not yet handled: the transport's
+// inbound_bytes_max stops counting when a frame leaves it, and the link's mailbox has no
+// bound of its own. A peer past either limit is closed (OVERLOADED) and what it sends
+// after is dropped (a stream with a hole is worse than none).
+struct bridge_limits {
+  std::size_t peer_messages_max = 1u << 16;
+  std::uint64_t peer_bytes_max = 1ull << 30;
+};
+
 class transport_bridge : public transport::transport_handler {
  public:
+  using close_function = std::function<void(transport::peer_id, std::string)>;
   transport_bridge() : target_future_(target_.get_future().share()) {}
-  void set_target(caf::actor target) { target_.set_value(std::move(target)); }
+  // `close` cuts off a peer past `limits` (ucx_transport::close); both are set with the
+  // target, before any callback reads them.
+  void set_target(caf::actor target, close_function close = {}, bridge_limits limits = {}) {
+    close_ = std::move(close);
+    limits_ = limits;
+    target_.set_value(std::move(target));
+  }
 
   void on_peer_up(transport::peer_id peer, const transport::hello_wire& hello) override {
+    {
+      std::lock_guard lock(mu_);
+      queued_[peer] = std::make_shared<peer_queue>();
+    }
     if (const auto& t = target()) caf::anon_send(t, peer_up_msg{peer, hello});
   }
   void on_frame(transport::peer_id peer, transport::decoded_frame frame) override {
-    if (const auto& t = target())
-      caf::anon_send(t, frame_msg{peer, std::make_shared<transport::decoded_frame>(std::move(frame))});
+    const auto& t = target();
+    if (!t) return;
+    auto q = admit(peer, frame.payload_bytes());
+    if (!q) return;
+    const auto bytes = frame.payload_bytes();
+    caf::anon_send(t, frame_msg{peer, std::shared_ptr<transport::decoded_frame>(
+                                          new transport::decoded_frame(std::move(frame)),
+                                          [q, bytes](transport::decoded_frame* f) {
+                                            q->handed_off(bytes);
+                                            delete f;
+                                          })});
   }
   void on_tensor(transport::peer_id peer, transport::tensor_header_wire header, transport::tensor_buffer data) override {
-    if (const auto& t = target())
-      caf::anon_send(t, tensor_msg{peer, std::move(header), std::make_shared<transport::tensor_buffer>(std::move(data))});
+    const auto& t = target();
+    if (!t) return;
+    const auto bytes = data.size();
+    auto q = admit(peer, bytes);
+    if (!q) return;
+    caf::anon_send(t, tensor_msg{peer, std::move(header),
+                                 std::shared_ptr<transport::tensor_buffer>(
+                                     new transport::tensor_buffer(std::move(data)),
+                                     [q, bytes](transport::tensor_buffer* b) {
+                                       q->handed_off(bytes);
+                                       delete b;
+                                     })});
   }
   void on_peer_down(transport::peer_id peer, const error& why) override {
+    {
+      std::lock_guard lock(mu_);
+      queued_.erase(peer);
+    }
     if (const auto& t = target()) caf::anon_send(t, peer_down_msg{peer, why});
   }
 
  private:
+  // One peer's messages on their way through the link's mailbox (counted down as the link
+  // drops each message, on the link's thread).
+  struct peer_queue {
+    std::atomic<std::size_t> messages{0};
+    std::atomic<std::uint64_t> bytes{0};
+    bool cut = false;   // closed for its limits: nothing more is handed on (progress thread)
+    void handed_off(std::uint64_t n) {
+      messages.fetch_sub(1, std::memory_order_relaxed);
+      bytes.fetch_sub(n, std::memory_order_relaxed);
+    }
+  };
+  // The peer's queue with this message counted, or null: the peer is not up, or is past
+  // its limits (closed now, once).
+  std::shared_ptr<peer_queue> admit(transport::peer_id peer, std::uint64_t bytes) {
+    std::shared_ptr<peer_queue> q;
+    {
+      std::lock_guard lock(mu_);
+      if (auto it = queued_.find(peer); it != queued_.end()) q = it->second;
+    }
+    if (!q || q->cut) return nullptr;
+    if (q->messages.load(std::memory_order_relaxed) >= limits_.peer_messages_max ||
+        q->bytes.load(std::memory_order_relaxed) + bytes > limits_.peer_bytes_max) {
+      q->cut = true;
+      if (close_)
+        close_(peer, fmt::format("OVERLOADED: {} messages ({} bytes) wait for this node's link "
+                                 "(peer_messages_max {}, peer_bytes_max {})",
+                                 q->messages.load(), q->bytes.load(), limits_.peer_messages_max,
+                                 limits_.peer_bytes_max));
+      return nullptr;
+    }
+    q->messages.fetch_add(1, std::memory_order_relaxed);
+    q->bytes.fetch_add(bytes, std::memory_order_relaxed);
+    return q;
+  }
   const caf::actor& target() { return target_future_.get(); }
 
+  bridge_limits limits_;
+  close_function close_;
+  std::mutex mu_;
+  std::unordered_map<transport::peer_id, std::shared_ptr<peer_queue>> queued_;
   std::promise<caf::actor> target_;
   std::shared_future<caf::actor> target_future_;
 };
+
+// set_target's close function for a bridge whose peers live in `transport`.
+inline transport_bridge::close_function closer(transport::ucx_transport& transport) {
+  return [t = &transport](transport::peer_id peer, std::string why) { t->close(peer, std::move(why)); };
+}
 
 }  // namespace dsrt::actors
 

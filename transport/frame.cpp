@@ -147,6 +147,7 @@ result<decoded_frame> decode_frame(std::span<const std::byte> bytes, const frame
   frame.type_ = header->type;
   // Cap'n Proto reads words in place: copy into a word-aligned buffer we own.
   frame.words_.reset(new capnp::word[payload_words]);
+  frame.bytes_ = payload_bytes;
   std::memcpy(static_cast<void*>(frame.words_.get()), payload, payload_bytes);
   capnp::ReaderOptions options;
   options.traversalLimitInWords = limits.traversal_words_max;

@@ -89,6 +89,7 @@ result<frame_header> decode_header(std::span<const std::byte> bytes, const frame
 class decoded_frame {
  public:
   frame_type type() const { return type_; }
+  std::size_t payload_bytes() const { return bytes_; }
   // The message root. May throw kj::Exception on malformed pointers (see above).
   template <class Root>
   typename Root::Reader root() { return reader_->getRoot<Root>(); }
@@ -96,6 +97,7 @@ class decoded_frame {
  private:
   friend result<decoded_frame> decode_frame(std::span<const std::byte>, const frame_limits&);
   frame_type type_{};
+  std::size_t bytes_ = 0;
   std::unique_ptr<capnp::word[]> words_;
   std::unique_ptr<capnp::FlatArrayMessageReader> reader_;
 };
