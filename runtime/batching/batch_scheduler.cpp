@@ -148,21 +148,22 @@ int batch_scheduler::effective_priority(const sequence& s, clock_time now) const
                                     -config_.priority_classes));
 }
 
-bool batch_scheduler::precedes(const sequence& a, const sequence& b, clock_time now) const {
-  const int pa = effective_priority(a, now), pb = effective_priority(b, now);
-  return pa != pb ? pa < pb : a.arrival_order < b.arrival_order;
+bool batch_scheduler::runs_before(const sequence& a, const sequence& b) {
+  return a.priority != b.priority ? a.priority < b.priority : a.arrival_order < b.arrival_order;
 }
 
 void batch_scheduler::sort_by_precedence(clock_time now, const std::vector<sequence*>& list, bool decodes_first) {
   // The keys once per sequence, not per comparison; arrival_order is unique, so the order
   // is total and std::sort is as deterministic as a stable sort.
   ranked_.clear();
+  // Running sequences (decodes_first) by their request's class: aging is for admission, and
+  // a running sequence that aged must not outrank a newer one of its class or a higher one.
   for (sequence* s : list) {
     const bool decode = decodes_first && std::int64_t(s->tokens.size()) - s->computed == 1;
-    ranked_.push_back({!decode, effective_priority(*s, now), s->arrival_order, s});
+    ranked_.push_back({!decode, decodes_first ? s->priority : effective_priority(*s, now), s->arrival_order, s});
   }
-  // The priority class first: decodes go before prefill chunks only within a class, so a
-  // lower class's decodes never take blocks or budget ahead of a higher class.
+  // The class first: decodes go before prefill chunks only within a class, so a lower
+  // class's decodes never take blocks or budget ahead of a higher class.
   std::sort(ranked_.begin(), ranked_.end(), [](const ranked& a, const ranked& b) {
     if (a.priority != b.priority) return a.priority < b.priority;
     if (a.prefill != b.prefill) return b.prefill;
@@ -216,13 +217,14 @@ bool batch_scheduler::reserve_or_evict(sequence& s, std::int64_t tokens,
   return reserved;
 }
 
-bool batch_scheduler::preempt_one(clock_time now, const sequence* keep, step_plan& plan) {
-  // The victim: the running sequence of lowest precedence not yet in this step's plan,
-  // and below `keep`: a sequence never makes room for itself at a higher one's expense.
+bool batch_scheduler::preempt_one(const sequence* keep, step_plan& plan) {
+  // The victim: the running sequence of lowest class, then latest arrival (runs_before),
+  // not yet in this step's plan and below `keep`: a sequence never makes room for itself at
+  // a higher one's expense.
   sequence* victim = nullptr;
   for (sequence* s : running_)
-    if (s != keep && s->planned_in != schedule_calls_ && (!keep || precedes(*keep, *s, now)) &&
-        (!victim || precedes(*victim, *s, now)))
+    if (s != keep && s->planned_in != schedule_calls_ && (!keep || runs_before(*keep, *s)) &&
+        (!victim || runs_before(*victim, *s)))
       victim = s;
   if (!victim) return false;
   // Its full blocks go to the prefix index first: if nobody needs them before it runs
@@ -292,7 +294,7 @@ step_plan batch_scheduler::schedule(clock_time now) {
   }
   // Simulation only: a preemption by recompute and a small token budget (short prefill
   // chunks, decodes left for the next step), both legal whatever the load.
-  if (!running_.empty() && DSRT_BUGGIFY("scheduler.preempt")) preempt_one(now, nullptr, plan);
+  if (!running_.empty() && DSRT_BUGGIFY("scheduler.preempt")) preempt_one(nullptr, plan);
   // The recycled plan's entries are rewritten in place from here (plan_slice); what this
   // plan does not use goes back to the spares at the end.
   plan.sequences = std::move(spare_plan_);
@@ -309,10 +311,11 @@ step_plan batch_scheduler::schedule(clock_time now) {
     const std::int64_t want = std::min({std::int64_t(s->tokens.size()) - s->computed,
                                         config_.prefill_chunk_tokens, budget});
     bool reserved = reserve_or_evict(*s, want, plan.copies);
-    while (!reserved && preempt_one(now, s, plan)) reserved = reserve_or_evict(*s, want, plan.copies);
+    while (!reserved && preempt_one(s, plan)) reserved = reserve_or_evict(*s, want, plan.copies);
     if (!reserved) {
-      // Nothing left to preempt but sequences already planned: this one waits its turn.
-      preempt_one(now, nullptr, plan);
+      // Nothing below it left to preempt (the rest is planned or ranks higher): this one
+      // waits its turn — preempt_one now finds it, the lowest of what is unplanned.
+      preempt_one(nullptr, plan);
       continue;
     }
     plan_slice(*s, want, plan);

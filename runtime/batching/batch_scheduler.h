@@ -190,12 +190,13 @@ class batch_scheduler {
  private:
   struct sequence;
   int effective_priority(const sequence& s, clock_time now) const;
-  bool precedes(const sequence& a, const sequence& b, clock_time now) const;
+  // Running sequences rank by their request's class, then arrival (aging is for admission).
+  static bool runs_before(const sequence& a, const sequence& b);
   // Fills order_ with `list` by precedence (decodes first within a priority class if asked).
   void sort_by_precedence(clock_time now, const std::vector<sequence*>& list, bool decodes_first);
   void drop_stopped(clock_time now, step_plan& plan);
   bool reserve_or_evict(sequence& s, std::int64_t tokens, std::vector<engine::block_copy>& copies);
-  bool preempt_one(clock_time now, const sequence* keep, step_plan& plan);
+  bool preempt_one(const sequence* keep, step_plan& plan);
   void plan_slice(sequence& s, std::int64_t tokens, step_plan& plan);
   void release(sequence& s);
 

@@ -3,6 +3,8 @@
 // at a time (scheduler_driver.h checks every plan and the invariants after each step).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <limits>
 
 #include "tests/batching/scheduler_driver.h"
@@ -53,6 +55,34 @@ TEST(BatchScheduler, DecodesGoFirstAndPrefillFillsTheRestOfTheBudget) {
     for (int i = 0; i < 4; ++i) EXPECT_EQ(plan.sequences[std::size_t(i)].tokens.size(), 1u) << "at step " << step;
     EXPECT_EQ(plan.tokens, 20) << "the prompt takes the rest of the budget, at step " << step;
   }
+}
+
+// Aging lifts waiting requests; it does not reorder running ones. A's long prefill began
+// 300 ms before B arrived (same class); once A has aged a class (aging_ms) and B has not,
+// B's decode still goes before A's chunk (when the budget binds, the chunk is what is cut).
+TEST(BatchScheduler, AgingDoesNotPutAnOlderPrefillBeforeNewerDecodes) {
+  auto c = config_with(9, 8, 8);
+  c.batch_fill_sequences = 1;
+  batch_scheduler s(c, 256, block_tokens);
+  driver d{s};
+  d.add(1, prompt_of(800, 1), 2);   // A: 100 chunks of 8
+  int decodes_of_b = 0, b_first = 0;
+  for (int step = 0; step < 80; ++step) {
+    if (step == 30) d.add(2, prompt_of(4, 2), 60);   // B, at 300 ms: admitted with the token left
+    const bool aged = d.now - (clock_time{} + std::chrono::hours(1)) >= c.aging_ms;
+    const auto plan = d.step();
+    const auto at = [&](std::uint64_t id) {
+      return std::find_if(plan.sequences.begin(), plan.sequences.end(), [id](const auto& p) { return p.id == id; });
+    };
+    const auto a = at(1), b = at(2);
+    if (aged && b != plan.sequences.end() && b->tokens.size() == 1 && b->sample) {
+      ++decodes_of_b;
+      b_first += a == plan.sequences.end() || b < a;
+    }
+    d.now += milliseconds(10);
+  }
+  ASSERT_GT(decodes_of_b, 20);
+  EXPECT_EQ(b_first, decodes_of_b) << "A's aged prefill chunk went before B's decode";
 }
 
 TEST(BatchScheduler, SequenceCapBoundsRunningSequences) {
