@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <charconv>
+#include <set>
 #include <unordered_map>
 
 #include "actors/blocking_ask.h"
@@ -47,6 +48,7 @@ struct open_request {
   std::uint32_t prompt_tokens = 0;
   std::int64_t tokens = 0;      // tokens handed on in chunks
   std::int32_t max_tokens = 0;  // the most the head may stream
+  std::optional<clock_time> expires;   // deadline + final_grace_ms: its key in `expiries`
 };
 
 // What the head would refuse as unreadable whatever its model, or what encode() would
@@ -81,6 +83,10 @@ struct client_link_state {
   peer_id head = 0, connecting = 0;
   peer_id closing = 0;          // a head this side is closing for breaking the protocol
   std::unordered_map<std::uint64_t, open_request> open;
+  // Open requests with a deadline, by when this side ends them; checked every
+  // expiry_check_ms while not empty (one timer, whatever the number of requests).
+  std::set<std::pair<clock_time, std::uint64_t>> expiries;
+  bool expiry_armed = false;
   std::int64_t connects = 0;
   std::int64_t protocol_violations = 0;
   std::int64_t expired = 0;
@@ -102,12 +108,20 @@ void fail_request(self_ptr self, const caf::actor& client, std::uint64_t id, std
   self->send(client, std::move(f));
 }
 
+// Forgets an open request (its final went out).
+void close_request(self_ptr self, std::unordered_map<std::uint64_t, open_request>::iterator it) {
+  auto& st = self->state;
+  if (it->second.expires) st.expiries.erase({*it->second.expires, it->first});
+  st.open.erase(it);
+}
+
 void lost_head(self_ptr self, const std::string& why) {
   auto& st = self->state;
   for (auto& [id, r] : st.open)
     fail_request(self, r.client, id, r.chunks, r.prompt_tokens,
                  make_error(error_code::unavailable, "request {}: lost the connection to the head: {}", id, why));
   st.open.clear();
+  st.expiries.clear();
   st.head = 0;
 }
 
@@ -153,7 +167,7 @@ void on_final(self_ptr self, final_message& f) {
     return drop_head(self, fmt::format("request {}: its final has {} tokens, max_tokens is {}", f.request_id,
                                        f.tokens.size(), r.max_tokens));
   self->send(r.client, std::move(f));
-  st.open.erase(it);
+  close_request(self, it);
 }
 
 caf::behavior client_link_actor(self_ptr self, transport::ucx_transport* transport, cluster_address head,
@@ -213,12 +227,16 @@ caf::behavior client_link_actor(self_ptr self, transport::ucx_transport* transpo
         }
       },
       [self](tensor_msg& m) {   // the head sends clients none: it breaks the protocol
+        if (m.peer == self->state.head) return drop_head(self, "a tensor sent to a client");
         self->state.transport->close(m.peer, "a tensor sent to a client");
       },
       [self](generate_request& r) {
         auto& st = self->state;
         auto client = caf::actor_cast<caf::actor>(self->current_sender());
         const auto prompt_tokens = std::uint32_t(r.prompt.size());
+        // Bad input first: a retry hint on a request that can never succeed misleads.
+        if (auto s = check_sendable(r, transport::wire_limits{}); !s)
+          return fail_request(self, client, r.request_id, 0, prompt_tokens, s.err());
         if (st.head == 0)
           return fail_request(self, client, r.request_id, 0, prompt_tokens,
                               make_error(error_code::unavailable, "not connected to the head"));
@@ -228,29 +246,42 @@ caf::behavior client_link_actor(self_ptr self, transport::ucx_transport* transpo
         if (st.open.count(r.request_id))
           return fail_request(self, client, r.request_id, 0, prompt_tokens,
                               make_error(error_code::invalid_argument, "request id {} is already open", r.request_id));
-        if (auto s = check_sendable(r, transport::wire_limits{}); !s)
-          return fail_request(self, client, r.request_id, 0, prompt_tokens, s.err());
         if (auto s = st.transport->send(st.head, transport::encode(r, transport::clock_anchor::now())); !s)
           return fail_request(self, client, r.request_id, 0, prompt_tokens, s.err());
-        st.open[r.request_id] = open_request{client, 0, prompt_tokens, 0, r.max_tokens};
-        if (r.deadline) {
-          const auto left = std::chrono::ceil<milliseconds>(*r.deadline - std::chrono::steady_clock::now());
-          self->delayed_send(self, std::max(left, milliseconds(0)) + st.options.final_grace_ms, expire_atom::value,
-                             r.request_id);
+        auto& opened = st.open[r.request_id] = open_request{client, 0, prompt_tokens, 0, r.max_tokens, {}};
+        // A deadline as far as the wire's "none" (deadline_distance_max) or further is none.
+        const auto now = std::chrono::steady_clock::now();
+        if (r.deadline && *r.deadline - now < transport::wire_limits{}.deadline_distance_max) {
+          opened.expires = std::max(*r.deadline, now) + st.options.final_grace_ms;
+          st.expiries.emplace(*opened.expires, r.request_id);
+          if (!st.expiry_armed) {
+            st.expiry_armed = true;
+            self->delayed_send(self, st.options.expiry_check_ms, expire_atom::value);
+          }
         }
       },
-      // The head should have ended it at its deadline; it did not answer in the grace after.
-      [self](expire_atom, std::uint64_t id) {
+      // Requests the head should have ended at their deadline and did not answer in the
+      // grace after: ended here, and the head is told to cancel them.
+      [self](expire_atom) {
         auto& st = self->state;
-        auto it = st.open.find(id);
-        if (it == st.open.end()) return;
-        ++st.expired;
-        fail_request(self, it->second.client, id, it->second.chunks, it->second.prompt_tokens,
-                     make_error(error_code::deadline_exceeded,
-                                "request {}: no final from the head within {} ms of its deadline", id,
-                                st.options.final_grace_ms.count()));
-        st.open.erase(it);
-        if (st.head) (void)st.transport->send(st.head, transport::encode_cancel(frame_type::cancel, id));
+        const auto now = std::chrono::steady_clock::now();
+        while (!st.expiries.empty() && st.expiries.begin()->first <= now) {
+          const auto id = st.expiries.begin()->second;
+          auto it = st.open.find(id);
+          if (it == st.open.end()) {   // never: a request leaves both together (close_request)
+            st.expiries.erase(st.expiries.begin());
+            continue;
+          }
+          ++st.expired;
+          fail_request(self, it->second.client, id, it->second.chunks, it->second.prompt_tokens,
+                       make_error(error_code::deadline_exceeded,
+                                  "request {}: no final from the head within {} ms of its deadline", id,
+                                  st.options.final_grace_ms.count()));
+          close_request(self, it);
+          if (st.head) (void)st.transport->send(st.head, transport::encode_cancel(frame_type::cancel, id));
+        }
+        st.expiry_armed = !st.expiries.empty();
+        if (st.expiry_armed) self->delayed_send(self, st.options.expiry_check_ms, expire_atom::value);
       },
       [self](cancel_atom, std::uint64_t id) {
         auto& st = self->state;
@@ -266,6 +297,21 @@ caf::behavior client_link_actor(self_ptr self, transport::ucx_transport* transpo
 
 }  // namespace
 
+status validate(const remote_options& o) {
+  const auto bad = [](std::string_view field, auto value) {
+    return error{error_code::invalid_argument, fmt::format("remote_options.{} = {} is out of range", field, value)};
+  };
+  if (o.connect_timeout_ms.count() < 0) return bad("connect_timeout_ms", o.connect_timeout_ms.count());
+  if (o.reconnect_interval_ms.count() < 1) return bad("reconnect_interval_ms", o.reconnect_interval_ms.count());
+  if (o.open_requests_max < 1) return bad("open_requests_max", o.open_requests_max);
+  if (o.final_grace_ms.count() < 0) return bad("final_grace_ms", o.final_grace_ms.count());
+  if (o.expiry_check_ms.count() < 1) return bad("expiry_check_ms", o.expiry_check_ms.count());
+  if (o.bridge.peer_messages_max < 1) return bad("bridge.peer_messages_max", o.bridge.peer_messages_max);
+  if (o.bridge.peer_bytes_max < 1) return bad("bridge.peer_bytes_max", o.bridge.peer_bytes_max);
+  if (o.scheduler_threads < 1) return bad("scheduler_threads", o.scheduler_threads);
+  return ok_status();
+}
+
 result<std::unique_ptr<remote_runtime>> remote_runtime::connect(const std::string& url,
                                                                 const transport::cluster_secret& secret,
                                                                 std::shared_ptr<const tokenizer::tokenizer> tokenizer,
@@ -274,6 +320,7 @@ result<std::unique_ptr<remote_runtime>> remote_runtime::connect(const std::strin
   if (!address) return address.err();
   options.transport.listen = false;
   DSRT_TRY(transport::validate(options.transport));
+  DSRT_TRY(validate(options));
   std::unique_ptr<remote_runtime> rt(new remote_runtime());
   rt->options_ = options;
   rt->tokenizer_ = std::move(tokenizer);

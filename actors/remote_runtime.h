@@ -45,6 +45,7 @@ struct remote_options {
   std::size_t open_requests_max = 65536;   // more get OVERLOADED here
   std::uint32_t local_retry_after_ms = 1000;   // retry hint on finals this side makes (no head, full)
   milliseconds final_grace_ms{2000};       // after a request's deadline, waited for the head's final
+  milliseconds expiry_check_ms{100};       // how often requests past deadline + grace are looked for
   std::int32_t scheduler_threads = 2;
 };
 
@@ -56,6 +57,9 @@ struct remote_stats {
   std::int64_t protocol_violations = 0;   // connections this side closed for the head's frames
   std::int64_t expired = 0;               // requests ended here past deadline + final_grace_ms
 };
+
+// invalid_argument naming the field (connect() checks it).
+status validate(const remote_options& options);
 
 // Parses "dsrt://HOST:PORT". Errors: invalid_argument naming what is wrong.
 struct cluster_address {

@@ -186,6 +186,49 @@ TEST(RemoteClient, AFrameAHeadNeverSendsAClientIsRefused) {
   });
 }
 
+TEST(RemoteClient, ATensorFromTheHeadIsRefused) {
+  expect_refused_stream([](fake_head& h, transport::peer_id p, std::uint64_t id) {
+    h.chunk(p, id, 0, {5});
+    auto data = std::make_shared<std::vector<std::byte>>(64, std::byte{1});
+    ASSERT_TRUE(h.head->send_tensor(p, {1, 0, 0, {64}}, data, *data).ok());
+    // Tensors are not ordered with frames (ucx_transport.h): nothing more until it landed.
+    ASSERT_TRUE(h.rec.wait([p](recorder& r) { return r.down_.count(p) > 0; })) << "the client kept the connection";
+  });
+}
+
+// Bad input is refused as such even while the head is away (no retry hint on a request
+// that can never succeed), and bad options are refused at connect().
+TEST(RemoteClient, BadRequestsAndOptionsAreInvalidWhateverTheConnection) {
+  fake_head h;
+  ASSERT_TRUE(h.remote);
+  h.head.reset();   // the head goes
+  ASSERT_TRUE(wait_until(milliseconds(10000), "the client notices", [&] {
+                auto s = h.remote->stats();
+                return s && !s->connected;
+              }).ok());
+  client c(*h.remote);
+  auto bad = prompt_request();
+  bad.priority = 300;
+  const auto f = c.generate(bad);
+  ASSERT_TRUE(f.failure);
+  EXPECT_EQ(f.failure->code, error_code::invalid_argument) << f.failure->to_string();
+  EXPECT_EQ(f.retry_after_ms, 0u);
+  const auto good = c.generate(prompt_request());
+  ASSERT_TRUE(good.failure);
+  EXPECT_EQ(good.failure->code, error_code::unavailable) << good.failure->to_string();
+  for (auto set : std::vector<std::function<void(remote_options&)>>{
+           [](remote_options& o) { o.final_grace_ms = milliseconds(-1); },
+           [](remote_options& o) { o.expiry_check_ms = milliseconds(0); },
+           [](remote_options& o) { o.open_requests_max = 0; },
+           [](remote_options& o) { o.bridge.peer_messages_max = 0; }}) {
+    auto o = fake_head::quick();
+    set(o);
+    auto r = remote_runtime::connect("dsrt://127.0.0.1:1", secret(), nullptr, o);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.err().code, error_code::invalid_argument) << r.err().to_string();
+  }
+}
+
 // The head accepted the request and says nothing more (its router stuck, say): the
 // request ends at its deadline plus the grace, the head hears a cancel, the slot is free.
 TEST(RemoteClient, ARequestTheHeadNeverAnswersEndsAfterItsDeadline) {
