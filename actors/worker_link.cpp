@@ -22,6 +22,7 @@ struct worker_link_state {
   transport::ucx_transport* transport = nullptr;
   peer_id head = 0;          // the connected head (0: none)
   peer_id connecting = 0;    // a connect() in progress
+  peer_id closing = 0;       // a head this link is closing (its peer_down brings the reconnect)
   std::vector<caf::actor> batchers;   // by local index; null while down
   // The batchers know a sequence by an id of this link's (never reused), not the head's:
   // after the head is lost, what the old sequences still send (their cancelled finals)
@@ -40,6 +41,8 @@ struct worker_link_state {
 
 using self_ptr = caf::stateful_actor<worker_link_state>*;
 
+void close_head(self_ptr self, const std::string& why);
+
 // A frame that cannot be queued would leave a hole in some stream: the connection goes
 // instead, and the head retries or resumes this node's attempts elsewhere.
 void to_head(self_ptr self, transport::frame_bytes frame) {
@@ -50,7 +53,7 @@ void to_head(self_ptr self, transport::frame_bytes frame) {
   }
   if (auto s = st.transport->send(st.head, std::move(frame)); !s) {
     ++st.stats.dropped;
-    st.transport->close(st.head, s.err().to_string());
+    close_head(self, s.err().to_string());
   }
 }
 
@@ -87,14 +90,24 @@ void connect(self_ptr self) {
   st.connecting = st.transport->connect(st.options.head_host, st.options.head_port);
 }
 
-// The head sent what it never may (an unreadable frame, one of another role): the
-// connection closes, as for any peer (CLUSTER.md); losing it cancels what this node runs
-// for that head, and the node reconnects.
-void drop_head(self_ptr self, const std::string& why) {
+// Ends this link's side of the head connection now — what it runs for that head is
+// cancelled and nothing more of that head is read or sent — and closes it; its peer_down
+// brings the reconnect.
+void close_head(self_ptr self, const std::string& why) {
   auto& st = self->state;
+  const auto peer = st.head;
+  cancel_forwarded(self);
+  st.head = 0;
+  st.closing = peer;
+  st.transport->close(peer, why);
+}
+
+// The head sent what it never may (an unreadable frame, one of another role): the
+// connection closes, as for any peer (CLUSTER.md).
+void drop_head(self_ptr self, const std::string& why) {
   spdlog::error("worker: closing the connection to the head, which broke the protocol: {}", why);
-  ++st.stats.protocol_violations;
-  st.transport->close(st.head, why);
+  ++self->state.stats.protocol_violations;
+  close_head(self, why);
 }
 
 void on_frame(self_ptr self, transport::decoded_frame& f) {
@@ -162,6 +175,11 @@ caf::behavior worker_link_actor(self_ptr self, transport::ucx_transport* transpo
       },
       [self](peer_down_msg& m) {
         auto& st = self->state;
+        if (m.peer == st.closing) {   // ended on this side already (close_head)
+          st.closing = 0;
+          if (st.connecting == 0) self->delayed_send(self, st.options.reconnect_interval_ms, reconnect_atom::value);
+          return;
+        }
         if (m.peer != st.head && m.peer != st.connecting) return;
         if (m.peer == st.head) {
           spdlog::warn("worker: lost the head: {}", m.why.to_string());

@@ -46,7 +46,7 @@ struct tiny_cluster {
 
 // head_port 0: c.head's.
 void start_worker(tiny_cluster& c, std::int32_t node_id, std::int32_t replica_base, std::int32_t replicas,
-                  std::uint16_t head_port = 0) {
+                  std::uint16_t head_port = 0, const engine::model_options& model = test::small_cache()) {
   tiny_worker w;
   worker_node_options o;
   o.transport.session = quick_session();
@@ -59,7 +59,7 @@ void start_worker(tiny_cluster& c, std::int32_t node_id, std::int32_t replica_ba
   for (int i = 0; i < replicas; ++i) {
     w.backends.push_back(engine::test_util::make_backend());
     w.models.push_back(engine::test_util::load_model(engine::test_util::tiny_llama_dir(), *w.backends.back(),
-                                                     test::small_cache()));
+                                                     model));
     ASSERT_TRUE(w.models.back());
     o.supervisor.executors.push_back(std::make_shared<serving::model_executor>(*w.models.back()));
   }
@@ -267,13 +267,16 @@ TEST(ClusterNodes, AWorkerClosesAHeadThatBreaksTheProtocol) {
   unreadable.sequence.tokens = {1, -2};   // a negative token id does not decode
   unreadable.sequence.prompt_tokens = 2;
   unreadable.sequence.max_new_tokens = 4;
-  const std::vector<transport::frame_bytes> frames = {
-      transport::encode(serving::token_chunk{1, 0, {5}, ""}),   // a head sends these to clients
-      transport::encode(unreadable, transport::clock_anchor::now()),
+  // Two wrong frames back to back on one connection (the second is not read: one
+  // violation), then one on the next.
+  const std::vector<std::vector<transport::frame_bytes>> per_connection = {
+      {transport::encode(serving::token_chunk{1, 0, {5}, ""}),   // a head sends these to clients
+       transport::encode(unreadable, transport::clock_anchor::now())},
+      {transport::encode(unreadable, transport::clock_anchor::now())},
   };
-  for (const auto& frame : frames) {
+  for (const auto& frames : per_connection) {
     const auto peer = connection();
-    ASSERT_TRUE((*fake)->send(peer, frame).ok());
+    for (const auto& frame : frames) ASSERT_TRUE((*fake)->send(peer, frame).ok());
     ASSERT_TRUE(rec.wait([&](auto& r) { return r.down_.count(peer) > 0; })) << "the worker kept the connection";
   }
   connection();   // and it is back
@@ -399,6 +402,46 @@ TEST(ClusterNodes, ARemoteRequestsErrorsNameItsOwnId) {
   ASSERT_TRUE(f.failure);
   EXPECT_EQ(f.failure->code, error_code::deadline_exceeded) << f.failure->to_string();
   EXPECT_NE(f.failure->message.find("request " + std::to_string(*id) + " "), std::string::npos) << f.failure->message;
+  EXPECT_EQ(f.failure->message.find("922337"), std::string::npos) << f.failure->message;
+}
+
+// An error a worker's replica writes ("sequence <its local id>: ... KV blocks") reaches a
+// remote client naming the client's id: the worker link maps its id to the head's, the
+// head link the head's to the client's. An app on the head goes first, so the three ids
+// differ.
+TEST(ClusterNodes, AWorkersErrorTextNamesTheRemoteClientsId) {
+  tiny_cluster c;
+  auto tok = std::make_shared<tokenizer::tokenizer>(engine::test_util::load_tokenizer(engine::test_util::tiny_llama_dir()));
+  c.eos = tok->eos_ids();
+  c.tokenizer = tok;
+  start_head(c, 1);
+  ASSERT_TRUE(c.head);
+  engine::model_options small_kv;
+  small_kv.kv_cache_bytes_max = 256 << 10;
+  start_worker(c, 1, 0, 1, 0, small_kv);
+  ASSERT_EQ(c.workers.size(), 1u);
+  ASSERT_TRUE(c.head->wait_ready(milliseconds(30000)).ok());
+  const auto& model = *c.workers[0].models[0];
+  const std::int64_t kv_tokens = std::int64_t(model.kv_blocks()) * model.kv_block_tokens();
+  ASSERT_LT(kv_tokens + 110, model.config().max_position_embeddings) << "the cache must be the smaller limit";
+  client_request too_large;
+  too_large.prompt_tokens = engine::test_util::make_prompt(10, 1);
+  too_large.max_tokens = std::int32_t(kv_tokens + 100);
+  client on_head(*c.head);
+  const auto first = on_head.generate(too_large);   // the worker's local id 1
+  ASSERT_TRUE(first.failure);
+  auto remote = remote_runtime::connect(url_of(c), c.secret, c.tokenizer);
+  ASSERT_TRUE(remote.ok());
+  client cl(**remote);
+  test::collector col;
+  const auto id = cl.submit(too_large, col.on_chunk(0), col.on_final(0));   // local id 2, head id 2^63 + 1
+  ASSERT_TRUE(id.ok());
+  ASSERT_TRUE(col.wait_finals(1, std::chrono::seconds(60)));
+  const auto f = col.records().at(0).final;
+  ASSERT_TRUE(f.failure);
+  EXPECT_EQ(f.failure->code, error_code::invalid_argument) << f.failure->to_string();
+  EXPECT_NE(f.failure->message.find("sequence " + std::to_string(*id) + ":"), std::string::npos) << f.failure->message;
+  EXPECT_EQ(f.failure->message.find("sequence 2:"), std::string::npos) << f.failure->message;
   EXPECT_EQ(f.failure->message.find("922337"), std::string::npos) << f.failure->message;
 }
 
