@@ -118,11 +118,13 @@ status causal_lm::validate(std::span<const step_sequence> seqs, std::int64_t& to
     const auto& seq = seqs[s];
     if (seq.tokens.empty())
       return make_error(error_code::invalid_argument, "sequence {} of the step has no tokens", s);
-    const std::int64_t end = seq.first_position + std::int64_t(seq.tokens.size());
-    if (seq.first_position < 0 || end > c.max_position_embeddings)
+    // Compared before adding: a first_position near 2^63 must not wrap the end negative.
+    if (seq.first_position < 0 ||
+        seq.first_position > std::int64_t(c.max_position_embeddings) - std::int64_t(seq.tokens.size()))
       return make_error(error_code::invalid_argument,
-                        "sequence {} reaches position {}, past max_position_embeddings {}", s,
-                        end, c.max_position_embeddings);
+                        "sequence {} starts at position {} with {} tokens, past max_position_embeddings {}", s,
+                        seq.first_position, seq.tokens.size(), c.max_position_embeddings);
+    const std::int64_t end = seq.first_position + std::int64_t(seq.tokens.size());
     const std::int64_t blocks_needed = (end + kv_block_tokens() - 1) / kv_block_tokens();
     if (std::int64_t(seq.block_table.size()) < blocks_needed)
       return make_error(error_code::invalid_argument,

@@ -2,6 +2,8 @@
 // create_causal_lm rejects options that cannot work.
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "tests/engine/engine_test_util.h"
 
 namespace dsrt::engine {
@@ -72,6 +74,8 @@ TEST_F(ForwardErrors, PositionPastMaxPositionEmbeddings) {
   expect_invalid(std::span(&past, 1), "max_position_embeddings", "past the context");
   const step_sequence negative{tokens, -1, table, false};
   expect_invalid(std::span(&negative, 1), "position", "negative position");
+  const step_sequence wrapping{tokens, std::numeric_limits<std::int64_t>::max(), table, false};
+  expect_invalid(std::span(&wrapping, 1), "max_position_embeddings", "a start whose end would wrap");
   // (Reaching exactly the last position is covered by the generator tests, which write
   // every earlier position first.)
 }
