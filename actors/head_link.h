@@ -23,10 +23,12 @@ struct head_link_stats {
   std::int32_t workers = 0, clients = 0;
   std::int64_t remote_requests = 0;     // requests from remote clients, all time
   std::int64_t dropped_frames = 0;      // stale, unknown or for a down replica
-  std::int64_t rejected_peers = 0;      // disconnected for a frame outside their role or a tensor
+  std::int64_t rejected_peers = 0;      // disconnected: a frame outside their role, a tensor, or
+                                        // a frame for them that could not be queued
 };
 
-// Handles: peer_up_msg, frame_msg, peer_down_msg (from the bridge); token_chunk and
+// Handles: peer_up_msg, frame_msg, tensor_msg (closes the peer), peer_down_msg (from the
+// bridge); token_chunk and
 // final_message (from the router, for remote clients); (status_atom) -> head_link_stats.
 caf::actor spawn_head_link(caf::actor_system& system, transport::ucx_transport& transport, caf::actor router);
 

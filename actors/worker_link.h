@@ -37,7 +37,8 @@ struct worker_link_stats {
   std::int64_t protocol_violations = 0;   // head connections closed for what the head sent
 };
 
-// Handles: peer_up_msg, frame_msg, peer_down_msg (bridge); replica_up, replica_down,
+// Handles: peer_up_msg, frame_msg, tensor_msg (closes the peer), peer_down_msg (bridge);
+// replica_up, replica_down,
 // replica_chunks, replica_final (supervisor, batchers); (status_atom) -> worker_link_stats.
 caf::actor spawn_worker_link(caf::actor_system& system, transport::ucx_transport& transport,
                              worker_link_options options);
