@@ -4,6 +4,8 @@
 // chain when no replica can serve (response cache, then UNAVAILABLE).
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <future>
 #include <thread>
 
 #include "tests/actors/runtime_test_util.h"
@@ -256,6 +258,22 @@ TEST(Faults, WhenNoReplicaCanServeTheResponseCacheAnswersThenUnavailable) {
   EXPECT_EQ(router->fallbacks, 3);
 }
 
+// Runs fn; if it has not returned within `limit`, ends the process with a message (a hang
+// fails the test at once, not at ctest's timeout).
+template <class F>
+void returns_within(std::chrono::seconds limit, const char* what, F fn) {
+  std::promise<void> done;
+  std::thread guard([f = done.get_future(), limit, what]() {
+    if (f.wait_for(limit) == std::future_status::timeout) {
+      std::fprintf(stderr, "%s did not return within %lld s\n", what, static_cast<long long>(limit.count()));
+      std::abort();
+    }
+  });
+  fn();
+  done.set_value();
+  guard.join();
+}
+
 // Stopping a node right after one of its shards was killed (dsnode on SIGTERM after a
 // fault, a test's teardown): the runtime ends, whether the restart has happened yet or not.
 TEST(Faults, ARuntimeStopsRightAfterAShardKill) {
@@ -276,7 +294,8 @@ TEST(Faults, ARuntimeStopsRightAfterAShardKill) {
     }
     t.runtime->kill_shard(round % 3 == 0 ? 0 : 1);
     std::this_thread::sleep_for(std::chrono::milliseconds(round * round));
-    t.runtime.reset();   // hangs if a shard, or the pair restarted after the kill, lives on
+    // Hangs if a shard, or the pair restarted after the kill, lives on.
+    returns_within(std::chrono::seconds(60), "stopping the runtime", [&] { t.runtime.reset(); });
     ASSERT_TRUE(col.wait_finals(n, std::chrono::seconds(60))) << "round " << round;
     col.expect_contract();
   }
