@@ -127,6 +127,16 @@ std::map<int, test::stream_record> run_all(router_access& rt, const std::vector<
   return col.records();
 }
 
+// The cluster serves: a 3-token request through `cl` completes.
+void expect_served(client& cl) {
+  client_request r;
+  r.prompt = "hello";
+  r.max_tokens = 3;
+  const auto f = cl.generate(r);
+  EXPECT_FALSE(f.failure) << f.failure->to_string();
+  EXPECT_EQ(f.completion_tokens, 3u);
+}
+
 TEST(ClusterNodes, HeadAndTwoWorkersAnswer100RequestsAsTheSingleProcessRuntime) {
   auto c = start_cluster(2);
   ASSERT_TRUE(c.head);
@@ -200,12 +210,7 @@ TEST(ClusterNodes, AClientWithTheWrongSecretIsRefusedWhileOthersAreServed) {
   auto remote = remote_runtime::connect(url_of(c), c.secret, c.tokenizer);
   ASSERT_TRUE(remote.ok());
   client cl(**remote);
-  client_request r;
-  r.prompt = "hello";
-  r.max_tokens = 3;
-  const auto f = cl.generate(r);
-  EXPECT_FALSE(f.failure);
-  EXPECT_EQ(f.completion_tokens, 3u);
+  expect_served(cl);
 }
 
 // A peer that knows the secret but sends the head a tensor (nothing sends the head any)
@@ -230,12 +235,7 @@ TEST(ClusterNodes, APeerSendingTheHeadATensorIsDisconnectedWhileOthersAreServed)
   auto remote = remote_runtime::connect(url_of(c), c.secret, c.tokenizer);
   ASSERT_TRUE(remote.ok());
   client cl(**remote);
-  client_request r;
-  r.prompt = "still there?";
-  r.max_tokens = 3;
-  const auto f = cl.generate(r);
-  EXPECT_FALSE(f.failure);
-  EXPECT_EQ(f.completion_tokens, 3u);
+  expect_served(cl);
 }
 
 // A head (here a raw transport in the head's role) that sends a worker what a head never
@@ -373,12 +373,7 @@ TEST(ClusterNodes, ARemoteRequestTheHeadRefusesGetsItsFinal) {
   const auto refused = col.records().at(0).final;
   ASSERT_TRUE(refused.failure);
   EXPECT_EQ(refused.failure->code, error_code::invalid_argument) << refused.failure->to_string();
-  client_request good;
-  good.prompt = "hello";
-  good.max_tokens = 3;
-  const auto f = cl.generate(good);
-  EXPECT_FALSE(f.failure);
-  EXPECT_EQ(f.completion_tokens, 3u);
+  expect_served(cl);
 }
 
 // A remote request's error text names the client's own id, never the head's internal one
