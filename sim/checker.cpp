@@ -59,6 +59,16 @@ void invariant_checker::on_final(clock_time now, const serving::final_message& f
   if (++v.finals > 1) violation(fmt::format("request {}: {} finals", f.request_id, v.finals));
   if (f.chunks_sent != v.next_sequence)
     violation(fmt::format("request {}: final says {} chunks, {} arrived", f.request_id, f.chunks_sent, v.next_sequence));
+  // The final's own copy of the answer (what a client that does not stream reads).
+  if (f.tokens.size() != f.completion_tokens || std::int64_t(f.tokens.size()) != v.tokens)
+    violation(fmt::format("request {}: the final holds {} tokens (completion_tokens {}), its chunks {}", f.request_id,
+                          f.tokens.size(), f.completion_tokens, v.tokens));
+  for (std::size_t k = 0; limits_.model_tokens && k < f.tokens.size(); ++k)
+    if (f.tokens[k] != model_token(f.request_id, std::int64_t(k))) {
+      violation(fmt::format("request {}: the final's token {} is {}, the model's is {}", f.request_id, k, f.tokens[k],
+                            model_token(f.request_id, std::int64_t(k))));
+      break;
+    }
   if (now > v.deadline + limits_.deadline_slack_ms)
     violation(fmt::format("request {}: final {} ms after its deadline (slack {} ms)", f.request_id,
                           duration_cast<milliseconds>(now - v.deadline).count(), limits_.deadline_slack_ms.count()));

@@ -795,6 +795,18 @@ class simulation {
       planted_ = true;
       return;
     }
+    if ((bugs_.final_with_an_extra_token || bugs_.final_with_a_wrong_token) && !planted_ && !f.failure &&
+        !f.tokens.empty()) {
+      planted_ = true;
+      auto bad = f;
+      if (bugs_.final_with_an_extra_token) {
+        bad.tokens.push_back(bad.tokens.back());
+        ++bad.completion_tokens;
+      } else {
+        bad.tokens.back() += 1;
+      }
+      return checker().on_final(now(), bad);
+    }
     checker().on_final(now(), f);
     if (bugs_.chunk_after_final && !planted_ && last_chunk_.count(f.request_id)) {
       planted_ = true;

@@ -119,6 +119,8 @@ struct planted_bugs {
   bool leak_a_sequence = false;             // one finished sequence is never released
   bool skip_half_open = false;              // a breaker goes from open straight to closed
   bool lose_a_rejoin = false;               // a restarted replica's heartbeats never reach the router
+  bool final_with_an_extra_token = false;   // one completed final holds a token no chunk carried
+  bool final_with_a_wrong_token = false;    // one completed final's last token differs from its chunk's
 };
 
 sim_report run_simulation(const sim_config& config, const planted_bugs& bugs = {});

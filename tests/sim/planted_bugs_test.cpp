@@ -65,6 +65,18 @@ TEST(PlantedBugs, ADuplicatedChunkBreaksTheStreamOrder) {
   expect_caught(small(5), bugs, "request 1: chunk 0 where 1 was due");
 }
 
+TEST(PlantedBugs, AFinalWithATokenNoChunkCarriedIsCaught) {
+  planted_bugs bugs;
+  bugs.final_with_an_extra_token = true;
+  expect_caught(small(5), bugs, "the final holds");
+}
+
+TEST(PlantedBugs, AFinalWithAWrongTokenIsCaught) {
+  planted_bugs bugs;
+  bugs.final_with_a_wrong_token = true;
+  expect_caught(small(5), bugs, "the final's token");
+}
+
 TEST(PlantedBugs, ADroppedFinalIsARequestWithoutOne) {
   planted_bugs bugs;
   bugs.drop_a_final = true;
