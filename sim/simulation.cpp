@@ -28,6 +28,7 @@ struct replica {
   std::uint64_t incarnation = 0;     // messages of an older incarnation are dropped
   bool busy = false, wake_armed = false, failing = false, oom_next = false;
   bool leak_on_kill = false;         // planted: the first kill does not free its sequences
+  std::int64_t heartbeats_after_restart = 0;   // for the planted rejoin_then_fall_silent
   double slow = 1;
   batching::step_plan plan;          // the step in flight while busy
   std::unique_ptr<serving::token_streams> streams;   // the batcher's output side
@@ -289,9 +290,12 @@ class simulation {
       faults_end_ = clock_time{} + *last_end;
       procs_[0]->q.at(*faults_end_ + c_.recovery_ms, [this] {
         trace(40, 0);
-        if (!report_.recovered_after_ms)
+        // Recovered once is not enough: the service must still be whole now. (A half-open
+        // breaker passes: without traffic, after the load has ended, none can close.)
+        const auto now_missing = unrecovered();
+        if (!report_.recovered_after_ms || !now_missing.empty())
           checker().violation(fmt::format("not recovered {} ms after the last fault ended: {}", c_.recovery_ms.count(),
-                                         unrecovered()));
+                                         report_.recovered_after_ms ? now_missing : unrecovered()));
       });
     }
   }
@@ -515,7 +519,9 @@ class simulation {
       if (process_of(i) != here().index) continue;
       auto& r = replicas_[std::size_t(i)];
       if (!r.up || node_of(i).paused) continue;
-      const bool lost = bugs_.lose_a_rejoin && i == first_killed_ && r.incarnation > 0;
+      const bool restarted = i == first_killed_ && r.incarnation > 0;
+      const bool lost = restarted && (bugs_.lose_a_rejoin ||
+                                      (bugs_.rejoin_then_fall_silent && ++r.heartbeats_after_restart > 1));
       send_link(i, [this, i, inc = r.incarnation, lost] {
         if (!lost) heard(i, inc);
       });

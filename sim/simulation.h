@@ -119,6 +119,7 @@ struct planted_bugs {
   bool leak_a_sequence = false;             // one finished sequence is never released
   bool skip_half_open = false;              // a breaker goes from open straight to closed
   bool lose_a_rejoin = false;               // a restarted replica's heartbeats never reach the router
+  bool rejoin_then_fall_silent = false;     // only its first heartbeat after the restart does
   bool final_with_an_extra_token = false;   // one completed final holds a token no chunk carried
   bool final_with_a_wrong_token = false;    // one completed final's last token differs from its chunk's
 };

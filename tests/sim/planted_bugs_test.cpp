@@ -150,6 +150,16 @@ TEST(PlantedBugs, AReplicaThatNeverRejoinsIsNoRecovery) {
   expect_caught(small(4), bugs, "not recovered");
 }
 
+// Recovery is judged when recovery_ms has passed, not at the first healthy moment: a
+// replica that rejoins and then falls silent again is no recovery.
+TEST(PlantedBugs, AReplicaThatRejoinsThenFallsSilentIsNoRecovery) {
+  auto c = small(4);
+  c.failing_windows = c.slow_windows = 0;   // the kill alone: the service is whole at its rejoin
+  planted_bugs bugs;
+  bugs.rejoin_then_fall_silent = true;
+  expect_caught(c, bugs, "not recovered");
+}
+
 TEST(Shrink, KeepsTheFaultThatBreaksAnInvariantAndDropsTheRest) {
   // A replica that never rejoins after a kill: of a schedule with many faults, only the
   // kill matters.
