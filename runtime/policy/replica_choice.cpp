@@ -9,12 +9,6 @@ namespace dsrt::policy {
 std::optional<int> choose_replica(std::span<const replica_view> replicas,
                                   std::span<const std::int32_t> prompt,
                                   const replica_choice_config& config) {
-  std::optional<int> least;
-  for (int i = 0; i < int(replicas.size()); ++i)
-    if (replicas[std::size_t(i)].available &&
-        (!least || replicas[std::size_t(i)].outstanding_tokens < replicas[std::size_t(*least)].outstanding_tokens))
-      least = i;
-  if (!least) return std::nullopt;
   // Rendezvous hashing: the home is the available replica with the highest hash of
   // (prefix, replica), so removing one replica moves only its own prefixes.
   std::uint64_t prefix_hash = 0x51ed270b27bd6c19ull;
@@ -23,10 +17,14 @@ std::optional<int> choose_replica(std::span<const replica_view> replicas,
     prefix_hash ^= std::uint64_t(std::uint32_t(prompt[i]));
     prefix_hash = splitmix64(prefix_hash);
   }
-  std::optional<int> home;
+  // One pass for both: the least loaded (first of equals) and the home (first of equal hashes).
+  std::optional<int> least, home;
   std::uint64_t best = 0;
   for (int i = 0; i < int(replicas.size()); ++i) {
-    if (!replicas[std::size_t(i)].available) continue;
+    const auto& r = replicas[std::size_t(i)];
+    if (!r.available) continue;
+    if (!least || r.outstanding_tokens < replicas[std::size_t(*least)].outstanding_tokens) least = i;
+    if (n == 0) continue;
     std::uint64_t key = prefix_hash ^ (std::uint64_t(i) * 0x9e3779b97f4a7c15ull);
     const std::uint64_t h = splitmix64(key);
     if (!home || h > best) {
@@ -34,6 +32,7 @@ std::optional<int> choose_replica(std::span<const replica_view> replicas,
       best = h;
     }
   }
+  if (!least) return std::nullopt;
   const auto load = [&](int i) { return replicas[std::size_t(i)].outstanding_tokens; };
   if (n > 0 && load(*home) <= load(*least) + config.affinity_load_slack_tokens) return home;
   return least;
