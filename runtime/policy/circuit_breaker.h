@@ -6,9 +6,11 @@
 // Contract: a plain object, not thread-safe, owns no clock. Every call is handed `now`. A
 // `now` earlier than one already seen is taken as the latest one seen: the breaker's time
 // never runs backwards, so a caller's clock skew cannot reopen an old bucket or shorten
-// open_ms. REQUIRES: every ticket from try_acquire is handed to record() exactly once, a
-// timed-out or cancelled request as a failure — a probe that is never recorded keeps the
-// breaker half-open, letting nothing through.
+// open_ms. REQUIRES: every half-open probe from try_acquire is handed to record() exactly
+// once, a timed-out or cancelled one as a failure — a probe that is never recorded keeps
+// the breaker half-open, letting nothing through. A closed-state ticket is recorded at most
+// once: the router drops the tickets of requests cancelled or past their deadline (both the
+// client's choice; a hung replica is the supervisor's watchdog's and heartbeats' to find).
 //
 // Rolling window: window_buckets buckets of window_ms / window_buckets each, aligned to
 // multiples of the bucket width on the clock. The window at `now` is the bucket of `now` and

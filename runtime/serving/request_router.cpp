@@ -360,10 +360,18 @@ void request_router::on_final(clock_time now, const replica_final& f) {
     return complete(now, r, f.reason);
   }
   const auto code = f.failure->code;
-  // Ends of the request's own making: the replica answered as it should (not a breaker
-  // failure; invalid_argument is a request larger than the replica's KV cache, say).
-  if (code == error_code::cancelled || code == error_code::deadline_exceeded || code == error_code::invalid_argument) {
+  // Ends of the request's own making. invalid_argument (a request larger than the
+  // replica's KV cache, say): the replica answered as it should. A deadline or a cancel
+  // the replica reports is taken as the router's own timer or cancel would be (on_deadlines,
+  // on_cancel): a closed-state ticket says nothing about the replica, a half-open probe
+  // that did not finish counts as failed — whichever of the two comes first.
+  if (code == error_code::invalid_argument) {
     record_outcome(now, r, true);
+    return finish(now, r, f.failure, finish_reason::length);
+  }
+  if (code == error_code::cancelled || code == error_code::deadline_exceeded) {
+    if (r.breaker && r.breaker->probe) record_outcome(now, r, false);
+    r.breaker.reset();
     return finish(now, r, f.failure, finish_reason::length);
   }
   redispatch(now, r);

@@ -19,8 +19,10 @@
 //  - a request has a route from its admission until the action carrying its final; no
 //    action for it follows that final;
 //  - a route's admission ticket is released exactly once, with its final;
-//  - each breaker ticket handed out is recorded at most once (a cancelled half-open probe
-//    counts as failed, so a breaker never waits forever for a probe).
+//  - each breaker ticket handed out is recorded at most once; a half-open probe always is
+//    (cancelled or past its deadline — by the router's timer or the replica's final, which
+//    ever comes first — it counts as failed), so a breaker never waits forever for a probe
+//    that ended, and never closes on probes that did not finish.
 // Thread safety: none; the router actor is its only caller.
 #include <cstdint>
 #include <memory>

@@ -187,6 +187,44 @@ TEST(RequestRouter, TheRouterEndsARequestAtItsDeadlineWhateverItsReplicaDoes) {
 
 // Replicas that stream, fail, die and come back at random; clients that cancel. Whatever
 // happens, every accepted request ends with exactly one final after gap-free chunks.
+// A half-open probe whose replica ends it with DEADLINE_EXCEEDED (or CANCELLED) did not
+// succeed, whichever comes first, the replica's final or the router's own deadline timer:
+// the breaker opens again instead of closing on probes that all timed out.
+TEST(RequestRouter, AProbeTheReplicaEndsAtItsDeadlineIsNoSuccess) {
+  auto c = config(1);
+  c.breaker.window_requests_min = 2;
+  c.breaker.open_ms = milliseconds(100);
+  c.breaker.half_open_probes_max = 2;
+  for (const auto code : {error_code::deadline_exceeded, error_code::cancelled}) {
+    request_router router(c, &tiny_tokenizer());
+    clock_time now{};
+    router.on_replica_up(now, 0);
+    for (std::uint64_t id = 1; id <= 2; ++id) {   // two failures open the breaker
+      router.on_generate(now, request(id, 4));
+      router.on_final(now, {id, 1, 0, make_error(error_code::internal, "step failed"), finish_reason::length});
+    }
+    ASSERT_EQ(router.breaker(0).state(now), policy::breaker_state::open);
+    router.take_actions();
+    now += milliseconds(150);
+    ASSERT_EQ(router.breaker(0).state(now), policy::breaker_state::half_open);
+    for (std::uint64_t id = 3; id <= 4; ++id) {
+      auto r = request(id, 4);
+      r.deadline = now + milliseconds(50);
+      router.on_generate(now, r);
+    }
+    const auto probes = only<send_request>(router.take_actions());
+    ASSERT_EQ(probes.size(), 2u);
+    now += milliseconds(50);
+    for (const auto& p : probes)
+      router.on_final(now, {p.request.request_id, p.request.attempt, 0, make_error(code, "stopped"), finish_reason::length});
+    EXPECT_EQ(router.breaker(0).state(now), policy::breaker_state::open)
+        << error_code_name(code) << ": probes that did not finish closed the breaker";
+    const auto finals = only<send_final>(router.take_actions());
+    ASSERT_EQ(finals.size(), 2u);
+    for (const auto& f : finals) EXPECT_EQ(f.final.failure->code, code);
+  }
+}
+
 TEST(RequestRouter, RandomReplicaStormsKeepTheContract) {
   for (std::uint64_t seed = 1; seed <= 30; ++seed) {
     xoshiro256 rng(seed);
