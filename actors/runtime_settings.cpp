@@ -176,6 +176,10 @@ void bind_routing(config::settings& s, router_options& r) {
   s.add("routing.unavailable_retry_after_ms", &r.policy.unavailable_retry_after_ms,
         "Retry-after hint sent with UNAVAILABLE when no replica can serve.", milliseconds(0),
         hour_ms);
+  s.add("routing.probe_verdict_ms", &r.policy.probe_verdict_ms,
+        "A half-open probe with no verdict this long after it went out counts as failed (the "
+        "request goes on); 0: no limit.",
+        milliseconds(0), hour_ms);
   s.add("routing.cache_lookup_timeout_ms", &r.cache_lookup_timeout_ms,
         "A fallback lookup in the response cache that takes longer counts as a miss.",
         milliseconds(1), hour_ms);

@@ -127,7 +127,17 @@ void request_router::on_generate(clock_time now, generate_request request) {
   dispatch(now, ref, -1);
 }
 
+bool request_router::probe_live(const probe_entry& e) const {
+  const route* r = routes_.find(std::get<1>(e));
+  return r && r->attempt == std::get<2>(e) && r->breaker && r->breaker->probe;
+}
+
 void request_router::on_deadlines(clock_time now) {
+  while (!probe_verdicts_.empty() && std::get<0>(probe_verdicts_.top()) <= now) {
+    const auto e = probe_verdicts_.top();
+    probe_verdicts_.pop();
+    if (probe_live(e)) record_outcome(now, *routes_.find(std::get<1>(e)), false);   // the request goes on
+  }
   while (!deadlines_.empty() && deadlines_.top().first <= now) {
     const auto [deadline, id] = deadlines_.top();
     deadlines_.pop();
@@ -147,13 +157,21 @@ void request_router::on_deadlines(clock_time now) {
 }
 
 std::optional<clock_time> request_router::next_deadline() {
-  // Entries of finished requests are dropped here, so the answer is a live deadline.
+  // Entries of finished requests (and probes with a verdict) are dropped here, so the
+  // answer is a live one.
+  std::optional<clock_time> next;
   while (!deadlines_.empty()) {
     const auto& [deadline, id] = deadlines_.top();
-    if (const route* r = routes_.find(id); r && r->request.deadline == deadline) return deadline;
+    if (const route* r = routes_.find(id); r && r->request.deadline == deadline) {
+      next = deadline;
+      break;
+    }
     deadlines_.pop();
   }
-  return std::nullopt;
+  while (!probe_verdicts_.empty() && !probe_live(probe_verdicts_.top())) probe_verdicts_.pop();
+  if (!probe_verdicts_.empty() && (!next || std::get<0>(probe_verdicts_.top()) < *next))
+    next = std::get<0>(probe_verdicts_.top());
+  return next;
 }
 
 void request_router::finish(clock_time now, route& r, std::optional<error> failure, finish_reason reason,
@@ -238,6 +256,8 @@ void request_router::dispatch(clock_time now, route& r, int avoid) {
     replica_request rr;
     rr.request_id = r.request.request_id;
     rr.attempt = ++r.attempt;
+    if (r.breaker->probe && config_.probe_verdict_ms.count() > 0)
+      probe_verdicts_.emplace(now + config_.probe_verdict_ms, r.request.request_id, r.attempt);
     rr.sequence.id = r.request.request_id;
     rr.sequence.tokens = r.request.prompt;
     rr.sequence.tokens.insert(rr.sequence.tokens.end(), r.streamed.begin(), r.streamed.end());

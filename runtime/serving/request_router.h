@@ -26,6 +26,7 @@
 // Thread safety: none; the router actor is its only caller.
 #include <cstdint>
 #include <memory>
+#include <tuple>
 #include <optional>
 #include <queue>
 #include <string>
@@ -62,6 +63,10 @@ struct router_config {
   int stop_string_bytes_max = 256;
   int priority_classes = 4;                 // the batchers' classes; higher priorities are clamped
   milliseconds unavailable_retry_after_ms{1000};
+  // A half-open probe with no verdict this long after it went out counts as failed (the
+  // request itself goes on): a long generation, or one with no deadline on a replica that
+  // never answers it, must not hold its breaker half-open. 0: no limit.
+  milliseconds probe_verdict_ms{30000};
   bool response_cache = true;               // ask the response cache on fallback
 };
 
@@ -110,7 +115,8 @@ class request_router {
   // expired sequences too, but a deadline crosses the wire as time left and arrives late
   // by whatever delayed the message. The caller calls this at next_deadline().
   void on_deadlines(clock_time now);
-  // The earliest deadline of a routed request (for the caller's timer); nullopt: none.
+  // The earliest deadline of a routed request or probe verdict (for the caller's timer);
+  // nullopt: none.
   std::optional<clock_time> next_deadline();
   // New requests get UNAVAILABLE; accepted ones finish.
   void drain() { draining_ = true; }
@@ -159,6 +165,12 @@ class request_router {
   // stay until they surface (or the heap is rebuilt when they outnumber live ones).
   using deadline_entry = std::pair<clock_time, std::uint64_t>;
   std::priority_queue<deadline_entry, std::vector<deadline_entry>, std::greater<>> deadlines_;
+  // (verdict due, request id, attempt) of half-open probes, earliest first: at most
+  // half_open_probes_max per replica and half-open phase are live; stale ones are dropped
+  // as they surface.
+  using probe_entry = std::tuple<clock_time, std::uint64_t, std::uint32_t>;
+  std::priority_queue<probe_entry, std::vector<probe_entry>, std::greater<>> probe_verdicts_;
+  bool probe_live(const probe_entry& e) const;
   std::vector<router_action> actions_;
   router_counters counters_;
   bool draining_ = false;

@@ -225,6 +225,40 @@ TEST(RequestRouter, AProbeTheReplicaEndsAtItsDeadlineIsNoSuccess) {
   }
 }
 
+// Probes with no deadline on a replica that never answers them (or long generations) must
+// not hold the breaker half-open with every probe taken: after probe_verdict_ms each counts
+// as failed — the requests themselves go on — and the breaker probes again later.
+TEST(RequestRouter, AProbeWithoutAVerdictInProbeVerdictMsCountsAsFailed) {
+  auto c = config(1);
+  c.breaker.window_requests_min = 2;
+  c.breaker.open_ms = milliseconds(100);
+  c.breaker.half_open_probes_max = 2;
+  c.probe_verdict_ms = milliseconds(1000);
+  c.response_cache = false;
+  request_router router(c, &tiny_tokenizer());
+  clock_time now{};
+  router.on_replica_up(now, 0);
+  for (std::uint64_t id = 1; id <= 2; ++id) {   // two failures open the breaker
+    router.on_generate(now, request(id, 4));
+    router.on_final(now, {id, 1, 0, make_error(error_code::internal, "step failed"), finish_reason::length});
+  }
+  router.take_actions();
+  now += milliseconds(150);
+  for (std::uint64_t id = 3; id <= 4; ++id) router.on_generate(now, request(id, 4));   // no deadlines
+  ASSERT_EQ(only<send_request>(router.take_actions()).size(), 2u);
+  router.on_generate(now, request(5, 4));   // every probe taken: no replica for this one
+  ASSERT_EQ(only<send_final>(router.take_actions()).size(), 1u);
+  ASSERT_EQ(router.next_deadline(), now + c.probe_verdict_ms);
+  now += c.probe_verdict_ms;
+  router.on_deadlines(now);
+  EXPECT_EQ(router.breaker(0).state(now), policy::breaker_state::open) << "the silent probes held it half-open";
+  EXPECT_TRUE(only<send_final>(router.take_actions()).empty()) << "the probe requests themselves go on";
+  EXPECT_FALSE(router.next_deadline()) << "their verdicts are in";
+  now += milliseconds(150);
+  router.on_generate(now, request(6, 4));   // half-open again: a new probe goes out
+  EXPECT_EQ(only<send_request>(router.take_actions()).size(), 1u);
+}
+
 TEST(RequestRouter, RandomReplicaStormsKeepTheContract) {
   for (std::uint64_t seed = 1; seed <= 30; ++seed) {
     xoshiro256 rng(seed);
