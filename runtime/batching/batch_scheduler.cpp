@@ -302,8 +302,8 @@ step_plan batch_scheduler::schedule(clock_time now) {
   planned_ = 0;
   std::int64_t budget = config_.step_tokens_max;
   if (DSRT_BUGGIFY("scheduler.small_step")) budget = std::min<std::int64_t>(budget, 1 + counters_.steps % 16);
-  // 1. Running sequences by priority class, decodes before prefill chunks within a class,
-  //    then by precedence.
+  // 1. Running sequences by their request's priority class, decodes before prefill chunks
+  //    within a class, then by arrival.
   sort_by_precedence(now, running_, /*decodes_first=*/true);
   for (sequence* s : order_) {
     if (budget == 0) break;
