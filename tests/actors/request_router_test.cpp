@@ -187,24 +187,34 @@ TEST(RequestRouter, TheRouterEndsARequestAtItsDeadlineWhateverItsReplicaDoes) {
 
 // Replicas that stream, fail, die and come back at random; clients that cancel. Whatever
 // happens, every accepted request ends with exactly one final after gap-free chunks.
-// A half-open probe whose replica ends it with DEADLINE_EXCEEDED (or CANCELLED) did not
-// succeed, whichever comes first, the replica's final or the router's own deadline timer:
-// the breaker opens again instead of closing on probes that all timed out.
-TEST(RequestRouter, AProbeTheReplicaEndsAtItsDeadlineIsNoSuccess) {
+// One replica whose breaker opens after two failures and half-opens 100 ms later, with
+// two probes; open_the_breaker fails requests 1 and 2 on it at `now`, which opens it.
+router_config one_replica_quick_breaker() {
   auto c = config(1);
   c.breaker.window_requests_min = 2;
   c.breaker.open_ms = milliseconds(100);
   c.breaker.half_open_probes_max = 2;
+  return c;
+}
+void open_the_breaker(request_router& router, clock_time now) {
+  router.on_replica_up(now, 0);
+  for (std::uint64_t id = 1; id <= 2; ++id) {
+    router.on_generate(now, request(id, 4));
+    router.on_final(now, {id, 1, 0, make_error(error_code::internal, "step failed"), finish_reason::length});
+  }
+  router.take_actions();
+}
+
+// A half-open probe whose replica ends it with DEADLINE_EXCEEDED (or CANCELLED) did not
+// succeed, whichever comes first, the replica's final or the router's own deadline timer:
+// the breaker opens again instead of closing on probes that all timed out.
+TEST(RequestRouter, AProbeTheReplicaEndsAtItsDeadlineIsNoSuccess) {
+  const auto c = one_replica_quick_breaker();
   for (const auto code : {error_code::deadline_exceeded, error_code::cancelled}) {
     request_router router(c, &tiny_tokenizer());
     clock_time now{};
-    router.on_replica_up(now, 0);
-    for (std::uint64_t id = 1; id <= 2; ++id) {   // two failures open the breaker
-      router.on_generate(now, request(id, 4));
-      router.on_final(now, {id, 1, 0, make_error(error_code::internal, "step failed"), finish_reason::length});
-    }
+    open_the_breaker(router, now);
     ASSERT_EQ(router.breaker(0).state(now), policy::breaker_state::open);
-    router.take_actions();
     now += milliseconds(150);
     ASSERT_EQ(router.breaker(0).state(now), policy::breaker_state::half_open);
     for (std::uint64_t id = 3; id <= 4; ++id) {
@@ -229,20 +239,12 @@ TEST(RequestRouter, AProbeTheReplicaEndsAtItsDeadlineIsNoSuccess) {
 // not hold the breaker half-open with every probe taken: after probe_verdict_ms each counts
 // as failed — the requests themselves go on — and the breaker probes again later.
 TEST(RequestRouter, AProbeWithoutAVerdictInProbeVerdictMsCountsAsFailed) {
-  auto c = config(1);
-  c.breaker.window_requests_min = 2;
-  c.breaker.open_ms = milliseconds(100);
-  c.breaker.half_open_probes_max = 2;
+  auto c = one_replica_quick_breaker();
   c.probe_verdict_ms = milliseconds(1000);
   c.response_cache = false;
   request_router router(c, &tiny_tokenizer());
   clock_time now{};
-  router.on_replica_up(now, 0);
-  for (std::uint64_t id = 1; id <= 2; ++id) {   // two failures open the breaker
-    router.on_generate(now, request(id, 4));
-    router.on_final(now, {id, 1, 0, make_error(error_code::internal, "step failed"), finish_reason::length});
-  }
-  router.take_actions();
+  open_the_breaker(router, now);
   now += milliseconds(150);
   for (std::uint64_t id = 3; id <= 4; ++id) router.on_generate(now, request(id, 4));   // no deadlines
   ASSERT_EQ(only<send_request>(router.take_actions()).size(), 2u);
