@@ -13,6 +13,9 @@ std::int32_t model_token(std::uint64_t request_id, std::int64_t draw_index) {
 checker_limits limits_of(const sim_config& c, milliseconds deadline_slack) {
   checker_limits l;
   l.queue_requests_max = c.router.admission.queue_requests_max;
+  l.queue_tokens_max = c.router.admission.queue_tokens_max;
+  l.tenant_queue_requests_max = c.router.admission.tenant_queue_requests_max;
+  l.tenant_queue_tokens_max = c.router.admission.tenant_queue_tokens_max;
   l.sequences_max = c.scheduler.sequences_max;
   l.waiting_sequences_max = c.scheduler.waiting_sequences_max;
   l.deadline_slack_ms = deadline_slack;
@@ -87,6 +90,34 @@ void invariant_checker::on_router_routes(std::size_t routes) {
 
 // Preempted sequences go back to waiting past waiting_sequences_max (batch_scheduler.h):
 // what is bounded is running alone and running + waiting.
+void invariant_checker::on_admitted(std::uint64_t request_id, const std::string& tenant, std::int64_t weight) {
+  if (!admitted_.emplace(request_id, std::make_pair(tenant, weight)).second)
+    return violation(fmt::format("request {} admitted twice", request_id));
+  auto& t = tenants_[tenant];
+  for (queued* q : {&all_, &t}) {
+    ++q->requests;
+    q->tokens += weight;
+  }
+  if (all_.tokens > limits_.queue_tokens_max)
+    violation(fmt::format("the router holds {} tokens of requests, queue_tokens_max is {}", all_.tokens,
+                          limits_.queue_tokens_max));
+  if (t.requests > limits_.tenant_queue_requests_max || t.tokens > limits_.tenant_queue_tokens_max)
+    violation(fmt::format("tenant {}: the router holds {} requests / {} tokens, the limits are {} / {}", tenant,
+                          t.requests, t.tokens, limits_.tenant_queue_requests_max, limits_.tenant_queue_tokens_max));
+}
+
+void invariant_checker::on_router_final(std::uint64_t request_id) {
+  const auto it = admitted_.find(request_id);
+  if (it == admitted_.end()) return;   // refused at admission: never queued
+  auto t = tenants_.find(it->second.first);
+  for (queued* q : {&all_, &t->second}) {
+    --q->requests;
+    q->tokens -= it->second.second;
+  }
+  if (t->second.requests == 0) tenants_.erase(t);
+  admitted_.erase(it);
+}
+
 void invariant_checker::on_batcher(int replica, int running, int waiting) {
   if (running > limits_.sequences_max || running + waiting > limits_.sequences_max + limits_.waiting_sequences_max)
     violation(fmt::format("replica {}: {} running / {} waiting, the limits are {} / {} + {}", replica, running,

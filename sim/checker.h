@@ -22,6 +22,8 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "runtime/batching/batch_scheduler.h"
@@ -36,6 +38,8 @@ inline constexpr std::size_t violations_max = 100;
 
 struct checker_limits {
   std::int64_t queue_requests_max = 0;      // the router's requests
+  std::int64_t queue_tokens_max = 0;        // their prompt + max_tokens
+  std::int64_t tenant_queue_requests_max = 0, tenant_queue_tokens_max = 0;   // per tenant
   int sequences_max = 0, waiting_sequences_max = 0;   // per batcher
   milliseconds deadline_slack_ms{0};        // how late a final may come after the deadline
   bool model_tokens = true;                 // tokens come from model_token() (not null_executor's)
@@ -55,6 +59,11 @@ class invariant_checker {
   void on_chunk(clock_time now, const serving::token_chunk& chunk);
   void on_final(clock_time now, const serving::final_message& final);
   void on_router_routes(std::size_t routes);
+  // The router admitted a request (its prompt + max_tokens: `weight`) / ended it (its final
+  // left the router): the checker's own ledger of what is queued, in all and per tenant,
+  // held against the admission limits.
+  void on_admitted(std::uint64_t request_id, const std::string& tenant, std::int64_t weight);
+  void on_router_final(std::uint64_t request_id);
   void on_batcher(int replica, int running, int waiting);
   void on_breaker_transitions(int replica, const std::deque<policy::breaker_transition>& transitions);
   // A replica at the end of the run (or just cleared by a kill).
@@ -88,6 +97,14 @@ class invariant_checker {
 
   checker_limits limits_;
   std::vector<client_view> clients_;   // by request id (ids are 1, 2, 3, ...)
+  // The admission ledger: requests the router holds (at most queue_requests_max when it
+  // keeps its limits), and what is queued in all and per tenant.
+  struct queued {
+    std::int64_t requests = 0, tokens = 0;
+  };
+  std::unordered_map<std::uint64_t, std::pair<std::string, std::int64_t>> admitted_;   // id -> tenant, weight
+  std::unordered_map<std::string, queued> tenants_;
+  queued all_;
   std::vector<std::string> violations_;
 };
 

@@ -166,6 +166,11 @@ class simulation {
   static serving::router_config router_config(const sim_config& c, const planted_bugs& bugs) {
     auto r = router_config_of(c);
     if (bugs.admit_past_limit) r.admission.queue_requests_max *= 4;
+    if (bugs.admit_past_token_limits) {
+      r.admission.queue_tokens_max *= 4;
+      r.admission.tenant_queue_requests_max *= 4;
+      r.admission.tenant_queue_tokens_max *= 4;
+    }
     return r;
   }
   static checker_limits limits(const sim_config& c) {
@@ -260,7 +265,12 @@ class simulation {
       trace(1, r.request_id);
       checker().on_arrival(now(), r.request_id, *r.deadline, r.max_tokens);
       if (bugs_.ignore_deadlines) r.deadline.reset();
+      const auto id = r.request_id;
+      const std::string tenant = r.tenant;
+      const std::int64_t weight = std::int64_t(r.prompt.size()) + r.max_tokens;
+      const auto accepted = router_.counters().accepted;
       router_.on_generate(now(), std::move(r));
+      if (router_.counters().accepted > accepted) checker().on_admitted(id, tenant, weight);
       router_act();
       checker().on_router_routes(router_.routes());
       schedule_next_arrival();
@@ -602,6 +612,7 @@ class simulation {
         });
       } else if (std::holds_alternative<serving::send_chunk>(action) ||
                  std::holds_alternative<serving::send_final>(action)) {
+        if (const auto* f = std::get_if<serving::send_final>(&action)) checker().on_router_final(f->final.request_id);
         to_clients.push_back(std::move(action));
       } else if (auto* a = std::get_if<serving::store_response>(&action)) {
         responses_.insert(std::move(a->key), std::move(a->response), ++tick_);

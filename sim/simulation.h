@@ -116,6 +116,7 @@ struct planted_bugs {
   bool ignore_deadlines = false;            // requests reach the router without their deadlines
   bool skewed_deadlines = false;            // replicas read deadlines against their own system clock
   bool admit_past_limit = false;            // the router admits 4x queue_requests_max
+  bool admit_past_token_limits = false;     // ... 4x queue_tokens_max and the tenants' limits
   bool leak_a_sequence = false;             // one finished sequence is never released
   bool skip_half_open = false;              // a breaker goes from open straight to closed
   bool lose_a_rejoin = false;               // a restarted replica's heartbeats never reach the router

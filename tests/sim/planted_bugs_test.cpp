@@ -130,6 +130,21 @@ TEST(PlantedBugs, AdmissionPastItsLimitIsCaught) {
   expect_caught(c, bugs, "queue_requests_max is 20");
 }
 
+// The token limits and the per-tenant ones, each alone the one that binds.
+TEST(PlantedBugs, AdmissionPastItsTokenAndTenantLimitsIsCaught) {
+  auto tokens = small(2);
+  tokens.qps = 60;
+  tokens.router.admission.queue_tokens_max = 3000;
+  tokens.router.admission.tenant_queue_tokens_max = 3000;
+  planted_bugs bugs;
+  bugs.admit_past_token_limits = true;
+  expect_caught(tokens, bugs, "queue_tokens_max is 3000");
+  auto tenant = small(2);
+  tenant.qps = 60;
+  tenant.router.admission.tenant_queue_requests_max = 3;
+  expect_caught(tenant, bugs, "the limits are 3 /");
+}
+
 TEST(PlantedBugs, SequencesNotReleasedOnARestartAreLeftOverWork) {
   const auto c = first_seed(small(1), [](const sim_config&, const sim_report& r) { return r.resumptions > 0; });
   planted_bugs bugs;
