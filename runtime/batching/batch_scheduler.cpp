@@ -369,6 +369,14 @@ step_plan batch_scheduler::schedule(clock_time now) {
 }
 
 void batch_scheduler::complete(const step_plan& plan, std::span<const std::int32_t> sampled) {
+  // The sequences are cold by now (other replicas' steps ran since): load them all at once
+  // (their slots, then the sequences and where their next token goes) rather than one miss
+  // after another.
+  for (const auto& p : plan.sequences) sequences_.prefetch(p.id);
+  for (const auto& p : plan.sequences)
+    if (const sequence* s = sequences_.find(p.id)) __builtin_prefetch(s);
+  for (const auto& p : plan.sequences)
+    if (const sequence* s = sequences_.find(p.id)) __builtin_prefetch(s->tokens.data() + s->tokens.size(), 1);
   std::size_t next = 0;
   for (const auto& p : plan.sequences) {
     sequence* found = sequences_.find(p.id);

@@ -59,7 +59,13 @@ void token_streams::end(std::uint64_t id, std::optional<error> failure, finish_r
 
 void token_streams::on_step(batching::batch_scheduler& scheduler, const batching::step_plan& plan,
                             std::span<const std::int32_t> sampled, stream_output& out) {
+  // The streams are cold (other replicas ran since): start loading their slots before the
+  // scheduler's work, then the streams themselves, so the misses overlap.
+  for (const auto& p : plan.sequences)
+    if (p.sample) streams_.prefetch(p.id);
   scheduler.complete(plan, sampled);
+  for (const auto& p : plan.sequences)
+    if (const stream* s = p.sample ? streams_.find(p.id) : nullptr) __builtin_prefetch(s, 1);
   std::size_t next = 0;
   for (const auto& p : plan.sequences) {
     if (!p.sample) continue;
