@@ -7,6 +7,7 @@
 
 #include "kernels/assert.h"
 #include "runtime/random.h"
+#include "runtime/token_hash.h"
 
 namespace dsrt::cache {
 namespace {
@@ -17,9 +18,9 @@ void mix(std::uint64_t& hash, std::uint64_t word) {
   hash = splitmix64(state);
 }
 
+// The tokens' hash takes in their count: [1][2,3] and [1,2][3] in two fields hash apart.
 void mix_tokens(std::uint64_t& hash, const std::vector<std::int32_t>& tokens) {
-  mix(hash, tokens.size());  // so [1][2,3] and [1,2][3] in two fields hash apart
-  for (std::int32_t token : tokens) mix(hash, std::uint32_t(token));
+  mix(hash, hash_tokens(tokens, hash));
 }
 
 void mix_string(std::uint64_t& hash, std::string_view text) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "runtime/random.h"
+#include "runtime/token_hash.h"
 
 namespace dsrt::policy {
 
@@ -11,12 +12,8 @@ std::optional<int> choose_replica(std::span<const replica_view> replicas,
                                   const replica_choice_config& config) {
   // Rendezvous hashing: the home is the available replica with the highest hash of
   // (prefix, replica), so removing one replica moves only its own prefixes.
-  std::uint64_t prefix_hash = 0x51ed270b27bd6c19ull;
   const std::size_t n = std::min(prompt.size(), std::size_t(std::max<std::int64_t>(config.affinity_prefix_tokens, 0)));
-  for (std::size_t i = 0; i < n; ++i) {
-    prefix_hash ^= std::uint64_t(std::uint32_t(prompt[i]));
-    prefix_hash = splitmix64(prefix_hash);
-  }
+  const std::uint64_t prefix_hash = hash_tokens(prompt.first(n), 0x51ed270b27bd6c19ull);
   // One pass for both: the least loaded (first of equals) and the home (first of equal hashes).
   std::optional<int> least, home;
   std::uint64_t best = 0;
