@@ -1,6 +1,7 @@
 // Each invariant of the checker (sim/checker.h) catches a bug planted on purpose: the same
 // configuration runs clean without the bug and breaks that invariant with it. Shrinking a
 // failing run keeps the fault that causes it and drops the rest.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <string>
@@ -57,6 +58,32 @@ TEST(CheckerLimits, ABatcherIsOverItsLimitsOnlyPastWhatPreemptionAllows) {
   invariant_checker too_many_held(limits);
   too_many_held.on_batcher(0, 2, 2);
   EXPECT_EQ(too_many_held.violations().size(), 1u);
+}
+
+TEST(CheckerTokens, EveryTokenOfAChunkIsTheModelsAtItsPlace) {
+  checker_limits limits;
+  const std::uint64_t id = 77;
+  const auto chunk = [&](std::uint32_t sequence, std::int64_t first, int count) {
+    serving::token_chunk c{id, sequence, {}, {}};
+    for (int k = 0; k < count; ++k) c.tokens.push_back(model_token(id, first + k));
+    return c;
+  };
+  invariant_checker ok(limits);
+  ok.on_arrival(clock_time{}, id, clock_time{} + std::chrono::seconds(10), 400);
+  ok.on_chunk(clock_time{}, chunk(0, 0, 1));
+  ok.on_chunk(clock_time{}, chunk(1, 1, 399));   // the model's residues wrap around many times
+  EXPECT_TRUE(ok.violations().empty()) << ok.violations().front();
+  for (int wrong : {0, 1, 150, 398}) {
+    invariant_checker checker(limits);
+    checker.on_arrival(clock_time{}, id, clock_time{} + std::chrono::seconds(10), 400);
+    checker.on_chunk(clock_time{}, chunk(0, 0, 1));
+    auto c = chunk(1, 1, 399);
+    c.tokens[std::size_t(wrong)] += 1;
+    checker.on_chunk(clock_time{}, c);
+    ASSERT_EQ(checker.violations().size(), 1u) << wrong;
+    EXPECT_NE(checker.violations().front().find(fmt::format("token {} is", 1 + wrong)), std::string::npos)
+        << checker.violations().front();
+  }
 }
 
 TEST(PlantedBugs, ADuplicatedChunkBreaksTheStreamOrder) {
