@@ -160,7 +160,7 @@ caf::behavior router_actor(caf::stateful_actor<router_state>* self, router_optio
       },
       [self](replica_chunks& batch) {
         const auto now = self->clock().now();
-        for (const auto& c : batch.chunks) self->state.policy->on_chunk(now, c);
+        self->state.policy->on_chunks(now, batch.chunks);
         act(self);
       },
       [self](replica_final& f) {

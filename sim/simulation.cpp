@@ -668,8 +668,7 @@ class simulation {
     to_router(i, [this, i, bytes = std::move(bytes), corrupted = take_corrupted()] {
       auto decoded = receive<serving::replica_chunks>(
           i, bytes, corrupted, [](transport::decoded_frame& f) { return transport::decode_replica_chunks(f); });
-      if (decoded)
-        for (const auto& c : decoded->chunks) router_.on_chunk(now(), c);
+      if (decoded) router_.on_chunks(now(), decoded->chunks);
     });
   }
   void send_final(int i, serving::replica_final f) {
@@ -726,7 +725,7 @@ class simulation {
     // them all, in that order and with the router acting after each (to_router acts after
     // the last), as back-to-back messages on one link would arrive.
     to_router(i, [this, out = std::move(out)] {
-      for (const auto& c : out.chunks.chunks) router_.on_chunk(now(), c);
+      router_.on_chunks(now(), out.chunks.chunks);
       bool delivered = !out.chunks.chunks.empty();   // a message the router has not acted on
       for (const auto& f : out.finals) {
         if (delivered) router_act();

@@ -371,6 +371,20 @@ void request_router::on_chunk(clock_time now, const replica_chunk& c) {
   }
 }
 
+void request_router::on_chunks(clock_time now, std::span<const replica_chunk> chunks) {
+  // Other replicas' messages came between this one's: its routes are cold. Their slots,
+  // then the routes, then the streamed tokens' ends, each set of loads issued together.
+  for (const auto& c : chunks) routes_.prefetch(c.request_id);
+  for (const auto& c : chunks)
+    if (const route* r = routes_.find(c.request_id)) {
+      __builtin_prefetch(&r->streamed);
+      __builtin_prefetch(&r->request.max_tokens);
+    }
+  for (const auto& c : chunks)
+    if (const route* r = routes_.find(c.request_id)) __builtin_prefetch(r->streamed.data() + r->streamed.size(), 1);
+  for (const auto& c : chunks) on_chunk(now, c);
+}
+
 void request_router::on_final(clock_time now, const replica_final& f) {
   route* found = routes_.find(f.request_id);
   if (!found || found->attempt != f.attempt || found->replica != f.replica) return;

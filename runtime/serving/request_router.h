@@ -26,10 +26,11 @@
 // Thread safety: none; the router actor is its only caller.
 #include <cstdint>
 #include <memory>
-#include <tuple>
 #include <optional>
 #include <queue>
+#include <span>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <variant>
 #include <vector>
@@ -106,6 +107,9 @@ class request_router {
   // are retried or resumed elsewhere.
   void on_replica_down(clock_time now, std::int32_t replica);
   void on_chunk(clock_time now, const replica_chunk& chunk);
+  // The chunks of one message (a batcher's step), in order: as on_chunk for each, with
+  // their routes loaded from memory together first.
+  void on_chunks(clock_time now, std::span<const replica_chunk> chunks);
   void on_final(clock_time now, const replica_final& final);
   // The answer to a lookup_response (nullopt: a miss, or the lookup failed or timed out).
   void on_cached(clock_time now, std::uint64_t request_id, std::optional<cache::cached_response> hit);

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <memory>
+#include <string>
 
 #include "runtime/random.h"
 #include "runtime/serving/request_router.h"
@@ -259,6 +261,62 @@ TEST(RequestRouter, AProbeWithoutAVerdictInProbeVerdictMsCountsAsFailed) {
   now += milliseconds(150);
   router.on_generate(now, request(6, 4));   // half-open again: a new probe goes out
   EXPECT_EQ(only<send_request>(router.take_actions()).size(), 1u);
+}
+
+// What the client and the replicas see of a router's actions, as text.
+std::vector<std::string> describe(const std::vector<router_action>& actions) {
+  std::vector<std::string> out;
+  for (const auto& a : actions) {
+    if (const auto* c = std::get_if<send_chunk>(&a)) {
+      std::string text = "chunk " + std::to_string(c->chunk.request_id) + "#" + std::to_string(c->chunk.sequence);
+      for (auto t : c->chunk.tokens) text += " " + std::to_string(t);
+      out.push_back(text);
+    } else if (const auto* f = std::get_if<send_final>(&a)) {
+      out.push_back("final " + std::to_string(f->final.request_id) + (f->final.failure ? " failed" : " ok") + " " +
+                    std::to_string(f->final.tokens.size()));
+    } else if (const auto* x = std::get_if<cancel_on_replica>(&a)) {
+      out.push_back("cancel " + std::to_string(x->request_id) + " on " + std::to_string(x->replica));
+    } else {
+      out.push_back("other");
+    }
+  }
+  return out;
+}
+
+TEST(RequestRouter, ChunksOfOneMessageActAsOneByOne) {
+  // The same step's chunks given one by one and as one message: the same actions, for
+  // live routes, a stale attempt, an unknown id, a chunk past max_tokens and a stop string.
+  auto make = [] {
+    auto r = std::make_unique<request_router>(config(2), &tiny_tokenizer());
+    for (int i = 0; i < 2; ++i) r->on_replica_up(clock_time{}, i);
+    for (std::uint64_t id = 1; id <= 4; ++id) {
+      auto req = request(id, id == 3 ? 2 : 20);
+      if (id == 4) req.stop = {"b"};
+      r->on_generate(clock_time{}, std::move(req));
+    }
+    return r;
+  };
+  auto one_by_one = make(), batched = make();
+  std::map<std::uint64_t, std::int32_t> replica_of;
+  for (const auto& s : only<send_request>(one_by_one->take_actions())) replica_of[s.request.request_id] = s.replica;
+  batched->take_actions();
+  const auto b_token = tiny_tokenizer().encode("b", /*add_special=*/false);
+  ASSERT_FALSE(b_token.empty());
+  const std::vector<replica_chunk> chunks = {
+      {1, 1, replica_of[1], {10, 11}},
+      {2, 7, replica_of[2], {12}},          // an attempt the router never made
+      {99, 1, 0, {13}},                     // no such request
+      {3, 1, replica_of[3], {14, 15, 16}},  // one token past max_tokens
+      {4, 1, replica_of[4], {b_token.front(), 17}},   // stops at "b"
+      {1, 1, replica_of[1], {18}},
+  };
+  const clock_time now = clock_time{} + milliseconds(5);
+  for (const auto& c : chunks) one_by_one->on_chunk(now, c);
+  batched->on_chunks(now, chunks);
+  const auto expected = describe(one_by_one->take_actions());
+  EXPECT_EQ(describe(batched->take_actions()), expected);
+  EXPECT_GE(expected.size(), 5u) << "chunks of 1, 3 and 4, request 4's final and its cancel";
+  EXPECT_EQ(batched->routes(), one_by_one->routes());
 }
 
 TEST(RequestRouter, RandomReplicaStormsKeepTheContract) {
