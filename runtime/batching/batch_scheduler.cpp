@@ -299,6 +299,9 @@ step_plan batch_scheduler::schedule(clock_time now) {
   // plan does not use goes back to the spares at the end.
   plan.sequences = std::move(spare_plan_);
   spare_plan_.clear();
+  // They and their token buffers are cold (other replicas ran since): start the loads
+  // together rather than miss on each in plan_slice.
+  for (const auto& p : plan.sequences) __builtin_prefetch(p.tokens.data(), 1);
   planned_ = 0;
   std::int64_t budget = config_.step_tokens_max;
   if (DSRT_BUGGIFY("scheduler.small_step")) budget = std::min<std::int64_t>(budget, 1 + counters_.steps % 16);
