@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "kernels/assert.h"
-#include "runtime/random.h"
+#include "runtime/token_hash.h"
 
 namespace dsrt::cache {
 
@@ -18,14 +18,9 @@ prefix_index::~prefix_index() { clear(); }
 
 std::uint64_t prefix_index::child_key(std::int32_t parent,
                                       std::span<const std::int32_t> tokens) const {
-  // splitmix64 as a mixing step: the key only picks a bucket; find_child compares the
-  // exact tokens, so a collision costs a comparison, never a wrong match.
-  std::uint64_t hash = std::uint64_t(std::uint32_t(parent));
-  for (std::int32_t token : tokens) {
-    std::uint64_t state = hash ^ std::uint64_t(std::uint32_t(token));
-    hash = splitmix64(state);
-  }
-  return hash;
+  // The key only picks a bucket; find_child compares the exact tokens, so a collision
+  // costs a comparison, never a wrong match.
+  return hash_tokens(tokens, std::uint64_t(std::uint32_t(parent)));
 }
 
 std::span<const std::int32_t> prefix_index::node_block(const node& n, std::size_t i) const {
