@@ -50,12 +50,12 @@ std::int32_t request_router::replicas_up() const {
   return std::int32_t(std::count_if(replicas_.begin(), replicas_.end(), [](const auto& s) { return s.up; }));
 }
 
-cache::response_key request_router::key_of(const generate_request& r) const {
+cache::response_key request_router::key_of(generate_request r) const {
   cache::response_key k;
-  k.prompt = r.prompt;
+  k.prompt = std::move(r.prompt);
   k.max_tokens = r.max_tokens;
   k.stop_token_ids = config_.stop_token_ids;
-  k.stop_strings = r.stop;
+  k.stop_strings = std::move(r.stop);
   return k;
 }
 
@@ -176,6 +176,9 @@ std::optional<clock_time> request_router::next_deadline() {
 
 void request_router::finish(clock_time now, route& r, std::optional<error> failure, finish_reason reason,
                             milliseconds retry_after) {
+  // The route ends here: what it holds moves into the final and the cache entry, not copied.
+  if (r.replica >= 0) replicas_[std::size_t(r.replica)].outstanding_tokens -= weight(r.request);
+  admission_.release(now, r.ticket);
   send_final out;
   final_message& f = out.final;
   f.request_id = r.request.request_id;
@@ -183,8 +186,7 @@ void request_router::finish(clock_time now, route& r, std::optional<error> failu
   f.reason = reason;
   f.prompt_tokens = std::uint32_t(r.request.prompt.size());
   f.completion_tokens = std::uint32_t(r.streamed.size());
-  f.tokens = r.streamed;
-  f.text = r.text ? r.text->text() : r.cached_text;
+  f.text = r.text ? r.text->text() : std::move(r.cached_text);
   f.retry_after_ms = std::uint32_t(retry_after.count());
   if (r.first_chunk_at != clock_time{}) {
     out.ttft_seconds = seconds(r.first_chunk_at - r.accepted_at);
@@ -195,14 +197,14 @@ void request_router::finish(clock_time now, route& r, std::optional<error> failu
     ++counters_.failed;
   } else {
     ++counters_.completed;
-    if (config_.response_cache && deterministic(r.request) && !r.from_cache)
-      actions_.push_back(store_response{key_of(r.request), {f.tokens, f.text, reason == finish_reason::stop
-                                                                                   ? cache::finish_reason::stop
-                                                                                   : cache::finish_reason::length}});
+    if (config_.response_cache && deterministic(r.request) && !r.from_cache) {
+      actions_.push_back(store_response{key_of(std::move(r.request)), {r.streamed, f.text, reason == finish_reason::stop
+                                                                             ? cache::finish_reason::stop
+                                                                             : cache::finish_reason::length}});
+    }
   }
+  f.tokens = std::move(r.streamed);
   f.failure = std::move(failure);
-  if (r.replica >= 0) replicas_[std::size_t(r.replica)].outstanding_tokens -= weight(r.request);
-  admission_.release(now, r.ticket);
   actions_.push_back(std::move(out));
   routes_.erase(r.request.request_id);   // r is gone from here on
 }

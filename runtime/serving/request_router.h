@@ -158,7 +158,8 @@ class request_router {
   void finish(clock_time now, route& r, std::optional<error> failure, finish_reason reason,
               milliseconds retry_after = milliseconds(0));
   void record_outcome(clock_time now, route& r, bool success);
-  cache::response_key key_of(const generate_request& r) const;
+  // The request's cache key (pass it moved when the route ends: its prompt moves too).
+  cache::response_key key_of(generate_request r) const;
 
   router_config config_;
   const tokenizer::tokenizer* tokenizer_;   // null: no text
