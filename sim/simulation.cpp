@@ -58,8 +58,8 @@ struct node {
   milliseconds clock_offset{0};                  // its system clock minus the true time
 };
 
-// A simulated process: the router's side (process 0: arrivals, the router, the response
-// cache), a group of whole nodes (their batchers and devices), or the clients (the last:
+// A simulated process: the router's side (process 0: the router and the response cache), a
+// group of whole nodes (their batchers and devices), or the clients (the last: arrivals,
 // what the router sends them, one link away, and the checks of what they see). A process has its
 // own events, trace hash, counters, checker part and BUGGIFY stream, and reaches the others
 // only over links, whose latency is the lookahead of the parallel run (run_windows): every
@@ -128,8 +128,9 @@ class simulation {
   ~simulation() { running_process = nullptr; }
 
   sim_report run() {
-    running_process = procs_[0].get();
+    running_process = procs_[std::size_t(clients_process_)].get();
     schedule_next_arrival();
+    running_process = procs_[0].get();
     schedule_faults();
     procs_[0]->q.at(clock_time{}, [this] { router_tick(); });
     for (int k = 1; k <= node_groups_; ++k) procs_[std::size_t(k)]->q.at(clock_time{}, [this] { replica_heartbeats(); });
@@ -263,29 +264,29 @@ class simulation {
   transport::clock_anchor anchor() const { return {now()}; }
 
   // --- load -------------------------------------------------------------------------------
-  // Arrivals one at a time: each schedules the next.
+  // Arrivals one at a time, in the clients' process: each schedules the next. A request
+  // reaches the router one link later (its deadline counts from when the client sent it).
   void schedule_next_arrival() {
     auto a = load_.next();
     if (!a) return;
     here().q.at(a->at, [this, r = std::move(a->request)]() mutable {
       trace(1, r.request_id);
-      // The client's view of its request, in the clients' process: sent before anything the
-      // router answers, so it arrives first.
-      post(clients_process_, c_.link_latency_us,
-           [this, id = r.request_id, arrival = now(), deadline = *r.deadline, max_tokens = r.max_tokens] {
-             checker().on_arrival(arrival, id, deadline, max_tokens);
-           });
+      checker().on_arrival(now(), r.request_id, *r.deadline, r.max_tokens);
       if (bugs_.ignore_deadlines) r.deadline.reset();
-      const auto id = r.request_id;
-      const std::string tenant = r.tenant;
-      const std::int64_t weight = std::int64_t(r.prompt.size()) + r.max_tokens;
-      const auto accepted = router_.counters().accepted;
-      router_.on_generate(now(), std::move(r));
-      if (router_.counters().accepted > accepted) checker().on_admitted(id, tenant, weight);
-      router_act();
-      checker().on_router_routes(router_.routes());
+      post(0, c_.link_latency_us, [this, r = std::move(r)]() mutable { router_receive(std::move(r)); });
       schedule_next_arrival();
     });
+  }
+  void router_receive(serving::generate_request r) {
+    trace(2, r.request_id);
+    const auto id = r.request_id;
+    const std::string tenant = r.tenant;
+    const std::int64_t weight = std::int64_t(r.prompt.size()) + r.max_tokens;
+    const auto accepted = router_.counters().accepted;
+    router_.on_generate(now(), std::move(r));
+    if (router_.counters().accepted > accepted) checker().on_admitted(id, tenant, weight);
+    router_act();
+    checker().on_router_routes(router_.routes());
   }
 
   // --- faults -----------------------------------------------------------------------------
@@ -527,7 +528,8 @@ class simulation {
   }
   bool take_corrupted() { return std::exchange(here().corrupted_in_flight, false); }
 
-  bool arrivals_done() const { return now() >= clock_time{} + c_.duration_ms; }
+  // At the router: the last request the clients sent is in (it takes one link).
+  bool arrivals_done() const { return now() >= clock_time{} + c_.duration_ms + c_.link_latency_us; }
   bool keep_ticking() const {
     return router_.routes() > 0 || !arrivals_done() ||
            (faults_end_ && !report_.recovered_after_ms && now() <= *faults_end_ + c_.recovery_ms);
