@@ -19,6 +19,7 @@ namespace dsrt::actors {
 struct response_store {
   cache::response_key key;
   cache::cached_response response;
+  std::uint64_t key_hash = 0;   // cache::key_hash(key); in process only, not in the schema
 };
 // serving.capnp ResponseLookup / ResponseFound: the answer for a key, if cached.
 struct response_lookup {

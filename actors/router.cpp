@@ -65,7 +65,7 @@ void act(self_ptr self) {
         st.clients.erase(it);
       }
     } else if (auto* a = std::get_if<serving::store_response>(&action)) {
-      if (st.cache) self->send(st.cache, response_store{std::move(a->key), std::move(a->response)});
+      if (st.cache) self->send(st.cache, response_store{std::move(a->key), std::move(a->response), a->key_hash});
     } else if (auto* a = std::get_if<serving::lookup_response>(&action)) {
       const auto id = a->request_id;
       if (!st.cache) {

@@ -627,7 +627,7 @@ class simulation {
         if (const auto* f = std::get_if<serving::send_final>(&action)) checker().on_router_final(f->final.request_id);
         to_clients.push_back(std::move(action));
       } else if (auto* a = std::get_if<serving::store_response>(&action)) {
-        responses_.insert(std::move(a->key), std::move(a->response), ++tick_);
+        responses_.insert(std::move(a->key), a->key_hash, std::move(a->response), ++tick_);
       } else if (auto* a = std::get_if<serving::lookup_response>(&action)) {
         here().q.after(c_.link_latency_us * 2, [this, id = a->request_id, key = std::move(a->key)] {
           trace(4, id);

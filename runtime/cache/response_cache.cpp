@@ -19,7 +19,7 @@ void mix(std::uint64_t& hash, std::uint64_t word) {
 }
 
 // The tokens' hash takes in their count: [1][2,3] and [1,2][3] in two fields hash apart.
-void mix_tokens(std::uint64_t& hash, const std::vector<std::int32_t>& tokens) {
+void mix_tokens(std::uint64_t& hash, std::span<const std::int32_t> tokens) {
   mix(hash, hash_tokens(tokens, hash));
 }
 
@@ -39,15 +39,20 @@ response_cache::response_cache(const response_cache_config& config) : config_(co
               "entries_max={} bytes_max={}", config_.entries_max, config_.bytes_max);
 }
 
-std::uint64_t response_cache::hash_key(const response_key& key) {
+std::uint64_t key_hash(std::string_view model, std::span<const std::int32_t> prompt, std::int32_t max_tokens,
+                       std::span<const std::int32_t> stop_token_ids, std::span<const std::string> stop_strings) {
   std::uint64_t hash = 0;
-  mix_string(hash, key.model);
-  mix_tokens(hash, key.prompt);
-  mix(hash, std::uint32_t(key.max_tokens));
-  mix_tokens(hash, key.stop_token_ids);
-  mix(hash, key.stop_strings.size());
-  for (const std::string& stop : key.stop_strings) mix_string(hash, stop);
+  mix_string(hash, model);
+  mix_tokens(hash, prompt);
+  mix(hash, std::uint32_t(max_tokens));
+  mix_tokens(hash, stop_token_ids);
+  mix(hash, stop_strings.size());
+  for (const std::string& stop : stop_strings) mix_string(hash, stop);
   return hash;
+}
+
+std::uint64_t key_hash(const response_key& key) {
+  return key_hash(key.model, key.prompt, key.max_tokens, key.stop_token_ids, key.stop_strings);
 }
 
 std::int64_t response_cache::entry_bytes(const response_key& key,
@@ -97,7 +102,7 @@ std::optional<cached_response> response_cache::find(const response_key& key,
                                                     std::uint64_t tick) {
   advance_tick(tick);
   ++stats_.lookups;
-  const auto it = find_entry(key, hash_key(key));
+  const auto it = find_entry(key, key_hash(key));
   if (it == lru_.end()) return std::nullopt;
   ++stats_.hits;
   lru_.splice(lru_.begin(), lru_, it);  // iterators stay valid, so index_ needs no change
@@ -105,8 +110,15 @@ std::optional<cached_response> response_cache::find(const response_key& key,
 }
 
 void response_cache::insert(response_key key, cached_response response, std::uint64_t tick) {
+  const std::uint64_t hash = key_hash(key);
+  insert(std::move(key), hash, std::move(response), tick);
+}
+
+void response_cache::insert(response_key key, std::uint64_t hash, cached_response response, std::uint64_t tick) {
+#ifndef NDEBUG
+  DSRT_ASSERT(hash == key_hash(key), "a key passed with hash {:x}, its own is {:x}", hash, key_hash(key));
+#endif
   advance_tick(tick);
-  const std::uint64_t hash = hash_key(key);
   // An older response under the same key is superseded whether or not the new one fits.
   if (const auto old = find_entry(key, hash); old != lru_.end()) erase(old);
   const std::int64_t bytes = entry_bytes(key, response);

@@ -22,7 +22,9 @@
 #include <cstdint>
 #include <list>
 #include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -43,6 +45,14 @@ struct response_key {
 
   bool operator==(const response_key&) const = default;
 };
+
+// The hash the cache files a key under: the same in every process and build. The second
+// form takes a key's parts, for a caller that holds them but builds the key later (the
+// router hashes a prompt at admission, while it is in the CPU's cache, and hands the hash
+// over with the key when the request completes).
+std::uint64_t key_hash(const response_key& key);
+std::uint64_t key_hash(std::string_view model, std::span<const std::int32_t> prompt, std::int32_t max_tokens,
+                       std::span<const std::int32_t> stop_token_ids, std::span<const std::string> stop_strings);
 
 struct cached_response {
   std::vector<std::int32_t> tokens;  // generated tokens, without a stop token
@@ -79,6 +89,9 @@ class response_cache {
   // stored, and an older entry under the same key is dropped since it is superseded.
   // REQUIRES: tick >= every tick passed before.
   void insert(response_key key, cached_response response, std::uint64_t tick);
+  // The same with the key's hash known. REQUIRES: hash == key_hash(key) (checked in debug
+  // builds; a wrong one files the entry where no lookup finds it).
+  void insert(response_key key, std::uint64_t hash, cached_response response, std::uint64_t tick);
 
   // The bytes an entry counts against bytes_max: its token ids and strings plus a fixed
   // per-entry overhead for the containers, so many tiny entries still add up.
@@ -97,7 +110,6 @@ class response_cache {
   };
   using entry_list = std::list<entry>;
 
-  static std::uint64_t hash_key(const response_key& key);
   entry_list::iterator find_entry(const response_key& key, std::uint64_t hash);
   void erase(entry_list::iterator it);
   void advance_tick(std::uint64_t tick);

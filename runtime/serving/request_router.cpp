@@ -18,6 +18,7 @@ struct request_router::route {
   std::string fallback_reason;               // why the response cache was asked
   clock_time accepted_at{}, first_chunk_at{};
   bool awaiting_cache = false;               // a lookup_response is out
+  std::uint64_t cache_hash = 0;              // its response's cache key hash (when it goes there)
 };
 
 namespace {
@@ -110,6 +111,9 @@ void request_router::on_generate(clock_time now, generate_request request) {
   r->request = std::move(request);
   r->ticket = std::move(*decision.ticket);
   r->accepted_at = now;
+  // Hashed now, while validate() has just read the prompt: at completion it is cold.
+  if (config_.response_cache && deterministic(r->request))
+    r->cache_hash = cache::key_hash({}, r->request.prompt, r->request.max_tokens, config_.stop_token_ids, r->request.stop);
   if (tokenizer_) r->text = std::make_unique<engine::text_output>(*tokenizer_, r->request.stop);
   route& ref = routes_.insert(id, std::move(r));
   if (ref.request.deadline) {
@@ -198,9 +202,11 @@ void request_router::finish(clock_time now, route& r, std::optional<error> failu
   } else {
     ++counters_.completed;
     if (config_.response_cache && deterministic(r.request) && !r.from_cache) {
-      actions_.push_back(store_response{key_of(std::move(r.request)), {r.streamed, f.text, reason == finish_reason::stop
-                                                                             ? cache::finish_reason::stop
-                                                                             : cache::finish_reason::length}});
+      actions_.push_back(store_response{key_of(std::move(r.request)),
+                                        {r.streamed, f.text,
+                                         reason == finish_reason::stop ? cache::finish_reason::stop
+                                                                       : cache::finish_reason::length},
+                                        r.cache_hash});
     }
   }
   f.tokens = std::move(r.streamed);

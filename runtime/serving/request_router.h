@@ -80,7 +80,11 @@ struct send_final {
   std::optional<double> ttft_seconds;       // admission to the first token, when it had one
   std::optional<double> tpot_seconds;       // per token after the first
 };
-struct store_response { cache::response_key key; cache::cached_response response; };
+struct store_response {
+  cache::response_key key;
+  cache::cached_response response;
+  std::uint64_t key_hash = 0;   // cache::key_hash(key), computed at admission
+};
 struct lookup_response { std::uint64_t request_id; cache::response_key key; };
 using router_action =
     std::variant<send_request, cancel_on_replica, send_chunk, send_final, store_response, lookup_response>;

@@ -319,6 +319,20 @@ TEST(RequestRouter, ChunksOfOneMessageActAsOneByOne) {
   EXPECT_EQ(batched->routes(), one_by_one->routes());
 }
 
+TEST(RequestRouter, ACompletedAnswerGoesToTheCacheWithItsKeysHash) {
+  request_router router(config(1), &tiny_tokenizer());
+  router.on_replica_up(clock_time{}, 0);
+  router.on_generate(clock_time{}, request(5, 2));
+  router.take_actions();
+  router.on_chunk(clock_time{}, {5, 1, 0, {40, 41}});
+  router.on_final(clock_time{}, {5, 1, 0, std::nullopt, finish_reason::length});
+  const auto stored = only<store_response>(router.take_actions());
+  ASSERT_EQ(stored.size(), 1u);
+  EXPECT_EQ(stored[0].key.prompt, request(5, 2).prompt);
+  EXPECT_EQ(stored[0].response.tokens, (std::vector<std::int32_t>{40, 41}));
+  EXPECT_EQ(stored[0].key_hash, cache::key_hash(stored[0].key));
+}
+
 TEST(RequestRouter, RandomReplicaStormsKeepTheContract) {
   for (std::uint64_t seed = 1; seed <= 30; ++seed) {
     xoshiro256 rng(seed);

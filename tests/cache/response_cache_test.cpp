@@ -21,6 +21,21 @@ cached_response response_of(std::string text) {
   return cached_response{.tokens = {7, 8}, .text = std::move(text), .reason = finish_reason::stop};
 }
 
+TEST(ResponseCache, AKeysHashFromItsPartsIsItsOwnAndFindsIt) {
+  const auto k = key_of(1);
+  const auto hash = key_hash(k.model, k.prompt, k.max_tokens, k.stop_token_ids, k.stop_strings);
+  EXPECT_EQ(hash, key_hash(k));
+  // Each part counts, and so do the boundaries between the token lists.
+  EXPECT_NE(key_hash(key_of(2)), hash);
+  EXPECT_NE(key_hash(k.model, k.prompt, k.max_tokens + 1, k.stop_token_ids, k.stop_strings), hash);
+  EXPECT_NE(key_hash(k.model, k.prompt, k.max_tokens, {}, k.stop_strings), hash);
+  EXPECT_NE(key_hash("other", k.prompt, k.max_tokens, k.stop_token_ids, k.stop_strings), hash);
+  response_cache cache({});
+  cache.insert(key_of(1), hash, response_of("hello"), 1);
+  ASSERT_TRUE(cache.find(key_of(1), 2).has_value());
+  EXPECT_EQ(cache.find(key_of(1), 3)->text, "hello");
+}
+
 TEST(ResponseCache, FindsWhatWasInserted) {
   response_cache cache({});
   EXPECT_FALSE(cache.find(key_of(1), 1).has_value());
