@@ -79,7 +79,8 @@ void invariant_checker::on_chunk(clock_time now, const serving::token_chunk& chu
 
 void invariant_checker::on_final(clock_time now, const serving::final_message& f) {
   auto& v = view(f.request_id);
-  if (++v.finals > 1) violation(fmt::format("request {}: {} finals", f.request_id, v.finals));
+  if (v.finals < 255) ++v.finals;
+  if (v.finals > 1) violation(fmt::format("request {}: {} finals", f.request_id, v.finals));
   if (f.chunks_sent != v.next_sequence)
     violation(fmt::format("request {}: final says {} chunks, {} arrived", f.request_id, f.chunks_sent, v.next_sequence));
   // The final's own copy of the answer (what a client that does not stream reads).
@@ -97,7 +98,7 @@ void invariant_checker::on_final(clock_time now, const serving::final_message& f
       now < v.deadline)
     violation(fmt::format("request {}: DEADLINE_EXCEEDED {} ms before its deadline", f.request_id,
                           duration_cast<milliseconds>(v.deadline - now).count()));
-  v.failure = f.failure ? std::optional<error_code>(f.failure->code) : std::nullopt;
+  v.failure = f.failure ? std::uint8_t(int(f.failure->code) + 1) : std::uint8_t(0);
   v.final_at = now;
 }
 
@@ -109,14 +110,16 @@ void invariant_checker::on_router_routes(std::size_t routes) {
 // Preempted sequences go back to waiting past waiting_sequences_max (batch_scheduler.h):
 // what is bounded is running alone and running + waiting.
 void invariant_checker::on_admitted(std::uint64_t request_id, const std::string& tenant, std::int64_t weight) {
-  if (request_id >= admitted_.size()) admitted_.resize(request_id + 1);
-  auto& a = admitted_[request_id];
-  if (a.weight >= 0) return violation(fmt::format("request {} admitted twice", request_id));
-  const auto [index, added] = tenant_index_.try_emplace(tenant, std::uint32_t(tenants_.size()));
-  if (added) tenants_.emplace_back();
-  a.weight = weight;
-  a.tenant = index->second;
-  auto& t = tenants_[a.tenant];
+  auto& v = view(request_id);
+  if (v.admitted_weight >= 0) return violation(fmt::format("request {} admitted twice", request_id));
+  const auto [index, added] = tenant_index_.try_emplace(tenant, std::uint16_t(tenants_.size()));
+  if (added) {
+    DSRT_ASSERT(tenants_.size() < 65536, "the checker keeps at most 65,536 tenants");
+    tenants_.emplace_back();
+  }
+  v.admitted_weight = weight;
+  v.tenant = index->second;
+  auto& t = tenants_[v.tenant];
   for (queued* q : {&all_, &t}) {
     ++q->requests;
     q->tokens += weight;
@@ -130,13 +133,13 @@ void invariant_checker::on_admitted(std::uint64_t request_id, const std::string&
 }
 
 void invariant_checker::on_router_final(std::uint64_t request_id) {
-  if (request_id >= admitted_.size() || admitted_[request_id].weight < 0) return;   // refused at admission
-  auto& a = admitted_[request_id];
-  for (queued* q : {&all_, &tenants_[a.tenant]}) {
+  if (request_id >= clients_.size() || clients_[request_id].admitted_weight < 0) return;   // refused at admission
+  auto& v = clients_[request_id];
+  for (queued* q : {&all_, &tenants_[v.tenant]}) {
     --q->requests;
-    q->tokens -= a.weight;
+    q->tokens -= v.admitted_weight;
   }
-  a.weight = -1;
+  v.admitted_weight = -1;
 }
 
 void invariant_checker::on_batcher(int replica, int running, int waiting) {
@@ -191,8 +194,8 @@ invariant_checker::outcome invariant_checker::finish() {
       violation(fmt::format("request {}: no final", id));
       continue;
     }
-    if (v.failure) {
-      ++out.errors_by_code[std::string(error_code_name(*v.failure))];
+    if (v.failure != 0) {
+      ++out.errors_by_code[std::string(error_code_name(error_code(v.failure - 1)))];
       continue;
     }
     ++out.completed;

@@ -58,9 +58,8 @@ struct node {
   milliseconds clock_offset{0};                  // its system clock minus the true time
 };
 
-// A simulated process: the router's side (process 0: the router and the response cache), a
-// group of whole nodes (their batchers and devices), or the clients (the last: arrivals,
-// what the router sends them, one link away, and the checks of what they see). A process has its
+// A simulated process: the router's side (process 0: arrivals, the router, the response
+// cache, clients) or a group of whole nodes (their batchers and devices). A process has its
 // own events, trace hash, counters, checker part and BUGGIFY stream, and reaches the others
 // only over links, whose latency is the lookahead of the parallel run (run_windows): every
 // process runs its events below window start + link latency, on any thread, then what they
@@ -108,9 +107,7 @@ class simulation {
     nodes_.resize(std::size_t((c.replicas + per_node() - 1) / per_node()));
     // Bounded so a process index fits the event queue's origin (16 bits).
     const int groups = std::clamp(c.replica_processes, 1, std::min(replica_processes_max, std::max(1, int(nodes_.size()))));
-    node_groups_ = groups;
-    clients_process_ = groups + 1;
-    for (int k = 0; k <= clients_process_; ++k) {
+    for (int k = 0; k <= groups; ++k) {
       procs_.push_back(std::make_unique<process>(k, limits(c)));
       if (c.buggify)
         procs_.back()->buggify = std::make_unique<buggify_scope>(c.seed, c.buggify_probabilities, std::uint64_t(k),
@@ -128,12 +125,11 @@ class simulation {
   ~simulation() { running_process = nullptr; }
 
   sim_report run() {
-    running_process = procs_[std::size_t(clients_process_)].get();
-    schedule_next_arrival();
     running_process = procs_[0].get();
+    schedule_next_arrival();
     schedule_faults();
     procs_[0]->q.at(clock_time{}, [this] { router_tick(); });
-    for (int k = 1; k <= node_groups_; ++k) procs_[std::size_t(k)]->q.at(clock_time{}, [this] { replica_heartbeats(); });
+    for (std::size_t k = 1; k < procs_.size(); ++k) procs_[k]->q.at(clock_time{}, [this] { replica_heartbeats(); });
     const auto until = clock_time{} + c_.duration_ms + c_.deadline_ms * 4 + minutes(10);
     report_.events = run_windows(until);
     running_process = procs_[0].get();
@@ -144,9 +140,6 @@ class simulation {
         break;
       }
     check_end();
-    // The clients' checks end with each request's (no final, too few tokens): first, so
-    // that their violations join the report's below.
-    procs_[std::size_t(clients_process_)]->checker.finish_into(report_);
     std::uint64_t hash = 1469598103934665603ull;
     clock_time last{};
     for (const auto& p : procs_) {
@@ -161,7 +154,7 @@ class simulation {
       if (p->buggify)
         for (const auto& [point, n] : p->buggify->fired()) report_.buggify_fired[point] += n;
     }
-    report_.violations = checker.violations();   // the router side's, then the others' in order
+    checker.finish_into(report_);
     report_.trace_hash = hash;
     report_.simulated_s = duration<double>(last.time_since_epoch()).count();
     report_.retries = router_.counters().retries;
@@ -264,8 +257,7 @@ class simulation {
   transport::clock_anchor anchor() const { return {now()}; }
 
   // --- load -------------------------------------------------------------------------------
-  // Arrivals one at a time, in the clients' process: each schedules the next. A request
-  // reaches the router one link later (its deadline counts from when the client sent it).
+  // Arrivals one at a time: each schedules the next.
   void schedule_next_arrival() {
     auto a = load_.next();
     if (!a) return;
@@ -273,20 +265,16 @@ class simulation {
       trace(1, r.request_id);
       checker().on_arrival(now(), r.request_id, *r.deadline, r.max_tokens);
       if (bugs_.ignore_deadlines) r.deadline.reset();
-      post(0, c_.link_latency_us, [this, r = std::move(r)]() mutable { router_receive(std::move(r)); });
+      const auto id = r.request_id;
+      const std::string tenant = r.tenant;
+      const std::int64_t weight = std::int64_t(r.prompt.size()) + r.max_tokens;
+      const auto accepted = router_.counters().accepted;
+      router_.on_generate(now(), std::move(r));
+      if (router_.counters().accepted > accepted) checker().on_admitted(id, tenant, weight);
+      router_act();
+      checker().on_router_routes(router_.routes());
       schedule_next_arrival();
     });
-  }
-  void router_receive(serving::generate_request r) {
-    trace(2, r.request_id);
-    const auto id = r.request_id;
-    const std::string tenant = r.tenant;
-    const std::int64_t weight = std::int64_t(r.prompt.size()) + r.max_tokens;
-    const auto accepted = router_.counters().accepted;
-    router_.on_generate(now(), std::move(r));
-    if (router_.counters().accepted > accepted) checker().on_admitted(id, tenant, weight);
-    router_act();
-    checker().on_router_routes(router_.routes());
   }
 
   // --- faults -----------------------------------------------------------------------------
@@ -528,8 +516,7 @@ class simulation {
   }
   bool take_corrupted() { return std::exchange(here().corrupted_in_flight, false); }
 
-  // At the router: the last request the clients sent is in (it takes one link).
-  bool arrivals_done() const { return now() >= clock_time{} + c_.duration_ms + c_.link_latency_us; }
+  bool arrivals_done() const { return now() >= clock_time{} + c_.duration_ms; }
   bool keep_ticking() const {
     return router_.routes() > 0 || !arrivals_done() ||
            (faults_end_ && !report_.recovered_after_ms && now() <= *faults_end_ + c_.recovery_ms);
@@ -569,7 +556,8 @@ class simulation {
       here().q.after(c_.heartbeat_interval_ms, [this] { router_tick(); });
       return;
     }
-    for (int k = 1; k <= node_groups_; ++k) post(k, c_.link_latency_us, [this] { here().heartbeats_stopped = true; });
+    for (std::size_t k = 1; k < procs_.size(); ++k)
+      post(int(k), c_.link_latency_us, [this] { here().heartbeats_stopped = true; });
   }
   // Why the service has not recovered yet ("" when it has).
   std::string unrecovered() {
@@ -638,7 +626,7 @@ class simulation {
     }
     arm_deadline_timer();
     if (to_clients.empty()) return;
-    post(clients_process_, c_.link_latency_us, [this, batch = std::move(to_clients)] {
+    here().q.after(c_.link_latency_us, [this, batch = std::move(to_clients)] {
       for (const auto& action : batch) {
         if (const auto* c = std::get_if<serving::send_chunk>(&action)) client_chunk(c->chunk);
         if (const auto* f = std::get_if<serving::send_final>(&action)) client_final(f->final);
@@ -880,8 +868,7 @@ class simulation {
   std::vector<link_end> replica_ends_;
   std::vector<node> nodes_;
   // Fixed before the run.
-  std::vector<std::unique_ptr<process>> procs_;   // the router's side, node_groups_ groups of nodes, the clients
-  int node_groups_ = 1, clients_process_ = 2;
+  std::vector<std::unique_ptr<process>> procs_;
   std::vector<int> node_process_;   // by node: its process
   int first_killed_ = -1;           // the first kill's first replica (planted bugs)
   // The run's windows: set between windows, read by the processes during one.
