@@ -153,24 +153,30 @@ bool batch_scheduler::runs_before(const sequence& a, const sequence& b) {
 }
 
 void batch_scheduler::sort_by_precedence(clock_time now, const std::vector<sequence*>& list, bool decodes_first) {
-  // The keys once per sequence, not per comparison; arrival_order is unique, so the order
-  // is total and std::sort is as deterministic as a stable sort.
+  // The keys once per sequence, not per comparison, packed into one integer: the class
+  // first (decodes go before prefill chunks only within a class, so a lower class's
+  // decodes never take blocks or budget ahead of a higher class), then prefill after
+  // decode, then arrival. arrival_order is unique, so the order is total and std::sort is
+  // as deterministic as a stable sort.
   ranked_.clear();
   // Running sequences (decodes_first) by their request's class: aging is for admission, and
   // a running sequence that aged must not outrank a newer one of its class or a higher one.
   for (sequence* s : list) {
     const bool decode = decodes_first && std::int64_t(s->tokens.size()) - s->computed == 1;
-    ranked_.push_back({!decode, decodes_first ? s->priority : effective_priority(*s, now), s->arrival_order, s});
+    const int priority = decodes_first ? s->priority : effective_priority(*s, now);
+    ranked_.push_back({rank_key(priority, !decode, s->arrival_order), s});
   }
-  // The class first: decodes go before prefill chunks only within a class, so a lower
-  // class's decodes never take blocks or budget ahead of a higher class.
-  std::sort(ranked_.begin(), ranked_.end(), [](const ranked& a, const ranked& b) {
-    if (a.priority != b.priority) return a.priority < b.priority;
-    if (a.prefill != b.prefill) return b.prefill;
-    return a.arrival_order < b.arrival_order;
-  });
+  std::sort(ranked_.begin(), ranked_.end(), [](const ranked& a, const ranked& b) { return a.key < b.key; });
   order_.clear();
   for (const ranked& r : ranked_) order_.push_back(r.s);
+}
+
+std::uint64_t batch_scheduler::rank_key(int priority, bool prefill, std::uint64_t arrival_order) {
+  // Priorities lie in [-priority_classes, priority_classes) with at most 256 classes (aging
+  // lifts below 0): 9 bits once shifted; the arrival counter keeps 53.
+  DSRT_ASSERT(priority >= -256 && priority < 256 && arrival_order < (std::uint64_t(1) << 53),
+              "priority {} arrival {}", priority, arrival_order);
+  return std::uint64_t(priority + 256) << 54 | std::uint64_t(prefill) << 53 | arrival_order;
 }
 
 void batch_scheduler::release(sequence& s) {

@@ -223,11 +223,10 @@ class batch_scheduler {
   std::size_t planned_ = 0;                    // entries of the plan being built (schedule())
   // Scratch of sort_by_precedence, kept to spare a step the allocations.
   struct ranked {
-    bool prefill;
-    int priority;
-    std::uint64_t arrival_order;
+    std::uint64_t key;   // rank_key(): smaller runs first
     sequence* s;
   };
+  static std::uint64_t rank_key(int priority, bool prefill, std::uint64_t arrival_order);
   std::vector<ranked> ranked_;
   std::vector<sequence*> order_;
   scheduler_counters counters_;
