@@ -172,11 +172,13 @@ TEST(PlantedBugs, AdmissionPastItsTokenAndTenantLimitsIsCaught) {
   expect_caught(tenant, bugs, "the limits are 3 /");
 }
 
-TEST(PlantedBugs, SequencesNotReleasedOnARestartAreLeftOverWork) {
+// Both quiescence checks see it: the sequences left over, and the KV blocks they hold.
+TEST(PlantedBugs, SequencesNotReleasedOnARestartAreLeftOverWorkHoldingKvBlocks) {
   const auto c = first_seed(small(1), [](const sim_config&, const sim_report& r) { return r.resumptions > 0; });
   planted_bugs bugs;
   bugs.leak_a_sequence = true;
   expect_caught(c, bugs, "work left");
+  EXPECT_TRUE(mentions(run_simulation(c, bugs), "blocks held at quiescence"));
 }
 
 TEST(PlantedBugs, ABreakerThatSkipsHalfOpenIsAnIllegalTransition) {
