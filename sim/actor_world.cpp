@@ -157,7 +157,7 @@ class actor_world {
   void arrive(serving::generate_request r) {
     trace(1, r.request_id);
     r.deadline = *r.deadline + clock_base;
-    checker_.on_arrival(now(), r.request_id, *r.deadline, r.max_tokens);
+    checker_.on_arrival(now(), r.request_id, *r.deadline, r.max_tokens, prompt_key(r.prompt));
     ++arrivals_;
     caf::send_as(client_, router_, std::move(r));
   }

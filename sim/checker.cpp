@@ -2,6 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <climits>
+
+#include "runtime/token_hash.h"
+
 #include <span>
 
 #include "kernels/assert.h"
@@ -10,8 +15,15 @@ namespace dsrt::sim {
 
 using namespace std::chrono;
 
-std::int32_t model_token(std::uint64_t request_id, std::int64_t draw_index) {
-  return std::int32_t(3 + (request_id * 7919 + std::uint64_t(draw_index) * 104729) % 31990);
+namespace {
+constexpr std::uint64_t model_vocab = 31990, model_step = 8759;   // tokens 3 .. 31992
+}  // namespace
+
+std::uint64_t prompt_key(std::span<const std::int32_t> prompt) { return hash_tokens(prompt, 0x5eed); }
+
+std::int32_t model_token(std::uint64_t prompt_key, std::int64_t draw_index) {
+  const std::uint64_t step = std::uint64_t(draw_index) % model_vocab * model_step;
+  return std::int32_t(3 + (prompt_key % model_vocab + step) % model_vocab);
 }
 
 namespace {
@@ -19,13 +31,12 @@ namespace {
 // The first of `tokens` (the draws from `first_draw` on) that is not model_token's, or
 // tokens.size(). Each check steps the residue on rather than dividing per token: the
 // client side checks every token of a run (170 M in the scale scenario) twice.
-std::size_t first_wrong_token(std::uint64_t request_id, std::int64_t first_draw, std::span<const std::int32_t> tokens) {
-  constexpr std::uint64_t modulus = 31990, step = 104729 % modulus;
-  std::uint64_t residue = std::uint64_t(model_token(request_id, first_draw) - 3);
+std::size_t first_wrong_token(std::uint64_t key, std::int64_t first_draw, std::span<const std::int32_t> tokens) {
+  std::uint64_t residue = std::uint64_t(model_token(key, first_draw) - 3);
   for (std::size_t k = 0; k < tokens.size(); ++k) {
     if (tokens[k] != std::int32_t(3 + residue)) return k;
-    residue += step;
-    if (residue >= modulus) residue -= modulus;
+    residue += model_step;
+    if (residue >= model_vocab) residue -= model_vocab;
   }
   return tokens.size();
 }
@@ -54,9 +65,10 @@ invariant_checker::client_view& invariant_checker::view(std::uint64_t request_id
 }
 
 void invariant_checker::on_arrival(clock_time now, std::uint64_t request_id, clock_time deadline,
-                                   std::int64_t max_tokens) {
+                                   std::int64_t max_tokens, std::uint64_t prompt_key) {
   auto& v = view(request_id);
-  v.max_tokens = max_tokens;
+  v.max_tokens = std::int32_t(std::clamp<std::int64_t>(max_tokens, 0, INT32_MAX));
+  v.prompt_key = prompt_key;
   v.arrival = now;
   v.deadline = deadline;
 }
@@ -69,12 +81,12 @@ void invariant_checker::on_chunk(clock_time now, const serving::token_chunk& chu
                           chunk.sequence, v.next_sequence));
   v.next_sequence = chunk.sequence + 1;
   if (limits_.model_tokens)
-    if (const auto k = first_wrong_token(chunk.request_id, v.tokens, chunk.tokens); k < chunk.tokens.size())
+    if (const auto k = first_wrong_token(v.prompt_key, v.tokens, chunk.tokens); k < chunk.tokens.size())
       violation(fmt::format("request {}: token {} is {}, the model's is {}", chunk.request_id,
                             v.tokens + std::int64_t(k), chunk.tokens[k],
-                            model_token(chunk.request_id, v.tokens + std::int64_t(k))));
+                            model_token(v.prompt_key, v.tokens + std::int64_t(k))));
   if (v.tokens == 0 && !chunk.tokens.empty()) v.first_chunk = now;
-  v.tokens += std::int64_t(chunk.tokens.size());
+  v.tokens += std::int32_t(chunk.tokens.size());
 }
 
 void invariant_checker::on_final(clock_time now, const serving::final_message& f) {
@@ -88,9 +100,9 @@ void invariant_checker::on_final(clock_time now, const serving::final_message& f
     violation(fmt::format("request {}: the final holds {} tokens (completion_tokens {}), its chunks {}", f.request_id,
                           f.tokens.size(), f.completion_tokens, v.tokens));
   if (limits_.model_tokens)
-    if (const auto k = first_wrong_token(f.request_id, 0, f.tokens); k < f.tokens.size())
+    if (const auto k = first_wrong_token(v.prompt_key, 0, f.tokens); k < f.tokens.size())
       violation(fmt::format("request {}: the final's token {} is {}, the model's is {}", f.request_id, k, f.tokens[k],
-                            model_token(f.request_id, std::int64_t(k))));
+                            model_token(v.prompt_key, std::int64_t(k))));
   if (now > v.deadline + limits_.deadline_slack_ms)
     violation(fmt::format("request {}: final {} ms after its deadline (slack {} ms)", f.request_id,
                           duration_cast<milliseconds>(now - v.deadline).count(), limits_.deadline_slack_ms.count()));

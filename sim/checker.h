@@ -21,6 +21,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -48,14 +49,19 @@ struct checker_limits {
 // The limits of a configuration's router and batchers, with the given deadline slack.
 checker_limits limits_of(const sim_config& config, milliseconds deadline_slack);
 
-// The simulated model: the token a request draws at `draw_index` (its n-th generated token).
-std::int32_t model_token(std::uint64_t request_id, std::int64_t draw_index);
+// The simulated model, greedy: the token it draws at `draw_index` (the n-th generated
+// token) for a prompt, known by prompt_key(). The same prompt gets the same answer
+// whichever request asks, so an answer from the response cache is the model's too.
+std::uint64_t prompt_key(std::span<const std::int32_t> prompt);
+std::int32_t model_token(std::uint64_t prompt_key, std::int64_t draw_index);
 
 class invariant_checker {
  public:
   explicit invariant_checker(const checker_limits& limits) : limits_(limits) {}
 
-  void on_arrival(clock_time now, std::uint64_t request_id, clock_time deadline, std::int64_t max_tokens);
+  // A request was sent: its deadline, token budget and prompt_key (what its tokens must be).
+  void on_arrival(clock_time now, std::uint64_t request_id, clock_time deadline, std::int64_t max_tokens,
+                  std::uint64_t prompt_key);
   void on_chunk(clock_time now, const serving::token_chunk& chunk);
   void on_final(clock_time now, const serving::final_message& final);
   void on_router_routes(std::size_t routes);
@@ -89,7 +95,8 @@ class invariant_checker {
   // cost the router's side more than every other check together.
   struct client_view {
     clock_time arrival{}, deadline{}, first_chunk{}, final_at{};
-    std::int64_t tokens = 0, max_tokens = 0;
+    std::uint64_t prompt_key = 0;
+    std::int32_t tokens = 0, max_tokens = 0;
     std::int64_t admitted_weight = -1;   // prompt + max_tokens while queued at the router; -1: not
     std::uint32_t next_sequence = 0;
     std::uint16_t tenant = 0;            // index into tenants_ while admitted

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <string>
 
+#include "sim/checker.h"
+
 namespace dsrt::sim {
 
 using namespace std::chrono;
@@ -28,9 +30,22 @@ std::optional<arrival> load_generator::next() {
   arrival a;
   auto& r = a.request;
   r.request_id = ++id_;
-  r.prompt.resize(std::size_t(uniform(c_.prompt_tokens_min, c_.prompt_tokens_max)));
-  for (auto& tok : r.prompt) tok = std::int32_t(uniform(3, 31999));
-  r.max_tokens = std::int32_t(uniform(c_.max_tokens_min, c_.max_tokens_max));
+  // A repeat is drawn only when repeats are on, so runs without them draw as they did.
+  if (c_.repeat_prompt_fraction > 0 && !recent_.empty() && rng_.uniform() < c_.repeat_prompt_fraction) {
+    const auto& again = recent_[std::size_t(rng_.next() % recent_.size())];
+    r.prompt = again.prompt;
+    r.max_tokens = again.max_tokens;
+  } else {
+    r.prompt.resize(std::size_t(uniform(c_.prompt_tokens_min, c_.prompt_tokens_max)));
+    for (auto& tok : r.prompt) tok = std::int32_t(uniform(3, 31999));
+    r.max_tokens = std::int32_t(uniform(c_.max_tokens_min, c_.max_tokens_max));
+    if (c_.repeat_prompt_fraction > 0) {
+      if (recent_.size() < recent_max) recent_.push_back({r.prompt, r.max_tokens});
+      else recent_[recent_next_] = {r.prompt, r.max_tokens};
+      recent_next_ = (recent_next_ + 1) % recent_max;
+    }
+  }
+  r.sampling.seed = prompt_key(r.prompt);
   r.priority = int(rng_.next() % 4);
   r.tenant = "tenant-" + std::to_string(rng_.next() % 8);
   a.at = clock_time{} + duration_cast<clock_time::duration>(duration<double>(t_));

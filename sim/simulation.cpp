@@ -159,6 +159,8 @@ class simulation {
     report_.simulated_s = duration<double>(last.time_since_epoch()).count();
     report_.retries = router_.counters().retries;
     report_.resumptions = router_.counters().resumptions;
+    report_.fallbacks = router_.counters().fallbacks;
+    report_.response_cache_hits = router_.counters().response_cache_hits;
     return std::move(report_);
   }
 
@@ -263,7 +265,7 @@ class simulation {
     if (!a) return;
     here().q.at(a->at, [this, r = std::move(a->request)]() mutable {
       trace(1, r.request_id);
-      checker().on_arrival(now(), r.request_id, *r.deadline, r.max_tokens);
+      checker().on_arrival(now(), r.request_id, *r.deadline, r.max_tokens, prompt_key(r.prompt));
       if (bugs_.ignore_deadlines) r.deadline.reset();
       const auto id = r.request_id;
       const std::string tenant = r.tenant;
@@ -619,7 +621,9 @@ class simulation {
       } else if (auto* a = std::get_if<serving::lookup_response>(&action)) {
         here().q.after(c_.link_latency_us * 2, [this, id = a->request_id, key = std::move(a->key)] {
           trace(4, id);
-          router_.on_cached(now(), id, responses_.find(key, ++tick_));
+          auto hit = responses_.find(key, ++tick_);
+          if (hit && bugs_.wrong_cached_answer && !hit->tokens.empty()) hit->tokens.front() += 1;
+          router_.on_cached(now(), id, std::move(hit));
           router_act();
         });
       }
@@ -790,7 +794,7 @@ class simulation {
       if (p.sample) {
         // A planted bug draws from the start again after a resumption.
         const auto draw = bugs_.wrong_token && r.scheduler->has_sequence(p.id) ? r.scheduler->generated(p.id) : p.draw_index;
-        sampled.push_back(model_token(p.id, draw));
+        sampled.push_back(model_token(p.sampling.seed, draw));   // the prompt's key (sim/load.h)
       }
     serving::stream_output out;
     r.streams->on_step(*r.scheduler, plan, sampled, out);

@@ -42,6 +42,9 @@ struct sim_config {
   std::int32_t prompt_tokens_min = 16, prompt_tokens_max = 256;
   std::int32_t max_tokens_min = 8, max_tokens_max = 128;
   milliseconds deadline_ms{30000};          // per request, from its arrival
+  // The share of requests that repeat the prompt and max_tokens of one of the last 256
+  // (the batchers' prefix index and, on fallback, the router's response cache see hits).
+  double repeat_prompt_fraction = 0;
   std::chrono::microseconds link_latency_us{100};   // > 0: the parallel run's lookahead
   std::int32_t kv_blocks = 4096;            // per replica
   int kv_block_tokens = 16;
@@ -97,6 +100,7 @@ struct sim_report {
   std::vector<double> ttft_ms, tpot_ms;     // per completed request (with a token / two)
   double simulated_s = 0;
   std::int64_t breaker_opens = 0, kills = 0, restarts = 0, retries = 0, resumptions = 0;
+  std::int64_t fallbacks = 0, response_cache_hits = 0;   // requests no replica could take / answered by the cache
   std::int64_t corrupt_detected = 0, corrupt_undetected = 0;   // flipped frames the decoder refused / let through
   std::vector<std::string> faults;          // the faults that ran, described
   std::map<std::string, std::int64_t> buggify_fired;
@@ -123,6 +127,7 @@ struct planted_bugs {
   bool rejoin_then_fall_silent = false;     // only its first heartbeat after the restart does
   bool final_with_an_extra_token = false;   // one completed final holds a token no chunk carried
   bool final_with_a_wrong_token = false;    // one completed final's last token differs from its chunk's
+  bool wrong_cached_answer = false;         // the response cache answers with another prompt's tokens
 };
 
 sim_report run_simulation(const sim_config& config, const planted_bugs& bugs = {});

@@ -65,6 +65,11 @@ int main(int argc, char** argv) {
                  "tokens per streamed chunk after a request's first (batcher.stream_interval_tokens; default: "
                  "the scenario's)")
       ->check(CLI::Range(1, dsrt::batching::stream_interval_tokens_max));
+  double repeat_prompts = -1;
+  app.add_option("--repeat-prompts", repeat_prompts,
+                 "the share of requests that repeat a recent request's prompt and max_tokens (prefix-index hits, "
+                 "and response-cache answers when no replica can serve; default: the scenario's, 0)")
+      ->check(CLI::Range(0.0, 1.0));
   int threads = int(std::max(1u, std::thread::hardware_concurrency()));
   app.add_option("--threads", threads, "threads running the simulated processes (default: this machine's); the "
                                        "trace does not depend on it")
@@ -120,6 +125,7 @@ int main(int argc, char** argv) {
     if (sc.name == scenario) gpus_per_replica = sc.gpus_per_replica;
   if (duration_s > 0) c.duration_ms = dsrt::milliseconds(std::int64_t(duration_s * 1000));
   if (stream_interval > 0) c.scheduler.stream_interval_tokens = stream_interval;
+  if (repeat_prompts >= 0) c.repeat_prompt_fraction = repeat_prompts;
   for (auto [flag, field] : {std::pair{kills, &c.kills}, {failing, &c.failing_windows}, {slow, &c.slow_windows},
                              {swizzles, &c.swizzles}, {pauses, &c.pauses}, {ooms, &c.ooms}, {jumps, &c.clock_jumps},
                              {corruptions, &c.corruptions}})
@@ -245,6 +251,9 @@ int main(int argc, char** argv) {
     std::printf("faults %zu (kills %lld, restarts %lld); breaker opens %lld retries %lld resumptions %lld\n",
                 r.faults.size(), (long long)r.kills, (long long)r.restarts, (long long)r.breaker_opens,
                 (long long)r.retries, (long long)r.resumptions);
+    if (r.fallbacks > 0)
+      std::printf("fallbacks %lld (no replica could take the request), %lld answered by the response cache\n",
+                  (long long)r.fallbacks, (long long)r.response_cache_hits);
     if (r.corrupt_detected + r.corrupt_undetected > 0)
       std::printf("corrupted frames: %lld refused by the decoder, %lld read back\n", (long long)r.corrupt_detected,
                   (long long)r.corrupt_undetected);
@@ -271,6 +280,8 @@ int main(int argc, char** argv) {
     j["world"] = with_actors ? "actors" : "policies";
     j["retries"] = r.retries;
     j["resumptions"] = r.resumptions;
+    j["fallbacks"] = r.fallbacks;
+    j["response_cache_hits"] = r.response_cache_hits;
     j["faults"] = r.faults;
     j["buggify_fired"] = r.buggify_fired;
     j["recovered_after_ms"] = r.recovered_after_ms ? nlohmann::json(*r.recovered_after_ms) : nlohmann::json();

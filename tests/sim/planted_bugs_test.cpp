@@ -62,20 +62,20 @@ TEST(CheckerLimits, ABatcherIsOverItsLimitsOnlyPastWhatPreemptionAllows) {
 
 TEST(CheckerTokens, EveryTokenOfAChunkIsTheModelsAtItsPlace) {
   checker_limits limits;
-  const std::uint64_t id = 77;
+  const std::uint64_t id = 77, key = prompt_key(std::vector<std::int32_t>{5, 6, 7});
   const auto chunk = [&](std::uint32_t sequence, std::int64_t first, int count) {
     serving::token_chunk c{id, sequence, {}, {}};
-    for (int k = 0; k < count; ++k) c.tokens.push_back(model_token(id, first + k));
+    for (int k = 0; k < count; ++k) c.tokens.push_back(model_token(key, first + k));
     return c;
   };
   invariant_checker ok(limits);
-  ok.on_arrival(clock_time{}, id, clock_time{} + std::chrono::seconds(10), 400);
+  ok.on_arrival(clock_time{}, id, clock_time{} + std::chrono::seconds(10), 400, key);
   ok.on_chunk(clock_time{}, chunk(0, 0, 1));
   ok.on_chunk(clock_time{}, chunk(1, 1, 399));   // the model's residues wrap around many times
   EXPECT_TRUE(ok.violations().empty()) << ok.violations().front();
   for (int wrong : {0, 1, 150, 398}) {
     invariant_checker checker(limits);
-    checker.on_arrival(clock_time{}, id, clock_time{} + std::chrono::seconds(10), 400);
+    checker.on_arrival(clock_time{}, id, clock_time{} + std::chrono::seconds(10), 400, key);
     checker.on_chunk(clock_time{}, chunk(0, 0, 1));
     auto c = chunk(1, 1, 399);
     c.tokens[std::size_t(wrong)] += 1;
@@ -84,6 +84,14 @@ TEST(CheckerTokens, EveryTokenOfAChunkIsTheModelsAtItsPlace) {
     EXPECT_NE(checker.violations().front().find(fmt::format("token {} is", 1 + wrong)), std::string::npos)
         << checker.violations().front();
   }
+}
+
+TEST(PlantedBugs, ACachedAnswerOfAnotherPromptIsCaught) {
+  const auto c = first_seed(test::falling_back_to_the_cache(1),
+                            [](const sim_config&, const sim_report& r) { return r.response_cache_hits > 0; });
+  planted_bugs bugs;
+  bugs.wrong_cached_answer = true;
+  expect_caught(c, bugs, "token 0 is");
 }
 
 TEST(PlantedBugs, ADuplicatedChunkBreaksTheStreamOrder) {

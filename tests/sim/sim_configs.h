@@ -39,6 +39,18 @@ inline sim_config with_every_fault(std::uint64_t seed) {
   return c;
 }
 
+// One replica (each kill leaves none: the router falls back to its response cache) and
+// half of the requests repeating a recent prompt, so the cache has the answers.
+inline sim_config falling_back_to_the_cache(std::uint64_t seed) {
+  auto c = small(seed);
+  c.replicas = 1;
+  c.kills = 2;
+  c.failing_windows = c.slow_windows = 0;
+  c.repeat_prompt_fraction = 0.5;
+  c.restart_ms = milliseconds(1500);
+  return c;
+}
+
 inline std::string replay_command(std::uint64_t seed) {
   return "dssim --scenario basic --gpus 3 --qps 15 --duration 10 --pauses 1 --ooms 2 --clock-jumps 1 "
          "--corruptions 2 --buggify --seed " + std::to_string(seed) + " (max_tokens 48, 2 s windows)";

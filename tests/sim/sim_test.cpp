@@ -112,6 +112,21 @@ TEST(Simulation, EveryInvariantHoldsOver200SeedsWithEveryFaultAndBuggify) {
   EXPECT_EQ(recovered, 200);
 }
 
+// The fallback chain under faults: with one replica, each kill leaves the router nothing to
+// route to, and repeated prompts find their answers in the response cache; the checker
+// holds those answers to the model's tokens like any other.
+TEST(Simulation, RepeatedPromptsAreAnsweredFromTheCacheWhenNoReplicaCanServe) {
+  std::int64_t fallbacks = 0, hits = 0;
+  for (std::uint64_t seed = 1; seed <= 30; ++seed) {
+    const auto r = run_simulation(test::falling_back_to_the_cache(seed));
+    EXPECT_TRUE(r.violations.empty()) << "seed " << seed << ": " << r.violations.front();
+    fallbacks += r.fallbacks;
+    hits += r.response_cache_hits;
+  }
+  EXPECT_GT(fallbacks, 0);
+  EXPECT_GT(hits, 0) << "no repeated prompt was answered from the cache";
+}
+
 TEST(Simulation, SwizzleCloggingTheLinksKeepsEveryInvariant) {
   std::int64_t resumptions = 0, retries = 0;
   for (std::uint64_t seed = 1; seed <= 100; ++seed) {
