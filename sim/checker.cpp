@@ -4,12 +4,10 @@
 
 #include <algorithm>
 #include <climits>
-
-#include "runtime/token_hash.h"
-
 #include <span>
 
 #include "kernels/assert.h"
+#include "runtime/token_hash.h"
 
 namespace dsrt::sim {
 
