@@ -83,7 +83,7 @@ class actor_world {
         actions_[fault_at++].run();
         continue;
       }
-      arrive(std::move(next->request));
+      arrive(std::move(next->request), next->prompt_key);
       next = load_.next();
     }
     check_end();
@@ -154,10 +154,10 @@ class actor_world {
 
   void spawn_cluster();
   void schedule_faults();
-  void arrive(serving::generate_request r) {
+  void arrive(serving::generate_request r, std::uint64_t key) {
     trace(1, r.request_id);
     r.deadline = *r.deadline + clock_base;
-    checker_.on_arrival(now(), r.request_id, *r.deadline, r.max_tokens, prompt_key(r.prompt));
+    checker_.on_arrival(now(), r.request_id, *r.deadline, r.max_tokens, key);
     ++arrivals_;
     caf::send_as(client_, router_, std::move(r));
   }

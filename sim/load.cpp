@@ -45,7 +45,8 @@ std::optional<arrival> load_generator::next() {
       recent_next_ = (recent_next_ + 1) % recent_max;
     }
   }
-  r.sampling.seed = prompt_key(r.prompt);
+  a.prompt_key = prompt_key(r.prompt);
+  r.sampling.seed = a.prompt_key;
   r.priority = int(rng_.next() % 4);
   r.tenant = "tenant-" + std::to_string(rng_.next() % 8);
   a.at = clock_time{} + duration_cast<clock_time::duration>(duration<double>(t_));

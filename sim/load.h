@@ -19,6 +19,9 @@ namespace dsrt::sim {
 struct arrival {
   clock_time at;
   serving::generate_request request;   // ids 1, 2, 3, ...; deadline set
+  // prompt_key(request.prompt), for the checker: its own copy, so that a request whose
+  // sampling seed (which carries the key to the replicas) got altered on the way is caught.
+  std::uint64_t prompt_key = 0;
 };
 
 class load_generator {

@@ -263,9 +263,9 @@ class simulation {
   void schedule_next_arrival() {
     auto a = load_.next();
     if (!a) return;
-    here().q.at(a->at, [this, r = std::move(a->request)]() mutable {
+    here().q.at(a->at, [this, r = std::move(a->request), key = a->prompt_key]() mutable {
       trace(1, r.request_id);
-      checker().on_arrival(now(), r.request_id, *r.deadline, r.max_tokens, prompt_key(r.prompt));
+      checker().on_arrival(now(), r.request_id, *r.deadline, r.max_tokens, key);
       if (bugs_.ignore_deadlines) r.deadline.reset();
       const auto id = r.request_id;
       const std::string tenant = r.tenant;
