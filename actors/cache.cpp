@@ -14,7 +14,11 @@ caf::behavior cache_actor(caf::stateful_actor<cache_state>* self, cache::respons
   self->state.responses = std::make_unique<cache::response_cache>(config);
   return {
       [self](response_store& s) {
-        self->state.responses->insert(std::move(s.key), s.key_hash, std::move(s.response), ++self->state.tick);
+        auto& cache = *self->state.responses;
+        if (s.key_hash)
+          cache.insert(std::move(s.key), *s.key_hash, std::move(s.response), ++self->state.tick);
+        else
+          cache.insert(std::move(s.key), std::move(s.response), ++self->state.tick);
       },
       [self](const response_lookup& l) {
         return response_found{self->state.responses->find(l.key, ++self->state.tick)};

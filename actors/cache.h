@@ -19,7 +19,9 @@ namespace dsrt::actors {
 struct response_store {
   cache::response_key key;
   cache::cached_response response;
-  std::uint64_t key_hash = 0;   // cache::key_hash(key); in process only, not in the schema
+  // cache::key_hash(key) when the sender has it (the router computes it at admission); in
+  // process only, not in the schema. Without it the cache hashes the key itself.
+  std::optional<std::uint64_t> key_hash;
 };
 // serving.capnp ResponseLookup / ResponseFound: the answer for a key, if cached.
 struct response_lookup {

@@ -175,6 +175,33 @@ class Coordinator : public ::testing::Test {
   caf::actor fakes[2];              // the fake batchers of start_on_fakes
 };
 
+TEST_F(Coordinator, TheCacheActorStoresAnswersWithOrWithoutTheKeysHash) {
+  auto cache_actor = keep(spawn_cache(sys, {}));
+  const auto key = [](std::int32_t first) {
+    cache::response_key k;
+    k.prompt = {first, 2, 3};
+    k.max_tokens = 4;
+    return k;
+  };
+  caf::anon_send(cache_actor, response_store{key(1), {{7}, "a", cache::finish_reason::length}, cache::key_hash(key(1))});
+  caf::anon_send(cache_actor, response_store{key(2), {{8}, "b", cache::finish_reason::length}, std::nullopt});
+  sched.run();
+  auto found = std::make_shared<std::vector<std::optional<cache::cached_response>>>();
+  keep(sys.spawn([cache_actor, found, key](caf::event_based_actor* self) {
+    for (std::int32_t first : {1, 2, 3})
+      self->request(cache_actor, caf::infinite, response_lookup{key(first)}).then([found](response_found& f) {
+        found->push_back(std::move(f.response));
+      });
+  }));
+  sched.run();
+  ASSERT_EQ(found->size(), 3u);
+  ASSERT_TRUE((*found)[0].has_value());
+  EXPECT_EQ((*found)[0]->text, "a");
+  ASSERT_TRUE((*found)[1].has_value()) << "stored without a hash: the cache hashed the key itself";
+  EXPECT_EQ((*found)[1]->text, "b");
+  EXPECT_FALSE((*found)[2].has_value());
+}
+
 TEST_F(Coordinator, ARequestStreamsThroughRouterBatcherAndShard) {
   std::shared_ptr<probe_log> client_log;
   auto client = probe(client_log);
