@@ -68,15 +68,18 @@ TEST(CheckerTokens, EveryTokenOfAChunkIsTheModelsAtItsPlace) {
     for (int k = 0; k < count; ++k) c.tokens.push_back(model_token(key, first + k));
     return c;
   };
+  // A request with its first token streamed.
+  const auto started = [&](invariant_checker& checker) {
+    checker.on_arrival(clock_time{}, id, clock_time{} + std::chrono::seconds(10), 400, key);
+    checker.on_chunk(clock_time{}, chunk(0, 0, 1));
+  };
   invariant_checker ok(limits);
-  ok.on_arrival(clock_time{}, id, clock_time{} + std::chrono::seconds(10), 400, key);
-  ok.on_chunk(clock_time{}, chunk(0, 0, 1));
+  started(ok);
   ok.on_chunk(clock_time{}, chunk(1, 1, 399));   // the model's residues wrap around many times
   EXPECT_TRUE(ok.violations().empty()) << ok.violations().front();
   for (int wrong : {0, 1, 150, 398}) {
     invariant_checker checker(limits);
-    checker.on_arrival(clock_time{}, id, clock_time{} + std::chrono::seconds(10), 400, key);
-    checker.on_chunk(clock_time{}, chunk(0, 0, 1));
+    started(checker);
     auto c = chunk(1, 1, 399);
     c.tokens[std::size_t(wrong)] += 1;
     checker.on_chunk(clock_time{}, c);
