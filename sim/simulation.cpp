@@ -28,6 +28,7 @@ struct replica {
   std::uint64_t incarnation = 0;     // messages of an older incarnation are dropped
   bool busy = false, wake_armed = false, failing = false, oom_next = false;
   bool leak_on_kill = false;         // planted: the first kill does not free its sequences
+  bool reference_leaked = false;     // planted leak_a_block_reference: done on this replica
   std::int64_t heartbeats_after_restart = 0;   // for the planted rejoin_then_fall_silent
   double slow = 1;
   batching::step_plan plan;          // the step in flight while busy
@@ -266,7 +267,7 @@ class simulation {
     here().q.at(a->at, [this, r = std::move(a->request), key = a->prompt_key]() mutable {
       trace(1, r.request_id);
       checker().on_arrival(now(), r.request_id, *r.deadline, r.max_tokens, key);
-      if (bugs_.ignore_deadlines) r.deadline.reset();
+      if (bugs_.ignore_deadlines || (bugs_.lose_a_final_in_the_router && r.request_id == 1)) r.deadline.reset();
       const auto id = r.request_id;
       const std::string tenant = r.tenant;
       const std::int64_t weight = std::int64_t(r.prompt.size()) + r.max_tokens;
@@ -677,15 +678,19 @@ class simulation {
   }
   void send_final(int i, serving::replica_final f) {
     if (!near_end(i).corrupt_next) {
-      to_router(i, [this, f] { router_.on_final(now(), f); });
+      to_router(i, [this, f] { router_final(f); });
       return;
     }
     auto bytes = transit(i, transport::encode(f));
     to_router(i, [this, i, bytes = std::move(bytes), corrupted = take_corrupted()] {
       auto decoded = receive<serving::replica_final>(
           i, bytes, corrupted, [](transport::decoded_frame& fr) { return transport::decode_replica_final(fr); });
-      if (decoded) router_.on_final(now(), *decoded);
+      if (decoded) router_final(*decoded);
     });
+  }
+  void router_final(const serving::replica_final& f) {
+    if (bugs_.lose_a_final_in_the_router && f.request_id == 1) return;   // planted: its route stays
+    router_.on_final(now(), f);
   }
   void replica_receive(int i, std::uint64_t inc, const transport::frame_bytes& bytes, bool corrupted) {
     auto& r = replicas_[std::size_t(i)];
@@ -733,7 +738,7 @@ class simulation {
       bool delivered = !out.chunks.chunks.empty();   // a message the router has not acted on
       for (const auto& f : out.finals) {
         if (delivered) router_act();
-        router_.on_final(now(), f);
+        router_final(f);
         delivered = true;
       }
     });
@@ -796,6 +801,10 @@ class simulation {
         const auto draw = bugs_.wrong_token && r.scheduler->has_sequence(p.id) ? r.scheduler->generated(p.id) : p.draw_index;
         sampled.push_back(model_token(p.sampling.seed, draw));   // the prompt's key (sim/load.h)
       }
+    if (bugs_.leak_a_block_reference && i == 0 && !std::exchange(r.reference_leaked, true)) {
+      const auto table = r.scheduler->block_table(plan.sequences.front().id);
+      if (!table.empty()) r.scheduler->block_manager_for_testing().add_ref(table.front());
+    }
     serving::stream_output out;
     r.streams->on_step(*r.scheduler, plan, sampled, out);
     send_output(i, std::move(out));

@@ -122,6 +122,8 @@ struct planted_bugs {
   bool admit_past_limit = false;            // the router admits 4x queue_requests_max
   bool admit_past_token_limits = false;     // ... 4x queue_tokens_max and the tenants' limits
   bool leak_a_sequence = false;             // one finished sequence is never released
+  bool leak_a_block_reference = false;      // replica 0's first step takes a KV block reference it never gives back
+  bool lose_a_final_in_the_router = false;  // the router never acts on request 1's final, and request 1 has no deadline
   bool skip_half_open = false;              // a breaker goes from open straight to closed
   bool lose_a_rejoin = false;               // a restarted replica's heartbeats never reach the router
   bool rejoin_then_fall_silent = false;     // only its first heartbeat after the restart does

@@ -183,6 +183,9 @@ class batch_scheduler {
   std::int32_t leaked_blocks() const;
   const scheduler_counters& counters() const { return counters_; }
   const cache::prefix_index* prefix() const { return prefix_.get(); }
+  // The block manager itself, for the simulator's planted-bug tests only: a reference taken
+  // through it belongs to nothing the scheduler knows, which leaked_blocks() must report.
+  engine::block_manager& block_manager_for_testing() { return blocks_; }
 
   // DSRT_ASSERTs the invariants above.
   void check_invariants() const;

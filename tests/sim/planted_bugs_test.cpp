@@ -192,6 +192,25 @@ TEST(PlantedBugs, SequencesNotReleasedOnARestartAreLeftOverWorkHoldingKvBlocks) 
   EXPECT_TRUE(mentions(run_simulation(c, bugs), "blocks held at quiescence"));
 }
 
+// A KV block reference that nothing accounts for (neither a sequence nor the prefix index)
+// is a leak even while every request is answered and no work is left.
+TEST(PlantedBugs, ABlockReferenceNeverGivenBackIsALeakedKvBlock) {
+  planted_bugs bugs;
+  bugs.leak_a_block_reference = true;
+  const auto planted = run_simulation(small(1), bugs);
+  EXPECT_TRUE(mentions(planted, "KV blocks leaked")) << (planted.violations.empty() ? "unnoticed" : planted.violations.front());
+  EXPECT_FALSE(mentions(planted, "work left"));
+  expect_caught(small(1), bugs, "1 KV blocks leaked");
+}
+
+// A route the router keeps after its replica finished (here: a final it never acts on, for
+// a request without a deadline that would otherwise end it) is caught at the end.
+TEST(PlantedBugs, ARouteTheRouterNeverClosesIsHeldAtTheEnd) {
+  planted_bugs bugs;
+  bugs.lose_a_final_in_the_router = true;
+  expect_caught(small(1), bugs, "the router holds 1 routes at the end");
+}
+
 TEST(PlantedBugs, ABreakerThatSkipsHalfOpenIsAnIllegalTransition) {
   const auto c = first_seed(small(1), [](const sim_config&, const sim_report& r) { return r.breaker_opens > 0; });
   planted_bugs bugs;
