@@ -139,35 +139,28 @@ std::int32_t prefix_index::take_slot() {
 }
 
 std::int32_t prefix_index::add_node(std::int32_t parent, std::span<const std::int32_t> tokens,
-                                    std::int32_t block, std::uint64_t tick) {
+                                    std::span<const std::int32_t> blocks, std::uint64_t tick) {
+  DSRT_ASSERT(!blocks.empty() && tokens.size() == blocks.size() * std::size_t(block_tokens_) &&
+                  blocks_in_use_ + std::int64_t(blocks.size()) <= cached_blocks_max_,
+              "{} blocks of {} tokens; {} held, cached_blocks_max={}", blocks.size(), tokens.size(), blocks_in_use_,
+              cached_blocks_max_);
   const std::int32_t id = take_slot();
   node& n = nodes_[std::size_t(id)];
   n.parent = parent;
   n.children = 0;
-  n.key = child_key(parent, tokens);
+  n.key = child_key(parent, tokens.first(std::size_t(block_tokens_)));
   n.last_used = tick;
   n.leaf_at = -1;
   n.in_use = true;
-  n.blocks.clear();
-  n.tokens.clear();
+  n.blocks.assign(blocks.begin(), blocks.end());
+  n.tokens.assign(tokens.begin(), tokens.end());
+  for (std::int32_t block : blocks) blocks_.add_ref(block);
+  blocks_in_use_ += std::int32_t(blocks.size());
+  stats_.inserted_blocks += std::int64_t(blocks.size());
   children_.insert(n.key, id);
   if (parent != root && nodes_[std::size_t(parent)].children++ == 0) drop_leaf(parent);
   add_leaf(id);
-  append_block(id, tokens, block);
   return id;
-}
-
-void prefix_index::append_block(std::int32_t id, std::span<const std::int32_t> tokens,
-                                std::int32_t block) {
-  DSRT_ASSERT(blocks_in_use_ < cached_blocks_max_, "blocks={} cached_blocks_max={}", blocks_in_use_,
-              cached_blocks_max_);
-  node& n = nodes_[std::size_t(id)];
-  DSRT_ASSERT(n.in_use && n.children == 0, "appending to node {} (children {})", id, n.children);
-  blocks_.add_ref(block);
-  n.blocks.push_back(block);
-  n.tokens.insert(n.tokens.end(), tokens.begin(), tokens.end());
-  ++blocks_in_use_;
-  ++stats_.inserted_blocks;
 }
 
 std::int32_t prefix_index::split(std::int32_t id, std::size_t head) {
@@ -301,22 +294,22 @@ void prefix_index::insert(std::span<const std::int32_t> tokens,
     parent = child;
     i += common;
   }
-  // The rest is new: one node under `parent`, grown a block at a time. Within
-  // cached_blocks_max by dropping least recently used leaves' last blocks, never from the
-  // path this call holds (dropping it would orphan what is being added).
-  std::int32_t added = -1;
-  for (; i < full_blocks; ++i) {
-    if (blocks_in_use_ >= cached_blocks_max_) {
-      const std::int32_t victim = insert_victim(added >= 0 ? added : parent);
-      if (victim < 0) return;  // the tree is this path alone: record no more
-      drop_last_block(victim);
-      ++stats_.evicted_blocks;
-    }
-    if (added < 0)
-      added = add_node(parent, block_of(tokens, i), table[i], tick);
-    else
-      append_block(added, block_of(tokens, i), table[i]);
+  // The rest is new: one node under `parent`. Room first, within cached_blocks_max, by
+  // dropping least recently used leaves' last blocks, never `parent` (dropping the path this
+  // call holds would orphan what is being added); then the blocks that fit go in at once.
+  // The same blocks go, in the same order, as making room block by block while appending:
+  // the new node is the newest leaf, which no drop would take while another leaf is left.
+  std::size_t room = std::size_t(cached_blocks_max_ - blocks_in_use_);
+  while (room < full_blocks - i) {
+    const std::int32_t victim = insert_victim(parent);
+    if (victim < 0) break;   // the tree is this path alone: record what fits
+    drop_last_block(victim);
+    ++stats_.evicted_blocks;
+    ++room;
   }
+  const std::size_t end = std::min(full_blocks, i + room);
+  if (i < end) add_node(parent, tokens.subspan(i * std::size_t(block_tokens_), (end - i) * std::size_t(block_tokens_)),
+                        table.subspan(i, end - i), tick);
 }
 
 std::int32_t prefix_index::evict(std::int32_t blocks_wanted) {

@@ -143,10 +143,10 @@ class prefix_index {
                             std::size_t blocks) const;
   void touch(std::int32_t id, std::uint64_t tick);
   std::int32_t take_slot();
-  // A new leaf under `parent` holding one block; grow it with append_block.
+  // A new leaf under `parent` holding `blocks` (at least one; tokens are theirs, in order),
+  // with a reference of the index's on each. REQUIRES: room for them within cached_blocks_max.
   std::int32_t add_node(std::int32_t parent, std::span<const std::int32_t> tokens,
-                        std::int32_t block, std::uint64_t tick);
-  void append_block(std::int32_t id, std::span<const std::int32_t> tokens, std::int32_t block);
+                        std::span<const std::int32_t> blocks, std::uint64_t tick);
   // Splits node `id` after its first `head` blocks (0 < head < size): a new node takes
   // them and `id` keeps the rest (and its children, whose keys name it). Returns the head.
   std::int32_t split(std::int32_t id, std::size_t head);

@@ -12,11 +12,6 @@ block_manager::block_manager(std::int32_t blocks_total, int block_tokens)
   for (std::int32_t b = blocks_total - 1; b >= 0; --b) free_.push_back(b);
 }
 
-int block_manager::refcount(std::int32_t block) const {
-  DSRT_ASSERT(block >= 0 && block < blocks_total(), "block={}", block);
-  return refcount_[std::size_t(block)];
-}
-
 std::int32_t block_manager::blocks_needed(const sequence_blocks& seq,
                                           std::int64_t new_tokens) const {
   const std::int64_t have = std::int64_t(seq.table.size());
@@ -74,16 +69,6 @@ void block_manager::release(sequence_blocks& seq) {
   seq.table.clear();
   seq.tokens = 0;
   seq.tail_shared = false;
-}
-
-void block_manager::add_ref(std::int32_t block) {
-  DSRT_ASSERT(refcount(block) > 0, "add_ref on free block {}", block);
-  ++refcount_[std::size_t(block)];
-}
-
-void block_manager::release_block(std::int32_t block) {
-  DSRT_ASSERT(refcount(block) > 0, "releasing free block {}", block);
-  if (--refcount_[std::size_t(block)] == 0) free_.push_back(block);
 }
 
 }  // namespace dsrt::engine

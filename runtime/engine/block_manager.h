@@ -15,6 +15,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/assert.h"
+
 namespace dsrt::engine {
 
 struct sequence_blocks {
@@ -39,7 +41,10 @@ class block_manager {
   std::int32_t blocks_total() const { return std::int32_t(refcount_.size()); }
   std::int32_t free_blocks() const { return std::int32_t(free_.size()); }
   int block_tokens() const { return block_tokens_; }
-  int refcount(std::int32_t block) const;
+  int refcount(std::int32_t block) const {
+    DSRT_ASSERT(block >= 0 && block < blocks_total(), "block={}", block);
+    return refcount_[std::size_t(block)];
+  }
 
   // Blocks needed to grow a sequence by new_tokens (including a copy-on-write block).
   std::int32_t blocks_needed(const sequence_blocks& seq, std::int64_t new_tokens) const;
@@ -60,11 +65,17 @@ class block_manager {
   // keeps a full block alive after the sequence that wrote it is released.
   // REQUIRES: refcount(block) > 0 (a free block is handed out by reserve, not here), and
   // the block is full (a partly filled one is shared by fork alone).
-  void add_ref(std::int32_t block);
+  void add_ref(std::int32_t block) {
+    DSRT_ASSERT(refcount(block) > 0, "add_ref on free block {}", block);
+    ++refcount_[std::size_t(block)];
+  }
 
   // Drops one reference to a block; it returns to the free list when nobody references it.
   // REQUIRES: refcount(block) > 0.
-  void release_block(std::int32_t block);
+  void release_block(std::int32_t block) {
+    DSRT_ASSERT(refcount(block) > 0, "releasing free block {}", block);
+    if (--refcount_[std::size_t(block)] == 0) free_.push_back(block);
+  }
 
  private:
   std::int32_t take_free();
