@@ -599,6 +599,18 @@ class simulation {
         // Addressed to the incarnation the router knows; a newer one never saw the request.
         const int i = a->replica;
         const auto inc = views_[std::size_t(i)].known_incarnation;
+        if (!near_end(i).corrupt_next) {
+          // Intact: the request itself, its deadline as the wire carries it (a corrupted
+          // one goes through the codec, which must refuse it).
+          const auto deadline_ms = transport::deadline_to_wire(a->request.sequence.deadline, anchor());
+          send_link(i, [this, i, inc, rr = std::move(a->request), deadline_ms]() mutable {
+            on_node(i, [this, i, inc, rr = std::move(rr), deadline_ms]() mutable {
+              rr.sequence.deadline = transport::deadline_from_wire(deadline_ms, anchor());
+              accept_request(i, inc, std::move(rr));
+            });
+          });
+          continue;
+        }
         auto bytes = transit(i, transport::encode(a->request, anchor()));
         send_link(i, [this, i, inc, bytes = std::move(bytes), corrupted = take_corrupted()] {
           on_node(i, [this, i, inc, bytes, corrupted] { replica_receive(i, inc, bytes, corrupted); });
@@ -692,15 +704,17 @@ class simulation {
     if (bugs_.lose_a_final_in_the_router && f.request_id == 1) return;   // planted: its route stays
     router_.on_final(now(), f);
   }
+  // A request that came through the codec; refused when corrupted (receive() counts it).
   void replica_receive(int i, std::uint64_t inc, const transport::frame_bytes& bytes, bool corrupted) {
-    auto& r = replicas_[std::size_t(i)];
-    auto& nd = node_of(i);
     const auto here = anchor();
     auto decoded = receive<serving::replica_request>(i, bytes, corrupted, [&](transport::decoded_frame& f) {
       return transport::decode_replica_request(f, here);
     });
-    if (!decoded) return;
-    auto rr = std::move(*decoded);
+    if (decoded) accept_request(i, inc, std::move(*decoded));
+  }
+  void accept_request(int i, std::uint64_t inc, serving::replica_request rr) {
+    auto& r = replicas_[std::size_t(i)];
+    auto& nd = node_of(i);
     // The planted bug reads the deadline against the node's system clock, as the wire did
     // when deadlines travelled as Unix time.
     if (bugs_.skewed_deadlines && rr.sequence.deadline) *rr.sequence.deadline -= nd.clock_offset;

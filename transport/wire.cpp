@@ -139,6 +139,12 @@ Duration clamped_distance(Duration a, Duration b, Duration max) {
   return std::clamp(Duration(diff), -max, max);
 }
 
+}  // namespace
+
+clock_anchor clock_anchor::now() {
+  return clock_anchor{std::chrono::steady_clock::now()};
+}
+
 std::uint64_t deadline_to_wire(const std::optional<clock_time>& deadline, const clock_anchor& now) {
   if (!deadline) return 0;
   const auto far = std::chrono::duration_cast<clock_time::duration>(wire_limits{}.deadline_distance_max);
@@ -147,18 +153,11 @@ std::uint64_t deadline_to_wire(const std::optional<clock_time>& deadline, const 
   return 1 + std::uint64_t(std::max<std::int64_t>(std::chrono::ceil<milliseconds>(ahead).count(), 0));
 }
 
-std::optional<clock_time> deadline_from_wire(std::uint64_t in_ms, const clock_anchor& now,
-                                             const wire_limits& limits) {
+std::optional<clock_time> deadline_from_wire(std::uint64_t in_ms, const clock_anchor& now, const wire_limits& limits) {
   if (in_ms == 0) return std::nullopt;
   // Clamped before the arithmetic (in_ms may be anything a peer sends).
   const auto ahead = std::min<std::uint64_t>(in_ms - 1, std::uint64_t(limits.deadline_distance_max.count()));
   return now.steady + milliseconds(std::int64_t(ahead));
-}
-
-}  // namespace
-
-clock_anchor clock_anchor::now() {
-  return clock_anchor{std::chrono::steady_clock::now()};
 }
 
 // ---- client <-> head --------------------------------------------------------------------

@@ -69,6 +69,14 @@ struct clock_anchor {
   static clock_anchor now();   // reads the steady clock
 };
 
+// What the wire does to a deadline: the sender writes its distance from the sender's clock
+// in whole milliseconds, rounded up (0: no deadline, 1: due now); the receiver adds that to
+// its own clock, at most limits.deadline_distance_max ahead. (The simulator carries an
+// intact request without the codec, its deadline through these two.)
+std::uint64_t deadline_to_wire(const std::optional<clock_time>& deadline, const clock_anchor& now);
+std::optional<clock_time> deadline_from_wire(std::uint64_t in_ms, const clock_anchor& now,
+                                             const wire_limits& limits = {});
+
 // --- client <-> head --------------------------------------------------------------------
 
 // frame_type::generate. The prompt travels as GenerateRequest's `tokens` variant.
