@@ -382,8 +382,11 @@ void batch_scheduler::complete(const step_plan& plan, std::span<const std::int32
   // (their slots, then the sequences and where their next token goes) rather than one miss
   // after another.
   for (const auto& p : plan.sequences) sequences_.prefetch(p.id);
+  // All of each sequence: the schedule() that follows reads the rest (its block table, arrival, sampling).
+  static_assert(sizeof(sequence) <= 3 * 64);
   for (const auto& p : plan.sequences)
-    if (const sequence* s = sequences_.find(p.id)) __builtin_prefetch(s);
+    if (const sequence* s = sequences_.find(p.id))
+      for (int line = 0; line < 3; ++line) __builtin_prefetch(reinterpret_cast<const char*>(s) + 64 * line);
   for (const auto& p : plan.sequences)
     if (const sequence* s = sequences_.find(p.id)) __builtin_prefetch(s->tokens.data() + s->tokens.size(), 1);
   std::size_t next = 0;
