@@ -20,6 +20,7 @@ struct router_state {
   metrics::histogram* tpot = nullptr;
   std::vector<metrics::gauge*> breaker_state;
   std::optional<clock_time> deadline_timer;                // when the armed expire timer fires
+  std::vector<serving::router_action> action_buffer;       // act()'s, its capacity kept between calls
   static inline const char* name = "dsrt.router";
 };
 
@@ -48,7 +49,10 @@ void on_cached(self_ptr self, std::uint64_t id, std::optional<cache::cached_resp
 // Carries out what the policy decided, in order.
 void act(self_ptr self) {
   auto& st = self->state;
-  for (auto& action : st.policy->take_actions()) {
+  // Moved out: on_cached() below may run act() again, which then starts from an empty one.
+  auto actions = std::move(st.action_buffer);
+  st.policy->take_actions(actions);
+  for (auto& action : actions) {
     if (auto* a = std::get_if<serving::send_request>(&action)) {
       if (const auto& b = st.batchers[std::size_t(a->replica)]) self->send(b, std::move(a->request));
     } else if (auto* a = std::get_if<serving::cancel_on_replica>(&action)) {
@@ -77,6 +81,8 @@ void act(self_ptr self) {
                 [self, id](caf::error&) { on_cached(self, id, std::nullopt); });
     }
   }
+  actions.clear();
+  if (actions.capacity() > st.action_buffer.capacity()) st.action_buffer = std::move(actions);
   for (std::size_t i = 0; i < st.breaker_state.size(); ++i)
     st.breaker_state[i]->set(double(int(st.policy->breaker(std::int32_t(i)).state())));
   // One timer, for the earliest deadline; re-armed after every event that may change it.

@@ -594,7 +594,10 @@ class simulation {
     // What goes to clients travels in one event per call, in order (one event per chunk
     // would make the client side most of a large run's events).
     std::vector<serving::router_action> to_clients;
-    for (auto& action : router_.take_actions()) {
+    // A buffer kept between calls (moved out: nothing below re-enters, but it costs nothing).
+    auto actions = std::move(action_buffer_);
+    router_.take_actions(actions);
+    for (auto& action : actions) {
       if (auto* a = std::get_if<serving::send_request>(&action)) {
         // Addressed to the incarnation the router knows; a newer one never saw the request.
         const int i = a->replica;
@@ -641,6 +644,8 @@ class simulation {
         });
       }
     }
+    actions.clear();
+    action_buffer_ = std::move(actions);
     arm_deadline_timer();
     if (to_clients.empty()) return;
     here().q.after(c_.link_latency_us, [this, batch = std::move(to_clients)] {
@@ -878,6 +883,7 @@ class simulation {
 
   sim_config c_;
   planted_bugs bugs_;
+  std::vector<serving::router_action> action_buffer_;   // router_act()'s, its capacity kept
   // Process 0 (the router's side) alone touches these ...
   load_generator load_;
   cache::response_cache responses_;

@@ -47,6 +47,11 @@ std::vector<router_action> request_router::take_actions() {
   return out;
 }
 
+void request_router::take_actions(std::vector<router_action>& out) {
+  out.clear();
+  out.swap(actions_);
+}
+
 std::int32_t request_router::replicas_up() const {
   return std::int32_t(std::count_if(replicas_.begin(), replicas_.end(), [](const auto& s) { return s.up; }));
 }

@@ -131,6 +131,10 @@ class request_router {
 
   // The actions queued since the last call, oldest first.
   std::vector<router_action> take_actions();
+  // The same into `out` (emptied first), which hands its buffer to the router for the next
+  // actions: a caller that keeps one buffer between calls allocates nothing once it is warm
+  // (an action is a few hundred bytes; a fresh vector grew by reallocation every call).
+  void take_actions(std::vector<router_action>& out);
 
   const router_counters& counters() const { return counters_; }
   bool replica_up(std::int32_t replica) const { return replicas_.at(std::size_t(replica)).up; }

@@ -44,6 +44,42 @@ std::vector<T> only(const std::vector<router_action>& actions) {
   return out;
 }
 
+// Taking the actions into a kept buffer gives what the returning form gives, in order,
+// whatever the buffer held before; the buffer's old contents never come back.
+TEST(RequestRouter, ActionsTakenIntoAKeptBufferAreTheActionsInOrder) {
+  request_router fresh(config(2), &tiny_tokenizer()), kept(config(2), &tiny_tokenizer());
+  std::vector<router_action> buffer;
+  clock_time now{};
+  for (int i = 0; i < 2; ++i) {
+    fresh.on_replica_up(now, i);
+    kept.on_replica_up(now, i);
+  }
+  for (std::uint64_t id = 1; id <= 3; ++id) {
+    fresh.on_generate(now, request(id, 4));
+    kept.on_generate(now, request(id, 4));
+  }
+  buffer.push_back(cancel_on_replica{1, 99});   // stale: must be gone
+  kept.take_actions(buffer);
+  const auto expected = fresh.take_actions();
+  ASSERT_EQ(buffer.size(), 3u);
+  ASSERT_EQ(expected.size(), 3u);
+  for (std::size_t k = 0; k < 3; ++k) {
+    const auto& a = std::get<send_request>(buffer[k]);
+    const auto& b = std::get<send_request>(expected[k]);
+    EXPECT_EQ(a.replica, b.replica);
+    EXPECT_EQ(a.request.request_id, b.request.request_id);
+    EXPECT_EQ(a.request.sequence.tokens, b.request.sequence.tokens);
+  }
+  // Nothing pending: the buffer comes back empty (the router kept the old one's capacity).
+  kept.take_actions(buffer);
+  EXPECT_TRUE(buffer.empty());
+  kept.on_replica_down(now, 0);   // resumes what replica 0 held, on replica 1
+  fresh.on_replica_down(now, 0);
+  kept.take_actions(buffer);
+  EXPECT_EQ(only<send_request>(buffer).size(), only<send_request>(fresh.take_actions()).size());
+  EXPECT_FALSE(only<send_request>(buffer).empty());
+}
+
 TEST(RequestRouter, RetriesBeforeTheFirstTokenAndResumesAfterIt) {
   request_router router(config(3), &tiny_tokenizer());
   clock_time now{};
