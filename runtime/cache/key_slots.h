@@ -1,12 +1,13 @@
 #pragma once
-// A flat hash multimap from 64-bit keys to non-negative 32-bit values (node ids): open
-// addressing with linear probing in one array, backward-shift deletion (no tombstones), the
-// capacity a power of two at most half full. It replaces std::unordered_multimap in
-// prefix_index, whose per-entry heap nodes and bucket chains cost a cache miss or two and
-// an allocation per insert on the batcher's hot path.
+// A flat hash multimap from 64-bit keys to non-negative 32-bit values (node or entry
+// slots): open addressing with linear probing in one array, backward-shift deletion (no
+// tombstones), the capacity a power of two at most half full. It replaces
+// std::unordered_multimap in prefix_index and response_cache, whose per-entry heap nodes
+// and bucket chains cost a cache miss or two and an allocation per insert on hot paths
+// (the batcher's step, the router's every completed request).
 //
-// Keys must already be well mixed (the slot is the key's low bits): prefix_index's are
-// splitmix64 hashes. Several values may share a key; values must be >= 0.
+// Keys must already be well mixed (the slot is the key's low bits): prefix_index's and
+// response_cache's are splitmix64-finished hashes. Several values may share a key; values must be >= 0.
 // Thread safety: none.
 #include <cstddef>
 #include <cstdint>

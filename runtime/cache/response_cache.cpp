@@ -2,6 +2,7 @@
 
 #include <functional>
 #include <iterator>
+#include <limits>
 #include <string_view>
 #include <utility>
 
@@ -35,7 +36,8 @@ constexpr std::int64_t entry_overhead_bytes = 256;
 }  // namespace
 
 response_cache::response_cache(const response_cache_config& config) : config_(config) {
-  DSRT_ASSERT(config_.entries_max >= 0 && config_.bytes_max >= 0,
+  DSRT_ASSERT(config_.entries_max >= 0 && config_.entries_max <= std::numeric_limits<std::int32_t>::max() &&
+                  config_.bytes_max >= 0,
               "entries_max={} bytes_max={}", config_.entries_max, config_.bytes_max);
 }
 
@@ -75,38 +77,49 @@ void response_cache::advance_tick(std::uint64_t tick) {
   tick_ = tick;
 }
 
-response_cache::entry_list::iterator response_cache::find_entry(const response_key& key,
-                                                                std::uint64_t hash) {
-  const auto [first, last] = index_.equal_range(hash);
-  for (auto it = first; it != last; ++it) {
-    if (it->second->key == key) return it->second;
-  }
-  return lru_.end();
+std::int32_t response_cache::find_entry(const response_key& key, std::uint64_t hash) const {
+  return index_.find_if(hash, [&](std::int32_t slot) { return entries_[std::size_t(slot)].key == key; });
 }
 
-void response_cache::erase(entry_list::iterator it) {
-  const auto [first, last] = index_.equal_range(it->hash);
-  for (auto entry = first; entry != last; ++entry) {
-    if (entry->second == it) {
-      index_.erase(entry);
-      break;
-    }
-  }
-  bytes_ -= it->bytes;
-  lru_.erase(it);
-  DSRT_ASSERT(bytes_ >= 0 && index_.size() == lru_.size(), "bytes={} index={} entries={}",
-              bytes_, index_.size(), lru_.size());
+void response_cache::link_newest(std::int32_t slot) {
+  entry& e = entries_[std::size_t(slot)];
+  e.newer = none;
+  e.older = newest_;
+  if (newest_ != none) entries_[std::size_t(newest_)].newer = slot;
+  newest_ = slot;
+  if (oldest_ == none) oldest_ = slot;
+}
+
+void response_cache::unlink(std::int32_t slot) {
+  entry& e = entries_[std::size_t(slot)];
+  (e.newer != none ? entries_[std::size_t(e.newer)].older : newest_) = e.older;
+  (e.older != none ? entries_[std::size_t(e.older)].newer : oldest_) = e.newer;
+  e.newer = e.older = none;
+}
+
+void response_cache::erase(std::int32_t slot) {
+  entry& e = entries_[std::size_t(slot)];
+  const bool indexed = index_.erase(e.hash, slot);
+  DSRT_ASSERT(indexed, "entry {} missing from the index", slot);
+  unlink(slot);
+  bytes_ -= e.bytes;
+  e = entry{};   // gives its key's and response's memory back now
+  free_slots_.push_back(slot);
+  --size_;
+  DSRT_ASSERT(bytes_ >= 0 && std::int64_t(index_.size()) == size_, "bytes={} index={} entries={}", bytes_,
+              index_.size(), size_);
 }
 
 std::optional<cached_response> response_cache::find(const response_key& key,
                                                     std::uint64_t tick) {
   advance_tick(tick);
   ++stats_.lookups;
-  const auto it = find_entry(key, key_hash(key));
-  if (it == lru_.end()) return std::nullopt;
+  const std::int32_t slot = find_entry(key, key_hash(key));
+  if (slot == none) return std::nullopt;
   ++stats_.hits;
-  lru_.splice(lru_.begin(), lru_, it);  // iterators stay valid, so index_ needs no change
-  return it->response;
+  unlink(slot);
+  link_newest(slot);
+  return entries_[std::size_t(slot)].response;
 }
 
 void response_cache::insert(response_key key, cached_response response, std::uint64_t tick) {
@@ -120,20 +133,33 @@ void response_cache::insert(response_key key, std::uint64_t hash, cached_respons
 #endif
   advance_tick(tick);
   // An older response under the same key is superseded whether or not the new one fits.
-  if (const auto old = find_entry(key, hash); old != lru_.end()) erase(old);
+  if (const std::int32_t old = find_entry(key, hash); old != none) erase(old);
   const std::int64_t bytes = entry_bytes(key, response);
   if (bytes > config_.bytes_max || config_.entries_max == 0) {
     ++stats_.not_stored;
     return;
   }
-  while (!lru_.empty() &&
-         (size() + 1 > config_.entries_max || bytes_ + bytes > config_.bytes_max)) {
-    erase(std::prev(lru_.end()));
+  while (oldest_ != none && (size_ + 1 > config_.entries_max || bytes_ + bytes > config_.bytes_max)) {
+    erase(oldest_);
     ++stats_.evicted;
   }
-  lru_.push_front(entry{std::move(key), std::move(response), hash, bytes});
-  index_.emplace(hash, lru_.begin());
+  std::int32_t slot;
+  if (!free_slots_.empty()) {
+    slot = free_slots_.back();
+    free_slots_.pop_back();
+  } else {
+    slot = std::int32_t(entries_.size());
+    entries_.emplace_back();
+  }
+  entry& e = entries_[std::size_t(slot)];
+  e.key = std::move(key);
+  e.response = std::move(response);
+  e.hash = hash;
+  e.bytes = bytes;
+  link_newest(slot);
+  index_.insert(hash, slot);
   bytes_ += bytes;
+  ++size_;
   ++stats_.inserted;
 }
 

@@ -17,16 +17,16 @@
 // Invariants:
 //  - size() <= entries_max and bytes() <= bytes_max;
 //  - bytes() is the sum of entry_bytes() over the entries held;
-//  - lru_ is ordered by last use, most recent first, and index_ holds one entry per
-//    element of lru_, under the hash of its key.
+//  - the entries in use form one list by last use (newest_ to oldest_ through `older`, and
+//    back through `newer`), and index_ holds one element per entry, under its key's hash.
 #include <cstdint>
-#include <list>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
+
+#include "runtime/cache/key_slots.h"
 
 namespace dsrt::cache {
 
@@ -63,7 +63,7 @@ struct cached_response {
 };
 
 struct response_cache_config {
-  std::int64_t entries_max = 4096;
+  std::int64_t entries_max = 4096;             // at most 2^31 - 1
   std::int64_t bytes_max = std::int64_t(64) << 20;  // as counted by entry_bytes()
 };
 
@@ -97,28 +97,36 @@ class response_cache {
   // per-entry overhead for the containers, so many tiny entries still add up.
   static std::int64_t entry_bytes(const response_key& key, const cached_response& response);
 
-  std::int64_t size() const { return std::int64_t(lru_.size()); }
+  std::int64_t size() const { return size_; }
   std::int64_t bytes() const { return bytes_; }
   const stats& counters() const { return stats_; }
 
  private:
+  static constexpr std::int32_t none = -1;
+  // A slot of entries_: an entry in use, or a free one (empty key and response).
   struct entry {
     response_key key;
     cached_response response;
-    std::uint64_t hash;
-    std::int64_t bytes;
+    std::uint64_t hash = 0;
+    std::int64_t bytes = 0;
+    std::int32_t newer = none, older = none;   // neighbours by last use
   };
-  using entry_list = std::list<entry>;
 
-  entry_list::iterator find_entry(const response_key& key, std::uint64_t hash);
-  void erase(entry_list::iterator it);
+  // The slot holding `key`, or none.
+  std::int32_t find_entry(const response_key& key, std::uint64_t hash) const;
+  void erase(std::int32_t slot);
+  void link_newest(std::int32_t slot);
+  void unlink(std::int32_t slot);
   void advance_tick(std::uint64_t tick);
 
   const response_cache_config config_;
-  entry_list lru_;  // most recently used first; at most entries_max
-  // hash_key -> entry; a multimap because keys can collide, lookups compare the whole key.
-  // One element per entry of lru_, so bounded by entries_max.
-  std::unordered_multimap<std::uint64_t, entry_list::iterator> index_;
+  std::vector<entry> entries_;            // slots; at most entries_max
+  std::vector<std::int32_t> free_slots_;  // slots of erased entries, reused first
+  std::int32_t newest_ = none, oldest_ = none;
+  std::int64_t size_ = 0;
+  // key hash -> slot, a flat multimap (keys can collide; lookups compare the whole key).
+  // One element per entry, so bounded by entries_max.
+  key_slots index_;
   std::int64_t bytes_ = 0;
   std::uint64_t tick_ = 0;  // the latest tick seen
   stats stats_;
