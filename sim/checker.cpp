@@ -62,6 +62,10 @@ invariant_checker::client_view& invariant_checker::view(std::uint64_t request_id
   return clients_[request_id];
 }
 
+void invariant_checker::prefetch(std::uint64_t request_id) const {
+  if (request_id < clients_.size()) __builtin_prefetch(&clients_[request_id], 1);
+}
+
 void invariant_checker::on_arrival(clock_time now, std::uint64_t request_id, clock_time deadline,
                                    std::int64_t max_tokens, std::uint64_t prompt_key) {
   auto& v = view(request_id);

@@ -64,6 +64,9 @@ class invariant_checker {
                   std::uint64_t prompt_key);
   void on_chunk(clock_time now, const serving::token_chunk& chunk);
   void on_final(clock_time now, const serving::final_message& final);
+  // Starts loading what on_chunk() and on_final() read of this request (its view is cold:
+  // there is one per request of the run), so that a batch's loads overlap.
+  void prefetch(std::uint64_t request_id) const;
   void on_router_routes(std::size_t routes);
   // The router admitted a request (its prompt + max_tokens: `weight`) / ended it (its final
   // left the router): the checker's own ledger of what is queued, in all and per tenant,

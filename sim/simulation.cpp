@@ -650,6 +650,10 @@ class simulation {
     if (to_clients.empty()) return;
     here().q.after(c_.link_latency_us, [this, batch = std::move(to_clients)] {
       for (const auto& action : batch) {
+        if (const auto* c = std::get_if<serving::send_chunk>(&action)) checker().prefetch(c->chunk.request_id);
+        if (const auto* f = std::get_if<serving::send_final>(&action)) checker().prefetch(f->final.request_id);
+      }
+      for (const auto& action : batch) {
         if (const auto* c = std::get_if<serving::send_chunk>(&action)) client_chunk(c->chunk);
         if (const auto* f = std::get_if<serving::send_final>(&action)) client_final(f->final);
       }
