@@ -2,8 +2,8 @@
 // The threads of a parallel simulation: run() calls task(k) for every process k of one
 // window, on the caller and threads - 1 workers, and returns when all have returned. A
 // window is short (tens of microseconds of work in the scale run, millions of windows), so
-// the threads meet at a spinning barrier (yielding after a while: this machine's vCPUs may be
-// shared) rather than a condition variable.
+// the threads meet at a spinning barrier (yielding after 50 us: the vCPUs may be shared, or
+// --threads above the cores) rather than a condition variable.
 //
 // Which thread runs which process changes nothing a run computes: processes touch only
 // their own state within a window (sim/simulation.cpp), and the pool's barriers order each
