@@ -219,8 +219,11 @@ class simulation {
     const std::function<void(std::size_t)> run_one = [&](std::size_t k) {
       process& p = *due[k];
       running_process = &p;
-      // This process's scope, or none: never one the calling thread had open.
-      const buggify_scope::use use(p.buggify.get());
+      // This process's scope, or none: never one the calling thread had open. Once the last
+      // fault has ended the run is quiet — no BUGGIFY point fires (FoundationDB's simulator
+      // turns it off likewise) — so that recovery is judged with every fault stopped.
+      const bool quiet = !c_.buggify_after_faults && faults_end_ && window_end_ - lookahead >= *faults_end_;
+      const buggify_scope::use use(quiet ? nullptr : p.buggify.get());
       p.ran = p.q.run_before(window_end_, until, c_.events_max - ran_);
       running_process = nullptr;
     };

@@ -77,6 +77,9 @@ struct sim_config {
   // Replay and shrinking: run only these faults of the drawn schedule (indices into it).
   std::optional<std::vector<std::size_t>> faults_kept;
   bool buggify = false;                     // fire the production code's DSRT_BUGGIFY points
+  // By default the points go quiet once the last scheduled fault has ended, so recovery is
+  // judged with every fault stopped; true keeps them firing to the end (tests of that rule).
+  bool buggify_after_faults = false;
   buggify_config buggify_probabilities;
   // After the last fault ends, every replica must be up in the router's view and no breaker
   // open within this (0: not checked, as for the naive configuration).
