@@ -90,6 +90,7 @@ class actor_world {
     checker_.finish_into(report_);
     report_.trace_hash = hash_;
     report_.simulated_s = duration<double>(now() - base()).count();
+    quiet_.reset();   // before the scope it would restore is gone
     if (buggify) report_.buggify_fired = buggify->fired();
     return std::move(report_);
   }
@@ -189,6 +190,10 @@ class actor_world {
   std::vector<action> actions_;
   std::optional<actors::supervisor_counters> status_;
   bool recovery_check_ = false;
+  // Set when the last fault ends: no BUGGIFY scope is current from then on (as in the
+  // policy world), so recovery is judged with every fault stopped. Reset before the run's
+  // scope goes.
+  std::optional<buggify_scope::use> quiet_;
   std::int64_t arrivals_ = 0, finals_ = 0;
   sim_report report_;
   std::uint64_t hash_ = 1469598103934665603ull;
@@ -272,6 +277,8 @@ void actor_world::schedule_faults() {
         break;   // refused by validate_actor_world
     }
   }
+  if (last_end && c_.buggify && !c_.buggify_after_faults)
+    actions_.push_back({base() + *last_end, [this] { quiet_.emplace(nullptr); }});
   if (last_end && c_.recovery_ms.count() > 0)
     actions_.push_back({base() + *last_end + c_.recovery_ms, [this] {
                           trace(40, 0);
