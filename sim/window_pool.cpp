@@ -9,7 +9,7 @@ namespace {
 
 // How long a thread at the barrier spins before it yields its core. Longer than most
 // windows (tens of microseconds of work): a yield is a system call, and a thread inside one
-// sees the window end late. 64 spins before (2-3 us) made the scale run spend a third of
+// sees the window end late. 64 spins before (2-3 us) made the scale run spend a quarter of
 // its CPU time in the kernel (sched_yield) with no gain in wall time.
 constexpr auto spin_before_yield = std::chrono::microseconds(50);
 constexpr int spins_per_clock_read = 64;

@@ -72,7 +72,7 @@ std::int64_t response_cache::entry_bytes(const response_key& key,
 }
 
 void response_cache::advance_tick(std::uint64_t tick) {
-  // lru_ is ordered by use; a tick going back would make that order a lie.
+  // The entries are listed by last use; a tick going back would make that order a lie.
   DSRT_ASSERT(tick >= tick_, "tick={} went back from {}", tick, tick_);
   tick_ = tick;
 }
