@@ -20,6 +20,12 @@ if(NOT _dsrt_cuda STREQUAL "OFF")
       set(CMAKE_CUDA_ARCHITECTURES 80-real 90a-real 90-virtual)
     endif()
     enable_language(CUDA)
+    # Debian 12's CMake (3.25) knows nvcc's flags up to C++17 only; nvcc 12 and later take
+    # -std=c++20, which the CUDA sources (templated lambdas) need.
+    if(NOT DEFINED CMAKE_CUDA20_STANDARD_COMPILE_OPTION)
+      set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION "-std=c++20")
+      set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION "-std=c++20")
+    endif()
     find_package(CUDAToolkit REQUIRED)
     set(DSRT_HAVE_CUDA ON)
   elseif(_dsrt_cuda STREQUAL "ON")

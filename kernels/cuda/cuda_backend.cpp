@@ -1,0 +1,503 @@
+// The CUDA backend: kernels/backend.h on one GPU. One stream per backend; every operation is
+// queued on it and returns at once, except copy_to_host and synchronize, which wait. Host
+// metadata goes through `staging`, device memory through `device_pool`, products through
+// cuBLASLt (lt_gemm) or, for few rows, the skinny kernel.
+#include <algorithm>
+#include <vector>
+
+#include "kernels/assert.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/device_pool.h"
+#include "kernels/cuda/elementwise.cuh"
+#include "kernels/cuda/kv_cache.cuh"
+#include "kernels/cuda/lt_gemm.h"
+#include "kernels/cuda/norm.cuh"
+#include "kernels/cuda/paged_attention.cuh"
+#include "kernels/cuda/rope.cuh"
+#include "kernels/cuda/rows.cuh"
+#include "kernels/cuda/skinny_gemm.cuh"
+#include "kernels/cuda/staging.h"
+#include "kernels/cuda_backend.h"
+
+namespace dsrt::kernels {
+namespace {
+
+using namespace cuda;
+
+// Products with at most this many rows of x go through the skinny kernel (the weights are
+// read once at full bandwidth; cuBLASLt's tiles would waste most of their rows).
+constexpr std::int64_t skinny_rows_limit = 8;
+
+// Index of the cache slot holding position pos (as the CPU backend checks it).
+std::int64_t slot_of(std::int64_t block_tokens, const attention_sequence& s, std::int64_t pos) {
+  const std::int64_t block_index = pos / block_tokens;
+  DSRT_ASSERT(block_index < s.blocks, "position {} needs block {} of {}", pos, block_index,
+              s.blocks);
+  return std::int64_t(s.block_table[block_index]) * block_tokens + pos % block_tokens;
+}
+
+// A device buffer that grows to the largest request and is reused.
+class device_scratch {
+ public:
+  explicit device_scratch(device_pool& pool) : pool_(pool) {}
+  ~device_scratch() { pool_.free(ptr_); }
+  void* get(std::size_t bytes) {
+    if (bytes <= bytes_) return ptr_;
+    pool_.free(ptr_);  // later work on the one stream runs after the work that used it
+    ptr_ = pool_.alloc(bytes);
+    DSRT_ASSERT(ptr_ != nullptr, "device memory exhausted growing a scratch buffer to {} bytes",
+                bytes);
+    bytes_ = bytes;
+    return ptr_;
+  }
+
+ private:
+  device_pool& pool_;
+  void* ptr_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+
+class cuda_backend final : public backend {
+ public:
+  cuda_backend(const cuda_backend_options& options, const cudaDeviceProp& props)
+      : device_(options.device),
+        pool_([](std::size_t bytes) {
+                void* p = nullptr;
+                if (cudaMalloc(&p, bytes) != cudaSuccess) {
+                  (void)cudaGetLastError();  // clear the sticky-free out-of-memory error
+                  return static_cast<void*>(nullptr);
+                }
+                return p;
+              },
+              [](void* p) { cudaFree(p); }, props.totalGlobalMem),
+        x_converted_(pool_),
+        attention_scratch_(pool_) {
+    DSRT_CUDA_CHECK(cudaSetDevice(device_));
+    DSRT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    sms_ = props.multiProcessorCount;
+    workspace_ = pool_.alloc(cuda_gemm_workspace_bytes);
+    DSRT_ASSERT(workspace_ != nullptr, "no device memory for the GEMM workspace");
+    staging_ = std::make_unique<staging>(stream_, options.staging_bytes);
+    gemm_ = std::make_unique<lt_gemm>(stream_, workspace_, cuda_gemm_workspace_bytes);
+    caps_.name = "cuda:" + std::to_string(device_);
+    caps_.detail = std::string(props.name) + " sm_" + std::to_string(props.major) +
+                   std::to_string(props.minor);
+    caps_.threads = 1;
+    caps_.host_visible_memory = false;
+    caps_.weights_zero_copy = false;
+    caps_.weight_dtypes = {dtype::f32, dtype::f16, dtype::bf16};
+  }
+
+  ~cuda_backend() override {
+    cudaSetDevice(device_);
+    cudaStreamSynchronize(stream_);
+    gemm_.reset();
+    staging_.reset();
+    for (void* p : weights_) pool_.free(p);
+    pool_.free(workspace_);
+    cudaStreamDestroy(stream_);
+  }
+
+  const backend_caps& caps() const override { return caps_; }
+
+  // --- memory ---------------------------------------------------------------------------
+  void* alloc(std::size_t bytes) override {
+    use_device();
+    return pool_.alloc(bytes);
+  }
+  void free(void* ptr) override {
+    use_device();
+    pool_.free(ptr);
+  }
+  void copy_to_device(void* dst, const void* src, std::size_t bytes) override {
+    use_device();
+    // From pageable memory the call returns once src has been read, so the caller may reuse it.
+    DSRT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
+  }
+  void copy_to_host(void* dst, const void* src, std::size_t bytes) override {
+    use_device();
+    DSRT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
+    synchronize();
+  }
+  void copy_device(void* dst, const void* src, std::size_t bytes) override {
+    use_device();
+    const auto d = reinterpret_cast<std::uintptr_t>(dst), s = reinterpret_cast<std::uintptr_t>(src);
+    DSRT_ASSERT(d + bytes <= s || s + bytes <= d || d == s,
+                "overlapping device copy of {} bytes", bytes);
+    if (bytes > 0 && d != s)
+      DSRT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
+  }
+  weight_ref upload_weight(const weight_ref& host) override {
+    use_device();
+    DSRT_ASSERT(host.type != dtype::f8_e4m3, "the CUDA backend takes no f8_e4m3 weights yet");
+    const std::size_t bytes = std::size_t(host.rows * host.cols) * dtype_size(host.type);
+    void* device = pool_.alloc(bytes);
+    DSRT_ASSERT(device != nullptr, "device memory exhausted uploading a {}x{} weight", host.rows,
+                host.cols);
+    weights_.push_back(device);
+    DSRT_CUDA_CHECK(cudaMemcpyAsync(device, host.data, bytes, cudaMemcpyHostToDevice, stream_));
+    weight_ref ref = host;
+    ref.data = device;
+    return ref;
+  }
+  void synchronize() override {
+    use_device();
+    DSRT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    staging_->reset_after_sync();
+  }
+
+  // --- operations -----------------------------------------------------------------------
+  void embed(const weight_ref& table, std::span<const std::int32_t> ids, float* out) override {
+    use_device();
+    for (const std::int32_t id : ids)
+      DSRT_ASSERT(id >= 0 && id < table.rows, "token id {} outside [0, {})", id, table.rows);
+    staging_->begin(staging::round_up(ids.size_bytes()));
+    const std::int32_t* device_ids = staging_->add(ids);
+    staging_->flush();
+    launch_embed(table.data, table.type, table.cols, device_ids, std::int64_t(ids.size()), out,
+                 stream_);
+  }
+
+  void matmul(const float* x, std::int64_t n, const weight_ref& w, const weight_ref& bias,
+              float* y) override {
+    const matmul_part part{w, bias, y};
+    matmul_group(x, n, {&part, 1});
+  }
+
+  void matmul_group(const float* x, std::int64_t n, std::span<const matmul_part> parts) override {
+    use_device();
+    if (n <= 0 || parts.empty()) return;
+    const std::int64_t cols = parts[0].w.cols;
+    converted_ = {};  // x is converted at most once per dtype for the whole group
+    for (const auto& p : parts) {
+      DSRT_ASSERT(p.w.cols == cols, "grouped matmul parts differ in width: {} vs {}", p.w.cols, cols);
+      product(x, n, cols, p.w, p.y, p.w.rows);
+      if (p.bias.data != nullptr)
+        launch_add_bias(p.y, n, p.w.rows, p.w.rows, p.bias.data, p.bias.type, stream_);
+    }
+  }
+
+  void matmul_batch(std::span<const matmul_task> tasks) override {
+    use_device();
+    for (const auto& t : tasks) {
+      if (t.n <= 0) continue;
+      converted_ = {};
+      product(t.x, t.n, t.w.cols, t.w, t.y, t.w.rows);
+    }
+  }
+
+  void rms_norm(const float* x, std::int64_t n, const weight_ref& gamma, float eps,
+                float* y) override {
+    use_device();
+    launch_rms_norm(x, n, gamma.cols, gamma.data, gamma.type, eps, y, stream_);
+  }
+
+  void add(float* x, const float* y, std::int64_t count) override {
+    use_device();
+    launch_add(x, y, count, stream_);
+  }
+
+  void swiglu(const float* gate, const float* up, std::int64_t count, float* out) override {
+    use_device();
+    launch_swiglu(gate, up, count, out, stream_);
+  }
+
+  void rope(float* x, std::int64_t n, int heads, int head_dim, std::int64_t head_stride,
+            std::span<const std::int32_t> positions, const rope_table& table) override {
+    use_device();
+    DSRT_ASSERT(std::int64_t(table.inv_freq.size()) == head_dim / 2, "inv_freq {} head_dim {}",
+                table.inv_freq.size(), head_dim);
+    DSRT_ASSERT(std::int64_t(positions.size()) == n, "positions {} rows {}", positions.size(), n);
+    DSRT_ASSERT(head_stride >= head_dim, "head stride {} < head_dim {}", head_stride, head_dim);
+    const std::span<const float> inv_freq(table.inv_freq);
+    staging_->begin(staging::round_up(positions.size_bytes()) +
+                    staging::round_up(inv_freq.size_bytes()));
+    rope_launch r;
+    r.positions = staging_->add(positions);
+    r.inv_freq = staging_->add(inv_freq);
+    staging_->flush();
+    r.x = x;
+    r.rows = n;
+    r.heads = heads;
+    r.head_dim = head_dim;
+    r.head_stride = head_stride;
+    r.cos_sin_scale = table.cos_sin_scale;
+    r.interleaved = table.interleaved;
+    launch_rope(r, stream_);
+  }
+
+  void matmul_heads(const float* x, std::int64_t n, int heads, std::int64_t x_head_stride,
+                    const weight_ref& w, float* y, std::int64_t y_head_stride) override {
+    use_device();
+    DSRT_ASSERT(heads > 0 && w.rows % heads == 0, "{} rows for {} heads", w.rows, heads);
+    const std::int64_t out = w.rows / heads;
+    DSRT_ASSERT(x_head_stride >= w.cols && y_head_stride >= out, "strides {} {} for {}x{}",
+                x_head_stride, y_head_stride, out, w.cols);
+    if (n <= 0) return;
+    const std::int64_t ldx = heads * x_head_stride, ldy = heads * y_head_stride;
+    if (n > skinny_rows_limit && w.type != dtype::f32) {
+      // One batched product over the heads (x converted whole, its gaps included).
+      const void* xc = converted(x, n * ldx, w.type);
+      gemm_problem g{w.type, w.data, out, w.cols, xc, n, ldx, y, ldy, heads,
+                     out * w.cols, x_head_stride, y_head_stride};
+      converted_ = {};
+      if (gemm_->run(g)) return;
+    }
+    for (int h = 0; h < heads; ++h) {
+      const weight_ref wh = rows_view(w, h * out, (h + 1) * out);
+      launch_skinny_gemm({x + h * x_head_stride, n, w.cols, ldx, wh.data, w.type, out,
+                          y + h * y_head_stride, ldy},
+                         stream_);
+    }
+  }
+
+  void gather_rows(const float* src, std::int64_t dim, std::span<const std::int32_t> rows,
+                   float* dst) override {
+    use_device();
+    staging_->begin(staging::round_up(rows.size_bytes()));
+    const std::int32_t* device_rows = staging_->add(rows);
+    staging_->flush();
+    launch_gather_rows(src, dim, device_rows, std::int64_t(rows.size()), dst, stream_);
+  }
+
+  void scatter_add_rows(float* dst, std::int64_t dim, std::span<const std::int32_t> rows,
+                        std::span<const float> weights, const float* src) override {
+    use_device();
+    DSRT_ASSERT(rows.size() == weights.size(), "{} rows, {} weights", rows.size(), weights.size());
+    staging_->begin(staging::round_up(rows.size_bytes()) + staging::round_up(weights.size_bytes()));
+    const std::int32_t* device_rows = staging_->add(rows);
+    const float* device_weights = staging_->add(weights);
+    staging_->flush();
+    launch_scatter_add_rows(dst, dim, device_rows, device_weights, std::int64_t(rows.size()), src,
+                            stream_);
+  }
+
+  void kv_write(const kv_layer& cache, std::span<const attention_sequence> seqs,
+                const float* keys, const float* values) override {
+    use_device();
+    stage_slots(cache.block_tokens, seqs);
+    const std::int64_t width = std::int64_t(cache.kv_heads) * cache.head_dim;
+    const auto count = std::int64_t(slot_rows_.size());
+    launch_cache_write(keys, width, device_rows_, device_slots_, count, cache.keys, width, 0, stream_);
+    launch_cache_write(values, width, device_rows_, device_slots_, count, cache.values, width, 0,
+                       stream_);
+  }
+
+  void paged_attention(const float* q, int heads, const kv_layer& cache,
+                       std::span<const attention_sequence> seqs, float scale,
+                       float* out) override {
+    use_device();
+    DSRT_ASSERT(cache.kv_heads > 0 && heads % cache.kv_heads == 0, "{} heads over {} KV heads",
+                heads, cache.kv_heads);
+    attention_launch a;
+    stage_attention_rows(cache.block_tokens, seqs, a);
+    const std::int64_t hd = cache.head_dim;
+    a.q0 = q;
+    a.q0_row_stride = heads * hd;
+    a.q0_head_stride = hd;
+    a.q0_dim = cache.head_dim;
+    a.heads = heads;
+    a.kv_group = heads / cache.kv_heads;
+    a.keys = cache.keys;
+    a.values = cache.values;
+    a.slot_stride = std::int64_t(cache.kv_heads) * hd;
+    a.kv_head_stride = hd;
+    a.v_dim = cache.head_dim;
+    a.block_tokens = cache.block_tokens;
+    a.scale = scale;
+    a.out = out;
+    a.out_row_stride = heads * hd;
+    run_attention(a);
+  }
+
+  void latent_kv_write(const latent_kv_layer& cache, std::span<const attention_sequence> seqs,
+                       const float* latent, const float* rope_keys) override {
+    use_device();
+    stage_slots(cache.block_tokens, seqs);
+    const std::int64_t width = std::int64_t(cache.latent_dim) + cache.rope_dim;
+    const auto count = std::int64_t(slot_rows_.size());
+    launch_cache_write(latent, cache.latent_dim, device_rows_, device_slots_, count,
+                       cache.entries, width, 0, stream_);
+    launch_cache_write(rope_keys, cache.rope_dim, device_rows_, device_slots_, count,
+                       cache.entries, width, cache.latent_dim, stream_);
+  }
+
+  void latent_attention(const float* q_latent, const float* q_rope, std::int64_t q_rope_head_stride,
+                        int heads, const latent_kv_layer& cache,
+                        std::span<const attention_sequence> seqs, float scale,
+                        float* out) override {
+    use_device();
+    attention_launch a;
+    stage_attention_rows(cache.block_tokens, seqs, a);
+    a.q0 = q_latent;
+    a.q0_row_stride = std::int64_t(heads) * cache.latent_dim;
+    a.q0_head_stride = cache.latent_dim;
+    a.q0_dim = cache.latent_dim;
+    a.q1 = q_rope;
+    a.q1_row_stride = heads * q_rope_head_stride;
+    a.q1_head_stride = q_rope_head_stride;
+    a.q1_dim = cache.rope_dim;
+    a.heads = heads;
+    a.kv_group = heads;  // one shared latent for every head
+    a.keys = cache.entries;
+    a.values = cache.entries;
+    a.slot_stride = std::int64_t(cache.latent_dim) + cache.rope_dim;
+    a.kv_head_stride = 0;
+    a.v_dim = cache.latent_dim;
+    a.block_tokens = cache.block_tokens;
+    a.scale = scale;
+    a.out = out;
+    a.out_row_stride = std::int64_t(heads) * cache.latent_dim;
+    run_attention(a);
+  }
+
+ private:
+  // CUDA's current device is per host thread, and an actor may run on any scheduler thread.
+  void use_device() const { DSRT_CUDA_CHECK(cudaSetDevice(device_)); }
+
+  // x [n, count / n] as `type` (f16 or bf16) in device scratch, converted once per group.
+  const void* converted(const float* x, std::int64_t count, dtype type) {
+    if (converted_.x == x && converted_.count == count && converted_.type == type)
+      return converted_.ptr;
+    void* buffer = x_converted_.get(std::size_t(count) * dtype_size(type));
+    launch_convert_from_f32(x, count, type, buffer, stream_);
+    converted_ = {x, count, type, buffer};
+    return buffer;
+  }
+
+  // y [n, ldy] = x [n, cols] . w^T.
+  void product(const float* x, std::int64_t n, std::int64_t cols, const weight_ref& w, float* y,
+               std::int64_t ldy) {
+    DSRT_ASSERT(w.type != dtype::f8_e4m3, "the CUDA backend takes no f8_e4m3 weights yet");
+    if (n > skinny_rows_limit) {
+      const void* xc = w.type == dtype::f32 ? static_cast<const void*>(x)
+                                            : converted(x, n * cols, w.type);
+      if (gemm_->run({w.type, w.data, w.rows, cols, xc, n, cols, y, ldy})) return;
+    }
+    launch_skinny_gemm({x, n, cols, cols, w.data, w.type, w.rows, y, ldy}, stream_);
+  }
+
+  // The rows each sequence writes and their cache slots, staged as device_rows_/device_slots_.
+  void stage_slots(int block_tokens, std::span<const attention_sequence> seqs) {
+    slot_rows_.clear();
+    slots_.clear();
+    for (const auto& s : seqs)
+      for (std::int64_t i = 0; i < s.rows; ++i) {
+        slot_rows_.push_back(std::int32_t(s.row_begin + i));
+        slots_.push_back(slot_of(block_tokens, s, s.first_position + i));
+      }
+    const std::span<const std::int32_t> rows(slot_rows_);
+    const std::span<const std::int64_t> slots(slots_);
+    staging_->begin(staging::round_up(rows.size_bytes()) + staging::round_up(slots.size_bytes()));
+    device_rows_ = staging_->add(rows);
+    device_slots_ = staging_->add(slots);
+    staging_->flush();
+  }
+
+  // Every query row of the sequences and their block tables, staged into a.
+  void stage_attention_rows(int block_tokens, std::span<const attention_sequence> seqs,
+                            attention_launch& a) {
+    attention_rows_.clear();
+    tables_.clear();
+    int context_max = 0;
+    for (const auto& s : seqs) {
+      const std::int64_t last = s.first_position + s.rows;  // positions the last row sees
+      DSRT_ASSERT(s.rows <= 0 || (last - 1) / block_tokens < s.blocks,
+                  "position {} needs block {} of {}", last - 1, (last - 1) / block_tokens, s.blocks);
+      DSRT_ASSERT(last <= 0x7fffffff && s.row_begin + s.rows <= 0x7fffffff,
+                  "attention rows past 2^31");
+      const auto offset = std::int32_t(tables_.size());
+      tables_.insert(tables_.end(), s.block_table, s.block_table + s.blocks);
+      for (std::int64_t i = 0; i < s.rows; ++i)
+        attention_rows_.push_back({std::int32_t(s.row_begin + i),
+                                   std::int32_t(s.first_position + i + 1), offset});
+      context_max = std::max(context_max, int(last));
+    }
+    const std::span<const attention_row> rows(attention_rows_);
+    const std::span<const std::int32_t> tables(tables_);
+    staging_->begin(staging::round_up(rows.size_bytes()) + staging::round_up(tables.size_bytes()));
+    a.rows = staging_->add(rows);
+    a.block_tables = staging_->add(tables);
+    staging_->flush();
+    a.row_count = int(attention_rows_.size());
+    a.context_max = context_max;
+  }
+
+  void run_attention(const attention_launch& a) {
+    const std::int64_t floats = attention_scratch_floats(a, sms_);
+    float* scratch = floats > 0 ? static_cast<float*>(attention_scratch_.get(
+                                      std::size_t(floats) * sizeof(float)))
+                                : nullptr;
+    launch_attention(a, sms_, scratch, stream_);
+  }
+
+  struct conversion {
+    const float* x = nullptr;
+    std::int64_t count = 0;
+    dtype type = dtype::f32;
+    const void* ptr = nullptr;
+  };
+
+  int device_;
+  int sms_ = 1;
+  backend_caps caps_;
+  cudaStream_t stream_ = nullptr;
+  device_pool pool_;
+  device_scratch x_converted_;
+  device_scratch attention_scratch_;
+  conversion converted_;
+  void* workspace_ = nullptr;
+  std::unique_ptr<staging> staging_;
+  std::unique_ptr<lt_gemm> gemm_;
+  std::vector<void*> weights_;    // uploaded weights, freed with the backend
+  // Host metadata scratch, reused (no allocation per step once warm).
+  std::vector<std::int32_t> slot_rows_;
+  std::vector<std::int64_t> slots_;
+  const std::int32_t* device_rows_ = nullptr;
+  const std::int64_t* device_slots_ = nullptr;
+  std::vector<attention_row> attention_rows_;
+  std::vector<std::int32_t> tables_;
+};
+
+std::string error_text(const char* what, cudaError_t e) {
+  return std::string(what) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")";
+}
+
+}  // namespace
+
+bool cuda_compiled() { return true; }
+
+int cuda_device_count(std::string* why) {
+  int count = 0;
+  const cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    if (why) *why = error_text("cudaGetDeviceCount", e);
+    return -1;
+  }
+  return count;
+}
+
+std::unique_ptr<backend> make_cuda_backend(const cuda_backend_options& options, std::string* why) {
+  std::string reason;
+  const int count = cuda_device_count(&reason);
+  if (count < 0 || options.device < 0 || options.device >= count) {
+    if (why)
+      *why = count < 0 ? reason
+                       : "cuda:" + std::to_string(options.device) + ": this machine has " +
+                             std::to_string(count) + " CUDA device(s)";
+    return nullptr;
+  }
+  cudaDeviceProp props{};
+  cudaError_t e = cudaSetDevice(options.device);
+  if (e == cudaSuccess) e = cudaFree(nullptr);  // creates the context now, not mid-step
+  if (e == cudaSuccess) e = cudaGetDeviceProperties(&props, options.device);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    if (why) *why = error_text(("cuda:" + std::to_string(options.device)).c_str(), e);
+    return nullptr;
+  }
+  return std::make_unique<cuda_backend>(options, props);
+}
+
+}  // namespace dsrt::kernels

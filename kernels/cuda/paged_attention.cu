@@ -1,0 +1,208 @@
+#include <cmath>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/dtype.cuh"
+#include "kernels/cuda/paged_attention.cuh"
+#include "kernels/cuda/reduce.cuh"
+
+namespace dsrt::kernels::cuda {
+namespace {
+
+constexpr int warps = 4;
+constexpr int threads = warps * 32;
+// A split covers at least this many positions: below it the merge costs more than the
+// parallelism gains.
+constexpr int split_tokens_min = 256;
+
+struct split_plan {
+  int splits = 1;
+  int split_tokens = 0;
+};
+
+split_plan plan_splits(const attention_launch& a, int sms) {
+  const std::int64_t units = std::int64_t(a.row_count) * a.heads;
+  split_plan p;
+  p.split_tokens = a.context_max;
+  if (units <= 0 || a.context_max <= split_tokens_min) return p;
+  // Enough blocks for two waves on every multiprocessor, no split shorter than the minimum.
+  const std::int64_t wanted = (2 * std::int64_t(sms) + units - 1) / units;
+  const std::int64_t most = (a.context_max + split_tokens_min - 1) / split_tokens_min;
+  p.splits = int(std::max<std::int64_t>(1, std::min(wanted, most)));
+  p.split_tokens = (a.context_max + p.splits - 1) / p.splits;
+  return p;
+}
+
+// Block (row, head, split): each warp walks every warps-th position of the split with an
+// online softmax (lane l holds key and value elements l, l + 32, ...), then the warps' states
+// merge in shared memory. With one split the block writes the normalised output; otherwise
+// it writes its state (max, sum, unnormalised accumulator) for merge_kernel.
+template <int KeyPerLane, int ValuePerLane>
+__global__ void __launch_bounds__(threads)
+    attention_kernel(attention_launch a, int splits, int split_tokens, float* scratch) {
+  extern __shared__ float shared[];
+  const int key_dim = a.q0_dim + a.q1_dim;
+  float* q = shared;                                  // [key_dim], scaled
+  float* warp_max = q + key_dim;                      // [warps]
+  float* warp_sum_of = warp_max + warps;              // [warps]
+  float* warp_acc = warp_sum_of + warps;              // [warps][v_dim]
+
+  const attention_row row = a.rows[blockIdx.x];
+  const int h = blockIdx.y, split = blockIdx.z;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  for (int i = threadIdx.x; i < key_dim; i += threads) {
+    q[i] = i < a.q0_dim
+               ? a.q0[row.q_row * a.q0_row_stride + h * a.q0_head_stride + i]
+               : a.q1[row.q_row * a.q1_row_stride + h * a.q1_head_stride + (i - a.q0_dim)];
+    q[i] *= a.scale;
+  }
+  __syncthreads();
+
+  float q_lane[KeyPerLane];
+#pragma unroll
+  for (int j = 0; j < KeyPerLane; ++j) {
+    const int i = lane + 32 * j;
+    q_lane[j] = i < key_dim ? q[i] : 0.0f;
+  }
+  float acc[ValuePerLane];
+#pragma unroll
+  for (int j = 0; j < ValuePerLane; ++j) acc[j] = 0.0f;
+  float m = -INFINITY, l = 0.0f;
+
+  const std::int64_t head_offset = std::int64_t(h / a.kv_group) * a.kv_head_stride;
+  const int begin = split * split_tokens;
+  const int end = min(row.context, begin + split_tokens);
+  const std::int32_t* table = a.block_tables + row.table_offset;
+  for (int p = begin + warp; p < end; p += warps) {
+    const std::int64_t slot =
+        std::int64_t(table[p / a.block_tokens]) * a.block_tokens + p % a.block_tokens;
+    const std::uint16_t* k = a.keys + slot * a.slot_stride + head_offset;
+    float dot = 0.0f;
+#pragma unroll
+    for (int j = 0; j < KeyPerLane; ++j) {
+      const int i = lane + 32 * j;
+      if (i < key_dim) dot += q_lane[j] * bf16_bits_to_f32(k[i]);
+    }
+    dot = warp_sum(dot);
+    const float m_new = fmaxf(m, dot);
+    const float correction = expf(m - m_new);   // 0 on the first position (m = -inf)
+    const float weight = expf(dot - m_new);
+    l = l * correction + weight;
+    const std::uint16_t* v = a.values + slot * a.slot_stride + head_offset;
+#pragma unroll
+    for (int j = 0; j < ValuePerLane; ++j) {
+      const int i = lane + 32 * j;
+      if (i < a.v_dim) acc[j] = acc[j] * correction + weight * bf16_bits_to_f32(v[i]);
+    }
+    m = m_new;
+  }
+
+  if (lane == 0) {
+    warp_max[warp] = m;
+    warp_sum_of[warp] = l;
+  }
+#pragma unroll
+  for (int j = 0; j < ValuePerLane; ++j) {
+    const int i = lane + 32 * j;
+    if (i < a.v_dim) warp_acc[warp * a.v_dim + i] = acc[j];
+  }
+  __syncthreads();
+
+  float block_max = -INFINITY;
+  for (int w = 0; w < warps; ++w) block_max = fmaxf(block_max, warp_max[w]);
+  float factor[warps];
+  float block_sum_of = 0.0f;
+  for (int w = 0; w < warps; ++w) {
+    factor[w] = warp_max[w] == -INFINITY ? 0.0f : expf(warp_max[w] - block_max);
+    block_sum_of += warp_sum_of[w] * factor[w];
+  }
+  const std::int64_t unit = std::int64_t(blockIdx.x) * a.heads + h;
+  if (splits == 1) {
+    float* o = a.out + row.q_row * a.out_row_stride + std::int64_t(h) * a.v_dim;
+    const float inverse = 1.0f / block_sum_of;
+    for (int i = threadIdx.x; i < a.v_dim; i += threads) {
+      float sum = 0.0f;
+      for (int w = 0; w < warps; ++w) sum += warp_acc[w * a.v_dim + i] * factor[w];
+      o[i] = sum * inverse;
+    }
+    return;
+  }
+  float* state = scratch + (unit * splits + split) * (a.v_dim + 2);
+  if (threadIdx.x == 0) {
+    state[0] = block_max;
+    state[1] = block_sum_of;
+  }
+  for (int i = threadIdx.x; i < a.v_dim; i += threads) {
+    float sum = 0.0f;
+    for (int w = 0; w < warps; ++w) sum += warp_acc[w * a.v_dim + i] * factor[w];
+    state[2 + i] = sum;
+  }
+}
+
+// Block (row, head): merges the splits' states into the normalised output.
+__global__ void __launch_bounds__(threads)
+    merge_kernel(attention_launch a, int splits, const float* scratch) {
+  const attention_row row = a.rows[blockIdx.x];
+  const int h = blockIdx.y;
+  const std::int64_t unit = std::int64_t(blockIdx.x) * a.heads + h;
+  const float* states = scratch + unit * splits * (a.v_dim + 2);
+  float m = -INFINITY;
+  for (int s = 0; s < splits; ++s) m = fmaxf(m, states[s * (a.v_dim + 2)]);
+  float l = 0.0f;
+  for (int s = 0; s < splits; ++s) {
+    const float ms = states[s * (a.v_dim + 2)];
+    if (ms != -INFINITY) l += states[s * (a.v_dim + 2) + 1] * expf(ms - m);
+  }
+  const float inverse = 1.0f / l;
+  float* o = a.out + row.q_row * a.out_row_stride + std::int64_t(h) * a.v_dim;
+  for (int i = threadIdx.x; i < a.v_dim; i += threads) {
+    float sum = 0.0f;
+    for (int s = 0; s < splits; ++s) {
+      const float ms = states[s * (a.v_dim + 2)];
+      if (ms != -INFINITY) sum += states[s * (a.v_dim + 2) + 2 + i] * expf(ms - m);
+    }
+    o[i] = sum * inverse;
+  }
+}
+
+template <int KeyPerLane, int ValuePerLane>
+void launch_with(const attention_launch& a, const split_plan& plan, float* scratch,
+                 cudaStream_t stream) {
+  const std::size_t shared_bytes =
+      sizeof(float) * (std::size_t(a.q0_dim + a.q1_dim) + 2 * warps + std::size_t(warps) * a.v_dim);
+  const dim3 grid(unsigned(a.row_count), unsigned(a.heads), unsigned(plan.splits));
+  attention_kernel<KeyPerLane, ValuePerLane>
+      <<<grid, threads, shared_bytes, stream>>>(a, plan.splits, plan.split_tokens, scratch);
+  DSRT_CUDA_CHECK_LAUNCH();
+  if (plan.splits > 1) {
+    merge_kernel<<<dim3(unsigned(a.row_count), unsigned(a.heads)), threads, 0, stream>>>(
+        a, plan.splits, scratch);
+    DSRT_CUDA_CHECK_LAUNCH();
+  }
+}
+
+}  // namespace
+
+std::int64_t attention_scratch_floats(const attention_launch& a, int sms) {
+  const split_plan plan = plan_splits(a, sms);
+  if (plan.splits == 1) return 0;
+  return std::int64_t(a.row_count) * a.heads * plan.splits * (a.v_dim + 2);
+}
+
+void launch_attention(const attention_launch& a, int sms, float* scratch, cudaStream_t stream) {
+  if (a.row_count <= 0 || a.heads <= 0) return;
+  const int key_dim = a.q0_dim + a.q1_dim;
+  DSRT_CU_ASSERT(key_dim > 0 && key_dim <= attention_key_dim_max && a.v_dim > 0 &&
+                  a.v_dim <= attention_value_dim_max && a.heads <= 65535 && a.kv_group > 0,
+                 "attention key dim " + std::to_string(key_dim) + " value dim " +
+                     std::to_string(a.v_dim) + " heads " + std::to_string(a.heads) + " group " +
+                     std::to_string(a.kv_group));
+  const split_plan plan = plan_splits(a, sms);
+  DSRT_CU_ASSERT(plan.splits == 1 || scratch != nullptr, "split-K attention without scratch");
+  if (key_dim <= 256 && a.v_dim <= 256) {
+    launch_with<8, 8>(a, plan, scratch, stream);
+  } else {
+    launch_with<18, 16>(a, plan, scratch, stream);
+  }
+}
+
+}  // namespace dsrt::kernels::cuda

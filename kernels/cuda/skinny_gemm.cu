@@ -1,0 +1,83 @@
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/dtype.cuh"
+#include "kernels/cuda/reduce.cuh"
+#include "kernels/cuda/skinny_gemm.cuh"
+
+namespace dsrt::kernels::cuda {
+namespace {
+
+constexpr int warps = 8;
+
+// Warp (block, warp) computes column c = blockIdx.x * warps + warp for rows [0, n) of x.
+// bf16 weights whose rows are 16-byte aligned are read 8 elements per lane per load.
+template <dtype T, int Rows>
+__global__ void __launch_bounds__(warps * 32) skinny_kernel(skinny_gemm g) {
+  const int lane = threadIdx.x % 32;
+  const std::int64_t c = std::int64_t(blockIdx.x) * warps + threadIdx.x / 32;
+  if (c >= g.m) return;
+  float sum[Rows];
+#pragma unroll
+  for (int r = 0; r < Rows; ++r) sum[r] = 0.0f;
+  const std::int64_t row_offset = c * g.k;
+  const bool vector = T == dtype::bf16 && g.k % 8 == 0 &&
+                      reinterpret_cast<std::uintptr_t>(g.w) % 16 == 0;
+  if (vector) {
+    const uint4* wv = reinterpret_cast<const uint4*>(static_cast<const std::uint16_t*>(g.w) + row_offset);
+    for (std::int64_t v = lane; v < g.k / 8; v += 32) {
+      const uint4 packed = wv[v];
+      const std::uint32_t words[4] = {packed.x, packed.y, packed.z, packed.w};
+      float w8[8];
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        w8[2 * e] = __uint_as_float(words[e] << 16);
+        w8[2 * e + 1] = __uint_as_float(words[e] & 0xffff0000u);
+      }
+#pragma unroll
+      for (int r = 0; r < Rows; ++r) {
+        if (r >= g.n) break;
+        const float* xr = g.x + r * g.ldx + v * 8;
+#pragma unroll
+        for (int e = 0; e < 8; ++e) sum[r] = fmaf(w8[e], xr[e], sum[r]);
+      }
+    }
+  } else {
+    for (std::int64_t i = lane; i < g.k; i += 32) {
+      const float w = load_f32<T>(g.w, row_offset + i);
+#pragma unroll
+      for (int r = 0; r < Rows; ++r) {
+        if (r >= g.n) break;
+        sum[r] = fmaf(w, g.x[r * g.ldx + i], sum[r]);
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < Rows; ++r) {
+    if (r >= g.n) break;
+    const float total = warp_sum(sum[r]);
+    if (lane == 0) g.y[r * g.ldy + c] = total;
+  }
+}
+
+}  // namespace
+
+void launch_skinny_gemm(const skinny_gemm& g, cudaStream_t stream) {
+  if (g.n <= 0 || g.m <= 0) return;
+  const std::int64_t blocks = (g.m + warps - 1) / warps;
+  DSRT_CU_ASSERT(blocks <= 0x7fffffff, std::to_string(g.m) + " output columns");
+  for (std::int64_t r0 = 0; r0 < g.n; r0 += skinny_rows_max) {
+    skinny_gemm chunk = g;
+    chunk.x = g.x + r0 * g.ldx;
+    chunk.y = g.y + r0 * g.ldy;
+    chunk.n = std::min<std::int64_t>(skinny_rows_max, g.n - r0);
+    dispatch_dtype(g.w_type, [&]<dtype T>() {
+      if (chunk.n == 1) {
+        skinny_kernel<T, 1><<<unsigned(blocks), warps * 32, 0, stream>>>(chunk);
+      } else {
+        skinny_kernel<T, skinny_rows_max><<<unsigned(blocks), warps * 32, 0, stream>>>(chunk);
+      }
+    });
+    DSRT_CUDA_CHECK_LAUNCH();
+  }
+}
+
+}  // namespace dsrt::kernels::cuda

@@ -1,0 +1,63 @@
+#pragma once
+// Host metadata (token ids, positions, block tables) on its way to the GPU: an operation
+// copies its arrays into pinned host memory and queues one host-to-device copy for all of
+// them, so the caller may reuse its own arrays as soon as the operation returns.
+//
+//   staging_.begin(bytes_needed);            // room for every add() of this operation
+//   const int* ids = staging_.add(host_ids);  // device pointer, valid for kernels queued next
+//   staging_.flush();                         // one cudaMemcpyAsync for the operation
+//
+// The buffer is a ring restarted at offset 0 when an operation does not fit in what is left;
+// before reusing it, begin() waits for the stream, since queued copies and kernels may still
+// read the old contents. An operation larger than the whole buffer grows it.
+// Thread safety: none (one caller at a time, as the backend).
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstring>
+#include <span>
+
+#include "kernels/assert.h"
+
+namespace dsrt::kernels::cuda {
+
+class staging {
+ public:
+  staging(cudaStream_t stream, std::size_t bytes);
+  ~staging();
+  staging(const staging&) = delete;
+  staging& operator=(const staging&) = delete;
+
+  // Room for `bytes` of add()s (each rounded up to 16 bytes).
+  void begin(std::size_t bytes);
+  template <class T>
+  const T* add(std::span<const T> host) {
+    const std::size_t bytes = round_up(host.size_bytes());
+    DSRT_ASSERT(offset_ + bytes <= reserved_end_, "staging add of {} bytes past begin()'s room",
+                bytes);
+    if (!host.empty()) std::memcpy(host_ + offset_, host.data(), host.size_bytes());
+    const T* device = reinterpret_cast<const T*>(device_ + offset_);
+    offset_ += bytes;
+    return device;
+  }
+  void flush();
+  // The stream has finished everything queued: the whole buffer is free again.
+  void reset_after_sync() { offset_ = flushed_ = reserved_end_ = 0; }
+
+  static std::size_t round_up(std::size_t bytes) { return (bytes + 15) / 16 * 16; }
+  std::size_t capacity() const { return capacity_; }
+
+ private:
+  void allocate(std::size_t bytes);
+  void release();
+
+  cudaStream_t stream_;
+  std::size_t capacity_ = 0;
+  char* host_ = nullptr;     // pinned
+  char* device_ = nullptr;
+  std::size_t offset_ = 0;        // next free byte
+  std::size_t flushed_ = 0;       // bytes before this are copied (or queued)
+  std::size_t reserved_end_ = 0;  // begin()'s room ends here
+};
+
+}  // namespace dsrt::kernels::cuda
