@@ -1,6 +1,9 @@
 #include "apps/common/engine_setup.h"
 
+#include <charconv>
 #include <cstdio>
+
+#include "kernels/cuda_backend.h"
 
 #include "runtime/model/weights.h"
 #include "runtime/tokenizer/tokenizer_impl.h"
@@ -10,6 +13,10 @@ namespace dsrt::apps {
 void add_engine_flags(CLI::App& app, engine_flags& flags) {
   app.add_option("--model", flags.model_dir, "model directory (config.json, *.safetensors, tokenizer.json)")
       ->required();
+  app.add_option("--device", flags.device,
+                 "where the model runs: cpu, or cuda:N for CUDA device N (cuda = cuda:0); with "
+                 "several replicas, replica i runs on cuda:N+i")
+      ->capture_default_str();
   app.add_option("--threads", flags.threads, "CPU threads (default: the cores this process may use)")
       ->check(CLI::Range(0, kernels::cpu_threads_max));
   app.add_option("--isa", flags.isa, "CPU path: avx512bf16, avx512, avx2 or scalar (default: best available)");
@@ -49,9 +56,27 @@ status check_tokenizer_fits(const tokenizer::tokenizer& tok, int vocab_size) {
   return ok_t{};
 }
 
+result<device_choice> parse_device(const std::string& text) {
+  if (text == "cpu") return device_choice{};
+  if (text == "cuda") return device_choice{.cuda = true};
+  constexpr std::string_view prefix = "cuda:";
+  int ordinal = -1;
+  if (text.starts_with(prefix)) {
+    const char* begin = text.data() + prefix.size();
+    const char* end = text.data() + text.size();
+    const auto [ptr, ec] = std::from_chars(begin, end, ordinal);
+    if (ec == std::errc{} && ptr == end && begin != end && ordinal >= 0)
+      return device_choice{.cuda = true, .ordinal = ordinal};
+  }
+  return make_error(error_code::invalid_argument,
+                    "--device {}: expected cpu, cuda or cuda:N (N a CUDA device ordinal)", text);
+}
+
 result<loaded_engine> load_engine(const engine_flags& flags) { return load_engine(flags, model_options_of(flags)); }
 
 result<loaded_engine> load_engine(const engine_flags& flags, const engine::model_options& options) {
+  auto device = parse_device(flags.device);
+  if (!device) return device.err();
   if (!flags.isa.empty() && !kernels::cpu_isa_supported(flags.isa))
     return make_error(error_code::invalid_argument,
                       "--isa {}: not supported on this CPU (best here: {})", flags.isa,
@@ -65,7 +90,13 @@ result<loaded_engine> load_engine(const engine_flags& flags, const engine::model
   if (!tok) return tok.err();
   DSRT_TRY(check_tokenizer_fits(*tok, (*files)->config.vocab_size));
   loaded_engine e;
-  e.backend = kernels::make_cpu_backend({.threads = flags.threads, .isa = flags.isa});
+  if (device->cuda) {
+    std::string why;
+    e.backend = kernels::make_cuda_backend({.device = device->ordinal}, &why);
+    if (!e.backend) return make_error(error_code::unavailable, "--device {}: {}", flags.device, why);
+  } else {
+    e.backend = kernels::make_cpu_backend({.threads = flags.threads, .isa = flags.isa});
+  }
   auto model = engine::create_causal_lm(std::move(files).value(), *e.backend, options);
   if (!model) return model.err();
   e.model = std::move(model).value();

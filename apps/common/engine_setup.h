@@ -20,10 +20,19 @@ struct engine_flags {
   std::int64_t kv_cache_mb = 512;
   std::int64_t step_tokens_max = 8192;
   std::string weights_memory = "huge-pages";   // or "mapped" (model::weights_memory)
+  std::string device = "cpu";         // "cpu", "cuda" (= cuda:0) or "cuda:N"
 };
 
-// Adds --model, --threads, --isa, --kv-cache-mb, --step-tokens-max, --weights-memory to a
-// (sub)command.
+// A parsed --device: the CPU, or a CUDA ordinal.
+struct device_choice {
+  bool cuda = false;
+  int ordinal = 0;
+};
+// invalid_argument for anything but "cpu", "cuda" and "cuda:N" (N a non-negative integer).
+result<device_choice> parse_device(const std::string& text);
+
+// Adds --model, --device, --threads, --isa, --kv-cache-mb, --step-tokens-max,
+// --weights-memory to a (sub)command.
 void add_engine_flags(CLI::App& app, engine_flags& flags);
 
 struct loaded_engine {
@@ -38,7 +47,8 @@ struct loaded_engine {
 status check_tokenizer_fits(const tokenizer::tokenizer& tok, int vocab_size);
 
 // Errors: the model loader's and tokenizer's (and check_tokenizer_fits'), invalid_argument
-// for an ISA this CPU lacks.
+// for an ISA this CPU lacks or a malformed --device, unavailable for a CUDA device this
+// machine (or this build) cannot provide.
 result<loaded_engine> load_engine(const engine_flags& flags);
 // The same with model options other than the flags' (kv_block_tokens, ...).
 result<loaded_engine> load_engine(const engine_flags& flags, const engine::model_options& options);

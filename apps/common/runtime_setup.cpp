@@ -47,7 +47,11 @@ result<loaded_replicas> load_replicas(const engine_flags& engine, const runtime_
     const int cores = engine.threads > 0 ? engine.threads : int(std::max(1u, std::thread::hardware_concurrency()));
     engine_flags per_replica = engine;
     per_replica.threads = std::max(1, cores / options.replicas);
+    auto device = parse_device(engine.device);
+    if (!device) return device.err();
     for (int i = 0; i < options.replicas; ++i) {
+      // One GPU per replica (its shard owns it): replica i on the first ordinal + i.
+      if (device->cuda) per_replica.device = fmt::format("cuda:{}", device->ordinal + i);
       auto e = load_engine(per_replica, model);
       if (!e) return e.err();
       out.executors.push_back(std::make_shared<serving::model_executor>(*e->model));

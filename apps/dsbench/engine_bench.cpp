@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "apps/common/engine_setup.h"
+#include "apps/dsbench/device_roofline.h"
 #include "apps/dsbench/machine_info.h"
 #include "kernels/cpu/memory_bandwidth.h"
 #include "runtime/engine/block_manager.h"
@@ -27,12 +28,14 @@ struct engine_bench_flags {
   std::uint64_t seed = 1;
   std::string json_path;
   std::int64_t bw_buffer_mb = 1024;   // must be far larger than the last-level cache
+  double peak_tflops = 0;             // 0: the device's known bf16 peak (GPUs), else none
 };
 
 struct batch_result {
   int batch = 0;
   double prefill_tokens_per_s = 0;
   double prefill_gflops = 0;
+  double prefill_peak_ratio = 0;      // prefill_gflops over the bf16 peak (0: peak unknown)
   double decode_tokens_per_s = 0;
   double step_ms = 0;
   double mem_bw_gbps = 0;
@@ -48,8 +51,8 @@ double seconds_since(clock_type::time_point start) {
 
 // Prefills `batch` random prompts, then decodes `gen` greedy tokens for all of them.
 // measure_bandwidth: false for the warm-up run, which reports nothing.
-result<batch_result> run_batch(engine::causal_lm& model, int batch, const engine_bench_flags& f,
-                               int threads, bool measure_bandwidth) {
+result<batch_result> run_batch(engine::causal_lm& model, kernels::backend& backend, int batch,
+                               const engine_bench_flags& f, bool measure_bandwidth) {
   const auto& c = model.config();
   engine::block_manager blocks(model.kv_blocks(), model.kv_block_tokens());
   engine::rng random(f.seed + std::uint64_t(batch));
@@ -110,9 +113,13 @@ result<batch_result> run_batch(engine::causal_lm& model, int batch, const engine
   r.prefill_tokens_per_s = prefill_tokens / prefill_s;
   r.prefill_gflops = 2.0 * double(model.weight_elements_per_token()) * prefill_tokens / prefill_s / 1e9;
 
+  const std::size_t bw_bytes = std::size_t(f.bw_buffer_mb) << 20;
+  // A host backend's roofline is the CPU's read bandwidth; a device's, its own copy bandwidth.
   if (measure_bandwidth)
-    r.mem_bw_gbps = kernels::cpu::measure_read_bandwidth_gbps(
-        {.threads = threads, .buffer_bytes = std::size_t(f.bw_buffer_mb) << 20});
+    r.mem_bw_gbps = backend.caps().host_visible_memory
+                        ? kernels::cpu::measure_read_bandwidth_gbps(
+                              {.threads = backend.caps().threads, .buffer_bytes = bw_bytes})
+                        : measure_device_copy_gbps(backend, bw_bytes);
   double weight_bytes = 0;
   const auto decode_start = clock_type::now();
   for (int t = 0; t < f.gen; ++t) {
@@ -145,27 +152,32 @@ int run_engine_bench(const engine_bench_flags& f) {
   if (!loaded) return report(loaded.err());
   auto& model = *loaded->model;
   const auto& caps = loaded->backend->caps();
-  const auto machine = describe_machine();
+  auto machine = describe_machine();
+  if (!caps.host_visible_memory) machine.gpu = caps.detail;
 
   // Warm-up: fault the weights in and settle the thread pool.
   engine_bench_flags warm_flags = f;
   warm_flags.prompt_len = std::min(f.prompt_len, 16);
   warm_flags.gen = 4;
-  if (auto warm = run_batch(model, 1, warm_flags, caps.threads, false); !warm)
+  if (auto warm = run_batch(model, *loaded->backend, 1, warm_flags, false); !warm)
     return report(warm.err());
 
+  const double peak_tflops = f.peak_tflops > 0 ? f.peak_tflops
+                             : caps.host_visible_memory ? 0.0
+                                                        : known_bf16_peak_tflops(caps.detail);
   std::vector<batch_result> results;
   for (int b : f.batches) {
-    auto r = run_batch(model, b, f, caps.threads, true);
+    auto r = run_batch(model, *loaded->backend, b, f, true);
     if (!r) return report(r.err());
+    if (peak_tflops > 0) r->prefill_peak_ratio = r->prefill_gflops / (peak_tflops * 1e3);
     results.push_back(*r);
   }
 
   std::printf("model %s (%s), %s path %s x%d threads\n", f.engine.model_dir.c_str(),
               std::string(model::architecture_name(model.config().arch)).c_str(), caps.name.c_str(),
               caps.detail.c_str(), caps.threads);
-  std::printf("machine: %s, %d cores; prompt %d tokens, %d generated\n", machine.cpu_model.c_str(),
-              machine.cores, f.prompt_len, f.gen);
+  std::printf("machine: %s, %d cores%s%s; prompt %d tokens, %d generated\n", machine.cpu_model.c_str(),
+              machine.cores, machine.gpu.empty() ? "" : ", GPU ", machine.gpu.c_str(), f.prompt_len, f.gen);
   std::printf("%6s %14s %12s %14s %10s %10s %10s %10s %14s %8s\n", "batch", "prefill tok/s",
               "prefill GF/s", "decode tok/s", "step ms", "MB/step", "weight GB/s", "mem GB/s",
               "roofline tok/s", "ratio");
@@ -174,6 +186,10 @@ int run_engine_bench(const engine_bench_flags& f) {
                 r.prefill_tokens_per_s, r.prefill_gflops, r.decode_tokens_per_s, r.step_ms,
                 r.weight_bytes_per_step / 1e6, r.weight_read_gbps, r.mem_bw_gbps,
                 r.roofline_tokens_per_s, r.roofline_ratio);
+  if (peak_tflops > 0)
+    for (const auto& r : results)
+      std::printf("batch %d prefill: %.1f TFLOP/s = %.3f of the %.0f TFLOP/s bf16 peak\n", r.batch,
+                  r.prefill_gflops / 1e3, r.prefill_peak_ratio, peak_tflops);
   std::printf("peak resident memory: %.1f MB\n", double(peak_rss_bytes()) / 1e6);
 
   if (!f.json_path.empty()) {
@@ -192,6 +208,7 @@ int run_engine_bench(const engine_bench_flags& f) {
       j["results"].push_back({{"batch", r.batch},
                               {"prefill_tokens_per_s", r.prefill_tokens_per_s},
                               {"prefill_gflops", r.prefill_gflops},
+                              {"prefill_peak_ratio", r.prefill_peak_ratio},
                               {"decode_tokens_per_s", r.decode_tokens_per_s},
                               {"step_ms", r.step_ms},
                               {"mem_bw_gbps", r.mem_bw_gbps},
@@ -201,6 +218,7 @@ int run_engine_bench(const engine_bench_flags& f) {
                               {"weight_read_gbps", r.weight_read_gbps}});
     }
     j["mem_bw_gbps"] = best_bw;
+    j["bf16_peak_tflops"] = peak_tflops;
     std::ofstream out(f.json_path);
     out << j.dump(2) << '\n';
     if (!out) {
@@ -231,6 +249,10 @@ std::function<int()> add_engine_bench(CLI::App& app) {
                   "buffer of the memory-bandwidth measurement in MiB (far above the LLC)")
       ->capture_default_str()
       ->check(CLI::Range(std::int64_t(1), std::int64_t(1) << 16));
+  cmd->add_option("--peak-tflops", flags->peak_tflops,
+                  "bf16 peak for the prefill's compute roofline (default: known GPUs' data-sheet "
+                  "figure; none on the CPU)")
+      ->check(CLI::Range(0.0, 1e6));
   return [flags] { return run_engine_bench(*flags); };
 }
 

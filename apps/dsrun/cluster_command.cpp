@@ -42,6 +42,7 @@ struct cluster_flags {
   std::string run_dir;
   std::string dsnode;                 // "" = next to dsrun in the build tree
   std::int32_t threads = 0;           // per worker; 0 = cores / workers
+  std::string device = "cpu";         // "cpu" or "cuda": where the workers' replicas run
   std::int64_t ready_timeout_ms = 120000;
   std::int64_t drain_timeout_ms = 30000;
   std::vector<std::string> node_args; // passed to every dsnode (--node-arg=--set=...)
@@ -131,6 +132,8 @@ int run_cluster(const cluster_flags& f) {
   const int replicas = f.replicas > 0 ? f.replicas : workers;
   if (replicas < workers)
     return report(make_error(error_code::invalid_argument, "{} replicas cannot cover {} workers", replicas, workers));
+  if (f.device != "cpu" && f.device != "cuda")
+    return report(make_error(error_code::invalid_argument, "--device {}: expected cpu or cuda", f.device));
   if (replicas > replicas_max)   // the default, one per worker, included
     return report(make_error(error_code::invalid_argument, "{} replicas: the head takes at most {}", replicas,
                              replicas_max));
@@ -167,6 +170,12 @@ int run_cluster(const cluster_flags& f) {
                        std::to_string(replicas), "--ready-file", ready_file.string(), "--drained-file",
                        drained_file.string(), "--drain-timeout-ms", std::to_string(f.drain_timeout_ms)})),
       (run / "node-0.log").string()));
+  // One GPU per replica: workers sharing this machine take consecutive ordinals (a worker's
+  // first is its replica base); a worker on a host of its own starts at cuda:0.
+  const bool one_host = !f.slurm && f.hostfile.empty();
+  auto worker_device = [&](int base) {
+    return f.device == "cpu" ? std::string("cpu") : fmt::format("cuda:{}", one_host ? base : 0);
+  };
   int base = 0;
   for (int w = 0; w < workers; ++w) {
     const int count = replicas / workers + (w < replicas % workers ? 1 : 0);
@@ -175,7 +184,7 @@ int run_cluster(const cluster_flags& f) {
         launcher(*where, std::size_t(w + 1),
                  common({dsnode, "worker", "--head", head_addr, "--node-id", std::to_string(w + 1), "--replicas",
                          std::to_string(count), "--replica-base", std::to_string(base), "--threads",
-                         std::to_string(threads)})),
+                         std::to_string(threads), "--device", worker_device(base)})),
         (run / fmt::format("node-{}.log", w + 1)).string()));
     base += count;
   }
@@ -281,6 +290,10 @@ std::function<int()> add_cluster_command(CLI::App& app) {
   cmd->add_option("--run-dir", f->run_dir, "where the secret, the ready file and node logs go (default /tmp/dsrun-PID)");
   cmd->add_option("--dsnode", f->dsnode, "the dsnode binary (default: next to dsrun)");
   cmd->add_option("--threads", f->threads, "CPU threads per worker (default: cores / workers)");
+  cmd->add_option("--device", f->device,
+                  "cpu, or cuda: one GPU per replica (on one machine the workers take consecutive "
+                  "ordinals; on --hostfile/--slurm hosts each worker starts at cuda:0)")
+      ->capture_default_str();
   cmd->add_option("--ready-timeout-ms", f->ready_timeout_ms, "how long to wait for every replica")->capture_default_str();
   cmd->add_option("--drain-timeout-ms", f->drain_timeout_ms, "how long in-flight requests may take on stop")
       ->capture_default_str();

@@ -118,6 +118,20 @@ TEST_F(Apps, GenerateReportsBadInputWithTypedErrors) {
   r = run(bin + "/dsrun/dsrun generate --model " + model_.string() + " --prompt x --isa avx9000");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("--isa avx9000"), std::string::npos) << r.err;
+
+  for (const char* device : {"gpu0", "cuda:", "cuda:-1", "cuda:1x"}) {
+    r = run(bin + "/dsrun/dsrun generate --model " + model_.string() + " --prompt x --device " + device);
+    EXPECT_EQ(r.exit_code, 2) << device;
+    EXPECT_NE(r.err.find("INVALID_ARGUMENT: --device " + std::string(device)), std::string::npos) << r.err;
+  }
+  // A CUDA device no machine has: UNAVAILABLE with the reason (no GPU, no driver, a build
+  // without CUDA, or too few devices), never a crash.
+  r = run(bin + "/dsrun/dsrun generate --model " + model_.string() + " --prompt x --device cuda:4096");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("UNAVAILABLE: --device cuda:4096: "), std::string::npos) << r.err;
+  r = run(bin + "/dsrun/dsrun cluster --model " + model_.string() + " --device tpu");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--device tpu: expected cpu or cuda"), std::string::npos) << r.err;
 }
 
 // A tokenizer that can emit an id the model has no embedding for is refused at load, in
@@ -258,10 +272,15 @@ TEST_F(Apps, LogitsRejectsBadInputWithExitCode2) {
 TEST_F(Apps, EngineBenchWritesTheDocumentedJson) {
   const fs::path json_path = model_ / "bench.json";
   const auto r = run(bin + "/dsbench/dsbench engine --model " + model_.string() +
-                     " --batch 1,3 --prompt-len 8 --gen 4 --bw-buffer-mb 128 --json " + json_path.string());
+                     " --batch 1,3 --prompt-len 8 --gen 4 --bw-buffer-mb 128 --peak-tflops 2 --json " +
+                     json_path.string());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(read_file(json_path));
   EXPECT_GT(j.at("mem_bw_gbps").get<double>(), 0.0);
+  EXPECT_EQ(j.at("bf16_peak_tflops").get<double>(), 2.0);
+  for (const auto& row : j.at("results"))
+    EXPECT_DOUBLE_EQ(row.at("prefill_peak_ratio").get<double>(),
+                     row.at("prefill_gflops").get<double>() / 2000.0);
   ASSERT_EQ(j.at("results").size(), 2u);
   for (std::size_t i = 0; i < 2; ++i) {
     const auto& row = j["results"][i];

@@ -36,7 +36,11 @@ class tiny_models : public ::testing::Environment {
         {"tiny-dsv3", "--preset tiny-dsv3"},
         {"tiny-dsv3-fp8", "--preset tiny-dsv3 --fp8"}};
     for (const auto& [name, args] : models) {
-      const std::string command = std::string(DSRT_BINARY_DIR "/apps/dsgen/dsgen ") + args +
+      // DSRT_DSGEN: another dsgen than this build tree's (the GPU check runs these tests from
+      // a bundle of binaries, scripts/gpu/).
+      const char* dsgen_env = std::getenv("DSRT_DSGEN");
+      const std::string dsgen = dsgen_env ? dsgen_env : DSRT_BINARY_DIR "/apps/dsgen/dsgen";
+      const std::string command = dsgen + " " + args +
                                   " --seed 1 --threads 1 --out " + (dir_ / name).string() +
                                   " > " + (dir_ / (std::string(name) + ".log")).string() +
                                   " 2>&1";
