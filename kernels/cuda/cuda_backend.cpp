@@ -3,6 +3,7 @@
 // metadata goes through `staging`, device memory through `device_pool`, products through
 // cuBLASLt (lt_gemm) or, for few rows, the skinny kernel.
 #include <algorithm>
+#include <unordered_set>
 #include <vector>
 
 #include "kernels/assert.h"
@@ -24,6 +25,10 @@ namespace {
 
 using namespace cuda;
 
+// Host-to-device copies up to this size go through the pinned staging ring (asynchronous);
+// larger ones (weights at load) wait for the copy.
+constexpr std::size_t staged_copy_bytes_max = std::size_t(1) << 20;
+
 // Products with at most this many rows of x go through the skinny kernel (the weights are
 // read once at full bandwidth; cuBLASLt's tiles would waste most of their rows).
 constexpr std::int64_t skinny_rows_limit = 8;
@@ -34,6 +39,21 @@ std::int64_t slot_of(std::int64_t block_tokens, const attention_sequence& s, std
   DSRT_ASSERT(block_index < s.blocks, "position {} needs block {} of {}", pos, block_index,
               s.blocks);
   return std::int64_t(s.block_table[block_index]) * block_tokens + pos % block_tokens;
+}
+
+// CUDA's current device is per host thread, and an actor may run on any scheduler thread, so
+// every entry point sets it. All of this file's settings go through here, so the thread's
+// last one is known without asking the driver.
+cudaError_t set_device(int device) {
+  thread_local int current = -1;
+  if (current == device) return cudaSuccess;
+  const cudaError_t e = cudaSetDevice(device);
+  current = e == cudaSuccess ? device : -1;
+  return e;
+}
+
+std::string error_text(const char* what, cudaError_t e) {
+  return std::string(what) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")";
 }
 
 // A device buffer that grows to the largest request and is reused.
@@ -59,43 +79,58 @@ class device_scratch {
 
 class cuda_backend final : public backend {
  public:
+  // Acquires nothing that can fail: init() does, and the factory reports its error.
   cuda_backend(const cuda_backend_options& options, const cudaDeviceProp& props)
       : device_(options.device),
+        staging_bytes_(options.staging_bytes),
         pool_([](std::size_t bytes) {
                 void* p = nullptr;
                 if (cudaMalloc(&p, bytes) != cudaSuccess) {
-                  (void)cudaGetLastError();  // clear the sticky-free out-of-memory error
+                  (void)cudaGetLastError();  // clear the out-of-memory error (it is not sticky)
                   return static_cast<void*>(nullptr);
                 }
                 return p;
               },
               [](void* p) { cudaFree(p); }, props.totalGlobalMem),
         x_converted_(pool_),
-        attention_scratch_(pool_) {
-    DSRT_CUDA_CHECK(cudaSetDevice(device_));
-    DSRT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+        attention_scratch_(pool_),
+        copy_scratch_(pool_) {
     sms_ = props.multiProcessorCount;
-    workspace_ = pool_.alloc(cuda_gemm_workspace_bytes);
-    DSRT_ASSERT(workspace_ != nullptr, "no device memory for the GEMM workspace");
-    staging_ = std::make_unique<staging>(stream_, options.staging_bytes);
-    gemm_ = std::make_unique<lt_gemm>(stream_, workspace_, cuda_gemm_workspace_bytes);
     caps_.name = "cuda:" + std::to_string(device_);
     caps_.detail = std::string(props.name) + " sm_" + std::to_string(props.major) +
                    std::to_string(props.minor);
     caps_.threads = 1;
     caps_.host_visible_memory = false;
     caps_.weights_zero_copy = false;
+    // f16 is accepted and kept as f32 on the device (upload_weight).
     caps_.weight_dtypes = {dtype::f32, dtype::f16, dtype::bf16};
   }
 
+  // The stream, the GEMM workspace, the staging buffers and cuBLASLt; "" or what failed.
+  std::string init() {
+    if (const cudaError_t e = set_device(device_); e != cudaSuccess) return error_text("cudaSetDevice", e);
+    if (const cudaError_t e = cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking); e != cudaSuccess)
+      return error_text("cudaStreamCreateWithFlags", e);
+    workspace_ = pool_.alloc(cuda_gemm_workspace_bytes);
+    if (workspace_ == nullptr) return "no device memory for the GEMM workspace";
+    staging_ = std::make_unique<staging>(stream_);
+    if (const cudaError_t e = staging_->reserve(staging_bytes_); e != cudaSuccess)
+      return error_text("the pinned staging buffer", e);
+    cublasLtHandle_t handle = nullptr;
+    if (const cublasStatus_t st = cublasLtCreate(&handle); st != CUBLAS_STATUS_SUCCESS)
+      return std::string("cublasLtCreate: ") + cublasLtGetStatusName(st);
+    gemm_ = std::make_unique<lt_gemm>(handle, stream_, workspace_, cuda_gemm_workspace_bytes);
+    return {};
+  }
+
   ~cuda_backend() override {
-    cudaSetDevice(device_);
-    cudaStreamSynchronize(stream_);
+    (void)set_device(device_);
+    if (stream_) cudaStreamSynchronize(stream_);
     gemm_.reset();
     staging_.reset();
     for (void* p : weights_) pool_.free(p);
     pool_.free(workspace_);
-    cudaStreamDestroy(stream_);
+    if (stream_) cudaStreamDestroy(stream_);
   }
 
   const backend_caps& caps() const override { return caps_; }
@@ -107,12 +142,24 @@ class cuda_backend final : public backend {
   }
   void free(void* ptr) override {
     use_device();
+    weights_.erase(ptr);  // a weight freed by its caller is not freed again at the end
     pool_.free(ptr);
   }
   void copy_to_device(void* dst, const void* src, std::size_t bytes) override {
     use_device();
-    // From pageable memory the call returns once src has been read, so the caller may reuse it.
-    DSRT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
+    if (bytes == 0) return;
+    if (bytes <= staged_copy_bytes_max) {
+      // Through the pinned ring: queued, and the caller may reuse src at once.
+      staging_->begin(staging::round_up(bytes));
+      const void* staged = staging_->add(std::span(static_cast<const std::byte*>(src), bytes));
+      staging_->flush();
+      DSRT_CUDA_CHECK(cudaMemcpyAsync(dst, staged, bytes, cudaMemcpyDeviceToDevice, stream_));
+    } else {
+      // Large copies (weights, at load) wait: whether an asynchronous copy from pageable
+      // memory has read src when it returns is not promised everywhere (HMM, ATS systems).
+      DSRT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
+      DSRT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    }
   }
   void copy_to_host(void* dst, const void* src, std::size_t bytes) override {
     use_device();
@@ -122,21 +169,39 @@ class cuda_backend final : public backend {
   void copy_device(void* dst, const void* src, std::size_t bytes) override {
     use_device();
     const auto d = reinterpret_cast<std::uintptr_t>(dst), s = reinterpret_cast<std::uintptr_t>(src);
-    DSRT_ASSERT(d + bytes <= s || s + bytes <= d || d == s,
-                "overlapping device copy of {} bytes", bytes);
-    if (bytes > 0 && d != s)
+    if (bytes == 0 || d == s) return;
+    if (d + bytes <= s || s + bytes <= d) {
       DSRT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
+      return;
+    }
+    // Overlapping ranges (memmove on the CPU): through a scratch copy.
+    void* tmp = copy_scratch_.get(bytes);
+    DSRT_CUDA_CHECK(cudaMemcpyAsync(tmp, src, bytes, cudaMemcpyDeviceToDevice, stream_));
+    DSRT_CUDA_CHECK(cudaMemcpyAsync(dst, tmp, bytes, cudaMemcpyDeviceToDevice, stream_));
   }
+  // f16 weights are stored as f32: the CPU multiplies them with f32 activations, and
+  // rounding activations to f16 for a tensor-core product would turn |x| > 65504 into inf.
   weight_ref upload_weight(const weight_ref& host) override {
     use_device();
     DSRT_ASSERT(host.type != dtype::f8_e4m3, "the CUDA backend takes no f8_e4m3 weights yet");
-    const std::size_t bytes = std::size_t(host.rows * host.cols) * dtype_size(host.type);
+    const std::int64_t count = host.rows * host.cols;
+    weight_ref ref = host;
+    const void* bytes_from = host.data;
+    if (host.type == dtype::f16) {
+      widened_.resize(std::size_t(count));
+      for (std::int64_t i = 0; i < count; ++i)
+        widened_[std::size_t(i)] = f16_to_f32(static_cast<const std::uint16_t*>(host.data)[i]);
+      bytes_from = widened_.data();
+      ref.type = dtype::f32;
+    }
+    const std::size_t bytes = std::size_t(count) * dtype_size(ref.type);
     void* device = pool_.alloc(bytes);
     DSRT_ASSERT(device != nullptr, "device memory exhausted uploading a {}x{} weight", host.rows,
                 host.cols);
-    weights_.push_back(device);
-    DSRT_CUDA_CHECK(cudaMemcpyAsync(device, host.data, bytes, cudaMemcpyHostToDevice, stream_));
-    weight_ref ref = host;
+    weights_.insert(device);
+    DSRT_CUDA_CHECK(cudaMemcpyAsync(device, bytes_from, bytes, cudaMemcpyHostToDevice, stream_));
+    DSRT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    if (host.type == dtype::f16) std::vector<float>().swap(widened_);
     ref.data = device;
     return ref;
   }
@@ -168,22 +233,36 @@ class cuda_backend final : public backend {
     use_device();
     if (n <= 0 || parts.empty()) return;
     const std::int64_t cols = parts[0].w.cols;
-    converted_ = {};  // x is converted at most once per dtype for the whole group
     for (const auto& p : parts) {
       DSRT_ASSERT(p.w.cols == cols, "grouped matmul parts differ in width: {} vs {}", p.w.cols, cols);
-      product(x, n, cols, p.w, p.y, p.w.rows);
+      DSRT_ASSERT(p.w.type != dtype::f8_e4m3, "the CUDA backend takes no f8_e4m3 weights yet");
+    }
+    if (n <= skinny_rows_limit) {
+      // Parts of one dtype share launches, skinny_parts_max at a time.
+      for (std::size_t i = 0; i < parts.size();) {
+        skinny_gemm g{x, n, cols, cols, parts[i].w.type, 0, {}};
+        while (i < parts.size() && g.parts < skinny_parts_max && parts[i].w.type == g.w_type) {
+          g.part[g.parts++] = {parts[i].w.data, 0, parts[i].w.rows, parts[i].y, parts[i].w.rows};
+          ++i;
+        }
+        launch_skinny_gemm(g, stream_);
+      }
+    } else {
+      converted_ = {};  // x is converted at most once per dtype for the whole group
+      for (const auto& p : parts) product(x, n, cols, p.w, p.y, p.w.rows);
+    }
+    for (const auto& p : parts)
       if (p.bias.data != nullptr)
         launch_add_bias(p.y, n, p.w.rows, p.w.rows, p.bias.data, p.bias.type, stream_);
-    }
   }
 
   void matmul_batch(std::span<const matmul_task> tasks) override {
     use_device();
-    for (const auto& t : tasks) {
-      if (t.n <= 0) continue;
-      converted_ = {};
-      product(t.x, t.n, t.w.cols, t.w, t.y, t.w.rows);
-    }
+    // Tasks on the same x (a shared expert's gate and up) share its conversion: outputs
+    // never overlap inputs (the interface's REQUIRES), so x cannot change within the call.
+    converted_ = {};
+    for (const auto& t : tasks)
+      if (t.n > 0) product(t.x, t.n, t.w.cols, t.w, t.y, t.w.rows);
   }
 
   void rms_norm(const float* x, std::int64_t n, const weight_ref& gamma, float eps,
@@ -210,12 +289,10 @@ class cuda_backend final : public backend {
     DSRT_ASSERT(std::int64_t(positions.size()) == n, "positions {} rows {}", positions.size(), n);
     DSRT_ASSERT(head_stride >= head_dim, "head stride {} < head_dim {}", head_stride, head_dim);
     const std::span<const float> inv_freq(table.inv_freq);
-    staging_->begin(staging::round_up(positions.size_bytes()) +
-                    staging::round_up(inv_freq.size_bytes()));
+    const auto staged = staging_->put({std::as_bytes(positions), std::as_bytes(inv_freq)}, rope_staged_);
     rope_launch r;
-    r.positions = staging_->add(positions);
-    r.inv_freq = staging_->add(inv_freq);
-    staging_->flush();
+    r.positions = static_cast<const std::int32_t*>(staged[0]);
+    r.inv_freq = static_cast<const float*>(staged[1]);
     r.x = x;
     r.rows = n;
     r.heads = heads;
@@ -233,22 +310,28 @@ class cuda_backend final : public backend {
     const std::int64_t out = w.rows / heads;
     DSRT_ASSERT(x_head_stride >= w.cols && y_head_stride >= out, "strides {} {} for {}x{}",
                 x_head_stride, y_head_stride, out, w.cols);
+    DSRT_ASSERT(heads <= 65535, "{} heads", heads);
     if (n <= 0) return;
+    const weight_ref& wd = w;
     const std::int64_t ldx = heads * x_head_stride, ldy = heads * y_head_stride;
-    if (n > skinny_rows_limit && w.type != dtype::f32) {
-      // One batched product over the heads (x converted whole, its gaps included).
-      const void* xc = converted(x, n * ldx, w.type);
-      gemm_problem g{w.type, w.data, out, w.cols, xc, n, ldx, y, ldy, heads,
+    converted_ = {};
+    if (n > skinny_rows_limit && wd.type != dtype::f32) {
+      // One batched product over the heads. x is converted up to its last element used (the
+      // gaps between heads included), not past it: x may be a view inside a larger buffer.
+      const std::int64_t used = (n - 1) * ldx + (heads - 1) * x_head_stride + w.cols;
+      const void* xc = converted(x, used, wd.type);
+      gemm_problem g{wd.type, wd.data, out, w.cols, xc, n, ldx, y, ldy, heads,
                      out * w.cols, x_head_stride, y_head_stride};
-      converted_ = {};
       if (gemm_->run(g)) return;
     }
-    for (int h = 0; h < heads; ++h) {
-      const weight_ref wh = rows_view(w, h * out, (h + 1) * out);
-      launch_skinny_gemm({x + h * x_head_stride, n, w.cols, ldx, wh.data, w.type, out,
-                          y + h * y_head_stride, ldy},
-                         stream_);
-    }
+    // Few rows (or no algorithm): the skinny kernel, one launch for every head.
+    skinny_gemm g{x, n, w.cols, ldx, wd.type, 1, {}};
+    g.part[0] = {wd.data, 0, out, y, ldy};
+    g.batch = heads;
+    g.w_batch_stride = out * w.cols;
+    g.x_batch_stride = x_head_stride;
+    g.y_batch_stride = y_head_stride;
+    launch_skinny_gemm(g, stream_);
   }
 
   void gather_rows(const float* src, std::int64_t dim, std::span<const std::int32_t> rows,
@@ -352,8 +435,7 @@ class cuda_backend final : public backend {
   }
 
  private:
-  // CUDA's current device is per host thread, and an actor may run on any scheduler thread.
-  void use_device() const { DSRT_CUDA_CHECK(cudaSetDevice(device_)); }
+  void use_device() const { DSRT_CUDA_CHECK(set_device(device_)); }
 
   // x [n, count / n] as `type` (f16 or bf16) in device scratch, converted once per group.
   const void* converted(const float* x, std::int64_t count, dtype type) {
@@ -374,7 +456,9 @@ class cuda_backend final : public backend {
                                             : converted(x, n * cols, w.type);
       if (gemm_->run({w.type, w.data, w.rows, cols, xc, n, cols, y, ldy})) return;
     }
-    launch_skinny_gemm({x, n, cols, cols, w.data, w.type, w.rows, y, ldy}, stream_);
+    skinny_gemm g{x, n, cols, cols, w.type, 1, {}};
+    g.part[0] = {w.data, 0, w.rows, y, ldy};
+    launch_skinny_gemm(g, stream_);
   }
 
   // The rows each sequence writes and their cache slots, staged as device_rows_/device_slots_.
@@ -388,10 +472,9 @@ class cuda_backend final : public backend {
       }
     const std::span<const std::int32_t> rows(slot_rows_);
     const std::span<const std::int64_t> slots(slots_);
-    staging_->begin(staging::round_up(rows.size_bytes()) + staging::round_up(slots.size_bytes()));
-    device_rows_ = staging_->add(rows);
-    device_slots_ = staging_->add(slots);
-    staging_->flush();
+    const auto staged = staging_->put({std::as_bytes(rows), std::as_bytes(slots)}, slots_staged_);
+    device_rows_ = static_cast<const std::int32_t*>(staged[0]);
+    device_slots_ = static_cast<const std::int64_t*>(staged[1]);
   }
 
   // Every query row of the sequences and their block tables, staged into a.
@@ -415,10 +498,9 @@ class cuda_backend final : public backend {
     }
     const std::span<const attention_row> rows(attention_rows_);
     const std::span<const std::int32_t> tables(tables_);
-    staging_->begin(staging::round_up(rows.size_bytes()) + staging::round_up(tables.size_bytes()));
-    a.rows = staging_->add(rows);
-    a.block_tables = staging_->add(tables);
-    staging_->flush();
+    const auto staged = staging_->put({std::as_bytes(rows), std::as_bytes(tables)}, attention_staged_);
+    a.rows = static_cast<const attention_row*>(staged[0]);
+    a.block_tables = static_cast<const std::int32_t*>(staged[1]);
     a.row_count = int(attention_rows_.size());
     a.context_max = context_max;
   }
@@ -439,17 +521,20 @@ class cuda_backend final : public backend {
   };
 
   int device_;
+  std::size_t staging_bytes_;
   int sms_ = 1;
   backend_caps caps_;
   cudaStream_t stream_ = nullptr;
   device_pool pool_;
   device_scratch x_converted_;
   device_scratch attention_scratch_;
+  device_scratch copy_scratch_;
   conversion converted_;
   void* workspace_ = nullptr;
   std::unique_ptr<staging> staging_;
   std::unique_ptr<lt_gemm> gemm_;
-  std::vector<void*> weights_;    // uploaded weights, freed with the backend
+  std::unordered_set<void*> weights_;  // uploaded weights, freed with the backend
+  std::vector<float> widened_;         // an f16 weight as f32, during its upload
   // Host metadata scratch, reused (no allocation per step once warm).
   std::vector<std::int32_t> slot_rows_;
   std::vector<std::int64_t> slots_;
@@ -457,11 +542,11 @@ class cuda_backend final : public backend {
   const std::int64_t* device_slots_ = nullptr;
   std::vector<attention_row> attention_rows_;
   std::vector<std::int32_t> tables_;
+  // What the last rope, cache write and attention staged: the next layer of the same step
+  // passes the same arrays and reuses the device copies.
+  staged_arrays rope_staged_, slots_staged_, attention_staged_;
 };
 
-std::string error_text(const char* what, cudaError_t e) {
-  return std::string(what) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")";
-}
 
 }  // namespace
 
@@ -489,7 +574,7 @@ std::unique_ptr<backend> make_cuda_backend(const cuda_backend_options& options, 
     return nullptr;
   }
   cudaDeviceProp props{};
-  cudaError_t e = cudaSetDevice(options.device);
+  cudaError_t e = set_device(options.device);
   if (e == cudaSuccess) e = cudaFree(nullptr);  // creates the context now, not mid-step
   if (e == cudaSuccess) e = cudaGetDeviceProperties(&props, options.device);
   if (e != cudaSuccess) {
@@ -497,7 +582,12 @@ std::unique_ptr<backend> make_cuda_backend(const cuda_backend_options& options, 
     if (why) *why = error_text(("cuda:" + std::to_string(options.device)).c_str(), e);
     return nullptr;
   }
-  return std::make_unique<cuda_backend>(options, props);
+  auto backend = std::make_unique<cuda_backend>(options, props);
+  if (std::string failed = backend->init(); !failed.empty()) {
+    if (why) *why = "cuda:" + std::to_string(options.device) + ": " + failed;
+    return nullptr;
+  }
+  return backend;
 }
 
 }  // namespace dsrt::kernels

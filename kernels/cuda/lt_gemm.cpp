@@ -22,11 +22,15 @@ cudaDataType_t data_type(dtype t) {
   return CUDA_R_32F;
 }
 
-// The largest power of two dividing the address, at most 256 (cuBLASLt's default assumption).
-int alignment_of(const void* p) {
-  const auto address = reinterpret_cast<std::uintptr_t>(p);
-  if (address == 0) return 256;
-  return int(std::min<std::uintptr_t>(256, address & (~address + 1)));
+// The largest power of two dividing the address and the byte sizes of the leading dimension
+// and batch stride (each product of a batch starts one stride further on), at most 256
+// (cuBLASLt's default assumption).
+int alignment_of(const void* p, std::int64_t ld, std::int64_t batch_stride, int batch,
+                 std::size_t element_bytes) {
+  std::uintptr_t bits = reinterpret_cast<std::uintptr_t>(p) | 256;
+  bits |= std::uintptr_t(ld) * element_bytes;
+  if (batch > 1) bits |= std::uintptr_t(batch_stride) * element_bytes;
+  return int(bits & (~bits + 1));
 }
 
 cublasLtMatrixLayout_t make_layout(cudaDataType_t type, std::int64_t rows, std::int64_t cols,
@@ -70,10 +74,9 @@ std::size_t lt_gemm::key_hash::operator()(const key& k) const {
   return h;
 }
 
-lt_gemm::lt_gemm(cudaStream_t stream, void* workspace, std::size_t workspace_bytes)
-    : stream_(stream), workspace_(workspace), workspace_bytes_(workspace_bytes) {
-  DSRT_CUBLAS_CHECK(cublasLtCreate(&handle_));
-}
+lt_gemm::lt_gemm(cublasLtHandle_t handle, cudaStream_t stream, void* workspace,
+                 std::size_t workspace_bytes)
+    : stream_(stream), workspace_(workspace), workspace_bytes_(workspace_bytes), handle_(handle) {}
 
 lt_gemm::~lt_gemm() {
   plans_.clear();
@@ -120,8 +123,12 @@ const lt_gemm::plan* lt_gemm::plan_for(const key& k) {
 
 bool lt_gemm::run(const gemm_problem& g) {
   if (g.n <= 0 || g.m <= 0) return true;
+  const std::size_t in_bytes = dtype_size(g.type);
   const key k{g.type, g.m, g.n, g.k, g.ldx, g.ldy, g.batch, g.w_batch_stride, g.x_batch_stride,
-              g.y_batch_stride, alignment_of(g.w), alignment_of(g.x), alignment_of(g.y)};
+              g.y_batch_stride,
+              alignment_of(g.w, g.k, g.w_batch_stride, g.batch, in_bytes),
+              alignment_of(g.x, g.ldx, g.x_batch_stride, g.batch, in_bytes),
+              alignment_of(g.y, g.ldy, g.y_batch_stride, g.batch, sizeof(float))};
   const plan* p = plan_for(k);
   if (!p->found) return false;
   const float one = 1.0f, zero = 0.0f;

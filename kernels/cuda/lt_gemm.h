@@ -30,7 +30,9 @@ struct gemm_problem {
 
 class lt_gemm {
  public:
-  lt_gemm(cudaStream_t stream, void* workspace, std::size_t workspace_bytes);
+  // Takes ownership of handle (cublasLtCreate's, made by the caller so that its failure is
+  // the caller's error to report).
+  lt_gemm(cublasLtHandle_t handle, cudaStream_t stream, void* workspace, std::size_t workspace_bytes);
   ~lt_gemm();
   lt_gemm(const lt_gemm&) = delete;
   lt_gemm& operator=(const lt_gemm&) = delete;

@@ -8,21 +8,31 @@ namespace {
 
 constexpr int warps = 8;
 
-// Warp (block, warp) computes column c = blockIdx.x * warps + warp for rows [0, n) of x.
-// bf16 weights whose rows are 16-byte aligned are read 8 elements per lane per load.
+// Warp (block, warp) computes column c = blockIdx.x * warps + warp of the parts' columns laid
+// end to end, for rows [0, n) of x. bf16 weights whose rows are 16-byte aligned are read 8
+// elements per lane per load.
 template <dtype T, int Rows>
 __global__ void __launch_bounds__(warps * 32) skinny_kernel(skinny_gemm g) {
   const int lane = threadIdx.x % 32;
-  const std::int64_t c = std::int64_t(blockIdx.x) * warps + threadIdx.x / 32;
-  if (c >= g.m) return;
+  std::int64_t c = std::int64_t(blockIdx.x) * warps + threadIdx.x / 32;
+  int p = 0;
+  while (p < g.parts && c >= g.part[p].m) c -= g.part[p++].m;
+  if (p == g.parts) return;
+  // This block's product of the batch.
+  skinny_part part = g.part[p];
+  constexpr std::int64_t element_bytes = T == dtype::f32 ? 4 : 2;
+  part.w = static_cast<const char*>(part.w) + std::int64_t(blockIdx.y) * g.w_batch_stride * element_bytes;
+  part.x_offset += std::int64_t(blockIdx.y) * g.x_batch_stride;
+  part.y += std::int64_t(blockIdx.y) * g.y_batch_stride;
   float sum[Rows];
 #pragma unroll
   for (int r = 0; r < Rows; ++r) sum[r] = 0.0f;
   const std::int64_t row_offset = c * g.k;
   const bool vector = T == dtype::bf16 && g.k % 8 == 0 &&
-                      reinterpret_cast<std::uintptr_t>(g.w) % 16 == 0;
+                      reinterpret_cast<std::uintptr_t>(part.w) % 16 == 0;
   if (vector) {
-    const uint4* wv = reinterpret_cast<const uint4*>(static_cast<const std::uint16_t*>(g.w) + row_offset);
+    const uint4* wv =
+        reinterpret_cast<const uint4*>(static_cast<const std::uint16_t*>(part.w) + row_offset);
     for (std::int64_t v = lane; v < g.k / 8; v += 32) {
       const uint4 packed = wv[v];
       const std::uint32_t words[4] = {packed.x, packed.y, packed.z, packed.w};
@@ -35,18 +45,18 @@ __global__ void __launch_bounds__(warps * 32) skinny_kernel(skinny_gemm g) {
 #pragma unroll
       for (int r = 0; r < Rows; ++r) {
         if (r >= g.n) break;
-        const float* xr = g.x + r * g.ldx + v * 8;
+        const float* xr = g.x + part.x_offset + r * g.ldx + v * 8;
 #pragma unroll
         for (int e = 0; e < 8; ++e) sum[r] = fmaf(w8[e], xr[e], sum[r]);
       }
     }
   } else {
     for (std::int64_t i = lane; i < g.k; i += 32) {
-      const float w = load_f32<T>(g.w, row_offset + i);
+      const float w = load_f32<T>(part.w, row_offset + i);
 #pragma unroll
       for (int r = 0; r < Rows; ++r) {
         if (r >= g.n) break;
-        sum[r] = fmaf(w, g.x[r * g.ldx + i], sum[r]);
+        sum[r] = fmaf(w, g.x[part.x_offset + r * g.ldx + i], sum[r]);
       }
     }
   }
@@ -54,26 +64,33 @@ __global__ void __launch_bounds__(warps * 32) skinny_kernel(skinny_gemm g) {
   for (int r = 0; r < Rows; ++r) {
     if (r >= g.n) break;
     const float total = warp_sum(sum[r]);
-    if (lane == 0) g.y[r * g.ldy + c] = total;
+    if (lane == 0) part.y[r * part.ldy + c] = total;
   }
 }
 
 }  // namespace
 
 void launch_skinny_gemm(const skinny_gemm& g, cudaStream_t stream) {
-  if (g.n <= 0 || g.m <= 0) return;
-  const std::int64_t blocks = (g.m + warps - 1) / warps;
-  DSRT_CU_ASSERT(blocks <= 0x7fffffff, std::to_string(g.m) + " output columns");
+  if (g.n <= 0) return;
+  DSRT_CU_ASSERT(g.parts >= 1 && g.parts <= skinny_parts_max,
+                 std::to_string(g.parts) + " parts in one skinny GEMM");
+  std::int64_t columns = 0;
+  for (int p = 0; p < g.parts; ++p) columns += g.part[p].m;
+  if (columns <= 0) return;
+  const std::int64_t blocks = (columns + warps - 1) / warps;
+  DSRT_CU_ASSERT(blocks <= 0x7fffffff && g.batch >= 1 && g.batch <= 65535,
+                 std::to_string(columns) + " output columns, batch " + std::to_string(g.batch));
+  const dim3 grid(unsigned(blocks), unsigned(g.batch));
   for (std::int64_t r0 = 0; r0 < g.n; r0 += skinny_rows_max) {
     skinny_gemm chunk = g;
     chunk.x = g.x + r0 * g.ldx;
-    chunk.y = g.y + r0 * g.ldy;
     chunk.n = std::min<std::int64_t>(skinny_rows_max, g.n - r0);
+    for (int p = 0; p < g.parts; ++p) chunk.part[p].y = g.part[p].y + r0 * g.part[p].ldy;
     dispatch_dtype(g.w_type, [&]<dtype T>() {
       if (chunk.n == 1) {
-        skinny_kernel<T, 1><<<unsigned(blocks), warps * 32, 0, stream>>>(chunk);
+        skinny_kernel<T, 1><<<grid, warps * 32, 0, stream>>>(chunk);
       } else {
-        skinny_kernel<T, skinny_rows_max><<<unsigned(blocks), warps * 32, 0, stream>>>(chunk);
+        skinny_kernel<T, skinny_rows_max><<<grid, warps * 32, 0, stream>>>(chunk);
       }
     });
     DSRT_CUDA_CHECK_LAUNCH();

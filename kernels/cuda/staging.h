@@ -7,24 +7,42 @@
 //   const int* ids = staging_.add(host_ids);  // device pointer, valid for kernels queued next
 //   staging_.flush();                         // one cudaMemcpyAsync for the operation
 //
+// or, for arrays that every layer of a step passes again unchanged (positions, cache slots,
+// attention rows), put() with a staged_arrays record: equal arrays staged in the same epoch
+// are not copied again, their earlier device copies are returned.
+//
 // The buffer is a ring restarted at offset 0 when an operation does not fit in what is left;
 // before reusing it, begin() waits for the stream, since queued copies and kernels may still
-// read the old contents. An operation larger than the whole buffer grows it.
+// read the old contents. An operation larger than the whole buffer grows it. Each restart
+// (and reset_after_sync) begins a new epoch: device copies from an older one are gone.
 // Thread safety: none (one caller at a time, as the backend).
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <span>
+#include <vector>
 
 #include "kernels/assert.h"
 
 namespace dsrt::kernels::cuda {
 
+// What put() staged last for one caller: the arrays' bytes and their device copies.
+struct staged_arrays {
+  std::uint64_t epoch = 0;  // 0: nothing staged yet
+  std::vector<std::byte> bytes;
+  std::vector<std::size_t> sizes;
+  std::vector<const void*> device;
+};
+
 class staging {
  public:
-  staging(cudaStream_t stream, std::size_t bytes);
+  explicit staging(cudaStream_t stream) : stream_(stream) {}
   ~staging();
+  // The first buffer; an error (out of device or pinned memory) leaves the staging unusable.
+  cudaError_t reserve(std::size_t bytes);
   staging(const staging&) = delete;
   staging& operator=(const staging&) = delete;
 
@@ -41,14 +59,22 @@ class staging {
     return device;
   }
   void flush();
+  // begin(), add() of each array, flush() in one call; with `last`, arrays equal to those it
+  // recorded in this epoch are not staged again (see above). Returns the device copies.
+  std::span<const void* const> put(std::initializer_list<std::span<const std::byte>> arrays,
+                                   staged_arrays& last);
   // The stream has finished everything queued: the whole buffer is free again.
-  void reset_after_sync() { offset_ = flushed_ = reserved_end_ = 0; }
+  void reset_after_sync() {
+    offset_ = flushed_ = reserved_end_ = 0;
+    ++epoch_;
+  }
+  std::uint64_t epoch() const { return epoch_; }
 
   static std::size_t round_up(std::size_t bytes) { return (bytes + 15) / 16 * 16; }
   std::size_t capacity() const { return capacity_; }
 
  private:
-  void allocate(std::size_t bytes);
+  cudaError_t allocate(std::size_t bytes);
   void release();
 
   cudaStream_t stream_;
@@ -58,6 +84,7 @@ class staging {
   std::size_t offset_ = 0;        // next free byte
   std::size_t flushed_ = 0;       // bytes before this are copied (or queued)
   std::size_t reserved_end_ = 0;  // begin()'s room ends here
+  std::uint64_t epoch_ = 1;
 };
 
 }  // namespace dsrt::kernels::cuda

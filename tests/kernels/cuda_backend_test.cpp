@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -91,6 +92,46 @@ TEST_F(CudaVsCpu, CopiesRoundTripAndDeviceCopiesMove) {
   float* b = upload(std::vector<float>(1000, 0.f));
   gpu_->copy_device(b, a, 1000 * sizeof(float));
   EXPECT_EQ(download(b, 1000), x);
+}
+
+TEST_F(CudaVsCpu, OverlappingDeviceCopiesMoveLikeMemmoveAndSmallUploadsOwnTheirBytes) {
+  std::vector<float> x = random_floats(1000, 4);
+  float* a = upload(x);
+  gpu_->copy_device(a + 10, a, 900 * sizeof(float));  // overlapping, forwards
+  std::vector<float> expected = x;
+  std::memmove(expected.data() + 10, expected.data(), 900 * sizeof(float));
+  EXPECT_EQ(download(a, 1000), expected);
+  // A small upload goes through the staging ring: the caller may overwrite its bytes at once.
+  std::vector<float> host = random_floats(100, 5);
+  const std::vector<float> sent = host;
+  float* b = upload(std::vector<float>(100, 0.f));
+  gpu_->copy_to_device(b, host.data(), 100 * sizeof(float));
+  std::fill(host.begin(), host.end(), -1.f);
+  EXPECT_EQ(download(b, 100), sent);
+}
+
+TEST_F(CudaVsCpu, AWeightItsCallerFreesIsNotFreedAgain) {
+  const auto w = make_weights(dtype::bf16, 4, 8, 1);
+  const weight_ref ref = gpu_->upload_weight(w.ref);
+  gpu_->free(const_cast<void*>(ref.data));
+  gpu_.reset();  // would abort on a double free ("did not hand out")
+  SUCCEED();
+}
+
+TEST_F(CudaVsCpu, F16WeightsTakeActivationsBeyondTheF16Range) {
+  // The CPU multiplies f16 weights by f32 activations; 7e4 is past f16's largest (65504).
+  for (std::int64_t n : {1, 12}) {
+    const auto w = make_weights(dtype::f16, 16, 32, 2);
+    auto x = random_floats(std::size_t(n * 32), 3);
+    x[0] = 7e4f;
+    std::vector<float> expected(std::size_t(n * 16));
+    cpu_->matmul(x.data(), n, w.ref, {}, expected.data());
+    float* y = upload(std::vector<float>(expected.size(), NAN));
+    gpu_->matmul(upload(x), n, upload_weight(w), {}, y);
+    const auto got = download(y, expected.size());
+    for (float v : got) ASSERT_TRUE(std::isfinite(v)) << "n=" << n;
+    EXPECT_LT(relative_error(got, expected), 1e-5) << "n=" << n;
+  }
 }
 
 TEST_F(CudaVsCpu, MatmulMatchesCpuOnEveryDtypeAndShape) {
