@@ -177,6 +177,12 @@ class backend {
   // dst[rows[i], :] += weights[i] * src[i, :] in order of i (rows, weights: host).
   virtual void scatter_add_rows(float* dst, std::int64_t dim, std::span<const std::int32_t> rows,
                                 std::span<const float> weights, const float* src) = 0;
+  // Greedy sampling where the logits are: ids[r] = the lowest index of the largest value of
+  // row r of x [rows, cols], NaN ignored (0 when a row is all NaN), as the engine's greedy
+  // sampler picks. ids is host memory; the call returns when the ids are there, so on a GPU
+  // only the ids cross to the host, not the rows.
+  virtual void argmax_rows(const float* x, std::int64_t rows, std::int64_t cols,
+                           std::int32_t* ids) = 0;
   // Writes keys / values [n, kv_heads * head_dim] of the sequences' new tokens into the cache
   // at their positions (rows of each sequence as in attention_sequence).
   virtual void kv_write(const kv_layer& cache, std::span<const attention_sequence> seqs,

@@ -49,7 +49,8 @@ double seconds_since(clock_type::time_point start) {
   return std::chrono::duration<double>(clock_type::now() - start).count();
 }
 
-// Prefills `batch` random prompts, then decodes `gen` greedy tokens for all of them.
+// Prefills `batch` random prompts, then decodes `gen` greedy tokens for all of them. The
+// greedy tokens are picked by the backend (forward_greedy): a GPU sends back ids, not logits.
 // measure_bandwidth: false for the warm-up run, which reports nothing.
 result<batch_result> run_batch(engine::causal_lm& model, kernels::backend& backend, int batch,
                                const engine_bench_flags& f, bool measure_bandwidth) {
@@ -67,10 +68,9 @@ result<batch_result> run_batch(engine::causal_lm& model, kernels::backend& backe
                         "batch {} x {} tokens does not fit the KV cache; raise --kv-cache-mb", batch,
                         f.prompt_len + f.gen);
   }
-  std::vector<float> logits;
+  std::vector<std::int32_t> ids;
   std::vector<engine::step_sequence> step;
   std::vector<std::int32_t> next(prompts.size());
-  engine::sampler greedy({});
 
   // Prefill: steps of at most step_tokens_max tokens, whole prompts where they fit and
   // chunks of a prompt where they do not; a prompt's first token is sampled after its last
@@ -97,12 +97,10 @@ result<batch_result> run_batch(engine::causal_lm& model, kernels::backend& backe
         done_in_prompt = 0;
       }
     }
-    DSRT_TRY(model.forward(step, logits));
+    DSRT_TRY(model.forward_greedy(step, ids));
     for (std::size_t i = 0; i < step.size(); ++i) {
-      const std::size_t s = owner[i];
       const bool last_chunk = step[i].first_position + std::int64_t(step[i].tokens.size()) == f.prompt_len;
-      if (last_chunk)
-        next[s] = greedy.sample(std::span(logits).subspan(i * std::size_t(c.vocab_size), std::size_t(c.vocab_size)));
+      if (last_chunk) next[owner[i]] = ids[i];
     }
   }
   const double prefill_s = seconds_since(prefill_start);
@@ -126,10 +124,9 @@ result<batch_result> run_batch(engine::causal_lm& model, kernels::backend& backe
     step.clear();
     for (std::size_t s = 0; s < prompts.size(); ++s)
       step.push_back({std::span(&next[s], 1), f.prompt_len + t, seqs[s].table, false});
-    DSRT_TRY(model.forward(step, logits));
+    DSRT_TRY(model.forward_greedy(step, ids));
     weight_bytes += double(model.last_step_weight_bytes());
-    for (std::size_t s = 0; s < prompts.size(); ++s)
-      next[s] = greedy.sample(std::span(logits).subspan(s * std::size_t(c.vocab_size), std::size_t(c.vocab_size)));
+    next = ids;
   }
   const double decode_s = seconds_since(decode_start);
   r.decode_tokens_per_s = double(batch) * f.gen / decode_s;

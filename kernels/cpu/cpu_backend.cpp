@@ -238,6 +238,21 @@ class cpu_backend final : public backend {
                       dim);
   }
 
+  void argmax_rows(const float* x, std::int64_t rows, std::int64_t cols,
+                   std::int32_t* ids) override {
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const float* row = x + r * cols;
+      float best = -INFINITY;
+      std::int64_t at = -1;
+      for (std::int64_t i = 0; i < cols; ++i)
+        if (row[i] > best || (row[i] == best && at < 0)) {
+          best = row[i];
+          at = i;
+        }
+      ids[r] = std::int32_t(at < 0 ? 0 : at);
+    }
+  }
+
   void kv_write(const kv_layer& cache, std::span<const attention_sequence> seqs,
                 const float* keys, const float* values) override {
     const std::int64_t width = std::int64_t(cache.kv_heads) * cache.head_dim;

@@ -16,6 +16,7 @@
 #include "kernels/cuda/paged_attention.cuh"
 #include "kernels/cuda/rope.cuh"
 #include "kernels/cuda/rows.cuh"
+#include "kernels/cuda/sampling.cuh"
 #include "kernels/cuda/skinny_gemm.cuh"
 #include "kernels/cuda/staging.h"
 #include "kernels/cuda_backend.h"
@@ -94,7 +95,8 @@ class cuda_backend final : public backend {
               [](void* p) { cudaFree(p); }, props.totalGlobalMem),
         x_converted_(pool_),
         attention_scratch_(pool_),
-        copy_scratch_(pool_) {
+        copy_scratch_(pool_),
+        ids_scratch_(pool_) {
     sms_ = props.multiProcessorCount;
     caps_.name = "cuda:" + std::to_string(device_);
     caps_.detail = std::string(props.name) + " sm_" + std::to_string(props.major) +
@@ -355,6 +357,15 @@ class cuda_backend final : public backend {
                             stream_);
   }
 
+  void argmax_rows(const float* x, std::int64_t rows, std::int64_t cols,
+                   std::int32_t* ids) override {
+    use_device();
+    if (rows <= 0) return;
+    auto* device_ids = static_cast<std::int32_t*>(ids_scratch_.get(std::size_t(rows) * sizeof(std::int32_t)));
+    launch_argmax_rows(x, rows, cols, device_ids, stream_);
+    copy_to_host(ids, device_ids, std::size_t(rows) * sizeof(std::int32_t));
+  }
+
   void kv_write(const kv_layer& cache, std::span<const attention_sequence> seqs,
                 const float* keys, const float* values) override {
     use_device();
@@ -529,6 +540,7 @@ class cuda_backend final : public backend {
   device_scratch x_converted_;
   device_scratch attention_scratch_;
   device_scratch copy_scratch_;
+  device_scratch ids_scratch_;
   conversion converted_;
   void* workspace_ = nullptr;
   std::unique_ptr<staging> staging_;

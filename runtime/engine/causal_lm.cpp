@@ -146,7 +146,7 @@ status causal_lm::validate(std::span<const step_sequence> seqs, std::int64_t& to
   return ok_status();
 }
 
-status causal_lm::forward(std::span<const step_sequence> seqs, std::vector<float>& logits) {
+status causal_lm::run_to_head(std::span<const step_sequence> seqs) {
   std::int64_t n = 0;
   DSRT_TRY(validate(seqs, n));
   const auto& c = config();
@@ -162,9 +162,9 @@ status causal_lm::forward(std::span<const step_sequence> seqs, std::vector<float
     attention_.push_back({row_begin, rows, seq.first_position, seq.block_table.data(),
                           std::int64_t(seq.block_table.size())});
     if (seq.all_logits) {
-      for (std::int64_t i = 0; i < rows; ++i) logit_rows_.push_back(row_begin + i);
+      for (std::int64_t i = 0; i < rows; ++i) logit_rows_.push_back(std::int32_t(row_begin + i));
     } else {
-      logit_rows_.push_back(row_begin + rows - 1);
+      logit_rows_.push_back(std::int32_t(row_begin + rows - 1));
     }
   }
 
@@ -172,18 +172,38 @@ status causal_lm::forward(std::span<const step_sequence> seqs, std::vector<float
   b.embed(embed_, ids_, x_);
   DSRT_TRY(forward_layers(n, x_));
 
-  // Final norm and the head only for the rows whose logits are wanted.
+  // Final norm only for the rows whose logits are wanted (one gather, not a copy per row).
+  b.gather_rows(x_, c.hidden_size, logit_rows_, h_);
+  b.rms_norm(h_, std::int64_t(logit_rows_.size()), final_norm_, float(c.rms_norm_eps), h_);
+  return ok_status();
+}
+
+status causal_lm::forward(std::span<const step_sequence> seqs, std::vector<float>& logits) {
+  DSRT_TRY(run_to_head(seqs));
+  const auto& c = config();
+  auto& b = backend_;
   const std::int64_t out_rows = std::int64_t(logit_rows_.size());
-  const std::size_t row_bytes = std::size_t(c.hidden_size) * sizeof(float);
-  for (std::int64_t r = 0; r < out_rows; ++r)
-    b.copy_device(h_ + r * c.hidden_size, x_ + logit_rows_[r] * c.hidden_size, row_bytes);
-  b.rms_norm(h_, out_rows, final_norm_, float(c.rms_norm_eps), h_);
   logits.resize(std::size_t(out_rows) * std::size_t(c.vocab_size));
   for (std::int64_t r0 = 0; r0 < out_rows; r0 += logits_chunk_rows) {
     const std::int64_t rows = std::min(logits_chunk_rows, out_rows - r0);
     b.matmul(h_ + r0 * c.hidden_size, rows, lm_head_, {}, logits_);
     b.copy_to_host(logits.data() + r0 * c.vocab_size, logits_,
                    std::size_t(rows * c.vocab_size) * sizeof(float));
+  }
+  b.synchronize();
+  return ok_status();
+}
+
+status causal_lm::forward_greedy(std::span<const step_sequence> seqs, std::vector<std::int32_t>& ids) {
+  DSRT_TRY(run_to_head(seqs));
+  const auto& c = config();
+  auto& b = backend_;
+  const std::int64_t out_rows = std::int64_t(logit_rows_.size());
+  ids.resize(std::size_t(out_rows));
+  for (std::int64_t r0 = 0; r0 < out_rows; r0 += logits_chunk_rows) {
+    const std::int64_t rows = std::min(logits_chunk_rows, out_rows - r0);
+    b.matmul(h_ + r0 * c.hidden_size, rows, lm_head_, {}, logits_);
+    b.argmax_rows(logits_, rows, c.vocab_size, ids.data() + r0);
   }
   b.synchronize();
   return ok_status();

@@ -70,6 +70,11 @@ class causal_lm {
   // max_position_embeddings, a block table too short or naming a block outside the cache,
   // an empty sequence, or more than step_tokens_max tokens.
   status forward(std::span<const step_sequence> seqs, std::vector<float>& logits);
+  // The same step, but ids receives, instead of each requested row of logits, its greedy
+  // token (the lowest id of the largest logit, as engine::sampler picks greedily), computed
+  // by the backend where the logits are: a GPU sends back one id per row, not vocab_size
+  // floats. Errors: as forward().
+  status forward_greedy(std::span<const step_sequence> seqs, std::vector<std::int32_t>& ids);
 
   // Applies copy-on-write copies from the block manager to every layer's cache.
   void copy_blocks(std::span<const block_copy> copies);
@@ -105,6 +110,9 @@ class causal_lm {
 
  private:
   status validate(std::span<const step_sequence> seqs, std::int64_t& tokens) const;
+  // Everything up to the LM head: the layers, then the final norm of the rows whose logits
+  // are wanted, in h_ (logit_rows_ lists them).
+  status run_to_head(std::span<const step_sequence> seqs);
 
   std::unique_ptr<model::model_files> files_;
   kernels::backend& backend_;
@@ -121,7 +129,7 @@ class causal_lm {
   // Host-side per-step metadata, kept to avoid allocating every step.
   std::vector<std::int32_t> ids_, positions_;
   std::vector<kernels::attention_sequence> attention_;
-  std::vector<std::int64_t> logit_rows_;
+  std::vector<std::int32_t> logit_rows_;   // rows of the step whose logits are wanted
 };
 
 // The model for files->config.arch. Errors: invalid_argument when the options cannot hold

@@ -21,7 +21,7 @@ sampler::sampler(const sampling_params& params) : params_(params) {}
 std::int32_t sampler::sample(std::span<const float> logits, std::uint64_t draw_index) {
   DSRT_ASSERT(!logits.empty());
   next_draw_ = draw_index + 1;
-  if (params_.temperature < greedy_temperature_below || params_.top_k == 1) {
+  if (is_greedy(params_)) {
     // Greedy: the max over 16 independent lanes (so it vectorizes), then the first id that
     // holds it (lowest id on ties).
     constexpr int lanes = 16;

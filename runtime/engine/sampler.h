@@ -28,6 +28,12 @@ struct sampling_params {
 // top_k >= 0, top_p (0, 1], min_p [0, 1].
 status validate(const sampling_params& p);
 
+// Whether params pick the largest logit (lowest id on ties) without drawing: a backend can
+// then sample where the logits are (causal_lm::forward_greedy).
+inline bool is_greedy(const sampling_params& p) {
+  return p.temperature < greedy_temperature_below || p.top_k == 1;
+}
+
 using rng = xoshiro256;
 
 // One per request. REQUIRES: validate(params) succeeded.

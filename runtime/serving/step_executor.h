@@ -62,6 +62,7 @@ class model_executor final : public step_executor {
   batching::block_tables tables_;   // each sequence's, from plan to plan
   std::vector<engine::step_sequence> step_;
   std::vector<float> logits_;
+  std::vector<std::int32_t> greedy_ids_;
 };
 
 // Deterministic tokens in [first_token, vocab) from the sequence's last token and draw

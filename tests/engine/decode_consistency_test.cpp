@@ -4,6 +4,7 @@
 
 #include <iostream>
 
+#include "runtime/engine/sampler.h"
 #include "tests/engine/engine_test_util.h"
 
 namespace dsrt::engine {
@@ -108,6 +109,32 @@ TEST_P(DecodeConsistency, LastTokenLogitsAreTheLastRow) {
   const auto last = forward_one(*model_, tokens_, 0, fresh_table(), /*all_logits=*/false);
   ASSERT_EQ(last.size(), vocab_);
   EXPECT_LE(row_max_abs_diff(last, 0, prefill, sequence_tokens - 1, vocab_), tolerance);
+}
+
+// forward_greedy's ids are what the greedy sampler picks from forward()'s logits, for every
+// requested row of several sequences (every row of one, the last of the others).
+TEST_P(DecodeConsistency, ForwardGreedyPicksWhatTheGreedySamplerPicks) {
+  const auto other = make_prompt(23, 9);
+  const std::int64_t bt = model_->kv_block_tokens();
+  std::vector<std::int32_t> table_a, table_b;
+  for (std::int32_t b = 0; b < std::int32_t((sequence_tokens + bt - 1) / bt); ++b) table_a.push_back(b);
+  for (std::int32_t b = 0; b < std::int32_t((other.size() + bt - 1) / bt); ++b)
+    table_b.push_back(std::int32_t(table_a.size()) + b);
+  const step_sequence seqs[] = {{tokens_, 0, table_a, true}, {other, 0, table_b, false}};
+  std::vector<float> logits;
+  ASSERT_TRUE(model_->forward(seqs, logits).ok());
+  std::vector<std::int32_t> ids;
+  ASSERT_TRUE(model_->forward_greedy(seqs, ids).ok());
+  ASSERT_EQ(ids.size(), sequence_tokens + 1);
+  ASSERT_EQ(logits.size(), ids.size() * vocab_);
+  for (std::size_t r = 0; r < ids.size(); ++r) {
+    sampler greedy({});
+    EXPECT_EQ(ids[r], greedy.sample(std::span(logits).subspan(r * vocab_, vocab_), 0)) << "row " << r;
+  }
+  // Errors are forward()'s.
+  const std::int32_t bad = std::int32_t(vocab_);
+  const step_sequence wrong[] = {{std::span(&bad, 1), 0, table_a, false}};
+  EXPECT_EQ(model_->forward_greedy(wrong, ids).err().code, error_code::invalid_argument);
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, DecodeConsistency,

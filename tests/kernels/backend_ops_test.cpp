@@ -124,6 +124,30 @@ TEST_P(BackendOps, RmsNormSwigluAddEmbed) {
     for (int i = 0; i < 9; ++i) ASSERT_EQ(emb[t * 9 + i], table.exact[ids[t] * 9 + i]);
 }
 
+TEST_P(BackendOps, ArgmaxRowsTakesTheLowestIdOfTheLargestAndSkipsNan) {
+  const float nan = NAN, inf = INFINITY;
+  const std::vector<std::vector<float>> rows = {
+      {1.f, 3.f, 2.f, 3.f},            // tie: the lower id
+      {nan, -1.f, nan, -0.5f},         // NaN never wins
+      {-inf, -inf, -inf, -inf},        // all -inf: the first
+      {nan, nan, nan, nan},            // all NaN: 0
+      {nan, -inf, 5.f, inf},           // +inf wins
+      {0.f, -0.f, 0.f, -1.f}};         // -0 == 0: the first
+  const std::int32_t expected[] = {1, 3, 0, 0, 3, 0};
+  std::vector<float> x;
+  for (const auto& r : rows) x.insert(x.end(), r.begin(), r.end());
+  std::vector<std::int32_t> ids(rows.size(), -1);
+  backend_->argmax_rows(x.data(), std::int64_t(rows.size()), 4, ids.data());
+  for (std::size_t r = 0; r < rows.size(); ++r) EXPECT_EQ(ids[r], expected[r]) << "row " << r;
+  // A long row: the maximum late, a tie of it later.
+  std::vector<float> long_row = random_floats(100000, 3);
+  long_row[77777] = 5.f;
+  long_row[99999] = 5.f;
+  std::int32_t id = -1;
+  backend_->argmax_rows(long_row.data(), 1, std::int64_t(long_row.size()), &id);
+  EXPECT_EQ(id, 77777);
+}
+
 TEST_P(BackendOps, RopeRotatesHalves) {
   const int heads = 3, head_dim = 8;
   auto x = random_floats(2 * heads * head_dim, 7);

@@ -233,6 +233,24 @@ TEST_F(CudaVsCpu, ElementwiseOpsMatchCpu) {
   }
 }
 
+TEST_F(CudaVsCpu, ArgmaxRowsMatchesCpuWithTiesNanAndLongRows) {
+  const std::int64_t rows = 7, cols = 128256;  // bench-1b's vocabulary
+  auto x = random_floats(std::size_t(rows * cols), 41, 10.f);
+  x[0 * cols + 5] = x[0 * cols + 90000] = 50.f;           // a tie far apart
+  for (std::int64_t i = 0; i < cols; ++i) x[1 * cols + i] = NAN;  // all NaN: 0
+  x[2 * cols + 3] = NAN;
+  x[2 * cols + 128255] = 60.f;                             // the last column
+  for (std::int64_t i = 0; i < cols; ++i) x[3 * cols + i] = -INFINITY;
+  std::vector<std::int32_t> expected(rows), got(rows, -1);
+  cpu_->argmax_rows(x.data(), rows, cols, expected.data());
+  gpu_->argmax_rows(upload(x), rows, cols, got.data());
+  EXPECT_EQ(got, expected);
+  EXPECT_EQ(expected[0], 5);
+  EXPECT_EQ(expected[1], 0);
+  EXPECT_EQ(expected[2], 128255);
+  EXPECT_EQ(expected[3], 0);
+}
+
 TEST_F(CudaVsCpu, RopeMatchesCpuInBothPairingsAtLargePositions) {
   const int heads = 3, head_dim = 16;
   const std::int64_t n = 4, stride = 24;
