@@ -22,6 +22,9 @@ inline constexpr std::size_t cuda_gemm_workspace_bytes = std::size_t(32) << 20;
 struct cuda_backend_options {
   int device = 0;                                        // CUDA ordinal
   std::size_t staging_bytes = cuda_staging_bytes_default;
+  // Replay repeated steps as CUDA graphs (kernels/cuda/step_graphs.h); DSRT_CUDA_GRAPHS=0 in
+  // the environment turns them off too.
+  bool graphs = true;
 };
 
 // Whether this binary was built with the CUDA backend.

@@ -3,6 +3,8 @@
 // metadata goes through `staging`, device memory through `device_pool`, products through
 // cuBLASLt (lt_gemm) or, for few rows, the skinny kernel.
 #include <algorithm>
+#include <cstdlib>
+#include <string_view>
 #include <unordered_set>
 #include <vector>
 
@@ -11,6 +13,7 @@
 #include "kernels/cuda/device_pool.h"
 #include "kernels/cuda/elementwise.cuh"
 #include "kernels/cuda/kv_cache.cuh"
+#include "kernels/cuda/launcher.h"
 #include "kernels/cuda/lt_gemm.h"
 #include "kernels/cuda/norm.cuh"
 #include "kernels/cuda/paged_attention.cuh"
@@ -34,14 +37,6 @@ constexpr std::size_t staged_copy_bytes_max = std::size_t(1) << 20;
 // read once at full bandwidth; cuBLASLt's tiles would waste most of their rows).
 constexpr std::int64_t skinny_rows_limit = 8;
 
-// Index of the cache slot holding position pos (as the CPU backend checks it).
-std::int64_t slot_of(std::int64_t block_tokens, const attention_sequence& s, std::int64_t pos) {
-  const std::int64_t block_index = pos / block_tokens;
-  DSRT_ASSERT(block_index < s.blocks, "position {} needs block {} of {}", pos, block_index,
-              s.blocks);
-  return std::int64_t(s.block_table[block_index]) * block_tokens + pos % block_tokens;
-}
-
 // CUDA's current device is per host thread, and an actor may run on any scheduler thread, so
 // every entry point sets it. All of this file's settings go through here, so the thread's
 // last one is known without asking the driver.
@@ -55,6 +50,12 @@ cudaError_t set_device(int device) {
 
 std::string error_text(const char* what, cudaError_t e) {
   return std::string(what) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")";
+}
+
+// DSRT_CUDA_GRAPHS=0 turns step graphs off (to tell a graph problem from a kernel one).
+bool graphs_from_environment() {
+  const char* env = std::getenv("DSRT_CUDA_GRAPHS");
+  return env == nullptr || std::string_view(env) != "0";
 }
 
 // A device buffer that grows to the largest request and is reused.
@@ -84,6 +85,7 @@ class cuda_backend final : public backend {
   cuda_backend(const cuda_backend_options& options, const cudaDeviceProp& props)
       : device_(options.device),
         staging_bytes_(options.staging_bytes),
+        graphs_(options.graphs && graphs_from_environment()),
         pool_([](std::size_t bytes) {
                 void* p = nullptr;
                 if (cudaMalloc(&p, bytes) != cudaSuccess) {
@@ -92,7 +94,12 @@ class cuda_backend final : public backend {
                 }
                 return p;
               },
-              [](void* p) { cudaFree(p); }, props.totalGlobalMem),
+              // cudaFree waits for the device, but not for launches still being recorded.
+              [this](void* p) {
+                if (launcher_) launcher_->flush();
+                cudaFree(p);
+              },
+              props.totalGlobalMem),
         x_converted_(pool_),
         attention_scratch_(pool_),
         copy_scratch_(pool_),
@@ -100,7 +107,7 @@ class cuda_backend final : public backend {
     sms_ = props.multiProcessorCount;
     caps_.name = "cuda:" + std::to_string(device_);
     caps_.detail = std::string(props.name) + " sm_" + std::to_string(props.major) +
-                   std::to_string(props.minor);
+                   std::to_string(props.minor) + (graphs_ ? ", step graphs" : ", no graphs");
     caps_.threads = 1;
     caps_.host_visible_memory = false;
     caps_.weights_zero_copy = false;
@@ -115,21 +122,24 @@ class cuda_backend final : public backend {
       return error_text("cudaStreamCreateWithFlags", e);
     workspace_ = pool_.alloc(cuda_gemm_workspace_bytes);
     if (workspace_ == nullptr) return "no device memory for the GEMM workspace";
-    staging_ = std::make_unique<staging>(stream_);
+    launcher_ = std::make_unique<launcher>(stream_, graphs_);
+    staging_ = std::make_unique<staging>(*launcher_);
     if (const cudaError_t e = staging_->reserve(staging_bytes_); e != cudaSuccess)
       return error_text("the pinned staging buffer", e);
     cublasLtHandle_t handle = nullptr;
     if (const cublasStatus_t st = cublasLtCreate(&handle); st != CUBLAS_STATUS_SUCCESS)
       return std::string("cublasLtCreate: ") + cublasLtGetStatusName(st);
-    gemm_ = std::make_unique<lt_gemm>(handle, stream_, workspace_, cuda_gemm_workspace_bytes);
+    gemm_ = std::make_unique<lt_gemm>(handle, workspace_, cuda_gemm_workspace_bytes);
     return {};
   }
 
   ~cuda_backend() override {
     (void)set_device(device_);
+    if (launcher_) launcher_->flush();
     if (stream_) cudaStreamSynchronize(stream_);
     gemm_.reset();
     staging_.reset();
+    launcher_.reset();  // destroys the graphs
     for (void* p : weights_) pool_.free(p);
     pool_.free(workspace_);
     if (stream_) cudaStreamDestroy(stream_);
@@ -155,16 +165,19 @@ class cuda_backend final : public backend {
       staging_->begin(staging::round_up(bytes));
       const void* staged = staging_->add(std::span(static_cast<const std::byte*>(src), bytes));
       staging_->flush();
-      DSRT_CUDA_CHECK(cudaMemcpyAsync(dst, staged, bytes, cudaMemcpyDeviceToDevice, stream_));
+      launcher_->copy(dst, staged, bytes, cudaMemcpyDeviceToDevice);
     } else {
       // Large copies (weights, at load) wait: whether an asynchronous copy from pageable
       // memory has read src when it returns is not promised everywhere (HMM, ATS systems).
+      launcher_->flush();
       DSRT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
       DSRT_CUDA_CHECK(cudaStreamSynchronize(stream_));
     }
   }
   void copy_to_host(void* dst, const void* src, std::size_t bytes) override {
     use_device();
+    // Not recorded: a graph cannot copy to pageable memory, and the caller waits anyway.
+    launcher_->flush();
     DSRT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
     synchronize();
   }
@@ -173,13 +186,13 @@ class cuda_backend final : public backend {
     const auto d = reinterpret_cast<std::uintptr_t>(dst), s = reinterpret_cast<std::uintptr_t>(src);
     if (bytes == 0 || d == s) return;
     if (d + bytes <= s || s + bytes <= d) {
-      DSRT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
+      launcher_->copy(dst, src, bytes, cudaMemcpyDeviceToDevice);
       return;
     }
     // Overlapping ranges (memmove on the CPU): through a scratch copy.
     void* tmp = copy_scratch_.get(bytes);
-    DSRT_CUDA_CHECK(cudaMemcpyAsync(tmp, src, bytes, cudaMemcpyDeviceToDevice, stream_));
-    DSRT_CUDA_CHECK(cudaMemcpyAsync(dst, tmp, bytes, cudaMemcpyDeviceToDevice, stream_));
+    launcher_->copy(tmp, src, bytes, cudaMemcpyDeviceToDevice);
+    launcher_->copy(dst, tmp, bytes, cudaMemcpyDeviceToDevice);
   }
   // f16 weights are stored as f32: the CPU multiplies them with f32 activations, and
   // rounding activations to f16 for a tensor-core product would turn |x| > 65504 into inf.
@@ -201,6 +214,7 @@ class cuda_backend final : public backend {
     DSRT_ASSERT(device != nullptr, "device memory exhausted uploading a {}x{} weight", host.rows,
                 host.cols);
     weights_.insert(device);
+    launcher_->flush();
     DSRT_CUDA_CHECK(cudaMemcpyAsync(device, bytes_from, bytes, cudaMemcpyHostToDevice, stream_));
     DSRT_CUDA_CHECK(cudaStreamSynchronize(stream_));
     if (host.type == dtype::f16) std::vector<float>().swap(widened_);
@@ -209,8 +223,9 @@ class cuda_backend final : public backend {
   }
   void synchronize() override {
     use_device();
-    DSRT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    launcher_->sync();
     staging_->reset_after_sync();
+    gemm_->trim();
   }
 
   // --- operations -----------------------------------------------------------------------
@@ -221,8 +236,8 @@ class cuda_backend final : public backend {
     staging_->begin(staging::round_up(ids.size_bytes()));
     const std::int32_t* device_ids = staging_->add(ids);
     staging_->flush();
-    launch_embed(table.data, table.type, table.cols, device_ids, std::int64_t(ids.size()), out,
-                 stream_);
+    launcher_->launch(&launch_embed, table.data, table.type, table.cols, device_ids,
+                      std::int64_t(ids.size()), out);
   }
 
   void matmul(const float* x, std::int64_t n, const weight_ref& w, const weight_ref& bias,
@@ -247,7 +262,7 @@ class cuda_backend final : public backend {
           g.part[g.parts++] = {parts[i].w.data, 0, parts[i].w.rows, parts[i].y, parts[i].w.rows};
           ++i;
         }
-        launch_skinny_gemm(g, stream_);
+        launcher_->launch(&launch_skinny_gemm, g);
       }
     } else {
       converted_ = {};  // x is converted at most once per dtype for the whole group
@@ -255,7 +270,7 @@ class cuda_backend final : public backend {
     }
     for (const auto& p : parts)
       if (p.bias.data != nullptr)
-        launch_add_bias(p.y, n, p.w.rows, p.w.rows, p.bias.data, p.bias.type, stream_);
+        launcher_->launch(&launch_add_bias, p.y, n, p.w.rows, p.w.rows, p.bias.data, p.bias.type);
   }
 
   void matmul_batch(std::span<const matmul_task> tasks) override {
@@ -270,17 +285,17 @@ class cuda_backend final : public backend {
   void rms_norm(const float* x, std::int64_t n, const weight_ref& gamma, float eps,
                 float* y) override {
     use_device();
-    launch_rms_norm(x, n, gamma.cols, gamma.data, gamma.type, eps, y, stream_);
+    launcher_->launch(&launch_rms_norm, x, n, gamma.cols, gamma.data, gamma.type, eps, y);
   }
 
   void add(float* x, const float* y, std::int64_t count) override {
     use_device();
-    launch_add(x, y, count, stream_);
+    launcher_->launch(&launch_add, x, y, count);
   }
 
   void swiglu(const float* gate, const float* up, std::int64_t count, float* out) override {
     use_device();
-    launch_swiglu(gate, up, count, out, stream_);
+    launcher_->launch(&launch_swiglu, gate, up, count, out);
   }
 
   void rope(float* x, std::int64_t n, int heads, int head_dim, std::int64_t head_stride,
@@ -302,7 +317,7 @@ class cuda_backend final : public backend {
     r.head_stride = head_stride;
     r.cos_sin_scale = table.cos_sin_scale;
     r.interleaved = table.interleaved;
-    launch_rope(r, stream_);
+    launcher_->launch(&launch_rope, r);
   }
 
   void matmul_heads(const float* x, std::int64_t n, int heads, std::int64_t x_head_stride,
@@ -324,7 +339,10 @@ class cuda_backend final : public backend {
       const void* xc = converted(x, used, wd.type);
       gemm_problem g{wd.type, wd.data, out, w.cols, xc, n, ldx, y, ldy, heads,
                      out * w.cols, x_head_stride, y_head_stride};
-      if (gemm_->run(g)) return;
+      if (const auto* plan = gemm_->prepare(g)) {
+        launcher_->launch(&launch_lt_matmul, gemm_.get(), plan, g);
+        return;
+      }
     }
     // Few rows (or no algorithm): the skinny kernel, one launch for every head.
     skinny_gemm g{x, n, w.cols, ldx, wd.type, 1, {}};
@@ -333,7 +351,7 @@ class cuda_backend final : public backend {
     g.w_batch_stride = out * w.cols;
     g.x_batch_stride = x_head_stride;
     g.y_batch_stride = y_head_stride;
-    launch_skinny_gemm(g, stream_);
+    launcher_->launch(&launch_skinny_gemm, g);
   }
 
   void gather_rows(const float* src, std::int64_t dim, std::span<const std::int32_t> rows,
@@ -342,7 +360,7 @@ class cuda_backend final : public backend {
     staging_->begin(staging::round_up(rows.size_bytes()));
     const std::int32_t* device_rows = staging_->add(rows);
     staging_->flush();
-    launch_gather_rows(src, dim, device_rows, std::int64_t(rows.size()), dst, stream_);
+    launcher_->launch(&launch_gather_rows, src, dim, device_rows, std::int64_t(rows.size()), dst);
   }
 
   void scatter_add_rows(float* dst, std::int64_t dim, std::span<const std::int32_t> rows,
@@ -353,8 +371,8 @@ class cuda_backend final : public backend {
     const std::int32_t* device_rows = staging_->add(rows);
     const float* device_weights = staging_->add(weights);
     staging_->flush();
-    launch_scatter_add_rows(dst, dim, device_rows, device_weights, std::int64_t(rows.size()), src,
-                            stream_);
+    launcher_->launch(&launch_scatter_add_rows, dst, dim, device_rows, device_weights,
+                      std::int64_t(rows.size()), src);
   }
 
   void argmax_rows(const float* x, std::int64_t rows, std::int64_t cols,
@@ -362,7 +380,7 @@ class cuda_backend final : public backend {
     use_device();
     if (rows <= 0) return;
     auto* device_ids = static_cast<std::int32_t*>(ids_scratch_.get(std::size_t(rows) * sizeof(std::int32_t)));
-    launch_argmax_rows(x, rows, cols, device_ids, stream_);
+    launcher_->launch(&launch_argmax_rows, x, rows, cols, device_ids);
     copy_to_host(ids, device_ids, std::size_t(rows) * sizeof(std::int32_t));
   }
 
@@ -372,9 +390,8 @@ class cuda_backend final : public backend {
     stage_slots(cache.block_tokens, seqs);
     const std::int64_t width = std::int64_t(cache.kv_heads) * cache.head_dim;
     const auto count = std::int64_t(slot_rows_.size());
-    launch_cache_write(keys, width, device_rows_, device_slots_, count, cache.keys, width, 0, stream_);
-    launch_cache_write(values, width, device_rows_, device_slots_, count, cache.values, width, 0,
-                       stream_);
+    launcher_->launch(&launch_cache_write, keys, width, device_rows_, device_slots_, count, cache.keys, width, 0);
+    launcher_->launch(&launch_cache_write, values, width, device_rows_, device_slots_, count, cache.values, width, 0);
   }
 
   void paged_attention(const float* q, int heads, const kv_layer& cache,
@@ -410,10 +427,10 @@ class cuda_backend final : public backend {
     stage_slots(cache.block_tokens, seqs);
     const std::int64_t width = std::int64_t(cache.latent_dim) + cache.rope_dim;
     const auto count = std::int64_t(slot_rows_.size());
-    launch_cache_write(latent, cache.latent_dim, device_rows_, device_slots_, count,
-                       cache.entries, width, 0, stream_);
-    launch_cache_write(rope_keys, cache.rope_dim, device_rows_, device_slots_, count,
-                       cache.entries, width, cache.latent_dim, stream_);
+    launcher_->launch(&launch_cache_write, latent, cache.latent_dim, device_rows_, device_slots_, count,
+                       cache.entries, width, 0);
+    launcher_->launch(&launch_cache_write, rope_keys, cache.rope_dim, device_rows_, device_slots_, count,
+                       cache.entries, width, cache.latent_dim);
   }
 
   void latent_attention(const float* q_latent, const float* q_rope, std::int64_t q_rope_head_stride,
@@ -453,7 +470,7 @@ class cuda_backend final : public backend {
     if (converted_.x == x && converted_.count == count && converted_.type == type)
       return converted_.ptr;
     void* buffer = x_converted_.get(std::size_t(count) * dtype_size(type));
-    launch_convert_from_f32(x, count, type, buffer, stream_);
+    launcher_->launch(&launch_convert_from_f32, x, count, type, buffer);
     converted_ = {x, count, type, buffer};
     return buffer;
   }
@@ -465,22 +482,20 @@ class cuda_backend final : public backend {
     if (n > skinny_rows_limit) {
       const void* xc = w.type == dtype::f32 ? static_cast<const void*>(x)
                                             : converted(x, n * cols, w.type);
-      if (gemm_->run({w.type, w.data, w.rows, cols, xc, n, cols, y, ldy})) return;
+      const gemm_problem g{w.type, w.data, w.rows, cols, xc, n, cols, y, ldy};
+      if (const auto* plan = gemm_->prepare(g)) {
+        launcher_->launch(&launch_lt_matmul, gemm_.get(), plan, g);
+        return;
+      }
     }
     skinny_gemm g{x, n, cols, cols, w.type, 1, {}};
     g.part[0] = {w.data, 0, w.rows, y, ldy};
-    launch_skinny_gemm(g, stream_);
+    launcher_->launch(&launch_skinny_gemm, g);
   }
 
   // The rows each sequence writes and their cache slots, staged as device_rows_/device_slots_.
   void stage_slots(int block_tokens, std::span<const attention_sequence> seqs) {
-    slot_rows_.clear();
-    slots_.clear();
-    for (const auto& s : seqs)
-      for (std::int64_t i = 0; i < s.rows; ++i) {
-        slot_rows_.push_back(std::int32_t(s.row_begin + i));
-        slots_.push_back(slot_of(block_tokens, s, s.first_position + i));
-      }
+    build_cache_slots(block_tokens, seqs, slot_rows_, slots_);
     const std::span<const std::int32_t> rows(slot_rows_);
     const std::span<const std::int64_t> slots(slots_);
     const auto staged = staging_->put({std::as_bytes(rows), std::as_bytes(slots)}, slots_staged_);
@@ -488,32 +503,16 @@ class cuda_backend final : public backend {
     device_slots_ = static_cast<const std::int64_t*>(staged[1]);
   }
 
-  // Every query row of the sequences and their block tables, staged into a.
+  // Every query row of the sequences and their block tables (attention_metadata.h), staged.
   void stage_attention_rows(int block_tokens, std::span<const attention_sequence> seqs,
                             attention_launch& a) {
-    attention_rows_.clear();
-    tables_.clear();
-    int context_max = 0;
-    for (const auto& s : seqs) {
-      const std::int64_t last = s.first_position + s.rows;  // positions the last row sees
-      DSRT_ASSERT(s.rows <= 0 || (last - 1) / block_tokens < s.blocks,
-                  "position {} needs block {} of {}", last - 1, (last - 1) / block_tokens, s.blocks);
-      DSRT_ASSERT(last <= 0x7fffffff && s.row_begin + s.rows <= 0x7fffffff,
-                  "attention rows past 2^31");
-      const auto offset = std::int32_t(tables_.size());
-      tables_.insert(tables_.end(), s.block_table, s.block_table + s.blocks);
-      for (std::int64_t i = 0; i < s.rows; ++i)
-        attention_rows_.push_back({std::int32_t(s.row_begin + i),
-                                   std::int32_t(s.first_position + i + 1), offset});
-      context_max = std::max(context_max, int(last));
-    }
+    a.context_max = build_attention_rows(block_tokens, seqs, attention_rows_, tables_);
     const std::span<const attention_row> rows(attention_rows_);
     const std::span<const std::int32_t> tables(tables_);
     const auto staged = staging_->put({std::as_bytes(rows), std::as_bytes(tables)}, attention_staged_);
     a.rows = static_cast<const attention_row*>(staged[0]);
     a.block_tables = static_cast<const std::int32_t*>(staged[1]);
     a.row_count = int(attention_rows_.size());
-    a.context_max = context_max;
   }
 
   void run_attention(const attention_launch& a) {
@@ -521,7 +520,7 @@ class cuda_backend final : public backend {
     float* scratch = floats > 0 ? static_cast<float*>(attention_scratch_.get(
                                       std::size_t(floats) * sizeof(float)))
                                 : nullptr;
-    launch_attention(a, sms_, scratch, stream_);
+    launcher_->launch(&launch_attention, a, sms_, scratch);
   }
 
   struct conversion {
@@ -533,9 +532,12 @@ class cuda_backend final : public backend {
 
   int device_;
   std::size_t staging_bytes_;
+  bool graphs_;
   int sms_ = 1;
   backend_caps caps_;
   cudaStream_t stream_ = nullptr;
+  // Declared before pool_: the pool's raw free flushes it, also while the pool is destroyed.
+  std::unique_ptr<launcher> launcher_;
   device_pool pool_;
   device_scratch x_converted_;
   device_scratch attention_scratch_;
@@ -543,7 +545,7 @@ class cuda_backend final : public backend {
   device_scratch ids_scratch_;
   conversion converted_;
   void* workspace_ = nullptr;
-  std::unique_ptr<staging> staging_;
+  std::unique_ptr<staging> staging_;    // copies through launcher_
   std::unique_ptr<lt_gemm> gemm_;
   std::unordered_set<void*> weights_;  // uploaded weights, freed with the backend
   std::vector<float> widened_;         // an f16 weight as f32, during its upload

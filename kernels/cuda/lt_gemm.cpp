@@ -8,7 +8,8 @@
 namespace dsrt::kernels::cuda {
 namespace {
 
-// Shapes with an algorithm (or known to have none) kept at most; a model has a few dozen.
+// Shapes with an algorithm (or known to have none) kept before trim() forgets them all; a
+// model has a few dozen.
 constexpr std::size_t plans_max = 4096;
 
 cudaDataType_t data_type(dtype t) {
@@ -74,9 +75,12 @@ std::size_t lt_gemm::key_hash::operator()(const key& k) const {
   return h;
 }
 
-lt_gemm::lt_gemm(cublasLtHandle_t handle, cudaStream_t stream, void* workspace,
-                 std::size_t workspace_bytes)
-    : stream_(stream), workspace_(workspace), workspace_bytes_(workspace_bytes), handle_(handle) {}
+lt_gemm::lt_gemm(cublasLtHandle_t handle, void* workspace, std::size_t workspace_bytes)
+    : workspace_(workspace), workspace_bytes_(workspace_bytes), handle_(handle) {}
+
+void lt_gemm::trim() {
+  if (plans_.size() > plans_max) plans_.clear();
+}
 
 lt_gemm::~lt_gemm() {
   plans_.clear();
@@ -85,7 +89,6 @@ lt_gemm::~lt_gemm() {
 
 const lt_gemm::plan* lt_gemm::plan_for(const key& k) {
   if (auto it = plans_.find(k); it != plans_.end()) return it->second.get();
-  if (plans_.size() >= plans_max) plans_.clear();
   auto p = std::make_unique<plan>();
   const cudaDataType_t in = data_type(k.type);
   DSRT_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
@@ -121,8 +124,7 @@ const lt_gemm::plan* lt_gemm::plan_for(const key& k) {
   return plans_.emplace(k, std::move(p)).first->second.get();
 }
 
-bool lt_gemm::run(const gemm_problem& g) {
-  if (g.n <= 0 || g.m <= 0) return true;
+const lt_gemm::plan* lt_gemm::prepare(const gemm_problem& g) {
   const std::size_t in_bytes = dtype_size(g.type);
   const key k{g.type, g.m, g.n, g.k, g.ldx, g.ldy, g.batch, g.w_batch_stride, g.x_batch_stride,
               g.y_batch_stride,
@@ -130,11 +132,13 @@ bool lt_gemm::run(const gemm_problem& g) {
               alignment_of(g.x, g.ldx, g.x_batch_stride, g.batch, in_bytes),
               alignment_of(g.y, g.ldy, g.y_batch_stride, g.batch, sizeof(float))};
   const plan* p = plan_for(k);
-  if (!p->found) return false;
+  return p->found ? p : nullptr;
+}
+
+void lt_gemm::issue(const plan* p, const gemm_problem& g, cudaStream_t stream) const {
   const float one = 1.0f, zero = 0.0f;
   DSRT_CUBLAS_CHECK(cublasLtMatmul(handle_, p->op, &one, g.w, p->a, g.x, p->b, &zero, g.y, p->d,
-                                   g.y, p->d, &p->algo, workspace_, workspace_bytes_, stream_));
-  return true;
+                                   g.y, p->d, &p->algo, workspace_, workspace_bytes_, stream));
 }
 
 }  // namespace dsrt::kernels::cuda

@@ -32,16 +32,23 @@ class lt_gemm {
  public:
   // Takes ownership of handle (cublasLtCreate's, made by the caller so that its failure is
   // the caller's error to report).
-  lt_gemm(cublasLtHandle_t handle, cudaStream_t stream, void* workspace, std::size_t workspace_bytes);
+  lt_gemm(cublasLtHandle_t handle, void* workspace, std::size_t workspace_bytes);
   ~lt_gemm();
   lt_gemm(const lt_gemm&) = delete;
   lt_gemm& operator=(const lt_gemm&) = delete;
 
-  // Queues the product; false (nothing queued) when cuBLASLt has no algorithm for it.
-  bool run(const gemm_problem& p);
+  struct plan;
+  // The cached descriptors and algorithm for p's shape, or nullptr when cuBLASLt has none.
+  // Valid until trim().
+  const plan* prepare(const gemm_problem& p);
+  // Queues the product on stream. REQUIRES: pl = prepare(p) (or of a problem of the same
+  // shape and alignments), not nullptr.
+  void issue(const plan* pl, const gemm_problem& p, cudaStream_t stream) const;
+  // Forgets every plan when more than plans_max are cached. Only where no queued or recorded
+  // work refers to one (after a flush).
+  void trim();
 
  private:
-  struct plan;
   struct key {
     dtype type;
     std::int64_t m, n, k, ldx, ldy;
@@ -55,11 +62,18 @@ class lt_gemm {
   };
   const plan* plan_for(const key& k);
 
-  cudaStream_t stream_;
   void* workspace_;
   std::size_t workspace_bytes_;
   cublasLtHandle_t handle_ = nullptr;
   std::unordered_map<key, std::unique_ptr<plan>, key_hash> plans_;
 };
 
+}  // namespace dsrt::kernels::cuda
+
+namespace dsrt::kernels::cuda {
+// gemm->issue(plan, p, stream) as a launch function (launcher.h).
+inline void launch_lt_matmul(const lt_gemm* gemm, const lt_gemm::plan* plan, gemm_problem p,
+                             cudaStream_t stream) {
+  gemm->issue(plan, p, stream);
+}
 }  // namespace dsrt::kernels::cuda

@@ -24,11 +24,14 @@ split_plan plan_splits(const attention_launch& a, int sms) {
   split_plan p;
   p.split_tokens = a.context_max;
   if (units <= 0 || a.context_max <= split_tokens_min) return p;
-  // Enough blocks for two waves on every multiprocessor, no split shorter than the minimum.
+  // Enough blocks for two waves on every multiprocessor, no split shorter than the minimum;
+  // powers of two, so that split_tokens divides the (power of two) bucket.
   const std::int64_t wanted = (2 * std::int64_t(sms) + units - 1) / units;
-  const std::int64_t most = (a.context_max + split_tokens_min - 1) / split_tokens_min;
-  p.splits = int(std::max<std::int64_t>(1, std::min(wanted, most)));
-  p.split_tokens = (a.context_max + p.splits - 1) / p.splits;
+  const std::int64_t most = a.context_max / split_tokens_min;
+  std::int64_t splits = 1;
+  while (splits < wanted && splits < most) splits *= 2;
+  p.splits = int(splits);
+  p.split_tokens = a.context_max / p.splits;
   return p;
 }
 
@@ -196,6 +199,8 @@ void launch_attention(const attention_launch& a, int sms, float* scratch, cudaSt
                  "attention key dim " + std::to_string(key_dim) + " value dim " +
                      std::to_string(a.v_dim) + " heads " + std::to_string(a.heads) + " group " +
                      std::to_string(a.kv_group));
+  DSRT_CU_ASSERT(a.context_max == attention_context_bucket(a.context_max),
+                 "attention context_max " + std::to_string(a.context_max) + " is not a bucket");
   const split_plan plan = plan_splits(a, sms);
   DSRT_CU_ASSERT(plan.splits == 1 || scratch != nullptr, "split-K attention without scratch");
   if (key_dim <= 256 && a.v_dim <= 256) {

@@ -11,15 +11,10 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/attention_metadata.h"
+
 namespace dsrt::kernels::cuda {
 
-// One query row: its row in q and out, how many cache positions it attends to (its position
-// + 1) and where its sequence's block table starts in the concatenated tables.
-struct attention_row {
-  std::int32_t q_row = 0;
-  std::int32_t context = 0;
-  std::int32_t table_offset = 0;
-};
 
 struct attention_launch {
   // Query head h of row r: q0[r * q0_row_stride + h * q0_head_stride + i] for i < q0_dim,
@@ -43,7 +38,9 @@ struct attention_launch {
   const std::int32_t* block_tables = nullptr;   // device
   const attention_row* rows = nullptr;          // device
   int row_count = 0;
-  int context_max = 0;                          // the largest rows[i].context
+  // At least the largest rows[i].context, and a power of two: the split plan depends on it,
+  // so bucketing keeps a growing decode's launches equal step after step (step graphs).
+  int context_max = 0;
   float scale = 1.0f;
   // out[r * out_row_stride + h * v_dim + i].
   float* out = nullptr;

@@ -35,7 +35,7 @@ void staging::release() {
 void staging::begin(std::size_t bytes) {
   DSRT_ASSERT(offset_ == flushed_, "staging begin() with {} bytes not flushed", offset_ - flushed_);
   if (offset_ + bytes > capacity_) {
-    DSRT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    launcher_.sync();
     reset_after_sync();
     if (bytes > capacity_) {
       const std::size_t grown = round_up(std::max(bytes, 2 * capacity_));
@@ -74,9 +74,10 @@ std::span<const void* const> staging::put(std::initializer_list<std::span<const 
 }
 
 void staging::flush() {
+  // Recorded like a kernel: a step graph replays the copy from the same pinned bytes, which
+  // the next step's operations have refilled by then.
   if (offset_ > flushed_)
-    DSRT_CUDA_CHECK(cudaMemcpyAsync(device_ + flushed_, host_ + flushed_, offset_ - flushed_,
-                                    cudaMemcpyHostToDevice, stream_));
+    launcher_.copy(device_ + flushed_, host_ + flushed_, offset_ - flushed_, cudaMemcpyHostToDevice);
   flushed_ = offset_;
 }
 

@@ -12,8 +12,8 @@
 // are not copied again, their earlier device copies are returned.
 //
 // The buffer is a ring restarted at offset 0 when an operation does not fit in what is left;
-// before reusing it, begin() waits for the stream, since queued copies and kernels may still
-// read the old contents. An operation larger than the whole buffer grows it. Each restart
+// before reusing it, begin() issues what the launcher holds and waits for the stream, since
+// queued copies and kernels may still read the old contents. An operation larger than the whole buffer grows it. Each restart
 // (and reset_after_sync) begins a new epoch: device copies from an older one are gone.
 // Thread safety: none (one caller at a time, as the backend).
 #include <cuda_runtime.h>
@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "kernels/assert.h"
+#include "kernels/cuda/launcher.h"
 
 namespace dsrt::kernels::cuda {
 
@@ -39,7 +40,8 @@ struct staged_arrays {
 
 class staging {
  public:
-  explicit staging(cudaStream_t stream) : stream_(stream) {}
+  // Copies go through launcher (recorded into step graphs with the kernels that read them).
+  explicit staging(launcher& l) : launcher_(l) {}
   ~staging();
   // The first buffer; an error (out of device or pinned memory) leaves the staging unusable.
   cudaError_t reserve(std::size_t bytes);
@@ -77,7 +79,7 @@ class staging {
   cudaError_t allocate(std::size_t bytes);
   void release();
 
-  cudaStream_t stream_;
+  launcher& launcher_;
   std::size_t capacity_ = 0;
   char* host_ = nullptr;     // pinned
   char* device_ = nullptr;

@@ -14,7 +14,7 @@ build=${DSRT_BUILD_DIR:-build}
 out=${1:-.gpu-bundle}
 grep -q "DSRT_HAVE_CUDA:INTERNAL=ON\|CMAKE_CUDA_COMPILER:" "$build/CMakeCache.txt" ||
   { echo "bundle.sh: $build is not a CUDA build" >&2; exit 2; }
-targets=(dsgen dsbench dsrun test_device_pool test_cuda_backend test_cuda_forward)
+targets=(dsgen dsbench dsrun test_cuda_host test_cuda_backend test_cuda_forward)
 cmake --build "$build" --target "${targets[@]}"
 rm -rf "$out"
 mkdir -p "$out/bin" "$out/lib"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check, run ON the GPU machine from a bundle made by scripts/gpu/bundle.sh:
 #   bash .gpu-bundle/check.sh            (results and logs under $OUT, else /tmp/gpu-check)
-# 1. the CUDA tests: test_device_pool, test_cuda_backend (every op against the CPU backend),
+# 1. the CUDA tests: test_cuda_host, test_cuda_backend (every op against the CPU backend),
 #    test_cuda_forward (tiny Llama, Qwen2 and DeepSeek-V3 forwards against the CPU);
 # 2. dsbench engine on bench-1b at batch 1, 32, 128 and 256 (decode against the HBM roofline
 #    from a device-to-device copy measured in the same run, prefill against the bf16 peak);
@@ -24,7 +24,7 @@ step() {  # step NAME COMMAND...
   if "$@" > "$out/$name.log" 2>&1; then echo "   ok"; else echo "   FAILED (rc $?)"; failed=$((failed + 1)); fi
   tail -n 25 "$out/$name.log"
 }
-step device_pool "$here/bin/test_device_pool"
+step cuda_host "$here/bin/test_cuda_host"
 step cuda_backend "$here/bin/test_cuda_backend"
 step cuda_forward "$here/bin/test_cuda_forward"
 model=/tmp/bench-1b
