@@ -48,7 +48,10 @@ cudaError_t set_device(int device) {
   return e;
 }
 
+// The failed call's error, cleared (cudaPeekAtLastError, which the launch checks use, would
+// otherwise report it again at the next launch on this thread).
 std::string error_text(const char* what, cudaError_t e) {
+  (void)cudaGetLastError();
   return std::string(what) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")";
 }
 
@@ -332,11 +335,11 @@ class cuda_backend final : public backend {
     const weight_ref& wd = w;
     const std::int64_t ldx = heads * x_head_stride, ldy = heads * y_head_stride;
     converted_ = {};
-    if (n > skinny_rows_limit && wd.type != dtype::f32) {
+    if (n > skinny_rows_limit) {
       // One batched product over the heads. x is converted up to its last element used (the
       // gaps between heads included), not past it: x may be a view inside a larger buffer.
       const std::int64_t used = (n - 1) * ldx + (heads - 1) * x_head_stride + w.cols;
-      const void* xc = converted(x, used, wd.type);
+      const void* xc = wd.type == dtype::f32 ? static_cast<const void*>(x) : converted(x, used, wd.type);
       gemm_problem g{wd.type, wd.data, out, w.cols, xc, n, ldx, y, ldy, heads,
                      out * w.cols, x_head_stride, y_head_stride};
       if (const auto* plan = gemm_->prepare(g)) {

@@ -4,7 +4,8 @@
 # 1. the CUDA tests: test_cuda_host, test_cuda_backend (every op against the CPU backend),
 #    test_cuda_forward (tiny Llama, Qwen2 and DeepSeek-V3 forwards against the CPU);
 # 2. dsbench engine on bench-1b at batch 1, 32, 128 and 256 (decode against the HBM roofline
-#    from a device-to-device copy measured in the same run, prefill against the bf16 peak);
+#    from a device-to-device copy measured in the same run, prefill against the bf16 peak),
+#    and at batch 1 and 32 again with DSRT_CUDA_GRAPHS=0;
 # 3. transformers' generate on the same model at batch 1 and 32 (bench_transformers.py).
 # Each step's log goes to $OUT; a failing step does not stop the later ones; the exit status
 # is the number of failed steps.
@@ -31,6 +32,9 @@ model=/tmp/bench-1b
 [ -f "$model/config.json" ] || step dsgen "$here/bin/dsgen" --preset bench-1b --seed 1 --out "$model"
 step dsbench "$here/bin/dsbench" engine --model "$model" --device cuda:0 --batch 1,32,128,256 \
   --prompt-len 128 --gen 64 --kv-cache-mb 8192 --json "$out/dsbench.json"
+# The same without step graphs, to see what they bring (and to tell a graph problem apart).
+step dsbench_no_graphs env DSRT_CUDA_GRAPHS=0 "$here/bin/dsbench" engine --model "$model" --device cuda:0 \
+  --batch 1,32 --prompt-len 128 --gen 64 --kv-cache-mb 8192 --json "$out/dsbench_no_graphs.json"
 step transformers env PYTHONUNBUFFERED=1 python3 "$here/bench_transformers.py" --model "$model" \
   --batch 1,32 --prompt-len 128 --gen 64 --json "$out/transformers.json"
 python3 - "$out" <<'PY' || true

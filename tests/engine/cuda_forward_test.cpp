@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <tuple>
 
 #include "kernels/cuda_backend.h"
 #include "tests/engine/engine_test_util.h"
@@ -15,18 +16,27 @@ namespace {
 
 using namespace test_util;
 
-class CudaForward : public ::testing::TestWithParam<std::string> {
+// (model, backend variant): "default", or "plain": no step graphs and a 4 KiB staging ring,
+// so that the ring wraps (and waits) inside every step and every launch is issued at once.
+class CudaForward : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {
  protected:
   void SetUp() override {
     std::string why;
-    gpu_ = kernels::make_cuda_backend({}, &why);
+    kernels::cuda_backend_options options;
+    if (variant() == "plain") {
+      options.graphs = false;
+      options.staging_bytes = 4096;
+    }
+    gpu_ = kernels::make_cuda_backend(options, &why);
     if (!gpu_) GTEST_SKIP() << "no CUDA device for the CUDA forward tests: " << why;
     cpu_ = make_backend();
   }
+  const std::string& model_name() const { return std::get<0>(GetParam()); }
+  const std::string& variant() const { return std::get<1>(GetParam()); }
   std::filesystem::path dir() const {
-    return GetParam() == "tiny-llama" ? tiny_llama_dir()
-           : GetParam() == "tiny-qwen2" ? tiny_qwen2_dir()
-                                        : tiny_dsv3_dir();
+    return model_name() == "tiny-llama" ? tiny_llama_dir()
+           : model_name() == "tiny-qwen2" ? tiny_qwen2_dir()
+                                          : tiny_dsv3_dir();
   }
   std::unique_ptr<kernels::backend> gpu_, cpu_;
 };
@@ -57,7 +67,8 @@ TEST_P(CudaForward, PrefillThenDecodeStepsMatchTheCpu) {
   std::iota(table.rbegin(), table.rend(), 0);  // not the identity
   const auto cpu_prefill = forward_one(*cpu_model, prompt, 0, table, true);
   const auto gpu_prefill = forward_one(*gpu_model, prompt, 0, table, true);
-  expect_rows_close(gpu_prefill, cpu_prefill, vocab, 2e-2, GetParam() + " prefill");
+  const std::string label = model_name() + " (" + variant() + ")";
+  expect_rows_close(gpu_prefill, cpu_prefill, vocab, 2e-2, label + " prefill");
   ASSERT_FALSE(cpu_prefill.empty());
   auto last = cpu_prefill.end() - std::ptrdiff_t(vocab);
   std::int32_t token = std::int32_t(std::max_element(last, cpu_prefill.end()) - last);
@@ -65,16 +76,17 @@ TEST_P(CudaForward, PrefillThenDecodeStepsMatchTheCpu) {
     const std::int64_t position = std::int64_t(prompt.size()) + s;
     const auto c = forward_one(*cpu_model, std::span(&token, 1), position, table, false);
     const auto g = forward_one(*gpu_model, std::span(&token, 1), position, table, false);
-    expect_rows_close(g, c, vocab, 2e-2, GetParam() + " decode step " + std::to_string(s));
+    expect_rows_close(g, c, vocab, 2e-2, label + " decode step " + std::to_string(s));
     ASSERT_EQ(c.size(), vocab);
     token = std::int32_t(std::max_element(c.begin(), c.end()) - c.begin());
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(TinyModels, CudaForward,
-                         ::testing::Values("tiny-llama", "tiny-qwen2", "tiny-dsv3"),
+                         ::testing::Combine(::testing::Values("tiny-llama", "tiny-qwen2", "tiny-dsv3"),
+                                            ::testing::Values("default", "plain")),
                          [](const auto& info) {
-                           std::string name = info.param;
+                           std::string name = std::get<0>(info.param) + "_" + std::get<1>(info.param);
                            std::replace(name.begin(), name.end(), '-', '_');
                            return name;
                          });

@@ -182,17 +182,45 @@ TEST_F(CudaVsCpu, GroupedAndBatchedMatmulsMatchCpu) {
   EXPECT_LT(relative_error(download(g2, c2.size()), c2), 2e-2);
 }
 
+TEST_F(CudaVsCpu, SkinnyGroupsOfMoreThanFourPartsAndMixedDtypesMatchCpu) {
+  // n <= 8: parts share skinny launches, four at a time and only within one dtype.
+  const std::int64_t n = 3, cols = 72;
+  const auto x = random_floats(std::size_t(n * cols), 12);
+  const dtype types[] = {dtype::bf16, dtype::bf16, dtype::f32, dtype::bf16,
+                         dtype::bf16, dtype::bf16, dtype::bf16, dtype::f16};
+  std::vector<test_weights> ws;
+  std::vector<std::vector<float>> expected;
+  std::vector<matmul_part> cpu_parts, gpu_parts;
+  const float* gx = upload(x);
+  for (int i = 0; i < 8; ++i) ws.push_back(make_weights(types[i], 10 + i, cols, std::uint32_t(i)));
+  for (int i = 0; i < 8; ++i) {
+    expected.emplace_back(std::size_t(n * (10 + i)));
+    cpu_parts.push_back({ws[std::size_t(i)].ref, {}, expected.back().data()});
+    gpu_parts.push_back({upload_weight(ws[std::size_t(i)]), {},
+                         upload(std::vector<float>(expected.back().size(), NAN))});
+  }
+  cpu_->matmul_group(x.data(), n, cpu_parts);
+  gpu_->matmul_group(gx, n, gpu_parts);
+  for (int i = 0; i < 8; ++i)
+    EXPECT_LT(relative_error(download(gpu_parts[std::size_t(i)].y, expected[std::size_t(i)].size()),
+                             expected[std::size_t(i)]),
+              1e-5)
+        << "part " << i << " " << dtype_name(types[i]);
+}
+
 TEST_F(CudaVsCpu, MatmulHeadsMatchesCpuWithStridedHeads) {
   const int heads = 6;
   const std::int64_t cols = 40, out = 24, x_stride = 56, y_stride = 30;
-  const auto w = make_weights(dtype::bf16, heads * out, cols, 4);
+  for (dtype type : {dtype::bf16, dtype::f32})
   for (std::int64_t n : {1, 5, 19}) {
+    const auto w = make_weights(type, heads * out, cols, 4);
     const auto x = random_floats(std::size_t(n * heads * x_stride), std::uint32_t(n));
     std::vector<float> expected(std::size_t(n * heads * y_stride), 0.f);
     cpu_->matmul_heads(x.data(), n, heads, x_stride, w.ref, expected.data(), y_stride);
     float* y = upload(std::vector<float>(expected.size(), 0.f));
     gpu_->matmul_heads(upload(x), n, heads, x_stride, upload_weight(w), y, y_stride);
-    EXPECT_LT(relative_error(download(y, expected.size()), expected), 2e-2) << "n=" << n;
+    EXPECT_LT(relative_error(download(y, expected.size()), expected), 2e-2)
+        << dtype_name(type) << " n=" << n;
   }
 }
 
