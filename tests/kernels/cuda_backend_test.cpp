@@ -9,6 +9,7 @@
 #include <cstring>
 #include <numeric>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "kernels/cuda_backend.h"
@@ -60,6 +61,9 @@ class CudaVsCpu : public ::testing::Test {
     return host;
   }
   weight_ref upload_weight(const test_weights& w) { return gpu_->upload_weight(w.ref); }
+
+  void check_paged_attention(int heads, int kv_heads, int head_dim);
+  void check_latent_attention(int heads, int latent, int rope_dim);
 
   std::unique_ptr<backend> gpu_, cpu_;
   std::vector<void*> device_;
@@ -345,8 +349,18 @@ attention_case make_case(const std::vector<std::pair<std::int64_t, std::int64_t>
 
 // Fills every position of every sequence's cache (the earlier positions as a prefix the
 // sequence wrote before), then attends the sequences' rows.
+// heads / kv_heads: GQA groups of 4, 8 and 3 (blocks of 4, 8 and 1 query heads), and MHA.
 TEST_F(CudaVsCpu, PagedAttentionMatchesCpuWithGqaPrefillAndSplitK) {
-  const int heads = 8, kv_heads = 2, head_dim = 64, bt = 16;
+  for (const auto& [heads, kv_heads, head_dim] : {std::tuple{8, 2, 64}, std::tuple{16, 2, 128},
+                                                 std::tuple{6, 2, 32}, std::tuple{4, 4, 256}}) {
+    SCOPED_TRACE(::testing::Message() << heads << " heads, " << kv_heads << " KV heads, head_dim "
+                                      << head_dim);
+    check_paged_attention(heads, kv_heads, head_dim);
+  }
+}
+
+void CudaVsCpu::check_paged_attention(const int heads, const int kv_heads, const int head_dim) {
+  const int bt = 16;
   // A long decode (split-K), a prefill, a decode in the middle of a block.
   auto c = make_case({{1500, 1}, {0, 37}, {70, 1}}, bt);
   const std::int64_t width = std::int64_t(kv_heads) * head_dim;
@@ -381,8 +395,18 @@ TEST_F(CudaVsCpu, PagedAttentionMatchesCpuWithGqaPrefillAndSplitK) {
   EXPECT_LT(relative_error(download(out, q.size()), expected), 1e-3);
 }
 
+// 4 heads (one block of 4), 6 heads (blocks of 2), at DeepSeek-V3's dims and a small one.
 TEST_F(CudaVsCpu, LatentAttentionMatchesCpuAtDeepSeekDims) {
-  const int heads = 4, latent = 512, rope_dim = 64, bt = 16;
+  for (const auto& [heads, latent, rope_dim] : {std::tuple{4, 512, 64}, std::tuple{6, 512, 64},
+                                               std::tuple{3, 64, 16}}) {
+    SCOPED_TRACE(::testing::Message() << heads << " heads, latent " << latent << ", rope "
+                                      << rope_dim);
+    check_latent_attention(heads, latent, rope_dim);
+  }
+}
+
+void CudaVsCpu::check_latent_attention(const int heads, const int latent, const int rope_dim) {
+  const int bt = 16;
   auto c = make_case({{900, 1}, {0, 5}}, bt);
   const std::int64_t width = latent + rope_dim;
   const std::size_t cache_values = std::size_t(c.blocks * bt * width);
