@@ -12,6 +12,7 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device_pool.h"
 #include "kernels/cuda/elementwise.cuh"
+#include "kernels/cuda/fp8.cuh"
 #include "kernels/cuda/kv_cache.cuh"
 #include "kernels/cuda/launcher.h"
 #include "kernels/cuda/lt_gemm.h"
@@ -106,7 +107,8 @@ class cuda_backend final : public backend {
         x_converted_(pool_),
         attention_scratch_(pool_),
         copy_scratch_(pool_),
-        ids_scratch_(pool_) {
+        ids_scratch_(pool_),
+        dequantized_(pool_) {
     sms_ = props.multiProcessorCount;
     caps_.name = "cuda:" + std::to_string(device_);
     caps_.detail = std::string(props.name) + " sm_" + std::to_string(props.major) +
@@ -114,8 +116,9 @@ class cuda_backend final : public backend {
     caps_.threads = 1;
     caps_.host_visible_memory = false;
     caps_.weights_zero_copy = false;
-    // f16 is accepted and kept as f32 on the device (upload_weight).
-    caps_.weight_dtypes = {dtype::f32, dtype::f16, dtype::bf16};
+    // f16 is accepted and kept as f32 on the device (upload_weight); f8_e4m3 with block
+    // scales goes through the skinny kernel as it is, or dequantised to bf16 for cuBLASLt.
+    caps_.weight_dtypes = {dtype::f32, dtype::f16, dtype::bf16, dtype::f8_e4m3};
   }
 
   // The stream, the GEMM workspace, the staging buffers and cuBLASLt; "" or what failed.
@@ -201,7 +204,8 @@ class cuda_backend final : public backend {
   // rounding activations to f16 for a tensor-core product would turn |x| > 65504 into inf.
   weight_ref upload_weight(const weight_ref& host) override {
     use_device();
-    DSRT_ASSERT(host.type != dtype::f8_e4m3, "the CUDA backend takes no f8_e4m3 weights yet");
+    // An f8_e4m3 weight's bytes travel as they are; its scales are a weight of their own (f32),
+    // which the caller uploads and points the device weight_ref at (causal_lm::upload).
     const std::int64_t count = host.rows * host.cols;
     weight_ref ref = host;
     const void* bytes_from = host.data;
@@ -255,14 +259,13 @@ class cuda_backend final : public backend {
     const std::int64_t cols = parts[0].w.cols;
     for (const auto& p : parts) {
       DSRT_ASSERT(p.w.cols == cols, "grouped matmul parts differ in width: {} vs {}", p.w.cols, cols);
-      DSRT_ASSERT(p.w.type != dtype::f8_e4m3, "the CUDA backend takes no f8_e4m3 weights yet");
     }
     if (n <= skinny_rows_limit) {
       // Parts of one dtype share launches, skinny_parts_max at a time.
       for (std::size_t i = 0; i < parts.size();) {
         skinny_gemm g{x, n, cols, cols, parts[i].w.type, 0, {}};
         while (i < parts.size() && g.parts < skinny_parts_max && parts[i].w.type == g.w_type) {
-          g.part[g.parts++] = {parts[i].w.data, 0, parts[i].w.rows, parts[i].y, parts[i].w.rows};
+          g.part[g.parts++] = part_of(parts[i].w, parts[i].y, parts[i].w.rows);
           ++i;
         }
         launcher_->launch(&launch_skinny_gemm, g);
@@ -332,10 +335,10 @@ class cuda_backend final : public backend {
                 x_head_stride, y_head_stride, out, w.cols);
     DSRT_ASSERT(heads <= 65535, "{} heads", heads);
     if (n <= 0) return;
-    const weight_ref& wd = w;
     const std::int64_t ldx = heads * x_head_stride, ldy = heads * y_head_stride;
     converted_ = {};
     if (n > skinny_rows_limit) {
+      const weight_ref wd = gemm_weight(w);
       // One batched product over the heads. x is converted up to its last element used (the
       // gaps between heads included), not past it: x may be a view inside a larger buffer.
       const std::int64_t used = (n - 1) * ldx + (heads - 1) * x_head_stride + w.cols;
@@ -348,8 +351,9 @@ class cuda_backend final : public backend {
       }
     }
     // Few rows (or no algorithm): the skinny kernel, one launch for every head.
-    skinny_gemm g{x, n, w.cols, ldx, wd.type, 1, {}};
-    g.part[0] = {wd.data, 0, out, y, ldy};
+    skinny_gemm g{x, n, w.cols, ldx, w.type, 1, {}};
+    g.part[0] = part_of(w, y, ldy);
+    g.part[0].m = out;
     g.batch = heads;
     g.w_batch_stride = out * w.cols;
     g.x_batch_stride = x_head_stride;
@@ -481,19 +485,48 @@ class cuda_backend final : public backend {
   // y [n, ldy] = x [n, cols] . w^T.
   void product(const float* x, std::int64_t n, std::int64_t cols, const weight_ref& w, float* y,
                std::int64_t ldy) {
-    DSRT_ASSERT(w.type != dtype::f8_e4m3, "the CUDA backend takes no f8_e4m3 weights yet");
     if (n > skinny_rows_limit) {
-      const void* xc = w.type == dtype::f32 ? static_cast<const void*>(x)
-                                            : converted(x, n * cols, w.type);
-      const gemm_problem g{w.type, w.data, w.rows, cols, xc, n, cols, y, ldy};
+      const weight_ref wd = gemm_weight(w);
+      const void* xc = wd.type == dtype::f32 ? static_cast<const void*>(x)
+                                             : converted(x, n * cols, wd.type);
+      const gemm_problem g{wd.type, wd.data, w.rows, cols, xc, n, cols, y, ldy};
       if (const auto* plan = gemm_->prepare(g)) {
         launcher_->launch(&launch_lt_matmul, gemm_.get(), plan, g);
         return;
       }
     }
     skinny_gemm g{x, n, cols, cols, w.type, 1, {}};
-    g.part[0] = {w.data, 0, w.rows, y, ldy};
+    g.part[0] = part_of(w, y, ldy);
     launcher_->launch(&launch_skinny_gemm, g);
+  }
+
+  // w's product for the skinny kernel: all of w's rows into y (its block scales when fp8).
+  static skinny_part part_of(const weight_ref& w, float* y, std::int64_t ldy) {
+    skinny_part p{w.data, 0, w.rows, y, ldy};
+    p.scales = w.scales;
+    p.scale_cols = w.scale_cols;
+    p.scale_row0 = w.scale_row0;
+    p.block_rows = w.block_rows;
+    p.block_cols = w.block_cols;
+    return p;
+  }
+
+  // w as cuBLASLt takes it: itself, or an fp8 weight dequantised to bf16 in scratch as the
+  // CPU's bf16 tiles do it (one buffer: each product's dequantisation runs after the last
+  // product that read it, in stream order).
+  weight_ref gemm_weight(const weight_ref& w) {
+    if (w.type != dtype::f8_e4m3) return w;
+    DSRT_ASSERT(w.scales != nullptr, "an f8_e4m3 weight without its block scales");
+    auto* out = static_cast<std::uint16_t*>(
+        dequantized_.get(std::size_t(w.rows * w.cols) * sizeof(std::uint16_t)));
+    const fp8_weight f{static_cast<const std::uint8_t*>(w.data), w.rows, w.cols, w.scales,
+                       w.scale_cols, w.scale_row0, w.block_rows, w.block_cols};
+    launcher_->launch(&launch_dequantize_fp8, f, out);
+    weight_ref b = w;
+    b.data = out;
+    b.type = dtype::bf16;
+    b.scales = nullptr;
+    return b;
   }
 
   // The rows each sequence writes and their cache slots, staged as device_rows_/device_slots_.
@@ -546,6 +579,7 @@ class cuda_backend final : public backend {
   device_scratch attention_scratch_;
   device_scratch copy_scratch_;
   device_scratch ids_scratch_;
+  device_scratch dequantized_;   // an fp8 weight as bf16, for one product at a time
   conversion converted_;
   void* workspace_ = nullptr;
   std::unique_ptr<staging> staging_;    // copies through launcher_

@@ -29,6 +29,15 @@ __device__ __forceinline__ std::uint16_t f32_to_f16_bits(float f) {
   return __half_as_ushort(__float2half_rn(f));
 }
 
+// e4m3fn as kernels/dtype.h's f8_e4m3_to_f32: exact; 0x7f / 0xff are NaN.
+__device__ __forceinline__ float f8_e4m3_bits_to_f32(std::uint8_t b) {
+  const std::uint32_t sign = std::uint32_t(b & 0x80u) << 24;
+  const std::uint32_t magnitude = b & 0x7fu;
+  if (magnitude == 0x7fu) return __uint_as_float(sign | 0x7fc00000u);
+  if (magnitude >= 0x08u) return __uint_as_float(sign | ((magnitude << 20) + (120u << 23)));
+  return __uint_as_float(__float_as_uint(float(magnitude) * 0x1p-9f) | sign);  // subnormal
+}
+
 // Element i of a buffer of type T (f32, f16 or bf16) as f32.
 template <dtype T>
 __device__ __forceinline__ float load_f32(const void* data, std::int64_t i) {

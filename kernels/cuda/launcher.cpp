@@ -54,7 +54,13 @@ void add_key(launch_key& k, const skinny_gemm& g) {
   k.add_all(g.x, g.n, g.k, g.ldx, g.w_type, g.parts, g.batch, g.w_batch_stride, g.x_batch_stride,
             g.y_batch_stride);
   for (int p = 0; p < g.parts; ++p)
-    k.add_all(g.part[p].w, g.part[p].x_offset, g.part[p].m, g.part[p].y, g.part[p].ldy);
+    k.add_all(g.part[p].w, g.part[p].x_offset, g.part[p].m, g.part[p].y, g.part[p].ldy,
+              g.part[p].scales, g.part[p].scale_cols, g.part[p].scale_row0, g.part[p].block_rows,
+              g.part[p].block_cols);
+}
+
+void add_key(launch_key& k, const fp8_weight& w) {
+  k.add_all(w.data, w.rows, w.cols, w.scales, w.scale_cols, w.scale_row0, w.block_rows, w.block_cols);
 }
 
 void add_key(launch_key& k, const gemm_problem& g) {

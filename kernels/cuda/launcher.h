@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "kernels/cuda/fp8.cuh"
 #include "kernels/cuda/lt_gemm.h"
 #include "kernels/cuda/paged_attention.cuh"
 #include "kernels/cuda/rope.cuh"
@@ -27,6 +28,7 @@ void add_key(launch_key& k, const rope_launch& r);
 void add_key(launch_key& k, const attention_launch& a);
 void add_key(launch_key& k, const skinny_gemm& g);
 void add_key(launch_key& k, const gemm_problem& g);
+void add_key(launch_key& k, const fp8_weight& w);
 template <class T>
   requires std::is_scalar_v<T>
 void add_key(launch_key& k, const T& v) {

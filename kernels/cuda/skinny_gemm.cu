@@ -20,7 +20,7 @@ __global__ void __launch_bounds__(warps * 32) skinny_kernel(skinny_gemm g) {
   if (p == g.parts) return;
   // This block's product of the batch.
   skinny_part part = g.part[p];
-  constexpr std::int64_t element_bytes = T == dtype::f32 ? 4 : 2;
+  constexpr std::int64_t element_bytes = T == dtype::f32 ? 4 : T == dtype::f8_e4m3 ? 1 : 2;
   part.w = static_cast<const char*>(part.w) + std::int64_t(blockIdx.y) * g.w_batch_stride * element_bytes;
   part.x_offset += std::int64_t(blockIdx.y) * g.x_batch_stride;
   part.y += std::int64_t(blockIdx.y) * g.y_batch_stride;
@@ -28,6 +28,43 @@ __global__ void __launch_bounds__(warps * 32) skinny_kernel(skinny_gemm g) {
 #pragma unroll
   for (int r = 0; r < Rows; ++r) sum[r] = 0.0f;
   const std::int64_t row_offset = c * g.k;
+  if constexpr (T == dtype::f8_e4m3) {
+    // Each weight times its block's scale, in f32 (the scale row is fixed for the column).
+    const auto* wrow = static_cast<const std::uint8_t*>(part.w) + row_offset;
+    const std::int64_t scaled_row =
+        part.scale_row0 + std::int64_t(blockIdx.y) * (g.w_batch_stride / g.k) + c;
+    const float* srow = part.scales + scaled_row / part.block_rows * part.scale_cols;
+    const bool vector16 = g.k % 16 == 0 && part.block_cols % 16 == 0 &&
+                          reinterpret_cast<std::uintptr_t>(wrow) % 16 == 0;
+    if (vector16) {
+      const uint4* wv = reinterpret_cast<const uint4*>(wrow);
+      for (std::int64_t v = lane; v < g.k / 16; v += 32) {
+        const uint4 packed = wv[v];
+        const float scale = srow[v * 16 / part.block_cols];
+        const std::uint32_t words[4] = {packed.x, packed.y, packed.z, packed.w};
+        float w16[16];
+#pragma unroll
+        for (int e = 0; e < 16; ++e)
+          w16[e] = f8_e4m3_bits_to_f32(std::uint8_t(words[e / 4] >> (8 * (e % 4)))) * scale;
+#pragma unroll
+        for (int r = 0; r < Rows; ++r) {
+          if (r >= g.n) break;
+          const float* xr = g.x + part.x_offset + r * g.ldx + v * 16;
+#pragma unroll
+          for (int e = 0; e < 16; ++e) sum[r] = fmaf(w16[e], xr[e], sum[r]);
+        }
+      }
+    } else {
+      for (std::int64_t i = lane; i < g.k; i += 32) {
+        const float w = f8_e4m3_bits_to_f32(wrow[i]) * srow[i / part.block_cols];
+#pragma unroll
+        for (int r = 0; r < Rows; ++r) {
+          if (r >= g.n) break;
+          sum[r] = fmaf(w, g.x[part.x_offset + r * g.ldx + i], sum[r]);
+        }
+      }
+    }
+  } else {
   const bool vector = T == dtype::bf16 && g.k % 8 == 0 &&
                       reinterpret_cast<std::uintptr_t>(part.w) % 16 == 0;
   if (vector) {
@@ -60,6 +97,7 @@ __global__ void __launch_bounds__(warps * 32) skinny_kernel(skinny_gemm g) {
       }
     }
   }
+  }
 #pragma unroll
   for (int r = 0; r < Rows; ++r) {
     if (r >= g.n) break;
@@ -86,13 +124,21 @@ void launch_skinny_gemm(const skinny_gemm& g, cudaStream_t stream) {
     chunk.x = g.x + r0 * g.ldx;
     chunk.n = std::min<std::int64_t>(skinny_rows_max, g.n - r0);
     for (int p = 0; p < g.parts; ++p) chunk.part[p].y = g.part[p].y + r0 * g.part[p].ldy;
-    dispatch_dtype(g.w_type, [&]<dtype T>() {
+    auto run = [&]<dtype T>() {
       if (chunk.n == 1) {
         skinny_kernel<T, 1><<<grid, warps * 32, 0, stream>>>(chunk);
       } else {
         skinny_kernel<T, skinny_rows_max><<<grid, warps * 32, 0, stream>>>(chunk);
       }
-    });
+    };
+    if (g.w_type == dtype::f8_e4m3) {
+      for (int p = 0; p < g.parts; ++p)
+        DSRT_CU_ASSERT(g.part[p].scales != nullptr && g.part[p].block_rows > 0 && g.part[p].block_cols > 0,
+                       "fp8 weight without block scales");
+      run.template operator()<dtype::f8_e4m3>();
+    } else {
+      dispatch_dtype(g.w_type, run);
+    }
     DSRT_CUDA_CHECK_LAUNCH();
   }
 }

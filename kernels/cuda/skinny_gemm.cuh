@@ -24,6 +24,11 @@ struct skinny_part {
   std::int64_t m = 0;
   float* y = nullptr;                // [n, m], rows ldy floats apart
   std::int64_t ldy = 0;
+  // f8_e4m3 only: block scales as in weight_ref (row r of w is row scale_row0 + r of the
+  // scaled tensor; product b of a batch starts w_batch_stride / k rows further on).
+  const float* scales = nullptr;
+  std::int64_t scale_cols = 0, scale_row0 = 0;
+  int block_rows = 128, block_cols = 128;
 };
 
 struct skinny_gemm {

@@ -1,6 +1,6 @@
 // Whole forwards on the CUDA backend against the CPU backend: the tiny dense models (Llama and
-// Qwen2, with its q/k/v biases) and the tiny DeepSeek-V3 (MLA and MoE), a prefill then decode
-// steps, every row of logits within tolerance of the CPU's. Without a usable GPU the cases
+// Qwen2, with its q/k/v biases) and the tiny DeepSeek-V3 (MLA and MoE; bf16 and block-scaled
+// fp8), a prefill then decode steps, every row of logits within tolerance of the CPU's. Without a usable GPU the cases
 // skip with the reason; run them on a GPU machine with `ctest -L gpu`.
 #include <gtest/gtest.h>
 
@@ -34,9 +34,10 @@ class CudaForward : public ::testing::TestWithParam<std::tuple<std::string, std:
   const std::string& model_name() const { return std::get<0>(GetParam()); }
   const std::string& variant() const { return std::get<1>(GetParam()); }
   std::filesystem::path dir() const {
-    return model_name() == "tiny-llama" ? tiny_llama_dir()
-           : model_name() == "tiny-qwen2" ? tiny_qwen2_dir()
-                                          : tiny_dsv3_dir();
+    return model_name() == "tiny-llama"      ? tiny_llama_dir()
+           : model_name() == "tiny-qwen2"    ? tiny_qwen2_dir()
+           : model_name() == "tiny-dsv3-fp8" ? tiny_dsv3_fp8_dir()
+                                             : tiny_dsv3_dir();
   }
   std::unique_ptr<kernels::backend> gpu_, cpu_;
 };
@@ -83,24 +84,14 @@ TEST_P(CudaForward, PrefillThenDecodeStepsMatchTheCpu) {
 }
 
 INSTANTIATE_TEST_SUITE_P(TinyModels, CudaForward,
-                         ::testing::Combine(::testing::Values("tiny-llama", "tiny-qwen2", "tiny-dsv3"),
+                         ::testing::Combine(::testing::Values("tiny-llama", "tiny-qwen2", "tiny-dsv3",
+                                                              "tiny-dsv3-fp8"),
                                             ::testing::Values("default", "plain")),
                          [](const auto& info) {
                            std::string name = std::get<0>(info.param) + "_" + std::get<1>(info.param);
                            std::replace(name.begin(), name.end(), '-', '_');
                            return name;
                          });
-
-TEST(CudaForwardErrors, Fp8WeightsAreRefusedAsUnsupportedNotCrashed) {
-  std::string why;
-  auto gpu = kernels::make_cuda_backend({}, &why);
-  if (!gpu) GTEST_SKIP() << "no CUDA device: " << why;
-  auto files = load_files(tiny_dsv3_fp8_dir());
-  ASSERT_TRUE(files);
-  auto model = create_causal_lm(std::move(files), *gpu, {});
-  ASSERT_FALSE(model.ok());
-  EXPECT_EQ(model.err().code, error_code::unsupported) << model.err().to_string();
-}
 
 }  // namespace
 }  // namespace dsrt::engine

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kernels/cuda_backend.h"
+#include "tests/kernels/fp8_test_weights.h"
 #include "tests/kernels/kernel_test_util.h"
 
 namespace dsrt::kernels {
@@ -210,6 +211,44 @@ TEST_F(CudaVsCpu, SkinnyGroupsOfMoreThanFourPartsAndMixedDtypesMatchCpu) {
                              expected[std::size_t(i)]),
               1e-5)
         << "part " << i << " " << dtype_name(types[i]);
+}
+
+// Block-scaled fp8 (DeepSeek-V3's format): skinny rows (n <= 8) multiply the bytes as they
+// are, more rows go through a bf16 dequantisation and cuBLASLt; a view of some rows keeps
+// pointing at the tensor's scales (scale_row0); one product per head too.
+TEST_F(CudaVsCpu, Fp8ProductsMatchCpuForRowsViewsAndHeads) {
+  const std::int64_t rows = 320, cols = 256;
+  const auto w = make_fp8_weights(rows, cols, 128, 128, 21);
+  auto device_fp8 = [&](const weight_ref& host) {
+    weight_ref d = gpu_->upload_weight(host);
+    const std::int64_t scale_rows = (host.scale_row0 + host.rows + host.block_rows - 1) / host.block_rows;
+    d.scales = static_cast<const float*>(
+        gpu_->upload_weight({w.scales.data(), dtype::f32, scale_rows, host.scale_cols}).data);
+    return d;
+  };
+  const weight_ref whole = device_fp8(w.ref);
+  const weight_ref view_host = rows_view(w.ref, 130, 300);
+  const weight_ref view = rows_view(whole, 130, 300);
+  for (std::int64_t n : {1, 5, 12, 40}) {
+    const auto x = random_floats(std::size_t(n * cols), std::uint32_t(n));
+    const float* gx = upload(x);
+    for (const auto& [host, device] : {std::pair{w.ref, whole}, std::pair{view_host, view}}) {
+      std::vector<float> expected(std::size_t(n * host.rows));
+      cpu_->matmul(x.data(), n, host, {}, expected.data());
+      float* y = upload(std::vector<float>(expected.size(), NAN));
+      gpu_->matmul(gx, n, device, {}, y);
+      EXPECT_LT(relative_error(download(y, expected.size()), expected), 2e-2)
+          << "n=" << n << " rows " << host.rows << " from " << host.scale_row0;
+    }
+    // Heads of 64 rows each (5 heads), x heads 256 wide with no gap.
+    const int heads = 5;
+    const auto xh = random_floats(std::size_t(n * heads * cols), std::uint32_t(n + 100));
+    std::vector<float> expected(std::size_t(n * rows));
+    cpu_->matmul_heads(xh.data(), n, heads, cols, w.ref, expected.data(), rows / heads);
+    float* y = upload(std::vector<float>(expected.size(), NAN));
+    gpu_->matmul_heads(upload(xh), n, heads, cols, whole, y, rows / heads);
+    EXPECT_LT(relative_error(download(y, expected.size()), expected), 2e-2) << "heads, n=" << n;
+  }
 }
 
 TEST_F(CudaVsCpu, MatmulHeadsMatchesCpuWithStridedHeads) {
