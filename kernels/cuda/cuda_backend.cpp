@@ -101,7 +101,7 @@ class cuda_backend final : public backend {
               // cudaFree waits for the device, but not for launches still being recorded.
               [this](void* p) {
                 if (launcher_) launcher_->flush();
-                cudaFree(p);
+                DSRT_CUDA_CHECK(cudaFree(p));  // fails only on a device fault: report it here
               },
               props.totalGlobalMem),
         x_converted_(pool_),

@@ -33,7 +33,10 @@ step_recorder::hooks graph_hooks(cudaStream_t stream) {
           [stream](void* exec) {
             DSRT_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec), stream));
           },
-          [](void* exec) { cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec)); }};
+          [](void* exec) {
+            cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec));
+            (void)cudaGetLastError();  // not left for the next launch check to misreport
+          }};
 }
 
 }  // namespace

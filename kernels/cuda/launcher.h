@@ -47,7 +47,8 @@ class launcher {
   void launch(Fn* fn, const Args&... args) {
     key_.clear();
     key_.add(reinterpret_cast<std::uintptr_t>(fn));
-    (add_key(key_, args), ...);
+    // Each argument's size first: arguments of other widths can never add up to equal keys.
+    ((key_.add(std::uint16_t(sizeof(Args))), add_key(key_, args)), ...);
     recorder_.record(key_.bytes(), [fn, args..., stream = stream_] { fn(args..., stream); });
   }
   // cudaMemcpyAsync on the stream (device to device, or from pinned host memory).

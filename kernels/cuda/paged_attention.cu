@@ -88,6 +88,7 @@ __global__ void __launch_bounds__(threads)
   const int begin = split * split_tokens;
   const int end = min(row.context, begin + split_tokens);
   const std::int32_t* table = a.block_tables + row.table_offset;
+  const bool values_are_keys = a.values == a.keys && a.v_dim <= key_dim;
   for (int p = begin + warp; p < end; p += warps) {
     const std::int64_t slot =
         std::int64_t(table[p / a.block_tokens]) * a.block_tokens + p % a.block_tokens;
@@ -103,6 +104,13 @@ __global__ void __launch_bounds__(threads)
 #pragma unroll
     for (int j = 0; j < ValuePerLane; ++j) {
       const int i = lane + 32 * j;
+      // MLA: the value is the key's first v_dim elements, already in registers.
+      if constexpr (ValuePerLane <= KeyPerLane) {
+        if (values_are_keys) {
+          value[j] = i < a.v_dim ? key[j] : 0.0f;
+          continue;
+        }
+      }
       value[j] = i < a.v_dim ? bf16_bits_to_f32(v[i]) : 0.0f;
     }
 #pragma unroll
@@ -259,7 +267,9 @@ void launch_attention(const attention_launch& a, int sms, float* scratch, cudaSt
                                                  std::to_string(a.kv_group));
   // Registers: Heads x (KeyPerLane + ValuePerLane) floats per lane; MLA's 576/512-wide rows
   // take at most 4 heads a block, GQA's up to 256 take 8.
-  if (key_dim <= 256 && a.v_dim <= 256) {
+  if (key_dim <= 128 && a.v_dim <= 128) {
+    launch_grouped<4, 4, 8>(a, plan, scratch, stream);
+  } else if (key_dim <= 256 && a.v_dim <= 256) {
     launch_grouped<8, 8, 8>(a, plan, scratch, stream);
   } else {
     launch_grouped<18, 16, 4>(a, plan, scratch, stream);
