@@ -8,6 +8,18 @@ namespace {
 
 constexpr int warps = 8;
 
+// sum[r] += w[e] * x[r * ldx + e] for the first n rows of x and E weights.
+template <int Rows, int E>
+__device__ __forceinline__ void accumulate(float (&sum)[Rows], const float (&w)[E], const float* x,
+                                           std::int64_t ldx, std::int64_t n) {
+#pragma unroll
+  for (int r = 0; r < Rows; ++r) {
+    if (r >= n) break;
+#pragma unroll
+    for (int e = 0; e < E; ++e) sum[r] = fmaf(w[e], x[r * ldx + e], sum[r]);
+  }
+}
+
 // Warp (block, warp) computes column c = blockIdx.x * warps + warp of the parts' columns laid
 // end to end, for rows [0, n) of x. bf16 weights whose rows are 16-byte aligned are read 8
 // elements per lane per load.
@@ -28,6 +40,7 @@ __global__ void __launch_bounds__(warps * 32) skinny_kernel(skinny_gemm g) {
 #pragma unroll
   for (int r = 0; r < Rows; ++r) sum[r] = 0.0f;
   const std::int64_t row_offset = c * g.k;
+  const float* x = g.x + part.x_offset;
   if constexpr (T == dtype::f8_e4m3) {
     // Each weight times its block's scale, in f32 (the scale row is fixed for the column).
     const auto* wrow = static_cast<const std::uint8_t*>(part.w) + row_offset;
@@ -46,57 +59,37 @@ __global__ void __launch_bounds__(warps * 32) skinny_kernel(skinny_gemm g) {
 #pragma unroll
         for (int e = 0; e < 16; ++e)
           w16[e] = f8_e4m3_bits_to_f32(std::uint8_t(words[e / 4] >> (8 * (e % 4)))) * scale;
-#pragma unroll
-        for (int r = 0; r < Rows; ++r) {
-          if (r >= g.n) break;
-          const float* xr = g.x + part.x_offset + r * g.ldx + v * 16;
-#pragma unroll
-          for (int e = 0; e < 16; ++e) sum[r] = fmaf(w16[e], xr[e], sum[r]);
-        }
+        accumulate(sum, w16, x + v * 16, g.ldx, g.n);
       }
     } else {
       for (std::int64_t i = lane; i < g.k; i += 32) {
-        const float w = f8_e4m3_bits_to_f32(wrow[i]) * srow[i / part.block_cols];
+        const float w[1] = {f8_e4m3_bits_to_f32(wrow[i]) * srow[i / part.block_cols]};
+        accumulate(sum, w, x + i, g.ldx, g.n);
+      }
+    }
+  } else {
+    const bool vector = T == dtype::bf16 && g.k % 8 == 0 &&
+                        reinterpret_cast<std::uintptr_t>(part.w) % 16 == 0;
+    if (vector) {
+      const uint4* wv =
+          reinterpret_cast<const uint4*>(static_cast<const std::uint16_t*>(part.w) + row_offset);
+      for (std::int64_t v = lane; v < g.k / 8; v += 32) {
+        const uint4 packed = wv[v];
+        const std::uint32_t words[4] = {packed.x, packed.y, packed.z, packed.w};
+        float w8[8];
 #pragma unroll
-        for (int r = 0; r < Rows; ++r) {
-          if (r >= g.n) break;
-          sum[r] = fmaf(w, g.x[part.x_offset + r * g.ldx + i], sum[r]);
+        for (int e = 0; e < 4; ++e) {
+          w8[2 * e] = __uint_as_float(words[e] << 16);
+          w8[2 * e + 1] = __uint_as_float(words[e] & 0xffff0000u);
         }
+        accumulate(sum, w8, x + v * 8, g.ldx, g.n);
+      }
+    } else {
+      for (std::int64_t i = lane; i < g.k; i += 32) {
+        const float w[1] = {load_f32<T>(part.w, row_offset + i)};
+        accumulate(sum, w, x + i, g.ldx, g.n);
       }
     }
-  } else {
-  const bool vector = T == dtype::bf16 && g.k % 8 == 0 &&
-                      reinterpret_cast<std::uintptr_t>(part.w) % 16 == 0;
-  if (vector) {
-    const uint4* wv =
-        reinterpret_cast<const uint4*>(static_cast<const std::uint16_t*>(part.w) + row_offset);
-    for (std::int64_t v = lane; v < g.k / 8; v += 32) {
-      const uint4 packed = wv[v];
-      const std::uint32_t words[4] = {packed.x, packed.y, packed.z, packed.w};
-      float w8[8];
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        w8[2 * e] = __uint_as_float(words[e] << 16);
-        w8[2 * e + 1] = __uint_as_float(words[e] & 0xffff0000u);
-      }
-#pragma unroll
-      for (int r = 0; r < Rows; ++r) {
-        if (r >= g.n) break;
-        const float* xr = g.x + part.x_offset + r * g.ldx + v * 8;
-#pragma unroll
-        for (int e = 0; e < 8; ++e) sum[r] = fmaf(w8[e], xr[e], sum[r]);
-      }
-    }
-  } else {
-    for (std::int64_t i = lane; i < g.k; i += 32) {
-      const float w = load_f32<T>(part.w, row_offset + i);
-#pragma unroll
-      for (int r = 0; r < Rows; ++r) {
-        if (r >= g.n) break;
-        sum[r] = fmaf(w, g.x[part.x_offset + r * g.ldx + i], sum[r]);
-      }
-    }
-  }
   }
 #pragma unroll
   for (int r = 0; r < Rows; ++r) {

@@ -386,6 +386,20 @@ attention_case make_case(const std::vector<std::pair<std::int64_t, std::int64_t>
   return c;
 }
 
+// The sequences of c from position 0 on, written as one prefill (their whole history), and
+// how many rows that is.
+attention_case history_of(const attention_case& c, std::int64_t& rows) {
+  attention_case full = c;
+  rows = 0;
+  for (auto& s : full.seqs) {
+    s.rows += s.first_position;
+    s.first_position = 0;
+    s.row_begin = rows;
+    rows += s.rows;
+  }
+  return full;
+}
+
 // Fills every position of every sequence's cache (the earlier positions as a prefix the
 // sequence wrote before), then attends the sequences' rows.
 // heads / kv_heads: GQA groups of 4, 8 and 3 (blocks of 4, 8 and 1 query heads), and MHA.
@@ -409,15 +423,8 @@ void CudaVsCpu::check_paged_attention(const int heads, const int kv_heads, const
   auto* gk = upload(std::vector<std::uint16_t>(cache_values, 0));
   auto* gv = upload(std::vector<std::uint16_t>(cache_values, 0));
   kv_layer gpu_cache{gk, gv, bt, kv_heads, head_dim};
-  // The whole history of each sequence, written as one prefill.
-  attention_case full = c;
   std::int64_t history_rows = 0;
-  for (auto& s : full.seqs) {
-    s.rows += s.first_position;
-    s.first_position = 0;
-    s.row_begin = history_rows;
-    history_rows += s.rows;
-  }
+  const attention_case full = history_of(c, history_rows);
   const auto keys = random_floats(std::size_t(history_rows * width), 21);
   const auto values = random_floats(std::size_t(history_rows * width), 22);
   cpu_->kv_write(cpu_cache, full.seqs, keys.data(), values.data());
@@ -453,14 +460,8 @@ void CudaVsCpu::check_latent_attention(const int heads, const int latent, const 
   latent_kv_layer cpu_cache{cpu_entries.data(), bt, latent, rope_dim};
   auto* ge = upload(std::vector<std::uint16_t>(cache_values, 0));
   latent_kv_layer gpu_cache{ge, bt, latent, rope_dim};
-  attention_case full = c;
   std::int64_t history_rows = 0;
-  for (auto& s : full.seqs) {
-    s.rows += s.first_position;
-    s.first_position = 0;
-    s.row_begin = history_rows;
-    history_rows += s.rows;
-  }
+  const attention_case full = history_of(c, history_rows);
   const auto lat = random_floats(std::size_t(history_rows * latent), 31, 0.3f);
   const auto rk = random_floats(std::size_t(history_rows * rope_dim), 32, 0.3f);
   cpu_->latent_kv_write(cpu_cache, full.seqs, lat.data(), rk.data());
