@@ -177,7 +177,7 @@ class cuda_backend final : public backend {
       // memory has read src when it returns is not promised everywhere (HMM, ATS systems).
       launcher_->flush();
       DSRT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
-      DSRT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      launcher_->sync();
     }
   }
   void copy_to_host(void* dst, const void* src, std::size_t bytes) override {
@@ -223,7 +223,7 @@ class cuda_backend final : public backend {
     weights_.insert(device);
     launcher_->flush();
     DSRT_CUDA_CHECK(cudaMemcpyAsync(device, bytes_from, bytes, cudaMemcpyHostToDevice, stream_));
-    DSRT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    launcher_->sync();
     if (host.type == dtype::f16) std::vector<float>().swap(widened_);
     ref.data = device;
     return ref;

@@ -82,7 +82,7 @@ void launcher::copy(void* dst, const void* src, std::size_t bytes, cudaMemcpyKin
 }
 
 void launcher::sync() {
-  flush();
+  recorder_.idle();
   DSRT_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 

@@ -55,7 +55,7 @@ class launcher {
   void copy(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind);
   // Issues everything recorded (before anything that waits for the stream or frees memory).
   void flush() { recorder_.flush(); }
-  // flush() and wait for the stream.
+  // flush() and wait for the stream; the next segment is a first one (step_graphs.h).
   void sync();
 
   cudaStream_t stream() const { return stream_; }

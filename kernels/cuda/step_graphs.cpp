@@ -21,13 +21,20 @@ std::uint64_t hash_bytes(std::span<const std::byte> bytes) {
 }  // namespace
 
 step_recorder::step_recorder(hooks h, bool enabled, std::size_t graphs_max,
-                             std::size_t segment_launches)
+                             std::size_t segment_launches, std::size_t first_segment_launches)
     : hooks_(std::move(h)),
       enabled_(enabled),
       graphs_max_(graphs_max),
-      segment_launches_(segment_launches) {
-  DSRT_ASSERT(graphs_max_ > 0 && segment_launches_ > 0, "graphs_max {} segment_launches {}",
-              graphs_max_, segment_launches_);
+      segment_launches_(segment_launches),
+      first_segment_launches_(first_segment_launches) {
+  DSRT_ASSERT(graphs_max_ > 0 && segment_launches_ > 0 && first_segment_launches_ > 0,
+              "graphs_max {} segment_launches {} first {}", graphs_max_, segment_launches_,
+              first_segment_launches_);
+}
+
+void step_recorder::idle() {
+  flush();
+  first_segment_ = true;
 }
 
 step_recorder::~step_recorder() {
@@ -46,7 +53,7 @@ void step_recorder::record(std::span<const std::byte> key, std::function<void()>
   key_.insert(key_.end(), l, l + sizeof length);
   key_.insert(key_.end(), key.begin(), key.end());
   runs_.push_back(std::move(run));
-  if (runs_.size() >= segment_launches_) flush();
+  if (runs_.size() >= (first_segment_ ? first_segment_launches_ : segment_launches_)) flush();
 }
 
 void step_recorder::run_eagerly() {
@@ -121,6 +128,7 @@ void step_recorder::flush() {
   }
   key_.clear();
   runs_.clear();
+  first_segment_ = false;
 }
 
 }  // namespace dsrt::kernels::cuda

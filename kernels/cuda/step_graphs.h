@@ -27,8 +27,10 @@
 namespace dsrt::kernels::cuda {
 
 // Launches per recorded segment: the GPU runs one segment's graph while the host records the
-// next.
+// next. The first segment after a wait for the device is shorter, so that the idle GPU
+// starts a step after a few launches' worth of host work, not 64.
 inline constexpr std::size_t step_graph_launches = 64;
+inline constexpr std::size_t step_graph_first_launches = 16;
 // Sequences remembered (with or without a graph); the least recently used goes first.
 inline constexpr std::size_t step_graphs_max = 256;
 
@@ -72,7 +74,8 @@ class step_recorder {
 
   // enabled = false: record() issues at once and nothing is ever captured.
   step_recorder(hooks h, bool enabled, std::size_t graphs_max = step_graphs_max,
-                std::size_t segment_launches = step_graph_launches);
+                std::size_t segment_launches = step_graph_launches,
+                std::size_t first_segment_launches = step_graph_first_launches);
   ~step_recorder();
   step_recorder(const step_recorder&) = delete;
   step_recorder& operator=(const step_recorder&) = delete;
@@ -81,6 +84,9 @@ class step_recorder {
   void record(std::span<const std::byte> key, std::function<void()> run);
   // Issues everything recorded (see the top of the file) and forgets it.
   void flush();
+  // The device went idle (its stream was waited for): flush, and make the next segment a
+  // first one (first_segment_launches long).
+  void idle();
   bool pending() const { return !runs_.empty(); }
   bool enabled() const { return enabled_; }
   const counters& stats() const { return stats_; }
@@ -102,6 +108,8 @@ class step_recorder {
   bool enabled_;
   std::size_t graphs_max_;
   std::size_t segment_launches_;
+  std::size_t first_segment_launches_;
+  bool first_segment_ = true;   // the segment being recorded is the first since idle()
   std::vector<std::byte> key_;                       // this segment's launches, end to end
   std::vector<std::function<void()>> runs_;
   std::unordered_multimap<std::uint64_t, std::size_t> by_hash_;   // key hash -> slot

@@ -101,14 +101,26 @@ TEST(StepGraphs, ADifferentParameterIsADifferentSequence) {
 
 TEST(StepGraphs, NothingRunsBeforeAFlushAndSegmentsFlushThemselves) {
   fake_gpu gpu;
-  step_recorder r(gpu.hooks(), true, step_graphs_max, /*segment_launches=*/3);
+  step_recorder r(gpu.hooks(), true, step_graphs_max, /*segment_launches=*/3,
+                  /*first_segment_launches=*/2);
   gpu.record(r, "a", 1);
-  gpu.record(r, "b", 2);
   EXPECT_TRUE(gpu.issued.empty());
   EXPECT_TRUE(r.pending());
-  gpu.record(r, "c", 3);                // the third launch ends the segment
-  EXPECT_EQ(gpu.issued, (std::vector<std::string>{"a(1)", "b(2)", "c(3)"}));
+  gpu.record(r, "b", 2);                // the first segment is 2 launches long
+  EXPECT_EQ(gpu.issued, (std::vector<std::string>{"a(1)", "b(2)"}));
+  gpu.record(r, "c", 3);
+  gpu.record(r, "d", 4);
+  EXPECT_EQ(gpu.issued.size(), 2u);     // later ones are 3 long
+  gpu.record(r, "e", 5);
+  EXPECT_EQ(gpu.issued.size(), 5u);
   EXPECT_FALSE(r.pending());
+  // After the device went idle the next segment is a first one again.
+  gpu.record(r, "f", 6);
+  r.idle();
+  EXPECT_EQ(gpu.issued.size(), 6u);
+  gpu.record(r, "g", 7);
+  gpu.record(r, "h", 8);
+  EXPECT_EQ(gpu.issued.size(), 8u);
 }
 
 TEST(StepGraphs, DisabledIssuesEveryLaunchAtOnce) {
