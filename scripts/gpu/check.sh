@@ -7,8 +7,9 @@
 #    from a device-to-device copy measured in the same run, prefill against the bf16 peak),
 #    and at batch 1 and 32 again with DSRT_CUDA_GRAPHS=0;
 # 3. transformers' generate on the same model at batch 1 and 32 (bench_transformers.py).
-# Each step's log goes to $OUT; a failing step does not stop the later ones; the exit status
-# is the number of failed steps.
+# Every step's output goes to $OUT/check.log (the device tool brings back at most 8 files:
+# check.log, gpu.txt and the three JSON results); a failing step does not stop the later
+# ones; the exit status is the number of failed steps.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 out=${OUT:-/tmp/gpu-check}
@@ -19,11 +20,16 @@ export LD_LIBRARY_PATH="$here/lib:$(dirname "${cublas:-/nonexistent}")${LD_LIBRA
 export DSRT_DSGEN="$here/bin/dsgen"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
 failed=0
+log="$out/check.log"
+: > "$log"
 step() {  # step NAME COMMAND...
   local name=$1; shift
-  echo "== $name: $*"
-  if "$@" > "$out/$name.log" 2>&1; then echo "   ok"; else echo "   FAILED (rc $?)"; failed=$((failed + 1)); fi
-  tail -n 25 "$out/$name.log"
+  echo "== $name: $*" | tee -a "$log"
+  local tmp; tmp=$(mktemp)
+  if "$@" > "$tmp" 2>&1; then echo "   ok"; else echo "   FAILED (rc $?)"; failed=$((failed + 1)); fi
+  cat "$tmp" >> "$log"
+  tail -n 25 "$tmp"
+  rm -f "$tmp"
 }
 step cuda_host "$here/bin/test_cuda_host"
 step cuda_backend "$here/bin/test_cuda_backend"
