@@ -20,6 +20,22 @@ __device__ __forceinline__ void accumulate(float (&sum)[Rows], const float (&w)[
   }
 }
 
+// Calls use(row[v], v) for v = lane, lane + 32, ... < count, four loads in flight at a time:
+// with few columns per step (a decode's q/k/v or o_proj) there are too few warps per SM to
+// cover HBM latency with one outstanding load each.
+template <class Use>
+__device__ __forceinline__ void stream_row(const uint4* row, std::int64_t count, int lane, Use&& use) {
+  std::int64_t v = lane;
+  for (; v + 96 < count; v += 128) {
+    const uint4 p0 = row[v], p1 = row[v + 32], p2 = row[v + 64], p3 = row[v + 96];
+    use(p0, v);
+    use(p1, v + 32);
+    use(p2, v + 64);
+    use(p3, v + 96);
+  }
+  for (; v < count; v += 32) use(row[v], v);
+}
+
 // Warp (block, warp) computes column c = blockIdx.x * warps + warp of the parts' columns laid
 // end to end, for rows [0, n) of x. bf16 weights whose rows are 16-byte aligned are read 8
 // elements per lane per load.
@@ -50,9 +66,7 @@ __global__ void __launch_bounds__(warps * 32) skinny_kernel(skinny_gemm g) {
     const bool vector16 = g.k % 16 == 0 && part.block_cols % 16 == 0 &&
                           reinterpret_cast<std::uintptr_t>(wrow) % 16 == 0;
     if (vector16) {
-      const uint4* wv = reinterpret_cast<const uint4*>(wrow);
-      for (std::int64_t v = lane; v < g.k / 16; v += 32) {
-        const uint4 packed = wv[v];
+      auto use = [&](const uint4& packed, std::int64_t v) {
         const float scale = srow[v * 16 / part.block_cols];
         const std::uint32_t words[4] = {packed.x, packed.y, packed.z, packed.w};
         float w16[16];
@@ -60,7 +74,8 @@ __global__ void __launch_bounds__(warps * 32) skinny_kernel(skinny_gemm g) {
         for (int e = 0; e < 16; ++e)
           w16[e] = f8_e4m3_bits_to_f32(std::uint8_t(words[e / 4] >> (8 * (e % 4)))) * scale;
         accumulate(sum, w16, x + v * 16, g.ldx, g.n);
-      }
+      };
+      stream_row(reinterpret_cast<const uint4*>(wrow), g.k / 16, lane, use);
     } else {
       for (std::int64_t i = lane; i < g.k; i += 32) {
         const float w[1] = {f8_e4m3_bits_to_f32(wrow[i]) * srow[i / part.block_cols]};
@@ -71,10 +86,7 @@ __global__ void __launch_bounds__(warps * 32) skinny_kernel(skinny_gemm g) {
     const bool vector = T == dtype::bf16 && g.k % 8 == 0 &&
                         reinterpret_cast<std::uintptr_t>(part.w) % 16 == 0;
     if (vector) {
-      const uint4* wv =
-          reinterpret_cast<const uint4*>(static_cast<const std::uint16_t*>(part.w) + row_offset);
-      for (std::int64_t v = lane; v < g.k / 8; v += 32) {
-        const uint4 packed = wv[v];
+      auto use = [&](const uint4& packed, std::int64_t v) {
         const std::uint32_t words[4] = {packed.x, packed.y, packed.z, packed.w};
         float w8[8];
 #pragma unroll
@@ -83,7 +95,9 @@ __global__ void __launch_bounds__(warps * 32) skinny_kernel(skinny_gemm g) {
           w8[2 * e + 1] = __uint_as_float(words[e] & 0xffff0000u);
         }
         accumulate(sum, w8, x + v * 8, g.ldx, g.n);
-      }
+      };
+      stream_row(reinterpret_cast<const uint4*>(static_cast<const std::uint16_t*>(part.w) + row_offset),
+                 g.k / 8, lane, use);
     } else {
       for (std::int64_t i = lane; i < g.k; i += 32) {
         const float w[1] = {load_f32<T>(part.w, row_offset + i)};
