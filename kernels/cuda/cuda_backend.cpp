@@ -101,7 +101,12 @@ class cuda_backend final : public backend {
               // cudaFree waits for the device, but not for launches still being recorded.
               [this](void* p) {
                 if (launcher_) launcher_->flush();
-                DSRT_CUDA_CHECK(cudaFree(p));  // fails only on a device fault: report it here
+                const cudaError_t e = cudaFree(p);
+                if (tearing_down_) {
+                  (void)cudaGetLastError();  // after a device fault, still let go of the rest
+                } else {
+                  DSRT_CUDA_CHECK(e);  // fails only on a device fault: report it here
+                }
               },
               props.totalGlobalMem),
         x_converted_(pool_),
@@ -140,6 +145,7 @@ class cuda_backend final : public backend {
   }
 
   ~cuda_backend() override {
+    tearing_down_ = true;
     (void)set_device(device_);
     if (launcher_) launcher_->flush();
     if (stream_) cudaStreamSynchronize(stream_);
@@ -226,6 +232,9 @@ class cuda_backend final : public backend {
     launcher_->sync();
     if (host.type == dtype::f16) std::vector<float>().swap(widened_);
     ref.data = device;
+    // Never a host pointer in a device weight: the caller attaches the device copy of an fp8
+    // weight's scales (causal_lm::upload); until then the kernels' checks refuse it.
+    ref.scales = nullptr;
     return ref;
   }
   void synchronize() override {
@@ -346,6 +355,7 @@ class cuda_backend final : public backend {
       gemm_problem g{wd.type, wd.data, out, w.cols, xc, n, ldx, y, ldy, heads,
                      out * w.cols, x_head_stride, y_head_stride};
       if (const auto* plan = gemm_->prepare(g)) {
+        dequantize(w, wd);
         launcher_->launch(&launch_lt_matmul, gemm_.get(), plan, g);
         return;
       }
@@ -491,6 +501,7 @@ class cuda_backend final : public backend {
                                              : converted(x, n * cols, wd.type);
       const gemm_problem g{wd.type, wd.data, w.rows, cols, xc, n, cols, y, ldy};
       if (const auto* plan = gemm_->prepare(g)) {
+        dequantize(w, wd);
         launcher_->launch(&launch_lt_matmul, gemm_.get(), plan, g);
         return;
       }
@@ -511,22 +522,24 @@ class cuda_backend final : public backend {
     return p;
   }
 
-  // w as cuBLASLt takes it: itself, or an fp8 weight dequantised to bf16 in scratch as the
-  // CPU's bf16 tiles do it (one buffer: each product's dequantisation runs after the last
-  // product that read it, in stream order).
+  // w as cuBLASLt takes it: itself, or (fp8) where its bf16 dequantisation goes in scratch,
+  // which dequantize() then fills as the CPU's bf16 tiles do (one buffer: each product's
+  // dequantisation runs after the last product that read it, in stream order).
   weight_ref gemm_weight(const weight_ref& w) {
     if (w.type != dtype::f8_e4m3) return w;
-    DSRT_ASSERT(w.scales != nullptr, "an f8_e4m3 weight without its block scales");
-    auto* out = static_cast<std::uint16_t*>(
-        dequantized_.get(std::size_t(w.rows * w.cols) * sizeof(std::uint16_t)));
-    const fp8_weight f{static_cast<const std::uint8_t*>(w.data), w.rows, w.cols, w.scales,
-                       w.scale_cols, w.scale_row0, w.block_rows, w.block_cols};
-    launcher_->launch(&launch_dequantize_fp8, f, out);
     weight_ref b = w;
-    b.data = out;
+    b.data = dequantized_.get(std::size_t(w.rows * w.cols) * sizeof(std::uint16_t));
     b.type = dtype::bf16;
     b.scales = nullptr;
     return b;
+  }
+  // Fills gemm_weight(w)'s buffer when w is fp8 (only once a product will read it).
+  void dequantize(const weight_ref& w, const weight_ref& into) {
+    if (w.type != dtype::f8_e4m3) return;
+    DSRT_ASSERT(w.scales != nullptr, "an f8_e4m3 weight without its block scales");
+    const fp8_weight f{static_cast<const std::uint8_t*>(w.data), w.rows, w.cols, w.scales,
+                       w.scale_cols, w.scale_row0, w.block_rows, w.block_cols};
+    launcher_->launch(&launch_dequantize_fp8, f, static_cast<std::uint16_t*>(const_cast<void*>(into.data)));
   }
 
   // The rows each sequence writes and their cache slots, staged as device_rows_/device_slots_.
@@ -569,6 +582,7 @@ class cuda_backend final : public backend {
   int device_;
   std::size_t staging_bytes_;
   bool graphs_;
+  bool tearing_down_ = false;
   int sms_ = 1;
   backend_caps caps_;
   cudaStream_t stream_ = nullptr;

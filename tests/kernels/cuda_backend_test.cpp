@@ -141,8 +141,11 @@ TEST_F(CudaVsCpu, F16WeightsTakeActivationsBeyondTheF16Range) {
 
 TEST_F(CudaVsCpu, MatmulMatchesCpuOnEveryDtypeAndShape) {
   // n <= 8 takes the skinny kernel, larger n cuBLASLt (or the fallback on odd shapes).
+  // {3, 40, 2344}: 293 16-byte vectors per bf16 row, so the skinny kernel's four-loads loop
+  // runs and leaves a tail.
   const std::int64_t shapes[][3] = {{1, 7, 15},  {1, 300, 768}, {5, 129, 257}, {8, 64, 64},
-                                    {9, 33, 100}, {37, 20, 64},  {70, 9, 48},   {130, 256, 512}};
+                                    {9, 33, 100}, {37, 20, 64},  {70, 9, 48},   {130, 256, 512},
+                                    {3, 40, 2344}};
   for (dtype type : {dtype::f32, dtype::f16, dtype::bf16}) {
     for (const auto& s : shapes) {
       const std::int64_t n = s[0], rows = s[1], cols = s[2];
@@ -248,6 +251,23 @@ TEST_F(CudaVsCpu, Fp8ProductsMatchCpuForRowsViewsAndHeads) {
     float* y = upload(std::vector<float>(expected.size(), NAN));
     gpu_->matmul_heads(upload(xh), n, heads, cols, whole, y, rows / heads);
     EXPECT_LT(relative_error(download(y, expected.size()), expected), 2e-2) << "heads, n=" << n;
+  }
+  // 2320 columns: 145 vectors per row (the four-loads loop and a tail); 200 columns in 32x16
+  // blocks: not a multiple of 16, the scalar path.
+  for (const auto& [r, c, br, bc] : {std::tuple{64, 2320, 128, 128}, std::tuple{40, 200, 32, 16}}) {
+    const auto wb = make_fp8_weights(r, c, br, bc, std::uint32_t(r + c));
+    weight_ref d = gpu_->upload_weight(wb.ref);
+    d.scales = static_cast<const float*>(
+        gpu_->upload_weight({wb.scales.data(), dtype::f32, (r + br - 1) / br, wb.ref.scale_cols}).data);
+    for (std::int64_t n : {1, 5, 12}) {
+      const auto x = random_floats(std::size_t(n * c), std::uint32_t(n + 7));
+      std::vector<float> expected(std::size_t(n * r));
+      cpu_->matmul(x.data(), n, wb.ref, {}, expected.data());
+      float* y = upload(std::vector<float>(expected.size(), NAN));
+      gpu_->matmul(upload(x), n, d, {}, y);
+      EXPECT_LT(relative_error(download(y, expected.size()), expected), 2e-2)
+          << r << "x" << c << " in " << br << "x" << bc << " blocks, n=" << n;
+    }
   }
 }
 
