@@ -58,10 +58,6 @@ class launcher {
   // flush() and wait for the stream; the next segment is a first one (step_graphs.h).
   void sync();
 
-  cudaStream_t stream() const { return stream_; }
-  bool graphs() const { return recorder_.enabled(); }
-  const step_recorder::counters& stats() const { return recorder_.stats(); }
-
  private:
   cudaStream_t stream_;
   launch_key key_;

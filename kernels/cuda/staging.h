@@ -70,7 +70,6 @@ class staging {
     offset_ = flushed_ = reserved_end_ = 0;
     ++epoch_;
   }
-  std::uint64_t epoch() const { return epoch_; }
 
   static std::size_t round_up(std::size_t bytes) { return (bytes + 15) / 16 * 16; }
   std::size_t capacity() const { return capacity_; }
