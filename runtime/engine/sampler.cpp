@@ -37,41 +37,65 @@ std::int32_t sampler::sample(std::span<const float> logits, std::uint64_t draw_i
     // Only NaN logits get here (NaN compares unequal to everything).
     return std::int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
   }
+  // Linear in the vocabulary: the scaled logits and their maximum, the candidates top-k and
+  // min-p leave (selected, not sorted), their weights exp(v - max); only top-p sorts, and
+  // only as many of the best as its mass needs. (A full sort of a 128k vocabulary cost
+  // 12 ms per token.)
+  const std::size_t vocab = logits.size();
+  auto& v = values_;
+  v.resize(vocab);
+  float max = -INFINITY;
+  for (std::size_t i = 0; i < vocab; ++i) {
+    // NaN ranks with -inf (never chosen).
+    v[i] = std::isnan(logits[i]) ? -INFINITY : logits[i] / params_.temperature;
+    max = std::max(max, v[i]);
+  }
+  if (max == -INFINITY) return 0;  // no finite logit: nothing to weigh, the first id
   auto& c = candidates_;
   c.clear();
-  for (std::size_t i = 0; i < logits.size(); ++i)
-    // NaN would make the ordering below invalid: it ranks with -inf (never chosen).
-    c.emplace_back(std::isnan(logits[i]) ? -INFINITY : logits[i] / params_.temperature, std::int32_t(i));
-  // Highest logit first; equal logits by id so the order is fully determined.
+  // Highest value first; equal values by id, so the order is fully determined.
   auto higher = [](const auto& a, const auto& b) {
     return a.first != b.first ? a.first > b.first : a.second < b.second;
   };
-  std::size_t keep = c.size();
-  if (params_.top_k > 0 && std::size_t(params_.top_k) < keep) {
-    keep = std::size_t(params_.top_k);
-    std::partial_sort(c.begin(), c.begin() + std::ptrdiff_t(keep), c.end(), higher);
-    c.resize(keep);
+  if (params_.top_k > 0 && std::size_t(params_.top_k) < vocab) {
+    // The k best in one pass: a heap of the k best so far, the worst of them on top.
+    const std::size_t k = std::size_t(params_.top_k);
+    for (std::size_t i = 0; i < k; ++i) c.emplace_back(v[i], std::int32_t(i));
+    std::make_heap(c.begin(), c.end(), higher);
+    for (std::size_t i = k; i < vocab; ++i) {
+      const std::pair<float, std::int32_t> e{v[i], std::int32_t(i)};
+      if (!higher(e, c.front())) continue;
+      std::pop_heap(c.begin(), c.end(), higher);
+      c.back() = e;
+      std::push_heap(c.begin(), c.end(), higher);
+    }
+    std::erase_if(c, [](const auto& e) { return e.first == -INFINITY; });
   } else {
-    std::sort(c.begin(), c.end(), higher);
+    for (std::size_t i = 0; i < vocab; ++i)
+      if (v[i] > -INFINITY) c.emplace_back(v[i], std::int32_t(i));
   }
-  const float max = c.front().first;
   double total = 0;
   for (auto& [value, id] : c) total += (value = std::exp(value - max));
-  // min-p: relative to the top probability (exp(0) = 1 after the shift).
+  // min-p: relative to the top probability (exp(0) = 1 after the shift), which stays.
   if (params_.min_p > 0.0f) {
-    std::size_t n = 0;
-    while (n < c.size() && c[n].first >= params_.min_p) ++n;
-    c.resize(std::max<std::size_t>(n, 1));
+    std::erase_if(c, [&](const auto& e) { return e.first < params_.min_p; });
     total = 0;
     for (const auto& e : c) total += e.first;
   }
   if (params_.top_p < 1.0f) {
+    // The smallest set of the most probable with mass >= top_p: sort the best 64, then 4x
+    // as many, ... until their mass reaches it (each sort keeps the prefix already walked).
     double mass = 0;
-    std::size_t n = 0;
-    while (n < c.size()) {
-      mass += c[n].first / total;
-      ++n;
-      if (mass >= params_.top_p) break;
+    std::size_t n = 0, sorted = 0;
+    bool reached = false;
+    while (!reached && n < c.size()) {
+      const std::size_t want = std::min(c.size(), std::max<std::size_t>(64, sorted * 4));
+      std::partial_sort(c.begin() + std::ptrdiff_t(sorted), c.begin() + std::ptrdiff_t(want), c.end(), higher);
+      sorted = want;
+      for (; n < sorted && !reached; ++n) {
+        mass += c[n].first / total;
+        reached = mass >= params_.top_p;
+      }
     }
     c.resize(n);
     total = 0;

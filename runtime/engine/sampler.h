@@ -49,7 +49,9 @@ class sampler {
  private:
   sampling_params params_;
   std::uint64_t next_draw_ = 0;
-  std::vector<std::pair<float, std::int32_t>> candidates_;  // reused between calls
+  // Reused between calls (no allocation per token once warm).
+  std::vector<float> values_;                                // logits / temperature
+  std::vector<std::pair<float, std::int32_t>> candidates_;  // (weight, id)
 };
 
 }  // namespace dsrt::engine

@@ -102,6 +102,41 @@ TEST(Sampler, SmallTopPKeepsOnlyADominantToken) {
   EXPECT_GT(others, 20);
 }
 
+// A nearly flat distribution over 1,000 ids: top-p's set is hundreds of tokens, past the
+// first rounds of the sampler's progressive sort (64, 256, then 1,024). No draw may leave the
+// smallest set of the most probable tokens whose mass reaches top_p, computed here by a full
+// sort, and draws reach deep into it.
+TEST(Sampler, TopPOverAFlatDistributionKeepsExactlyTheSmallestSetReachingTheMass) {
+  std::vector<float> logits(1000);
+  for (std::size_t i = 0; i < logits.size(); ++i)
+    logits[i] = 0.001f * float((i * 7919) % 1000);   // distinct values, shuffled over the ids
+  const float top_p = 0.8f;
+  std::vector<std::pair<double, std::int32_t>> ranked;
+  double total = 0;
+  const float max = *std::max_element(logits.begin(), logits.end());
+  for (std::size_t i = 0; i < logits.size(); ++i) {
+    ranked.emplace_back(std::exp(double(logits[i] - max)), std::int32_t(i));
+    total += ranked.back().first;
+  }
+  std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::set<std::int32_t> allowed;
+  double mass = 0;
+  for (const auto& [p, id] : ranked) {
+    allowed.insert(id);
+    mass += p / total;
+    if (mass >= top_p) break;
+  }
+  ASSERT_GT(allowed.size(), 300u) << "the case must need more than the first sorting rounds";
+  sampler s({.temperature = 1.0f, .top_p = top_p, .seed = 11});
+  std::set<std::int32_t> seen;
+  for (int draw = 0; draw < 3000; ++draw) {
+    const std::int32_t t = s.sample(logits);
+    ASSERT_TRUE(allowed.count(t)) << "token " << t << " is outside the top-p set at draw " << draw;
+    seen.insert(t);
+  }
+  EXPECT_GT(seen.size(), allowed.size() / 2) << "draws should spread over the set";
+}
+
 TEST(Sampler, MinPDropsTokensBelowTheThreshold) {
   // min_p 0.2 x top probability 0.5 = 0.1: token 3 (0.05) is out, token 2 (0.15) is in.
   const auto logits = logits_of({0.5, 0.3, 0.15, 0.05});
