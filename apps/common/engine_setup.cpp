@@ -4,7 +4,6 @@
 #include <cstdio>
 
 #include "kernels/cuda_backend.h"
-
 #include "runtime/model/weights.h"
 #include "runtime/tokenizer/tokenizer_impl.h"
 
