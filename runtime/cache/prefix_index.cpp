@@ -67,7 +67,7 @@ bool older(std::uint64_t a_used, std::int32_t a_id, std::uint64_t b_used, std::i
 
 void prefix_index::put_leaf(std::size_t at, const leaf& l) {
   leaves_[at] = l;
-  nodes_[std::size_t(l.id)].leaf_at = std::int32_t(at);
+  leaf_at_[std::size_t(l.id)] = std::int32_t(at);
 }
 
 void prefix_index::leaf_sift_up(std::size_t at) {
@@ -103,16 +103,16 @@ void prefix_index::add_leaf(std::int32_t id) {
 }
 
 void prefix_index::drop_leaf(std::int32_t id) {
-  node& n = nodes_[std::size_t(id)];
-  DSRT_ASSERT(n.leaf_at >= 0, "node {} is not in the leaf heap", id);
-  const std::size_t at = std::size_t(n.leaf_at);
-  n.leaf_at = -1;
+  std::int32_t& place = leaf_at_[std::size_t(id)];
+  DSRT_ASSERT(place >= 0, "node {} is not in the leaf heap", id);
+  const std::size_t at = std::size_t(place);
+  place = -1;
   const leaf last = leaves_.back();
   leaves_.pop_back();
   if (at == leaves_.size()) return;
   put_leaf(at, last);
   leaf_sift_up(at);
-  leaf_sift_down(std::size_t(nodes_[std::size_t(last.id)].leaf_at));
+  leaf_sift_down(std::size_t(leaf_at_[std::size_t(last.id)]));
 }
 
 void prefix_index::touch(std::int32_t id, std::uint64_t tick) {
@@ -120,8 +120,9 @@ void prefix_index::touch(std::int32_t id, std::uint64_t tick) {
   DSRT_ASSERT(tick >= n.last_used, "tick {} is older than node {}'s last use {}", tick, id, n.last_used);
   n.last_used = tick;
   if (n.children == 0) {  // a leaf's place in leaves_ follows its last use (ticks only grow)
-    leaves_[std::size_t(n.leaf_at)].last_used = tick;
-    leaf_sift_down(std::size_t(n.leaf_at));
+    const auto at = std::size_t(leaf_at_[std::size_t(id)]);
+    leaves_[at].last_used = tick;
+    leaf_sift_down(at);
   }
 }
 
@@ -133,6 +134,7 @@ std::int32_t prefix_index::take_slot() {
   } else {
     id = std::int32_t(nodes_.size());
     nodes_.emplace_back();
+    leaf_at_.push_back(-1);
   }
   ++nodes_in_use_;
   return id;
@@ -150,7 +152,6 @@ std::int32_t prefix_index::add_node(std::int32_t parent, std::span<const std::in
   n.children = 0;
   n.key = child_key(parent, tokens.first(std::size_t(block_tokens_)));
   n.last_used = tick;
-  n.leaf_at = -1;
   n.in_use = true;
   n.blocks.assign(blocks.begin(), blocks.end());
   n.tokens.assign(tokens.begin(), tokens.end());
@@ -174,7 +175,6 @@ std::int32_t prefix_index::split(std::int32_t id, std::size_t head) {
   top.children = 1;
   top.key = tail.key;   // the same first block under the same parent
   top.last_used = tail.last_used;
-  top.leaf_at = -1;
   top.in_use = true;
   top.blocks.assign(tail.blocks.begin(), tail.blocks.begin() + std::ptrdiff_t(head));
   top.tokens.assign(tail.tokens.begin(), tail.tokens.begin() + head_tokens);
@@ -320,6 +320,10 @@ std::int32_t prefix_index::evict(std::int32_t blocks_wanted) {
   std::vector<std::int32_t> in_use;
   while (freed < blocks_wanted && !leaves_.empty()) {
     const std::int32_t id = leaves_[0].id;
+    // The next oldest leaves are the root's children in the heap: their nodes (cold since
+    // their last use) load while this one's blocks go.
+    for (std::size_t at = 1; at < 3 && at < leaves_.size(); ++at)
+      __builtin_prefetch(&nodes_[std::size_t(leaves_[at].id)]);
     if (blocks_.refcount(nodes_[std::size_t(id)].blocks.back()) != 1) {   // a sequence uses it; so its ancestors
       drop_leaf(id);
       in_use.push_back(id);
@@ -360,15 +364,15 @@ void prefix_index::check_invariants() const {
     if (!n.in_use) continue;
     DSRT_ASSERT(find_child(n.parent, node_block(n, 0)) == std::int32_t(id), "node {} is not its parent's child", id);
     DSRT_ASSERT(n.children == children[id], "node {} counts {} children, has {}", id, n.children, children[id]);
-    DSRT_ASSERT((n.children == 0) == (n.leaf_at >= 0), "node {} with {} children has leaf place {}", id,
-                n.children, n.leaf_at);
+    DSRT_ASSERT((n.children == 0) == (leaf_at_[id] >= 0), "node {} with {} children has leaf place {}", id,
+                n.children, leaf_at_[id]);
     leaves += n.children == 0;
   }
   DSRT_ASSERT(leaves == leaves_.size(), "{} leaves, {} in the heap", leaves, leaves_.size());
   for (std::size_t at = 0; at < leaves_.size(); ++at) {
     const leaf& l = leaves_[at];
     const node& n = nodes_[std::size_t(l.id)];
-    DSRT_ASSERT(n.in_use && n.leaf_at == std::int32_t(at) && n.last_used == l.last_used,
+    DSRT_ASSERT(n.in_use && leaf_at_[std::size_t(l.id)] == std::int32_t(at) && n.last_used == l.last_used,
                 "heap entry {} (node {}) is out of step with its node", at, l.id);
     if (at > 0) {
       const leaf& up = leaves_[(at - 1) / 2];
@@ -383,6 +387,7 @@ void prefix_index::clear() {
     for (std::int32_t block : n.blocks) blocks_.release_block(block);
   }
   nodes_.clear();
+  leaf_at_.clear();
   free_slots_.clear();
   children_.clear();
   leaves_.clear();

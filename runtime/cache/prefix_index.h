@@ -120,7 +120,6 @@ class prefix_index {
     std::int32_t children = 0;
     std::uint64_t key = 0;        // hash of (parent, first block's tokens): its entry in children_
     std::uint64_t last_used = 0;  // tick of the latest match or insert through this node
-    std::int32_t leaf_at = -1;    // its place in leaves_; -1 unless a leaf
     bool in_use = false;          // a slot of nodes_ holding a live node
     std::vector<std::int32_t> blocks;  // in path order; a free slot keeps the capacity
     std::vector<std::int32_t> tokens;  // blocks.size() * block_tokens
@@ -167,6 +166,10 @@ class prefix_index {
   const std::int32_t cached_blocks_max_;
   const int block_tokens_;
   std::vector<node> nodes_;                 // slots, at most cached_blocks_max
+  // Each slot's place in leaves_ (-1 unless a leaf), beside nodes_ rather than in them: a
+  // heap move writes the place of every entry it shifts, and a dense array of 4-byte places
+  // stays in cache where the nodes (cold since their last use) would each cost a miss.
+  std::vector<std::int32_t> leaf_at_;
   std::vector<std::int32_t> free_slots_;    // slots of removed nodes, reused first
   std::int32_t nodes_in_use_ = 0;
   std::int32_t blocks_in_use_ = 0;
