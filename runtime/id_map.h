@@ -9,13 +9,13 @@
 // entry is erased. Iteration order is the slot order (not insertion order): callers that
 // need a deterministic order sort what they collect.
 // Thread safety: none.
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <vector>
 
 #include "kernels/assert.h"
-#include "runtime/random.h"
 
 namespace dsrt {
 
@@ -31,7 +31,7 @@ class id_map {
   T* find(std::uint64_t id) const {
     if (slots_.empty()) return nullptr;
     const std::size_t mask = slots_.size() - 1;
-    for (std::size_t i = home(id, mask); slots_[i].value; i = (i + 1) & mask)
+    for (std::size_t i = home(id); slots_[i].value; i = (i + 1) & mask)
       if (slots_[i].id == id) return slots_[i].value;
     return nullptr;
   }
@@ -40,7 +40,7 @@ class id_map {
   // does not wait for memory. For callers about to look up many ids: issuing every
   // prefetch first lets the loads overlap (a cold lookup is a cache miss per level).
   void prefetch(std::uint64_t id) const {
-    if (!slots_.empty()) __builtin_prefetch(&slots_[home(id, slots_.size() - 1)]);
+    if (!slots_.empty()) __builtin_prefetch(&slots_[home(id)]);
   }
 
   // Stores `value` under `id`. REQUIRES: !contains(id), value != null.
@@ -57,7 +57,7 @@ class id_map {
   bool erase(std::uint64_t id) {
     if (slots_.empty()) return false;
     const std::size_t mask = slots_.size() - 1;
-    std::size_t i = home(id, mask);
+    std::size_t i = home(id);
     for (; slots_[i].value; i = (i + 1) & mask)
       if (slots_[i].id == id) break;
     if (!slots_[i].value) return false;
@@ -65,7 +65,7 @@ class id_map {
     // Backward shift: pull later entries of the run into the hole unless their home slot
     // lies cyclically in (hole, their slot].
     for (std::size_t j = (i + 1) & mask; slots_[j].value; j = (j + 1) & mask) {
-      const std::size_t h = home(slots_[j].id, mask);
+      const std::size_t h = home(slots_[j].id);
       const bool stays = i <= j ? (i < h && h <= j) : (i < h || h <= j);
       if (stays) continue;
       slots_[i] = slots_[j];
@@ -98,22 +98,26 @@ class id_map {
     T* value = nullptr;   // owned; null marks an empty slot
   };
 
-  // Ids are often sequential: mix them (splitmix64) before taking low bits.
-  static std::size_t home(std::uint64_t id, std::size_t mask) { return std::size_t(splitmix64(id)) & mask; }
+  // Fibonacci hashing: the top bits of id * 2^64/phi. Ids are often sequential, and
+  // consecutive multiples of the golden ratio spread evenly over the table; one multiply
+  // per lookup (splitmix64 took two and a dozen other instructions, per token).
+  std::size_t home(std::uint64_t id) const { return std::size_t((id * 0x9e3779b97f4a7c15ull) >> shift_); }
   void place(std::uint64_t id, T* value) {
     const std::size_t mask = slots_.size() - 1;
-    std::size_t i = home(id, mask);
+    std::size_t i = home(id);
     while (slots_[i].value) i = (i + 1) & mask;
     slots_[i] = slot{id, value};
   }
   void grow() {
     std::vector<slot> old = std::move(slots_);
     slots_.assign(old.empty() ? 16 : old.size() * 2, slot{});
+    shift_ = 64 - std::countr_zero(slots_.size());
     for (const slot& s : old)
       if (s.value) place(s.id, s.value);
   }
 
   std::vector<slot> slots_;
+  int shift_ = 64;   // 64 - log2(slots_.size()) once there are slots
   std::size_t size_ = 0;
 };
 
