@@ -173,6 +173,7 @@ class request_router {
   const tokenizer::tokenizer* tokenizer_;   // null: no text
   policy::admission admission_;
   std::vector<replica_slot> replicas_;
+  std::vector<policy::replica_view> views_;   // dispatch's scratch: one per replica, reused
   id_map<route> routes_;
   // (deadline, request id) of routed requests, earliest first. Entries of finished requests
   // stay until they surface (or the heap is rebuilt when they outnumber live ones).
