@@ -155,8 +155,8 @@ void bind_breaker(config::settings& s, policy::breaker_config& c) {
         "How long an open breaker keeps traffic off a replica before letting probes through.",
         milliseconds(1), hour_ms);
   s.add("breaker.half_open_probes_max", &c.half_open_probes_max, "requests",
-        "Probe requests let through to a half-open replica; all must succeed to close the "
-        "breaker.",
+        "Probe requests let through to a half-open replica; all must succeed (stream their "
+        "first tokens) to close the breaker.",
         1, 1000);
 }
 
@@ -177,8 +177,8 @@ void bind_routing(config::settings& s, router_options& r) {
         "Retry-after hint sent with UNAVAILABLE when no replica can serve.", milliseconds(0),
         hour_ms);
   s.add("routing.probe_verdict_ms", &r.policy.probe_verdict_ms,
-        "A half-open probe with no verdict this long after it went out counts as failed (the "
-        "request goes on); 0: no limit.",
+        "A half-open probe with no verdict (no tokens) this long after it went out counts as "
+        "failed (the request goes on); 0: no limit.",
         milliseconds(0), hour_ms);
   s.add("routing.cache_lookup_timeout_ms", &r.cache_lookup_timeout_ms,
         "A fallback lookup in the response cache that takes longer counts as a miss.",

@@ -367,6 +367,9 @@ void request_router::on_chunk(clock_time now, const replica_chunk& c) {
   route* found = routes_.find(c.request_id);
   if (!found || found->attempt != c.attempt || found->replica != c.replica) return;
   route& r = *found;
+  // A half-open probe's verdict is the replica's first answer, not the end of a generation
+  // that may take minutes: tokens from it mean the replica serves again.
+  if (r.breaker && r.breaker->probe) record_outcome(now, r, true);
   if (r.streamed.empty())
     r.streamed.reserve(std::size_t(std::clamp<std::int64_t>(r.request.max_tokens, 0, streamed_reserve_tokens_max)));
   token_chunk out{c.request_id, 0, {}, {}};

@@ -20,9 +20,10 @@
 //    action for it follows that final;
 //  - a route's admission ticket is released exactly once, with its final;
 //  - each breaker ticket handed out is recorded at most once; a half-open probe always is
-//    (cancelled or past its deadline — by the router's timer or the replica's final, which
-//    ever comes first — it counts as failed), so a breaker never waits forever for a probe
-//    that ended, and never closes on probes that did not finish.
+//    (a success at its first tokens; cancelled or past its deadline before them — by the
+//    router's timer or the replica's final, whichever comes first — a failure), so a breaker
+//    never waits forever for a probe that ended, and never closes on probes that did not
+//    answer.
 // Thread safety: none; the router actor is its only caller.
 #include <cstdint>
 #include <memory>
@@ -64,9 +65,9 @@ struct router_config {
   int stop_string_bytes_max = 256;
   int priority_classes = 4;                 // the batchers' classes; higher priorities are clamped
   milliseconds unavailable_retry_after_ms{1000};
-  // A half-open probe with no verdict this long after it went out counts as failed (the
-  // request itself goes on): a long generation, or one with no deadline on a replica that
-  // never answers it, must not hold its breaker half-open. 0: no limit.
+  // A half-open probe with no verdict (no tokens yet) this long after it went out counts as
+  // failed (the request itself goes on): one with no deadline on a replica that never
+  // answers it must not hold its breaker half-open. 0: no limit.
   milliseconds probe_verdict_ms{30000};
   bool response_cache = true;               // ask the response cache on fallback
 };

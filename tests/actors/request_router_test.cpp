@@ -243,8 +243,8 @@ void open_the_breaker(request_router& router, clock_time now) {
   router.take_actions();
 }
 
-// A half-open probe whose replica ends it with DEADLINE_EXCEEDED (or CANCELLED) did not
-// succeed, whichever comes first, the replica's final or the router's own deadline timer:
+// A half-open probe whose replica ends it with DEADLINE_EXCEEDED (or CANCELLED) before any
+// token did not succeed, whichever comes first, the replica's final or the router's own deadline timer:
 // the breaker opens again instead of closing on probes that all timed out.
 TEST(RequestRouter, AProbeTheReplicaEndsAtItsDeadlineIsNoSuccess) {
   const auto c = one_replica_quick_breaker();
@@ -273,9 +273,35 @@ TEST(RequestRouter, AProbeTheReplicaEndsAtItsDeadlineIsNoSuccess) {
   }
 }
 
-// Probes with no deadline on a replica that never answers them (or long generations) must
-// not hold the breaker half-open with every probe taken: after probe_verdict_ms each counts
-// as failed — the requests themselves go on — and the breaker probes again later.
+// A probe's verdict is the replica's first tokens for it, not the end of a generation that
+// may run for minutes (while a half-open breaker lets nothing else through): once both
+// probes have streamed, the breaker closes and requests flow; the probes' own ends count
+// no more.
+TEST(RequestRouter, AProbeSucceedsWithItsFirstTokens) {
+  const auto c = one_replica_quick_breaker();
+  request_router router(c, &tiny_tokenizer());
+  clock_time now{};
+  open_the_breaker(router, now);
+  now += milliseconds(150);
+  ASSERT_EQ(router.breaker(0).state(now), policy::breaker_state::half_open);
+  for (std::uint64_t id = 3; id <= 4; ++id) router.on_generate(now, request(id, 8));
+  const auto probes = only<send_request>(router.take_actions());
+  ASSERT_EQ(probes.size(), 2u);
+  router.on_chunk(now, {probes[0].request.request_id, probes[0].request.attempt, 0, {7}});
+  EXPECT_EQ(router.breaker(0).state(now), policy::breaker_state::half_open) << "one probe of two has answered";
+  router.on_chunk(now, {probes[1].request.request_id, probes[1].request.attempt, 0, {7}});
+  EXPECT_EQ(router.breaker(0).state(now), policy::breaker_state::closed) << "both probes streamed";
+  router.on_generate(now, request(5, 4));
+  EXPECT_EQ(only<send_request>(router.take_actions()).size(), 1u) << "a closed breaker lets requests through";
+  router.on_final(now, {probes[0].request.request_id, probes[0].request.attempt, 0, std::nullopt, finish_reason::length});
+  router.on_final(now, {probes[1].request.request_id, probes[1].request.attempt, 0, make_error(error_code::cancelled, "stopped"),
+                        finish_reason::length});
+  EXPECT_EQ(router.breaker(0).state(now), policy::breaker_state::closed) << "a probe's end is no second verdict";
+}
+
+// Probes with no deadline on a replica that never answers them must not hold the breaker
+// half-open with every probe taken: after probe_verdict_ms each counts as failed — the
+// requests themselves go on — and the breaker probes again later.
 TEST(RequestRouter, AProbeWithoutAVerdictInProbeVerdictMsCountsAsFailed) {
   auto c = one_replica_quick_breaker();
   c.probe_verdict_ms = milliseconds(1000);
