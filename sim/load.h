@@ -8,6 +8,7 @@
 // holds only the requests in flight.
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "runtime/random.h"
@@ -32,6 +33,7 @@ class load_generator {
 
  private:
   std::int64_t uniform(std::int64_t lo, std::int64_t hi);
+  void random_tokens(std::span<std::int32_t> out);
 
   const sim_config& c_;
   xoshiro256 rng_;

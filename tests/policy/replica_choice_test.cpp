@@ -51,5 +51,36 @@ TEST(ReplicaChoice, SharedPrefixesMeetOnOneReplicaUntilItIsTooBusy) {
   EXPECT_TRUE(choose_replica(r, prompt(7), c).has_value());
 }
 
+TEST(ReplicaChoice, HomesSpreadEvenlyAndALostReplicaMovesOnlyItsOwnPrefixes) {
+  // 128 replicas (the scale simulation's) and 64 prefixes each on average: every replica is
+  // the home of some, none of more than twice its share (a skewed score would pile them up).
+  replica_choice_config c;
+  c.affinity_prefix_tokens = 16;
+  constexpr int replicas = 128, prefixes = replicas * 64;
+  std::vector<replica_view> r(replicas, replica_view{true, 0});
+  std::vector<int> homes(prefixes), seen(replicas, 0);
+  for (int p = 0; p < prefixes; ++p) {
+    homes[std::size_t(p)] = *choose_replica(r, prompt(p * 7919), c);
+    ++seen[std::size_t(homes[std::size_t(p)])];
+  }
+  for (int i = 0; i < replicas; ++i) {
+    EXPECT_GT(seen[std::size_t(i)], 32) << "replica " << i;
+    EXPECT_LT(seen[std::size_t(i)], 128) << "replica " << i;
+  }
+  // Rendezvous: with replica 5 down, its prefixes find new homes and no other prefix moves.
+  r[5].available = false;
+  int moved = 0;
+  for (int p = 0; p < prefixes; ++p) {
+    const int now = *choose_replica(r, prompt(p * 7919), c);
+    if (homes[std::size_t(p)] == 5) {
+      EXPECT_NE(now, 5);
+      ++moved;
+    } else {
+      EXPECT_EQ(now, homes[std::size_t(p)]) << "prefix " << p;
+    }
+  }
+  EXPECT_EQ(moved, seen[5]);
+}
+
 }  // namespace
 }  // namespace dsrt::policy

@@ -115,17 +115,23 @@ TEST(ActorWorld, FaultsThatNeedLinksAreRefused) {
   EXPECT_NE(v.err().message.find("pauses"), std::string::npos);
 }
 
-// As in the policy world, BUGGIFY goes quiet when the last fault ends. Seeds of the
-// 10,000-seed sweep (dssim --scenario basic --actors --duration 20 --ooms 2 --buggify)
-// where a spurious breaker failure after the faults left a breaker open at the recovery
-// check: with the points firing to the end they are "not recovered"; quiet, they hold.
+// As in the policy world, BUGGIFY goes quiet when the last fault ends. The run of
+// dssim --scenario basic --actors --duration 20 --ooms 2 --buggify, with the spurious
+// breaker failure enabled in every run and firing on one outcome in five: seeds (of 3,000,
+// where 5 did and none broke an invariant quiet) whose spurious failures after the faults
+// left a breaker open at the recovery check. Firing to the end they are "not recovered";
+// quiet, they hold. (The 10,000 seeds with the default probabilities have no such seed
+// since probes succeed with their first tokens.)
 TEST(ActorWorld, BuggifyGoesQuietWhenTheFaultsEnd) {
   int broken_when_firing = 0;
-  for (std::uint64_t seed : {3058, 6197}) {
+  for (std::uint64_t seed : {197, 334, 1091}) {
     auto c = scenario_config("basic", seed, 0, 0);
     c.duration_ms = milliseconds(20000);
     c.ooms = 2;
     c.buggify = true;
+    c.buggify_probabilities.only = {"breaker.spurious_failure"};
+    c.buggify_probabilities.enable_probability = 1;
+    c.buggify_probabilities.fire_probability = 0.2;
     const auto quiet = run_actor_world(c);
     EXPECT_TRUE(quiet.violations.empty()) << "seed " << seed << ": " << quiet.violations.front();
     c.buggify_after_faults = true;

@@ -187,13 +187,15 @@ TEST(Simulation, KeptFaultsReplayASubsetOfTheSchedule) {
 
 // BUGGIFY points are faults too: they go quiet when the last scheduled fault ends, so the
 // recovery check sees a service with every fault stopped. Seeds of the 10,000-seed sweep
+// (ninth session's traces: a new replica-choice score, prompts two tokens per draw, probes
+// judged by their first tokens)
 // (dssim --scenario basic --duration 20 --pauses 1 --ooms 2 --clock-jumps 1 --corruptions 2
 // --swizzles 1 --buggify) where a spurious breaker failure after the faults reopened a
 // breaker that no traffic was left to close: with the points firing to the end they are
 // "not recovered"; quiet, every invariant holds.
 TEST(Simulation, BuggifyGoesQuietWhenTheFaultsEndSoRecoveryIsJudgedWithoutIt) {
   int broken_when_firing = 0;
-  for (std::uint64_t seed : {242, 1105, 3751, 4610, 6635, 7582, 7590, 9668, 9965}) {
+  for (std::uint64_t seed : {923, 7403}) {
     auto c = scenario_config("basic", seed, 0, 0);
     c.duration_ms = milliseconds(20000);
     c.pauses = 1;
