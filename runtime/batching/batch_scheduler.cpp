@@ -384,14 +384,19 @@ void batch_scheduler::complete(const step_plan& plan, std::span<const std::int32
   for (const auto& p : plan.sequences) sequences_.prefetch(p.id);
   // All of each sequence: the schedule() that follows reads the rest (its block table, arrival, sampling).
   static_assert(sizeof(sequence) <= 3 * 64);
-  for (const auto& p : plan.sequences)
-    if (const sequence* s = sequences_.find(p.id))
-      for (int line = 0; line < 3; ++line) __builtin_prefetch(reinterpret_cast<const char*>(s) + 64 * line);
-  for (const auto& p : plan.sequences)
-    if (const sequence* s = sequences_.find(p.id)) __builtin_prefetch(s->tokens.data() + s->tokens.size(), 1);
-  std::size_t next = 0;
+  completing_.clear();
   for (const auto& p : plan.sequences) {
-    sequence* found = sequences_.find(p.id);
+    sequence* s = sequences_.find(p.id);
+    completing_.push_back(s);
+    if (s)
+      for (int line = 0; line < 3; ++line) __builtin_prefetch(reinterpret_cast<const char*>(s) + 64 * line);
+  }
+  for (const sequence* s : completing_)
+    if (s) __builtin_prefetch(s->tokens.data() + s->tokens.size(), 1);
+  std::size_t next = 0;
+  for (std::size_t k = 0; k < plan.sequences.size(); ++k) {
+    const auto& p = plan.sequences[k];
+    sequence* found = completing_[k];
     if (!found || found->arrival_order != p.serial) {   // not current (is_current)
       next += p.sample;   // its sample is dropped with it
       continue;

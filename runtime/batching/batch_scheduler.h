@@ -232,6 +232,7 @@ class batch_scheduler {
   static std::uint64_t rank_key(int priority, bool prefill, std::uint64_t arrival_order);
   std::vector<ranked> ranked_;
   std::vector<sequence*> order_;
+  std::vector<sequence*> completing_;   // complete()'s scratch: each planned sequence, looked up once
   scheduler_counters counters_;
 };
 

@@ -64,14 +64,21 @@ void token_streams::on_step(batching::batch_scheduler& scheduler, const batching
   for (const auto& p : plan.sequences)
     if (p.sample) streams_.prefetch(p.id);
   scheduler.complete(plan, sampled);
-  for (const auto& p : plan.sequences)
-    if (const stream* s = p.sample ? streams_.find(p.id) : nullptr) __builtin_prefetch(s, 1);
+  // Each sampled sequence's stream, looked up once (the loop below ends only the stream it
+  // is at, and an id_map's other objects stay where they are).
+  stepping_.clear();
+  for (const auto& p : plan.sequences) {
+    if (!p.sample) continue;
+    stream* s = streams_.find(p.id);
+    if (s) __builtin_prefetch(s, 1);
+    stepping_.push_back(s);
+  }
   std::size_t next = 0;
   for (const auto& p : plan.sequences) {
     if (!p.sample) continue;
+    stream* s = stepping_[next];
     const std::int32_t token = sampled[next++];
     if (!scheduler.is_current(p)) continue;   // replaced or dropped during the step
-    stream* s = streams_.find(p.id);
     if (!s) continue;
     const auto& stops = s->stop_token_ids;
     if (std::find(stops.begin(), stops.end(), token) != stops.end()) {

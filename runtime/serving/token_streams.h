@@ -86,6 +86,7 @@ class token_streams {
   std::int32_t replica_;
   std::size_t interval_tokens_;
   id_map<stream> streams_;
+  std::vector<stream*> stepping_;   // on_step's scratch: the sampled sequences' streams, in plan order
 };
 
 }  // namespace dsrt::serving
