@@ -15,15 +15,22 @@
 //
 // Thread safety: a scope is current on one thread at a time; attached scopes do not nest
 // (use() may: it restores what was current).
+#include <array>
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "runtime/random.h"
 
 namespace dsrt {
+
+// Every DSRT_BUGGIFY point in the tree, by name (Buggify.EveryPointInTheTreeIsListed
+// keeps this list and the sources in step), so a tool can refuse a name that no point has.
+inline constexpr std::array<std::string_view, 4> buggify_points = {
+    "breaker.spurious_failure", "scheduler.preempt", "scheduler.refuse_submit", "scheduler.small_step"};
 
 struct buggify_config {
   double enable_probability = 0.25;   // a point is on for a whole run with this probability

@@ -19,6 +19,7 @@
 
 #include <fmt/format.h>
 
+#include "runtime/buggify.h"
 #include "sim/actor_world.h"
 #include "sim/scenarios.h"
 #include "sim/shrink.h"
@@ -100,7 +101,32 @@ int main(int argc, char** argv) {
                                         "instead of the policies on the simulator's own event queue; kills, "
                                         "failing, slow and out-of-memory steps only");
   std::string keep_faults;
-  app.add_flag("--buggify", buggify, "fire the DSRT_BUGGIFY points of the production code (chosen from the seed)");
+  auto* buggify_flag =
+      app.add_flag("--buggify", buggify, "fire the DSRT_BUGGIFY points of the production code (chosen from the seed)");
+  bool buggify_after_faults = false;
+  std::vector<std::string> buggify_only;
+  double buggify_enable = -1, buggify_fire = -1;
+  app.add_flag("--buggify-after-faults", buggify_after_faults,
+               "keep BUGGIFY firing after the last fault ends (by default the points go quiet then, so recovery "
+               "is judged without them); how the seeds the quiet-phase tests pin are found")
+      ->needs(buggify_flag);
+  app.add_option("--buggify-points", buggify_only, "only these BUGGIFY points may be enabled (comma-separated)")
+      ->delimiter(',')
+      ->check([](const std::string& name) -> std::string {
+        for (auto known : dsrt::buggify_points)
+          if (name == known) return "";
+        std::string list;
+        for (auto known : dsrt::buggify_points) list += (list.empty() ? "" : ", ") + std::string(known);
+        return "no BUGGIFY point is named " + name + " (there are: " + list + ")";
+      })
+      ->needs(buggify_flag);
+  app.add_option("--buggify-enable", buggify_enable, "the chance that a point is enabled for a run (default 0.25)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->needs(buggify_flag);
+  app.add_option("--buggify-fire", buggify_fire, "the chance that an enabled point fires each time it is reached "
+                                                 "(default 0.05)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->needs(buggify_flag);
   app.add_option("--keep-faults", keep_faults, "run only these faults of the seed's schedule: indices as "
                                                 "--list-faults numbers them, comma-separated, or none (what "
                                                 "--shrink prints)")
@@ -131,6 +157,10 @@ int main(int argc, char** argv) {
                              {corruptions, &c.corruptions}})
     if (flag >= 0) *field = flag;
   c.buggify = buggify;
+  c.buggify_after_faults = buggify_after_faults;
+  c.buggify_probabilities.only = buggify_only;
+  if (buggify_enable >= 0) c.buggify_probabilities.enable_probability = buggify_enable;
+  if (buggify_fire >= 0) c.buggify_probabilities.fire_probability = buggify_fire;
   c.threads = threads;
   if (processes > 0) c.replica_processes = processes;
   if (!keep_faults.empty()) {

@@ -269,6 +269,25 @@ TEST_F(Apps, LogitsRejectsBadInputWithExitCode2) {
   }
 }
 
+// dssim's BUGGIFY flags: a point name no point has is refused with the list, the chances
+// need --buggify, and the flags reach the run: with one point enabled for sure and firing
+// often, the report names that point alone.
+TEST_F(Apps, SimulatorBuggifyFlagsAreCheckedAndTakeEffect) {
+  const std::string dssim = bin + "/dssim/dssim --scenario basic --duration 3";
+  auto r = run(dssim + " --buggify --buggify-points breaker.nosuch");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("no BUGGIFY point is named breaker.nosuch"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("scheduler.small_step"), std::string::npos) << "the known points are listed: " << r.err;
+  r = run(dssim + " --buggify-fire 0.5");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("--buggify"), std::string::npos) << r.err;
+  r = run(dssim + " --buggify --buggify-points scheduler.small_step --buggify-enable 1 --buggify-fire 0.5");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("buggify scheduler.small_step fired"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("buggify scheduler.preempt"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("buggify breaker."), std::string::npos) << r.out;
+}
+
 TEST_F(Apps, EngineBenchWritesTheDocumentedJson) {
   const fs::path json_path = model_ / "bench.json";
   const auto r = run(bin + "/dsbench/dsbench engine --model " + model_.string() +

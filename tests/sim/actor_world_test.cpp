@@ -116,10 +116,11 @@ TEST(ActorWorld, FaultsThatNeedLinksAreRefused) {
 }
 
 // As in the policy world, BUGGIFY goes quiet when the last fault ends. The run of
-// dssim --scenario basic --actors --duration 20 --ooms 2 --buggify, with the spurious
-// breaker failure enabled in every run and firing on one outcome in five: seeds (of 3,000,
-// where 5 did and none broke an invariant quiet) whose spurious failures after the faults
-// left a breaker open at the recovery check. Firing to the end they are "not recovered";
+// dssim --scenario basic --actors --duration 20 --ooms 2 --buggify --buggify-points
+// breaker.spurious_failure --buggify-enable 1 --buggify-fire 0.2 (the spurious breaker
+// failure in every run, on one outcome in five): seeds (of 3,000, where 5 did and none
+// broke an invariant quiet; --buggify-after-faults --sweep 3000 lists them) whose spurious
+// failures after the faults left a breaker open at the recovery check. Firing to the end they are "not recovered";
 // quiet, they hold. (The 10,000 seeds with the default probabilities have no such seed
 // since probes succeed with their first tokens.)
 TEST(ActorWorld, BuggifyGoesQuietWhenTheFaultsEnd) {

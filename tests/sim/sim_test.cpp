@@ -190,9 +190,10 @@ TEST(Simulation, KeptFaultsReplayASubsetOfTheSchedule) {
 // (ninth session's traces: a new replica-choice score, prompts two tokens per draw, probes
 // judged by their first tokens)
 // (dssim --scenario basic --duration 20 --pauses 1 --ooms 2 --clock-jumps 1 --corruptions 2
-// --swizzles 1 --buggify) where a spurious breaker failure after the faults reopened a
-// breaker that no traffic was left to close: with the points firing to the end they are
-// "not recovered"; quiet, every invariant holds.
+// --swizzles 1 --buggify --sweep 10000, with --buggify-after-faults to list them) where a
+// spurious breaker failure after the faults reopened a breaker that no traffic was left to
+// close: with the points firing to the end they are "not recovered"; quiet, every
+// invariant holds.
 TEST(Simulation, BuggifyGoesQuietWhenTheFaultsEndSoRecoveryIsJudgedWithoutIt) {
   int broken_when_firing = 0;
   for (std::uint64_t seed : {923, 7403}) {
