@@ -120,11 +120,15 @@ int main(int argc, char** argv) {
         return "no BUGGIFY point is named " + name + " (there are: " + list + ")";
       })
       ->needs(buggify_flag);
-  app.add_option("--buggify-enable", buggify_enable, "the chance that a point is enabled for a run (default 0.25)")
+  const dsrt::buggify_config buggify_defaults;
+  app.add_option("--buggify-enable", buggify_enable,
+                 fmt::format("the chance that a point is enabled for a run (default {})",
+                             buggify_defaults.enable_probability))
       ->check(CLI::Range(0.0, 1.0))
       ->needs(buggify_flag);
-  app.add_option("--buggify-fire", buggify_fire, "the chance that an enabled point fires each time it is reached "
-                                                 "(default 0.05)")
+  app.add_option("--buggify-fire", buggify_fire,
+                 fmt::format("the chance that an enabled point fires each time it is reached (default {})",
+                             buggify_defaults.fire_probability))
       ->check(CLI::Range(0.0, 1.0))
       ->needs(buggify_flag);
   app.add_option("--keep-faults", keep_faults, "run only these faults of the seed's schedule: indices as "
