@@ -35,7 +35,7 @@ double seconds(clock_time::duration d) { return std::chrono::duration<double>(d)
 
 request_router::request_router(const router_config& config, const tokenizer::tokenizer* tokenizer)
     : config_(config), tokenizer_(tokenizer), admission_(config.admission),
-      replicas_(std::size_t(std::max(config.replicas, 0))) {
+      replicas_(std::size_t(std::max(config.replicas, 0))), views_(replicas_.size()) {
   for (auto& slot : replicas_) slot.breaker = std::make_unique<policy::circuit_breaker>(config.breaker);
 }
 
@@ -192,7 +192,7 @@ std::optional<clock_time> request_router::next_deadline() {
 void request_router::finish(clock_time now, route& r, std::optional<error> failure, finish_reason reason,
                             milliseconds retry_after) {
   // The route ends here: what it holds moves into the final and the cache entry, not copied.
-  if (r.replica >= 0) replicas_[std::size_t(r.replica)].outstanding_tokens -= weight(r.request);
+  if (r.replica >= 0) views_[std::size_t(r.replica)].outstanding_tokens -= weight(r.request);
   admission_.release(now, r.ticket);
   send_final out;
   final_message& f = out.final;
@@ -239,12 +239,29 @@ void request_router::record_outcome(clock_time now, route& r, bool success) {
   if (!r.breaker || r.replica < 0) return;
   replica_slot& slot = replicas_[std::size_t(r.replica)];
   slot.breaker->record(now, *r.breaker, success);
-  slot.breaker_closed = slot.breaker->state() == policy::breaker_state::closed;
+  const bool closed = slot.breaker->state() == policy::breaker_state::closed;
+  if (closed != slot.breaker_closed) {
+    slot.breaker_closed = closed;
+    if (closed) std::erase(not_closed_, r.replica);
+    else not_closed_.push_back(r.replica);
+    refresh_view(std::size_t(r.replica));
+  }
   r.breaker.reset();
 }
 
+void request_router::refresh_view(std::size_t replica) {
+  const replica_slot& slot = replicas_[replica];
+  views_[replica].available = slot.up && slot.breaker_closed;
+}
+
+void request_router::set_view_available(std::size_t replica, bool available) {
+  if (views_[replica].available == available) return;
+  views_[replica].available = available;
+  touched_.push_back(replica);
+}
+
 void request_router::dispatch(clock_time now, route& r, int avoid) {
-  if (r.replica >= 0) replicas_[std::size_t(r.replica)].outstanding_tokens -= weight(r.request);
+  if (r.replica >= 0) views_[std::size_t(r.replica)].outstanding_tokens -= weight(r.request);
   r.replica = -1;
   if (r.request.deadline && *r.request.deadline <= now)
     return finish(now, r, make_error(error_code::deadline_exceeded, "request {} passed its deadline",
@@ -255,24 +272,29 @@ void request_router::dispatch(clock_time now, route& r, int avoid) {
   if (remaining < 1) return complete(now, r, finish_reason::length);
   if (int(r.attempt) >= config_.request_attempts_max)
     return fall_back(now, r, fmt::format("{} attempts failed", r.attempt));
-  auto& views = views_;
-  views.resize(replicas_.size());
-  for (std::size_t i = 0; i < views.size(); ++i) {
-    auto& slot = replicas_[i];
-    views[i].available = slot.up && int(i) != avoid &&
-                         (slot.breaker_closed || slot.breaker->state(now) != policy::breaker_state::open);
-    views[i].outstanding_tokens = slot.outstanding_tokens;
-  }
+  // This request's views: a breaker that is not closed may let it through by now (or still
+  // not), and `avoid` is out. Every change is undone on the way out.
+  touched_.clear();
+  struct restore_views {
+    request_router& router;
+    ~restore_views() {
+      for (std::size_t i : router.touched_) router.refresh_view(i);
+    }
+  } restore{*this};
+  for (std::int32_t i : not_closed_)
+    if (replicas_[std::size_t(i)].up)
+      set_view_available(std::size_t(i), replicas_[std::size_t(i)].breaker->state(now) != policy::breaker_state::open);
+  if (avoid >= 0 && std::size_t(avoid) < views_.size()) set_view_available(std::size_t(avoid), false);
   // The breaker decides last: a half-open replica takes only its bounded probes.
-  while (const auto choice = policy::choose_replica(views, r.request.prompt, config_.choice)) {
+  while (const auto choice = policy::choose_replica(views_, r.request.prompt, config_.choice)) {
     auto& slot = replicas_[std::size_t(*choice)];
     r.breaker = slot.breaker->try_acquire(now);
     if (!r.breaker) {
-      views[std::size_t(*choice)].available = false;
+      set_view_available(std::size_t(*choice), false);
       continue;
     }
     r.replica = *choice;
-    slot.outstanding_tokens += weight(r.request);
+    views_[std::size_t(*choice)].outstanding_tokens += weight(r.request);
     replica_request rr;
     rr.request_id = r.request.request_id;
     rr.attempt = ++r.attempt;
@@ -348,12 +370,15 @@ void request_router::on_cancel(clock_time now, std::uint64_t request_id) {
 }
 
 void request_router::on_replica_up(clock_time, std::int32_t replica) {
-  if (replica >= 0 && replica < std::int32_t(replicas_.size())) replicas_[std::size_t(replica)].up = true;
+  if (replica < 0 || replica >= std::int32_t(replicas_.size())) return;
+  replicas_[std::size_t(replica)].up = true;
+  refresh_view(std::size_t(replica));
 }
 
 void request_router::on_replica_down(clock_time now, std::int32_t replica) {
   if (replica < 0 || replica >= std::int32_t(replicas_.size()) || !replicas_[std::size_t(replica)].up) return;
   replicas_[std::size_t(replica)].up = false;
+  refresh_view(std::size_t(replica));
   std::vector<std::uint64_t> affected;
   routes_.for_each([&](std::uint64_t id, const route& r) {
     if (r.replica == replica) affected.push_back(id);

@@ -154,7 +154,6 @@ class request_router {
     // (one object per replica, per request). Outcomes are recorded only here, never
     // through breaker(i).
     bool breaker_closed = true;
-    std::int64_t outstanding_tokens = 0;
     std::unique_ptr<policy::circuit_breaker> breaker;
   };
 
@@ -174,7 +173,17 @@ class request_router {
   const tokenizer::tokenizer* tokenizer_;   // null: no text
   policy::admission admission_;
   std::vector<replica_slot> replicas_;
-  std::vector<policy::replica_view> views_;   // dispatch's scratch: one per replica, reused
+  // What choose_replica sees, one per replica, kept current rather than rebuilt per request
+  // (128 replicas in the scale simulation): outstanding_tokens is the only copy of each
+  // replica's count, and between dispatches available = up && breaker_closed. A breaker
+  // that is not closed can change with time alone (open -> half-open), so dispatch asks
+  // those few (not_closed_) afresh and restores every view it changed (touched_) before it
+  // returns.
+  std::vector<policy::replica_view> views_;
+  std::vector<std::int32_t> not_closed_;   // replicas whose breaker_closed is false
+  std::vector<std::size_t> touched_;       // dispatch's scratch
+  void refresh_view(std::size_t replica);  // available = up && breaker_closed
+  void set_view_available(std::size_t replica, bool available);   // within one dispatch
   id_map<route> routes_;
   // (deadline, request id) of routed requests, earliest first. Entries of finished requests
   // stay until they surface (or the heap is rebuilt when they outnumber live ones).
