@@ -20,8 +20,25 @@ void token_streams::open(std::uint64_t id, std::uint32_t attempt, std::int64_t m
   auto s = std::make_unique<stream>();
   s->attempt = attempt;
   s->max_new_tokens = max_new_tokens;
-  s->stop_token_ids = std::move(stop_token_ids);
+  if (stop_token_ids.size() <= inline_stops_max) {
+    s->stop_count = std::uint8_t(stop_token_ids.size());
+    std::copy(stop_token_ids.begin(), stop_token_ids.end(), s->stops);
+  } else {
+    s->stop_count = spilled;
+    s->stops_more = std::move(stop_token_ids);
+  }
   streams_.insert(id, std::move(s));
+}
+
+std::span<const std::int32_t> token_streams::waiting_tokens(const stream& s) const {
+  return inline_unsent() ? std::span<const std::int32_t>(s.unsent, s.unsent_count)
+                         : std::span<const std::int32_t>(s.unsent_more);
+}
+
+bool token_streams::is_stop(const stream& s, std::int32_t token) {
+  const auto stops = s.stop_count == spilled ? std::span<const std::int32_t>(s.stops_more)
+                                             : std::span<const std::int32_t>(s.stops, s.stop_count);
+  return std::find(stops.begin(), stops.end(), token) != stops.end();
 }
 
 std::optional<std::uint32_t> token_streams::attempt(std::uint64_t id) const {
@@ -46,10 +63,12 @@ void token_streams::stop(std::uint64_t id, error failure, stream_output& out) {
 }
 
 void token_streams::flush(std::uint64_t id, stream& s, stream_output& out) const {
-  if (s.unsent.empty()) return;
-  out.chunks.chunks.push_back(replica_chunk{id, s.attempt, replica_, s.unsent});
-  s.sent += std::int64_t(s.unsent.size());
-  s.unsent.clear();
+  const auto tokens = waiting_tokens(s);
+  if (tokens.empty()) return;
+  out.chunks.chunks.push_back(replica_chunk{id, s.attempt, replica_, {tokens.begin(), tokens.end()}});
+  s.sent += std::int64_t(tokens.size());
+  if (inline_unsent()) s.unsent_count = 0;
+  else s.unsent_more.clear();
 }
 
 void token_streams::end(std::uint64_t id, std::optional<error> failure, finish_reason reason,
@@ -80,17 +99,24 @@ void token_streams::on_step(batching::batch_scheduler& scheduler, const batching
     const std::int32_t token = sampled[next++];
     if (!scheduler.is_current(p)) continue;   // replaced or dropped during the step
     if (!s) continue;
-    const auto& stops = s->stop_token_ids;
-    if (std::find(stops.begin(), stops.end(), token) != stops.end()) {
+    if (is_stop(*s, token)) {
       scheduler.finish(p.id);
       flush(p.id, *s, out);
       end(p.id, std::nullopt, finish_reason::stop, out);
       continue;
     }
-    s->unsent.push_back(token);
+    // Never more than interval_tokens_ wait: the push that reaches it flushes.
+    std::size_t waiting;
+    if (inline_unsent()) {
+      s->unsent[s->unsent_count] = token;
+      waiting = ++s->unsent_count;
+    } else {
+      s->unsent_more.push_back(token);
+      waiting = s->unsent_more.size();
+    }
     // Every token of the attempt passes here, so sent + unsent == scheduler.generated(id).
-    const bool done = s->sent + std::int64_t(s->unsent.size()) >= s->max_new_tokens;
-    if (done || s->sent == 0 || s->unsent.size() >= interval_tokens_) flush(p.id, *s, out);
+    const bool done = s->sent + std::int64_t(waiting) >= s->max_new_tokens;
+    if (done || s->sent == 0 || waiting >= interval_tokens_) flush(p.id, *s, out);
     if (done) {
       scheduler.finish(p.id);
       end(p.id, std::nullopt, finish_reason::length, out);

@@ -71,15 +71,28 @@ class token_streams {
   std::size_t size() const { return streams_.size(); }
 
  private:
-  // What a step reads and writes per token fills the first cache line (it is cold by
-  // then); the attempt is read per chunk.
+  // Up to these many unsent tokens (the stream interval) and stop tokens a stream keeps in
+  // its first cache line; more go to its vectors.
+  static constexpr std::size_t inline_unsent_max = 8;
+  static constexpr std::size_t inline_stops_max = 2;
+  static constexpr std::uint8_t spilled = 255;
+  // What a step reads and writes per token, the stop tokens and the unsent tokens included,
+  // fills the first cache line: the stream is cold by the next step (the other replicas'
+  // steps ran since), and a vector's buffer would be one more miss per token each.
   struct alignas(64) stream {
-    std::vector<std::int32_t> unsent;   // sampled, not yet in a chunk
-    std::vector<std::int32_t> stop_token_ids;
     std::int64_t sent = 0;              // tokens sent in chunks
     std::int64_t max_new_tokens = 0;
     std::uint32_t attempt = 0;
+    std::uint16_t unsent_count = 0;     // in unsent, or unsent_more when the interval is larger
+    std::uint8_t stop_count = 0;        // in stops, or `spilled`: all in stops_more
+    std::int32_t stops[inline_stops_max] = {};
+    std::int32_t unsent[inline_unsent_max] = {};   // sampled, not yet in a chunk
+    std::vector<std::int32_t> unsent_more;
+    std::vector<std::int32_t> stops_more;
   };
+  bool inline_unsent() const { return interval_tokens_ <= inline_unsent_max; }
+  std::span<const std::int32_t> waiting_tokens(const stream& s) const;
+  static bool is_stop(const stream& s, std::int32_t token);
   void flush(std::uint64_t id, stream& s, stream_output& out) const;
   void end(std::uint64_t id, std::optional<error> failure, finish_reason reason, stream_output& out);
 

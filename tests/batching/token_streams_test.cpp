@@ -117,6 +117,29 @@ TEST_F(TokenStreams, AStopTokenSendsWhatWaitedAndEndsWithStopWithoutItself) {
   EXPECT_FALSE(scheduler.has_sequence(1));
 }
 
+// A stream keeps up to 8 unsent tokens and 2 stop tokens in its first cache line; an
+// interval or a stop list beyond that goes to vectors and streams the same.
+TEST_F(TokenStreams, LongIntervalsAndLongStopListsStreamTheSame) {
+  token_streams streams(replica, 12);
+  submit(streams, 1, 0, 30, {5, 6, 7});   // the third stop token ends it
+  const auto s = run_to_final(*this, streams, 1, [](std::uint64_t, std::int64_t draw) {
+    return draw == 20 ? 7 : std::int32_t(100 + draw);
+  });
+  std::vector<std::vector<std::int32_t>> expected{{100}, {}, {}};
+  for (int d = 1; d <= 12; ++d) expected[1].push_back(100 + d);
+  for (int d = 13; d <= 19; ++d) expected[2].push_back(100 + d);
+  EXPECT_EQ(s.chunks, expected);
+  ASSERT_EQ(s.finals.size(), 1u);
+  EXPECT_EQ(s.finals[0].reason, finish_reason::stop);
+
+  token_streams inline_room(replica, 8);
+  submit(inline_room, 2, 0, 5, {4, 9});   // both stop tokens fit inline; neither comes
+  const auto t = run_to_final(*this, inline_room, 2);
+  EXPECT_EQ(t.chunks, (std::vector<std::vector<std::int32_t>>{{100}, {101, 102, 103, 104}}));
+  ASSERT_EQ(t.finals.size(), 1u);
+  EXPECT_EQ(t.finals[0].reason, finish_reason::length);
+}
+
 TEST_F(TokenStreams, AFailedStepSendsWhatEarlierStepsSampledThenItsError) {
   token_streams streams(replica, 8);
   submit(streams, 1, 4, 10);
