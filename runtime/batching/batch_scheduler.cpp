@@ -265,6 +265,7 @@ void batch_scheduler::plan_slice(sequence& s, std::int64_t tokens, step_plan& pl
       spare_.pop_back();
     }
   }
+  latest_plan_.push_back(&s);
   planned_sequence& p = plan.sequences[planned_++];
   p.id = s.id;
   p.serial = s.arrival_order;
@@ -284,7 +285,9 @@ void batch_scheduler::plan_slice(sequence& s, std::int64_t tokens, step_plan& pl
 step_plan batch_scheduler::schedule(clock_time now) {
   step_plan plan;
   plan.scheduler = id_;
-  ++schedule_calls_;
+  plan.call = ++schedule_calls_;
+  latest_plan_.clear();
+  latest_call_ = plan.call;
   drop_stopped(now, plan);
   if (running_.empty()) {
     if (waiting_.empty()) return plan;
@@ -379,15 +382,17 @@ step_plan batch_scheduler::schedule(clock_time now) {
 
 void batch_scheduler::complete(const step_plan& plan, std::span<const std::int32_t> sampled) {
   // The sequences are cold by now (other replicas' steps ran since): load them all at once
-  // (their slots, then the sequences and where their next token goes) rather than one miss
-  // after another.
-  for (const auto& p : plan.sequences) sequences_.prefetch(p.id);
+  // (the sequences, then where their next token goes) rather than one miss after another.
   // All of each sequence: the schedule() that follows reads the rest (its block table, arrival, sampling).
   static_assert(sizeof(sequence) <= 3 * 64);
   completing_.clear();
-  for (const auto& p : plan.sequences) {
-    sequence* s = sequences_.find(p.id);
-    completing_.push_back(s);
+  if (plan.scheduler == id_ && plan.call == latest_call_ && plan.sequences.size() == latest_plan_.size()) {
+    completing_.assign(latest_plan_.begin(), latest_plan_.end());
+  } else {   // an older plan, or one made elsewhere: by id
+    for (const auto& p : plan.sequences) sequences_.prefetch(p.id);
+    for (const auto& p : plan.sequences) completing_.push_back(sequences_.find(p.id));
+  }
+  for (sequence* s : completing_) {
     if (s)
       for (int line = 0; line < 3; ++line) __builtin_prefetch(reinterpret_cast<const char*>(s) + 64 * line);
   }
@@ -431,6 +436,7 @@ void batch_scheduler::finish(std::uint64_t id) {
 void batch_scheduler::fail(std::uint64_t id) {
   sequence* s = sequences_.find(id);
   if (!s) return;
+  std::replace(latest_plan_.begin(), latest_plan_.end(), s, static_cast<sequence*>(nullptr));
   release(*s);
   std::erase(running_, s);
   std::erase(waiting_, s);
@@ -447,6 +453,7 @@ std::vector<std::uint64_t> batch_scheduler::clear() {
   running_.clear();
   waiting_.clear();
   sequences_.clear();
+  latest_plan_.clear();
   released_.clear();
   tables_reset_ = true;   // the shard drops every table with the next plan
   return ids;
@@ -489,6 +496,12 @@ void batch_scheduler::check_invariants() const {
                 "running sequence {} has nothing left to compute", s->id);
   }
   DSRT_ASSERT(leaked_blocks() == 0, "{} KV blocks leaked", leaked_blocks());
+  for (const sequence* planned : latest_plan_) {
+    if (!planned) continue;
+    bool held = false;
+    sequences_.for_each([&](std::uint64_t, const sequence& s) { held |= &s == planned; });
+    DSRT_ASSERT(held, "the latest plan points at a sequence the scheduler no longer holds");
+  }
 }
 
 }  // namespace dsrt::batching

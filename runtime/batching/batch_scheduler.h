@@ -119,6 +119,7 @@ struct step_plan {
   std::vector<std::uint64_t> released;
   bool tables_reset = false;
   std::uint64_t scheduler = 0;             // which scheduler made it (unique in the process)
+  std::uint64_t call = 0;                  // which of its schedule() calls (0: none)
   std::int64_t tokens = 0;
   std::int64_t prefix_hit_tokens = 0;      // request tokens taken from the prefix index at a
                                            // sequence's first admission (not after preemption)
@@ -233,6 +234,11 @@ class batch_scheduler {
   std::vector<ranked> ranked_;
   std::vector<sequence*> order_;
   std::vector<sequence*> completing_;   // complete()'s scratch: each planned sequence, looked up once
+  // The sequence behind each entry of the latest plan (call latest_call_), in plan order,
+  // so complete() reaches them without an id lookup each (a cold hash slot per sequence
+  // per step); fail() nulls the entry of a sequence it removes, so none dangles.
+  std::vector<sequence*> latest_plan_;
+  std::uint64_t latest_call_ = 0;
   scheduler_counters counters_;
 };
 

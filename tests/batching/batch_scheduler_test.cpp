@@ -317,5 +317,36 @@ TEST(BatchScheduler, AStepsResultSkipsASequenceReplacedWhileItRan) {
   EXPECT_EQ(next.sequences[0].first_position, 0);
 }
 
+// complete() reaches the latest plan's sequences without looking them up; a plan that is
+// not the latest (an older one, or one rebuilt elsewhere) goes by id. Either way a
+// sequence failed during the step is skipped and the others advance.
+TEST(BatchScheduler, AStepsResultAdvancesTheRestOfItsPlanLatestOrNot) {
+  for (const bool latest : {true, false}) {
+    scheduler_config c;
+    c.batch_wait_ms = milliseconds(0);
+    batch_scheduler s(c, 64, 4);
+    clock_time now{};
+    for (std::uint64_t id : {1, 2, 3}) {
+      sequence_request r;
+      r.id = id;
+      r.tokens = test::prompt_of(6, int(id));
+      r.max_new_tokens = 4;
+      ASSERT_TRUE(s.submit(now, r).ok());
+    }
+    auto plan = s.schedule(now);
+    ASSERT_EQ(plan.sequences.size(), 3u);
+    if (!latest) plan.call = 0;
+    s.fail(2);
+    s.complete(plan, std::vector<std::int32_t>{41, 42, 43});
+    EXPECT_FALSE(s.has_sequence(2)) << latest;
+    EXPECT_EQ(s.generated(1), 1) << latest;
+    EXPECT_EQ(s.generated(3), 1) << latest;
+    s.check_invariants();
+    const auto next = s.schedule(now);
+    ASSERT_EQ(next.sequences.size(), 2u) << latest;
+    EXPECT_EQ(next.sequences[1].tokens, std::vector<std::int32_t>{43}) << latest;
+  }
+}
+
 }  // namespace
 }  // namespace dsrt::batching
