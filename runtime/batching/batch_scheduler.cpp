@@ -386,7 +386,7 @@ void batch_scheduler::complete(const step_plan& plan, std::span<const std::int32
   // All of each sequence: the schedule() that follows reads the rest (its block table, arrival, sampling).
   static_assert(sizeof(sequence) <= 3 * 64);
   completing_.clear();
-  if (plan.scheduler == id_ && plan.call == latest_call_ && plan.sequences.size() == latest_plan_.size()) {
+  if (is_latest(plan)) {
     completing_.assign(latest_plan_.begin(), latest_plan_.end());
   } else {   // an older plan, or one made elsewhere: by id
     for (const auto& p : plan.sequences) sequences_.prefetch(p.id);
@@ -417,6 +417,16 @@ void batch_scheduler::complete(const step_plan& plan, std::span<const std::int32
     s.tokens.push_back(sampled[next++]);
   }
   DSRT_ASSERT(next == sampled.size(), "{} samples for a plan with {}", sampled.size(), next);
+}
+
+bool batch_scheduler::is_current(const step_plan& plan, std::size_t entry) const {
+  if (!is_latest(plan)) return is_current(plan.sequences[entry]);
+  const sequence* s = latest_plan_[entry];   // null once fail() or finish() removed it
+  return s && s->arrival_order == plan.sequences[entry].serial;
+}
+
+bool batch_scheduler::is_latest(const step_plan& plan) const {
+  return plan.scheduler == id_ && plan.call == latest_call_ && plan.sequences.size() == latest_plan_.size();
 }
 
 bool batch_scheduler::is_current(const planned_sequence& p) const {

@@ -157,6 +157,8 @@ class batch_scheduler {
   void complete(const step_plan& plan, std::span<const std::int32_t> sampled);
   // Whether a planned sequence is still the one the scheduler holds under its id.
   bool is_current(const planned_sequence& p) const;
+  // The same for entry `entry` of `plan`, without a lookup when `plan` is the latest.
+  bool is_current(const step_plan& plan, std::size_t entry) const;
   // The sequence is done (stop or length, decided by the caller): frees its blocks and
   // hands its full computed blocks to the prefix index. Unknown ids are ignored.
   void finish(std::uint64_t id);
@@ -239,6 +241,7 @@ class batch_scheduler {
   // per step); fail() nulls the entry of a sequence it removes, so none dangles.
   std::vector<sequence*> latest_plan_;
   std::uint64_t latest_call_ = 0;
+  bool is_latest(const step_plan& plan) const;
   scheduler_counters counters_;
 };
 

@@ -93,11 +93,12 @@ void token_streams::on_step(batching::batch_scheduler& scheduler, const batching
     stepping_.push_back(s);
   }
   std::size_t next = 0;
-  for (const auto& p : plan.sequences) {
+  for (std::size_t k = 0; k < plan.sequences.size(); ++k) {
+    const auto& p = plan.sequences[k];
     if (!p.sample) continue;
     stream* s = stepping_[next];
     const std::int32_t token = sampled[next++];
-    if (!scheduler.is_current(p)) continue;   // replaced or dropped during the step
+    if (!scheduler.is_current(plan, k)) continue;   // replaced or dropped during the step
     if (!s) continue;
     if (is_stop(*s, token)) {
       scheduler.finish(p.id);
@@ -126,8 +127,9 @@ void token_streams::on_step(batching::batch_scheduler& scheduler, const batching
 
 void token_streams::on_failed_step(batching::batch_scheduler& scheduler, const batching::step_plan& plan,
                                    const error& failure, stream_output& out) {
-  for (const auto& p : plan.sequences) {
-    if (!scheduler.is_current(p)) continue;
+  for (std::size_t k = 0; k < plan.sequences.size(); ++k) {
+    const auto& p = plan.sequences[k];
+    if (!scheduler.is_current(plan, k)) continue;
     scheduler.fail(p.id);
     stop(p.id, failure, out);
   }

@@ -317,9 +317,9 @@ TEST(BatchScheduler, AStepsResultSkipsASequenceReplacedWhileItRan) {
   EXPECT_EQ(next.sequences[0].first_position, 0);
 }
 
-// complete() reaches the latest plan's sequences without looking them up; a plan that is
-// not the latest (an older one, or one rebuilt elsewhere) goes by id. Either way a
-// sequence failed during the step is skipped and the others advance.
+// complete() and is_current(plan, entry) reach the latest plan's sequences without looking
+// them up; a plan that is not the latest (an older one, or one rebuilt elsewhere) goes by
+// id. Either way a sequence failed or finished since is not current, and the others advance.
 TEST(BatchScheduler, AStepsResultAdvancesTheRestOfItsPlanLatestOrNot) {
   for (const bool latest : {true, false}) {
     scheduler_config c;
@@ -337,14 +337,27 @@ TEST(BatchScheduler, AStepsResultAdvancesTheRestOfItsPlanLatestOrNot) {
     ASSERT_EQ(plan.sequences.size(), 3u);
     if (!latest) plan.call = 0;
     s.fail(2);
+    EXPECT_TRUE(s.is_current(plan, 0)) << latest;
+    EXPECT_FALSE(s.is_current(plan, 1)) << latest;
+    EXPECT_TRUE(s.is_current(plan, 2)) << latest;
     s.complete(plan, std::vector<std::int32_t>{41, 42, 43});
     EXPECT_FALSE(s.has_sequence(2)) << latest;
     EXPECT_EQ(s.generated(1), 1) << latest;
+    s.finish(1);
+    EXPECT_FALSE(s.is_current(plan, 0)) << latest;
+    EXPECT_TRUE(s.is_current(plan, 2)) << latest;
     EXPECT_EQ(s.generated(3), 1) << latest;
+    ASSERT_TRUE(s.submit(now, [] {
+      sequence_request r;
+      r.id = 1;
+      r.tokens = test::prompt_of(6, 1);
+      return r;
+    }()).ok());
+    EXPECT_FALSE(s.is_current(plan, 0)) << "a new submission of id 1 is not the planned one; latest " << latest;
     s.check_invariants();
     const auto next = s.schedule(now);
-    ASSERT_EQ(next.sequences.size(), 2u) << latest;
-    EXPECT_EQ(next.sequences[1].tokens, std::vector<std::int32_t>{43}) << latest;
+    ASSERT_EQ(next.sequences.size(), 2u) << latest;   // 3's decode, then the new 1's prefill
+    EXPECT_EQ(next.sequences[0].tokens, std::vector<std::int32_t>{43}) << latest;
   }
 }
 
