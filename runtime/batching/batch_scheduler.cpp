@@ -438,8 +438,9 @@ void batch_scheduler::finish(std::uint64_t id) {
   sequence* found = sequences_.find(id);
   if (!found) return;
   sequence& s = *found;
+  // The sequence ends here: the index may take its token buffer rather than copy it.
   if (prefix_ && s.computed > 0)
-    prefix_->insert(std::span(s.tokens).first(std::size_t(s.computed)), s.blocks.table, ++tick_);
+    prefix_->insert(std::span(s.tokens).first(std::size_t(s.computed)), s.blocks.table, ++tick_, s.tokens);
   fail(id);
 }
 

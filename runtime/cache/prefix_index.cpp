@@ -141,7 +141,8 @@ std::int32_t prefix_index::take_slot() {
 }
 
 std::int32_t prefix_index::add_node(std::int32_t parent, std::span<const std::int32_t> tokens,
-                                    std::span<const std::int32_t> blocks, std::uint64_t tick) {
+                                    std::span<const std::int32_t> blocks, std::uint64_t tick,
+                                    std::vector<std::int32_t>* donor) {
   DSRT_ASSERT(!blocks.empty() && tokens.size() == blocks.size() * std::size_t(block_tokens_) &&
                   blocks_in_use_ + std::int64_t(blocks.size()) <= cached_blocks_max_,
               "{} blocks of {} tokens; {} held, cached_blocks_max={}", blocks.size(), tokens.size(), blocks_in_use_,
@@ -154,7 +155,12 @@ std::int32_t prefix_index::add_node(std::int32_t parent, std::span<const std::in
   n.last_used = tick;
   n.in_use = true;
   n.blocks.assign(blocks.begin(), blocks.end());
-  n.tokens.assign(tokens.begin(), tokens.end());
+  if (donor && tokens.data() == donor->data()) {
+    n.tokens = std::move(*donor);
+    n.tokens.resize(tokens.size());
+  } else {
+    n.tokens.assign(tokens.begin(), tokens.end());
+  }
   for (std::int32_t block : blocks) blocks_.add_ref(block);
   blocks_in_use_ += std::int32_t(blocks.size());
   stats_.inserted_blocks += std::int64_t(blocks.size());
@@ -280,6 +286,18 @@ std::int32_t prefix_index::insert_victim(std::int32_t keep) const {
 
 void prefix_index::insert(std::span<const std::int32_t> tokens,
                           std::span<const std::int32_t> table, std::uint64_t tick) {
+  insert_path(tokens, table, tick, nullptr);
+}
+
+void prefix_index::insert(std::span<const std::int32_t> tokens, std::span<const std::int32_t> table,
+                          std::uint64_t tick, std::vector<std::int32_t>& donor) {
+  DSRT_ASSERT(tokens.empty() || (tokens.data() == donor.data() && tokens.size() <= donor.size()),
+              "the tokens are not a prefix of the donor");
+  insert_path(tokens, table, tick, &donor);
+}
+
+void prefix_index::insert_path(std::span<const std::int32_t> tokens, std::span<const std::int32_t> table,
+                               std::uint64_t tick, std::vector<std::int32_t>* donor) {
   const std::size_t full_blocks = tokens.size() / std::size_t(block_tokens_);
   DSRT_ASSERT(table.size() >= full_blocks, "table holds {} blocks for {} full blocks of tokens",
               table.size(), full_blocks);
@@ -309,7 +327,7 @@ void prefix_index::insert(std::span<const std::int32_t> tokens,
   }
   const std::size_t end = std::min(full_blocks, i + room);
   if (i < end) add_node(parent, tokens.subspan(i * std::size_t(block_tokens_), (end - i) * std::size_t(block_tokens_)),
-                        table.subspan(i, end - i), tick);
+                        table.subspan(i, end - i), tick, donor);
 }
 
 std::int32_t prefix_index::evict(std::int32_t blocks_wanted) {

@@ -94,6 +94,12 @@ class prefix_index {
   // by the caller, and the KV of all those tokens computed.
   void insert(std::span<const std::int32_t> tokens, std::span<const std::int32_t> table,
               std::uint64_t tick);
+  // The same for a sequence that ends here: `tokens` is a prefix of *donor, whose buffer a
+  // new node takes instead of a copy when the whole path is new (no token is read or
+  // written twice: the sequence's tokens are cold by the time it finishes). *donor is
+  // left valid but unspecified.
+  void insert(std::span<const std::int32_t> tokens, std::span<const std::int32_t> table,
+              std::uint64_t tick, std::vector<std::int32_t>& donor);
 
   // Drops blocks from the tails of the least recently used leaves whose blocks only the index
   // references (refcount 1) until `blocks_wanted` blocks have gone back to the free list or
@@ -144,8 +150,12 @@ class prefix_index {
   std::int32_t take_slot();
   // A new leaf under `parent` holding `blocks` (at least one; tokens are theirs, in order),
   // with a reference of the index's on each. REQUIRES: room for them within cached_blocks_max.
+  // With a donor whose buffer starts with `tokens`, the node takes that buffer.
   std::int32_t add_node(std::int32_t parent, std::span<const std::int32_t> tokens,
-                        std::span<const std::int32_t> blocks, std::uint64_t tick);
+                        std::span<const std::int32_t> blocks, std::uint64_t tick,
+                        std::vector<std::int32_t>* donor = nullptr);
+  void insert_path(std::span<const std::int32_t> tokens, std::span<const std::int32_t> table,
+                   std::uint64_t tick, std::vector<std::int32_t>* donor);
   // Splits node `id` after its first `head` blocks (0 < head < size): a new node takes
   // them and `id` keeps the rest (and its children, whose keys name it). Returns the head.
   std::int32_t split(std::int32_t id, std::size_t head);

@@ -129,6 +129,46 @@ TEST(PrefixIndex, ADivergingSuffixMatchesOnlyTheCommonBlocks) {
   for (sequence_blocks* s : {&seq, &one, &none}) bm.release(*s);
 }
 
+// A sequence that ends can give the index its token buffer (the batcher's finish): a
+// whole new path takes it instead of a copy, a path that extends a cached one copies its
+// own part; either way the index then matches exactly what was inserted.
+TEST(PrefixIndex, AnInsertWithADonorMatchesTheSameAsACopy) {
+  block_manager bm(64, block_tokens);
+  prefix_index index(bm, {});
+  const tokens_t prompt = run_of(0, 13);   // three full blocks and one token
+  sequence_blocks seq = index.match(prompt, 1);
+  std::vector<engine::block_copy> copies;
+  ASSERT_TRUE(bm.reserve(seq, 13, copies));
+  tokens_t donor = prompt;
+  const std::int32_t* buffer = donor.data();
+  index.insert(std::span<const std::int32_t>(donor).first(12), seq.table, 2, donor);
+  EXPECT_EQ(index.cached_blocks(), 3);
+  EXPECT_NE(donor.data(), buffer) << "a whole new path takes the donor's buffer";
+  index.check_invariants();
+
+  // Shares the first two blocks, then its own: only its new part is recorded, by copy.
+  const tokens_t longer = concat(through_block(prompt, 1), run_of(500, 9));
+  sequence_blocks other = index.match(longer, 3);
+  ASSERT_EQ(other.table, first_blocks(seq, 2));
+  ASSERT_TRUE(bm.reserve(other, std::int64_t(longer.size()) - other.tokens, copies));
+  tokens_t second = longer;
+  const std::int32_t* second_buffer = second.data();
+  index.insert(std::span<const std::int32_t>(second).first(16), other.table, 4, second);
+  EXPECT_EQ(second.data(), second_buffer) << "a path that extends a cached one copies its part";
+  EXPECT_EQ(index.cached_blocks(), 5);
+  index.check_invariants();
+
+  for (const tokens_t& probe : {prompt, longer}) {
+    sequence_blocks hit = index.match(probe, 5);
+    EXPECT_EQ(hit.tokens, std::int64_t((probe.size() - 1) / block_tokens) * block_tokens);
+    bm.release(hit);
+  }
+  sequence_blocks diverged = index.match(concat(through_block(prompt, 1), run_of(900, 9)), 6);
+  EXPECT_EQ(diverged.table, first_blocks(seq, 2)) << "the donated tokens are compared, not just hashed";
+  for (sequence_blocks* s : {&seq, &other, &diverged}) bm.release(*s);
+  index.check_invariants();
+}
+
 TEST(PrefixIndex, InsertingADuplicatePathKeepsTheCachedBlocks) {
   block_manager bm(64, block_tokens);
   prefix_index index(bm, {});
