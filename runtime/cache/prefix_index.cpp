@@ -98,7 +98,8 @@ void prefix_index::leaf_sift_down(std::size_t at) {
 }
 
 void prefix_index::add_leaf(std::int32_t id) {
-  leaves_.push_back({nodes_[std::size_t(id)].last_used, id});
+  const node& n = nodes_[std::size_t(id)];
+  leaves_.push_back({n.last_used, id, n.blocks.back()});
   leaf_sift_up(leaves_.size() - 1);
 }
 
@@ -204,7 +205,11 @@ void prefix_index::drop_last_block(std::int32_t id) {
   n.blocks.pop_back();
   n.tokens.resize(n.tokens.size() - std::size_t(block_tokens_));
   --blocks_in_use_;
-  if (n.blocks.empty()) remove_leaf(id);
+  if (n.blocks.empty()) {
+    remove_leaf(id);
+    return;
+  }
+  leaves_[std::size_t(leaf_at_[std::size_t(id)])].last_block = n.blocks.back();
 }
 
 void prefix_index::remove_leaf(std::int32_t id) {
@@ -338,11 +343,13 @@ std::int32_t prefix_index::evict(std::int32_t blocks_wanted) {
   std::vector<std::int32_t> in_use;
   while (freed < blocks_wanted && !leaves_.empty()) {
     const std::int32_t id = leaves_[0].id;
-    // The next oldest leaves are the root's children in the heap: their nodes (cold since
-    // their last use) load while this one's blocks go.
-    for (std::size_t at = 1; at < 3 && at < leaves_.size(); ++at)
+    // The next oldest leaves are the root's children in the heap: their nodes and their
+    // last blocks' counts (cold since their last use) load while this one's blocks go.
+    for (std::size_t at = 1; at < 3 && at < leaves_.size(); ++at) {
       __builtin_prefetch(&nodes_[std::size_t(leaves_[at].id)]);
-    if (blocks_.refcount(nodes_[std::size_t(id)].blocks.back()) != 1) {   // a sequence uses it; so its ancestors
+      blocks_.prefetch_refcount(leaves_[at].last_block);
+    }
+    if (blocks_.refcount(leaves_[0].last_block) != 1) {   // a sequence uses it; so its ancestors
       drop_leaf(id);
       in_use.push_back(id);
       continue;
@@ -390,7 +397,8 @@ void prefix_index::check_invariants() const {
   for (std::size_t at = 0; at < leaves_.size(); ++at) {
     const leaf& l = leaves_[at];
     const node& n = nodes_[std::size_t(l.id)];
-    DSRT_ASSERT(n.in_use && leaf_at_[std::size_t(l.id)] == std::int32_t(at) && n.last_used == l.last_used,
+    DSRT_ASSERT(n.in_use && leaf_at_[std::size_t(l.id)] == std::int32_t(at) && n.last_used == l.last_used &&
+                    !n.blocks.empty() && n.blocks.back() == l.last_block,
                 "heap entry {} (node {}) is out of step with its node", at, l.id);
     if (at > 0) {
       const leaf& up = leaves_[(at - 1) / 2];

@@ -36,7 +36,8 @@
 //  - matches and inserts split nodes at their ends, so a sequence the index served holds
 //    either all of a node's blocks or none; evict() still checks each block before it goes
 //    (a fork that copied its last block holds the others);
-//  - leaves_ holds exactly the nodes without children, as a heap by (last use, node id).
+//  - leaves_ holds exactly the nodes without children, as a heap by (last use, node id),
+//    each entry with its node's last block.
 #include <cstdint>
 #include <span>
 #include <utility>
@@ -131,9 +132,12 @@ class prefix_index {
     std::vector<std::int32_t> tokens;  // blocks.size() * block_tokens
     std::size_t size() const { return blocks.size(); }
   };
+  // A leaf's heap entry carries its node's last block, so eviction checks that block's
+  // reference count without loading the cold node and its block vector first.
   struct leaf {
     std::uint64_t last_used;
     std::int32_t id;
+    std::int32_t last_block;
   };
 
   std::uint64_t child_key(std::int32_t parent, std::span<const std::int32_t> tokens) const;

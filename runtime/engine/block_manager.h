@@ -45,6 +45,10 @@ class block_manager {
     DSRT_ASSERT(block >= 0 && block < blocks_total(), "block={}", block);
     return refcount_[std::size_t(block)];
   }
+  // Starts loading a block's reference count (a cache about to check cold blocks).
+  void prefetch_refcount(std::int32_t block) const {
+    if (block >= 0 && block < blocks_total()) __builtin_prefetch(&refcount_[std::size_t(block)]);
+  }
 
   // Blocks needed to grow a sequence by new_tokens (including a copy-on-write block).
   std::int32_t blocks_needed(const sequence_blocks& seq, std::int64_t new_tokens) const;
