@@ -158,17 +158,21 @@ void batch_scheduler::sort_by_precedence(clock_time now, const std::vector<seque
   // decodes never take blocks or budget ahead of a higher class), then prefill after
   // decode, then arrival. arrival_order is unique, so the order is total and std::sort is
   // as deterministic as a stable sort.
-  ranked_.clear();
+  // Sized first and written through plain pointers: push_back stored each vector's end
+  // back to memory per element (the compiler cannot tell it from the elements).
+  ranked_.resize(list.size());
+  ranked* out = ranked_.data();
   // Running sequences (decodes_first) by their request's class: aging is for admission, and
   // a running sequence that aged must not outrank a newer one of its class or a higher one.
   for (sequence* s : list) {
     const bool decode = decodes_first && std::int64_t(s->tokens.size()) - s->computed == 1;
     const int priority = decodes_first ? s->priority : effective_priority(*s, now);
-    ranked_.push_back({rank_key(priority, !decode, s->arrival_order), s});
+    *out++ = {rank_key(priority, !decode, s->arrival_order), s};
   }
   std::sort(ranked_.begin(), ranked_.end(), [](const ranked& a, const ranked& b) { return a.key < b.key; });
-  order_.clear();
-  for (const ranked& r : ranked_) order_.push_back(r.s);
+  order_.resize(ranked_.size());
+  sequence** ordered = order_.data();
+  for (const ranked& r : ranked_) *ordered++ = r.s;
 }
 
 std::uint64_t batch_scheduler::rank_key(int priority, bool prefill, std::uint64_t arrival_order) {
