@@ -12,6 +12,7 @@
 #include "sim/checker.h"
 #include "sim/event_queue.h"
 #include "sim/load.h"
+#include "sim/thread_tuner.h"
 #include "sim/window_pool.h"
 #include "transport/frame.h"
 #include "transport/wire.h"
@@ -212,9 +213,15 @@ class simulation {
   // before its end. (Windows per process — up to the earliest event of a process that can
   // reach it, directly or through process 0, plus one or two latencies — were tried: they
   // give the same trace, but no faster run on this machine.)
+  static constexpr std::uint64_t tuner_windows = 64;   // windows between the tuner's clock reads
   std::uint64_t run_windows(clock_time until) {
     const auto lookahead = duration_cast<clock_time::duration>(c_.link_latency_us);
-    window_pool pool(std::clamp(c_.threads, 1, int(procs_.size())));
+    const int threads = std::clamp(c_.threads, 1, int(procs_.size()));
+    window_pool pool(threads);
+    const auto started = steady_clock::now();
+    std::optional<thread_tuner> tuner;
+    if (c_.adapt_threads && threads > 1) tuner.emplace(thread_tuner::config{.epoch = c_.thread_epoch_us}, ran_, started);
+    std::uint64_t windows = 0;
     std::vector<process*> due;
     const std::function<void(std::size_t)> run_one = [&](std::size_t k) {
       process& p = *due[k];
@@ -242,11 +249,23 @@ class simulation {
         pool.run(due.size(), run_one);
       }
       for (process* p : due) ran_ += p->ran;
+      // The clock once in a while: a window is microseconds of work.
+      if (tuner && ++windows % tuner_windows == 0 && tuner->update(ran_, steady_clock::now()))
+        pool.park(!tuner->parallel());
       for (const auto& p : procs_) {
         for (auto& m : p->outbox)
           procs_[std::size_t(m.to)]->q.at_from(m.at, std::uint32_t(p->index), m.order, std::move(m.fn));
         p->outbox.clear();
       }
+    }
+    const auto now = steady_clock::now();
+    if (tuner) {
+      tuner->update(ran_, now);
+      report_.parallel_wall_s = duration<double>(tuner->used().parallel).count();
+      report_.single_wall_s = duration<double>(tuner->used().single).count();
+      report_.thread_switches = tuner->used().switches;
+    } else {
+      (threads > 1 ? report_.parallel_wall_s : report_.single_wall_s) = duration<double>(now - started).count();
     }
     return ran_;
   }

@@ -74,6 +74,10 @@ struct sim_config {
   // them in parallel (a window of one link latency at a time) and changes only the wall time.
   int replica_processes = 4;
   int threads = 1;
+  // threads > 1: run on one thread whenever that is measured to be faster (sim/thread_tuner.h),
+  // measuring in epochs of this much wall time.
+  bool adapt_threads = false;
+  std::chrono::microseconds thread_epoch_us{250'000};
   // Replay and shrinking: run only these faults of the drawn schedule (indices into it).
   std::optional<std::vector<std::size_t>> faults_kept;
   bool buggify = false;                     // fire the production code's DSRT_BUGGIFY points
@@ -111,6 +115,10 @@ struct sim_report {
   // Invariant violations, empty when all held: the router side's (end checks included),
   // then each replica process's, each in the order they were found.
   std::vector<std::string> violations;
+  // Wall time of the windows' loop on all the threads and on one (with adapt_threads, and
+  // with one thread configured, all of it is single), and how often that changed.
+  double parallel_wall_s = 0, single_wall_s = 0;
+  int thread_switches = 0;
   double availability() const { return requests ? double(completed_in_deadline) / double(requests) : 1.0; }
 };
 

@@ -46,10 +46,12 @@ window_pool::window_pool(int threads) : barrier_(threads) {
   for (int t = 1; t < threads; ++t) {
     workers_.emplace_back([this] {
       for (;;) {
-        barrier_.arrive_and_wait();   // a window starts (or the pool stops)
-        if (stop_) return;
-        take_tasks();
-        barrier_.arrive_and_wait();   // the window is done
+        barrier_.arrive_and_wait();   // a window starts (or the pool parks or stops)
+        const command next = command_;
+        if (next == command::stop) return;
+        if (next == command::run) take_tasks();
+        barrier_.arrive_and_wait();   // the window is done (or every worker has read the command)
+        if (next == command::park) parked_.wait(true, std::memory_order_acquire);
       }
     });
   }
@@ -57,22 +59,37 @@ window_pool::window_pool(int threads) : barrier_(threads) {
 
 window_pool::~window_pool() {
   if (workers_.empty()) return;
-  stop_ = true;
+  park(false);
+  command_ = command::stop;
   barrier_.arrive_and_wait();
   for (auto& w : workers_) w.join();
 }
 
 void window_pool::run(std::size_t tasks, const std::function<void(std::size_t)>& task) noexcept {
-  if (workers_.empty()) {
+  if (workers_.empty() || parked()) {
     for (std::size_t k = 0; k < tasks; ++k) task(k);
     return;
   }
+  command_ = command::run;
   tasks_ = tasks;
   task_ = &task;
   next_.store(0, std::memory_order_relaxed);
   barrier_.arrive_and_wait();
   take_tasks();
   barrier_.arrive_and_wait();
+}
+
+void window_pool::park(bool parked) {
+  if (workers_.empty() || parked == this->parked()) return;
+  if (!parked) {
+    parked_.store(false, std::memory_order_release);
+    parked_.notify_all();   // they come back to the start barrier; the next run() waits for them there
+    return;
+  }
+  parked_.store(true, std::memory_order_relaxed);
+  command_ = command::park;
+  barrier_.arrive_and_wait();
+  barrier_.arrive_and_wait();   // every worker has read the command: the next run() may write another
 }
 
 void window_pool::take_tasks() {

@@ -5,10 +5,14 @@
 // the threads meet at a spinning barrier (yielding after 50 us: the vCPUs may be shared, or
 // --threads above the cores) rather than a condition variable.
 //
+// park(true) sends the workers to sleep in the kernel (a futex, not a spin: a vCPU that
+// shares a physical core with the caller's then leaves it all to the caller) and run() calls
+// every task on the caller until park(false) (sim/thread_tuner.h decides when).
+//
 // Which thread runs which process changes nothing a run computes: processes touch only
 // their own state within a window (sim/simulation.cpp), and the pool's barriers order each
 // window's work before the next window's.
-// Thread safety: run() from one thread at a time.
+// Thread safety: run() and park() from one thread at a time.
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -29,6 +33,9 @@ class window_pool {
   // noexcept: a task that throws ends the process (std::terminate) rather than leaving the
   // workers at a barrier nobody else reaches.
   void run(std::size_t tasks, const std::function<void(std::size_t)>& task) noexcept;
+  // true: the workers sleep and run() uses the caller alone; false: they wake for the next run().
+  void park(bool parked);
+  bool parked() const { return parked_.load(std::memory_order_relaxed); }
 
  private:
   class barrier {
@@ -43,12 +50,17 @@ class window_pool {
   };
   void take_tasks();
 
+  // What the workers do after a start barrier; written by the caller before it arrives
+  // there, read by every worker before the barrier after it.
+  enum class command { run, park, stop };
+
   std::vector<std::thread> workers_;
   barrier barrier_;
+  command command_ = command::run;
+  std::atomic<bool> parked_{false};
   std::atomic<std::size_t> next_{0};
   std::size_t tasks_ = 0;                                  // set before the start barrier
   const std::function<void(std::size_t)>* task_ = nullptr;
-  bool stop_ = false;
 };
 
 }  // namespace dsrt::sim

@@ -72,9 +72,11 @@ int main(int argc, char** argv) {
                  "and response-cache answers when no replica can serve; default: the scenario's, 0)")
       ->check(CLI::Range(0.0, 1.0));
   int threads = int(std::max(1u, std::thread::hardware_concurrency()));
-  app.add_option("--threads", threads, "threads running the simulated processes (default: this machine's); the "
-                                       "trace does not depend on it")
-      ->check(CLI::Range(1, 256));
+  auto* threads_option =
+      app.add_option("--threads", threads, "threads running the simulated processes (default: this machine's, "
+                                           "and one whenever that is measured to run faster); the trace does not "
+                                           "depend on it")
+          ->check(CLI::Range(1, 256));
   int processes = 0;
   app.add_option("--processes", processes, "the replicas' side as this many simulated processes, groups of whole "
                                            "nodes (default: 4, at most one per node and 4096); part of what fixes the "
@@ -166,6 +168,7 @@ int main(int argc, char** argv) {
   if (buggify_enable >= 0) c.buggify_probabilities.enable_probability = buggify_enable;
   if (buggify_fire >= 0) c.buggify_probabilities.fire_probability = buggify_fire;
   c.threads = threads;
+  c.adapt_threads = threads_option->count() == 0;
   if (processes > 0) c.replica_processes = processes;
   if (!keep_faults.empty()) {
     c.faults_kept.emplace();
@@ -296,6 +299,9 @@ int main(int argc, char** argv) {
     std::printf("simulated %.1f s in %.2f s of wall time (%.0fx); %llu events; trace hash %016llx\n",
                 r.simulated_s, wall_s, r.simulated_s / std::max(wall_s, 1e-9), (unsigned long long)r.events,
                 (unsigned long long)r.trace_hash);
+    if (config.adapt_threads && config.threads > 1)
+      std::printf("threads: %d for %.1f s, 1 for %.1f s (measured faster then); %d switches\n", config.threads,
+                  r.parallel_wall_s, r.single_wall_s, r.thread_switches);
     nlohmann::json j;
     j["scenario"] = scenario;
     j["config"] = label;
@@ -321,6 +327,11 @@ int main(int argc, char** argv) {
     j["recovered_after_ms"] = r.recovered_after_ms ? nlohmann::json(*r.recovered_after_ms) : nlohmann::json();
     j["simulated_s"] = r.simulated_s;
     j["wall_s"] = wall_s;
+    j["threads"] = {{"configured", config.threads},
+                    {"adaptive", config.adapt_threads},
+                    {"parallel_wall_s", r.parallel_wall_s},
+                    {"single_wall_s", r.single_wall_s},
+                    {"switches", r.thread_switches}};
     j["trace_hash"] = fmt::format("{:016x}", r.trace_hash);
     j["violations"] = r.violations;
     out.push_back(j);

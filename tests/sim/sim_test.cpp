@@ -3,6 +3,8 @@
 // seeds with every kind of fault and the production code's BUGGIFY points firing.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <cstdlib>
 #include <set>
 #include <sstream>
 #include <string>
@@ -42,9 +44,17 @@ TEST(Simulation, ThreadsChangeNothingTheProcessesFixTheTrace) {
     c.replicas = 6;
     c.replica_processes = 3;
     const auto one = run_simulation(c);
-    for (int threads : {2, 4}) {
-      c.threads = threads;
+    for (int threads : {2, 4, -2}) {
+      // -2: two threads and one by turns (the tuner's epochs made short enough to switch
+      // many times in a run of tens of milliseconds).
+      c.threads = std::abs(threads);
+      c.adapt_threads = threads < 0;
+      c.thread_epoch_us = std::chrono::microseconds(200);
       const auto many = run_simulation(c);
+      if (c.adapt_threads) {
+        EXPECT_GT(many.thread_switches, 0) << "seed " << seed;
+        EXPECT_GT(many.single_wall_s, 0) << "seed " << seed;
+      }
       EXPECT_EQ(many.trace_hash, one.trace_hash) << "seed " << seed << ", " << threads << " threads";
       EXPECT_EQ(many.events, one.events) << "seed " << seed;
       EXPECT_EQ(many.completed, one.completed) << "seed " << seed;

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <thread>
 #include <vector>
 
 #include "sim/window_pool.h"
@@ -34,6 +35,30 @@ TEST(WindowPool, EveryTaskOfEveryWindowRunsOnceAndIsSeenByTheCaller) {
     EXPECT_EQ(counts, expected) << threads << " threads";
     EXPECT_EQ(overlap.load(), 0) << "more tasks at once than threads";
   }
+}
+
+TEST(WindowPool, ParkedWorkersLeaveEveryTaskToTheCallerAndComeBackWhenWoken) {
+  window_pool pool(3);
+  const auto caller = std::this_thread::get_id();
+  for (int round = 0; round < 50; ++round) {
+    const bool parked = round % 2 == 1;
+    pool.park(parked);
+    EXPECT_EQ(pool.parked(), parked);
+    std::vector<std::uint64_t> counts(6, 0);
+    std::atomic<int> elsewhere{0};
+    for (int w = 0; w < 20; ++w) {
+      const std::function<void(std::size_t)> task = [&](std::size_t k) {
+        if (std::this_thread::get_id() != caller) elsewhere.fetch_add(1);
+        counts[k] += 1;
+      };
+      pool.run(counts.size(), task);
+    }
+    EXPECT_EQ(counts, std::vector<std::uint64_t>(6, 20)) << "round " << round;
+    if (parked) {
+      EXPECT_EQ(elsewhere.load(), 0) << "a parked worker ran a task";
+    }
+  }
+  pool.park(true);   // the destructor wakes and stops parked workers too
 }
 
 }  // namespace
