@@ -243,6 +243,10 @@ class simulation {
       due.clear();
       for (const auto& p : procs_)
         if (next_at(*p) < window_end_) due.push_back(p.get());
+      // Busiest first, by their last window's events: the threads take processes in this
+      // order, so a long one does not start last while the other thread waits for it.
+      for (std::size_t k = 1; k < due.size(); ++k)
+        for (std::size_t j = k; j > 0 && due[j - 1]->ran < due[j]->ran; --j) std::swap(due[j - 1], due[j]);
       if (due.size() == 1) {
         run_one(0);   // no other thread has work in this window
       } else {
@@ -619,6 +623,7 @@ class simulation {
     // A buffer kept between calls (moved out: nothing below re-enters, but it costs nothing).
     auto actions = std::move(action_buffer_);
     router_.take_actions(actions);
+    to_clients.reserve(actions.size());   // most actions are chunks and finals: one allocation, no regrowth
     for (auto& action : actions) {
       if (auto* a = std::get_if<serving::send_request>(&action)) {
         // Addressed to the incarnation the router knows; a newer one never saw the request.
