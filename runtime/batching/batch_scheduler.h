@@ -14,7 +14,8 @@
 // rule, which is why a preempted sequence resumes exactly where it was.
 //
 // Invariants (checked by check_invariants() in tests):
-//  - every sequence is in exactly one of waiting_ / running_;
+//  - every sequence is in exactly one of waiting_ / running_; by_arrival_ holds running_'s
+//    sequences in arrival order;
 //  - a waiting sequence holds no blocks; a running one holds blocks for exactly its
 //    `computed` tokens plus what the last plan reserved;
 //  - running_.size() <= sequences_max, and running_ + waiting_ <= sequences_max +
@@ -198,8 +199,13 @@ class batch_scheduler {
   int effective_priority(const sequence& s, clock_time now) const;
   // Running sequences rank by their request's class, then arrival (aging is for admission).
   static bool runs_before(const sequence& a, const sequence& b);
-  // Fills order_ with `list` by precedence (decodes first within a priority class if asked).
-  void sort_by_precedence(clock_time now, const std::vector<sequence*>& list, bool decodes_first);
+  // Fills order_ with waiting sequences by precedence: class with aging, then arrival.
+  void sort_by_precedence(clock_time now, const std::vector<sequence*>& list);
+  // Fills order_ with the running sequences by class (no aging), decodes before prefill
+  // chunks within a class, then arrival.
+  void order_running();
+  // Takes a sequence off running_ and by_arrival_.
+  void unlist_running(sequence* s);
   void drop_stopped(clock_time now, step_plan& plan);
   bool reserve_or_evict(sequence& s, std::int64_t tokens, std::vector<engine::block_copy>& copies);
   bool preempt_one(const sequence* keep, step_plan& plan);
@@ -212,6 +218,7 @@ class batch_scheduler {
   id_map<sequence> sequences_;
   std::vector<sequence*> waiting_;   // schedule() sorts it by precedence; appended to between
   std::vector<sequence*> running_;   // in admission order
+  std::vector<sequence*> by_arrival_;   // running_ by arrival_order, for order_running()
   std::uint64_t arrivals_ = 0;       // arrival counter: ties after equal priority and time
   std::uint64_t tick_ = 0;           // logical time for the prefix index's LRU
   std::uint64_t schedule_calls_ = 0; // numbers the plans being built (sequence::planned_in)
@@ -232,10 +239,11 @@ class batch_scheduler {
     std::uint64_t key;   // rank_key(): smaller runs first
     sequence* s;
   };
-  static std::uint64_t rank_key(int priority, bool prefill, std::uint64_t arrival_order);
+  static std::uint64_t rank_key(int priority, std::uint64_t arrival_order);
   std::vector<ranked> ranked_;
   std::vector<sequence*> order_;
-  std::vector<sequence*> completing_;   // complete()'s scratch: each planned sequence, looked up once
+  std::vector<std::uint32_t> bucket_start_;   // order_running()'s scratch: where each (class, kind) goes
+  std::vector<sequence*> completing_;   // complete()'s scratch for a plan not the latest: each planned sequence, looked up once
   // The sequence behind each entry of the latest plan (call latest_call_), in plan order,
   // so complete() reaches them without an id lookup each (a cold hash slot per sequence
   // per step); fail() nulls the entry of a sequence it removes, so none dangles.

@@ -85,6 +85,28 @@ TEST(BatchScheduler, AgingDoesNotPutAnOlderPrefillBeforeNewerDecodes) {
   EXPECT_EQ(b_first, decodes_of_b) << "A's aged prefill chunk went before B's decode";
 }
 
+// The order a step plans its running sequences in: class first, decodes before prefill
+// chunks within a class, then arrival, whatever order they were admitted in.
+TEST(BatchScheduler, RunningSequencesStepByClassThenDecodesFirstThenArrival) {
+  batch_scheduler s(config_with(1000, 16, 8), 256, block_tokens);
+  driver d{s};
+  d.add(1, prompt_of(4, 1), 8, /*priority=*/2);    // decodes from the second step
+  d.add(2, prompt_of(40, 2), 8, /*priority=*/0);   // five prefill chunks
+  d.add(3, prompt_of(4, 3), 8, /*priority=*/1);
+  d.add(4, prompt_of(4, 4), 8, /*priority=*/0);
+  d.add(5, prompt_of(40, 5), 8, /*priority=*/2);
+  d.add(6, prompt_of(40, 6), 8, /*priority=*/1);
+  const auto ids = [](const step_plan& plan) {
+    std::vector<std::uint64_t> out;
+    for (const auto& p : plan.sequences) out.push_back(p.id);
+    return out;
+  };
+  EXPECT_EQ(ids(d.step()), (std::vector<std::uint64_t>{2, 4, 3, 6, 1, 5})) << "admission: class, then arrival";
+  for (int step = 0; step < 4; ++step)
+    EXPECT_EQ(ids(d.step()), (std::vector<std::uint64_t>{4, 2, 3, 6, 1, 5})) << "at step " << step;
+  EXPECT_EQ(ids(d.step()), (std::vector<std::uint64_t>{2, 4, 3, 6, 1, 5})) << "all decoding: class, then arrival";
+}
+
 TEST(BatchScheduler, SequenceCapBoundsRunningSequences) {
   batch_scheduler s(config_with(256, 3, 64), 256, block_tokens);
   driver d{s};
