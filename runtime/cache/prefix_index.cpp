@@ -40,7 +40,12 @@ std::size_t prefix_index::matchable_blocks(std::span<const std::int32_t> tokens)
 
 std::int32_t prefix_index::find_child(std::int32_t parent,
                                       std::span<const std::int32_t> tokens) const {
-  return children_.find_if(child_key(parent, tokens), [&](std::int32_t id) {
+  return find_child(parent, tokens, child_key(parent, tokens));
+}
+
+std::int32_t prefix_index::find_child(std::int32_t parent, std::span<const std::int32_t> tokens,
+                                      std::uint64_t key) const {
+  return children_.find_if(key, [&](std::int32_t id) {
     const node& n = nodes_[std::size_t(id)];
     const std::span<const std::int32_t> held = node_block(n, 0);
     return n.parent == parent && std::equal(held.begin(), held.end(), tokens.begin(), tokens.end());
@@ -143,7 +148,7 @@ std::int32_t prefix_index::take_slot() {
 
 std::int32_t prefix_index::add_node(std::int32_t parent, std::span<const std::int32_t> tokens,
                                     std::span<const std::int32_t> blocks, std::uint64_t tick,
-                                    std::vector<std::int32_t>* donor) {
+                                    std::vector<std::int32_t>* donor, std::optional<std::uint64_t> key) {
   DSRT_ASSERT(!blocks.empty() && tokens.size() == blocks.size() * std::size_t(block_tokens_) &&
                   blocks_in_use_ + std::int64_t(blocks.size()) <= cached_blocks_max_,
               "{} blocks of {} tokens; {} held, cached_blocks_max={}", blocks.size(), tokens.size(), blocks_in_use_,
@@ -152,7 +157,7 @@ std::int32_t prefix_index::add_node(std::int32_t parent, std::span<const std::in
   node& n = nodes_[std::size_t(id)];
   n.parent = parent;
   n.children = 0;
-  n.key = child_key(parent, tokens.first(std::size_t(block_tokens_)));
+  n.key = key ? *key : child_key(parent, tokens.first(std::size_t(block_tokens_)));
   n.last_used = tick;
   n.in_use = true;
   n.blocks.assign(blocks.begin(), blocks.end());
@@ -308,9 +313,14 @@ void prefix_index::insert_path(std::span<const std::int32_t> tokens, std::span<c
               table.size(), full_blocks);
   std::int32_t parent = root;
   std::size_t i = 0;
+  std::optional<std::uint64_t> new_key;   // the new node's key, when the walk computed it
   while (i < full_blocks) {   // the blocks the tree already holds stay; the caller's duplicates are not added
-    std::int32_t child = find_child(parent, block_of(tokens, i));
-    if (child < 0) break;
+    const std::uint64_t key = child_key(parent, block_of(tokens, i));
+    std::int32_t child = find_child(parent, block_of(tokens, i), key);
+    if (child < 0) {
+      new_key = key;
+      break;
+    }
     const std::size_t common = common_blocks(child, tokens, i, full_blocks - i);
     if (common < nodes_[std::size_t(child)].size()) child = split(child, common);
     touch(child, tick);
@@ -332,7 +342,7 @@ void prefix_index::insert_path(std::span<const std::int32_t> tokens, std::span<c
   }
   const std::size_t end = std::min(full_blocks, i + room);
   if (i < end) add_node(parent, tokens.subspan(i * std::size_t(block_tokens_), (end - i) * std::size_t(block_tokens_)),
-                        table.subspan(i, end - i), tick, donor);
+                        table.subspan(i, end - i), tick, donor, new_key);
 }
 
 std::int32_t prefix_index::evict(std::int32_t blocks_wanted) {

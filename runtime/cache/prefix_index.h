@@ -39,6 +39,7 @@
 //  - leaves_ holds exactly the nodes without children, as a heap by (last use, node id),
 //    each entry with its node's last block.
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <utility>
 #include <vector>
@@ -142,6 +143,8 @@ class prefix_index {
 
   std::uint64_t child_key(std::int32_t parent, std::span<const std::int32_t> tokens) const;
   std::int32_t find_child(std::int32_t parent, std::span<const std::int32_t> tokens) const;
+  // The same with child_key(parent, tokens) already computed.
+  std::int32_t find_child(std::int32_t parent, std::span<const std::int32_t> tokens, std::uint64_t key) const;
   std::span<const std::int32_t> node_block(const node& n, std::size_t i) const;
   // Block i of a token sequence: tokens [i * block_tokens, (i + 1) * block_tokens).
   std::span<const std::int32_t> block_of(std::span<const std::int32_t> tokens, std::size_t i) const;
@@ -154,10 +157,11 @@ class prefix_index {
   std::int32_t take_slot();
   // A new leaf under `parent` holding `blocks` (at least one; tokens are theirs, in order),
   // with a reference of the index's on each. REQUIRES: room for them within cached_blocks_max.
-  // With a donor whose buffer starts with `tokens`, the node takes that buffer.
+  // With a donor whose buffer starts with `tokens`, the node takes that buffer. `key`:
+  // child_key(parent, first block of tokens), when the caller has it.
   std::int32_t add_node(std::int32_t parent, std::span<const std::int32_t> tokens,
                         std::span<const std::int32_t> blocks, std::uint64_t tick,
-                        std::vector<std::int32_t>* donor = nullptr);
+                        std::vector<std::int32_t>* donor = nullptr, std::optional<std::uint64_t> key = std::nullopt);
   void insert_path(std::span<const std::int32_t> tokens, std::span<const std::int32_t> table,
                    std::uint64_t tick, std::vector<std::int32_t>* donor);
   // Splits node `id` after its first `head` blocks (0 < head < size): a new node takes

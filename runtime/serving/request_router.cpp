@@ -301,7 +301,10 @@ void request_router::dispatch(clock_time now, route& r, int avoid) {
     if (r.breaker->probe && config_.probe_verdict_ms.count() > 0)
       probe_verdicts_.emplace(now + config_.probe_verdict_ms, r.request.request_id, r.attempt);
     rr.sequence.id = r.request.request_id;
-    rr.sequence.tokens = r.request.prompt;
+    // Room for every token the replica may append, so its sequence never regrows (when the
+    // request reaches it in process; a decoded one is sized by the codec).
+    rr.sequence.tokens.reserve(r.request.prompt.size() + r.streamed.size() + std::size_t(remaining));
+    rr.sequence.tokens.assign(r.request.prompt.begin(), r.request.prompt.end());
     rr.sequence.tokens.insert(rr.sequence.tokens.end(), r.streamed.begin(), r.streamed.end());
     rr.sequence.prompt_tokens = std::int64_t(r.request.prompt.size());
     rr.sequence.draw_base = std::int64_t(r.streamed.size());
