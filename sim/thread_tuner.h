@@ -7,9 +7,13 @@
 // thread takes 6 s in both: in the slow phases each thread runs ~40 % slower whenever both
 // run (the vCPUs then behave like two hyperthreads of one core), and the windows' barriers
 // make the parallel run slower than one thread. Nothing inside the guest tells the phases
-// apart (no steal time, the same topology), so the run measures: it keeps a mode for
-// `epochs_between_probes` epochs, or until an epoch is much slower than the one before, then
-// runs one epoch in the other mode (a probe) and keeps whichever was faster. Which threads run the windows changes nothing a run computes
+// apart (no steal time, the same topology), so the run measures: it keeps a mode for some
+// epochs, then runs one epoch in the other mode (a probe) and keeps whichever was faster.
+// Each probe the kept mode wins by far (2x) doubles the epochs before the next (8 up to
+// 64), so where the parallel run is far faster (many cores) the probes cost little; where
+// the two are close, as on this VM, a probe costs little anyway. An epoch of the kept
+// mode slower than the other mode's last measured one probes at once, so a change of
+// phase is followed within an epoch or two. Which threads run the windows changes nothing a run computes
 // (sim/window_pool.h), so the tuner changes only the wall time.
 //
 // Time and events are passed in; the tuner reads no clock (tests drive it).
@@ -26,13 +30,14 @@ class thread_tuner {
     // Long enough that an epoch's rate is not noise (tens of thousands of windows of the
     // scale run), short enough to follow the machine's phases, which last seconds.
     clock::duration epoch = std::chrono::milliseconds(250);
-    // Epochs in the kept mode before one in the other. A probe of the slower mode costs
-    // at most one epoch at its speed, so about 1/9 of the difference at 8.
+    // Epochs in the kept mode before one in the other, after a switch; doubled by each
+    // probe the kept mode wins, up to the max. A probe of the slower mode costs at most one
+    // epoch at its speed: about 1/9 of the difference at 8, 1/65 at 64.
     int epochs_between_probes = 8;
-    // A kept mode's epoch this much slower than its last one probes the other mode at once:
-    // the machine's phases change within a second. (The simulation's own load changes the
-    // rate too; a needless probe costs one epoch.)
-    double drop_to_probe = 0.85;
+    int epochs_between_probes_max = 64;
+    // The probed mode ran below this share of the kept mode's speed: the next probe waits
+    // twice as long.
+    double back_off_below = 0.5;
   };
   struct usage {
     clock::duration parallel{}, single{};   // wall time in each mode
@@ -55,6 +60,7 @@ class thread_tuner {
   bool parallel_ = true;
   bool probing_ = false;       // this epoch runs the mode not kept, once
   int kept_epochs_ = 0;        // epochs in the kept mode since the last probe
+  int probe_every_;            // epochs_between_probes .. epochs_between_probes_max
   double rate_[2] = {-1, -1};  // events per second in the latest epoch of each mode (single, parallel); < 0: none yet
   std::uint64_t epoch_events_;
   clock::time_point epoch_start_, last_;

@@ -16,7 +16,7 @@ using clock = thread_tuner::clock;
 
 // Drives a tuner in steps of 10 ms, at `parallel_rate` / `single_rate` events per step.
 struct drive {
-  thread_tuner::config config{.epoch = 100ms, .epochs_between_probes = 4};
+  thread_tuner::config config{.epoch = 100ms, .epochs_between_probes = 4, .epochs_between_probes_max = 4};
   clock::time_point now{};
   std::uint64_t events = 0;
   thread_tuner tuner{config, events, now};
@@ -70,10 +70,38 @@ TEST(ThreadTuner, ASuddenSlowdownOfTheKeptModeProbesTheOtherAtOnce) {
   d.steps(80, 1300, 1000);    // eight epochs: two probes, then one kept epoch of the four before the next
   ASSERT_TRUE(d.tuner.parallel());
   const int switches = d.tuner.used().switches;
-  d.steps(10, 700, 1000);     // one slow epoch of the parallel mode
-  d.steps(1, 700, 1000);      // ends the slow epoch
+  d.steps(10, 1100, 1000);    // an epoch slower than the last one, still faster than one thread
+  EXPECT_TRUE(d.tuner.parallel()) << "probed one thread though two were still faster";
+  EXPECT_EQ(d.tuner.used().switches, switches);
+  d.steps(10, 700, 1000);     // an epoch slower than one thread was, before the regular probe
   EXPECT_FALSE(d.tuner.parallel()) << "waited for the regular probe";
   EXPECT_EQ(d.tuner.used().switches, switches + 1);
+}
+
+// On a machine where the parallel run is far faster, the probes of one thread back off.
+TEST(ThreadTuner, ProbesBackOffWhileTheKeptModeKeepsWinning) {
+  drive fixed, backing_off;
+  backing_off.config.epochs_between_probes_max = 32;
+  backing_off.tuner = thread_tuner(backing_off.config, 0, backing_off.now);
+  fixed.steps(4000, 8000, 1000);
+  backing_off.steps(4000, 8000, 1000);
+  EXPECT_TRUE(backing_off.tuner.parallel());
+  EXPECT_GT(backing_off.single_steps, 0);
+  // 400 epochs: a probe every 5 epochs without the back-off, about one per 33 with it.
+  EXPECT_GE(fixed.single_steps, 4000 / 5 - 20);
+  EXPECT_LE(backing_off.single_steps, 4000 / 20) << "the probes did not back off";
+  // Two modes close in speed keep being compared every few epochs: the next phase of the
+  // machine may turn the result, and such a probe costs little.
+  drive close;
+  close.config.epochs_between_probes_max = 32;
+  close.tuner = thread_tuner(close.config, 0, close.now);
+  close.steps(4000, 1300, 1000);
+  EXPECT_GE(close.single_steps, 4000 / 5 - 20);
+  // After a switch the probes come often again.
+  const int switches = backing_off.tuner.used().switches;
+  backing_off.steps(200, 500, 1000);
+  EXPECT_FALSE(backing_off.tuner.parallel());
+  EXPECT_GT(backing_off.tuner.used().switches, switches);
 }
 
 TEST(ThreadTuner, AnEpochEndsOnlyWhenItIsLongEnough) {
