@@ -78,7 +78,7 @@ void prefix_index::put_leaf(std::size_t at, const leaf& l) {
 void prefix_index::leaf_sift_up(std::size_t at) {
   const leaf l = leaves_[at];
   while (at > 0) {
-    const std::size_t up = (at - 1) / 2;
+    const std::size_t up = (at - 1) / leaf_arity;
     if (!older(l.last_used, l.id, leaves_[up].last_used, leaves_[up].id)) break;
     put_leaf(at, leaves_[up]);
     at = up;
@@ -90,11 +90,11 @@ void prefix_index::leaf_sift_down(std::size_t at) {
   const leaf l = leaves_[at];
   const std::size_t n = leaves_.size();
   for (;;) {
-    std::size_t down = 2 * at + 1;
-    if (down >= n) break;
-    if (down + 1 < n && older(leaves_[down + 1].last_used, leaves_[down + 1].id, leaves_[down].last_used,
-                              leaves_[down].id))
-      ++down;
+    const std::size_t first = leaf_arity * at + 1;
+    if (first >= n) break;
+    std::size_t down = first;
+    for (std::size_t c = first + 1; c < std::min(first + leaf_arity, n); ++c)
+      if (older(leaves_[c].last_used, leaves_[c].id, leaves_[down].last_used, leaves_[down].id)) down = c;
     if (!older(leaves_[down].last_used, leaves_[down].id, l.last_used, l.id)) break;
     put_leaf(at, leaves_[down]);
     at = down;
@@ -283,15 +283,14 @@ std::int32_t prefix_index::cached_prefix_blocks(std::span<const std::int32_t> to
 }
 
 std::int32_t prefix_index::insert_victim(std::int32_t keep) const {
-  // The least recently used leaf, unless that is `keep`; then the older of its two heap
+  // The least recently used leaf, unless that is `keep`; then the oldest of its heap
   // children, the next oldest leaves.
   if (!leaves_.empty() && leaves_[0].id != keep) return leaves_[0].id;
-  std::int32_t victim = -1;
-  for (std::size_t at : {std::size_t(1), std::size_t(2)})
-    if (at < leaves_.size() &&
-        (victim < 0 || older(leaves_[at].last_used, leaves_[at].id, nodes_[std::size_t(victim)].last_used, victim)))
-      victim = leaves_[at].id;
-  return victim;
+  std::size_t victim = 0;
+  for (std::size_t at = 1; at <= leaf_arity && at < leaves_.size(); ++at)
+    if (victim == 0 || older(leaves_[at].last_used, leaves_[at].id, leaves_[victim].last_used, leaves_[victim].id))
+      victim = at;
+  return victim == 0 ? -1 : leaves_[victim].id;
 }
 
 void prefix_index::insert(std::span<const std::int32_t> tokens,
@@ -355,7 +354,7 @@ std::int32_t prefix_index::evict(std::int32_t blocks_wanted) {
     const std::int32_t id = leaves_[0].id;
     // The next oldest leaves are the root's children in the heap: their nodes and their
     // last blocks' counts (cold since their last use) load while this one's blocks go.
-    for (std::size_t at = 1; at < 3 && at < leaves_.size(); ++at) {
+    for (std::size_t at = 1; at <= leaf_arity && at < leaves_.size(); ++at) {
       __builtin_prefetch(&nodes_[std::size_t(leaves_[at].id)]);
       blocks_.prefetch_refcount(leaves_[at].last_block);
     }
@@ -411,7 +410,7 @@ void prefix_index::check_invariants() const {
                     !n.blocks.empty() && n.blocks.back() == l.last_block,
                 "heap entry {} (node {}) is out of step with its node", at, l.id);
     if (at > 0) {
-      const leaf& up = leaves_[(at - 1) / 2];
+      const leaf& up = leaves_[(at - 1) / leaf_arity];
       DSRT_ASSERT(!older(l.last_used, l.id, up.last_used, up.id), "heap order broken at {}", at);
     }
   }

@@ -173,7 +173,11 @@ class prefix_index {
   // The leaf whose last block goes when an insert must make room, never `keep` (the node
   // the insert is extending or hanging new blocks under); -1 when none.
   std::int32_t insert_victim(std::int32_t keep) const;
-  // leaves_, a binary min-heap by (last_used, id) whose nodes know their place in it.
+  // leaves_, a 4-ary min-heap by (last_used, id) whose nodes know their place in it: half
+  // the levels of a binary heap, and a level's four children are 64 contiguous bytes
+  // (eviction pops the oldest leaf per node evicted, and the heap is cold by then). Keys
+  // are unique, so any arity pops the same order.
+  static constexpr std::size_t leaf_arity = 4;
   void add_leaf(std::int32_t id);
   void drop_leaf(std::int32_t id);
   void leaf_sift_up(std::size_t at);
