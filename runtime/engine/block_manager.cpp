@@ -1,11 +1,15 @@
 #include "runtime/engine/block_manager.h"
 
+#include <bit>
+
 #include "kernels/assert.h"
 
 namespace dsrt::engine {
 
 block_manager::block_manager(std::int32_t blocks_total, int block_tokens)
-    : block_tokens_(block_tokens), refcount_(std::size_t(blocks_total), 0) {
+    : block_tokens_(block_tokens),
+      block_shift_(std::has_single_bit(unsigned(block_tokens)) ? std::countr_zero(unsigned(block_tokens)) : -1),
+      refcount_(std::size_t(blocks_total), 0) {
   DSRT_ASSERT(blocks_total >= 0 && block_tokens > 0, "blocks_total={} block_tokens={}",
               blocks_total, block_tokens);
   free_.reserve(std::size_t(blocks_total));
@@ -15,10 +19,10 @@ block_manager::block_manager(std::int32_t blocks_total, int block_tokens)
 std::int32_t block_manager::blocks_needed(const sequence_blocks& seq,
                                           std::int64_t new_tokens) const {
   const std::int64_t have = std::int64_t(seq.table.size());
-  const std::int64_t need = (seq.tokens + new_tokens + block_tokens_ - 1) / block_tokens_;
+  const std::int64_t need = blocks_for(seq.tokens + new_tokens);
   std::int64_t fresh = need > have ? need - have : 0;
-  const bool writes_into_last = new_tokens > 0 && seq.tokens % block_tokens_ != 0;
-  if (writes_into_last && seq.tail_shared && refcount(seq.table.back()) > 1) ++fresh;
+  // Writing into a partly filled last block that another sequence shares: a copy.
+  if (seq.tail_shared && new_tokens > 0 && ends_inside_a_block(seq.tokens) && refcount(seq.table.back()) > 1) ++fresh;
   return std::int32_t(fresh);
 }
 
@@ -36,7 +40,7 @@ bool block_manager::reserve(sequence_blocks& seq, std::int64_t new_tokens,
                             std::vector<block_copy>& copies) {
   DSRT_ASSERT(new_tokens >= 0, "new_tokens={}", new_tokens);
   if (blocks_needed(seq, new_tokens) > free_blocks()) return false;
-  if (new_tokens > 0 && seq.tokens % block_tokens_ != 0 && seq.tail_shared) {
+  if (seq.tail_shared && new_tokens > 0 && ends_inside_a_block(seq.tokens)) {
     std::int32_t& last = seq.table.back();
     if (refcount(last) > 1) {
       const std::int32_t copy = take_free();
@@ -46,7 +50,7 @@ bool block_manager::reserve(sequence_blocks& seq, std::int64_t new_tokens,
     }
     seq.tail_shared = false;   // copied, or the others let go of it
   }
-  const std::int64_t need = (seq.tokens + new_tokens + block_tokens_ - 1) / block_tokens_;
+  const std::int64_t need = blocks_for(seq.tokens + new_tokens);
   while (std::int64_t(seq.table.size()) < need) seq.table.push_back(take_free());
   seq.tokens += new_tokens;
   return true;

@@ -84,7 +84,18 @@ class block_manager {
  private:
   std::int32_t take_free();
 
+  // Blocks that hold `tokens` tokens, and whether a sequence of `tokens` ends inside a
+  // block: by shift and mask when block_tokens is a power of two (it always is in
+  // practice; a division per call was on every sequence's every step).
+  std::int64_t blocks_for(std::int64_t tokens) const {
+    return block_shift_ >= 0 ? (tokens + block_tokens_ - 1) >> block_shift_ : (tokens + block_tokens_ - 1) / block_tokens_;
+  }
+  bool ends_inside_a_block(std::int64_t tokens) const {
+    return block_shift_ >= 0 ? (tokens & (block_tokens_ - 1)) != 0 : tokens % block_tokens_ != 0;
+  }
+
   int block_tokens_;
+  int block_shift_;                  // log2(block_tokens_), or -1 when it is not a power of two
   std::vector<int> refcount_;
   std::vector<std::int32_t> free_;   // a stack: recently freed blocks are reused first
 };

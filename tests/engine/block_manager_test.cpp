@@ -182,10 +182,12 @@ void check_invariants(const block_manager& bm, const std::map<int, sequence_bloc
   EXPECT_EQ(bm.free_blocks() + referenced, bm.blocks_total()) << "at step " << step;
 }
 
-TEST(BlockManager, RandomOperationsKeepTheInvariantsAndLeakNothing) {
+// A block size that is a power of two takes shifts and masks, any other divisions.
+void random_walk(int block_tokens) {
+  SCOPED_TRACE(::testing::Message() << block_tokens << " tokens per block");
   constexpr int steps = 3000;
   constexpr int sequences_max = 10;
-  block_manager bm(40, 4);
+  block_manager bm(40, block_tokens);
   std::mt19937_64 random(20240601);
   std::map<int, sequence_blocks> live;
   int next_id = 0;
@@ -249,8 +251,12 @@ TEST(BlockManager, RandomOperationsKeepTheInvariantsAndLeakNothing) {
   EXPECT_GT(reserves_refused, 10);
   EXPECT_GT(copies_seen, 10);
   EXPECT_GT(forks, 50);
-  std::cout << "random walk: " << reserves_ok << " reserves, " << reserves_refused << " refused, "
-            << forks << " forks, " << copies_seen << " copies\n";
+  std::cout << "random walk, " << block_tokens << " tokens per block: " << reserves_ok << " reserves, "
+            << reserves_refused << " refused, " << forks << " forks, " << copies_seen << " copies\n";
+}
+
+TEST(BlockManager, RandomOperationsKeepTheInvariantsAndLeakNothing) {
+  for (int block_tokens : {4, 3, 2}) random_walk(block_tokens);
 }
 
 }  // namespace
