@@ -623,19 +623,7 @@ class simulation {
     // A buffer kept between calls (moved out: nothing below re-enters, but it costs nothing).
     auto actions = std::move(action_buffer_);
     router_.take_actions(actions);
-    const auto to_client = [](const serving::router_action& a) {
-      return std::holds_alternative<serving::send_chunk>(a) || std::holds_alternative<serving::send_final>(a);
-    };
-    if (!actions.empty() && std::all_of(actions.begin(), actions.end(), to_client)) {
-      // Most calls (a step's chunks): the whole buffer goes to the clients, no action
-      // moved, and the router gets a new one of the same size.
-      for (const auto& action : actions)
-        if (const auto* f = std::get_if<serving::send_final>(&action)) checker().on_router_final(f->final.request_id);
-      to_clients.swap(actions);
-      actions.reserve(to_clients.size());
-    } else {
-      to_clients.reserve(actions.size());   // one allocation, no regrowth
-    }
+    to_clients.reserve(actions.size());   // most actions are chunks and finals: one allocation, no regrowth
     for (auto& action : actions) {
       if (auto* a = std::get_if<serving::send_request>(&action)) {
         // Addressed to the incarnation the router knows; a newer one never saw the request.
