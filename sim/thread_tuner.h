@@ -13,8 +13,8 @@
 // 64), so where the parallel run is far faster (many cores) the probes cost little; where
 // the two are close, as on this VM, a probe costs little anyway. An epoch of the kept
 // mode slower than the other mode's last measured one probes at once, so a change of
-// phase is followed within an epoch or two. Which threads run the windows changes nothing a run computes
-// (sim/window_pool.h), so the tuner changes only the wall time.
+// phase is followed within an epoch or two. Which threads run the windows changes nothing
+// a run computes (sim/window_pool.h), so the tuner changes only the wall time.
 //
 // Time and events are passed in; the tuner reads no clock (tests drive it).
 // Thread safety: none; the thread running the windows owns it.
