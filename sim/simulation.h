@@ -115,8 +115,8 @@ struct sim_report {
   // Invariant violations, empty when all held: the router side's (end checks included),
   // then each replica process's, each in the order they were found.
   std::vector<std::string> violations;
-  // Wall time of the windows' loop on all the threads and on one (with adapt_threads, and
-  // with one thread configured, all of it is single), and how often that changed.
+  // Wall time of the windows' loop on all the threads and on one, and how often the tuner
+  // switched (adapt_threads); without the tuner all of it counts under the threads configured.
   double parallel_wall_s = 0, single_wall_s = 0;
   int thread_switches = 0;
   double availability() const { return requests ? double(completed_in_deadline) / double(requests) : 1.0; }
