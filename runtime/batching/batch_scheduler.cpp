@@ -211,10 +211,10 @@ void batch_scheduler::drop_stopped(clock_time now, step_plan& plan) {
   if (cancelled_ == 0 && (!deadline_bound_ || *deadline_bound_ > now)) return;
   cancelled_ = 0;
   deadline_bound_.reset();
+  const auto stops = [&](const sequence* s) { return s->cancelled || (s->deadline && *s->deadline <= now); };
   auto stop = [&](std::vector<sequence*>& list) {
     std::erase_if(list, [&](sequence* s) {
-      const bool expired = s->deadline && *s->deadline <= now;
-      if (!s->cancelled && !expired) {
+      if (!stops(s)) {
         if (s->deadline && (!deadline_bound_ || *s->deadline < *deadline_bound_)) deadline_bound_ = s->deadline;
         return false;
       }
@@ -224,8 +224,7 @@ void batch_scheduler::drop_stopped(clock_time now, step_plan& plan) {
     });
   };
   stop(running_);
-  if (by_arrival_.size() != running_.size())   // the same test, the same sequences
-    std::erase_if(by_arrival_, [&](sequence* s) { return s->cancelled || (s->deadline && *s->deadline <= now); });
+  if (by_arrival_.size() != running_.size()) std::erase_if(by_arrival_, stops);
   stop(waiting_);
   for (const auto& st : plan.stopped) sequences_.erase(st.id);
 }
