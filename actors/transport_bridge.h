@@ -9,6 +9,9 @@
 // set_target() — with a null actor if starting failed. Callbacks that come before
 // set_target() wait for it; with a null target they are dropped.
 //
+// The link runs on the transport's progress thread while it keeps up (progress_unit.h):
+// an arriving frame is handled without a thread hand-off.
+//
 // Thread safety: the callbacks run on the transport's progress thread, one at a time;
 // messages are released on the link's thread (the per-peer counts are atomic).
 #include <caf/all.hpp>
@@ -23,6 +26,7 @@
 
 #include <fmt/format.h>
 
+#include "actors/progress_unit.h"
 #include "transport/ucx_transport.h"
 
 namespace dsrt::actors {
@@ -56,6 +60,9 @@ struct peer_down_msg {
 struct bridge_limits {
   std::size_t peer_messages_max = 1u << 16;
   std::uint64_t peer_bytes_max = 1ull << 30;
+  // Messages the link handles per turn on the transport's progress thread before it moves to
+  // a scheduler thread (progress_unit.h); 0: always on the scheduler.
+  std::size_t link_messages_per_turn = 64;
 };
 
 class transport_bridge : public transport::transport_handler {
@@ -67,6 +74,7 @@ class transport_bridge : public transport::transport_handler {
   void set_target(caf::actor target, close_function close = {}, bridge_limits limits = {}) {
     close_ = std::move(close);
     limits_ = limits;
+    unit_.set_link(target, limits.link_messages_per_turn);
     target_.set_value(std::move(target));
   }
 
@@ -75,7 +83,7 @@ class transport_bridge : public transport::transport_handler {
       std::lock_guard lock(mu_);
       queued_[peer] = std::make_shared<peer_queue>();
     }
-    if (const auto& t = target()) caf::anon_send(t, peer_up_msg{peer, hello});
+    if (const auto& t = target()) deliver(t, peer_up_msg{peer, hello});
   }
   void on_frame(transport::peer_id peer, transport::decoded_frame frame) override {
     const auto& t = target();
@@ -83,7 +91,7 @@ class transport_bridge : public transport::transport_handler {
     auto q = admit(peer, frame.payload_bytes());
     if (!q) return;
     const auto bytes = frame.payload_bytes();
-    caf::anon_send(t, frame_msg{peer, std::shared_ptr<transport::decoded_frame>(
+    deliver(t, frame_msg{peer, std::shared_ptr<transport::decoded_frame>(
                                           new transport::decoded_frame(std::move(frame)),
                                           [q, bytes](transport::decoded_frame* f) {
                                             q->handed_off(bytes);
@@ -96,7 +104,7 @@ class transport_bridge : public transport::transport_handler {
     const auto bytes = data.size();
     auto q = admit(peer, bytes);
     if (!q) return;
-    caf::anon_send(t, tensor_msg{peer, std::move(header),
+    deliver(t, tensor_msg{peer, std::move(header),
                                  std::shared_ptr<transport::tensor_buffer>(
                                      new transport::tensor_buffer(std::move(data)),
                                      [q, bytes](transport::tensor_buffer* b) {
@@ -109,8 +117,9 @@ class transport_bridge : public transport::transport_handler {
       std::lock_guard lock(mu_);
       queued_.erase(peer);
     }
-    if (const auto& t = target()) caf::anon_send(t, peer_down_msg{peer, why});
+    if (const auto& t = target()) deliver(t, peer_down_msg{peer, why});
   }
+  void after_callbacks() override { unit_.run_pending(); }
 
  private:
   // One peer's messages on their way through the link's mailbox (counted down as the link
@@ -148,6 +157,12 @@ class transport_bridge : public transport::transport_handler {
     return q;
   }
   const caf::actor& target() { return target_future_.get(); }
+  // As anon_send, with the progress thread's unit as the context: an idle link runs there.
+  template <class Message>
+  void deliver(const caf::actor& t, Message&& m) {
+    t->enqueue(caf::make_mailbox_element(nullptr, caf::make_message_id(), {}, std::forward<Message>(m)),
+               unit_.context());
+  }
 
   bridge_limits limits_;
   close_function close_;
@@ -155,6 +170,7 @@ class transport_bridge : public transport::transport_handler {
   std::unordered_map<transport::peer_id, std::shared_ptr<peer_queue>> queued_;
   std::promise<caf::actor> target_;
   std::shared_future<caf::actor> target_future_;
+  progress_unit unit_;   // set with the target, before any callback reads it
 };
 
 // set_target's close function for a bridge whose peers live in `transport`.

@@ -250,7 +250,7 @@ class ucx_transport::impl {
       if (bounded && commands_.size() >= config_.send_queue_frames_max) return false;
       commands_.push_back(std::move(c));
     }
-    wake();
+    if (progress_of != this) wake();   // the progress thread takes it before it sleeps
     return true;
   }
 
@@ -262,11 +262,13 @@ class ucx_transport::impl {
   // ---- the progress thread ----
 
   void run() {
+    progress_of = this;
     auto next_tick = std::chrono::steady_clock::now();
+    auto last_busy = next_tick;
     while (!stop_) {
-      run_commands();
-      while (ucp_worker_progress(worker_) != 0) {
-      }
+      bool busy = run_commands();
+      while (ucp_worker_progress(worker_) != 0) busy = true;
+      busy |= !arrivals_.empty();
       handle_arrivals();
       const auto now = std::chrono::steady_clock::now();
       if (now >= next_tick) {
@@ -275,6 +277,11 @@ class ucx_transport::impl {
       }
       reap();
       finish_closes();
+      handler_.after_callbacks();
+      // Busy polling (busy_poll_us): a turn with traffic restarts the window, and until it
+      // runs out the thread polls instead of sleeping, so nothing has to wake it.
+      if (busy) last_busy = now;
+      if (now - last_busy < config_.busy_poll_us) continue;
       if (ucp_worker_arm(worker_) == UCS_ERR_BUSY) continue;   // more events already
       {
         std::lock_guard lock(mu_);
@@ -290,13 +297,14 @@ class ucx_transport::impl {
     shutdown();
   }
 
-  void run_commands() {
-    std::deque<command> batch;
+  // Runs the queued commands; false when there were none.
+  bool run_commands() {
     {
       std::lock_guard lock(mu_);
-      batch.swap(commands_);
+      if (commands_.empty()) return false;
+      batch_.swap(commands_);
     }
-    for (auto& c : batch) {
+    for (auto& c : batch_) {
       if (auto* s = std::get_if<send_cmd>(&c)) {
         auto it = conns_.find(s->peer);
         if (it == conns_.end() || it->second.dead || !it->second.session->is_up()) {
@@ -322,6 +330,8 @@ class ucx_transport::impl {
         kill(it->second, make_error(error_code::cancelled, "closed here: {}", x->reason));
       }
     }
+    batch_.clear();
+    return true;
   }
 
   void open(const connect_cmd& c) {
@@ -882,7 +892,11 @@ class ucx_transport::impl {
     for (auto& a : arrivals_)
       if (a.rndv_desc) ucp_am_data_release(worker_, a.rndv_desc);
     arrivals_.clear();
+    handler_.after_callbacks();   // reap's on_peer_down callbacks
   }
+
+  // The transport whose progress thread this is (null on every other thread).
+  static thread_local const impl* progress_of;
 
   transport_config config_;
   cluster_secret secret_;
@@ -900,6 +914,7 @@ class ucx_transport::impl {
 
   std::mutex mu_;
   std::deque<command> commands_;
+  std::deque<command> batch_;   // the commands run_commands took (progress thread only)
   mutable std::mutex stats_mu_;
   transport_stats stats_;
 
@@ -913,6 +928,8 @@ class ucx_transport::impl {
   std::vector<void*> closing_;
 };
 
+thread_local const ucx_transport::impl* ucx_transport::impl::progress_of = nullptr;
+
 status validate(const transport_config& c) {
   DSRT_TRY(validate(c.session));
   if (c.connections_max < 1 || c.send_queue_frames_max < 1 || c.peer_sends_in_flight_max < 1)
@@ -925,6 +942,8 @@ status validate(const transport_config& c) {
       c.inbound_bytes_max < c.session.limits.message_bytes_max + frame_header_bytes)
     return make_error(error_code::invalid_argument,
                       "inbound_bytes_max ({}) must hold one largest tensor and one largest frame", c.inbound_bytes_max);
+  if (c.busy_poll_us.count() < 0 || c.busy_poll_us > std::chrono::seconds(1))
+    return make_error(error_code::invalid_argument, "busy_poll_us must be in [0, 1 s]");
   if (c.tick_interval_ms.count() <= 0 || c.tick_interval_ms > c.session.heartbeat_interval_ms)
     return make_error(error_code::invalid_argument, "tick_interval_ms must be in (0, heartbeat_interval_ms]");
   return ok_t{};

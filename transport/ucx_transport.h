@@ -23,7 +23,8 @@
 // only that one), and heartbeats turn a dead or paused peer into on_peer_down.
 //
 // Ownership: owns the UCX context, worker, listener and endpoints and the progress thread.
-// Thread safety: connect(), send(), close() and stats() may be called from any thread. The
+// Thread safety: connect(), send(), close() and stats() may be called from any thread (from
+// the progress thread itself they wake nothing: its loop takes them before it sleeps). The
 // handler's callbacks run on the progress thread, one at a time: they must be quick (hand
 // the frame to an actor) and must not call back into this object's destructor.
 #include <atomic>
@@ -54,6 +55,10 @@ class transport_handler {
   // The connection is gone. Called once for every connection that was up, and for every
   // connect() that never came up (so the caller can retry).
   virtual void on_peer_down(peer_id peer, const error& why) = 0;
+  // After each round of the callbacks above (and once more when the transport stops), on the
+  // progress thread, before it sleeps: work a callback deferred is done here, and what it
+  // sends goes out on the thread's next turn without waking it.
+  virtual void after_callbacks() {}
 };
 
 struct transport_config {
@@ -73,6 +78,10 @@ struct transport_config {
   std::uint64_t inbound_bytes_max = 6ull << 30;
   bool data_endpoints = true;                // offer and use data endpoints on one host (above)
   milliseconds tick_interval_ms{20};         // heartbeat and deadline checks
+  // After traffic the progress thread polls this long before it sleeps again (0: it sleeps
+  // at once). Polling spends a core while it lasts, and spares the wake-up of a sleeping
+  // thread on each message: for hosts with cores to spare (docs/PERFORMANCE.md, "Transport").
+  std::chrono::microseconds busy_poll_us{0};
 };
 // invalid_argument naming the field.
 status validate(const transport_config& config);

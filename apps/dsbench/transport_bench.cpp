@@ -43,6 +43,8 @@ struct transport_flags {
   int window = 2;                      // tensors in flight
   bool perftest = true;
   bool data_endpoints = true;          // false: tensors stay on the connection (A/B)
+  bool link_inline = true;             // false: both actors always on CAF's scheduler (A/B)
+  int busy_poll_us = 0;                // transport_config::busy_poll_us, both processes
   std::string json_path;
 };
 
@@ -66,7 +68,10 @@ int serve(const transport_flags& f) {
   auto config = actors::make_system_config(1);
   caf::actor_system system(*config);
   actors::transport_bridge bridge;
+  actors::bridge_limits limits;
+  if (!f.link_inline) limits.link_messages_per_turn = 0;
   transport::transport_config tc;
+  tc.busy_poll_us = std::chrono::microseconds(f.busy_poll_us);
   tc.listen_port = std::uint16_t(f.port);
   // The peer takes `window` tensors of tensor_mb MiB at once, whatever their size.
   const std::uint64_t tensor_bytes = std::uint64_t(f.tensor_mb) << 20;
@@ -79,7 +84,7 @@ int serve(const transport_flags& f) {
     return report(t.err());
   }
   auto echo = system.spawn(echo_actor, t->get());
-  bridge.set_target(echo);
+  bridge.set_target(echo, {}, limits);
   std::printf("ready\n");
   std::fflush(stdout);
   // Runs until the benchmark kills it (its parent's death kills it too).
@@ -210,10 +215,12 @@ int run(const transport_flags& f) {
   fs::create_directories(dir);
   auto secret = transport::create_secret_file(dir / "secret");
   if (!secret) return report(secret.err());
-  node_process peer("peer", {self_exe(), "transport", "--serve", "--port", std::to_string(f.port), "--secret-file",
-                             (dir / "secret").string(), "--tensor-mb", std::to_string(f.tensor_mb), "--window",
-                             std::to_string(f.window)},
-                    (dir / "peer.log").string());
+  std::vector<std::string> peer_args = {self_exe(), "transport", "--serve", "--port", std::to_string(f.port),
+                                        "--secret-file", (dir / "secret").string(), "--tensor-mb",
+                                        std::to_string(f.tensor_mb), "--window", std::to_string(f.window)};
+  if (!f.link_inline) peer_args.push_back("--link-on-scheduler");
+  peer_args.insert(peer_args.end(), {"--busy-poll-us", std::to_string(f.busy_poll_us)});
+  node_process peer("peer", std::move(peer_args), (dir / "peer.log").string());
   if (auto s = peer.start(); !s) return report(s.err());
   std::this_thread::sleep_for(std::chrono::milliseconds(500));   // the peer's listener
 
@@ -225,6 +232,7 @@ int run(const transport_flags& f) {
     actors::transport_bridge bridge;
     transport::transport_config tc;
     tc.listen = false;
+    tc.busy_poll_us = std::chrono::microseconds(f.busy_poll_us);
     tc.data_endpoints = f.data_endpoints;
     auto t = transport::ucx_transport::start(tc, *secret, {transport::node_role::client, -1, 2}, bridge);
     if (!t) {
@@ -233,7 +241,9 @@ int run(const transport_flags& f) {
     }
     auto done = std::make_shared<std::promise<measured>>();
     auto result = done->get_future();
-    bridge.set_target(system.spawn(pinger_actor, f, t->get(), done));
+    actors::bridge_limits limits;
+    if (!f.link_inline) limits.link_messages_per_turn = 0;
+    bridge.set_target(system.spawn(pinger_actor, f, t->get(), done), {}, limits);
     if (result.wait_for(std::chrono::minutes(5)) != std::future_status::ready)
       return report(make_error(error_code::unavailable, "the benchmark did not finish within 5 minutes"));
     m = result.get();
@@ -249,13 +259,16 @@ int run(const transport_flags& f) {
   for (double x : m.rtt_us) rtt_mean += x / double(m.rtt_us.size());
   const double our_mbps = double(m.tensor_bytes) / double(1 << 20) / m.tensor_seconds;
   const char* tls = std::getenv("UCX_TLS");
-  std::printf("dsbench transport: UCX_TLS=%s, %d round trips, %d tensors of %lld MiB (%d in flight)\n",
-              tls ? tls : "(default)", f.round_trips, f.tensors, (long long)f.tensor_mb, f.window);
+  std::printf("dsbench transport: UCX_TLS=%s, %d round trips, %d tensors of %lld MiB (%d in flight), actors on %s, "
+              "busy poll %d us\n", tls ? tls : "(default)", f.round_trips, f.tensors, (long long)f.tensor_mb, f.window,
+              f.link_inline ? "the progress threads" : "CAF's scheduler", f.busy_poll_us);
   std::printf("dsrt actors: round trip p50 %.2f us, mean %.2f us (one way p50 %.2f us); tensors %.0f MiB/s "
               "(%llu of %d sent over the data endpoint)\n", rtt_p50, rtt_mean, rtt_p50 / 2, our_mbps,
               (unsigned long long)tensors_direct, f.tensors + f.tensor_warmup);
   nlohmann::json j;
   j["ucx_tls"] = tls ? tls : "default";
+  j["actors_on_progress_thread"] = f.link_inline;
+  j["busy_poll_us"] = f.busy_poll_us;
   j["round_trips"] = f.round_trips;
   j["rtt_us"] = {{"p50", rtt_p50}, {"mean", rtt_mean}};
   j["tensor_mib"] = f.tensor_mb;
@@ -306,6 +319,12 @@ std::function<int()> add_transport_bench(CLI::App& app) {
   cmd->add_flag("!--no-perftest", f->perftest, "skip ucx_perftest");
   cmd->add_flag("!--no-data-endpoint", f->data_endpoints,
                 "send tensors over the connection, not over a data endpoint to the peer's worker address");
+  cmd->add_flag("!--link-on-scheduler", f->link_inline,
+                "run both actors on CAF's scheduler threads, not on the transport's progress threads (A/B)");
+  cmd->add_option("--busy-poll-us", f->busy_poll_us,
+                 "both processes' progress threads poll this long after traffic before sleeping")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1000000));
   cmd->add_option("--json", f->json_path, "write the results as JSON");
   auto* serve = cmd->add_flag("--serve", f->serve, "(internal) be the peer process");
   serve->group("");
