@@ -63,6 +63,13 @@ struct DataEndpoint {
   hostKey @1 :Text;            # hostname and boot id; at most host_key_bytes_max
 }
 
+# Sent once on the connection by a side that has opened a data endpoint to its peer, just
+# before its first message over it: from here on this side's frames (all but the session's
+# own heartbeats) travel the data endpoint too, each prefixed by the token. The receiver
+# holds what arrives over the data endpoint until it has read this, so frames keep the order
+# they were sent in across the switch (transport/ucx_transport.h).
+struct DataFrames {}
+
 # A bulk tensor (activations, KV blocks): this header travels as the frame, the bytes as
 # the payload of the same UCX active message — by rendezvous straight from the sender's
 # buffer into the receiver's, never through Cap'n Proto (transport/ucx_transport.h).

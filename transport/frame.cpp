@@ -51,6 +51,7 @@ const char* frame_type_name(frame_type type) {
     case frame_type::control: return "control";
     case frame_type::tensor: return "tensor";
     case frame_type::data_endpoint: return "data_endpoint";
+    case frame_type::data_frames: return "data_frames";
     case frame_type::generate: return "generate";
     case frame_type::cancel: return "cancel";
     case frame_type::token_chunk: return "token_chunk";

@@ -32,8 +32,9 @@
 namespace dsrt::transport {
 
 inline constexpr std::uint32_t frame_magic = 0x54525344;   // "DSRT"
-// 2: the header carries a checksum; 3: DataEndpoint after the handshake.
-inline constexpr std::uint16_t frame_protocol_version = 3;
+// 2: the header carries a checksum; 3: DataEndpoint after the handshake; 4: frames over the
+// data endpoint after DataFrames.
+inline constexpr std::uint16_t frame_protocol_version = 4;
 inline constexpr std::size_t frame_header_bytes = 16;
 
 // What a frame's payload is. Values are part of the protocol: never renumber.
@@ -45,6 +46,7 @@ enum class frame_type : std::uint16_t {
   control = 5,          // cluster.capnp Control
   tensor = 6,           // cluster.capnp TensorHeader, with the tensor's bytes beside it
   data_endpoint = 7,    // cluster.capnp DataEndpoint
+  data_frames = 8,      // cluster.capnp DataFrames
   generate = 16,        // request.capnp GenerateRequest   client -> head
   cancel = 17,          // cluster.capnp Cancel            client -> head
   token_chunk = 18,     // request.capnp TokenChunk        head -> client

@@ -26,6 +26,7 @@ namespace {
 constexpr unsigned frame_am_id = 1;    // every frame travels as this active message
 constexpr unsigned tensor_am_id = 2;   // a tensor: its header frame as the AM header, its bytes as the data
 constexpr unsigned direct_tensor_am_id = 3;   // the same over a data endpoint, the token before the header
+constexpr unsigned direct_frame_am_id = 4;    // a frame over a data endpoint: the token as the AM header
 constexpr std::size_t token_bytes = sizeof(std::uint64_t);
 constexpr std::size_t tensor_header_bytes_max = 4096;   // a TensorHeader frame is ~100 bytes
 
@@ -75,9 +76,13 @@ struct connection {
   std::uint64_t data_token = 0;
   std::uint64_t own_token = 0;
   std::deque<tensor_cmd> pending_tensors;
+  // What arrived over our data endpoint waits here until the peer's DataFrames, sent on the
+  // connection before them, has been read (ucx_transport.h); then it joins the inbox.
+  bool peer_switched = false;
+  std::deque<std::shared_ptr<inbound>> held;
   std::unique_ptr<peer_session> session;
   std::deque<std::shared_ptr<inbound>> inbox;   // in arrival order
-  std::size_t inbox_bytes = 0;                  // announced payload bytes in inbox
+  std::size_t inbox_bytes = 0;                  // announced payload bytes in inbox and held
   std::size_t sends_in_flight = 0;
 };
 
@@ -85,7 +90,7 @@ struct connection {
 // (UCX forbids closing endpoints or receiving rendezvous data inside its callbacks).
 struct arrival {
   ucp_ep_h ep = nullptr;
-  peer_id peer = 0;                // known already (a tensor over a data endpoint)
+  peer_id peer = 0;                // known already: it came over a data endpoint
   std::shared_ptr<inbound> item;
   void* rndv_desc = nullptr;
   std::size_t length = 0;
@@ -166,6 +171,10 @@ class ucx_transport::impl {
       return make_error(error_code::unavailable, "UCX active-message handler: {}", status_text(h));
     hp.id = direct_tensor_am_id;
     hp.cb = &impl::on_direct_tensor_am;
+    if (auto h = ucp_worker_set_am_recv_handler(worker_, &hp); h != UCS_OK)
+      return make_error(error_code::unavailable, "UCX active-message handler: {}", status_text(h));
+    hp.id = direct_frame_am_id;
+    hp.cb = &impl::on_direct_frame_am;
     if (auto h = ucp_worker_set_am_recv_handler(worker_, &hp); h != UCS_OK)
       return make_error(error_code::unavailable, "UCX active-message handler: {}", status_text(h));
     if (config_.data_endpoints) {
@@ -312,7 +321,7 @@ class ucx_transport::impl {
           ++stats_.frames_dropped;
           continue;
         }
-        post(it->second, std::move(s->frame));
+        post_own(it->second, std::move(s->frame));
       } else if (auto* t = std::get_if<tensor_cmd>(&c)) {
         auto it = conns_.find(t->peer);
         if (it == conns_.end() || it->second.dead || !it->second.session->is_up()) {
@@ -326,7 +335,7 @@ class ucx_transport::impl {
       } else if (auto* x = std::get_if<close_cmd>(&c)) {
         auto it = conns_.find(x->peer);
         if (it == conns_.end() || it->second.dead) continue;
-        post(it->second, encode_goodbye(x->reason));
+        post_own(it->second, encode_goodbye(x->reason));   // after this side's frames
         kill(it->second, make_error(error_code::cancelled, "closed here: {}", x->reason));
       }
     }
@@ -383,6 +392,18 @@ class ucx_transport::impl {
   // Sends one frame as an active message.
   void post(connection& conn, frame_bytes frame) {
     send_am(conn, conn.ep, frame_am_id, outgoing{{}, std::move(frame), nullptr, {}});
+  }
+
+  // Sends one of this side's frames (not the session's own): over the data endpoint, the
+  // token as the message's header, once there is one.
+  void post_own(connection& conn, frame_bytes frame) {
+    if (!conn.data_ep) return post(conn, std::move(frame));
+    frame_bytes token(token_bytes);
+    std::memcpy(token.data(), &conn.data_token, token_bytes);
+    if (!send_am(conn, conn.data_ep, direct_frame_am_id, outgoing{std::move(token), std::move(frame), nullptr, {}}))
+      return;
+    std::lock_guard lock(stats_mu_);
+    ++stats_.frames_direct;
   }
 
   // Sends a tensor: its header frame as the message's header, its bytes from the caller's
@@ -447,6 +468,7 @@ class ucx_transport::impl {
         const auto peer_direction = session.direction() == auth_direction::connector ? auth_direction::acceptor
                                                                                      : auth_direction::connector;
         conn.data_token = data_token(secret_, peer_direction, session.peer().nonce, session.own_nonce());
+        post(conn, encode_data_frames());   // the last of this side's frames on the connection
         std::lock_guard lock(stats_mu_);
         ++stats_.data_endpoints;
       } else {
@@ -483,7 +505,7 @@ class ucx_transport::impl {
     ucp_request_param_t rp{};
     rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
     // The receiver learns which endpoint a message came on (a data endpoint's carry a token).
-    rp.flags = am_id == direct_tensor_am_id ? 0 : UCP_AM_SEND_FLAG_REPLY;
+    rp.flags = am_id == direct_tensor_am_id || am_id == direct_frame_am_id ? 0 : UCP_AM_SEND_FLAG_REPLY;
     rp.user_data = p;
     rp.cb.send = [](void* request, ucs_status_t status, void* user) {
       auto* p = static_cast<pending*>(user);
@@ -591,20 +613,36 @@ class ucx_transport::impl {
   static ucs_status_t on_direct_tensor_am(void* arg, const void* header, size_t header_length, void* data,
                                           size_t length, const ucp_am_recv_param_t* param) {
     auto* self = static_cast<impl*>(arg);
-    std::uint64_t token = 0;
-    if (header_length > token_bytes) std::memcpy(&token, header, token_bytes);
-    const auto it = token == 0 ? self->by_token_.end() : self->by_token_.find(token);
-    if (it == self->by_token_.end()) {
-      std::lock_guard lock(self->stats_mu_);
-      ++self->stats_.frames_dropped;
-      return UCS_OK;
-    }
+    const peer_id peer = header_length > token_bytes ? self->peer_of_token(header) : 0;
+    if (peer == 0) return UCS_OK;
     return self->arrive(static_cast<const std::byte*>(header) + token_bytes, header_length - token_bytes, data,
-                        length, param, self->config_.tensor_bytes_max, it->second);
+                        length, param, self->config_.tensor_bytes_max, peer);
+  }
+
+  // A frame over a data endpoint: the token alone is the header.
+  static ucs_status_t on_direct_frame_am(void* arg, const void* header, size_t header_length, void* data,
+                                         size_t length, const ucp_am_recv_param_t* param) {
+    auto* self = static_cast<impl*>(arg);
+    const peer_id peer = header_length == token_bytes ? self->peer_of_token(header) : 0;
+    if (peer == 0) return UCS_OK;
+    return self->arrive(nullptr, 0, data, length, param,
+                        self->config_.session.limits.message_bytes_max + frame_header_bytes, peer);
+  }
+
+  // The connection a data endpoint's token names; 0 (counted as dropped) for none.
+  peer_id peer_of_token(const void* header) {
+    std::uint64_t token = 0;
+    std::memcpy(&token, header, token_bytes);
+    const auto it = token == 0 ? by_token_.end() : by_token_.find(token);
+    if (it != by_token_.end()) return it->second;
+    std::lock_guard lock(stats_mu_);
+    ++stats_.frames_dropped;
+    return 0;
   }
 
   // One active message: a frame (no header) or a tensor (its header frame + payload), from
-  // the endpoint param names or, over a data endpoint, from `peer`.
+  // the endpoint param names or, over a data endpoint, from `peer`. A tensor's header is
+  // never empty (a frame's header is at least frame_header_bytes).
   ucs_status_t arrive(const void* header, size_t header_length, void* data, size_t length,
                       const ucp_am_recv_param_t* param, std::uint64_t length_max, peer_id peer = 0) {
     if (peer == 0 && !(param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP)) return UCS_OK;   // not ours
@@ -669,7 +707,8 @@ class ucx_transport::impl {
       if (conn) {
         a.item->length = a.length;
         conn->inbox_bytes += a.length;
-        conn->inbox.push_back(std::move(a.item));
+        const bool early = a.peer != 0 && !conn->peer_switched;   // over the data endpoint, before DataFrames
+        (early ? conn->held : conn->inbox).push_back(std::move(a.item));
         // Arrival is life, though the frame may wait behind a tensor still being fetched:
         // a multi-second transfer must not get its live peer closed as silent.
         conn->session->heard(arrived_at);
@@ -771,6 +810,17 @@ class ucx_transport::impl {
       } else if (auto e = use_data_endpoint(conn, *a.deliver)) {
         a.close = std::move(*e);
       }
+    } else if (a.deliver && a.deliver->type() == frame_type::data_frames) {
+      // Only once, on the connection, to a side that offered a data endpoint. What came over
+      // that endpoint meanwhile is next in line (handle_arrivals popped this frame).
+      if (tensor_data || conn.own_token == 0 || conn.peer_switched) {
+        a.close = make_error(error_code::corrupt_data, "unexpected data_frames frame");
+      } else {
+        conn.peer_switched = true;
+        conn.inbox.insert(conn.inbox.begin(), std::make_move_iterator(conn.held.begin()),
+                          std::make_move_iterator(conn.held.end()));
+        conn.held.clear();
+      }
     } else if (a.deliver) {
       // A tensor header comes only with its payload, and a payload only with its header.
       const bool is_tensor = a.deliver->type() == frame_type::tensor;
@@ -817,8 +867,9 @@ class ucx_transport::impl {
         continue;
       }
       if (conn.session) conn.session->on_closed();
-      for (auto& item : conn.inbox)   // rendezvous data never fetched
-        if (item->rndv_desc) ucp_am_data_release(worker_, std::exchange(item->rndv_desc, nullptr));
+      for (auto* queue : {&conn.inbox, &conn.held})   // rendezvous data never fetched
+        for (auto& item : *queue)
+          if (item->rndv_desc) ucp_am_data_release(worker_, std::exchange(item->rndv_desc, nullptr));
       if (conn.ep) {
         by_ep_.erase(conn.ep);
         close_endpoint(conn.ep, /*force=*/false);

@@ -6,17 +6,21 @@
 // the receive buffer; bulk tensors (send_tensor) travel as the payload of an active message
 // whose header is their frame, from the sender's buffer into the receiver's.
 //
-// Tensors and the data endpoint: once a connection is up, each side tells the other where to
-// send it tensors (a DataEndpoint frame: its UCX worker address and its host key). A peer
-// on the same host opens a second endpoint from that address and sends its tensors there,
-// the connection's token in front of each, so UCX can use shared memory and CMA (the
+// The data endpoint: once a connection is up, each side tells the other where to send it
+// tensors and frames (a DataEndpoint frame: its UCX worker address and its host key). A peer
+// on the same host opens a second endpoint from that address, sends a DataFrames frame on the
+// connection, and from then on sends its tensors and its frames (send(), and its goodbye)
+// there, the connection's token in front of each, so UCX can use shared memory and CMA (the
 // connection's own endpoint, made from a socket address with peer-failure handling, gets
 // TCP lanes only from UCX 1.13: never CMA, and shared memory only with
-// UCX_{SYSV,POSIX}_ERROR_HANDLING set). The token is derived from the handshake by both
+// UCX_{SYSV,POSIX}_ERROR_HANDLING set). The receiver holds what comes over its data endpoint
+// until it has read the DataFrames, so frames arrive in the order they were sent across the
+// switch; tensors keep their own order, and their order with frames only once both take the
+// data endpoint (match them by tag). The session's own frames (handshake,
+// heartbeats) stay on the connection. The token is derived from the handshake by both
 // sides (auth.h data_token) and never sent. Failure detection stays with the connection:
 // the data endpoint is closed with it. An authenticated peer is trusted with the worker
-// address it gives. Tensors arrive in the order they were sent, but not in order with
-// frames (a goodbye may overtake a tensor, which is then dropped): match them by tag.
+// address it gives.
 //
 // Every connection runs a peer_session (peer_session.h): nothing reaches the handler from a
 // peer that has not proved the cluster secret, a malformed frame closes its connection (and
@@ -96,6 +100,7 @@ struct transport_stats {
                                       // whose token names no connection
   std::uint64_t data_endpoints = 0;   // connections whose tensors took a data endpoint
   std::uint64_t tensors_direct = 0;   // tensors sent over a data endpoint
+  std::uint64_t frames_direct = 0;    // frames sent over a data endpoint (send() and goodbyes)
   std::uint64_t tensors_waited = 0;   // tensors queued to wait for the peer's DataEndpoint
   std::uint64_t closes_pending = 0;   // endpoint closes not finished yet (now, not a total)
 };

@@ -208,6 +208,10 @@ frame_bytes encode(const data_endpoint_wire& endpoint);
 // Also invalid_argument for an address or host key over its limit.
 result<data_endpoint_wire> decode_data_endpoint(decoded_frame& frame);
 
+// frame_type::data_frames (cluster.capnp DataFrames, no fields): this side's frames follow
+// over the data endpoint.
+frame_bytes encode_data_frames();
+
 // frame_type::goodbye: why the sender closes the connection (cut to message_text_bytes_max).
 frame_bytes encode_goodbye(std::string_view reason);
 result<std::string> decode_goodbye(decoded_frame& frame);

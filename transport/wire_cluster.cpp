@@ -229,6 +229,10 @@ result<data_endpoint_wire> decode_data_endpoint(decoded_frame& frame) {
   });
 }
 
+frame_bytes encode_data_frames() {
+  return build<wire::DataFrames>(frame_type::data_frames, [](wire::DataFrames::Builder) {});
+}
+
 frame_bytes encode_goodbye(std::string_view reason) {
   return build<wire::Goodbye>(frame_type::goodbye, [&](wire::Goodbye::Builder b) {
     b.setReason(as_text(std::string(cut_utf8(reason, message_text_bytes_max))));

@@ -4,6 +4,7 @@
 // served), and a closed peer reported down.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -209,6 +210,96 @@ TEST(UcxTransport, TensorsSentBeforeThePeersDataEndpointWaitForItThenTakeIt) {
   EXPECT_TRUE(got[1].second == *b);
   EXPECT_EQ(worker->stats().tensors_direct, 2u);
   EXPECT_TRUE(head_r.down_.empty());
+}
+
+// Frames sent while a connection switches to the data endpoint keep their order: the worker
+// sends a stream of 4 KiB frames from the moment it is up while the head's DataEndpoint is
+// held back (gated_recorder), so the first ones take the connection (TCP) and pile up there,
+// and the rest take the data endpoint (shared memory), which would overtake the pile but for
+// the DataFrames frame the receiver waits for. The head sees every frame once, in order; the
+// head's own frames to the worker likewise.
+TEST(UcxTransport, FramesKeepTheirOrderAcrossTheSwitchToTheDataEndpoint) {
+  gated_recorder head_r;
+  recorder worker_r;
+  auto head = start(head_r, secret_of(12), node_role::head, 0, true);
+  auto worker = start(worker_r, secret_of(12), node_role::worker, 1, false);
+  struct open_at_exit {
+    gated_recorder& r;
+    ~open_at_exit() { r.open(); }
+  } guard{head_r};
+  ASSERT_TRUE(head && worker);
+  const auto to_head = worker->connect("127.0.0.1", head->port());
+  ASSERT_TRUE(worker_r.wait([&](recorder& r) { return r.up_.count(to_head) > 0; }));
+  // Fewer than peer_sends_in_flight_max: the head does not read while it is held.
+  constexpr int frames = 4000, before_open = 1500;
+  const auto anchor = clock_anchor::now();
+  serving::generate_request g;
+  g.prompt.assign(1000, 7);
+  std::atomic<bool> send_failed{false};
+  std::thread sender([&] {
+    for (int i = 0; i < frames; ++i) {
+      if (i == before_open) head_r.open();
+      g.request_id = std::uint64_t(i);
+      // A full send queue (send_queue_frames_max) is the only refusal: wait and retry.
+      for (int tries = 0; !worker->send(to_head, encode(g, anchor)).ok(); ++tries) {
+        if (tries == 20000) {
+          send_failed = true;
+          return;
+        }
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+      }
+    }
+  });
+  sender.join();
+  ASSERT_FALSE(send_failed);
+  ASSERT_TRUE(head_r.wait([&](recorder& r) { return !r.generates_.empty() && r.generates_.begin()->second.size() >= frames; }));
+  ASSERT_TRUE(head_r.wait([](recorder& r) { return r.up_.size() == 1; }));
+  const peer_id to_worker = head_r.up_.begin()->first;
+  for (int i = 0; i < 2000; ++i) ASSERT_TRUE(head->send(to_worker, encode_cancel(frame_type::cancel, std::uint64_t(i))).ok());
+  ASSERT_TRUE(worker_r.wait([&](recorder& r) { return r.ids_[to_head].size() >= 2000; }));
+  {
+    std::lock_guard lock(head_r.mu_);
+    const auto& got = head_r.generates_.at(to_worker);
+    ASSERT_EQ(got.size(), std::size_t(frames));
+    for (int i = 0; i < frames; ++i) ASSERT_EQ(got[std::size_t(i)], i) << "frame " << i << " out of order";
+  }
+  {
+    std::lock_guard lock(worker_r.mu_);
+    const auto& got = worker_r.ids_.at(to_head);
+    for (int i = 0; i < 2000; ++i) ASSERT_EQ(got[std::size_t(i)], i);
+  }
+  // Some frames took the connection and the rest the data endpoint.
+  EXPECT_GE(worker->stats().frames_direct, 1u);
+  EXPECT_LT(worker->stats().frames_direct, std::uint64_t(frames));
+  EXPECT_EQ(head->stats().frames_direct, 2000u);
+  EXPECT_TRUE(head_r.down_.empty());
+  EXPECT_TRUE(worker_r.down_.empty());
+}
+
+// DataFrames is the transport's own, sent once to a side that offered a data endpoint: one
+// more, or one to a side that offered none, closes the connection (CORRUPT_DATA) and is
+// never handed to the application.
+TEST(UcxTransport, AnUnexpectedDataFramesClosesTheConnection) {
+  for (const bool head_offers : {true, false}) {
+    SCOPED_TRACE(head_offers ? "a second DataFrames" : "DataFrames to a side with no data endpoint");
+    recorder head_r, worker_r;
+    transport_config hc;
+    hc.data_endpoints = head_offers;
+    auto head_t = ucx_transport::start(hc, secret_of(13), {node_role::head, 0, 1}, head_r);
+    auto worker = start(worker_r, secret_of(13), node_role::worker, 1, false);
+    ASSERT_TRUE(head_t.ok() && worker);
+    auto& head = *head_t;
+    const auto to_head = worker->connect("127.0.0.1", head->port());
+    ASSERT_TRUE(worker_r.wait([&](recorder& r) { return r.up_.count(to_head) > 0; }));
+    if (head_offers) {   // the worker's own DataFrames goes first
+      ASSERT_TRUE(wait_until_true([&] { return worker->stats().data_endpoints == 1; }));
+    }
+    ASSERT_TRUE(worker->send(to_head, encode_data_frames()).ok());
+    ASSERT_TRUE(head_r.wait([](recorder& r) { return !r.down_.empty(); }));
+    std::lock_guard lock(head_r.mu_);
+    EXPECT_EQ(head_r.down_.begin()->second.code, error_code::corrupt_data) << head_r.down_.begin()->second.to_string();
+    EXPECT_TRUE(head_r.other_.empty());
+  }
 }
 
 // The transport sends its own DataEndpoint once up; one more from the peer (sent here as a

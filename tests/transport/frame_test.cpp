@@ -87,7 +87,7 @@ TEST(Frame, NamesEveryKnownTypeAndNoOther) {
     EXPECT_EQ(is_known(type), std::string(frame_type_name(type)) != "unknown") << t;
     known += is_known(type);
   }
-  EXPECT_EQ(known, 18);
+  EXPECT_EQ(known, 19);
   EXPECT_STREQ(frame_type_name(frame_type::replica_status), "replica_status");
 }
 
@@ -106,7 +106,7 @@ TEST(Frame, EveryHeaderErrorIsCorruptData) {
   put_u16(f, 4, frame_protocol_version + 1);
   expect_corrupt(f, {}, fmt::format("protocol version {}", frame_protocol_version + 1));
 
-  for (std::uint16_t type : {0, 8, 15, 20, 31, 39, 65535}) {
+  for (std::uint16_t type : {0, 9, 15, 20, 31, 39, 65535}) {
     f = good;
     put_u16(f, 6, type);
     expect_corrupt(f, {}, "unknown frame type " + std::to_string(type));

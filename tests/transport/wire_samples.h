@@ -49,6 +49,7 @@ inline std::vector<frame_bytes> sample_frames(const clock_anchor& now) {
           encode_control(control_op::shutdown),
           encode_goodbye("bye"),
           encode(data_endpoint_wire{{std::byte{1}, std::byte{2}}, "host/boot"}),
+          encode_data_frames(),
           encode(tensor_header_wire{7, 24, 1, {2, 3}})};
 }
 
