@@ -42,6 +42,7 @@ struct tiny_cluster {
   std::unique_ptr<head_node> head;
   std::vector<tiny_worker> workers;
   transport::cluster_secret secret = secret_of(9);
+  std::chrono::microseconds busy_poll_us{0};   // every node's transport_config::busy_poll_us
 };
 
 // head_port 0: c.head's.
@@ -50,6 +51,7 @@ void start_worker(tiny_cluster& c, std::int32_t node_id, std::int32_t replica_ba
   tiny_worker w;
   worker_node_options o;
   o.transport.session = quick_session();
+  o.transport.busy_poll_us = c.busy_poll_us;
   o.link.head_port = head_port ? head_port : c.head->port();
   o.link.replica_base = replica_base;
   o.link.replicas = replicas;
@@ -75,6 +77,7 @@ void start_head(tiny_cluster& c, int workers, std::uint16_t port = 0, bool stop_
   const auto& dir = engine::test_util::tiny_llama_dir();
   head_node_options h;
   h.transport.session = quick_session();
+  h.transport.busy_poll_us = c.busy_poll_us;
   h.transport.listen_port = port;
   h.replicas = workers;
   h.router = test::test_options(workers).router;
@@ -89,8 +92,9 @@ void start_head(tiny_cluster& c, int workers, std::uint16_t port = 0, bool stop_
 }
 
 // A head and `workers` workers with one replica each.
-tiny_cluster start_cluster(int workers, bool stop_at_eos = true) {
+tiny_cluster start_cluster(int workers, bool stop_at_eos = true, std::chrono::microseconds busy_poll_us = {}) {
   tiny_cluster c;
+  c.busy_poll_us = busy_poll_us;
   auto tok = std::make_shared<tokenizer::tokenizer>(engine::test_util::load_tokenizer(engine::test_util::tiny_llama_dir()));
   c.eos = tok->eos_ids();
   c.tokenizer = tok;
@@ -137,8 +141,9 @@ void expect_served(client& cl) {
   EXPECT_EQ(f.completion_tokens, 3u);
 }
 
+// Every node's transport polls for 200 us after traffic (busy_poll_us): the same answers.
 TEST(ClusterNodes, HeadAndTwoWorkersAnswer100RequestsAsTheSingleProcessRuntime) {
-  auto c = start_cluster(2);
+  auto c = start_cluster(2, true, std::chrono::microseconds(200));
   ASSERT_TRUE(c.head);
   auto remote = remote_runtime::connect(url_of(c), c.secret, c.tokenizer);
   ASSERT_TRUE(remote.ok()) << remote.err().to_string();

@@ -1,7 +1,9 @@
 // ucx_transport on loopback, two or three transports in one process: authentication,
 // ordered delivery both ways, a large frame by rendezvous, tensors over the data endpoint and
-// without one (and tensors that wait for the peer's late DataEndpoint), a wrong secret, a peer sending garbage (closed; the others keep being
-// served), and a closed peer reported down.
+// without one (and tensors that wait for the peer's late DataEndpoint), frames keeping their
+// order across the switch to the data endpoint, an unexpected DataFrames, a wrong secret, a
+// peer sending garbage (closed; the others keep being served), a closed peer reported down,
+// and the config's checks.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -462,6 +464,23 @@ TEST(UcxTransport, EndpointClosesFinishAndAreFreedWhileTheProcessRuns) {
   ASSERT_TRUE(head_r.wait([&](recorder& r) { return r.down_.size() == peers; }));
   EXPECT_TRUE(wait_until_true([&] { return head->stats().closes_pending == 0; }))
       << head->stats().closes_pending << " endpoint closes still held";
+}
+
+TEST(UcxTransport, ConfigValidationNamesTheField) {
+  transport_config c;
+  EXPECT_TRUE(validate(c).ok());
+  c.busy_poll_us = std::chrono::microseconds(1000000);   // the most
+  EXPECT_TRUE(validate(c).ok());
+  for (auto bad : {std::chrono::microseconds(-1), std::chrono::microseconds(1000001)}) {
+    c.busy_poll_us = bad;
+    const auto s = validate(c);
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.err().code, error_code::invalid_argument);
+    EXPECT_NE(s.err().message.find("busy_poll_us"), std::string::npos) << s.err().message;
+  }
+  c = {};
+  c.tick_interval_ms = milliseconds(0);
+  EXPECT_FALSE(validate(c).ok());
 }
 
 TEST(UcxTransport, ConnectingToNothingIsReportedDown) {
