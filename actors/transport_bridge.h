@@ -92,11 +92,11 @@ class transport_bridge : public transport::transport_handler {
     if (!q) return;
     const auto bytes = frame.payload_bytes();
     deliver(t, frame_msg{peer, std::shared_ptr<transport::decoded_frame>(
-                                          new transport::decoded_frame(std::move(frame)),
-                                          [q, bytes](transport::decoded_frame* f) {
-                                            q->handed_off(bytes);
-                                            delete f;
-                                          })});
+                                   new transport::decoded_frame(std::move(frame)),
+                                   [q, bytes](transport::decoded_frame* f) {
+                                     q->handed_off(bytes);
+                                     delete f;
+                                   })});
   }
   void on_tensor(transport::peer_id peer, transport::tensor_header_wire header, transport::tensor_buffer data) override {
     const auto& t = target();
@@ -105,12 +105,12 @@ class transport_bridge : public transport::transport_handler {
     auto q = admit(peer, bytes);
     if (!q) return;
     deliver(t, tensor_msg{peer, std::move(header),
-                                 std::shared_ptr<transport::tensor_buffer>(
-                                     new transport::tensor_buffer(std::move(data)),
-                                     [q, bytes](transport::tensor_buffer* b) {
-                                       q->handed_off(bytes);
-                                       delete b;
-                                     })});
+                          std::shared_ptr<transport::tensor_buffer>(
+                              new transport::tensor_buffer(std::move(data)),
+                              [q, bytes](transport::tensor_buffer* b) {
+                                q->handed_off(bytes);
+                                delete b;
+                              })});
   }
   void on_peer_down(transport::peer_id peer, const error& why) override {
     {

@@ -41,6 +41,7 @@ struct node_flags {
   std::int64_t heartbeat_interval_ms = 500;
   std::int64_t heartbeat_timeout_ms = 3000;
   std::int64_t busy_poll_us = 0;
+  std::int64_t link_messages_per_turn = actors::bridge_limits{}.link_messages_per_turn;
 };
 
 result<actors::cluster_address> parse_host_port(const std::string& text) {
@@ -83,6 +84,7 @@ int run_head(const node_flags& f, const sigset_t& signals) {
   options.transport.listen_port = listen->port;
   options.transport.session = session_of(f);
   options.transport.busy_poll_us = std::chrono::microseconds(f.busy_poll_us);
+  options.bridge.link_messages_per_turn = std::size_t(f.link_messages_per_turn);
   options.router = loaded->options.router;
   options.replicas = f.runtime.replicas;
   options.priority_classes = loaded->options.supervisor.scheduler.priority_classes;
@@ -124,6 +126,7 @@ int run_worker(const node_flags& f, const sigset_t& signals) {
   actors::worker_node_options options;
   options.transport.session = session_of(f);
   options.transport.busy_poll_us = std::chrono::microseconds(f.busy_poll_us);
+  options.bridge.link_messages_per_turn = std::size_t(f.link_messages_per_turn);
   options.link.head_host = head->host;
   options.link.head_port = head->port;
   options.link.replica_base = f.replica_base;
@@ -153,6 +156,10 @@ void add_common(CLI::App& cmd, node_flags& f) {
                  "after traffic the transport thread polls this long before sleeping: lower latency for a core "
                  "(for hosts with cores to spare; dsrun: --node-arg=--busy-poll-us=N)")
       ->capture_default_str()->check(CLI::Range(0, 1000000));
+  cmd.add_option("--link-messages-per-turn", f.link_messages_per_turn,
+                 "messages the node's link actor handles per turn on the transport thread before it moves to "
+                 "a scheduler thread; 0: always on the scheduler")
+      ->capture_default_str()->check(CLI::Range(0, 1 << 20));
 }
 
 }  // namespace
