@@ -923,7 +923,7 @@ class ucx_transport::impl {
 
   void shutdown() {
     for (auto& [id, conn] : conns_) {
-      if (conn.ep && !conn.dead) post(conn, encode_goodbye("shutting down"));
+      if (conn.ep && !conn.dead) post_own(conn, encode_goodbye("shutting down"));   // after its frames
       if (!conn.dead) kill(conn, make_error(error_code::cancelled, "transport shutting down"));
     }
     reap();
