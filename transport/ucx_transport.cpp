@@ -29,6 +29,9 @@ constexpr unsigned direct_tensor_am_id = 3;   // the same over a data endpoint, 
 constexpr unsigned direct_frame_am_id = 4;    // a frame over a data endpoint: the token as the AM header
 constexpr std::size_t token_bytes = sizeof(std::uint64_t);
 constexpr std::size_t tensor_header_bytes_max = 4096;   // a TensorHeader frame is ~100 bytes
+// A connection this side closes waits for its unfinished sends (a rendezvous frame the peer
+// has yet to fetch, the goodbye) before it disconnects, at most this long.
+constexpr auto close_flush_wait = std::chrono::seconds(2);
 
 struct send_cmd { peer_id peer; frame_bytes frame; };
 struct connect_cmd { peer_id peer; std::string host; std::uint16_t port; };
@@ -68,6 +71,13 @@ struct connection {
   bool reported_up = false;
   bool dead = false;               // closed; waiting to be reported and forgotten
   std::optional<error> why;
+  // This side closes it (close(), shutdown): nothing more is sent or handed on, and it is
+  // closed once its sends have finished, or at this time.
+  std::optional<clock_time> closing_until;
+  // UCX reported the connection's endpoint failed (a peer's close included). What arrived
+  // before is still handled: the connection is closed with this after one more turn.
+  std::optional<error> lost;
+  int lost_turns = 0;
   // Tensors (ucx_transport.h): the peer's DataEndpoint decides where ours go; until it has
   // arrived they wait here. data_token names this connection in the tensors we send over
   // data_ep, own_token in those sent to us (auth.h data_token; 0: none).
@@ -316,7 +326,7 @@ class ucx_transport::impl {
     for (auto& c : batch_) {
       if (auto* s = std::get_if<send_cmd>(&c)) {
         auto it = conns_.find(s->peer);
-        if (it == conns_.end() || it->second.dead || !it->second.session->is_up()) {
+        if (it == conns_.end() || !open_for_sends(it->second) || !it->second.session->is_up()) {
           std::lock_guard lock(stats_mu_);
           ++stats_.frames_dropped;
           continue;
@@ -324,7 +334,7 @@ class ucx_transport::impl {
         post_own(it->second, std::move(s->frame));
       } else if (auto* t = std::get_if<tensor_cmd>(&c)) {
         auto it = conns_.find(t->peer);
-        if (it == conns_.end() || it->second.dead || !it->second.session->is_up()) {
+        if (it == conns_.end() || !open_for_sends(it->second) || !it->second.session->is_up()) {
           std::lock_guard lock(stats_mu_);
           ++stats_.frames_dropped;
           continue;
@@ -334,9 +344,9 @@ class ucx_transport::impl {
         open(*k);
       } else if (auto* x = std::get_if<close_cmd>(&c)) {
         auto it = conns_.find(x->peer);
-        if (it == conns_.end() || it->second.dead) continue;
+        if (it == conns_.end() || !open_for_sends(it->second)) continue;
         post_own(it->second, encode_goodbye(x->reason));   // after this side's frames
-        kill(it->second, make_error(error_code::cancelled, "closed here: {}", x->reason));
+        begin_close(it->second, make_error(error_code::cancelled, "closed here: {}", x->reason));
       }
     }
     batch_.clear();
@@ -494,7 +504,7 @@ class ucx_transport::impl {
 
   // Whether the message went out (or is on its way); a failure kills the connection.
   bool send_am(connection& conn, ucp_ep_h ep, unsigned am_id, outgoing out) {
-    if (!ep || conn.dead) return false;
+    if (!ep || !open_for_sends(conn)) return false;
     if (conn.sends_in_flight >= config_.peer_sends_in_flight_max) {
       kill(conn, make_error(error_code::unavailable, "peer is not reading: {} sends unfinished (peer_sends_in_flight_max)",
                             conn.sends_in_flight));
@@ -591,9 +601,8 @@ class ucx_transport::impl {
     auto it = self->by_ep_.find(ep);
     if (it == self->by_ep_.end()) return;
     auto c = self->conns_.find(it->second);
-    if (c == self->conns_.end() || c->second.dead) return;
-    c->second.dead = true;
-    c->second.why = make_error(error_code::unavailable, "connection lost: {}", status_text(status));
+    if (c == self->conns_.end() || c->second.dead || c->second.lost) return;
+    c->second.lost = make_error(error_code::unavailable, "connection lost: {}", status_text(status));
   }
 
   static ucs_status_t on_am(void* arg, const void*, size_t, void* data, size_t length,
@@ -686,7 +695,8 @@ class ucx_transport::impl {
       if (from == 0)
         if (auto it = by_ep_.find(a.ep); it != by_ep_.end()) from = it->second;
       connection* conn = nullptr;
-      if (auto c = conns_.find(from); c != conns_.end() && !c->second.dead) conn = &c->second;
+      if (auto c = conns_.find(from); c != conns_.end() && !c->second.dead && !c->second.closing_until)
+        conn = &c->second;
       if (conn && conn->inbox_bytes + a.length > config_.inbound_bytes_max) {
         kill(*conn, make_error(error_code::overloaded,
                                "more than inbound_bytes_max ({}) bytes from the peer wait to be handled",
@@ -716,7 +726,7 @@ class ucx_transport::impl {
     }
     const auto now = std::chrono::steady_clock::now();
     for (auto& [id, conn] : conns_) {
-      while (!conn.dead && !conn.inbox.empty()) {
+      while (!conn.dead && !conn.closing_until && !conn.inbox.empty()) {
         inbound& front = *conn.inbox.front();
         // Nothing large from a peer that has not proved the secret (after the frames ahead
         // of it, the peer's proof among them, have been handled).
@@ -748,6 +758,9 @@ class ucx_transport::impl {
         else
           apply(conn, conn.session->on_frame(item->bytes, now));
       }
+      // A lost connection's last frames may be in this turn's arrivals or, over the data
+      // endpoint, the next turn's: it is closed after that.
+      if (conn.lost && !conn.dead && ++conn.lost_turns > 1) kill(conn, std::move(*conn.lost));
     }
   }
 
@@ -852,16 +865,30 @@ class ucx_transport::impl {
       if (!conn.dead && conn.session) apply(conn, conn.session->on_tick(now));
   }
 
-  // Marks a connection closed; reap() closes its endpoint and reports it.
+  // Marks a connection closed; reap() closes its endpoint and reports it (with the reason
+  // this side closed it for, when it did).
   void kill(connection& conn, error why) {
     if (conn.dead) return;
     conn.dead = true;
-    conn.why = std::move(why);
+    if (!conn.closing_until) conn.why = std::move(why);
   }
 
+  // This side closes the connection: reap() closes it once the sends it has made (its
+  // goodbye last) have finished, so a rendezvous frame is fetched before the disconnect.
+  void begin_close(connection& conn, error why) {
+    if (!open_for_sends(conn)) return;
+    conn.why = std::move(why);
+    conn.closing_until = std::chrono::steady_clock::now() + close_flush_wait;
+  }
+
+  static bool open_for_sends(const connection& conn) { return !conn.dead && !conn.lost && !conn.closing_until; }
+
   void reap() {
+    const auto now = std::chrono::steady_clock::now();
     for (auto it = conns_.begin(); it != conns_.end();) {
       auto& conn = it->second;
+      if (conn.closing_until && (conn.sends_in_flight == 0 || conn.lost || now >= *conn.closing_until))
+        conn.dead = true;
       if (!conn.dead) {
         ++it;
         continue;
@@ -872,17 +899,13 @@ class ucx_transport::impl {
           if (item->rndv_desc) ucp_am_data_release(worker_, std::exchange(item->rndv_desc, nullptr));
       if (conn.ep) {
         by_ep_.erase(conn.ep);
-        close_endpoint(conn.ep, /*force=*/false);
-        conn.ep = nullptr;
+        close_endpoint(std::exchange(conn.ep, nullptr));
       }
       // Never forced: a forced close may raise transport errors on a live peer, which an
       // endpoint without failure handling must not risk (UCX also reports a peer's normal
       // close as an error, so "lost" cannot be told from "closed"). Against a dead peer the
       // flush may never finish; its sends then hold their buffers until the process ends.
-      if (conn.data_ep) {
-        close_endpoint(conn.data_ep, /*force=*/false);
-        conn.data_ep = nullptr;
-      }
+      if (conn.data_ep) close_endpoint(std::exchange(conn.data_ep, nullptr));
       if (conn.own_token != 0) by_token_.erase(conn.own_token);
       // A peer that connected here and ended before proving the secret was refused, however
       // it ended (our check, its own close, a reset that overtook its proof).
@@ -896,16 +919,11 @@ class ucx_transport::impl {
     }
   }
 
-  void close_endpoint(ucp_ep_h ep, bool force) {
+  // A flushing close, never forced (reap).
+  void close_endpoint(ucp_ep_h ep) {
     ucp_request_param_t rp{};
-    rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-    rp.flags = force ? UCP_EP_CLOSE_FLAG_FORCE : 0;
     auto req = ucp_ep_close_nbx(ep, &rp);
-    if (req != nullptr && !UCS_PTR_IS_ERR(req)) {
-      closing_.push_back(req);
-      std::lock_guard lock(stats_mu_);
-      stats_.closes_pending = closing_.size();
-    }
+    if (req != nullptr && !UCS_PTR_IS_ERR(req)) closing_.push_back(req);
   }
 
   // Frees the requests of endpoint closes that have finished (a close against a dead peer
@@ -922,21 +940,25 @@ class ucx_transport::impl {
   }
 
   void shutdown() {
+    const auto why = make_error(error_code::cancelled, "transport shutting down");
     for (auto& [id, conn] : conns_) {
-      if (conn.ep && !conn.dead) post_own(conn, encode_goodbye("shutting down"));   // after its frames
-      if (!conn.dead) kill(conn, make_error(error_code::cancelled, "transport shutting down"));
+      if (open_for_sends(conn)) {
+        if (conn.ep) post_own(conn, encode_goodbye("shutting down"));   // after its frames
+        begin_close(conn, why);
+      } else if (!conn.closing_until) {
+        kill(conn, why);   // lost: nothing to wait for
+      }
     }
+    // Let the sends, then the closes (and their goodbyes) finish, for a bounded time.
+    const auto give_up = std::chrono::steady_clock::now() + close_flush_wait + std::chrono::seconds(2);
     reap();
-    // Let the closes (and their goodbyes) finish, for a bounded time.
-    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-    while (!closing_.empty() && std::chrono::steady_clock::now() < give_up) {
+    while ((!conns_.empty() || !closing_.empty()) && std::chrono::steady_clock::now() < give_up) {
       ucp_worker_progress(worker_);
-      std::erase_if(closing_, [](void* req) {
-        if (ucp_request_check_status(req) == UCS_INPROGRESS) return false;
-        ucp_request_free(req);
-        return true;
-      });
+      reap();
+      finish_closes();
     }
+    for (auto& [id, conn] : conns_) kill(conn, why);   // not reached: reap ends each by close_flush_wait
+    reap();
     for (auto* req : closing_) ucp_request_cancel(worker_, req);
     closing_.clear();
     // Drop rendezvous descriptors never fetched.

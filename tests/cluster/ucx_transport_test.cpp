@@ -36,9 +36,10 @@ bool wait_until_true(F done) {
 }
 
 std::unique_ptr<ucx_transport> start(recorder& r, const cluster_secret& s, node_role role, std::int32_t node,
-                                     bool listen) {
+                                     bool listen, bool data_endpoints = true) {
   transport_config c;
   c.listen = listen;
+  c.data_endpoints = data_endpoints;
   c.session.heartbeat_interval_ms = milliseconds(100);
   c.session.heartbeat_timeout_ms = milliseconds(2000);
   auto t = ucx_transport::start(c, s, {role, node, 1000u + std::uint64_t(node)}, r);
@@ -53,9 +54,9 @@ struct connected_pair {
   std::unique_ptr<ucx_transport> head, worker;
   peer_id to_head = 0;
 
-  bool up(const cluster_secret& s) {
-    head = start(head_r, s, node_role::head, 0, true);
-    worker = start(worker_r, s, node_role::worker, 1, false);
+  bool up(const cluster_secret& s, bool data_endpoints = true) {
+    head = start(head_r, s, node_role::head, 0, true, data_endpoints);
+    worker = start(worker_r, s, node_role::worker, 1, false, data_endpoints);
     if (!head || !worker) return false;
     to_head = worker->connect("127.0.0.1", head->port());
     return worker_r.wait([&](recorder& r) { return r.up_.count(to_head) > 0; });
@@ -444,6 +445,36 @@ TEST(UcxTransport, AClosedOrVanishedPeerIsReportedDown) {
   worker.reset();   // the process goes away
   ASSERT_TRUE(head_r.wait([](recorder& r) { return r.down_.size() == 1; }));
   (void)p;
+}
+
+// What a side sends before it closes a connection arrives, and so does its reason: frames
+// (small ones, then one large enough for rendezvous, over the data endpoint) and the goodbye
+// come before the disconnect, whichever endpoint each takes. Twenty rounds, since the
+// disconnect racing them is a matter of timing.
+TEST(UcxTransport, FramesAndTheGoodbyeSentBeforeACloseArrive) {
+  for (int round = 0; round < 20; ++round) {
+    const bool data_endpoints = round % 2 == 0;
+    SCOPED_TRACE("round " + std::to_string(round) + (data_endpoints ? "" : ", no data endpoints"));
+    connected_pair p;
+    ASSERT_TRUE(p.up(secret_of(14), data_endpoints));
+    ASSERT_TRUE(wait_until_true([&] { return p.worker->stats().data_endpoints == (data_endpoints ? 1u : 0u); }));
+    constexpr int small = 50;
+    for (int i = 0; i < small; ++i) ASSERT_TRUE(p.worker->send(p.to_head, encode_cancel(frame_type::cancel, std::uint64_t(i))).ok());
+    serving::generate_request big;
+    big.request_id = 77;
+    big.prompt.assign(200000, 5);   // ~800 KB: rendezvous
+    ASSERT_TRUE(p.worker->send(p.to_head, encode(big, clock_anchor::now())).ok());
+    p.worker->close(p.to_head, "done for the day");
+    ASSERT_TRUE(p.head_r.wait([](recorder& r) { return !r.down_.empty(); }));
+    std::lock_guard lock(p.head_r.mu_);
+    const auto why = p.head_r.down_.begin()->second.to_string();
+    EXPECT_NE(why.find("done for the day"), std::string::npos) << why;
+    const peer_id from = p.head_r.down_.begin()->first;
+    EXPECT_EQ(p.head_r.ids_[from].size(), std::size_t(small));
+    ASSERT_EQ(p.head_r.generates_[from].size(), 1u);
+    EXPECT_EQ(p.head_r.generates_[from][0], 77);
+    if (::testing::Test::HasFailure()) break;
+  }
 }
 
 // Every connection that ends closes its endpoint; the close's request is freed when the
