@@ -285,10 +285,14 @@ class ucx_transport::impl {
     auto next_tick = std::chrono::steady_clock::now();
     auto last_busy = next_tick;
     while (!stop_) {
-      bool busy = run_commands();
-      while (ucp_worker_progress(worker_) != 0) busy = true;
-      busy |= !arrivals_.empty();
+      // Traffic: a send of the application's or a frame handed to it (not heartbeats, which
+      // would keep an idle node polling).
+      delivered_ = false;
+      const bool sent = run_commands();
+      while (ucp_worker_progress(worker_) != 0) {
+      }
       handle_arrivals();
+      const bool busy = sent || delivered_;
       const auto now = std::chrono::steady_clock::now();
       if (now >= next_tick) {
         tick(now);
@@ -305,6 +309,10 @@ class ucx_transport::impl {
       {
         std::lock_guard lock(mu_);
         if (!commands_.empty()) continue;
+      }
+      {
+        std::lock_guard lock(stats_mu_);
+        ++stats_.sleeps;
       }
       pollfd fds[2] = {{worker_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
       const auto wait = std::chrono::duration_cast<milliseconds>(next_tick - std::chrono::steady_clock::now());
@@ -847,10 +855,13 @@ class ucx_transport::impl {
         else if (header->bytes != tensor_data->size())
           a.close = make_error(error_code::corrupt_data, "tensor header says {} bytes, {} arrived", header->bytes,
                                tensor_data->size());
-        else
+        else {
           handler_.on_tensor(conn.id, std::move(*header), std::move(*tensor_data));
+          delivered_ = true;
+        }
       } else {
         handler_.on_frame(conn.id, std::move(*a.deliver));
+        delivered_ = true;
       }
     }
     if (a.close) {
@@ -988,6 +999,7 @@ class ucx_transport::impl {
   std::mutex mu_;
   std::deque<command> commands_;
   std::deque<command> batch_;   // the commands run_commands took (progress thread only)
+  bool delivered_ = false;       // this turn handed the handler a frame or tensor
   mutable std::mutex stats_mu_;
   transport_stats stats_;
 

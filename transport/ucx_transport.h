@@ -82,9 +82,10 @@ struct transport_config {
   std::uint64_t inbound_bytes_max = 6ull << 30;
   bool data_endpoints = true;                // offer and use data endpoints on one host (above)
   milliseconds tick_interval_ms{20};         // heartbeat and deadline checks
-  // After traffic the progress thread polls this long before it sleeps again (0: it sleeps
-  // at once). Polling spends a core while it lasts, and spares the wake-up of a sleeping
-  // thread on each message: for hosts with cores to spare (docs/PERFORMANCE.md, "Transport").
+  // After traffic (a frame sent or handed on; heartbeats do not count) the progress thread
+  // polls this long before it sleeps again (0: it sleeps at once). Polling spends a core
+  // while it lasts, and spares the wake-up of a sleeping thread on each message: for hosts
+  // with cores to spare (docs/PERFORMANCE.md, "Transport").
   std::chrono::microseconds busy_poll_us{0};
 };
 // invalid_argument naming the field.
@@ -103,6 +104,8 @@ struct transport_stats {
   std::uint64_t frames_direct = 0;    // frames sent over a data endpoint (send() and goodbyes)
   std::uint64_t tensors_waited = 0;   // tensors queued to wait for the peer's DataEndpoint
   std::uint64_t closes_pending = 0;   // endpoint closes not finished yet (now, not a total)
+  std::uint64_t sleeps = 0;           // times the progress thread went to sleep (with busy
+                                      // polling: windows that ran out)
 };
 
 class ucx_transport {

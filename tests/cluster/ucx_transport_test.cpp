@@ -497,6 +497,31 @@ TEST(UcxTransport, EndpointClosesFinishAndAreFreedWhileTheProcessRuns) {
       << head->stats().closes_pending << " endpoint closes still held";
 }
 
+// Busy polling ends when traffic does, heartbeats or not: with a 1-s window and heartbeats
+// every 100 ms, both progress threads sleep again once a second has passed without frames.
+TEST(UcxTransport, BusyPollingStopsWhenOnlyHeartbeatsFlow) {
+  recorder head_r, worker_r;
+  transport_config c;
+  c.busy_poll_us = std::chrono::microseconds(1000000);
+  c.session.heartbeat_interval_ms = milliseconds(100);
+  c.session.heartbeat_timeout_ms = milliseconds(5000);
+  auto head = ucx_transport::start(c, secret_of(15), {node_role::head, 0, 1}, head_r);
+  c.listen = false;
+  auto worker = ucx_transport::start(c, secret_of(15), {node_role::worker, 1, 2}, worker_r);
+  ASSERT_TRUE(head.ok() && worker.ok());
+  const auto to_head = (*worker)->connect("127.0.0.1", (*head)->port());
+  ASSERT_TRUE(worker_r.wait([&](recorder& r) { return r.up_.count(to_head) > 0; }));
+  ASSERT_TRUE((*worker)->send(to_head, encode_cancel(frame_type::cancel, 1)).ok());
+  ASSERT_TRUE(head_r.wait([](recorder& r) { return !r.ids_.empty(); }));
+  // The window (1 s) runs out; over the next second only heartbeats (about ten each way).
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  const auto head_sleeps = (*head)->stats().sleeps, worker_sleeps = (*worker)->stats().sleeps;
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  EXPECT_GT((*head)->stats().sleeps, head_sleeps);
+  EXPECT_GT((*worker)->stats().sleeps, worker_sleeps);
+  EXPECT_TRUE(head_r.down_.empty());
+}
+
 TEST(UcxTransport, ConfigValidationNamesTheField) {
   transport_config c;
   EXPECT_TRUE(validate(c).ok());
