@@ -22,6 +22,11 @@
 // the data endpoint is closed with it. An authenticated peer is trusted with the worker
 // address it gives.
 //
+// Closing: a side that closes a connection (close(), or stopping) sends its goodbye after
+// its frames and disconnects once its sends have finished (a rendezvous frame the peer has
+// yet to fetch included; at most 2 s); a side whose connection is lost still handles what
+// arrived before. So what was sent before a close arrives, whichever endpoint it took.
+//
 // Every connection runs a peer_session (peer_session.h): nothing reaches the handler from a
 // peer that has not proved the cluster secret, a malformed frame closes its connection (and
 // only that one), and heartbeats turn a dead or paused peer into on_peer_down.
