@@ -41,6 +41,7 @@ struct node_flags {
   std::int64_t heartbeat_interval_ms = 500;
   std::int64_t heartbeat_timeout_ms = 3000;
   std::int64_t busy_poll_us = 0;
+  bool data_endpoints = true;
   std::int64_t link_messages_per_turn = actors::bridge_limits{}.link_messages_per_turn;
 };
 
@@ -84,6 +85,7 @@ int run_head(const node_flags& f, const sigset_t& signals) {
   options.transport.listen_port = listen->port;
   options.transport.session = session_of(f);
   options.transport.busy_poll_us = std::chrono::microseconds(f.busy_poll_us);
+  options.transport.data_endpoints = f.data_endpoints;
   options.bridge.link_messages_per_turn = std::size_t(f.link_messages_per_turn);
   options.router = loaded->options.router;
   options.replicas = f.runtime.replicas;
@@ -126,6 +128,7 @@ int run_worker(const node_flags& f, const sigset_t& signals) {
   actors::worker_node_options options;
   options.transport.session = session_of(f);
   options.transport.busy_poll_us = std::chrono::microseconds(f.busy_poll_us);
+  options.transport.data_endpoints = f.data_endpoints;
   options.bridge.link_messages_per_turn = std::size_t(f.link_messages_per_turn);
   options.link.head_host = head->host;
   options.link.head_port = head->port;
@@ -156,6 +159,9 @@ void add_common(CLI::App& cmd, node_flags& f) {
                  "after traffic the transport thread polls this long before sleeping: lower latency for a core "
                  "(for hosts with cores to spare; dsrun: --node-arg=--busy-poll-us=N)")
       ->capture_default_str()->check(CLI::Range(0, 1000000));
+  cmd.add_flag("!--no-data-endpoints", f.data_endpoints,
+               "keep frames and tensors to peers on this host on the connection (TCP) instead of shared "
+               "memory: for hosts where processes with one host name cannot share memory");
   cmd.add_option("--link-messages-per-turn", f.link_messages_per_turn,
                  "messages the node's link actor handles per turn on the transport thread before it moves to "
                  "a scheduler thread; 0: always on the scheduler")

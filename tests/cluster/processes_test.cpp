@@ -104,21 +104,28 @@ void launch(launched& l, std::vector<std::string> extra) {
   ASSERT_TRUE(fs::exists(l.run / "ready")) << "dsrun exited: " << read_text(l.run / "node-0.log");
 }
 
+// Also with the nodes' transport options that change its paths: frames and tensors kept on
+// the connection (--no-data-endpoints) and busy polling.
 TEST(ClusterProcesses, DsrunAnswersAPromptThroughATwoNodeClusterAndLeavesNothing) {
-  const auto run = fs::temp_directory_path() / ("dsrt-prompt-" + std::to_string(::getpid()));
-  fs::remove_all(run);
-  const auto cmd = dsrun + " --nodes 2 --model " + engine::test_util::tiny_llama_dir().string() + " --port " +
-                   std::to_string(40000 + ::getpid() % 20000) + " --run-dir " + run.string() +
-                   " --threads 1 --prompt hello --max-tokens 8 2>&1";
-  const auto [rc, out] = run_command(cmd);
-  EXPECT_EQ(rc, 0) << out;
-  EXPECT_NE(out.find("cluster ready"), std::string::npos) << out;
-  EXPECT_NE(out.find("8 generated"), std::string::npos) << out;
-  // The secret file is the owner's alone; every node is gone.
-  EXPECT_EQ(fs::status(run / "cluster.secret").permissions() & (fs::perms::group_all | fs::perms::others_all),
-            fs::perms::none);
-  for (int i = 0; i < 2; ++i) EXPECT_FALSE(alive(pid_in(run / ("node-" + std::to_string(i) + ".pid")))) << i;
-  fs::remove_all(run);
+  const std::vector<std::string> node_options = {"", " --node-arg=--no-data-endpoints --node-arg=--busy-poll-us=200"};
+  for (std::size_t k = 0; k < node_options.size(); ++k) {
+    const auto& options = node_options[k];
+    SCOPED_TRACE("node options:" + options);
+    const auto run = fs::temp_directory_path() / ("dsrt-prompt-" + std::to_string(::getpid()));
+    fs::remove_all(run);
+    const auto cmd = dsrun + " --nodes 2 --model " + engine::test_util::tiny_llama_dir().string() + " --port " +
+                     std::to_string(40000 + ::getpid() % 20000 + 2 * k) + " --run-dir " + run.string() +
+                     " --threads 1 --prompt hello --max-tokens 8" + options + " 2>&1";
+    const auto [rc, out] = run_command(cmd);
+    EXPECT_EQ(rc, 0) << out;
+    EXPECT_NE(out.find("cluster ready"), std::string::npos) << out;
+    EXPECT_NE(out.find("8 generated"), std::string::npos) << out;
+    // The secret file is the owner's alone; every node is gone.
+    EXPECT_EQ(fs::status(run / "cluster.secret").permissions() & (fs::perms::group_all | fs::perms::others_all),
+              fs::perms::none);
+    for (int i = 0; i < 2; ++i) EXPECT_FALSE(alive(pid_in(run / ("node-" + std::to_string(i) + ".pid")))) << i;
+    fs::remove_all(run);
+  }
 }
 
 TEST(ClusterProcesses, AWorkerKilledUnderLoadIsRestartedAndNoRequestLosesItsFinal) {
