@@ -216,7 +216,8 @@ TEST(UcxTransport, TensorsSentBeforeThePeersDataEndpointWaitForItThenTakeIt) {
 }
 
 // Frames sent while a connection switches to the data endpoint keep their order: the worker
-// sends a stream of 4 KiB frames from the moment it is up while the head's DataEndpoint is
+// sends a stream of 4 KiB frames (every 400th a 200-KB one, fetched by rendezvous) from the
+// moment it is up while the head's DataEndpoint is
 // held back (gated_recorder), so the first ones take the connection (TCP) and pile up there,
 // and the rest take the data endpoint (shared memory), which would overtake the pile but for
 // the DataFrames frame the receiver waits for. The head sees every frame once, in order; the
@@ -236,15 +237,17 @@ TEST(UcxTransport, FramesKeepTheirOrderAcrossTheSwitchToTheDataEndpoint) {
   // Fewer than peer_sends_in_flight_max: the head does not read while it is held.
   constexpr int frames = 4000, before_open = 1500;
   const auto anchor = clock_anchor::now();
-  serving::generate_request g;
+  serving::generate_request g, big;
   g.prompt.assign(1000, 7);
+  big.prompt.assign(50000, 7);   // ~200 KB: rendezvous, on either endpoint
   std::atomic<bool> send_failed{false};
   std::thread sender([&] {
     for (int i = 0; i < frames; ++i) {
       if (i == before_open) head_r.open();
-      g.request_id = std::uint64_t(i);
+      auto& f = i % 400 == 399 ? big : g;   // among them, now and then, a large one
+      f.request_id = std::uint64_t(i);
       // A full send queue (send_queue_frames_max) is the only refusal: wait and retry.
-      for (int tries = 0; !worker->send(to_head, encode(g, anchor)).ok(); ++tries) {
+      for (int tries = 0; !worker->send(to_head, encode(f, anchor)).ok(); ++tries) {
         if (tries == 20000) {
           send_failed = true;
           return;
