@@ -180,19 +180,29 @@ class gated_recorder : public recorder {
   bool open_ = false;
 };
 
-TEST(UcxTransport, TensorsSentBeforeThePeersDataEndpointWaitForItThenTakeIt) {
+// A head whose DataEndpoint is held back (gated_recorder) and a worker connected to it.
+// up() returns once the worker sees the head up; whatever fails after, the head's progress
+// thread is let go before the transports stop (the destructor's body runs first).
+struct gated_pair {
   gated_recorder head_r;
   recorder worker_r;
-  auto head = start(head_r, secret_of(11), node_role::head, 0, true);
-  auto worker = start(worker_r, secret_of(11), node_role::worker, 1, false);
-  // Whatever fails below, the head's progress thread is let go before the transports stop.
-  struct open_at_exit {
-    gated_recorder& r;
-    ~open_at_exit() { r.open(); }
-  } guard{head_r};
-  ASSERT_TRUE(head && worker);
-  const auto to_head = worker->connect("127.0.0.1", head->port());
-  ASSERT_TRUE(worker_r.wait([&](recorder& r) { return r.up_.count(to_head) > 0; }));
+  std::unique_ptr<ucx_transport> head, worker;
+  peer_id to_head = 0;
+
+  ~gated_pair() { head_r.open(); }
+  bool up(const cluster_secret& s) {
+    head = start(head_r, s, node_role::head, 0, true);
+    worker = start(worker_r, s, node_role::worker, 1, false);
+    if (!head || !worker) return false;
+    to_head = worker->connect("127.0.0.1", head->port());
+    return worker_r.wait([&](recorder& r) { return r.up_.count(to_head) > 0; });
+  }
+};
+
+TEST(UcxTransport, TensorsSentBeforeThePeersDataEndpointWaitForItThenTakeIt) {
+  gated_pair p;
+  ASSERT_TRUE(p.up(secret_of(11)));
+  auto& [head_r, worker_r, head, worker, to_head] = p;
   auto a = std::make_shared<std::vector<std::byte>>(1000, std::byte{1});
   auto b = std::make_shared<std::vector<std::byte>>(std::size_t(3) << 20, std::byte{2});
   ASSERT_TRUE(worker->send_tensor(to_head, {1, 0, 0, {1000}}, a, *a).ok());
@@ -217,23 +227,14 @@ TEST(UcxTransport, TensorsSentBeforeThePeersDataEndpointWaitForItThenTakeIt) {
 
 // Frames sent while a connection switches to the data endpoint keep their order: the worker
 // sends a stream of 4 KiB frames (every 400th a 200-KB one, fetched by rendezvous) from the
-// moment it is up while the head's DataEndpoint is
-// held back (gated_recorder), so the first ones take the connection (TCP) and pile up there,
-// and the rest take the data endpoint (shared memory), which would overtake the pile but for
-// the DataFrames frame the receiver waits for. The head sees every frame once, in order; the
-// head's own frames to the worker likewise.
+// moment it is up while the head's DataEndpoint is held back (gated_pair), so the first ones
+// take the connection (TCP) and pile up there, and the rest take the data endpoint (shared
+// memory), which would overtake the pile but for the DataFrames frame the receiver waits
+// for. The head sees every frame once, in order; the head's own frames to the worker likewise.
 TEST(UcxTransport, FramesKeepTheirOrderAcrossTheSwitchToTheDataEndpoint) {
-  gated_recorder head_r;
-  recorder worker_r;
-  auto head = start(head_r, secret_of(12), node_role::head, 0, true);
-  auto worker = start(worker_r, secret_of(12), node_role::worker, 1, false);
-  struct open_at_exit {
-    gated_recorder& r;
-    ~open_at_exit() { r.open(); }
-  } guard{head_r};
-  ASSERT_TRUE(head && worker);
-  const auto to_head = worker->connect("127.0.0.1", head->port());
-  ASSERT_TRUE(worker_r.wait([&](recorder& r) { return r.up_.count(to_head) > 0; }));
+  gated_pair p;
+  ASSERT_TRUE(p.up(secret_of(12)));
+  auto& [head_r, worker_r, head, worker, to_head] = p;
   // Fewer than peer_sends_in_flight_max: the head does not read while it is held.
   constexpr int frames = 4000, before_open = 1500;
   const auto anchor = clock_anchor::now();
