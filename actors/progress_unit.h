@@ -12,6 +12,9 @@
 // to the scheduler, so the progress thread (heartbeats, every other peer) is never held
 // long. 0 turns this off: the link always runs on the scheduler.
 //
+// The bridge passes this unit as the context of its enqueues although no actor of the unit
+// is running then: CAF 0.17's enqueue uses the context only to call exec_later.
+//
 // Thread safety: exec_later is called only on the progress thread (by the bridge, and by
 // actors this unit runs, whose context it is); run_pending too.
 #include <caf/all.hpp>
