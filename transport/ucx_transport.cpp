@@ -291,14 +291,14 @@ class ucx_transport::impl {
       const bool sent = run_commands();
       while (ucp_worker_progress(worker_) != 0) {
       }
-      handle_arrivals();
+      const auto now = std::chrono::steady_clock::now();   // the turn's one clock read
+      handle_arrivals(now);
       const bool busy = sent || delivered_;
-      const auto now = std::chrono::steady_clock::now();
       if (now >= next_tick) {
         tick(now);
         next_tick = now + config_.tick_interval_ms;
       }
-      reap();
+      reap(now);
       finish_closes();
       handler_.after_callbacks();
       // Busy polling (busy_poll_us): a turn with traffic restarts the window, and until it
@@ -694,11 +694,10 @@ class ucx_transport::impl {
     return UCS_OK;
   }
 
-  void handle_arrivals() {
-    auto batch = std::move(arrivals_);
-    arrivals_.clear();
-    const auto arrived_at = std::chrono::steady_clock::now();
-    for (auto& a : batch) {
+  // `now`: when this turn's progress ended, which is when its arrivals count as heard.
+  void handle_arrivals(clock_time now) {
+    arrivals_batch_.swap(arrivals_);   // both keep their capacity
+    for (auto& a : arrivals_batch_) {
       peer_id from = a.peer;
       if (from == 0)
         if (auto it = by_ep_.find(a.ep); it != by_ep_.end()) from = it->second;
@@ -729,10 +728,10 @@ class ucx_transport::impl {
         (early ? conn->held : conn->inbox).push_back(std::move(a.item));
         // Arrival is life, though the frame may wait behind a tensor still being fetched:
         // a multi-second transfer must not get its live peer closed as silent.
-        conn->session->heard(arrived_at);
+        conn->session->heard(now);
       }
     }
-    const auto now = std::chrono::steady_clock::now();
+    arrivals_batch_.clear();
     for (auto& [id, conn] : conns_) {
       while (!conn.dead && !conn.closing_until && !conn.inbox.empty()) {
         inbound& front = *conn.inbox.front();
@@ -894,8 +893,7 @@ class ucx_transport::impl {
 
   static bool open_for_sends(const connection& conn) { return !conn.dead && !conn.lost && !conn.closing_until; }
 
-  void reap() {
-    const auto now = std::chrono::steady_clock::now();
+  void reap(clock_time now) {
     for (auto it = conns_.begin(); it != conns_.end();) {
       auto& conn = it->second;
       if (conn.closing_until && (conn.sends_in_flight == 0 || conn.lost || now >= *conn.closing_until))
@@ -962,14 +960,14 @@ class ucx_transport::impl {
     }
     // Let the sends, then the closes (and their goodbyes) finish, for a bounded time.
     const auto give_up = std::chrono::steady_clock::now() + close_flush_wait + std::chrono::seconds(2);
-    reap();
+    reap(std::chrono::steady_clock::now());
     while ((!conns_.empty() || !closing_.empty()) && std::chrono::steady_clock::now() < give_up) {
       ucp_worker_progress(worker_);
-      reap();
+      reap(std::chrono::steady_clock::now());
       finish_closes();
     }
     for (auto& [id, conn] : conns_) kill(conn, why);   // not reached: reap ends each by close_flush_wait
-    reap();
+    reap(std::chrono::steady_clock::now());
     for (auto* req : closing_) ucp_request_cancel(worker_, req);
     closing_.clear();
     // Drop rendezvous descriptors never fetched.
@@ -1010,6 +1008,7 @@ class ucx_transport::impl {
   std::vector<std::byte> worker_address_;   // offered in DataEndpoint (empty: none)
   std::string host_key_;
   std::vector<arrival> arrivals_;
+  std::vector<arrival> arrivals_batch_;   // the arrivals handle_arrivals works through
   std::vector<void*> closing_;
 };
 
