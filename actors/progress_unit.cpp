@@ -2,11 +2,6 @@
 
 namespace dsrt::actors {
 
-progress_unit::~progress_unit() {
-  // Not reached in practice: the transport runs after_callbacks as it stops.
-  if (link_pending_) system().scheduler().enqueue(link_);
-}
-
 void progress_unit::set_link(const caf::actor& link, std::size_t messages_per_turn) {
   if (!link || messages_per_turn == 0) return;
   system_ = &link->home_system();

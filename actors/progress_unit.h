@@ -28,7 +28,9 @@ class progress_unit final : public caf::execution_unit {
   progress_unit() = default;
   progress_unit(const progress_unit&) = delete;
   progress_unit& operator=(const progress_unit&) = delete;
-  ~progress_unit() override;
+  // No link is left pending: the transport runs after_callbacks as it stops, before the
+  // bridge (and this unit) go.
+  ~progress_unit() override = default;
 
   // Before the first exec_later. A null link (or 0 messages) runs nothing here.
   void set_link(const caf::actor& link, std::size_t messages_per_turn);
