@@ -32,6 +32,9 @@ constexpr std::size_t tensor_header_bytes_max = 4096;   // a TensorHeader frame 
 // A connection this side closes waits for its unfinished sends (a rendezvous frame the peer
 // has yet to fetch, the goodbye) before it disconnects, at most this long.
 constexpr auto close_flush_wait = std::chrono::seconds(2);
+// While every connection's frames take its data endpoint, a busy-polling progress thread
+// polls the connections' worker once in this many turns (run()).
+constexpr unsigned connection_poll_turns = 16;
 
 struct send_cmd { peer_id peer; frame_bytes frame; };
 struct connect_cmd { peer_id peer; std::string host; std::uint16_t port; };
@@ -54,8 +57,10 @@ struct inbound {
   bool ready = false;
   bool failed = false;
   // Rendezvous data not fetched yet: it arrived before the peer had proved the secret, and
-  // is fetched (or refused) when it reaches the front of the inbox.
+  // is fetched (or refused) when it reaches the front of the inbox, from the worker it
+  // arrived on.
   void* rndv_desc = nullptr;
+  ucp_worker_h rndv_worker = nullptr;
   std::size_t length = 0;          // the payload's bytes, as the peer announced them
 };
 
@@ -102,6 +107,7 @@ struct arrival {
   ucp_ep_h ep = nullptr;
   peer_id peer = 0;                // known already: it came over a data endpoint
   std::shared_ptr<inbound> item;
+  ucp_worker_h worker = nullptr;   // the one it arrived on (for rndv_desc)
   void* rndv_desc = nullptr;
   std::size_t length = 0;
 };
@@ -134,6 +140,7 @@ class ucx_transport::impl {
       thread_.join();
     }
     if (listener_) ucp_listener_destroy(listener_);
+    if (data_worker_) ucp_worker_destroy(data_worker_);
     if (worker_) ucp_worker_destroy(worker_);
     if (context_) ucp_cleanup(context_);
     if (wake_fd_ >= 0) ::close(wake_fd_);
@@ -156,46 +163,25 @@ class ucx_transport::impl {
     const auto s = ucp_init(&params, cfg, &context_);
     ucp_config_release(cfg);
     if (s != UCS_OK) return make_error(error_code::unavailable, "UCX init: {}", status_text(s));
-    ucp_worker_params_t wp{};
-    wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
-    wp.thread_mode = UCS_THREAD_MODE_SINGLE;   // only the progress thread touches it
-    if (auto w = ucp_worker_create(context_, &wp, &worker_); w != UCS_OK)
-      return make_error(error_code::unavailable, "UCX worker: {}", status_text(w));
-    if (auto e = ucp_worker_get_efd(worker_, &worker_fd_); e != UCS_OK)
-      return make_error(error_code::unavailable, "UCX worker event fd: {}", status_text(e));
+    DSRT_TRY(make_worker(worker_, worker_fd_));
     wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (wake_fd_ < 0) return make_error(error_code::unavailable, "eventfd: {}", std::strerror(errno));
-
-    ucp_am_handler_param_t hp{};
-    hp.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB |
-                    UCP_AM_HANDLER_PARAM_FIELD_ARG | UCP_AM_HANDLER_PARAM_FIELD_FLAGS;
-    hp.id = frame_am_id;
-    hp.cb = &impl::on_am;
-    hp.arg = this;
-    hp.flags = UCP_AM_FLAG_WHOLE_MSG;
-    if (auto h = ucp_worker_set_am_recv_handler(worker_, &hp); h != UCS_OK)
-      return make_error(error_code::unavailable, "UCX active-message handler: {}", status_text(h));
-    hp.id = tensor_am_id;
-    hp.cb = &impl::on_tensor_am;
-    if (auto h = ucp_worker_set_am_recv_handler(worker_, &hp); h != UCS_OK)
-      return make_error(error_code::unavailable, "UCX active-message handler: {}", status_text(h));
-    hp.id = direct_tensor_am_id;
-    hp.cb = &impl::on_direct_tensor_am;
-    if (auto h = ucp_worker_set_am_recv_handler(worker_, &hp); h != UCS_OK)
-      return make_error(error_code::unavailable, "UCX active-message handler: {}", status_text(h));
-    hp.id = direct_frame_am_id;
-    hp.cb = &impl::on_direct_frame_am;
-    if (auto h = ucp_worker_set_am_recv_handler(worker_, &hp); h != UCS_OK)
-      return make_error(error_code::unavailable, "UCX active-message handler: {}", status_text(h));
+    DSRT_TRY(set_handler(worker_, frame_am_id, &impl::on_am));
+    DSRT_TRY(set_handler(worker_, tensor_am_id, &impl::on_tensor_am));
     if (config_.data_endpoints) {
+      // The data endpoints get a worker of their own: connections keep the TCP interface
+      // busy, and a turn that polls only the data worker skips its epoll_wait (run()).
+      DSRT_TRY(make_worker(data_worker_, data_worker_fd_));
+      DSRT_TRY(set_handler(data_worker_, direct_tensor_am_id, &impl::on_direct_tensor_am));
+      DSRT_TRY(set_handler(data_worker_, direct_frame_am_id, &impl::on_direct_frame_am));
       ucp_address_t* address = nullptr;
       std::size_t length = 0;
-      if (ucp_worker_get_address(worker_, &address, &length) == UCS_OK) {
+      if (ucp_worker_get_address(data_worker_, &address, &length) == UCS_OK) {
         if (length <= worker_address_bytes_max) {
           const auto* bytes = reinterpret_cast<const std::byte*>(address);
           worker_address_.assign(bytes, bytes + length);
         }
-        ucp_worker_release_address(worker_, address);
+        ucp_worker_release_address(data_worker_, address);
       }
       host_key_ = host_key();
       if (worker_address_.empty() || host_key_.empty())
@@ -225,6 +211,33 @@ class ucx_transport::impl {
         port_ = ntohs(reinterpret_cast<const sockaddr_in*>(&attr.sockaddr)->sin_port);
     }
     thread_ = std::thread([this] { run(); });
+    return ok_t{};
+  }
+
+  // A worker only the progress thread touches, and its event fd.
+  status make_worker(ucp_worker_h& worker, int& fd) {
+    ucp_worker_params_t wp{};
+    wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+    wp.thread_mode = UCS_THREAD_MODE_SINGLE;
+    if (auto w = ucp_worker_create(context_, &wp, &worker); w != UCS_OK) {
+      worker = nullptr;
+      return make_error(error_code::unavailable, "UCX worker: {}", status_text(w));
+    }
+    if (auto e = ucp_worker_get_efd(worker, &fd); e != UCS_OK)
+      return make_error(error_code::unavailable, "UCX worker event fd: {}", status_text(e));
+    return ok_t{};
+  }
+
+  status set_handler(ucp_worker_h worker, unsigned am_id, ucp_am_recv_callback_t cb) {
+    ucp_am_handler_param_t hp{};
+    hp.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB |
+                    UCP_AM_HANDLER_PARAM_FIELD_ARG | UCP_AM_HANDLER_PARAM_FIELD_FLAGS;
+    hp.id = am_id;
+    hp.cb = cb;
+    hp.arg = this;
+    hp.flags = UCP_AM_FLAG_WHOLE_MSG;
+    if (auto h = ucp_worker_set_am_recv_handler(worker, &hp); h != UCS_OK)
+      return make_error(error_code::unavailable, "UCX active-message handler: {}", status_text(h));
     return ok_t{};
   }
 
@@ -263,13 +276,17 @@ class ucx_transport::impl {
   }
 
  private:
+  // The progress thread takes the command before it sleeps; only a sleeping one is woken
+  // (an eventfd write per message otherwise, on the sender's thread).
   bool enqueue(command c, bool bounded) {
+    bool asleep = false;
     {
       std::lock_guard lock(mu_);
       if (bounded && commands_.size() >= config_.send_queue_frames_max) return false;
       commands_.push_back(std::move(c));
+      asleep = sleeping_;
     }
-    if (progress_of != this) wake();   // the progress thread takes it before it sleeps
+    if (asleep) wake();
     return true;
   }
 
@@ -281,16 +298,26 @@ class ucx_transport::impl {
   // ---- the progress thread ----
 
   void run() {
-    progress_of = this;
     auto next_tick = std::chrono::steady_clock::now();
     auto last_busy = next_tick;
+    unsigned turn = 0;
+    bool poll_connections = true;
     while (!stop_) {
       // Traffic: a send of the application's or a frame handed to it (not heartbeats, which
       // would keep an idle node polling).
       delivered_ = false;
       const bool sent = run_commands();
-      while (ucp_worker_progress(worker_) != 0) {
-      }
+      // While every connection's traffic takes its data endpoint, the connections' worker
+      // carries only handshakes, heartbeats and failures: polled every
+      // connection_poll_turns-th turn (and before sleeping), it spares the data path a
+      // TCP epoll_wait on each turn.
+      poll_connections = poll_connections || !all_direct_ || ++turn % connection_poll_turns == 0;
+      if (data_worker_)
+        while (ucp_worker_progress(data_worker_) != 0) {
+        }
+      if (poll_connections)
+        while (ucp_worker_progress(worker_) != 0) {
+        }
       const auto now = std::chrono::steady_clock::now();   // the turn's one clock read
       handle_arrivals(now);
       const bool busy = sent || delivered_;
@@ -304,19 +331,29 @@ class ucx_transport::impl {
       // Busy polling (busy_poll_us): a turn with traffic restarts the window, and until it
       // runs out the thread polls instead of sleeping, so nothing has to wake it.
       if (busy) last_busy = now;
-      if (now - last_busy < config_.busy_poll_us) continue;
+      if (now - last_busy < config_.busy_poll_us) {
+        poll_connections = false;
+        continue;
+      }
+      if (!std::exchange(poll_connections, true)) continue;   // both workers, then sleep
       if (ucp_worker_arm(worker_) == UCS_ERR_BUSY) continue;   // more events already
+      if (data_worker_ && ucp_worker_arm(data_worker_) == UCS_ERR_BUSY) continue;
       {
         std::lock_guard lock(mu_);
         if (!commands_.empty()) continue;
+        sleeping_ = true;   // from here on enqueue() wakes this thread
       }
       {
         std::lock_guard lock(stats_mu_);
         ++stats_.sleeps;
       }
-      pollfd fds[2] = {{worker_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+      pollfd fds[3] = {{wake_fd_, POLLIN, 0}, {worker_fd_, POLLIN, 0}, {data_worker_fd_, POLLIN, 0}};
       const auto wait = std::chrono::duration_cast<milliseconds>(next_tick - std::chrono::steady_clock::now());
-      ::poll(fds, 2, int(std::max<std::int64_t>(0, wait.count())));
+      ::poll(fds, data_worker_ ? 3 : 2, int(std::max<std::int64_t>(0, wait.count())));
+      {
+        std::lock_guard lock(mu_);
+        sleeping_ = false;
+      }
       std::uint64_t drained;
       while (::read(wake_fd_, &drained, sizeof(drained)) > 0) {
       }
@@ -474,14 +511,14 @@ class ucx_transport::impl {
     auto offer = decode_data_endpoint(frame);
     if (!offer) return offer.err();
     conn.data_decided = true;
-    if (config_.data_endpoints && !offer->worker_address.empty() && !host_key_.empty() &&
+    if (data_worker_ && !offer->worker_address.empty() && !host_key_.empty() &&
         offer->host_key == host_key_) {
       // No peer-failure handling: UCX 1.13 would drop shared memory and CMA for it. The
       // connection's endpoint watches the peer, and this one is closed with it.
       ucp_ep_params_t ep{};
       ep.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS;
       ep.address = reinterpret_cast<const ucp_address_t*>(offer->worker_address.data());
-      if (auto s = ucp_ep_create(worker_, &ep, &conn.data_ep); s == UCS_OK) {
+      if (auto s = ucp_ep_create(data_worker_, &ep, &conn.data_ep); s == UCS_OK) {
         const auto& session = *conn.session;
         const auto peer_direction = session.direction() == auth_direction::connector ? auth_direction::acceptor
                                                                                      : auth_direction::connector;
@@ -616,13 +653,14 @@ class ucx_transport::impl {
   static ucs_status_t on_am(void* arg, const void*, size_t, void* data, size_t length,
                             const ucp_am_recv_param_t* param) {
     auto* self = static_cast<impl*>(arg);
-    return self->arrive(nullptr, 0, data, length, param, self->config_.session.limits.message_bytes_max + frame_header_bytes);
+    return self->arrive(self->worker_, nullptr, 0, data, length, param,
+                        self->config_.session.limits.message_bytes_max + frame_header_bytes);
   }
 
   static ucs_status_t on_tensor_am(void* arg, const void* header, size_t header_length, void* data, size_t length,
                                    const ucp_am_recv_param_t* param) {
     auto* self = static_cast<impl*>(arg);
-    return self->arrive(header, header_length, data, length, param, self->config_.tensor_bytes_max);
+    return self->arrive(self->worker_, header, header_length, data, length, param, self->config_.tensor_bytes_max);
   }
 
   // A tensor over a data endpoint: the token names the connection; an unknown one (a
@@ -632,8 +670,8 @@ class ucx_transport::impl {
     auto* self = static_cast<impl*>(arg);
     const peer_id peer = header_length > token_bytes ? self->peer_of_token(header) : 0;
     if (peer == 0) return UCS_OK;
-    return self->arrive(static_cast<const std::byte*>(header) + token_bytes, header_length - token_bytes, data,
-                        length, param, self->config_.tensor_bytes_max, peer);
+    return self->arrive(self->data_worker_, static_cast<const std::byte*>(header) + token_bytes,
+                        header_length - token_bytes, data, length, param, self->config_.tensor_bytes_max, peer);
   }
 
   // A frame over a data endpoint: the token alone is the header.
@@ -642,7 +680,7 @@ class ucx_transport::impl {
     auto* self = static_cast<impl*>(arg);
     const peer_id peer = header_length == token_bytes ? self->peer_of_token(header) : 0;
     if (peer == 0) return UCS_OK;
-    return self->arrive(nullptr, 0, data, length, param,
+    return self->arrive(self->data_worker_, nullptr, 0, data, length, param,
                         self->config_.session.limits.message_bytes_max + frame_header_bytes, peer);
   }
 
@@ -657,15 +695,16 @@ class ucx_transport::impl {
     return 0;
   }
 
-  // One active message: a frame (no header) or a tensor (its header frame + payload), from
-  // the endpoint param names or, over a data endpoint, from `peer`. A tensor's header is
-  // never empty (a frame's header is at least frame_header_bytes).
-  ucs_status_t arrive(const void* header, size_t header_length, void* data, size_t length,
+  // One active message on `worker`: a frame (no header) or a tensor (its header frame +
+  // payload), from the endpoint param names or, over a data endpoint, from `peer`. A
+  // tensor's header is never empty (a frame's header is at least frame_header_bytes).
+  ucs_status_t arrive(ucp_worker_h worker, const void* header, size_t header_length, void* data, size_t length,
                       const ucp_am_recv_param_t* param, std::uint64_t length_max, peer_id peer = 0) {
     if (peer == 0 && !(param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP)) return UCS_OK;   // not ours
     arrival a;
     a.ep = peer == 0 ? param->reply_ep : nullptr;
     a.peer = peer;
+    a.worker = worker;
     a.length = length;
     a.item = std::make_shared<inbound>();
     if (header) {
@@ -712,11 +751,12 @@ class ucx_transport::impl {
       }
       if (a.rndv_desc) {
         if (!conn) {
-          ucp_am_data_release(worker_, a.rndv_desc);
+          ucp_am_data_release(a.worker, a.rndv_desc);
           continue;
         }
         a.item->length = a.length;
         a.item->rndv_desc = a.rndv_desc;
+        a.item->rndv_worker = a.worker;
         // Fetched now only from a proven peer: before that it waits, unfetched, for the
         // frames ahead of it (a peer's proof can precede its first frames in one batch).
         if (conn->session->is_up()) fetch(*conn, a.item);
@@ -732,7 +772,9 @@ class ucx_transport::impl {
       }
     }
     arrivals_batch_.clear();
+    bool all_direct = !conns_.empty();
     for (auto& [id, conn] : conns_) {
+      all_direct = all_direct && conn.data_ep && conn.peer_switched;
       while (!conn.dead && !conn.closing_until && !conn.inbox.empty()) {
         inbound& front = *conn.inbox.front();
         // Nothing large from a peer that has not proved the secret (after the frames ahead
@@ -769,6 +811,7 @@ class ucx_transport::impl {
       // endpoint, the next turn's: it is closed after that.
       if (conn.lost && !conn.dead && ++conn.lost_turns > 1) kill(conn, std::move(*conn.lost));
     }
+    all_direct_ = all_direct;
   }
 
   // Starts receiving item's rendezvous data into a buffer of its announced size; `ready`
@@ -786,7 +829,7 @@ class ucx_transport::impl {
         into = item.bytes.data();
       }
     } catch (const std::bad_alloc&) {
-      ucp_am_data_release(worker_, desc);
+      ucp_am_data_release(item.rndv_worker, desc);
       kill(conn, make_error(error_code::overloaded, "no memory for a message of {} bytes", item.length));
       return;
     }
@@ -802,7 +845,7 @@ class ucx_transport::impl {
       delete f;
       ucp_request_free(request);
     };
-    auto req = ucp_am_recv_data_nbx(worker_, desc, into, item.length, &rp);
+    auto req = ucp_am_recv_data_nbx(item.rndv_worker, desc, into, item.length, &rp);
     if (req == nullptr) {
       item.ready = true;
       delete f;
@@ -905,16 +948,16 @@ class ucx_transport::impl {
       if (conn.session) conn.session->on_closed();
       for (auto* queue : {&conn.inbox, &conn.held})   // rendezvous data never fetched
         for (auto& item : *queue)
-          if (item->rndv_desc) ucp_am_data_release(worker_, std::exchange(item->rndv_desc, nullptr));
+          if (item->rndv_desc) ucp_am_data_release(item->rndv_worker, std::exchange(item->rndv_desc, nullptr));
       if (conn.ep) {
         by_ep_.erase(conn.ep);
-        close_endpoint(std::exchange(conn.ep, nullptr));
+        close_endpoint(worker_, std::exchange(conn.ep, nullptr));
       }
       // Never forced: a forced close may raise transport errors on a live peer, which an
       // endpoint without failure handling must not risk (UCX also reports a peer's normal
       // close as an error, so "lost" cannot be told from "closed"). Against a dead peer the
       // flush may never finish; its sends then hold their buffers until the process ends.
-      if (conn.data_ep) close_endpoint(std::exchange(conn.data_ep, nullptr));
+      if (conn.data_ep) close_endpoint(data_worker_, std::exchange(conn.data_ep, nullptr));
       if (conn.own_token != 0) by_token_.erase(conn.own_token);
       // A peer that connected here and ended before proving the secret was refused, however
       // it ended (our check, its own close, a reset that overtook its proof).
@@ -929,19 +972,19 @@ class ucx_transport::impl {
   }
 
   // A flushing close, never forced (reap).
-  void close_endpoint(ucp_ep_h ep) {
+  void close_endpoint(ucp_worker_h worker, ucp_ep_h ep) {
     ucp_request_param_t rp{};
     auto req = ucp_ep_close_nbx(ep, &rp);
-    if (req != nullptr && !UCS_PTR_IS_ERR(req)) closing_.push_back(req);
+    if (req != nullptr && !UCS_PTR_IS_ERR(req)) closing_.push_back({worker, req});
   }
 
   // Frees the requests of endpoint closes that have finished (a close against a dead peer
   // may never finish; it stays counted in closes_pending).
   void finish_closes() {
     if (closing_.empty()) return;
-    std::erase_if(closing_, [](void* req) {
-      if (ucp_request_check_status(req) == UCS_INPROGRESS) return false;
-      ucp_request_free(req);
+    std::erase_if(closing_, [](const auto& close) {
+      if (ucp_request_check_status(close.second) == UCS_INPROGRESS) return false;
+      ucp_request_free(close.second);
       return true;
     });
     std::lock_guard lock(stats_mu_);
@@ -963,22 +1006,20 @@ class ucx_transport::impl {
     reap(std::chrono::steady_clock::now());
     while ((!conns_.empty() || !closing_.empty()) && std::chrono::steady_clock::now() < give_up) {
       ucp_worker_progress(worker_);
+      if (data_worker_) ucp_worker_progress(data_worker_);
       reap(std::chrono::steady_clock::now());
       finish_closes();
     }
     for (auto& [id, conn] : conns_) kill(conn, why);   // not reached: reap ends each by close_flush_wait
     reap(std::chrono::steady_clock::now());
-    for (auto* req : closing_) ucp_request_cancel(worker_, req);
+    for (auto [worker, req] : closing_) ucp_request_cancel(worker, req);
     closing_.clear();
     // Drop rendezvous descriptors never fetched.
     for (auto& a : arrivals_)
-      if (a.rndv_desc) ucp_am_data_release(worker_, a.rndv_desc);
+      if (a.rndv_desc) ucp_am_data_release(a.worker, a.rndv_desc);
     arrivals_.clear();
     handler_.after_callbacks();   // reap's on_peer_down callbacks
   }
-
-  // The transport whose progress thread this is (null on every other thread).
-  static thread_local const impl* progress_of;
 
   transport_config config_;
   cluster_secret secret_;
@@ -986,9 +1027,10 @@ class ucx_transport::impl {
   transport_handler& handler_;
 
   ucp_context_h context_ = nullptr;
-  ucp_worker_h worker_ = nullptr;
+  ucp_worker_h worker_ = nullptr;        // connections, the listener
+  ucp_worker_h data_worker_ = nullptr;   // data endpoints (null without data_endpoints)
   ucp_listener_h listener_ = nullptr;
-  int worker_fd_ = -1, wake_fd_ = -1;
+  int worker_fd_ = -1, data_worker_fd_ = -1, wake_fd_ = -1;
   std::uint16_t port_ = 0;
   std::thread thread_;
   std::atomic<bool> stop_{false};
@@ -996,8 +1038,10 @@ class ucx_transport::impl {
 
   std::mutex mu_;
   std::deque<command> commands_;
+  bool sleeping_ = false;        // the progress thread sleeps or is about to (under mu_)
   std::deque<command> batch_;   // the commands run_commands took (progress thread only)
   bool delivered_ = false;       // this turn handed the handler a frame or tensor
+  bool all_direct_ = false;      // every connection's frames take its data endpoint, both ways
   mutable std::mutex stats_mu_;
   transport_stats stats_;
 
@@ -1009,10 +1053,8 @@ class ucx_transport::impl {
   std::string host_key_;
   std::vector<arrival> arrivals_;
   std::vector<arrival> arrivals_batch_;   // the arrivals handle_arrivals works through
-  std::vector<void*> closing_;
+  std::vector<std::pair<ucp_worker_h, void*>> closing_;   // endpoint closes and their worker
 };
-
-thread_local const ucx_transport::impl* ucx_transport::impl::progress_of = nullptr;
 
 status validate(const transport_config& c) {
   DSRT_TRY(validate(c.session));

@@ -522,6 +522,52 @@ TEST(UcxTransport, BusyPollingStopsWhenOnlyHeartbeatsFlow) {
   EXPECT_TRUE(head_r.down_.empty());
 }
 
+// While a busy-polling side's only connection takes its data endpoint both ways, its progress
+// thread polls the connections' worker only now and then (ucx_transport.cpp, run()): that
+// worker must still take a new peer's handshake and report a vanished one, with frames
+// flowing the whole time so the window never runs out.
+TEST(UcxTransport, ABusyPollingSideStillServesNewAndVanishingPeers) {
+  recorder head_r, worker_r, late_r;
+  transport_config c;
+  c.busy_poll_us = std::chrono::microseconds(1000000);
+  c.session.heartbeat_interval_ms = milliseconds(100);
+  c.session.heartbeat_timeout_ms = milliseconds(5000);
+  auto head = ucx_transport::start(c, secret_of(16), {node_role::head, 0, 1}, head_r);
+  c.listen = false;
+  auto worker = ucx_transport::start(c, secret_of(16), {node_role::worker, 1, 2}, worker_r);
+  ASSERT_TRUE(head.ok() && worker.ok());
+  const auto to_head = (*worker)->connect("127.0.0.1", (*head)->port());
+  ASSERT_TRUE(worker_r.wait([&](recorder& r) { return r.up_.count(to_head) > 0; }));
+  ASSERT_TRUE(wait_until_true([&] { return (*head)->stats().data_endpoints == 1 && (*worker)->stats().data_endpoints == 1; }));
+
+  // A frame every 100 us, for as long as the test runs (at most 200,000: 20 s).
+  std::atomic<bool> stop{false};
+  std::atomic<int> sent{0};
+  std::thread pump([&] {
+    for (int i = 0; i < 200000 && !stop; ++i) {
+      if (!(*worker)->send(to_head, encode_cancel(frame_type::cancel, std::uint64_t(i))).ok()) break;
+      sent = i + 1;
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+  });
+  ASSERT_TRUE(head_r.wait([](recorder& r) { return !r.ids_.empty() && r.ids_.begin()->second.size() > 1000; }));
+  {
+    auto late = start(late_r, secret_of(16), node_role::worker, 2, false);
+    ASSERT_TRUE(late);
+    const auto p = late->connect("127.0.0.1", (*head)->port());
+    EXPECT_TRUE(late_r.wait([&](recorder& r) { return r.up_.count(p) > 0; }));
+    EXPECT_TRUE(head_r.wait([](recorder& r) { return r.up_.size() == 2; }));
+  }   // the late peer's process goes away
+  EXPECT_TRUE(head_r.wait([](recorder& r) { return r.down_.size() == 1; }));
+  stop = true;
+  pump.join();
+  ASSERT_TRUE(head_r.wait([&](recorder& r) { return r.ids_.begin()->second.size() == std::size_t(sent.load()); }));
+  std::lock_guard lock(head_r.mu_);
+  const auto& ids = head_r.ids_.begin()->second;
+  for (std::size_t i = 0; i < ids.size(); ++i) ASSERT_EQ(ids[i], std::int64_t(i));
+  EXPECT_EQ(head_r.down_.count(head_r.ids_.begin()->first), 0u) << "the pumping worker was reported down";
+}
+
 TEST(UcxTransport, ConfigValidationNamesTheField) {
   transport_config c;
   EXPECT_TRUE(validate(c).ok());
