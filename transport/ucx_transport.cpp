@@ -33,8 +33,9 @@ constexpr std::size_t tensor_header_bytes_max = 4096;   // a TensorHeader frame 
 // has yet to fetch, the goodbye) before it disconnects, at most this long.
 constexpr auto close_flush_wait = std::chrono::seconds(2);
 // While every connection's frames take its data endpoint, a busy-polling progress thread
-// polls the connections' worker once in this many turns (run()).
-constexpr unsigned connection_poll_turns = 16;
+// polls the connections' worker this often (run()): an idle TCP interface's epoll_wait
+// costs ~10 turns of polling shared memory.
+constexpr auto connection_poll_interval = std::chrono::microseconds(50);
 
 struct send_cmd { peer_id peer; frame_bytes frame; };
 struct connect_cmd { peer_id peer; std::string host; std::uint16_t port; };
@@ -300,7 +301,7 @@ class ucx_transport::impl {
   void run() {
     auto next_tick = std::chrono::steady_clock::now();
     auto last_busy = next_tick;
-    unsigned turn = 0;
+    auto last_turn = next_tick, last_connection_poll = next_tick;
     bool poll_connections = true;
     while (!stop_) {
       // Traffic: a send of the application's or a frame handed to it (not heartbeats, which
@@ -309,9 +310,10 @@ class ucx_transport::impl {
       const bool sent = run_commands();
       // While every connection's traffic takes its data endpoint, the connections' worker
       // carries only handshakes, heartbeats and failures: polled every
-      // connection_poll_turns-th turn (and before sleeping), it spares the data path a
-      // TCP epoll_wait on each turn.
-      poll_connections = poll_connections || !all_direct_ || ++turn % connection_poll_turns == 0;
+      // connection_poll_interval (going by the last turn's clock) and before sleeping, it
+      // spares the data path a TCP epoll_wait on each turn.
+      poll_connections = poll_connections || !all_direct_ ||
+                         last_turn - last_connection_poll >= connection_poll_interval;
       if (data_worker_)
         while (ucp_worker_progress(data_worker_) != 0) {
         }
@@ -319,6 +321,8 @@ class ucx_transport::impl {
         while (ucp_worker_progress(worker_) != 0) {
         }
       const auto now = std::chrono::steady_clock::now();   // the turn's one clock read
+      last_turn = now;
+      if (poll_connections) last_connection_poll = now;
       handle_arrivals(now);
       const bool busy = sent || delivered_;
       if (now >= next_tick) {
