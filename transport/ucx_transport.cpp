@@ -251,6 +251,21 @@ class ucx_transport::impl {
   }
 
   status send(peer_id peer, frame_bytes frame) {
+    // On the progress thread (a handler callback, or an actor it runs) a frame goes out at
+    // once unless commands wait: those were queued before it (by whoever ran the sending
+    // actor last), and go first.
+    if (progress_of == this) {
+      bool queued = false;
+      {
+        std::lock_guard lock(mu_);
+        queued = !commands_.empty();
+      }
+      if (!queued) {
+        send_now(send_cmd{peer, std::move(frame)});
+        sent_here_ = true;
+        return ok_t{};
+      }
+    }
     if (!enqueue(send_cmd{peer, std::move(frame)}, /*bounded=*/true))
       return make_error(error_code::overloaded, "transport send queue full ({} frames, send_queue_frames_max)",
                         config_.send_queue_frames_max);
@@ -299,6 +314,7 @@ class ucx_transport::impl {
   // ---- the progress thread ----
 
   void run() {
+    progress_of = this;
     auto next_tick = std::chrono::steady_clock::now();
     auto last_busy = next_tick;
     auto last_turn = next_tick, last_connection_poll = next_tick;
@@ -306,7 +322,7 @@ class ucx_transport::impl {
     while (!stop_) {
       // Traffic: a send of the application's or a frame handed to it (not heartbeats, which
       // would keep an idle node polling).
-      delivered_ = false;
+      delivered_ = sent_here_ = false;
       const bool sent = run_commands();
       // While every connection's traffic takes its data endpoint, the connections' worker
       // carries only handshakes, heartbeats and failures: polled every
@@ -324,7 +340,6 @@ class ucx_transport::impl {
       last_turn = now;
       if (poll_connections) last_connection_poll = now;
       handle_arrivals(now);
-      const bool busy = sent || delivered_;
       if (now >= next_tick) {
         tick(now);
         next_tick = now + config_.tick_interval_ms;
@@ -332,6 +347,7 @@ class ucx_transport::impl {
       reap(now);
       finish_closes();
       handler_.after_callbacks();
+      const bool busy = sent || delivered_ || sent_here_;
       // Busy polling (busy_poll_us): a turn with traffic restarts the window, and until it
       // runs out the thread polls instead of sleeping, so nothing has to wake it.
       if (busy) last_busy = now;
@@ -374,13 +390,7 @@ class ucx_transport::impl {
     }
     for (auto& c : batch_) {
       if (auto* s = std::get_if<send_cmd>(&c)) {
-        auto it = conns_.find(s->peer);
-        if (it == conns_.end() || !open_for_sends(it->second) || !it->second.session->is_up()) {
-          std::lock_guard lock(stats_mu_);
-          ++stats_.frames_dropped;
-          continue;
-        }
-        post_own(it->second, std::move(s->frame));
+        send_now(std::move(*s));
       } else if (auto* t = std::get_if<tensor_cmd>(&c)) {
         auto it = conns_.find(t->peer);
         if (it == conns_.end() || !open_for_sends(it->second) || !it->second.session->is_up()) {
@@ -400,6 +410,17 @@ class ucx_transport::impl {
     }
     batch_.clear();
     return true;
+  }
+
+  // One of the application's frames, to an up peer; dropped (counted) for any other.
+  void send_now(send_cmd s) {
+    auto it = conns_.find(s.peer);
+    if (it == conns_.end() || !open_for_sends(it->second) || !it->second.session->is_up()) {
+      std::lock_guard lock(stats_mu_);
+      ++stats_.frames_dropped;
+      return;
+    }
+    post_own(it->second, std::move(s.frame));
   }
 
   void open(const connect_cmd& c) {
@@ -1025,6 +1046,9 @@ class ucx_transport::impl {
     handler_.after_callbacks();   // reap's on_peer_down callbacks
   }
 
+  // The transport whose progress thread this is (null on every other thread).
+  static thread_local const impl* progress_of;
+
   transport_config config_;
   cluster_secret secret_;
   node_identity self_;
@@ -1045,6 +1069,7 @@ class ucx_transport::impl {
   bool sleeping_ = false;        // the progress thread sleeps or is about to (under mu_)
   std::deque<command> batch_;   // the commands run_commands took (progress thread only)
   bool delivered_ = false;       // this turn handed the handler a frame or tensor
+  bool sent_here_ = false;       // this turn's callbacks sent a frame (send() on this thread)
   bool all_direct_ = false;      // every connection's frames take its data endpoint, both ways
   mutable std::mutex stats_mu_;
   transport_stats stats_;
@@ -1059,6 +1084,8 @@ class ucx_transport::impl {
   std::vector<arrival> arrivals_batch_;   // the arrivals handle_arrivals works through
   std::vector<std::pair<ucp_worker_h, void*>> closing_;   // endpoint closes and their worker
 };
+
+thread_local const ucx_transport::impl* ucx_transport::impl::progress_of = nullptr;
 
 status validate(const transport_config& c) {
   DSRT_TRY(validate(c.session));

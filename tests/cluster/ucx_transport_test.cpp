@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <random>
@@ -520,6 +521,44 @@ TEST(UcxTransport, BusyPollingStopsWhenOnlyHeartbeatsFlow) {
   EXPECT_TRUE(wait_until_true([&] { return (*head)->stats().sleeps > head_sleeps; }));
   EXPECT_TRUE(wait_until_true([&] { return (*worker)->stats().sleeps > worker_sleeps; }));
   EXPECT_TRUE(head_r.down_.empty());
+}
+
+// A recorder whose after_callbacks runs `after` (on the progress thread).
+struct acting_recorder : recorder {
+  std::function<void()> after;
+  void after_callbacks() override {
+    if (after) after();
+  }
+};
+
+// A frame sent on the progress thread goes out at once, unless frames queued by another
+// thread before it still wait: then it goes after them. Here a sender queues frames from the
+// test's thread and then, on the progress thread, sends more: the peer gets them all in
+// order. Twenty rounds, since whether the first ones still wait is a matter of timing.
+TEST(UcxTransport, FramesSentOnTheProgressThreadGoAfterThoseQueuedBefore) {
+  for (int round = 0; round < 20; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    recorder head_r;
+    acting_recorder worker_r;
+    auto head = start(head_r, secret_of(17), node_role::head, 0, true);
+    auto worker = start(worker_r, secret_of(17), node_role::worker, 1, false);
+    ASSERT_TRUE(head && worker);
+    const auto to_head = worker->connect("127.0.0.1", head->port());
+    ASSERT_TRUE(worker_r.wait([&](recorder& r) { return r.up_.count(to_head) > 0; }));
+    constexpr int each = 200;
+    std::atomic<bool> go{false};
+    worker_r.after = [&] {
+      if (!go.exchange(false)) return;
+      for (int i = each; i < 2 * each; ++i) (void)worker->send(to_head, encode_cancel(frame_type::cancel, std::uint64_t(i)));
+    };
+    for (int i = 0; i < each; ++i) ASSERT_TRUE(worker->send(to_head, encode_cancel(frame_type::cancel, std::uint64_t(i))).ok());
+    go = true;
+    ASSERT_TRUE(head_r.wait([](recorder& r) { return !r.ids_.empty() && r.ids_.begin()->second.size() == 2 * each; }));
+    worker.reset();   // before `go` and `worker_r.after` go
+    std::lock_guard lock(head_r.mu_);
+    const auto& ids = head_r.ids_.begin()->second;
+    for (std::size_t i = 0; i < ids.size(); ++i) ASSERT_EQ(ids[i], std::int64_t(i));
+  }
 }
 
 // While a busy-polling side's only connection takes its data endpoint both ways, its progress
