@@ -368,7 +368,8 @@ class ucx_transport::impl {
         ++stats_.sleeps;
       }
       pollfd fds[3] = {{wake_fd_, POLLIN, 0}, {worker_fd_, POLLIN, 0}, {data_worker_fd_, POLLIN, 0}};
-      const auto wait = std::chrono::duration_cast<milliseconds>(next_tick - std::chrono::steady_clock::now());
+      // Rounded up: a wait rounded down to 0 would spin through the tick's last millisecond.
+      const auto wait = std::chrono::ceil<milliseconds>(next_tick - std::chrono::steady_clock::now());
       ::poll(fds, data_worker_ ? 3 : 2, int(std::max<std::int64_t>(0, wait.count())));
       {
         std::lock_guard lock(mu_);

@@ -607,6 +607,20 @@ TEST(UcxTransport, ABusyPollingSideStillServesNewAndVanishingPeers) {
   EXPECT_EQ(head_r.down_.count(head_r.ids_.begin()->first), 0u) << "the pumping worker was reported down";
 }
 
+// An idle progress thread sleeps until its next tick (20 ms) or a message: a second without
+// traffic is some 50 sleeps per transport, not thousands of zero-length polls (a wait that
+// rounded down to 0 ms spun through the last millisecond before each tick).
+TEST(UcxTransport, AnIdleProgressThreadSleepsUntilItsNextTick) {
+  connected_pair p;
+  ASSERT_TRUE(p.up(secret_of(18)));
+  ASSERT_TRUE(wait_until_true([&] { return p.head->stats().data_endpoints == 1 && p.worker->stats().data_endpoints == 1; }));
+  const auto before = p.head->stats().sleeps + p.worker->stats().sleeps;
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  const auto slept = p.head->stats().sleeps + p.worker->stats().sleeps - before;
+  EXPECT_GT(slept, 0u);
+  EXPECT_LT(slept, 400u) << "two idle transports slept " << slept << " times in a second (ticks every 20 ms)";
+}
+
 TEST(UcxTransport, ConfigValidationNamesTheField) {
   transport_config c;
   EXPECT_TRUE(validate(c).ok());
