@@ -1,13 +1,13 @@
 #pragma once
-// The process's UCX endpoint (ARCHITECTURE.md, "Messages and transport"): one ucp worker
-// driven by one progress thread, a listener, an endpoint per peer, frames as UCX active
-// messages. UCX picks the wire — TCP or shared memory on one machine, RDMA verbs where a
+// The process's UCX endpoint (ARCHITECTURE.md, "Messages and transport"): a ucp worker for
+// the connections (a listener, an endpoint per peer) and one for data endpoints (below),
+// both driven by one progress thread, frames as UCX active messages. UCX picks the wire — TCP or shared memory on one machine, RDMA verbs where a
 // cluster has them; nothing here names one. Large frames go by UCX rendezvous straight into
 // the receive buffer; bulk tensors (send_tensor) travel as the payload of an active message
 // whose header is their frame, from the sender's buffer into the receiver's.
 //
 // The data endpoint: once a connection is up, each side tells the other where to send it
-// tensors and frames (a DataEndpoint frame: its UCX worker address and its host key). A peer
+// tensors and frames (a DataEndpoint frame: its data worker's address and its host key). A peer
 // on the same host opens a second endpoint from that address, sends a DataFrames frame on the
 // connection, and from then on sends its tensors and its frames (send(), and its goodbye)
 // there, the connection's token in front of each, so UCX can use shared memory and CMA (the
@@ -32,8 +32,10 @@
 // only that one), and heartbeats turn a dead or paused peer into on_peer_down.
 //
 // Ownership: owns the UCX context, worker, listener and endpoints and the progress thread.
-// Thread safety: connect(), send(), close() and stats() may be called from any thread (from
-// the progress thread itself they wake nothing: its loop takes them before it sleeps). The
+// Thread safety: connect(), send(), close() and stats() may be called from any thread; they
+// wake the progress thread only when it sleeps. On the progress thread itself (a handler
+// callback, or an actor it runs) send() posts the frame at once unless commands queued
+// before it still wait (they go first). The
 // handler's callbacks run on the progress thread, one at a time: they must be quick (hand
 // the frame to an actor) and must not call back into this object's destructor.
 #include <atomic>
