@@ -3,7 +3,9 @@
 // without one (and tensors that wait for the peer's late DataEndpoint), frames keeping their
 // order across the switch to the data endpoint, an unexpected DataFrames, a wrong secret, a
 // peer sending garbage (closed; the others keep being served), a closed peer reported down,
-// and the config's checks.
+// frames sent on the progress thread keeping their order with queued ones, busy polling
+// (it ends, and it still serves the connections' worker), an idle thread that sleeps, and
+// the config's checks.
 #include <gtest/gtest.h>
 
 #include <atomic>
