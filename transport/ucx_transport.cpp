@@ -16,6 +16,7 @@
 #include <mutex>
 #include <new>
 #include <thread>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <variant>
@@ -288,7 +289,7 @@ class ucx_transport::impl {
 
   transport_stats stats() const {
     std::lock_guard lock(stats_mu_);
-    return stats_;
+    return published_stats_;
   }
 
  private:
@@ -347,6 +348,7 @@ class ucx_transport::impl {
       reap(now);
       finish_closes();
       handler_.after_callbacks();
+      publish_stats();
       const bool busy = sent || delivered_ || sent_here_;
       // Busy polling (busy_poll_us): a turn with traffic restarts the window, and until it
       // runs out the thread polls instead of sleeping, so nothing has to wake it.
@@ -363,10 +365,7 @@ class ucx_transport::impl {
         if (!commands_.empty()) continue;
         sleeping_ = true;   // from here on enqueue() wakes this thread
       }
-      {
-        std::lock_guard lock(stats_mu_);
-        ++stats_.sleeps;
-      }
+      ++stats_.sleeps;
       pollfd fds[3] = {{wake_fd_, POLLIN, 0}, {worker_fd_, POLLIN, 0}, {data_worker_fd_, POLLIN, 0}};
       // Rounded up: a wait rounded down to 0 would spin through the tick's last millisecond.
       const auto wait = std::chrono::ceil<milliseconds>(next_tick - std::chrono::steady_clock::now());
@@ -382,6 +381,14 @@ class ucx_transport::impl {
     shutdown();
   }
 
+  void publish_stats() {
+    static_assert(std::has_unique_object_representations_v<transport_stats>);   // memcmp compares values
+    if (std::memcmp(&stats_, &last_published_, sizeof stats_) == 0) return;
+    last_published_ = stats_;
+    std::lock_guard lock(stats_mu_);
+    published_stats_ = stats_;
+  }
+
   // Runs the queued commands; false when there were none.
   bool run_commands() {
     {
@@ -395,7 +402,6 @@ class ucx_transport::impl {
       } else if (auto* t = std::get_if<tensor_cmd>(&c)) {
         auto it = conns_.find(t->peer);
         if (it == conns_.end() || !open_for_sends(it->second) || !it->second.session->is_up()) {
-          std::lock_guard lock(stats_mu_);
           ++stats_.frames_dropped;
           continue;
         }
@@ -417,7 +423,6 @@ class ucx_transport::impl {
   void send_now(send_cmd s) {
     auto it = conns_.find(s.peer);
     if (it == conns_.end() || !open_for_sends(it->second) || !it->second.session->is_up()) {
-      std::lock_guard lock(stats_mu_);
       ++stats_.frames_dropped;
       return;
     }
@@ -479,11 +484,8 @@ class ucx_transport::impl {
   // token as the message's header, once there is one.
   void post_own(connection& conn, frame_bytes frame) {
     if (!conn.data_ep) return post(conn, std::move(frame));
-    frame_bytes token(token_bytes);
-    std::memcpy(token.data(), &conn.data_token, token_bytes);
-    if (!send_am(conn, conn.data_ep, direct_frame_am_id, outgoing{std::move(token), std::move(frame), nullptr, {}}))
+    if (!send_am(conn, conn.data_ep, direct_frame_am_id, outgoing{{}, std::move(frame), nullptr, {}, conn.data_token}))
       return;
-    std::lock_guard lock(stats_mu_);
     ++stats_.frames_direct;
   }
 
@@ -496,7 +498,6 @@ class ucx_transport::impl {
         return kill(conn, make_error(error_code::unavailable, "{} tensors wait for the peer's data endpoint "
                                      "(peer_sends_in_flight_max)", conn.pending_tensors.size()));
       conn.pending_tensors.push_back(std::move(t));
-      std::lock_guard lock(stats_mu_);
       ++stats_.tensors_waited;
       return;
     }
@@ -509,7 +510,6 @@ class ucx_transport::impl {
     std::copy(t.header.begin(), t.header.end(), header.begin() + token_bytes);
     if (!send_am(conn, conn.data_ep, direct_tensor_am_id, outgoing{std::move(header), {}, std::move(t.owner), t.data}))
       return;
-    std::lock_guard lock(stats_mu_);
     ++stats_.tensors_direct;
   }
 
@@ -550,7 +550,6 @@ class ucx_transport::impl {
                                                                                      : auth_direction::connector;
         conn.data_token = data_token(secret_, peer_direction, session.peer().nonce, session.own_nonce());
         post(conn, encode_data_frames());   // the last of this side's frames on the connection
-        std::lock_guard lock(stats_mu_);
         ++stats_.data_endpoints;
       } else {
         conn.data_ep = nullptr;
@@ -570,7 +569,12 @@ class ucx_transport::impl {
     frame_bytes payload;                 // the data, when owned here (frames)
     std::shared_ptr<const void> owner;   // the data's owner, when it is the caller's (tensors)
     std::span<const std::byte> external;
+    std::optional<std::uint64_t> token;  // the header instead, when it is a data endpoint's token alone
     std::span<const std::byte> data() const { return owner ? external : std::span<const std::byte>(payload); }
+    std::span<const std::byte> header_bytes() const {
+      if (token) return std::as_bytes(std::span(&*token, 1));
+      return header;
+    }
   };
 
   // Whether the message went out (or is on its way); a failure kills the connection.
@@ -600,15 +604,12 @@ class ucx_transport::impl {
       delete p;
       ucp_request_free(request);
     };
-    const auto& header = p->out.header;
+    const auto header = p->out.header_bytes();
     const auto data = p->out.data();
     auto req = ucp_am_send_nbx(ep, am_id, header.empty() ? nullptr : header.data(), header.size(), data.data(),
                                data.size(), &rp);
-    {
-      std::lock_guard lock(stats_mu_);
-      ++stats_.frames_sent;
-      stats_.bytes_sent += header.size() + data.size();
-    }
+    ++stats_.frames_sent;
+    stats_.bytes_sent += header.size() + data.size();
     if (req == nullptr) {
       delete p;
     } else if (UCS_PTR_IS_ERR(req)) {
@@ -644,7 +645,6 @@ class ucx_transport::impl {
     for (const auto& [id, c] : self->conns_) live += !c.dead;
     if (live >= self->config_.connections_max) {
       ucp_listener_reject(self->listener_, request);
-      std::lock_guard lock(self->stats_mu_);
       ++self->stats_.peers_rejected;
       return;
     }
@@ -716,7 +716,6 @@ class ucx_transport::impl {
     std::memcpy(&token, header, token_bytes);
     const auto it = token == 0 ? by_token_.end() : by_token_.find(token);
     if (it != by_token_.end()) return it->second;
-    std::lock_guard lock(stats_mu_);
     ++stats_.frames_dropped;
     return 0;
   }
@@ -817,11 +816,8 @@ class ucx_transport::impl {
         auto item = std::move(conn.inbox.front());
         conn.inbox.pop_front();
         conn.inbox_bytes -= item->length;
-        {
-          std::lock_guard lock(stats_mu_);
-          ++stats_.frames_received;
-          stats_.bytes_received += item->bytes.size() + item->tensor_data.size();
-        }
+        ++stats_.frames_received;
+        stats_.bytes_received += item->bytes.size() + item->tensor_data.size();
         if (item->failed) {
           kill(conn, make_error(error_code::corrupt_data, "a message over the size limits or not received "
                                 "(message_bytes_max {}, tensor_bytes_max {})",
@@ -886,10 +882,7 @@ class ucx_transport::impl {
     for (auto& f : a.send) post(conn, std::move(f));
     if (a.became_up) {
       conn.reported_up = true;
-      {
-        std::lock_guard lock(stats_mu_);
-        ++stats_.peers_up;
-      }
+      ++stats_.peers_up;
       handler_.on_peer_up(conn.id, conn.session->peer());
       offer_data_endpoint(conn);
     }
@@ -987,10 +980,7 @@ class ucx_transport::impl {
       if (conn.own_token != 0) by_token_.erase(conn.own_token);
       // A peer that connected here and ended before proving the secret was refused, however
       // it ended (our check, its own close, a reset that overtook its proof).
-      if (!conn.reported_up && !conn.connector) {
-        std::lock_guard lock(stats_mu_);
-        ++stats_.peers_rejected;
-      }
+      if (!conn.reported_up && !conn.connector) ++stats_.peers_rejected;
       if (conn.reported_up || conn.connector)
         handler_.on_peer_down(conn.id, conn.why.value_or(make_error(error_code::unavailable, "connection closed")));
       it = conns_.erase(it);
@@ -1013,7 +1003,6 @@ class ucx_transport::impl {
       ucp_request_free(close.second);
       return true;
     });
-    std::lock_guard lock(stats_mu_);
     stats_.closes_pending = closing_.size();
   }
 
@@ -1045,6 +1034,7 @@ class ucx_transport::impl {
       if (a.rndv_desc) ucp_am_data_release(a.worker, a.rndv_desc);
     arrivals_.clear();
     handler_.after_callbacks();   // reap's on_peer_down callbacks
+    publish_stats();
   }
 
   // The transport whose progress thread this is (null on every other thread).
@@ -1072,8 +1062,12 @@ class ucx_transport::impl {
   bool delivered_ = false;       // this turn handed the handler a frame or tensor
   bool sent_here_ = false;       // this turn's callbacks sent a frame (send() on this thread)
   bool all_direct_ = false;      // every connection's frames take its data endpoint, both ways
-  mutable std::mutex stats_mu_;
+  // The counters: kept by the progress thread in stats_, published once per turn when they
+  // changed (one lock a turn instead of a few per message).
   transport_stats stats_;
+  transport_stats last_published_;
+  mutable std::mutex stats_mu_;
+  transport_stats published_stats_;   // under stats_mu_
 
   // Progress thread only.
   std::unordered_map<peer_id, connection> conns_;
