@@ -157,9 +157,19 @@ struct placement_fixture : ::testing::Test {
   caf::actor link = system.spawn(noting_link, log, next);
   transport_bridge bridge;
 
+  // Waits (at most 10 s) until `a` sleeps on an empty mailbox: a freshly spawned actor is
+  // launched on the scheduler, and a frame that finds it still there is handled there too.
+  static bool idle(const caf::actor& a) {
+    auto* self = dynamic_cast<caf::scheduled_actor*>(caf::actor_cast<caf::abstract_actor*>(a));
+    for (int i = 0; i < 10000 && self && !self->mailbox().blocked(); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return self && self->mailbox().blocked();
+  }
+
   // Plays the progress thread: `frames` frames from one peer, then after_callbacks; returns
   // that thread's id once the link and `next` have both handled every frame.
   std::thread::id deliver(std::uint64_t frames) {
+    EXPECT_TRUE(idle(link));
     std::thread::id progress;
     std::thread t([&] {
       progress = std::this_thread::get_id();
