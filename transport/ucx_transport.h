@@ -85,7 +85,7 @@ struct transport_config {
   std::uint64_t tensor_bytes_max = 4ull << 30;    // one tensor's payload; larger: the peer is closed
   // Bytes one peer may have arrived or arriving and not yet handled (tensors being fetched,
   // frames behind them); more: the peer is closed (OVERLOADED). Before a peer has proved the
-  // secret nothing over a few KiB is fetched at all (ucx_transport.cpp).
+  // secret nothing over a few KiB is fetched at all (ucx_receive.cpp).
   std::uint64_t inbound_bytes_max = 6ull << 30;
   bool data_endpoints = true;                // offer and use data endpoints on one host (above)
   milliseconds tick_interval_ms{20};         // heartbeat and deadline checks

@@ -164,7 +164,7 @@ std::unique_ptr<ucx_transport> start(counting_handler& h, node_role role, std::i
   return t.ok() ? std::move(*t) : nullptr;
 }
 
-// The two ways a large message can come (ucx_transport.cpp: frames are active message 1,
+// The two ways a large message can come (ucx_transport_impl.h: frames are active message 1,
 // tensors 2 with their header frame as the message header).
 void expect_refused_unfetched(unsigned am_id, std::size_t bytes) {
   counting_handler head_h;

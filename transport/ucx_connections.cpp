@@ -1,0 +1,149 @@
+#include "transport/ucx_transport_impl.h"
+
+#include <vector>   // std::erase_if
+
+namespace dsrt::transport {
+
+void ucx_transport::impl::make_room_for_a_handshake() {
+  std::size_t unproven = 0;
+  connection* oldest = nullptr;
+  for (auto& [id, c] : conns_) {
+    if (c.dead || c.connector || (c.session && c.session->is_up())) continue;
+    ++unproven;
+    if (!oldest || id < oldest->id) oldest = &c;
+  }
+  if (unproven >= config_.handshakes_max && oldest)
+    kill(*oldest, make_error(error_code::unauthenticated,
+                             "closed for a newer connection: more than handshakes_max ({}) unproven",
+                             config_.handshakes_max));
+}
+
+void ucx_transport::impl::on_conn_request(ucp_conn_request_h request, void* arg) {
+  auto* self = static_cast<impl*>(arg);
+  std::size_t live = 0;
+  for (const auto& [id, c] : self->conns_) live += !c.dead;
+  if (live >= self->config_.connections_max) {
+    ucp_listener_reject(self->listener_, request);
+    ++self->stats_.peers_rejected;
+    return;
+  }
+  self->make_room_for_a_handshake();
+  const peer_id id = ++self->next_peer_;
+  auto& conn = self->conns_[id];
+  conn.id = id;
+  ucp_ep_params_t ep{};
+  ep.field_mask = UCP_EP_PARAM_FIELD_CONN_REQUEST | UCP_EP_PARAM_FIELD_ERR_HANDLER |
+                  UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
+  ep.conn_request = request;
+  ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+  ep.err_handler.cb = &impl::on_ep_error;
+  ep.err_handler.arg = self;
+  if (ucp_ep_create(self->worker_, &ep, &conn.ep) != UCS_OK) {
+    conn.ep = nullptr;
+    conn.dead = true;
+    return;
+  }
+  self->start_session(conn, auth_direction::acceptor);
+}
+
+void ucx_transport::impl::on_ep_error(void* arg, ucp_ep_h ep, ucs_status_t status) {
+  auto* self = static_cast<impl*>(arg);
+  auto it = self->by_ep_.find(ep);
+  if (it == self->by_ep_.end()) return;
+  auto c = self->conns_.find(it->second);
+  if (c == self->conns_.end() || c->second.dead || c->second.lost) return;
+  c->second.lost = make_error(error_code::unavailable, "connection lost: {}", status_text(status));
+}
+
+void ucx_transport::impl::kill(connection& conn, error why) {
+  if (conn.dead) return;
+  conn.dead = true;
+  if (!conn.closing_until) conn.why = std::move(why);
+}
+
+void ucx_transport::impl::begin_close(connection& conn, error why) {
+  if (!open_for_sends(conn)) return;
+  conn.why = std::move(why);
+  conn.closing_until = std::chrono::steady_clock::now() + close_flush_wait;
+}
+
+void ucx_transport::impl::reap(clock_time now) {
+  for (auto it = conns_.begin(); it != conns_.end();) {
+    auto& conn = it->second;
+    if (conn.closing_until && (conn.sends_in_flight == 0 || conn.lost || now >= *conn.closing_until))
+      conn.dead = true;
+    if (!conn.dead) {
+      ++it;
+      continue;
+    }
+    if (conn.session) conn.session->on_closed();
+    for (auto* queue : {&conn.inbox, &conn.held})   // rendezvous data never fetched
+      for (auto& item : *queue)
+        if (item->rndv_desc) ucp_am_data_release(item->rndv_worker, std::exchange(item->rndv_desc, nullptr));
+    if (conn.ep) {
+      by_ep_.erase(conn.ep);
+      close_endpoint(worker_, std::exchange(conn.ep, nullptr));
+    }
+    // Never forced: a forced close may raise transport errors on a live peer, which an
+    // endpoint without failure handling must not risk (UCX also reports a peer's normal
+    // close as an error, so "lost" cannot be told from "closed"). Against a dead peer the
+    // flush may never finish; its sends then hold their buffers until the process ends.
+    if (conn.data_ep) close_endpoint(data_worker_, std::exchange(conn.data_ep, nullptr));
+    if (conn.own_token != 0) by_token_.erase(conn.own_token);
+    // A peer that connected here and ended before proving the secret was refused, however
+    // it ended (our check, its own close, a reset that overtook its proof).
+    if (!conn.reported_up && !conn.connector) ++stats_.peers_rejected;
+    if (conn.reported_up || conn.connector)
+      handler_.on_peer_down(conn.id, conn.why.value_or(make_error(error_code::unavailable, "connection closed")));
+    it = conns_.erase(it);
+  }
+}
+
+void ucx_transport::impl::close_endpoint(ucp_worker_h worker, ucp_ep_h ep) {
+  ucp_request_param_t rp{};
+  auto req = ucp_ep_close_nbx(ep, &rp);
+  if (req != nullptr && !UCS_PTR_IS_ERR(req)) closing_.push_back({worker, req});
+}
+
+void ucx_transport::impl::finish_closes() {
+  if (closing_.empty()) return;
+  std::erase_if(closing_, [](const auto& close) {
+    if (ucp_request_check_status(close.second) == UCS_INPROGRESS) return false;
+    ucp_request_free(close.second);
+    return true;
+  });
+  stats_.closes_pending = closing_.size();
+}
+
+void ucx_transport::impl::shutdown() {
+  const auto why = make_error(error_code::cancelled, "transport shutting down");
+  for (auto& [id, conn] : conns_) {
+    if (open_for_sends(conn)) {
+      if (conn.ep) post_own(conn, encode_goodbye("shutting down"));   // after its frames
+      begin_close(conn, why);
+    } else if (!conn.closing_until) {
+      kill(conn, why);   // lost: nothing to wait for
+    }
+  }
+  // Let the sends, then the closes (and their goodbyes) finish, for a bounded time.
+  const auto give_up = std::chrono::steady_clock::now() + close_flush_wait + std::chrono::seconds(2);
+  reap(std::chrono::steady_clock::now());
+  while ((!conns_.empty() || !closing_.empty()) && std::chrono::steady_clock::now() < give_up) {
+    ucp_worker_progress(worker_);
+    if (data_worker_) ucp_worker_progress(data_worker_);
+    reap(std::chrono::steady_clock::now());
+    finish_closes();
+  }
+  for (auto& [id, conn] : conns_) kill(conn, why);   // not reached: reap ends each by close_flush_wait
+  reap(std::chrono::steady_clock::now());
+  for (auto [worker, req] : closing_) ucp_request_cancel(worker, req);
+  closing_.clear();
+  // Drop rendezvous descriptors never fetched.
+  for (auto& a : arrivals_)
+    if (a.rndv_desc) ucp_am_data_release(a.worker, a.rndv_desc);
+  arrivals_.clear();
+  handler_.after_callbacks();   // reap's on_peer_down callbacks
+  publish_stats();
+}
+
+}  // namespace dsrt::transport

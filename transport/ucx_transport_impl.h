@@ -1,0 +1,300 @@
+#pragma once
+// Private to dsrt_transport: ucx_transport's implementation (the public interface and the
+// design are in ucx_transport.h). One class, its definitions split by what they do:
+//   ucx_transport.cpp    starting, the progress loop, the command queue, the public API
+//   ucx_send.cpp         connecting, sessions, frames and tensors out, data endpoints
+//   ucx_receive.cpp      active messages in, the inbox, rendezvous fetches, session actions
+//   ucx_connections.cpp  the listener's side, endpoint errors, closing, reaping, stopping
+// Everything below runs on the progress thread unless its comment says otherwise.
+#include <ucp/api/ucp.h>
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "transport/ucx_transport.h"
+
+namespace dsrt::transport {
+
+constexpr unsigned frame_am_id = 1;    // every frame travels as this active message
+constexpr unsigned tensor_am_id = 2;   // a tensor: its header frame as the AM header, its bytes as the data
+constexpr unsigned direct_tensor_am_id = 3;   // the same over a data endpoint, the token before the header
+constexpr unsigned direct_frame_am_id = 4;    // a frame over a data endpoint: the token as the AM header
+constexpr std::size_t token_bytes = sizeof(std::uint64_t);
+constexpr std::size_t tensor_header_bytes_max = 4096;   // a TensorHeader frame is ~100 bytes
+// A connection this side closes waits for its unfinished sends (a rendezvous frame the peer
+// has yet to fetch, the goodbye) before it disconnects, at most this long.
+constexpr auto close_flush_wait = std::chrono::seconds(2);
+// While every connection's frames take its data endpoint, a busy-polling progress thread
+// polls the connections' worker this often (run()): an idle TCP interface's epoll_wait
+// costs ~10 turns of polling shared memory.
+constexpr auto connection_poll_interval = std::chrono::microseconds(50);
+
+struct send_cmd { peer_id peer; frame_bytes frame; };
+struct connect_cmd { peer_id peer; std::string host; std::uint16_t port; };
+struct close_cmd { peer_id peer; std::string reason; };
+struct tensor_cmd {
+  peer_id peer;
+  frame_bytes header;
+  std::shared_ptr<const void> owner;
+  std::span<const std::byte> data;
+};
+using command = std::variant<send_cmd, connect_cmd, close_cmd, tensor_cmd>;
+
+// A frame as it arrived: eager data is copied at once; rendezvous data is fetched into
+// `bytes` after the callback and `ready` is set when it is there.
+struct inbound {
+  frame_bytes bytes;               // the frame
+  tensor_buffer tensor_data;       // a tensor's payload
+  frame_bytes tensor_header;       // a tensor's header frame (empty: a plain frame)
+  bool tensor = false;
+  bool ready = false;
+  bool failed = false;
+  // Rendezvous data not fetched yet: it arrived before the peer had proved the secret, and
+  // is fetched (or refused) when it reaches the front of the inbox, from the worker it
+  // arrived on.
+  void* rndv_desc = nullptr;
+  ucp_worker_h rndv_worker = nullptr;
+  std::size_t length = 0;          // the payload's bytes, as the peer announced them
+};
+
+// A frame the handshake may need before the peer is up (Hello, AuthProof) is far smaller;
+// anything larger, or any tensor, from a peer that has not proved the secret closes it
+// without a byte fetched.
+constexpr std::size_t handshake_frame_bytes_max = 4096;
+
+struct connection {
+  peer_id id = 0;
+  ucp_ep_h ep = nullptr;
+  bool connector = false;
+  bool reported_up = false;
+  bool dead = false;               // closed; waiting to be reported and forgotten
+  std::optional<error> why;
+  // This side closes it (close(), shutdown): nothing more is sent or handed on, and it is
+  // closed once its sends have finished, or at this time.
+  std::optional<clock_time> closing_until;
+  // UCX reported the connection's endpoint failed (a peer's close included). What arrived
+  // before is still handled: the connection is closed with this after one more turn.
+  std::optional<error> lost;
+  int lost_turns = 0;
+  // Tensors (ucx_transport.h): the peer's DataEndpoint decides where ours go; until it has
+  // arrived they wait here. data_token names this connection in the tensors we send over
+  // data_ep, own_token in those sent to us (auth.h data_token; 0: none).
+  bool data_decided = false;
+  ucp_ep_h data_ep = nullptr;
+  std::uint64_t data_token = 0;
+  std::uint64_t own_token = 0;
+  std::deque<tensor_cmd> pending_tensors;
+  // What arrived over our data endpoint waits here until the peer's DataFrames, sent on the
+  // connection before them, has been read (ucx_transport.h); then it joins the inbox.
+  bool peer_switched = false;
+  std::deque<std::shared_ptr<inbound>> held;
+  std::unique_ptr<peer_session> session;
+  std::deque<std::shared_ptr<inbound>> inbox;   // in arrival order
+  std::size_t inbox_bytes = 0;                  // announced payload bytes in inbox and held
+  std::size_t sends_in_flight = 0;
+};
+
+// An arrival seen inside the active-message callback, handled after progress returns
+// (UCX forbids closing endpoints or receiving rendezvous data inside its callbacks).
+struct arrival {
+  ucp_ep_h ep = nullptr;
+  peer_id peer = 0;                // known already: it came over a data endpoint
+  std::shared_ptr<inbound> item;
+  ucp_worker_h worker = nullptr;   // the one it arrived on (for rndv_desc)
+  void* rndv_desc = nullptr;
+  std::size_t length = 0;
+};
+
+inline std::string status_text(ucs_status_t s) { return ucs_status_string(s); }
+
+class ucx_transport::impl {
+ public:
+  impl(const transport_config& config, const cluster_secret& secret, node_identity self,
+       transport_handler& handler)
+      : config_(config), secret_(secret), self_(self), handler_(handler) {}
+  ~impl();
+  status init();
+  std::uint16_t port() const { return port_; }
+  peer_id connect(const std::string& host, std::uint16_t port);
+  status send(peer_id peer, frame_bytes frame);
+  void close(peer_id peer, std::string reason) { enqueue(close_cmd{peer, std::move(reason)}, false); }
+  status send_tensor(peer_id peer, tensor_header_wire header, std::shared_ptr<const void> owner,
+                     std::span<const std::byte> data);
+  transport_stats stats() const;
+
+ private:
+  // ---- ucx_transport.cpp: workers, the progress loop, the command queue ----
+  // A worker only the progress thread touches, and its event fd.
+  status make_worker(ucp_worker_h& worker, int& fd);
+  status set_handler(ucp_worker_h worker, unsigned am_id, ucp_am_recv_callback_t cb);
+
+  // The progress thread takes the command before it sleeps; only a sleeping one is woken
+  // (an eventfd write per message otherwise, on the sender's thread).
+  bool enqueue(command c, bool bounded);
+  void wake();
+  void run();
+  void publish_stats();
+
+  // Runs the queued commands; false when there were none.
+  bool run_commands();
+
+  // One of the application's frames, to an up peer; dropped (counted) for any other.
+  void send_now(send_cmd s);
+
+  // ---- ucx_send.cpp: connecting, sessions, frames and tensors out, data endpoints ----
+  void open(const connect_cmd& c);
+  void start_session(connection& conn, auth_direction direction);
+
+  // Sends one frame as an active message.
+  void post(connection& conn, frame_bytes frame);
+
+  // Sends one of this side's frames (not the session's own): over the data endpoint, the
+  // token as the message's header, once there is one.
+  void post_own(connection& conn, frame_bytes frame);
+
+  // Sends a tensor: its header frame as the message's header, its bytes from the caller's
+  // buffer (kept alive by the command's owner) -- over the data endpoint, with the peer's
+  // token in front of the header, when there is one.
+  void post_tensor(connection& conn, tensor_cmd t);
+
+  // Once up: where the peer should send this side its tensors (ucx_transport.h), under the
+  // token both sides derive from the handshake (auth.h).
+  void offer_data_endpoint(connection& conn);
+
+  // The peer's DataEndpoint: open the data endpoint when the peer shares this host, then send
+  // the tensors that waited for it. An error closes the connection.
+  std::optional<error> use_data_endpoint(connection& conn, decoded_frame& frame);
+
+  // What one active message sends; it lives until UCX has finished with its bytes.
+  struct outgoing {
+    frame_bytes header;                  // the AM header (tensors)
+    frame_bytes payload;                 // the data, when owned here (frames)
+    std::shared_ptr<const void> owner;   // the data's owner, when it is the caller's (tensors)
+    std::span<const std::byte> external;
+    std::optional<std::uint64_t> token;  // the header instead, when it is a data endpoint's token alone
+    std::span<const std::byte> data() const { return owner ? external : std::span<const std::byte>(payload); }
+    std::span<const std::byte> header_bytes() const {
+      if (token) return std::as_bytes(std::span(&*token, 1));
+      return header;
+    }
+  };
+
+  // Whether the message went out (or is on its way); a failure kills the connection.
+  bool send_am(connection& conn, ucp_ep_h ep, unsigned am_id, outgoing out);
+
+  // ---- ucx_receive.cpp: active messages in, the inbox, fetches, session actions ----
+  static ucs_status_t on_am(void* arg, const void*, size_t, void* data, size_t length,
+                            const ucp_am_recv_param_t* param);
+  static ucs_status_t on_tensor_am(void* arg, const void* header, size_t header_length, void* data, size_t length,
+                                   const ucp_am_recv_param_t* param);
+
+  // A tensor over a data endpoint: the token names the connection; an unknown one (a
+  // connection gone, or never ours) drops it.
+  static ucs_status_t on_direct_tensor_am(void* arg, const void* header, size_t header_length, void* data,
+                                          size_t length, const ucp_am_recv_param_t* param);
+
+  // A frame over a data endpoint: the token alone is the header.
+  static ucs_status_t on_direct_frame_am(void* arg, const void* header, size_t header_length, void* data,
+                                         size_t length, const ucp_am_recv_param_t* param);
+
+  // The connection a data endpoint's token names; 0 (counted as dropped) for none.
+  peer_id peer_of_token(const void* header);
+
+  // One active message on `worker`: a frame (no header) or a tensor (its header frame +
+  // payload), from the endpoint param names or, over a data endpoint, from `peer`. A
+  // tensor's header is never empty (a frame's header is at least frame_header_bytes).
+  ucs_status_t arrive(ucp_worker_h worker, const void* header, size_t header_length, void* data, size_t length,
+                      const ucp_am_recv_param_t* param, std::uint64_t length_max, peer_id peer = 0);
+
+  // `now`: when this turn's progress ended, which is when its arrivals count as heard.
+  void handle_arrivals(clock_time now);
+
+  // Starts receiving item's rendezvous data into a buffer of its announced size; `ready`
+  // once it is there. A buffer that cannot be had closes the connection (OVERLOADED).
+  void fetch(connection& conn, const std::shared_ptr<inbound>& shared);
+
+  // `tensor_data`: the payload when the frame was a tensor's header.
+  void apply(connection& conn, peer_session::actions a, tensor_buffer* tensor_data = nullptr);
+  void tick(clock_time now);
+
+  // ---- ucx_connections.cpp: accepting, endpoint errors, closing, reaping, stopping ----
+  // Connections accepted here that have not proved the secret yet are at most
+  // handshakes_max: a new one closes the oldest (silent peers cannot hold the listener's
+  // connections_max against workers and clients that would prove it).
+  void make_room_for_a_handshake();
+  static void on_conn_request(ucp_conn_request_h request, void* arg);
+  static void on_ep_error(void* arg, ucp_ep_h ep, ucs_status_t status);
+
+  // Marks a connection closed; reap() closes its endpoint and reports it (with the reason
+  // this side closed it for, when it did).
+  void kill(connection& conn, error why);
+
+  // This side closes the connection: reap() closes it once the sends it has made (its
+  // goodbye last) have finished, so a rendezvous frame is fetched before the disconnect.
+  void begin_close(connection& conn, error why);
+  static bool open_for_sends(const connection& conn) { return !conn.dead && !conn.lost && !conn.closing_until; }
+  void reap(clock_time now);
+
+  // A flushing close, never forced (reap).
+  void close_endpoint(ucp_worker_h worker, ucp_ep_h ep);
+
+  // Frees the requests of endpoint closes that have finished (a close against a dead peer
+  // may never finish; it stays counted in closes_pending).
+  void finish_closes();
+  void shutdown();
+
+  // The transport whose progress thread this is (null on every other thread).
+  static thread_local const impl* progress_of;
+
+  transport_config config_;
+  cluster_secret secret_;
+  node_identity self_;
+  transport_handler& handler_;
+
+  ucp_context_h context_ = nullptr;
+  ucp_worker_h worker_ = nullptr;        // connections, the listener
+  ucp_worker_h data_worker_ = nullptr;   // data endpoints (null without data_endpoints)
+  ucp_listener_h listener_ = nullptr;
+  int worker_fd_ = -1, data_worker_fd_ = -1, wake_fd_ = -1;
+  std::uint16_t port_ = 0;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<peer_id> next_peer_{0};
+
+  std::mutex mu_;
+  std::deque<command> commands_;
+  bool sleeping_ = false;        // the progress thread sleeps or is about to (under mu_)
+  std::deque<command> batch_;   // the commands run_commands took (progress thread only)
+  bool delivered_ = false;       // this turn handed the handler a frame or tensor
+  bool sent_here_ = false;       // this turn's callbacks sent a frame (send() on this thread)
+  bool all_direct_ = false;      // every connection's frames take its data endpoint, both ways
+  // The counters: kept by the progress thread in stats_, published once per turn when they
+  // changed (one lock a turn instead of a few per message).
+  transport_stats stats_;
+  transport_stats last_published_;
+  mutable std::mutex stats_mu_;
+  transport_stats published_stats_;   // under stats_mu_
+
+  // Progress thread only.
+  std::unordered_map<peer_id, connection> conns_;
+  std::unordered_map<ucp_ep_h, peer_id> by_ep_;
+  std::unordered_map<std::uint64_t, peer_id> by_token_;   // own_token of each connection
+  std::vector<std::byte> worker_address_;   // offered in DataEndpoint (empty: none)
+  std::string host_key_;
+  std::vector<arrival> arrivals_;
+  std::vector<arrival> arrivals_batch_;   // the arrivals handle_arrivals works through
+  std::vector<std::pair<ucp_worker_h, void*>> closing_;   // endpoint closes and their worker
+};
+
+}  // namespace dsrt::transport
