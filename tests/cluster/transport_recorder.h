@@ -43,6 +43,11 @@ class recorder : public transport_handler {
     down_[peer] = why;
     cv_.notify_all();
   }
+  // Connections reported down so far (under the lock: a transport may still be reporting).
+  std::size_t downs() {
+    std::lock_guard lock(mu_);
+    return down_.size();
+  }
   template <class F>
   bool wait(F done, int seconds = 20) {
     std::unique_lock lock(mu_);

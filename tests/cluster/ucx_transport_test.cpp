@@ -93,7 +93,7 @@ TEST(UcxTransport, PeersAuthenticateAndFramesArriveInOrderBothWays) {
     EXPECT_EQ(head_r.ids_[to_worker][std::size_t(i)], i);
     EXPECT_EQ(worker_r.ids_[to_head][std::size_t(i)], 3 * i);
   }
-  EXPECT_TRUE(head_r.down_.empty());
+  EXPECT_EQ(head_r.downs(), 0u);
 }
 
 TEST(UcxTransport, ALargeFrameArrivesWhole) {
@@ -281,8 +281,8 @@ TEST(UcxTransport, FramesKeepTheirOrderAcrossTheSwitchToTheDataEndpoint) {
   EXPECT_GE(worker->stats().frames_direct, 1u);
   EXPECT_LT(worker->stats().frames_direct, std::uint64_t(frames));
   EXPECT_EQ(head->stats().frames_direct, 2000u);
-  EXPECT_TRUE(head_r.down_.empty());
-  EXPECT_TRUE(worker_r.down_.empty());
+  EXPECT_EQ(head_r.downs(), 0u);
+  EXPECT_EQ(worker_r.downs(), 0u);
 }
 
 // DataFrames is the transport's own, sent once to a side that offered a data endpoint: one
@@ -515,7 +515,7 @@ TEST(UcxTransport, BusyPollingStopsWhenOnlyHeartbeatsFlow) {
   const auto head_sleeps = p.head->stats().sleeps, worker_sleeps = p.worker->stats().sleeps;
   EXPECT_TRUE(wait_until_true([&] { return p.head->stats().sleeps > head_sleeps; }));
   EXPECT_TRUE(wait_until_true([&] { return p.worker->stats().sleeps > worker_sleeps; }));
-  EXPECT_TRUE(p.head_r.down_.empty());
+  EXPECT_EQ(p.head_r.downs(), 0u);
 }
 
 // A recorder whose after_callbacks runs `after` (on the progress thread).
@@ -533,23 +533,28 @@ struct acting_recorder : recorder {
 TEST(UcxTransport, FramesSentOnTheProgressThreadGoAfterThoseQueuedBefore) {
   for (int round = 0; round < 20; ++round) {
     SCOPED_TRACE("round " + std::to_string(round));
+    constexpr int each = 200;
+    // Set before the transport starts; the progress thread reads only these atomics.
+    std::atomic<ucx_transport*> sender{nullptr};
+    std::atomic<peer_id> to{0};
+    std::atomic<bool> go{false};
     recorder head_r;
     acting_recorder worker_r;
+    worker_r.after = [&] {
+      if (!go.exchange(false)) return;
+      for (int i = each; i < 2 * each; ++i) (void)sender.load()->send(to, encode_cancel(frame_type::cancel, std::uint64_t(i)));
+    };
     auto head = start(head_r, secret_of(17), node_role::head, 0, true);
     auto worker = start(worker_r, secret_of(17), node_role::worker, 1, false);
     ASSERT_TRUE(head && worker);
     const auto to_head = worker->connect("127.0.0.1", head->port());
     ASSERT_TRUE(worker_r.wait([&](recorder& r) { return r.up_.count(to_head) > 0; }));
-    constexpr int each = 200;
-    std::atomic<bool> go{false};
-    worker_r.after = [&] {
-      if (!go.exchange(false)) return;
-      for (int i = each; i < 2 * each; ++i) (void)worker->send(to_head, encode_cancel(frame_type::cancel, std::uint64_t(i)));
-    };
+    sender = worker.get();
+    to = to_head;
     for (int i = 0; i < each; ++i) ASSERT_TRUE(worker->send(to_head, encode_cancel(frame_type::cancel, std::uint64_t(i))).ok());
     go = true;
     ASSERT_TRUE(head_r.wait([](recorder& r) { return !r.ids_.empty() && r.ids_.begin()->second.size() == 2 * each; }));
-    worker.reset();   // before `go` and `worker_r.after` go
+    worker.reset();   // before the atomics go
     std::lock_guard lock(head_r.mu_);
     const auto& ids = head_r.ids_.begin()->second;
     for (std::size_t i = 0; i < ids.size(); ++i) ASSERT_EQ(ids[i], std::int64_t(i));
