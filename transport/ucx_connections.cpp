@@ -143,7 +143,6 @@ void ucx_transport::impl::shutdown() {
     if (a.rndv_desc) ucp_am_data_release(a.worker, a.rndv_desc);
   arrivals_.clear();
   handler_.after_callbacks();   // reap's on_peer_down callbacks
-  publish_stats();
 }
 
 }  // namespace dsrt::transport

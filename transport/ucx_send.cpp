@@ -61,9 +61,7 @@ void ucx_transport::impl::post(connection& conn, frame_bytes frame) {
 
 void ucx_transport::impl::post_own(connection& conn, frame_bytes frame) {
   if (!conn.data_ep) return post(conn, std::move(frame));
-  if (!send_am(conn, conn.data_ep, direct_frame_am_id, outgoing{{}, std::move(frame), nullptr, {}, conn.data_token}))
-    return;
-  ++stats_.frames_direct;
+  send_am(conn, conn.data_ep, direct_frame_am_id, outgoing{{}, std::move(frame), nullptr, {}, conn.data_token});
 }
 
 void ucx_transport::impl::post_tensor(connection& conn, tensor_cmd t) {
@@ -82,9 +80,7 @@ void ucx_transport::impl::post_tensor(connection& conn, tensor_cmd t) {
   frame_bytes header(token_bytes + t.header.size());
   std::memcpy(header.data(), &conn.data_token, token_bytes);
   std::copy(t.header.begin(), t.header.end(), header.begin() + token_bytes);
-  if (!send_am(conn, conn.data_ep, direct_tensor_am_id, outgoing{std::move(header), {}, std::move(t.owner), t.data}))
-    return;
-  ++stats_.tensors_direct;
+  send_am(conn, conn.data_ep, direct_tensor_am_id, outgoing{std::move(header), {}, std::move(t.owner), t.data});
 }
 
 void ucx_transport::impl::offer_data_endpoint(connection& conn) {
@@ -119,8 +115,8 @@ std::optional<error> ucx_transport::impl::use_data_endpoint(connection& conn, de
       const auto peer_direction = session.direction() == auth_direction::connector ? auth_direction::acceptor
                                                                                    : auth_direction::connector;
       conn.data_token = data_token(secret_, peer_direction, session.peer().nonce, session.own_nonce());
-      post(conn, encode_data_frames());   // the last of this side's frames on the connection
       ++stats_.data_endpoints;
+      post(conn, encode_data_frames());   // the last of this side's frames on the connection
     } else {
       conn.data_ep = nullptr;
       spdlog::warn("transport: connection {}: no data endpoint ({}); tensors stay on the connection", conn.id,
@@ -161,10 +157,13 @@ bool ucx_transport::impl::send_am(connection& conn, ucp_ep_h ep, unsigned am_id,
   };
   const auto header = p->out.header_bytes();
   const auto data = p->out.data();
-  auto req = ucp_am_send_nbx(ep, am_id, header.empty() ? nullptr : header.data(), header.size(), data.data(),
-                             data.size(), &rp);
+  // Counted first: a peer that has the message implies the count.
   ++stats_.frames_sent;
   stats_.bytes_sent += header.size() + data.size();
+  if (am_id == direct_frame_am_id) ++stats_.frames_direct;
+  if (am_id == direct_tensor_am_id) ++stats_.tensors_direct;
+  auto req = ucp_am_send_nbx(ep, am_id, header.empty() ? nullptr : header.data(), header.size(), data.data(),
+                             data.size(), &rp);
   if (req == nullptr) {
     delete p;
   } else if (UCS_PTR_IS_ERR(req)) {

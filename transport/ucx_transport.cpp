@@ -10,7 +10,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <type_traits>
 
 namespace dsrt::transport {
 
@@ -153,8 +152,7 @@ status ucx_transport::impl::send(peer_id peer, frame_bytes frame) {
       queued = !commands_.empty();
     }
     if (!queued) {
-      send_now(send_cmd{peer, std::move(frame)});
-      sent_here_ = true;
+      if (send_now(send_cmd{peer, std::move(frame)})) sent_here_ = true;
       return ok_t{};
     }
   }
@@ -177,8 +175,22 @@ status ucx_transport::impl::send_tensor(peer_id peer, tensor_header_wire header,
 }
 
 transport_stats ucx_transport::impl::stats() const {
-  std::lock_guard lock(stats_mu_);
-  return published_stats_;
+  static_assert(sizeof(transport_stats) == 13 * sizeof(std::uint64_t), "a new counter: add it to counters and here");
+  transport_stats s;
+  s.frames_sent = stats_.frames_sent;
+  s.frames_received = stats_.frames_received;
+  s.bytes_sent = stats_.bytes_sent;
+  s.bytes_received = stats_.bytes_received;
+  s.peers_up = stats_.peers_up;
+  s.peers_rejected = stats_.peers_rejected;
+  s.frames_dropped = stats_.frames_dropped;
+  s.data_endpoints = stats_.data_endpoints;
+  s.tensors_direct = stats_.tensors_direct;
+  s.frames_direct = stats_.frames_direct;
+  s.tensors_waited = stats_.tensors_waited;
+  s.closes_pending = stats_.closes_pending;
+  s.sleeps = stats_.sleeps;
+  return s;
 }
 
 bool ucx_transport::impl::enqueue(command c, bool bounded) {
@@ -232,7 +244,6 @@ void ucx_transport::impl::run() {
     reap(now);
     finish_closes();
     handler_.after_callbacks();
-    publish_stats();
     const bool busy = sent || delivered_ || sent_here_;
     // Busy polling (busy_poll_us): a turn with traffic restarts the window, and until it
     // runs out the thread polls instead of sleeping, so nothing has to wake it.
@@ -242,6 +253,7 @@ void ucx_transport::impl::run() {
       continue;
     }
     if (!std::exchange(poll_connections, true)) continue;   // both workers, then sleep
+    if (sent_here_) continue;   // progress what the callbacks sent before arming
     if (ucp_worker_arm(worker_) == UCS_ERR_BUSY) continue;   // more events already
     if (data_worker_ && ucp_worker_arm(data_worker_) == UCS_ERR_BUSY) continue;
     {
@@ -263,14 +275,6 @@ void ucx_transport::impl::run() {
     }
   }
   shutdown();
-}
-
-void ucx_transport::impl::publish_stats() {
-  static_assert(std::has_unique_object_representations_v<transport_stats>);   // memcmp compares values
-  if (std::memcmp(&stats_, &last_published_, sizeof stats_) == 0) return;
-  last_published_ = stats_;
-  std::lock_guard lock(stats_mu_);
-  published_stats_ = stats_;
 }
 
 bool ucx_transport::impl::run_commands() {
@@ -302,13 +306,14 @@ bool ucx_transport::impl::run_commands() {
   return true;
 }
 
-void ucx_transport::impl::send_now(send_cmd s) {
+bool ucx_transport::impl::send_now(send_cmd s) {
   auto it = conns_.find(s.peer);
   if (it == conns_.end() || !open_for_sends(it->second) || !it->second.session->is_up()) {
     ++stats_.frames_dropped;
-    return;
+    return false;
   }
   post_own(it->second, std::move(s.frame));
+  return true;
 }
 
 thread_local const ucx_transport::impl* ucx_transport::impl::progress_of = nullptr;

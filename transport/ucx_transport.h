@@ -68,7 +68,7 @@ class transport_handler {
   virtual void on_peer_down(peer_id peer, const error& why) = 0;
   // After each round of the callbacks above (and once more when the transport stops), on the
   // progress thread, before it sleeps: work a callback deferred is done here, and what it
-  // sends goes out on the thread's next turn without waking it.
+  // sends goes out at once (after commands other threads queued before it), waking nothing.
   virtual void after_callbacks() {}
 };
 

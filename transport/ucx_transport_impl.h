@@ -144,13 +144,12 @@ class ucx_transport::impl {
   bool enqueue(command c, bool bounded);
   void wake();
   void run();
-  void publish_stats();
 
   // Runs the queued commands; false when there were none.
   bool run_commands();
 
-  // One of the application's frames, to an up peer; dropped (counted) for any other.
-  void send_now(send_cmd s);
+  // One of the application's frames, to an up peer; dropped (counted, false) for any other.
+  bool send_now(send_cmd s);
 
   // ---- ucx_send.cpp: connecting, sessions, frames and tensors out, data endpoints ----
   void open(const connect_cmd& c);
@@ -279,12 +278,14 @@ class ucx_transport::impl {
   bool delivered_ = false;       // this turn handed the handler a frame or tensor
   bool sent_here_ = false;       // this turn's callbacks sent a frame (send() on this thread)
   bool all_direct_ = false;      // every connection's frames take its data endpoint, both ways
-  // The counters: kept by the progress thread in stats_, published once per turn when they
-  // changed (one lock a turn instead of a few per message).
-  transport_stats stats_;
-  transport_stats last_published_;
-  mutable std::mutex stats_mu_;
-  transport_stats published_stats_;   // under stats_mu_
+  // The counters behind stats(): the progress thread adds, any thread reads. Each is exact
+  // on its own (no lock: a few per message), not a snapshot of all of them together.
+  struct counters {
+    std::atomic<std::uint64_t> frames_sent{0}, frames_received{0}, bytes_sent{0}, bytes_received{0}, peers_up{0},
+        peers_rejected{0}, frames_dropped{0}, data_endpoints{0}, tensors_direct{0}, frames_direct{0},
+        tensors_waited{0}, closes_pending{0}, sleeps{0};
+  };
+  counters stats_;
 
   // Progress thread only.
   std::unordered_map<peer_id, connection> conns_;
