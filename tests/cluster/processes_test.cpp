@@ -73,9 +73,14 @@ struct launched {
   }
 };
 
+// The head's port for this test process's cluster number `slot` (0-3): below the kernel's
+// ephemeral range (32768 and up), where any process's outgoing connections and UCX's own
+// listeners take ports at random and one of them made a head's bind fail in CI.
+int head_port(int slot) { return 24000 + int(::getpid() % 2000) * 4 + slot % 4; }
+
 void launch(launched& l, std::vector<std::string> extra) {
   static int launches = 0;   // each cluster of this test process on its own port
-  l.port = 20000 + int(::getpid() % 10000) * 2 + launches++ % 2;
+  l.port = head_port(launches++ % 2);
   l.run = fs::temp_directory_path() / ("dsrt-processes-" + std::to_string(::getpid()));
   fs::remove_all(l.run);
   std::vector<std::string> args = {dsrun, "--nodes", "3", "--model", engine::test_util::tiny_llama_dir().string(),
@@ -114,7 +119,7 @@ TEST(ClusterProcesses, DsrunAnswersAPromptThroughATwoNodeClusterAndLeavesNothing
     const auto run = fs::temp_directory_path() / ("dsrt-prompt-" + std::to_string(::getpid()));
     fs::remove_all(run);
     const auto cmd = dsrun + " --nodes 2 --model " + engine::test_util::tiny_llama_dir().string() + " --port " +
-                     std::to_string(40000 + ::getpid() % 20000 + 2 * k) + " --run-dir " + run.string() +
+                     std::to_string(head_port(2 + int(k))) + " --run-dir " + run.string() +
                      " --threads 1 --prompt hello --max-tokens 8" + options + " 2>&1";
     const auto [rc, out] = run_command(cmd);
     EXPECT_EQ(rc, 0) << out;

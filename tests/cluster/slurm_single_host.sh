@@ -18,7 +18,7 @@ done
 dir=$(mktemp -d /tmp/dsrt-slurm.XXXXXX)
 ctld_port=$((17000 + $$ % 1000 * 2))
 slurmd_port=$((ctld_port + 1))
-dsrt_port=$((30000 + $$ % 10000))
+dsrt_port=$((19000 + $$ % 1000))   # below the ephemeral ports (32768 and up), apart from the other tests' bands
 mkdir -p "$dir"/{spool,state,log,run}
 started_munge=0
 # Stops a daemon by its pid file: SIGTERM, up to 10 s, then SIGKILL.

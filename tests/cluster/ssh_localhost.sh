@@ -16,7 +16,7 @@ command -v ssh-keygen >/dev/null && command -v ssh >/dev/null || skip "ssh / ssh
 
 dir=$(mktemp -d /tmp/dsrt-ssh.XXXXXX)
 port=$((22000 + $$ % 1000))
-dsrt_port=$((33000 + $$ % 1000))
+dsrt_port=$((23000 + $$ % 500 * 2))   # and +1: below the ephemeral ports (32768 and up)
 cleanup() {
   [ -f "$dir/sshd.pid" ] && kill "$(cat "$dir/sshd.pid")" 2>/dev/null || true
   rm -rf "$dir"
