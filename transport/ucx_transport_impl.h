@@ -120,6 +120,8 @@ inline std::string status_text(ucs_status_t s) { return ucs_status_string(s); }
 
 class ucx_transport::impl {
  public:
+  // Any thread (ucx_transport.h says what each does there); the destructor joins the
+  // progress thread.
   impl(const transport_config& config, const cluster_secret& secret, node_identity self,
        transport_handler& handler)
       : config_(config), secret_(secret), self_(self), handler_(handler) {}
