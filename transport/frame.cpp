@@ -39,7 +39,29 @@ void seal_frame(std::span<std::byte> frame) {
 }
 
 bool is_known(frame_type type) {
-  return std::strcmp(frame_type_name(type), "unknown") != 0;
+  switch (type) {
+    case frame_type::hello:
+    case frame_type::auth_proof:
+    case frame_type::heartbeat:
+    case frame_type::goodbye:
+    case frame_type::control:
+    case frame_type::tensor:
+    case frame_type::data_endpoint:
+    case frame_type::data_frames:
+    case frame_type::generate:
+    case frame_type::cancel:
+    case frame_type::token_chunk:
+    case frame_type::final:
+    case frame_type::replica_request:
+    case frame_type::replica_cancel:
+    case frame_type::replica_chunks:
+    case frame_type::replica_final:
+    case frame_type::replica_up:
+    case frame_type::replica_down:
+    case frame_type::replica_status:
+      return true;
+  }
+  return false;
 }
 
 const char* frame_type_name(frame_type type) {

@@ -146,12 +146,7 @@ status ucx_transport::impl::send(peer_id peer, frame_bytes frame) {
   // once unless commands wait: those were queued before it (by whoever ran the sending
   // actor last), and go first.
   if (progress_of == this) {
-    bool queued = false;
-    {
-      std::lock_guard lock(mu_);
-      queued = !commands_.empty();
-    }
-    if (!queued) {
+    if (!commands_waiting_.load(std::memory_order_acquire)) {
       if (send_now(send_cmd{peer, std::move(frame)})) sent_here_ = true;
       return ok_t{};
     }
@@ -199,6 +194,7 @@ bool ucx_transport::impl::enqueue(command c, bool bounded) {
     std::lock_guard lock(mu_);
     if (bounded && commands_.size() >= config_.send_queue_frames_max) return false;
     commands_.push_back(std::move(c));
+    commands_waiting_.store(true, std::memory_order_release);
     asleep = sleeping_;
   }
   if (asleep) wake();
@@ -212,10 +208,13 @@ void ucx_transport::impl::wake() {
 
 void ucx_transport::impl::run() {
   progress_of = this;
-  auto next_tick = std::chrono::steady_clock::now();
-  auto last_busy = next_tick;
-  auto last_turn = next_tick, last_connection_poll = next_tick;
+  // The clock as last read: after every turn that did anything, after every sleep, and
+  // every idle_turns_per_clock_read turns of idle polling -- never between a message's
+  // arrival and the frames its handlers send.
+  auto now = std::chrono::steady_clock::now();
+  auto next_tick = now, last_busy = now, last_connection_poll = now;
   bool poll_connections = true;
+  int idle_turns = 0;
   while (!stop_) {
     // Traffic: a send of the application's or a frame handed to it (not heartbeats, which
     // would keep an idle node polling).
@@ -223,19 +222,16 @@ void ucx_transport::impl::run() {
     const bool sent = run_commands();
     // While every connection's traffic takes its data endpoint, the connections' worker
     // carries only handshakes, heartbeats and failures: polled every
-    // connection_poll_interval (going by the last turn's clock) and before sleeping, it
-    // spares the data path a TCP epoll_wait on each turn.
-    poll_connections = poll_connections || !all_direct_ ||
-                       last_turn - last_connection_poll >= connection_poll_interval;
+    // connection_poll_interval and before sleeping, it spares the data path a TCP
+    // epoll_wait on each turn.
+    poll_connections = poll_connections || !all_direct_ || now - last_connection_poll >= connection_poll_interval;
+    bool progressed = false;
     if (data_worker_)
-      while (ucp_worker_progress(data_worker_) != 0) {
-      }
-    if (poll_connections)
-      while (ucp_worker_progress(worker_) != 0) {
-      }
-    const auto now = std::chrono::steady_clock::now();   // the turn's one clock read
-    last_turn = now;
-    if (poll_connections) last_connection_poll = now;
+      while (ucp_worker_progress(data_worker_) != 0) progressed = true;
+    if (poll_connections) {
+      while (ucp_worker_progress(worker_) != 0) progressed = true;
+      last_connection_poll = now;
+    }
     handle_arrivals(now);
     if (now >= next_tick) {
       tick(now);
@@ -245,6 +241,10 @@ void ucx_transport::impl::run() {
     finish_closes();
     handler_.after_callbacks();
     const bool busy = sent || delivered_ || sent_here_;
+    if (busy || progressed || ++idle_turns >= idle_turns_per_clock_read) {
+      now = std::chrono::steady_clock::now();
+      idle_turns = 0;
+    }
     // Busy polling (busy_poll_us): a turn with traffic restarts the window, and until it
     // runs out the thread polls instead of sleeping, so nothing has to wake it.
     if (busy) last_busy = now;
@@ -273,15 +273,18 @@ void ucx_transport::impl::run() {
     std::uint64_t drained;
     while (::read(wake_fd_, &drained, sizeof(drained)) > 0) {
     }
+    now = std::chrono::steady_clock::now();
+    idle_turns = 0;
   }
   shutdown();
 }
 
 bool ucx_transport::impl::run_commands() {
+  if (!commands_waiting_.load(std::memory_order_acquire)) return false;   // no lock on an idle turn
   {
     std::lock_guard lock(mu_);
-    if (commands_.empty()) return false;
     batch_.swap(commands_);
+    commands_waiting_.store(false, std::memory_order_relaxed);
   }
   for (auto& c : batch_) {
     if (auto* s = std::get_if<send_cmd>(&c)) {

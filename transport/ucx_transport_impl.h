@@ -39,6 +39,9 @@ constexpr auto close_flush_wait = std::chrono::seconds(2);
 // polls the connections' worker this often (run()): an idle TCP interface's epoll_wait
 // costs ~10 turns of polling shared memory.
 constexpr auto connection_poll_interval = std::chrono::microseconds(50);
+// An idle turn of a busy-polling thread costs about one clock read: the clock is read after
+// turns that did something and once per this many idle ones (~1 us; its timers are ms).
+constexpr int idle_turns_per_clock_read = 16;
 
 struct send_cmd { peer_id peer; frame_bytes frame; };
 struct connect_cmd { peer_id peer; std::string host; std::uint16_t port; };
@@ -117,6 +120,26 @@ struct arrival {
 };
 
 inline std::string status_text(ucs_status_t s) { return ucs_status_string(s); }
+
+// A counter only the progress thread adds to and any thread reads: a plain load and store
+// (release, so a reader that saw what followed the count sees the count), not a locked
+// read-modify-write -- five of those per message cost more than the frame's checksum.
+class progress_counter {
+ public:
+  progress_counter& operator++() { return *this += 1; }
+  progress_counter& operator+=(std::uint64_t n) {
+    value_.store(value_.load(std::memory_order_relaxed) + n, std::memory_order_release);
+    return *this;
+  }
+  progress_counter& operator=(std::uint64_t n) {
+    value_.store(n, std::memory_order_release);
+    return *this;
+  }
+  operator std::uint64_t() const { return value_.load(std::memory_order_acquire); }
+
+ private:
+  std::atomic<std::uint64_t> value_{0};
+};
 
 class ucx_transport::impl {
  public:
@@ -218,7 +241,7 @@ class ucx_transport::impl {
   ucs_status_t arrive(ucp_worker_h worker, const void* header, size_t header_length, void* data, size_t length,
                       const ucp_am_recv_param_t* param, std::uint64_t length_max, peer_id peer = 0);
 
-  // `now`: when this turn's progress ended, which is when its arrivals count as heard.
+  // `now`: the progress loop's clock (run()), which is when this turn's arrivals count as heard.
   void handle_arrivals(clock_time now);
 
   // Starts receiving item's rendezvous data into a buffer of its announced size; `ready`
@@ -275,6 +298,7 @@ class ucx_transport::impl {
 
   std::mutex mu_;
   std::deque<command> commands_;
+  std::atomic<bool> commands_waiting_{false};   // !commands_.empty(), readable without mu_
   bool sleeping_ = false;        // the progress thread sleeps or is about to (under mu_)
   std::deque<command> batch_;   // the commands run_commands took (progress thread only)
   bool delivered_ = false;       // this turn handed the handler a frame or tensor
@@ -283,9 +307,8 @@ class ucx_transport::impl {
   // The counters behind stats(): the progress thread adds, any thread reads. Each is exact
   // on its own (no lock: a few per message), not a snapshot of all of them together.
   struct counters {
-    std::atomic<std::uint64_t> frames_sent{0}, frames_received{0}, bytes_sent{0}, bytes_received{0}, peers_up{0},
-        peers_rejected{0}, frames_dropped{0}, data_endpoints{0}, tensors_direct{0}, frames_direct{0},
-        tensors_waited{0}, closes_pending{0}, sleeps{0};
+    progress_counter frames_sent, frames_received, bytes_sent, bytes_received, peers_up, peers_rejected,
+        frames_dropped, data_endpoints, tensors_direct, frames_direct, tensors_waited, closes_pending, sleeps;
   };
   counters stats_;
 
