@@ -88,15 +88,10 @@ class transport_bridge : public transport::transport_handler {
   void on_frame(transport::peer_id peer, transport::decoded_frame frame) override {
     const auto& t = target();
     if (!t) return;
-    auto q = admit(peer, frame.payload_bytes());
-    if (!q) return;
     const auto bytes = frame.payload_bytes();
-    deliver(t, frame_msg{peer, std::shared_ptr<transport::decoded_frame>(
-                                   new transport::decoded_frame(std::move(frame)),
-                                   [q, bytes](transport::decoded_frame* f) {
-                                     q->handed_off(bytes);
-                                     delete f;
-                                   })});
+    auto q = admit(peer, bytes);
+    if (!q) return;
+    deliver(t, frame_msg{peer, counted(std::move(frame), std::move(q), bytes)});
   }
   void on_tensor(transport::peer_id peer, transport::tensor_header_wire header, transport::tensor_buffer data) override {
     const auto& t = target();
@@ -104,13 +99,7 @@ class transport_bridge : public transport::transport_handler {
     const auto bytes = data.size();
     auto q = admit(peer, bytes);
     if (!q) return;
-    deliver(t, tensor_msg{peer, std::move(header),
-                          std::shared_ptr<transport::tensor_buffer>(
-                              new transport::tensor_buffer(std::move(data)),
-                              [q, bytes](transport::tensor_buffer* b) {
-                                q->handed_off(bytes);
-                                delete b;
-                              })});
+    deliver(t, tensor_msg{peer, std::move(header), counted(std::move(data), std::move(q), bytes)});
   }
   void on_peer_down(transport::peer_id peer, const error& why) override {
     {
@@ -155,6 +144,21 @@ class transport_bridge : public transport::transport_handler {
     q->messages.fetch_add(1, std::memory_order_relaxed);
     q->bytes.fetch_add(bytes, std::memory_order_relaxed);
     return q;
+  }
+  // `value` shared, counted down from `q` when the last holder lets go: one allocation.
+  template <class T>
+  static std::shared_ptr<T> counted(T&& value, std::shared_ptr<peer_queue> q, std::uint64_t bytes) {
+    struct holder {
+      holder(T&& v, std::shared_ptr<peer_queue> queue, std::uint64_t n) : value(std::move(v)), q(std::move(queue)), bytes(n) {}
+      holder(const holder&) = delete;
+      holder& operator=(const holder&) = delete;
+      ~holder() { q->handed_off(bytes); }
+      T value;
+      std::shared_ptr<peer_queue> q;
+      std::uint64_t bytes;
+    };
+    auto h = std::make_shared<holder>(std::move(value), std::move(q), bytes);
+    return std::shared_ptr<T>(h, &h->value);
   }
   const caf::actor& target() { return target_future_.get(); }
   // As anon_send, with the progress thread's unit as the context: an idle link runs there.

@@ -87,7 +87,8 @@ struct frame_header {
 };
 result<frame_header> decode_header(std::span<const std::byte> bytes, const frame_limits& limits);
 
-// A decoded frame: owns an aligned copy of the payload and a reader over it.
+// A decoded frame: owns the payload's words (the received frame itself, or an aligned copy)
+// and a reader over them.
 class decoded_frame {
  public:
   frame_type type() const { return type_; }
@@ -97,10 +98,11 @@ class decoded_frame {
   typename Root::Reader root() { return reader_->getRoot<Root>(); }
 
  private:
-  friend result<decoded_frame> decode_frame(std::span<const std::byte>, const frame_limits&);
+  friend result<decoded_frame> decode_frame(std::span<const std::byte>, frame_bytes*, const frame_limits&);
   frame_type type_{};
   std::size_t bytes_ = 0;
-  std::unique_ptr<capnp::word[]> words_;
+  frame_bytes frame_;                        // the whole frame, when read in place
+  std::unique_ptr<capnp::word[]> words_;     // a copy of the payload otherwise
   std::unique_ptr<capnp::FlatArrayMessageReader> reader_;
 };
 
@@ -109,5 +111,8 @@ class decoded_frame {
 // segment table that is malformed, has more than limits.segments_max segments or does not
 // fit the payload.
 result<decoded_frame> decode_frame(std::span<const std::byte> bytes, const frame_limits& limits);
+// The same, taking the frame over: its payload is read where it lies (no copy) when
+// word-aligned, as a frame_bytes' always is. `frame` is left empty either way.
+result<decoded_frame> decode_frame(frame_bytes&& frame, const frame_limits& limits);
 
 }  // namespace dsrt::transport

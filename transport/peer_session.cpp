@@ -47,8 +47,16 @@ peer_session::actions peer_session::fail(error e) {
 
 peer_session::actions peer_session::on_frame(std::span<const std::byte> bytes, clock_time now) {
   if (state_ == state::closed) return {};
+  return on_decoded(decode_frame(bytes, config_.limits), now);
+}
+
+peer_session::actions peer_session::on_frame(frame_bytes&& bytes, clock_time now) {
+  if (state_ == state::closed) return {};
+  return on_decoded(decode_frame(std::move(bytes), config_.limits), now);
+}
+
+peer_session::actions peer_session::on_decoded(result<decoded_frame> frame, clock_time now) {
   last_heard_ = now;
-  auto frame = decode_frame(bytes, config_.limits);
   if (!frame) return fail(frame.err());
   const auto type = frame->type();
   switch (state_) {

@@ -57,8 +57,9 @@ class peer_session {
 
   // The Hello to send as soon as the connection exists.
   frame_bytes hello() const;
-  // One frame received from the peer.
+  // One frame received from the peer: copied, or taken over (decoded where it lies).
   actions on_frame(std::span<const std::byte> bytes, clock_time now);
+  actions on_frame(frame_bytes&& bytes, clock_time now);
   // Bytes from the peer arrived (a frame that waits behind a large tensor still being
   // fetched, say): the peer is alive, whenever the frame itself is handled.
   void heard(clock_time now) {
@@ -80,6 +81,7 @@ class peer_session {
   clock_time next_deadline() const;
 
  private:
+  actions on_decoded(result<decoded_frame> frame, clock_time now);
   actions fail(error e);
 
   session_config config_;

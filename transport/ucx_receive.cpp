@@ -151,7 +151,7 @@ void ucx_transport::impl::handle_arrivals(clock_time now) {
       if (item->tensor)
         apply(conn, conn.session->on_frame(item->tensor_header, now), &item->tensor_data);
       else
-        apply(conn, conn.session->on_frame(item->bytes, now));
+        apply(conn, conn.session->on_frame(std::move(item->bytes), now));
     }
     // A lost connection's last frames may be in this turn's arrivals or, over the data
     // endpoint, the next turn's: it is closed after that.

@@ -136,15 +136,18 @@ bool ucx_transport::impl::send_am(connection& conn, ucp_ep_h ep, unsigned am_id,
                           conn.sends_in_flight));
     return false;
   }
-  struct pending { impl* self; peer_id peer; outgoing out; };
-  auto* p = new pending{this, conn.id, std::move(out)};
+  // The last send's request state when that send completed at once (most do), else new.
+  auto p = spare_send_ ? std::move(spare_send_) : std::make_unique<send_state>();
+  p->self = this;
+  p->peer = conn.id;
+  p->out = std::move(out);
   ucp_request_param_t rp{};
   rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
   // The receiver learns which endpoint a message came on (a data endpoint's carry a token).
   rp.flags = am_id == direct_tensor_am_id || am_id == direct_frame_am_id ? 0 : UCP_AM_SEND_FLAG_REPLY;
-  rp.user_data = p;
+  rp.user_data = p.get();
   rp.cb.send = [](void* request, ucs_status_t status, void* user) {
-    auto* p = static_cast<pending*>(user);
+    auto* p = static_cast<send_state*>(user);
     if (auto it = p->self->conns_.find(p->peer); it != p->self->conns_.end()) {
       --it->second.sends_in_flight;
       // A send that failed (not one cancelled by a close) lost its message: the data
@@ -164,16 +167,16 @@ bool ucx_transport::impl::send_am(connection& conn, ucp_ep_h ep, unsigned am_id,
   if (am_id == direct_tensor_am_id) ++stats_.tensors_direct;
   auto req = ucp_am_send_nbx(ep, am_id, header.empty() ? nullptr : header.data(), header.size(), data.data(),
                              data.size(), &rp);
-  if (req == nullptr) {
-    delete p;
-  } else if (UCS_PTR_IS_ERR(req)) {
-    delete p;
-    kill(conn, make_error(error_code::unavailable, "send failed: {}", status_text(UCS_PTR_STATUS(req))));
-    return false;
-  } else {
+  if (req != nullptr && !UCS_PTR_IS_ERR(req)) {   // in flight: the callback frees it
+    p.release();
     ++conn.sends_in_flight;
+    return true;
   }
-  return true;
+  p->out = {};   // the message's bytes go now; the state waits for the next send
+  spare_send_ = std::move(p);
+  if (req == nullptr) return true;
+  kill(conn, make_error(error_code::unavailable, "send failed: {}", status_text(UCS_PTR_STATUS(req))));
+  return false;
 }
 
 }  // namespace dsrt::transport

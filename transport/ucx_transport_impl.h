@@ -214,6 +214,13 @@ class ucx_transport::impl {
     }
   };
 
+  // A send UCX has not finished: what its callback needs.
+  struct send_state {
+    impl* self = nullptr;
+    peer_id peer = 0;
+    outgoing out;
+  };
+
   // Whether the message went out (or is on its way); a failure kills the connection.
   bool send_am(connection& conn, ucp_ep_h ep, unsigned am_id, outgoing out);
 
@@ -321,6 +328,7 @@ class ucx_transport::impl {
   std::vector<arrival> arrivals_;
   std::vector<arrival> arrivals_batch_;   // the arrivals handle_arrivals works through
   std::vector<std::pair<ucp_worker_h, void*>> closing_;   // endpoint closes and their worker
+  std::unique_ptr<send_state> spare_send_;   // kept from a send that completed at once
 };
 
 }  // namespace dsrt::transport

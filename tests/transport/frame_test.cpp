@@ -6,6 +6,8 @@
 
 #include <cstring>
 
+#include <capnp/serialize.h>
+
 #include "schemas/cluster.capnp.h"
 #include "transport/crc32c.h"
 
@@ -64,6 +66,41 @@ TEST(Frame, RoundTripsAndHasTheDocumentedHeader) {
   auto root = frame->root<wire::Heartbeat>();
   EXPECT_EQ(root.getIncarnation(), 7u);
   EXPECT_EQ(root.getSequence(), 42u);
+}
+
+TEST(Frame, ThePayloadIsCapnProtosFlatArrayForm) {
+  // One segment, then an even and an odd number (the table's padding word differs).
+  for (unsigned first_words : {1024u, 2u, 1u}) {
+    capnp::MallocMessageBuilder message(first_words, capnp::AllocationStrategy::FIXED_SIZE);
+    message.initRoot<wire::Goodbye>().setReason("twenty-four bytes of it!");
+    const auto segments = message.getSegmentsForOutput().size();
+    const frame_bytes f = encode_frame(frame_type::goodbye, message);
+    const auto flat = capnp::messageToFlatArray(message);
+    const auto expected = flat.asBytes();
+    ASSERT_EQ(f.size(), frame_header_bytes + expected.size()) << segments << " segments";
+    EXPECT_EQ(std::memcmp(f.data() + frame_header_bytes, expected.begin(), expected.size()), 0)
+        << segments << " segments";
+  }
+}
+
+TEST(Frame, ATakenOverFrameIsReadWhereItLies) {
+  frame_bytes f = goodbye_frame();
+  const std::byte* at = f.data();
+  auto frame = decode_frame(std::move(f), {});
+  ASSERT_TRUE(frame.ok()) << frame.err().to_string();
+  EXPECT_TRUE(f.empty());
+  auto reason = frame->root<wire::Goodbye>().getReason();
+  EXPECT_EQ(std::string(reason.cStr()), std::string(300, 'x'));
+  // The text lies inside the frame's own buffer: nothing was copied.
+  const auto* text = reinterpret_cast<const std::byte*>(reason.begin());
+  EXPECT_TRUE(text > at && text < at + frame_header_bytes + frame->payload_bytes());
+
+  // Taking over a corrupt frame is the same typed error as reading a copy.
+  frame_bytes bad = goodbye_frame();
+  bad[20] ^= std::byte{1};
+  auto refused = decode_frame(std::move(bad), {});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.err().code, error_code::corrupt_data);
 }
 
 TEST(Frame, ManySegmentsRoundTripUnderTheSegmentLimit) {
