@@ -6,6 +6,7 @@
 #include <kj/exception.h>
 
 #include <algorithm>
+#include <cstring>
 #include <initializer_list>
 #include <string>
 #include <string_view>
@@ -43,8 +44,19 @@ inline unsigned first_segment_words(std::size_t values, std::size_t structs = 1)
                                         capnp::SUGGESTED_FIRST_SEGMENT_WORDS));
 }
 
+// A first segment this small lives on the stack: a calloc'd one cost ~30 % of encoding a
+// small frame (a Cancel, a heartbeat).
+inline constexpr unsigned stack_segment_words_max = 64;
+
 template <class Root, class Fill>
 frame_bytes build(frame_type type, Fill&& fill, unsigned first_words = first_segment_words(0)) {
+  if (first_words <= stack_segment_words_max) {
+    capnp::word first[stack_segment_words_max];   // Cap'n Proto wants it zeroed
+    std::memset(first, 0, first_words * sizeof(capnp::word));
+    capnp::MallocMessageBuilder message(kj::arrayPtr(first, first_words), capnp::AllocationStrategy::GROW_HEURISTICALLY);
+    fill(message.initRoot<Root>());
+    return encode_frame(type, message);
+  }
   capnp::MallocMessageBuilder message(first_words, capnp::AllocationStrategy::GROW_HEURISTICALLY);
   fill(message.initRoot<Root>());
   return encode_frame(type, message);

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <future>
 #include <sstream>
 #include <thread>
@@ -45,6 +46,7 @@ struct transport_flags {
   bool data_endpoints = true;          // false: tensors stay on the connection (A/B)
   bool link_inline = true;             // false: both actors always on CAF's scheduler (A/B)
   int busy_poll_us = 0;                // transport_config::busy_poll_us, both processes
+  bool actors = true;                  // false: round trips between transport callbacks (no CAF)
   std::string json_path;
 };
 
@@ -62,6 +64,22 @@ caf::behavior echo_actor(caf::event_based_actor*, transport::ucx_transport* t) {
   };
 }
 
+// --no-actors: the same echo as a transport handler, on the progress thread, without CAF.
+class echo_handler : public transport::transport_handler {
+ public:
+  std::atomic<transport::ucx_transport*> transport{nullptr};   // set before the pinger connects
+  void on_peer_up(transport::peer_id, const transport::hello_wire&) override {}
+  void on_frame(transport::peer_id peer, transport::decoded_frame frame) override {
+    if (frame.type() != frame_type::cancel) return;
+    if (auto id = transport::decode_cancel(frame))
+      (void)transport.load(std::memory_order_relaxed)->send(peer, transport::encode_cancel(frame_type::cancel, *id));
+  }
+  void on_tensor(transport::peer_id peer, transport::tensor_header_wire header, transport::tensor_buffer) override {
+    (void)transport.load(std::memory_order_relaxed)->send(peer, transport::encode_cancel(frame_type::replica_cancel, header.tag));
+  }
+  void on_peer_down(transport::peer_id, const error&) override {}
+};
+
 int serve(const transport_flags& f) {
   auto secret = transport::read_secret_file(f.secret_file);
   if (!secret) return report(secret.err());
@@ -78,11 +96,14 @@ int serve(const transport_flags& f) {
   tc.tensor_bytes_max = std::max(tc.tensor_bytes_max, tensor_bytes);
   tc.inbound_bytes_max =
       std::max(tc.inbound_bytes_max, std::uint64_t(f.window) * tensor_bytes + tc.session.limits.message_bytes_max * 2);
-  auto t = transport::ucx_transport::start(tc, *secret, {transport::node_role::head, 0, 1}, bridge);
+  echo_handler plain;
+  transport::transport_handler& handler = f.actors ? static_cast<transport::transport_handler&>(bridge) : plain;
+  auto t = transport::ucx_transport::start(tc, *secret, {transport::node_role::head, 0, 1}, handler);
   if (!t) {
     bridge.set_target(caf::actor{});
     return report(t.err());
   }
+  plain.transport = t->get();   // before "ready": the pinger connects after that
   auto echo = system.spawn(echo_actor, t->get());
   bridge.set_target(echo, {}, limits);
   std::printf("ready\n");
@@ -100,77 +121,112 @@ struct measured {
   std::string failure;
 };
 
+// The pinger's protocol, whoever runs it: round trips (Cancel out, Cancel back), then
+// tensors acknowledged by ReplicaCancel. Everything runs on one thread at a time.
+class pinger {
+ public:
+  // `t` may be set later (set_transport), before the connect that brings the peer up.
+  pinger(transport_flags flags, transport::ucx_transport* t, std::shared_ptr<std::promise<measured>> done)
+      : flags_(std::move(flags)), transport_(t), done_(std::move(done)),
+        buffer_(std::make_shared<std::vector<std::byte>>(std::size_t(flags_.tensor_mb) << 20, std::byte{1})) {}
+
+  void set_transport(transport::ucx_transport* t) { transport_ = t; }
+  void up(transport::peer_id peer) {
+    peer_ = peer;
+    send_ping();
+  }
+  void down(const error& why) {
+    out_.failure = why.to_string();
+    finish();
+  }
+  // False once the measurements are done (or failed).
+  bool frame(const transport::decoded_frame& f) {
+    if (f.type() == frame_type::cancel) {   // a round trip came back
+      const double us = std::chrono::duration<double, std::micro>(steady::now() - sent_at_).count();
+      if (sent_++ >= flags_.warmup) out_.rtt_us.push_back(us);
+      if (sent_ < flags_.warmup + flags_.round_trips) {
+        send_ping();
+        return true;
+      }
+      if (!flags_.actors) return finish();   // no tensors without actors: round trips only
+      // Steady state: from the warmup-th acknowledgement to the last, `tensors` tensors
+      // complete (the receiver's buffer pool is warm, the window full).
+      tensors_started_ = steady::now();
+      for (int i = 0; i < std::min(flags_.window, tensors_total()); ++i) send_tensor();
+    } else if (f.type() == frame_type::replica_cancel) {   // a tensor acknowledged
+      if (++tensors_acked_ == flags_.tensor_warmup) tensors_started_ = steady::now();
+      if (tensors_acked_ < tensors_total()) {
+        if (tensors_sent_ < tensors_total()) send_tensor();
+        return true;
+      }
+      out_.tensor_seconds = std::chrono::duration<double>(steady::now() - tensors_started_).count();
+      out_.tensor_bytes = std::int64_t(buffer_->size()) * flags_.tensors;
+      return finish();
+    }
+    return true;
+  }
+
+ private:
+  int tensors_total() const { return flags_.tensor_warmup + flags_.tensors; }
+  void send_ping() {
+    sent_at_ = steady::now();
+    (void)transport_->send(peer_, transport::encode_cancel(frame_type::cancel, std::uint64_t(sent_)));
+  }
+  void send_tensor() {
+    const auto tag = std::uint64_t(tensors_sent_++);
+    if (auto s = transport_->send_tensor(peer_, {tag, 0, 0, {std::int64_t(buffer_->size())}}, buffer_, *buffer_); !s)
+      out_.failure = s.err().to_string();
+  }
+  bool finish() {
+    if (done_) std::exchange(done_, nullptr)->set_value(std::move(out_));
+    return false;
+  }
+
+  transport_flags flags_;
+  transport::ucx_transport* transport_;
+  std::shared_ptr<std::promise<measured>> done_;
+  std::shared_ptr<std::vector<std::byte>> buffer_;
+  transport::peer_id peer_ = 0;
+  int sent_ = 0;
+  steady::time_point sent_at_, tensors_started_;
+  int tensors_sent_ = 0, tensors_acked_ = 0;
+  measured out_;
+};
+
 struct pinger_state {
-  transport_flags flags;
-  transport::ucx_transport* transport = nullptr;
-  transport::peer_id peer = 0;
-  int sent = 0;
-  steady::time_point sent_at, tensors_started;
-  int tensors_sent = 0, tensors_acked = 0;
-  std::shared_ptr<std::vector<std::byte>> buffer;
-  measured out;
-  std::shared_ptr<std::promise<measured>> done;
+  std::optional<pinger> p;
   static inline const char* name = "dsbench.pinger";
 };
 
-void send_ping(caf::stateful_actor<pinger_state>* self) {
-  auto& st = self->state;
-  st.sent_at = steady::now();
-  (void)st.transport->send(st.peer, transport::encode_cancel(frame_type::cancel, std::uint64_t(st.sent)));
-}
-
-void send_tensor(caf::stateful_actor<pinger_state>* self) {
-  auto& st = self->state;
-  const auto tag = std::uint64_t(st.tensors_sent++);
-  if (auto s = st.transport->send_tensor(st.peer, {tag, 0, 0, {std::int64_t(st.buffer->size())}}, st.buffer, *st.buffer); !s)
-    st.out.failure = s.err().to_string();
-}
-
-void finish(caf::stateful_actor<pinger_state>* self) {
-  self->state.done->set_value(std::move(self->state.out));
-  self->quit();
-}
-
 caf::behavior pinger_actor(caf::stateful_actor<pinger_state>* self, transport_flags flags,
                            transport::ucx_transport* t, std::shared_ptr<std::promise<measured>> done) {
-  auto& st = self->state;
-  st.flags = flags;
-  st.transport = t;
-  st.done = std::move(done);
-  st.buffer = std::make_shared<std::vector<std::byte>>(std::size_t(flags.tensor_mb) << 20, std::byte{1});
-  st.peer = t->connect("127.0.0.1", std::uint16_t(flags.port));
+  self->state.p.emplace(flags, t, std::move(done));
+  (void)t->connect("127.0.0.1", std::uint16_t(flags.port));
   return {
-      [self](peer_up_msg&) { send_ping(self); },
+      [self](peer_up_msg& m) { self->state.p->up(m.peer); },
       [self](peer_down_msg& m) {
-        self->state.out.failure = m.why.to_string();
-        finish(self);
+        self->state.p->down(m.why);
+        self->quit();
       },
       [self](frame_msg& m) {
-        auto& st = self->state;
-        if (m.frame->type() == frame_type::cancel) {   // a round trip came back
-          const double us = std::chrono::duration<double, std::micro>(steady::now() - st.sent_at).count();
-          if (st.sent++ >= st.flags.warmup) st.out.rtt_us.push_back(us);
-          if (st.sent < st.flags.warmup + st.flags.round_trips) return send_ping(self);
-          // Steady state: from the warmup-th acknowledgement to the last, `tensors` tensors
-          // complete (the receiver's buffer pool is warm, the window full).
-          const int total = st.flags.tensor_warmup + st.flags.tensors;
-          st.tensors_started = steady::now();
-          for (int i = 0; i < std::min(st.flags.window, total); ++i) send_tensor(self);
-        } else if (m.frame->type() == frame_type::replica_cancel) {   // a tensor acknowledged
-          const int total = st.flags.tensor_warmup + st.flags.tensors;
-          if (++st.tensors_acked == st.flags.tensor_warmup) st.tensors_started = steady::now();
-          if (st.tensors_acked < total) {
-            if (st.tensors_sent < total) send_tensor(self);
-            return;
-          }
-          st.out.tensor_seconds = std::chrono::duration<double>(steady::now() - st.tensors_started).count();
-          st.out.tensor_bytes = std::int64_t(st.buffer->size()) * st.flags.tensors;
-          finish(self);
-        }
+        if (!self->state.p->frame(*m.frame)) self->quit();
       },
       [](tensor_msg&) {},
   };
 }
+
+// --no-actors: the pinger as a transport handler, on the progress thread, without CAF.
+class ping_handler : public transport::transport_handler {
+ public:
+  explicit ping_handler(pinger& p) : pinger_(p) {}
+  void on_peer_up(transport::peer_id peer, const transport::hello_wire&) override { pinger_.up(peer); }
+  void on_frame(transport::peer_id, transport::decoded_frame frame) override { (void)pinger_.frame(frame); }
+  void on_tensor(transport::peer_id, transport::tensor_header_wire, transport::tensor_buffer) override {}
+  void on_peer_down(transport::peer_id, const error& why) override { pinger_.down(why); }
+
+ private:
+  pinger& pinger_;
+};
 
 // ---- ucx_perftest beside it ----
 
@@ -219,6 +275,7 @@ int run(const transport_flags& f) {
                                         "--secret-file", (dir / "secret").string(), "--tensor-mb",
                                         std::to_string(f.tensor_mb), "--window", std::to_string(f.window)};
   if (!f.link_inline) peer_args.push_back("--link-on-scheduler");
+  if (!f.actors) peer_args.push_back("--no-actors");
   peer_args.insert(peer_args.end(), {"--busy-poll-us", std::to_string(f.busy_poll_us)});
   node_process peer("peer", std::move(peer_args), (dir / "peer.log").string());
   if (auto s = peer.start(); !s) return report(s.err());
@@ -234,16 +291,26 @@ int run(const transport_flags& f) {
     tc.listen = false;
     tc.busy_poll_us = std::chrono::microseconds(f.busy_poll_us);
     tc.data_endpoints = f.data_endpoints;
-    auto t = transport::ucx_transport::start(tc, *secret, {transport::node_role::client, -1, 2}, bridge);
+    auto done = std::make_shared<std::promise<measured>>();
+    auto result = done->get_future();
+    pinger plain(f, nullptr, done);   // --no-actors
+    ping_handler plain_handler(plain);
+    transport::transport_handler& handler =
+        f.actors ? static_cast<transport::transport_handler&>(bridge) : plain_handler;
+    auto t = transport::ucx_transport::start(tc, *secret, {transport::node_role::client, -1, 2}, handler);
     if (!t) {
       bridge.set_target(caf::actor{});
       return report(t.err());
     }
-    auto done = std::make_shared<std::promise<measured>>();
-    auto result = done->get_future();
     actors::bridge_limits limits;
     if (!f.link_inline) limits.link_messages_per_turn = 0;
-    bridge.set_target(system.spawn(pinger_actor, f, t->get(), done), {}, limits);
+    if (f.actors) {
+      bridge.set_target(system.spawn(pinger_actor, f, t->get(), done), {}, limits);
+    } else {
+      bridge.set_target(caf::actor{});
+      plain.set_transport(t->get());   // before connect(): no callback comes before it
+      (void)(*t)->connect("127.0.0.1", std::uint16_t(f.port));
+    }
     if (result.wait_for(std::chrono::minutes(5)) != std::future_status::ready)
       return report(make_error(error_code::unavailable, "the benchmark did not finish within 5 minutes"));
     m = result.get();
@@ -257,38 +324,54 @@ int run(const transport_flags& f) {
   const double rtt_p50 = percentile(m.rtt_us, 0.5);
   double rtt_mean = 0;
   for (double x : m.rtt_us) rtt_mean += x / double(m.rtt_us.size());
-  const double our_mbps = double(m.tensor_bytes) / double(1 << 20) / m.tensor_seconds;
+  const double our_mbps = f.actors ? double(m.tensor_bytes) / double(1 << 20) / m.tensor_seconds : 0;
   const char* tls = std::getenv("UCX_TLS");
-  std::printf("dsbench transport: UCX_TLS=%s, %d round trips, %d tensors of %lld MiB (%d in flight), actors on %s, "
-              "busy poll %d us\n", tls ? tls : "(default)", f.round_trips, f.tensors, (long long)f.tensor_mb, f.window,
-              f.link_inline ? "the progress threads" : "CAF's scheduler", f.busy_poll_us);
-  std::printf("dsrt actors: round trip p50 %.2f us, mean %.2f us (one way p50 %.2f us); tensors %.0f MiB/s "
-              "(%llu of %d sent over the data endpoint)\n", rtt_p50, rtt_mean, rtt_p50 / 2, our_mbps,
-              (unsigned long long)tensors_direct, f.tensors + f.tensor_warmup);
+  std::printf("dsbench transport: UCX_TLS=%s, %d round trips, %s, busy poll %d us\n", tls ? tls : "(default)",
+              f.round_trips,
+              !f.actors ? "between transport callbacks (no actors)"
+              : f.link_inline ? "actors on the progress threads" : "actors on CAF's scheduler",
+              f.busy_poll_us);
   nlohmann::json j;
   j["ucx_tls"] = tls ? tls : "default";
-  j["actors_on_progress_thread"] = f.link_inline;
+  j["actors"] = f.actors;
+  j["actors_on_progress_thread"] = f.actors && f.link_inline;
   j["busy_poll_us"] = f.busy_poll_us;
   j["round_trips"] = f.round_trips;
   j["rtt_us"] = {{"p50", rtt_p50}, {"mean", rtt_mean}};
-  j["tensor_mib"] = f.tensor_mb;
-  j["tensors"] = f.tensors;
-  j["tensor_mib_per_s"] = our_mbps;
-  j["tensors_over_data_endpoint"] = tensors_direct;
+  if (f.actors) {
+    std::printf("dsrt actors: round trip p50 %.2f us, mean %.2f us (one way p50 %.2f us); %d tensors of %lld MiB "
+                "(%d in flight): %.0f MiB/s (%llu of %d sent over the data endpoint)\n", rtt_p50, rtt_mean,
+                rtt_p50 / 2, f.tensors, (long long)f.tensor_mb, f.window, our_mbps,
+                (unsigned long long)tensors_direct, f.tensors + f.tensor_warmup);
+    j["tensor_mib"] = f.tensor_mb;
+    j["tensors"] = f.tensors;
+    j["tensor_mib_per_s"] = our_mbps;
+    j["tensors_over_data_endpoint"] = tensors_direct;
+  } else {
+    std::printf("dsrt transport callbacks: round trip p50 %.2f us, mean %.2f us (one way p50 %.2f us)\n", rtt_p50,
+                rtt_mean, rtt_p50 / 2);
+  }
   if (f.perftest) {
     auto lat = perftest({"-t", "tag_lat", "-n", std::to_string(f.round_trips + f.warmup)}, f.port + 1, dir);
-    auto bw = perftest({"-t", "tag_bw", "-s", std::to_string(f.tensor_mb << 20), "-n", std::to_string(f.tensors)},
-                       f.port + 2, dir);
     if (!lat) return report(lat.err());
-    if (!bw) return report(bw.err());
     // ucx_perftest's ping-pong latency is one way (half a round trip).
-    const double pt_lat = (*lat)[1], pt_bw = (*bw)[4];
-    std::printf("ucx_perftest: tag_lat p50 %.2f us one way; tag_bw %.0f MiB/s\n", pt_lat, pt_bw);
-    std::printf("ratios: latency (dsrt one way p50 / perftest p50) %.2f (target <= 2); bandwidth (dsrt / perftest) "
-                "%.2f (target >= 0.8)\n", rtt_p50 / 2 / pt_lat, our_mbps / pt_bw);
-    j["perftest"] = {{"tag_lat_p50_us", pt_lat}, {"tag_bw_mib_per_s", pt_bw}};
+    const double pt_lat = (*lat)[1];
+    j["perftest"]["tag_lat_p50_us"] = pt_lat;
     j["latency_ratio"] = rtt_p50 / 2 / pt_lat;
-    j["bandwidth_ratio"] = our_mbps / pt_bw;
+    if (f.actors) {
+      auto bw = perftest({"-t", "tag_bw", "-s", std::to_string(f.tensor_mb << 20), "-n", std::to_string(f.tensors)},
+                         f.port + 2, dir);
+      if (!bw) return report(bw.err());
+      const double pt_bw = (*bw)[4];
+      std::printf("ucx_perftest: tag_lat p50 %.2f us one way; tag_bw %.0f MiB/s\n", pt_lat, pt_bw);
+      std::printf("ratios: latency (dsrt one way p50 / perftest p50) %.2f (target <= 2); bandwidth (dsrt / perftest) "
+                  "%.2f (target >= 0.8)\n", rtt_p50 / 2 / pt_lat, our_mbps / pt_bw);
+      j["perftest"]["tag_bw_mib_per_s"] = pt_bw;
+      j["bandwidth_ratio"] = our_mbps / pt_bw;
+    } else {
+      std::printf("ucx_perftest: tag_lat p50 %.2f us one way\n", pt_lat);
+      std::printf("ratio: latency (dsrt one way p50 / perftest p50) %.2f\n", rtt_p50 / 2 / pt_lat);
+    }
   }
   fs::remove_all(dir);
   if (!f.json_path.empty()) {
@@ -321,6 +404,9 @@ std::function<int()> add_transport_bench(CLI::App& app) {
                 "send tensors over the connection, not over a data endpoint to the peer's worker address");
   cmd->add_flag("!--link-on-scheduler", f->link_inline,
                 "run both actors on CAF's scheduler threads, not on the transport's progress threads (A/B)");
+  cmd->add_flag("!--no-actors", f->actors,
+                "round trips between the transports' callbacks on their progress threads, no actors (and no "
+                "tensors): what the actors add is the difference to a run with them");
   cmd->add_option("--busy-poll-us", f->busy_poll_us,
                  "both processes' progress threads poll this long after traffic before sleeping")
       ->capture_default_str()
