@@ -147,7 +147,7 @@ class transport_bridge : public transport::transport_handler {
   }
   // `value` shared, counted down from `q` when the last holder lets go: one allocation.
   template <class T>
-  static std::shared_ptr<T> counted(T&& value, std::shared_ptr<peer_queue> q, std::uint64_t bytes) {
+  static std::shared_ptr<T> counted(T value, std::shared_ptr<peer_queue> q, std::uint64_t bytes) {
     struct holder {
       holder(T&& v, std::shared_ptr<peer_queue> queue, std::uint64_t n) : value(std::move(v)), q(std::move(queue)), bytes(n) {}
       holder(const holder&) = delete;

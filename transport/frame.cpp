@@ -94,6 +94,7 @@ frame_bytes encode_frame(frame_type type, capnp::MessageBuilder& message) {
   // ArrayOutputStream costs a third of a small frame's encoding): u32 (segments - 1),
   // u32 words per segment, padded to a word, then the segments.
   const auto segments = message.getSegmentsForOutput();
+  DSRT_ASSERT(segments.size() > 0, "a message without a root");
   const std::size_t table_bytes = (segments.size() + 2) / 2 * sizeof(capnp::word);
   std::size_t payload = table_bytes;
   for (const auto& segment : segments) payload += segment.size() * sizeof(capnp::word);

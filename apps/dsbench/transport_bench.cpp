@@ -8,8 +8,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <optional>
 #include <future>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -31,6 +31,8 @@ using actors::peer_down_msg;
 using actors::peer_up_msg;
 using actors::tensor_msg;
 using transport::frame_type;
+
+constexpr auto peer_ready_wait = std::chrono::seconds(30);   // the peer process's start, at most
 
 struct transport_flags {
   bool serve = false;                  // internal: be the peer process
@@ -67,15 +69,18 @@ caf::behavior echo_actor(caf::event_based_actor*, transport::ucx_transport* t) {
 // --no-actors: the same echo as a transport handler, on the progress thread, without CAF.
 class echo_handler : public transport::transport_handler {
  public:
-  std::atomic<transport::ucx_transport*> transport{nullptr};   // set before the pinger connects
+  // Set once start() returns, before "ready" (the pinger connects after that); until then
+  // (never, in practice) a frame is dropped.
+  std::atomic<transport::ucx_transport*> transport{nullptr};
   void on_peer_up(transport::peer_id, const transport::hello_wire&) override {}
   void on_frame(transport::peer_id peer, transport::decoded_frame frame) override {
-    if (frame.type() != frame_type::cancel) return;
-    if (auto id = transport::decode_cancel(frame))
-      (void)transport.load(std::memory_order_relaxed)->send(peer, transport::encode_cancel(frame_type::cancel, *id));
+    auto* t = transport.load(std::memory_order_acquire);
+    if (!t || frame.type() != frame_type::cancel) return;
+    if (auto id = transport::decode_cancel(frame)) (void)t->send(peer, transport::encode_cancel(frame_type::cancel, *id));
   }
   void on_tensor(transport::peer_id peer, transport::tensor_header_wire header, transport::tensor_buffer) override {
-    (void)transport.load(std::memory_order_relaxed)->send(peer, transport::encode_cancel(frame_type::replica_cancel, header.tag));
+    if (auto* t = transport.load(std::memory_order_acquire))
+      (void)t->send(peer, transport::encode_cancel(frame_type::replica_cancel, header.tag));
   }
   void on_peer_down(transport::peer_id, const error&) override {}
 };
@@ -103,7 +108,7 @@ int serve(const transport_flags& f) {
     bridge.set_target(caf::actor{});
     return report(t.err());
   }
-  plain.transport = t->get();   // before "ready": the pinger connects after that
+  plain.transport.store(t->get(), std::memory_order_release);
   auto echo = system.spawn(echo_actor, t->get());
   bridge.set_target(echo, {}, limits);
   std::printf("ready\n");
@@ -127,8 +132,7 @@ class pinger {
  public:
   // `t` may be set later (set_transport), before the connect that brings the peer up.
   pinger(transport_flags flags, transport::ucx_transport* t, std::shared_ptr<std::promise<measured>> done)
-      : flags_(std::move(flags)), transport_(t), done_(std::move(done)),
-        buffer_(std::make_shared<std::vector<std::byte>>(std::size_t(flags_.tensor_mb) << 20, std::byte{1})) {}
+      : flags_(std::move(flags)), transport_(t), done_(std::move(done)) {}
 
   void set_transport(transport::ucx_transport* t) { transport_ = t; }
   void up(transport::peer_id peer) {
@@ -151,6 +155,7 @@ class pinger {
       if (!flags_.actors) return finish();   // no tensors without actors: round trips only
       // Steady state: from the warmup-th acknowledgement to the last, `tensors` tensors
       // complete (the receiver's buffer pool is warm, the window full).
+      buffer_ = std::make_shared<std::vector<std::byte>>(std::size_t(flags_.tensor_mb) << 20, std::byte{1});
       tensors_started_ = steady::now();
       for (int i = 0; i < std::min(flags_.window, tensors_total()); ++i) send_tensor();
     } else if (f.type() == frame_type::replica_cancel) {   // a tensor acknowledged
@@ -185,7 +190,7 @@ class pinger {
   transport_flags flags_;
   transport::ucx_transport* transport_;
   std::shared_ptr<std::promise<measured>> done_;
-  std::shared_ptr<std::vector<std::byte>> buffer_;
+  std::shared_ptr<std::vector<std::byte>> buffer_;   // the tensor, once round trips are done
   transport::peer_id peer_ = 0;
   int sent_ = 0;
   steady::time_point sent_at_, tensors_started_;
@@ -258,6 +263,23 @@ result<std::vector<double>> perftest(const std::vector<std::string>& args, int p
   return fields;
 }
 
+// The peer prints "ready" once it listens (its stdout is its log).
+status wait_until_ready(node_process& peer, const fs::path& log) {
+  const auto give_up = steady::now() + peer_ready_wait;
+  for (;;) {
+    std::ifstream in(log);
+    for (std::string line; std::getline(in, line);)
+      if (line == "ready") return ok_t{};
+    if (!peer.running())
+      return make_error(error_code::unavailable, "the peer process ended before it listened (its log: {})",
+                        log.string());
+    if (steady::now() > give_up)
+      return make_error(error_code::unavailable, "the peer process did not listen within {} s (its log: {})",
+                        peer_ready_wait.count(), log.string());
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
 double percentile(std::vector<double> v, double q) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -279,7 +301,7 @@ int run(const transport_flags& f) {
   peer_args.insert(peer_args.end(), {"--busy-poll-us", std::to_string(f.busy_poll_us)});
   node_process peer("peer", std::move(peer_args), (dir / "peer.log").string());
   if (auto s = peer.start(); !s) return report(s.err());
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));   // the peer's listener
+  if (auto s = wait_until_ready(peer, dir / "peer.log"); !s) return report(s.err());
 
   measured m;
   std::uint64_t tensors_direct = 0;
