@@ -18,6 +18,7 @@
 #include "actors/transport_bridge.h"
 #include "apps/common/engine_setup.h"
 #include "apps/common/node_process.h"
+#include "apps/dsbench/hop_costs.h"
 #include "transport/auth.h"
 #include "transport/wire.h"
 
@@ -373,6 +374,7 @@ int run(const transport_flags& f) {
     std::printf("dsrt transport callbacks: round trip p50 %.2f us, mean %.2f us (one way p50 %.2f us)\n", rtt_p50,
                 rtt_mean, rtt_p50 / 2);
   }
+  double pt_lat_us = 0;   // ucx_perftest's one way, when run
   if (f.perftest) {
     auto lat = perftest({"-t", "tag_lat", "-n", std::to_string(f.round_trips + f.warmup)}, f.port + 1, dir);
     if (!lat) return report(lat.err());
@@ -394,6 +396,21 @@ int run(const transport_flags& f) {
       std::printf("ucx_perftest: tag_lat p50 %.2f us one way\n", pt_lat);
       std::printf("ratio: latency (dsrt one way p50 / perftest p50) %.2f\n", rtt_p50 / 2 / pt_lat);
     }
+    pt_lat_us = pt_lat;
+  }
+  // The parts of a hop besides the wire, each timed alone (after the peers are gone); with
+  // ucx_perftest's one way, the least this round trip could show.
+  const hop_costs c = measure_hop_costs(f.round_trips);
+  std::printf("hop parts alone (this process, warm caches): encode %.3f us, decode %.3f us, actor hop %.3f us\n",
+              c.encode_us, c.decode_us, c.actor_hop_us);
+  j["hop_costs_us"] = {{"encode", c.encode_us}, {"decode", c.decode_us}, {"actor_hop", c.actor_hop_us}};
+  if (pt_lat_us > 0) {
+    const double floor_us = pt_lat_us + c.encode_us + c.decode_us + (f.actors ? c.actor_hop_us : 0);
+    std::printf("floor: ucx_perftest + %s = %.2f us one way, %.2fx ucx_perftest (dsrt: %.2fx)\n",
+                f.actors ? "encode + decode + actor hop" : "encode + decode", floor_us, floor_us / pt_lat_us,
+                rtt_p50 / 2 / pt_lat_us);
+    j["floor_one_way_us"] = floor_us;
+    j["floor_ratio"] = floor_us / pt_lat_us;
   }
   fs::remove_all(dir);
   if (!f.json_path.empty()) {

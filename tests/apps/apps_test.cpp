@@ -327,6 +327,9 @@ TEST_F(Apps, TransportBenchMeasuresActorsAndBareCallbacks) {
     EXPECT_EQ(j.at("round_trips").get<int>(), 200);
     EXPECT_GT(j.at("rtt_us").at("p50").get<double>(), 0.0);
     EXPECT_EQ(j.contains("tensor_mib_per_s"), actors);   // tensors go only between actors
+    for (const char* part : {"encode", "decode", "actor_hop"})
+      EXPECT_GT(j.at("hop_costs_us").at(part).get<double>(), 0.0) << part;
+    EXPECT_FALSE(j.contains("floor_ratio"));   // it needs ucx_perftest
     if (actors) {
       EXPECT_GT(j.at("tensor_mib_per_s").get<double>(), 0.0);
       EXPECT_EQ(j.at("tensors_over_data_endpoint").get<int>(), 3);   // both peers share this host
