@@ -50,6 +50,7 @@ struct transport_flags {
   bool link_inline = true;             // false: both actors always on CAF's scheduler (A/B)
   int busy_poll_us = 0;                // transport_config::busy_poll_us, both processes
   bool actors = true;                  // false: round trips between transport callbacks (no CAF)
+  int idle_peers = 0;                  // more connections to the peer, idle while measuring
   std::string json_path;
 };
 
@@ -281,6 +282,45 @@ status wait_until_ready(node_process& peer, const fs::path& log) {
   }
 }
 
+// --idle-peers: a transport of their own in this process, `count` connections to the peer
+// that prove the secret and then only exchange heartbeats, so the peer's progress loop has
+// that many more connections while the round trips run.
+class idle_peers final : public transport::transport_handler {
+ public:
+  void on_peer_up(transport::peer_id, const transport::hello_wire&) override {}
+  void on_frame(transport::peer_id, transport::decoded_frame) override {}
+  void on_tensor(transport::peer_id, transport::tensor_header_wire, transport::tensor_buffer) override {}
+  void on_peer_down(transport::peer_id, const error&) override {}
+
+  status connect(const transport::cluster_secret& secret, int port, int count) {
+    transport::transport_config tc;
+    tc.listen = false;
+    auto t = transport::ucx_transport::start(tc, secret, {transport::node_role::client, -1, 3}, *this);
+    if (!t) return t.err();
+    transport_ = std::move(*t);
+    // In batches the peer's handshakes_max (64) holds: it closes the oldest unproven beyond.
+    constexpr int batch = 32;
+    for (int done = 0; done < count;) {
+      const int n = std::min(batch, count - done);
+      for (int i = 0; i < n; ++i) (void)transport_->connect("127.0.0.1", std::uint16_t(port));
+      done += n;
+      const auto give_up = steady::now() + peer_ready_wait;
+      while (transport_->stats().peers_up < std::uint64_t(done)) {
+        if (steady::now() > give_up)
+          return make_error(error_code::unavailable, "only {} of {} idle peers came up within {} s",
+                            transport_->stats().peers_up, done, peer_ready_wait.count());
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+    }
+    return ok_t{};
+  }
+  // Closes them while the peer still answers (a dead peer's goodbyes wait out close_flush_wait).
+  void stop() { transport_.reset(); }
+
+ private:
+  std::unique_ptr<transport::ucx_transport> transport_;
+};
+
 double percentile(std::vector<double> v, double q) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -306,6 +346,9 @@ int run(const transport_flags& f) {
 
   measured m;
   std::uint64_t tensors_direct = 0;
+  idle_peers idle;   // outlives the measurement: its connections stay up through it
+  if (f.idle_peers > 0)
+    if (auto s = idle.connect(*secret, f.port, f.idle_peers); !s) return report(s.err());
   {
     auto config = actors::make_system_config(1);
     caf::actor_system system(*config);
@@ -341,6 +384,7 @@ int run(const transport_flags& f) {
     const auto stats = (*t)->stats();
     tensors_direct = stats.tensors_direct;
   }
+  idle.stop();
   peer.stop(2000);
   if (!m.failure.empty()) return report(make_error(error_code::unavailable, "{}", m.failure));
 
@@ -349,17 +393,18 @@ int run(const transport_flags& f) {
   for (double x : m.rtt_us) rtt_mean += x / double(m.rtt_us.size());
   const double our_mbps = f.actors ? double(m.tensor_bytes) / double(1 << 20) / m.tensor_seconds : 0;
   const char* tls = std::getenv("UCX_TLS");
-  std::printf("dsbench transport: UCX_TLS=%s, %d round trips, %s, busy poll %d us\n", tls ? tls : "(default)",
-              f.round_trips,
+  std::printf("dsbench transport: UCX_TLS=%s, %d round trips, %s, busy poll %d us, %d idle peers\n",
+              tls ? tls : "(default)", f.round_trips,
               !f.actors ? "between transport callbacks (no actors)"
               : f.link_inline ? "actors on the progress threads" : "actors on CAF's scheduler",
-              f.busy_poll_us);
+              f.busy_poll_us, f.idle_peers);
   nlohmann::json j;
   j["ucx_tls"] = tls ? tls : "default";
   j["actors"] = f.actors;
   j["actors_on_progress_thread"] = f.actors && f.link_inline;
   j["busy_poll_us"] = f.busy_poll_us;
   j["round_trips"] = f.round_trips;
+  j["idle_peers"] = f.idle_peers;
   j["rtt_us"] = {{"p50", rtt_p50}, {"mean", rtt_mean}};
   if (f.actors) {
     std::printf("dsrt actors: round trip p50 %.2f us, mean %.2f us (one way p50 %.2f us); %d tensors of %lld MiB "
@@ -446,6 +491,10 @@ std::function<int()> add_transport_bench(CLI::App& app) {
   cmd->add_flag("!--no-actors", f->actors,
                 "round trips between the transports' callbacks on their progress threads, no actors (and no "
                 "tensors): what the actors add is the difference to a run with them");
+  cmd->add_option("--idle-peers", f->idle_peers,
+                  "this many more connections to the peer, idle (heartbeats only) while measuring")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1000));
   cmd->add_option("--busy-poll-us", f->busy_poll_us,
                  "both processes' progress threads poll this long after traffic before sleeping")
       ->capture_default_str()

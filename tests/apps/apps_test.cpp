@@ -312,19 +312,20 @@ TEST_F(Apps, EngineBenchWritesTheDocumentedJson) {
 
 // Real processes over UCX on 127.0.0.1 (no ucx_perftest: figures are the benchmark's, not a
 // test's). The peer's port sits below the kernel's ephemeral range, in a band no other test uses.
-TEST_F(Apps, TransportBenchMeasuresActorsAndBareCallbacks) {
+TEST_F(Apps, TransportBenchMeasuresActorsAndBareCallbacksBesideIdlePeers) {
   const int port = 18000 + int(::getpid() % 500) * 2;
   for (const bool actors : {true, false}) {
     const fs::path json_path = model_ / (actors ? "transport-actors.json" : "transport-callbacks.json");
     const auto r = run(bin + "/dsbench/dsbench transport --no-perftest --port " + std::to_string(port) +
                        " --round-trips 200 --warmup 20 --tensor-mb 1 --tensors 2 --tensor-warmup 1" +
-                       (actors ? "" : " --no-actors") + " --json " + json_path.string());
+                       (actors ? "" : " --no-actors --idle-peers 3") + " --json " + json_path.string());
     ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
     EXPECT_NE(r.out.find(actors ? "dsrt actors: round trip p50" : "dsrt transport callbacks: round trip p50"),
               std::string::npos) << r.out;
     const auto j = nlohmann::json::parse(read_file(json_path));
     EXPECT_EQ(j.at("actors").get<bool>(), actors);
     EXPECT_EQ(j.at("round_trips").get<int>(), 200);
+    EXPECT_EQ(j.at("idle_peers").get<int>(), actors ? 0 : 3);   // all up before the round trips (or an error)
     EXPECT_GT(j.at("rtt_us").at("p50").get<double>(), 0.0);
     EXPECT_EQ(j.contains("tensor_mib_per_s"), actors);   // tensors go only between actors
     for (const char* part : {"encode", "decode", "actor_hop"})
