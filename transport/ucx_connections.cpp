@@ -31,6 +31,7 @@ void ucx_transport::impl::on_conn_request(ucp_conn_request_h request, void* arg)
   const peer_id id = ++self->next_peer_;
   auto& conn = self->conns_[id];
   conn.id = id;
+  self->direct_changed_ = true;
   ucp_ep_params_t ep{};
   ep.field_mask = UCP_EP_PARAM_FIELD_CONN_REQUEST | UCP_EP_PARAM_FIELD_ERR_HANDLER |
                   UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
@@ -38,9 +39,9 @@ void ucx_transport::impl::on_conn_request(ucp_conn_request_h request, void* arg)
   ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
   ep.err_handler.cb = &impl::on_ep_error;
   ep.err_handler.arg = self;
-  if (ucp_ep_create(self->worker_, &ep, &conn.ep) != UCS_OK) {
+  if (auto s = ucp_ep_create(self->worker_, &ep, &conn.ep); s != UCS_OK) {
     conn.ep = nullptr;
-    conn.dead = true;
+    self->kill(conn, make_error(error_code::unavailable, "cannot accept a connection: {}", status_text(s)));
     return;
   }
   self->start_session(conn, auth_direction::acceptor);
@@ -53,27 +54,38 @@ void ucx_transport::impl::on_ep_error(void* arg, ucp_ep_h ep, ucs_status_t statu
   auto c = self->conns_.find(it->second);
   if (c == self->conns_.end() || c->second.dead || c->second.lost) return;
   c->second.lost = make_error(error_code::unavailable, "connection lost: {}", status_text(status));
+  self->attend(c->second);
 }
 
 void ucx_transport::impl::kill(connection& conn, error why) {
   if (conn.dead) return;
   conn.dead = true;
   if (!conn.closing_until) conn.why = std::move(why);
+  end(conn);
 }
 
 void ucx_transport::impl::begin_close(connection& conn, error why) {
   if (!open_for_sends(conn)) return;
   conn.why = std::move(why);
   conn.closing_until = std::chrono::steady_clock::now() + close_flush_wait;
+  end(conn);
+}
+
+void ucx_transport::impl::end(connection& conn) {
+  if (std::exchange(conn.ending, true)) return;
+  ending_.push_back(conn.id);
 }
 
 void ucx_transport::impl::reap(clock_time now) {
-  for (auto it = conns_.begin(); it != conns_.end();) {
+  ending_batch_.swap(ending_);
+  for (const peer_id id : ending_batch_) {
+    auto it = conns_.find(id);
+    if (it == conns_.end()) continue;
     auto& conn = it->second;
     if (conn.closing_until && (conn.sends_in_flight == 0 || conn.lost || now >= *conn.closing_until))
       conn.dead = true;
-    if (!conn.dead) {
-      ++it;
+    if (!conn.dead) {   // closing: sends still out
+      ending_.push_back(id);
       continue;
     }
     if (conn.session) conn.session->on_closed();
@@ -95,8 +107,10 @@ void ucx_transport::impl::reap(clock_time now) {
     if (!conn.reported_up && !conn.connector) ++stats_.peers_rejected;
     if (conn.reported_up || conn.connector)
       handler_.on_peer_down(conn.id, conn.why.value_or(make_error(error_code::unavailable, "connection closed")));
-    it = conns_.erase(it);
+    conns_.erase(it);
+    direct_changed_ = true;
   }
+  ending_batch_.clear();
 }
 
 void ucx_transport::impl::close_endpoint(ucp_worker_h worker, ucp_ep_h ep) {

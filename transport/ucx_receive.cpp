@@ -115,15 +115,23 @@ void ucx_transport::impl::handle_arrivals(clock_time now) {
       conn->inbox_bytes += a.length;
       const bool early = a.peer != 0 && !conn->peer_switched;   // over the data endpoint, before DataFrames
       (early ? conn->held : conn->inbox).push_back(std::move(a.item));
+      if (!early) attend(*conn);
       // Arrival is life, though the frame may wait behind a tensor still being fetched:
       // a multi-second transfer must not get its live peer closed as silent.
       conn->session->heard(now);
     }
   }
   arrivals_batch_.clear();
-  bool all_direct = !conns_.empty();
-  for (auto& [id, conn] : conns_) {
-    all_direct = all_direct && conn.data_ep && conn.peer_switched;
+  if (std::exchange(direct_changed_, false)) {
+    all_direct_ = !conns_.empty();
+    for (const auto& [id, conn] : conns_) all_direct_ = all_direct_ && conn.data_ep && conn.peer_switched;
+  }
+  attention_batch_.swap(attention_);
+  for (const peer_id id : attention_batch_) {
+    auto found = conns_.find(id);
+    if (found == conns_.end()) continue;
+    connection& conn = found->second;
+    conn.attended = false;
     while (!conn.dead && !conn.closing_until && !conn.inbox.empty()) {
       inbound& front = *conn.inbox.front();
       // Nothing large from a peer that has not proved the secret (after the frames ahead
@@ -156,8 +164,16 @@ void ucx_transport::impl::handle_arrivals(clock_time now) {
     // A lost connection's last frames may be in this turn's arrivals or, over the data
     // endpoint, the next turn's: it is closed after that.
     if (conn.lost && !conn.dead && ++conn.lost_turns > 1) kill(conn, std::move(*conn.lost));
+    // Still waiting: a frame behind a fetch not finished, or a loss to close next turn. A
+    // dead or closing connection's inbox is never handled.
+    if (!conn.dead && !conn.closing_until && (!conn.inbox.empty() || conn.lost)) attend(conn);
   }
-  all_direct_ = all_direct;
+  attention_batch_.clear();
+}
+
+void ucx_transport::impl::attend(connection& conn) {
+  if (std::exchange(conn.attended, true)) return;
+  attention_.push_back(conn.id);
 }
 
 void ucx_transport::impl::fetch(connection& conn, const std::shared_ptr<inbound>& shared) {
@@ -220,6 +236,7 @@ void ucx_transport::impl::apply(connection& conn, peer_session::actions a, tenso
       a.close = make_error(error_code::corrupt_data, "unexpected data_frames frame");
     } else {
       conn.peer_switched = true;
+      direct_changed_ = true;
       conn.inbox.insert(conn.inbox.begin(), std::make_move_iterator(conn.held.begin()),
                         std::make_move_iterator(conn.held.end()));
       conn.held.clear();

@@ -13,10 +13,8 @@ void ucx_transport::impl::open(const connect_cmd& c) {
   auto& conn = conns_[c.peer];
   conn.id = c.peer;
   conn.connector = true;
-  auto fail = [&](error e) {
-    conn.dead = true;
-    conn.why = std::move(e);
-  };
+  direct_changed_ = true;
+  auto fail = [&](error e) { kill(conn, std::move(e)); };
   addrinfo hints{};
   hints.ai_family = AF_INET;
   hints.ai_socktype = SOCK_STREAM;
@@ -46,8 +44,7 @@ void ucx_transport::impl::start_session(connection& conn, auth_direction directi
   by_ep_[conn.ep] = conn.id;
   auto n = make_nonce();
   if (!n) {
-    conn.dead = true;
-    conn.why = n.err();
+    kill(conn, n.err());
     return;
   }
   conn.session = std::make_unique<peer_session>(config_.session, secret_, self_, direction, *n,
@@ -110,6 +107,7 @@ std::optional<error> ucx_transport::impl::use_data_endpoint(connection& conn, de
     ucp_ep_params_t ep{};
     ep.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS;
     ep.address = reinterpret_cast<const ucp_address_t*>(offer->worker_address.data());
+    direct_changed_ = true;
     if (auto s = ucp_ep_create(data_worker_, &ep, &conn.data_ep); s == UCS_OK) {
       const auto& session = *conn.session;
       const auto peer_direction = session.direction() == auth_direction::connector ? auth_direction::acceptor

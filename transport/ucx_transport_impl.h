@@ -106,6 +106,11 @@ struct connection {
   std::deque<std::shared_ptr<inbound>> inbox;   // in arrival order
   std::size_t inbox_bytes = 0;                  // announced payload bytes in inbox and held
   std::size_t sends_in_flight = 0;
+  // In the progress loop's short lists (so a turn's work is per busy connection, not per
+  // connection): attention_ (its inbox or a loss needs handling) and ending_ (dead or
+  // closing: reap() looks at it).
+  bool attended = false;
+  bool ending = false;
 };
 
 // An arrival seen inside the active-message callback, handled after progress returns
@@ -249,7 +254,11 @@ class ucx_transport::impl {
                       const ucp_am_recv_param_t* param, std::uint64_t length_max, peer_id peer = 0);
 
   // `now`: the progress loop's clock (run()), which is when this turn's arrivals count as heard.
+  // Works through the connections on attention_ only.
   void handle_arrivals(clock_time now);
+
+  // Puts the connection on attention_ (its inbox has frames, or it was lost), once.
+  void attend(connection& conn);
 
   // Starts receiving item's rendezvous data into a buffer of its announced size; `ready`
   // once it is there. A buffer that cannot be had closes the connection (OVERLOADED).
@@ -271,10 +280,15 @@ class ucx_transport::impl {
   // this side closed it for, when it did).
   void kill(connection& conn, error why);
 
+  // Puts the connection on ending_ (dead or closing), once.
+  void end(connection& conn);
+
   // This side closes the connection: reap() closes it once the sends it has made (its
   // goodbye last) have finished, so a rendezvous frame is fetched before the disconnect.
   void begin_close(connection& conn, error why);
   static bool open_for_sends(const connection& conn) { return !conn.dead && !conn.lost && !conn.closing_until; }
+  // Closes and forgets the dead connections on ending_, and those closing whose sends have
+  // finished or whose wait ran out.
   void reap(clock_time now);
 
   // A flushing close, never forced (reap).
@@ -311,6 +325,7 @@ class ucx_transport::impl {
   bool delivered_ = false;       // this turn handed the handler a frame or tensor
   bool sent_here_ = false;       // this turn's callbacks sent a frame (send() on this thread)
   bool all_direct_ = false;      // every connection's frames take its data endpoint, both ways
+  bool direct_changed_ = true;   // a connection came, went or switched: all_direct_ is recomputed
   // The counters behind stats(): the progress thread adds, any thread reads. Each is exact
   // on its own (no lock: a few per message), not a snapshot of all of them together.
   struct counters {
@@ -327,6 +342,8 @@ class ucx_transport::impl {
   std::string host_key_;
   std::vector<arrival> arrivals_;
   std::vector<arrival> arrivals_batch_;   // the arrivals handle_arrivals works through
+  std::vector<peer_id> attention_, attention_batch_;   // connection.attended
+  std::vector<peer_id> ending_, ending_batch_;         // connection.ending
   std::vector<std::pair<ucp_worker_h, void*>> closing_;   // endpoint closes and their worker
   std::unique_ptr<send_state> spare_send_;   // kept from a send that completed at once
 };
