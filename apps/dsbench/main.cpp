@@ -3,7 +3,7 @@
 //   dsbench engine --model DIR --batch 1,8,32 --prompt-len 128 --gen 64 [--json FILE]
 //   dsbench load --inproc --model DIR --replicas R --requests N --concurrency C
 //                [--fault SPEC]... [--null-backend] [--json FILE]
-//   dsbench transport [--round-trips N --tensor-mb 64 --tensors 16] [--no-actors] [--json FILE]
+//   dsbench transport [--round-trips N --tensor-mb 64 --tensors 16] [--no-actors] [--idle-peers N] [--json FILE]
 #include <CLI/CLI.hpp>
 
 #include "apps/dsbench/engine_bench.h"
