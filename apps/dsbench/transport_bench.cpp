@@ -10,7 +10,6 @@
 #include <fstream>
 #include <future>
 #include <optional>
-#include <sstream>
 #include <thread>
 
 #include "actors/blocking_ask.h"
@@ -19,6 +18,7 @@
 #include "apps/common/engine_setup.h"
 #include "apps/common/node_process.h"
 #include "apps/dsbench/hop_costs.h"
+#include "apps/dsbench/transport_neighbours.h"
 #include "transport/auth.h"
 #include "transport/wire.h"
 
@@ -33,7 +33,7 @@ using actors::peer_up_msg;
 using actors::tensor_msg;
 using transport::frame_type;
 
-constexpr auto peer_ready_wait = std::chrono::seconds(30);   // the peer process's start, at most
+constexpr auto peer_ready_wait = std::chrono::seconds(30);   // a peer process's start, at most
 
 struct transport_flags {
   bool serve = false;                  // internal: be the peer process
@@ -235,91 +235,7 @@ class ping_handler : public transport::transport_handler {
   pinger& pinger_;
 };
 
-// ---- ucx_perftest beside it ----
-
 std::string self_exe() { return fs::read_symlink("/proc/self/exe").string(); }
-
-// Runs one ucx_perftest test (server child + client) and returns its "Final:" line's fields:
-// iterations, latency p50 / average / overall (us), bandwidth average / overall (MB/s), ...
-result<std::vector<double>> perftest(const std::vector<std::string>& args, int port, const fs::path& dir) {
-  node_process server("ucx_perftest server", {"ucx_perftest", "-p", std::to_string(port)},
-                      (dir / "perftest-server.log").string());
-  DSRT_TRY(server.start());
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  std::string cmd = "ucx_perftest 127.0.0.1 -p " + std::to_string(port);
-  for (const auto& a : args) cmd += " " + a;
-  cmd += " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return make_error(error_code::internal, "cannot run ucx_perftest");
-  std::string out;
-  char buf[4096];
-  while (std::size_t n = std::fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
-  ::pclose(p);
-  server.stop(2000);
-  const auto at = out.rfind("Final:");
-  if (at == std::string::npos) return make_error(error_code::unavailable, "ucx_perftest gave no result:\n{}", out);
-  std::istringstream line(out.substr(at + 6, out.find('\n', at) - at - 6));
-  std::vector<double> fields;
-  for (double x; line >> x;) fields.push_back(x);
-  if (fields.size() < 6) return make_error(error_code::unavailable, "unreadable ucx_perftest line in:\n{}", out);
-  return fields;
-}
-
-// The peer prints "ready" once it listens (its stdout is its log).
-status wait_until_ready(node_process& peer, const fs::path& log) {
-  const auto give_up = steady::now() + peer_ready_wait;
-  for (;;) {
-    std::ifstream in(log);
-    for (std::string line; std::getline(in, line);)
-      if (line == "ready") return ok_t{};
-    if (!peer.running())
-      return make_error(error_code::unavailable, "the peer process ended before it listened (its log: {})",
-                        log.string());
-    if (steady::now() > give_up)
-      return make_error(error_code::unavailable, "the peer process did not listen within {} s (its log: {})",
-                        peer_ready_wait.count(), log.string());
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-}
-
-// --idle-peers: a transport of their own in this process, `count` connections to the peer
-// that prove the secret and then only exchange heartbeats, so the peer's progress loop has
-// that many more connections while the round trips run.
-class idle_peers final : public transport::transport_handler {
- public:
-  void on_peer_up(transport::peer_id, const transport::hello_wire&) override {}
-  void on_frame(transport::peer_id, transport::decoded_frame) override {}
-  void on_tensor(transport::peer_id, transport::tensor_header_wire, transport::tensor_buffer) override {}
-  void on_peer_down(transport::peer_id, const error&) override {}
-
-  status connect(const transport::cluster_secret& secret, int port, int count) {
-    transport::transport_config tc;
-    tc.listen = false;
-    auto t = transport::ucx_transport::start(tc, secret, {transport::node_role::client, -1, 3}, *this);
-    if (!t) return t.err();
-    transport_ = std::move(*t);
-    // In batches the peer's handshakes_max (64) holds: it closes the oldest unproven beyond.
-    constexpr int batch = 32;
-    for (int done = 0; done < count;) {
-      const int n = std::min(batch, count - done);
-      for (int i = 0; i < n; ++i) (void)transport_->connect("127.0.0.1", std::uint16_t(port));
-      done += n;
-      const auto give_up = steady::now() + peer_ready_wait;
-      while (transport_->stats().peers_up < std::uint64_t(done)) {
-        if (steady::now() > give_up)
-          return make_error(error_code::unavailable, "only {} of {} idle peers came up within {} s",
-                            transport_->stats().peers_up, done, peer_ready_wait.count());
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
-      }
-    }
-    return ok_t{};
-  }
-  // Closes them while the peer still answers (a dead peer's goodbyes wait out close_flush_wait).
-  void stop() { transport_.reset(); }
-
- private:
-  std::unique_ptr<transport::ucx_transport> transport_;
-};
 
 double percentile(std::vector<double> v, double q) {
   if (v.empty()) return 0;
@@ -342,13 +258,13 @@ int run(const transport_flags& f) {
   peer_args.insert(peer_args.end(), {"--busy-poll-us", std::to_string(f.busy_poll_us)});
   node_process peer("peer", std::move(peer_args), (dir / "peer.log").string());
   if (auto s = peer.start(); !s) return report(s.err());
-  if (auto s = wait_until_ready(peer, dir / "peer.log"); !s) return report(s.err());
+  if (auto s = wait_until_ready(peer, dir / "peer.log", peer_ready_wait); !s) return report(s.err());
 
   measured m;
   std::uint64_t tensors_direct = 0;
   idle_peers idle;   // outlives the measurement: its connections stay up through it
   if (f.idle_peers > 0)
-    if (auto s = idle.connect(*secret, f.port, f.idle_peers); !s) return report(s.err());
+    if (auto s = idle.connect(*secret, f.port, f.idle_peers, peer_ready_wait); !s) return report(s.err());
   {
     auto config = actors::make_system_config(1);
     caf::actor_system system(*config);
