@@ -56,15 +56,21 @@ struct transport_flags {
 
 // ---- the peer process: echoes every frame and acknowledges every tensor ----
 
+// The peer's answers, whoever runs them: a Cancel back for a Cancel, a ReplicaCancel for a tensor.
+void echo(transport::ucx_transport& t, transport::peer_id peer, transport::decoded_frame& frame) {
+  if (frame.type() != frame_type::cancel) return;
+  if (auto id = transport::decode_cancel(frame)) (void)t.send(peer, transport::encode_cancel(frame_type::cancel, *id));
+}
+void acknowledge(transport::ucx_transport& t, transport::peer_id peer, const transport::tensor_header_wire& header) {
+  (void)t.send(peer, transport::encode_cancel(frame_type::replica_cancel, header.tag));
+}
+
 caf::behavior echo_actor(caf::event_based_actor*, transport::ucx_transport* t) {
   return {
       [=](peer_up_msg&) {},
       [=](peer_down_msg&) {},
-      [=](frame_msg& m) {
-        if (m.frame->type() != frame_type::cancel) return;
-        if (auto id = transport::decode_cancel(*m.frame)) (void)t->send(m.peer, transport::encode_cancel(frame_type::cancel, *id));
-      },
-      [=](tensor_msg& m) { (void)t->send(m.peer, transport::encode_cancel(frame_type::replica_cancel, m.header.tag)); },
+      [=](frame_msg& m) { echo(*t, m.peer, *m.frame); },
+      [=](tensor_msg& m) { acknowledge(*t, m.peer, m.header); },
   };
 }
 
@@ -76,13 +82,10 @@ class echo_handler : public transport::transport_handler {
   std::atomic<transport::ucx_transport*> transport{nullptr};
   void on_peer_up(transport::peer_id, const transport::hello_wire&) override {}
   void on_frame(transport::peer_id peer, transport::decoded_frame frame) override {
-    auto* t = transport.load(std::memory_order_acquire);
-    if (!t || frame.type() != frame_type::cancel) return;
-    if (auto id = transport::decode_cancel(frame)) (void)t->send(peer, transport::encode_cancel(frame_type::cancel, *id));
+    if (auto* t = transport.load(std::memory_order_acquire)) echo(*t, peer, frame);
   }
   void on_tensor(transport::peer_id peer, transport::tensor_header_wire header, transport::tensor_buffer) override {
-    if (auto* t = transport.load(std::memory_order_acquire))
-      (void)t->send(peer, transport::encode_cancel(frame_type::replica_cancel, header.tag));
+    if (auto* t = transport.load(std::memory_order_acquire)) acknowledge(*t, peer, header);
   }
   void on_peer_down(transport::peer_id, const error&) override {}
 };
