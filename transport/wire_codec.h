@@ -38,7 +38,7 @@ result<T> guarded(decoded_frame& frame, std::initializer_list<frame_type> expect
 // `structs` small structs: Cap'n Proto's default first segment is 1,024 words (8 KiB,
 // allocated zeroed) whatever the message, a cost per message that dwarfs the few hundred
 // bytes a chunk or a request holds. Too small a guess only adds a segment.
-inline unsigned first_segment_words(std::size_t values, std::size_t structs = 1) {
+constexpr unsigned first_segment_words(std::size_t values, std::size_t structs = 1) {
   constexpr std::size_t words_per_struct = 16, values_per_word = 2;
   return unsigned(std::min<std::size_t>(words_per_struct * (structs + 1) + (values + 1) / values_per_word,
                                         capnp::SUGGESTED_FIRST_SEGMENT_WORDS));
@@ -48,8 +48,18 @@ inline unsigned first_segment_words(std::size_t values, std::size_t structs = 1)
 // small frame (a Cancel, a heartbeat).
 inline constexpr unsigned stack_segment_words_max = 64;
 
+// The words a message of `Root` alone takes: exact for a root without pointers (the root
+// pointer and the data section: a Cancel is 2 words), else first_segment_words' guess.
+// Zeroing a 32-word guess for a 2-word Cancel was a quarter of encoding it.
+template <class Root>
+constexpr unsigned root_segment_words() {
+  using layout = typename Root::_capnpPrivate;
+  if constexpr (layout::pointerCount == 0) return 1 + layout::dataWordSize;
+  return first_segment_words(0);
+}
+
 template <class Root, class Fill>
-frame_bytes build(frame_type type, Fill&& fill, unsigned first_words = first_segment_words(0)) {
+frame_bytes build(frame_type type, Fill&& fill, unsigned first_words = root_segment_words<Root>()) {
   if (first_words <= stack_segment_words_max) {
     capnp::word first[stack_segment_words_max];   // Cap'n Proto wants it zeroed
     std::memset(first, 0, first_words * sizeof(capnp::word));
