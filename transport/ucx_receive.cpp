@@ -6,10 +6,13 @@
 #include <cstring>
 #include <new>
 
+#include "transport/hop_trace.h"
+
 namespace dsrt::transport {
 
 ucs_status_t ucx_transport::impl::on_am(void* arg, const void*, size_t, void* data, size_t length,
                           const ucp_am_recv_param_t* param) {
+  hop_trace::mark(hop_trace::stage::arrived);
   auto* self = static_cast<impl*>(arg);
   return self->arrive(self->worker_, nullptr, 0, data, length, param,
                       self->config_.session.limits.message_bytes_max + frame_header_bytes);
@@ -32,6 +35,7 @@ ucs_status_t ucx_transport::impl::on_direct_tensor_am(void* arg, const void* hea
 
 ucs_status_t ucx_transport::impl::on_direct_frame_am(void* arg, const void* header, size_t header_length, void* data,
                                        size_t length, const ucp_am_recv_param_t* param) {
+  hop_trace::mark(hop_trace::stage::arrived);
   auto* self = static_cast<impl*>(arg);
   const peer_id peer = header_length == token_bytes ? self->peer_of_token(header) : 0;
   if (peer == 0) return UCS_OK;
@@ -80,10 +84,12 @@ ucs_status_t ucx_transport::impl::arrive(ucp_worker_h worker, const void* header
     a.item->ready = true;
   }
   arrivals_.push_back(std::move(a));
+  hop_trace::mark(hop_trace::stage::queued);
   return UCS_OK;
 }
 
 void ucx_transport::impl::handle_arrivals(clock_time now) {
+  if (!arrivals_.empty()) hop_trace::mark(hop_trace::stage::handling);
   arrivals_batch_.swap(arrivals_);   // both keep their capacity
   for (auto& a : arrivals_batch_) {
     peer_id from = a.peer;
@@ -156,6 +162,7 @@ void ucx_transport::impl::handle_arrivals(clock_time now) {
                               config_.session.limits.message_bytes_max, config_.tensor_bytes_max));
         break;
       }
+      hop_trace::mark(hop_trace::stage::decoding);
       if (item->tensor)
         apply(conn, conn.session->on_frame(item->tensor_header, now), &item->tensor_data);
       else
@@ -259,7 +266,9 @@ void ucx_transport::impl::apply(connection& conn, peer_session::actions a, tenso
         delivered_ = true;
       }
     } else {
+      hop_trace::mark(hop_trace::stage::delivering);
       handler_.on_frame(conn.id, std::move(*a.deliver));
+      hop_trace::mark(hop_trace::stage::delivered);
       delivered_ = true;
     }
   }

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "transport/hop_trace.h"
+
 namespace dsrt::transport {
 
 void ucx_transport::impl::open(const connect_cmd& c) {
@@ -163,8 +165,10 @@ bool ucx_transport::impl::send_am(connection& conn, ucp_ep_h ep, unsigned am_id,
   stats_.bytes_sent += header.size() + data.size();
   if (am_id == direct_frame_am_id) ++stats_.frames_direct;
   if (am_id == direct_tensor_am_id) ++stats_.tensors_direct;
+  hop_trace::mark(hop_trace::stage::posting);
   auto req = ucp_am_send_nbx(ep, am_id, header.empty() ? nullptr : header.data(), header.size(), data.data(),
                              data.size(), &rp);
+  hop_trace::mark(hop_trace::stage::posted);
   if (req != nullptr && !UCS_PTR_IS_ERR(req)) {   // in flight: the callback frees it
     p.release();
     ++conn.sends_in_flight;

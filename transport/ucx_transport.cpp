@@ -11,6 +11,8 @@
 #include <cstring>
 #include <fstream>
 
+#include "transport/hop_trace.h"
+
 namespace dsrt::transport {
 
 namespace {
@@ -146,6 +148,7 @@ status ucx_transport::impl::send(peer_id peer, frame_bytes frame) {
   // once unless commands wait: those were queued before it (by whoever ran the sending
   // actor last), and go first.
   if (progress_of == this) {
+    hop_trace::mark(hop_trace::stage::sending);
     if (!commands_waiting_.load(std::memory_order_acquire)) {
       if (send_now(send_cmd{peer, std::move(frame)})) sent_here_ = true;
       return ok_t{};
@@ -239,6 +242,7 @@ void ucx_transport::impl::run() {
     }
     reap(now);
     finish_closes();
+    if (delivered_) hop_trace::mark(hop_trace::stage::callbacks);
     handler_.after_callbacks();
     const bool busy = sent || delivered_ || sent_here_;
     if (busy || progressed || ++idle_turns >= idle_turns_per_clock_read) {

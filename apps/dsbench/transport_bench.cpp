@@ -1,10 +1,12 @@
 #include "apps/dsbench/transport_bench.h"
 
 #include <nlohmann/json.hpp>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -18,8 +20,10 @@
 #include "apps/common/engine_setup.h"
 #include "apps/common/node_process.h"
 #include "apps/dsbench/hop_costs.h"
+#include "apps/dsbench/hop_trace_report.h"
 #include "apps/dsbench/transport_neighbours.h"
 #include "transport/auth.h"
+#include "transport/hop_trace.h"
 #include "transport/wire.h"
 
 namespace dsrt::apps {
@@ -34,6 +38,10 @@ using actors::tensor_msg;
 using transport::frame_type;
 
 constexpr auto peer_ready_wait = std::chrono::seconds(30);   // a peer process's start, at most
+// --hop-trace: room for this many marks a round trip (a frame in and one out take 10), and
+// at most this many in all (16 bytes each); marks past it are counted as dropped.
+constexpr std::size_t hop_marks_per_round_trip = 16;
+constexpr std::size_t hop_marks_max = std::size_t(1) << 22;
 
 struct transport_flags {
   bool serve = false;                  // internal: be the peer process
@@ -51,6 +59,8 @@ struct transport_flags {
   int busy_poll_us = 0;                // transport_config::busy_poll_us, both processes
   bool actors = true;                  // false: round trips between transport callbacks (no CAF)
   int idle_peers = 0;                  // more connections to the peer, idle while measuring
+  bool hop_trace = false;              // both processes record their hop traces
+  std::string hop_trace_out;           // internal, with --serve: where the peer writes its trace
   std::string json_path;
 };
 
@@ -59,6 +69,7 @@ struct transport_flags {
 // The peer's answers, whoever runs them: a Cancel back for a Cancel, a ReplicaCancel for a tensor.
 void echo(transport::ucx_transport& t, transport::peer_id peer, transport::decoded_frame& frame) {
   if (frame.type() != frame_type::cancel) return;
+  transport::hop_trace::mark(transport::hop_trace::stage::handler);
   if (auto id = transport::decode_cancel(frame)) (void)t.send(peer, transport::encode_cancel(frame_type::cancel, *id));
 }
 void acknowledge(transport::ucx_transport& t, transport::peer_id peer, const transport::tensor_header_wire& header) {
@@ -90,9 +101,31 @@ class echo_handler : public transport::transport_handler {
   void on_peer_down(transport::peer_id, const error&) override {}
 };
 
+std::size_t hop_trace_capacity(const transport_flags& f) {
+  return std::min(hop_marks_max, hop_marks_per_round_trip * std::size_t(f.round_trips + f.warmup) + 4096);
+}
+
+volatile std::sig_atomic_t terminated = 0;   // the peer's SIGTERM, with --hop-trace
+
+// The peer's trace, written as the benchmark stops it (SIGTERM), then the exit SIGTERM's
+// default would have made.
+[[noreturn]] void write_trace_and_exit(const std::string& path) {
+  transport::hop_trace::stop();
+  std::ofstream out(path);
+  out << hop_trace_json(transport::hop_trace::summary()).dump() << '\n';
+  out.close();
+  std::_Exit(out ? 0 : 1);
+}
+
 int serve(const transport_flags& f) {
   auto secret = transport::read_secret_file(f.secret_file);
   if (!secret) return report(secret.err());
+  if (f.hop_trace) {
+    struct sigaction on_term {};
+    on_term.sa_handler = [](int) { terminated = 1; };
+    ::sigaction(SIGTERM, &on_term, nullptr);
+    transport::hop_trace::start(hop_trace_capacity(f));
+  }
   auto config = actors::make_system_config(1);
   caf::actor_system system(*config);
   actors::transport_bridge bridge;
@@ -118,8 +151,11 @@ int serve(const transport_flags& f) {
   bridge.set_target(echo, {}, limits);
   std::printf("ready\n");
   std::fflush(stdout);
-  // Runs until the benchmark kills it (its parent's death kills it too).
-  for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+  // Runs until the benchmark stops it (its parent's death kills it too).
+  for (;;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (terminated) write_trace_and_exit(f.hop_trace_out);
+  }
 }
 
 // ---- this process: the pinger ----
@@ -151,6 +187,7 @@ class pinger {
   // False once the measurements are done (or failed).
   bool frame(const transport::decoded_frame& f) {
     if (f.type() == frame_type::cancel) {   // a round trip came back
+      transport::hop_trace::mark(transport::hop_trace::stage::handler);
       const double us = std::chrono::duration<double, std::micro>(steady::now() - sent_at_).count();
       if (sent_++ >= flags_.warmup) out_.rtt_us.push_back(us);
       if (sent_ < flags_.warmup + flags_.round_trips) {
@@ -259,6 +296,11 @@ int run(const transport_flags& f) {
   if (!f.link_inline) peer_args.push_back("--link-on-scheduler");
   if (!f.actors) peer_args.push_back("--no-actors");
   peer_args.insert(peer_args.end(), {"--busy-poll-us", std::to_string(f.busy_poll_us)});
+  const fs::path peer_trace = dir / "peer-hop-trace.json";
+  if (f.hop_trace) {
+    peer_args.insert(peer_args.end(), {"--hop-trace", "--hop-trace-out", peer_trace.string(), "--round-trips",
+                                       std::to_string(f.round_trips), "--warmup", std::to_string(f.warmup)});
+  }
   node_process peer("peer", std::move(peer_args), (dir / "peer.log").string());
   if (auto s = peer.start(); !s) return report(s.err());
   if (auto s = wait_until_ready(peer, dir / "peer.log", peer_ready_wait); !s) return report(s.err());
@@ -276,6 +318,7 @@ int run(const transport_flags& f) {
     tc.listen = false;
     tc.busy_poll_us = std::chrono::microseconds(f.busy_poll_us);
     tc.data_endpoints = f.data_endpoints;
+    if (f.hop_trace) transport::hop_trace::start(hop_trace_capacity(f));
     auto done = std::make_shared<std::promise<measured>>();
     auto result = done->get_future();
     pinger plain(f, nullptr, done);   // --no-actors
@@ -299,12 +342,21 @@ int run(const transport_flags& f) {
     if (result.wait_for(std::chrono::minutes(5)) != std::future_status::ready)
       return report(make_error(error_code::unavailable, "the benchmark did not finish within 5 minutes"));
     m = result.get();
+    transport::hop_trace::stop();
     system.await_all_actors_done();
     const auto stats = (*t)->stats();
     tensors_direct = stats.tensors_direct;
   }
   idle.stop();
   peer.stop(2000);
+  nlohmann::json traces;
+  if (f.hop_trace) {
+    traces["this_process"] = hop_trace_json(transport::hop_trace::summary());
+    std::ifstream in(peer_trace);
+    traces["peer"] = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+    if (!traces["peer"].is_object())
+      return report(make_error(error_code::unavailable, "the peer left no hop trace in {}", peer_trace.string()));
+  }
   if (!m.failure.empty()) return report(make_error(error_code::unavailable, "{}", m.failure));
 
   const double rtt_p50 = percentile(m.rtt_us, 0.5);
@@ -376,6 +428,16 @@ int run(const transport_flags& f) {
     j["floor_one_way_us"] = floor_us;
     j["floor_ratio"] = floor_us / pt_lat_us;
   }
+  if (f.hop_trace) {
+    // "handler": the pinger's or echo's code starts; what it does runs until "sending".
+    print_hop_trace(fmt::format("this process, the pinger (handler -> sending: its bookkeeping, encoding the next "
+                                "Cancel{})", f.actors ? "; callbacks -> handler: CAF's dispatch" : ""),
+                    traces["this_process"]);
+    print_hop_trace(fmt::format("the peer, the echo (handler -> sending: decoding the Cancel, encoding the reply{})",
+                                f.actors ? "; callbacks -> handler: CAF's dispatch" : ""),
+                    traces["peer"]);
+    j["hop_trace"] = traces;
+  }
   fs::remove_all(dir);
   if (!f.json_path.empty()) {
     std::ofstream out(f.json_path);
@@ -410,18 +472,23 @@ std::function<int()> add_transport_bench(CLI::App& app) {
   cmd->add_flag("!--no-actors", f->actors,
                 "round trips between the transports' callbacks on their progress threads, no actors (and no "
                 "tensors): what the actors add is the difference to a run with them");
-  cmd->add_option("--idle-peers", f->idle_peers,
-                  "this many more connections to the peer, idle (heartbeats only) while measuring")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 1000));
+  auto* idle = cmd->add_option("--idle-peers", f->idle_peers,
+                               "this many more connections to the peer, idle (heartbeats only) while measuring")
+                    ->capture_default_str()
+                    ->check(CLI::Range(0, 1000));
   cmd->add_option("--busy-poll-us", f->busy_poll_us,
                  "both processes' progress threads poll this long after traffic before sleeping")
       ->capture_default_str()
       ->check(CLI::Range(0, 1000000));
+  cmd->add_flag("--hop-trace", f->hop_trace,
+                "both processes time the stages of each frame's way through their progress threads; prints "
+                "each step's median (transport/hop_trace.h)")
+      ->excludes(idle);   // the idle peers' progress threads would mark too
   cmd->add_option("--json", f->json_path, "write the results as JSON");
   auto* serve = cmd->add_flag("--serve", f->serve, "(internal) be the peer process");
   serve->group("");
   cmd->add_option("--secret-file", f->secret_file, "(internal) the peer's secret")->group("");
+  cmd->add_option("--hop-trace-out", f->hop_trace_out, "(internal) where the peer writes its hop trace")->group("");
   return [f] { return run(*f); };
 }
 

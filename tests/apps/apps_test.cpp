@@ -338,4 +338,38 @@ TEST_F(Apps, TransportBenchMeasuresActorsAndBareCallbacksBesideIdlePeers) {
   }
 }
 
+// --hop-trace: both processes time each frame's stages; the peer's trace comes back to the
+// benchmark as it is stopped. It cannot go with --idle-peers (their threads would mark too).
+TEST_F(Apps, TransportBenchHopTraceTimesEachStageInBothProcesses) {
+  const int port = 18000 + int(::getpid() % 500) * 2;
+  const fs::path json_path = model_ / "transport-hop-trace.json";
+  const auto r = run(bin + "/dsbench/dsbench transport --no-perftest --hop-trace --port " + std::to_string(port) +
+                     " --round-trips 300 --warmup 20 --tensor-mb 1 --tensors 1 --tensor-warmup 0 --json " +
+                     json_path.string());
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  EXPECT_NE(r.out.find("hop trace, the peer"), std::string::npos) << r.out;
+  const auto j = nlohmann::json::parse(read_file(json_path));
+  for (const char* who : {"this_process", "peer"}) {
+    const auto& trace = j.at("hop_trace").at(who);
+    EXPECT_EQ(trace.at("dropped").get<int>(), 0) << who;
+    EXPECT_GT(trace.at("arrival_to_posted_ns").get<double>(), 0.0) << who;
+    // The actor's path: the link runs in after_callbacks (CAF dispatches to the pinger's or
+    // echo's handler, which marks "handler") and replies from there.
+    for (const auto& [from, to] : {std::pair{"callbacks", "handler"}, std::pair{"handler", "sending"}}) {
+      bool found = false;
+      for (const auto& step : trace.at("steps"))
+        if (step.at("from") == from && step.at("to") == to) {
+          found = true;
+          EXPECT_GE(step.at("count").get<int>(), 300) << who << " " << from;
+          EXPECT_GT(step.at("p50_ns").get<double>(), 0.0) << who << " " << from;
+        }
+      EXPECT_TRUE(found) << who << ": no step " << from << " -> " << to << " in " << trace.dump();
+    }
+  }
+
+  const auto refused = run(bin + "/dsbench/dsbench transport --hop-trace --idle-peers 1");
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE((refused.out + refused.err).find("excludes"), std::string::npos) << refused.out << refused.err;
+}
+
 }  // namespace
