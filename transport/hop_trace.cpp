@@ -49,6 +49,7 @@ namespace detail {
 std::atomic<bool> on{false};
 
 void record(stage s) {
+  if (!on.load(std::memory_order_acquire)) return;   // start()'s buffer and counts are visible
   const auto me = std::this_thread::get_id();
   auto w = writer.load(std::memory_order_acquire);
   if (w != me && !(w == std::thread::id{} && writer.compare_exchange_strong(w, me))) {
@@ -106,8 +107,11 @@ summary_t summary(double share) {
   const std::uint64_t elapsed_ticks = now_ticks() - started_ticks;
   const double ns_per_tick = elapsed_ticks > 0 ? elapsed_ns / double(elapsed_ticks) : 1.0;
   std::map<std::pair<stage, stage>, std::vector<double>> gaps;   // ordered: path order
-  for (std::size_t i = 1; i < n; ++i)
-    gaps[{records[i - 1].s, records[i].s}].push_back(double(records[i].ticks - records[i - 1].ticks) * ns_per_tick);
+  for (std::size_t i = 1; i < n; ++i) {
+    // A counter that went back (the thread moved to a core whose counter lags) counts as 0.
+    const auto ticks = records[i].ticks > records[i - 1].ticks ? records[i].ticks - records[i - 1].ticks : 0;
+    gaps[{records[i - 1].s, records[i].s}].push_back(double(ticks) * ns_per_tick);
+  }
   std::size_t most = 0;
   for (const auto& [key, v] : gaps) most = std::max(most, v.size());
   for (auto& [key, v] : gaps) {

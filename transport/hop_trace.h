@@ -47,7 +47,9 @@ inline void mark(stage s) {
   if (detail::on.load(std::memory_order_relaxed)) detail::record(s);
 }
 
-// Starts recording (again: earlier marks are discarded). REQUIRES: capacity > 0.
+// Starts recording (again: earlier marks are discarded). REQUIRES: capacity > 0, and no
+// thread marks while start() runs (stop() does not wait for a mark in progress: restart only
+// once the threads that marked are quiet).
 void start(std::size_t capacity);
 // Stops recording; what was recorded stays for summary().
 void stop();

@@ -50,7 +50,7 @@ inline constexpr unsigned stack_segment_words_max = 64;
 
 // The words a message of `Root` alone takes: exact for a root without pointers (the root
 // pointer and the data section: a Cancel is 2 words), else first_segment_words' guess.
-// Zeroing a 32-word guess for a 2-word Cancel was a quarter of encoding it.
+// Zeroing a 32-word guess for a 2-word Cancel was a tenth of encoding it.
 template <class Root>
 constexpr unsigned root_segment_words() {
   using layout = typename Root::_capnpPrivate;

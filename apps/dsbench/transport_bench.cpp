@@ -38,9 +38,11 @@ using actors::tensor_msg;
 using transport::frame_type;
 
 constexpr auto peer_ready_wait = std::chrono::seconds(30);   // a peer process's start, at most
-// --hop-trace: room for this many marks a round trip (a frame in and one out take 10), and
-// at most this many in all (16 bytes each); marks past it are counted as dropped.
+// --hop-trace: room for this many marks a round trip (a frame in and its reply out take 11),
+// this many more for the rest (handshake, heartbeats, tensors), and at most this many in all
+// (16 bytes each); marks past it are counted as dropped.
 constexpr std::size_t hop_marks_per_round_trip = 16;
+constexpr std::size_t hop_marks_besides = 4096;
 constexpr std::size_t hop_marks_max = std::size_t(1) << 22;
 
 struct transport_flags {
@@ -102,14 +104,17 @@ class echo_handler : public transport::transport_handler {
 };
 
 std::size_t hop_trace_capacity(const transport_flags& f) {
-  return std::min(hop_marks_max, hop_marks_per_round_trip * std::size_t(f.round_trips + f.warmup) + 4096);
+  return std::min(hop_marks_max,
+                  hop_marks_per_round_trip * std::size_t(f.round_trips + f.warmup) + hop_marks_besides);
 }
 
-volatile std::sig_atomic_t terminated = 0;   // the peer's SIGTERM, with --hop-trace
-
-// The peer's trace, written as the benchmark stops it (SIGTERM), then the exit SIGTERM's
-// default would have made.
-[[noreturn]] void write_trace_and_exit(const std::string& path) {
+// With --hop-trace the peer waits for the benchmark's SIGTERM (blocked in every thread, taken
+// with sigwait), writes its trace and exits at once, as SIGTERM would have ended it: nothing
+// is torn down (the echo actor would keep CAF's system waiting). Exit status 1: no trace.
+[[noreturn]] void write_trace_on_sigterm(const sigset_t& term, const std::string& path) {
+  int signal = 0;
+  while (::sigwait(&term, &signal) != 0 || signal != SIGTERM) {
+  }
   transport::hop_trace::stop();
   std::ofstream out(path);
   out << hop_trace_json(transport::hop_trace::summary()).dump() << '\n';
@@ -120,10 +125,11 @@ volatile std::sig_atomic_t terminated = 0;   // the peer's SIGTERM, with --hop-t
 int serve(const transport_flags& f) {
   auto secret = transport::read_secret_file(f.secret_file);
   if (!secret) return report(secret.err());
+  sigset_t term;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
   if (f.hop_trace) {
-    struct sigaction on_term {};
-    on_term.sa_handler = [](int) { terminated = 1; };
-    ::sigaction(SIGTERM, &on_term, nullptr);
+    ::pthread_sigmask(SIG_BLOCK, &term, nullptr);   // before any thread starts: all inherit it
     transport::hop_trace::start(hop_trace_capacity(f));
   }
   auto config = actors::make_system_config(1);
@@ -152,10 +158,8 @@ int serve(const transport_flags& f) {
   std::printf("ready\n");
   std::fflush(stdout);
   // Runs until the benchmark stops it (its parent's death kills it too).
-  for (;;) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    if (terminated) write_trace_and_exit(f.hop_trace_out);
-  }
+  if (f.hop_trace) write_trace_on_sigterm(term, f.hop_trace_out);
+  for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
 }
 
 // ---- this process: the pinger ----
@@ -349,6 +353,7 @@ int run(const transport_flags& f) {
   }
   idle.stop();
   peer.stop(2000);
+  if (!m.failure.empty()) return report(make_error(error_code::unavailable, "{}", m.failure));
   nlohmann::json traces;
   if (f.hop_trace) {
     traces["this_process"] = hop_trace_json(transport::hop_trace::summary());
@@ -357,7 +362,6 @@ int run(const transport_flags& f) {
     if (!traces["peer"].is_object())
       return report(make_error(error_code::unavailable, "the peer left no hop trace in {}", peer_trace.string()));
   }
-  if (!m.failure.empty()) return report(make_error(error_code::unavailable, "{}", m.failure));
 
   const double rtt_p50 = percentile(m.rtt_us, 0.5);
   double rtt_mean = 0;
@@ -467,7 +471,7 @@ std::function<int()> add_transport_bench(CLI::App& app) {
   cmd->add_flag("!--no-perftest", f->perftest, "skip ucx_perftest");
   cmd->add_flag("!--no-data-endpoint", f->data_endpoints,
                 "send tensors over the connection, not over a data endpoint to the peer's worker address");
-  cmd->add_flag("!--link-on-scheduler", f->link_inline,
+  auto* on_scheduler = cmd->add_flag("!--link-on-scheduler", f->link_inline,
                 "run both actors on CAF's scheduler threads, not on the transport's progress threads (A/B)");
   cmd->add_flag("!--no-actors", f->actors,
                 "round trips between the transports' callbacks on their progress threads, no actors (and no "
@@ -483,7 +487,8 @@ std::function<int()> add_transport_bench(CLI::App& app) {
   cmd->add_flag("--hop-trace", f->hop_trace,
                 "both processes time the stages of each frame's way through their progress threads; prints "
                 "each step's median (transport/hop_trace.h)")
-      ->excludes(idle);   // the idle peers' progress threads would mark too
+      ->excludes(idle)     // the idle peers' progress threads would mark too
+      ->excludes(on_scheduler);   // the actors' marks and sends would come from CAF's threads
   cmd->add_option("--json", f->json_path, "write the results as JSON");
   auto* serve = cmd->add_flag("--serve", f->serve, "(internal) be the peer process");
   serve->group("");
