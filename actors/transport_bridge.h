@@ -20,7 +20,6 @@
 #include <functional>
 #include <future>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 
@@ -68,21 +67,18 @@ struct bridge_limits {
 class transport_bridge : public transport::transport_handler {
  public:
   using close_function = std::function<void(transport::peer_id, std::string)>;
-  transport_bridge() : target_future_(target_.get_future().share()) {}
+  transport_bridge() : target_future_(target_promise_.get_future().share()) {}
   // `close` cuts off a peer past `limits` (ucx_transport::close); both are set with the
   // target, before any callback reads them.
   void set_target(caf::actor target, close_function close = {}, bridge_limits limits = {}) {
     close_ = std::move(close);
     limits_ = limits;
     unit_.set_link(target, limits.link_messages_per_turn);
-    target_.set_value(std::move(target));
+    target_promise_.set_value(std::move(target));
   }
 
   void on_peer_up(transport::peer_id peer, const transport::hello_wire& hello) override {
-    {
-      std::lock_guard lock(mu_);
-      queued_[peer] = std::make_shared<peer_queue>();
-    }
+    queued_[peer] = std::make_shared<peer_queue>();
     if (const auto& t = target()) deliver(t, peer_up_msg{peer, hello});
   }
   void on_frame(transport::peer_id peer, transport::decoded_frame frame) override {
@@ -102,10 +98,7 @@ class transport_bridge : public transport::transport_handler {
     deliver(t, tensor_msg{peer, std::move(header), counted(std::move(data), std::move(q), bytes)});
   }
   void on_peer_down(transport::peer_id peer, const error& why) override {
-    {
-      std::lock_guard lock(mu_);
-      queued_.erase(peer);
-    }
+    queued_.erase(peer);
     if (const auto& t = target()) deliver(t, peer_down_msg{peer, why});
   }
   void after_callbacks() override { unit_.run_pending(); }
@@ -125,12 +118,9 @@ class transport_bridge : public transport::transport_handler {
   // The peer's queue with this message counted, or null: the peer is not up, or is past
   // its limits (closed now, once).
   std::shared_ptr<peer_queue> admit(transport::peer_id peer, std::uint64_t bytes) {
-    std::shared_ptr<peer_queue> q;
-    {
-      std::lock_guard lock(mu_);
-      if (auto it = queued_.find(peer); it != queued_.end()) q = it->second;
-    }
-    if (!q || q->cut) return nullptr;
+    const auto it = queued_.find(peer);
+    if (it == queued_.end() || it->second->cut) return nullptr;
+    const std::shared_ptr<peer_queue>& q = it->second;
     if (q->messages.load(std::memory_order_relaxed) >= limits_.peer_messages_max ||
         q->bytes.load(std::memory_order_relaxed) + bytes > limits_.peer_bytes_max) {
       q->cut = true;
@@ -160,7 +150,11 @@ class transport_bridge : public transport::transport_handler {
     auto h = std::make_shared<holder>(std::move(value), std::move(q), bytes);
     return std::shared_ptr<T>(h, &h->value);
   }
-  const caf::actor& target() { return target_future_.get(); }
+  // The target once set_target() gave it (waited for once; the future's get() is not free).
+  const caf::actor& target() {
+    if (!target_) target_ = &target_future_.get();
+    return *target_;
+  }
   // As anon_send, with the progress thread's unit as the context: an idle link runs there.
   template <class Message>
   void deliver(const caf::actor& t, Message&& m) {
@@ -170,10 +164,10 @@ class transport_bridge : public transport::transport_handler {
 
   bridge_limits limits_;
   close_function close_;
-  std::mutex mu_;
-  std::unordered_map<transport::peer_id, std::shared_ptr<peer_queue>> queued_;
-  std::promise<caf::actor> target_;
+  std::unordered_map<transport::peer_id, std::shared_ptr<peer_queue>> queued_;   // progress thread only
+  std::promise<caf::actor> target_promise_;
   std::shared_future<caf::actor> target_future_;
+  const caf::actor* target_ = nullptr;   // the future's value, once read (progress thread only)
   progress_unit unit_;   // set with the target, before any callback reads it
 };
 
