@@ -79,7 +79,13 @@ void head_node::drain() { caf::anon_send(router_, drain_atom::value); }
 
 std::int64_t head_node::in_flight() {
   auto st = router_status();
-  return st ? st->accepted - st->completed - st->failed : -1;
+  if (!st) return -1;
+  if (const auto routed = st->accepted - st->completed - st->failed; routed > 0) return routed;
+  // The router is done, but its last finals may still wait in the link's mailbox. Asked
+  // after the router answered, the link has handled whatever the router sent it before that
+  // answer: what it still counts has not been handed to the transport.
+  auto link = link_status();
+  return link ? link->open_requests : -1;
 }
 
 // ---- worker_node ----

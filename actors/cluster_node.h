@@ -57,7 +57,9 @@ class head_node : public router_access {
   status wait_ready(milliseconds timeout);
   // Stops admitting: new requests get UNAVAILABLE, accepted ones finish.
   void drain();
-  // Accepted requests that have not had their final yet (-1 when the router does not answer).
+  // Accepted requests whose final has not gone to its client yet: the router's, then the
+  // remote clients' the link has not sent (-1 when the router or the link does not answer).
+  // At 0 the node can go: the transport sends what it was given before its goodbyes.
   std::int64_t in_flight();
 
  private:

@@ -238,6 +238,7 @@ caf::behavior head_link_actor(self_ptr self, transport::ucx_transport* transport
         auto s = self->state.stats;
         s.workers = std::int32_t(self->state.workers.size());
         s.clients = std::int32_t(self->state.clients.size());
+        s.open_requests = std::int64_t(self->state.requests.size());
         return s;
       },
   };

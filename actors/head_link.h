@@ -22,6 +22,7 @@ namespace dsrt::actors {
 struct head_link_stats {
   std::int32_t workers = 0, clients = 0;
   std::int64_t remote_requests = 0;     // requests from remote clients, all time
+  std::int64_t open_requests = 0;       // remote requests whose final has not gone to the client
   std::int64_t dropped_frames = 0;      // stale, unknown or for a down replica
   std::int64_t rejected_peers = 0;      // disconnected: a frame outside their role, a tensor, or
                                         // a frame for them that could not be queued

@@ -130,6 +130,9 @@ void ucx_transport::impl::finish_closes() {
 }
 
 void ucx_transport::impl::shutdown() {
+  // What was asked before the transport went is carried out first: frames queued by other
+  // threads (a draining head's last finals) go ahead of the goodbyes.
+  run_commands();
   const auto why = make_error(error_code::cancelled, "transport shutting down");
   for (auto& [id, conn] : conns_) {
     if (open_for_sends(conn)) {

@@ -333,6 +333,41 @@ TEST(ClusterNodes, ARestartedHeadGetsNothingOfTheOldHeadsRequests) {
   EXPECT_GE(link->cancelled_on_head_loss, 1) << "the old head's sequence was not stopped";
 }
 
+// dsnode's drain: once in_flight() says 0 the head may go at once, and every remote client
+// has its final. The router's count reaches 0 before the link has passed its last chunks
+// and finals on (over ssh, under load, the head went with them: ClusterSsh); in_flight()
+// waits for the link too, and the transport sends what it was given before its goodbyes
+// (UcxTransport.FramesSentJustBeforeTheTransportGoesArriveAheadOfItsGoodbye).
+TEST(ClusterNodes, AHeadGoneOnceDrainedHasSentEveryRemoteClientItsFinal) {
+  auto c = start_cluster(1, /*stop_at_eos=*/false);
+  ASSERT_TRUE(c.head);
+  auto remote = remote_runtime::connect(url_of(c), c.secret, c.tokenizer);
+  ASSERT_TRUE(remote.ok());
+  client cl(**remote);
+  test::collector col;
+  constexpr int requests = 8;
+  constexpr std::uint32_t tokens = 200;
+  for (int i = 0; i < requests; ++i) {
+    client_request r;
+    r.prompt = "drained " + std::to_string(i);
+    r.max_tokens = tokens;
+    ASSERT_TRUE(cl.submit(r, col.on_chunk(i), col.on_final(i)).ok());
+  }
+  ASSERT_TRUE(col.wait_chunks(requests, std::chrono::seconds(60)));
+  c.head->drain();
+  // As dsnode waits, without its 20 ms naps: the head goes the moment the count is 0.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (c.head->in_flight() != 0 && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+  ASSERT_EQ(c.head->in_flight(), 0);
+  c.head.reset();
+  ASSERT_TRUE(col.wait_finals(requests, std::chrono::seconds(60)));
+  col.expect_contract();
+  for (const auto& [i, r] : col.records()) {
+    EXPECT_FALSE(r.final.failure) << "request " << i << ": " << r.final.failure->to_string();
+    EXPECT_EQ(r.final.completion_tokens, tokens) << "request " << i;
+  }
+}
+
 // An app on the head (dsrt::client on head_node) and a remote client each send their
 // first request at once: both are request 1 to their side, neither may take the other's
 // place in the router.

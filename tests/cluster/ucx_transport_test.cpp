@@ -97,6 +97,25 @@ TEST(UcxTransport, PeersAuthenticateAndFramesArriveInOrderBothWays) {
   EXPECT_EQ(head_r.downs(), 0u);
 }
 
+// Frames sent just before the transport is destroyed still go, in order and ahead of its
+// goodbye: a draining head's last finals leave as it stops.
+TEST(UcxTransport, FramesSentJustBeforeTheTransportGoesArriveAheadOfItsGoodbye) {
+  connected_pair p;
+  ASSERT_TRUE(p.up(secret_of(12)));
+  constexpr int frames = 1000;
+  for (int i = 0; i < frames; ++i)
+    ASSERT_TRUE(p.worker->send(p.to_head, encode_cancel(frame_type::cancel, std::uint64_t(i))).ok());
+  p.worker.reset();   // at once: frames still wait in its command queue
+  ASSERT_TRUE(p.head_r.wait([](recorder& r) { return !r.down_.empty(); }));
+  std::lock_guard lock(p.head_r.mu_);
+  EXPECT_NE(p.head_r.down_.begin()->second.to_string().find("shutting down"), std::string::npos)
+      << p.head_r.down_.begin()->second.to_string();
+  ASSERT_EQ(p.head_r.ids_.size(), 1u);
+  const auto& ids = p.head_r.ids_.begin()->second;
+  ASSERT_EQ(ids.size(), std::size_t(frames));
+  for (int i = 0; i < frames; ++i) EXPECT_EQ(ids[std::size_t(i)], i);
+}
+
 TEST(UcxTransport, ALargeFrameArrivesWhole) {
   connected_pair p;
   ASSERT_TRUE(p.up(secret_of(2)));
