@@ -153,7 +153,12 @@ void ucx_transport::impl::shutdown() {
   }
   for (auto& [id, conn] : conns_) kill(conn, why);   // not reached: reap ends each by close_flush_wait
   reap(std::chrono::steady_clock::now());
-  for (auto [worker, req] : closing_) ucp_request_cancel(worker, req);
+  // Closes still unfinished (a peer that never answers the flush) are given up: released,
+  // so the worker's destruction below frees them (UCX asserts on a request never released).
+  for (auto [worker, req] : closing_) {
+    ucp_request_cancel(worker, req);
+    ucp_request_free(req);
+  }
   closing_.clear();
   // Drop rendezvous descriptors never fetched.
   for (auto& a : arrivals_)
