@@ -207,6 +207,46 @@ TEST(ClusterProcesses, AWorkerKilledUnderLoadIsRestartedAndNoRequestLosesItsFina
   fs::remove_all(l.run);
 }
 
+// SIGTERM while a remote client's request streams: the head drains it -- the client gets
+// every token and its final, not a lost connection -- and then every node stops. (The
+// ssh test checks the same over ssh, where it once lost the stream's tail: the router was
+// done while its last chunks still waited in the head's link and transport.)
+TEST(ClusterProcesses, SigtermWhileARequestStreamsLetsItFinishThenStopsEveryNode) {
+  launched l;
+  // No end-of-sequence stop: the answer runs to its max_tokens.
+  ASSERT_NO_FATAL_FAILURE(launch(l, {"--node-arg=--ignore-eos"}));
+  auto secret = transport::read_secret_file(l.run / "cluster.secret");
+  ASSERT_TRUE(secret.ok()) << secret.err().to_string();
+  const auto& dir = engine::test_util::tiny_llama_dir();
+  auto tok = std::make_shared<tokenizer::tokenizer>(engine::test_util::load_tokenizer(dir));
+  auto remote = remote_runtime::connect("dsrt://127.0.0.1:" + std::to_string(l.port), *secret, tok);
+  ASSERT_TRUE(remote.ok()) << remote.err().to_string();
+  client c(**remote);
+  test::collector col;
+  client_request r;
+  r.prompt = "hello";
+  r.max_tokens = 2000;
+  ASSERT_TRUE(c.submit(r, col.on_chunk(0), col.on_final(0)).ok());
+  ASSERT_TRUE(col.wait_chunks(1, std::chrono::seconds(60)));   // streaming
+
+  std::vector<pid_t> nodes;
+  for (int i = 0; i < 3; ++i) nodes.push_back(pid_in(l.run / ("node-" + std::to_string(i) + ".pid")));
+  ASSERT_EQ(::kill(l.pid, SIGTERM), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(l.pid, &status, 0), l.pid);
+  l.pid = -1;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  ASSERT_TRUE(col.wait_finals(1, std::chrono::seconds(60)));
+  col.expect_contract();
+  const auto final = col.records().at(0).final;
+  EXPECT_FALSE(final.failure) << final.failure->to_string();
+  EXPECT_EQ(final.completion_tokens, 2000u);
+  EXPECT_EQ(read_text(l.run / "drained"), "0 requests still in flight\n");
+  for (auto pid : nodes) EXPECT_FALSE(alive(pid)) << "node process " << pid << " outlived dsrun";
+  remote->reset();
+  fs::remove_all(l.run);
+}
+
 // SIGINT while `dsrun --nodes N --prompt` streams: the request is cancelled (not waited
 // out), every node stops, and dsrun exits with the error.
 TEST(ClusterProcesses, SigintWhileAPromptStreamsCancelsItAndStopsEveryNode) {
