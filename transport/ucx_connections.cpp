@@ -130,6 +130,9 @@ void ucx_transport::impl::finish_closes() {
 }
 
 void ucx_transport::impl::shutdown() {
+  // No new connections: a peer that reconnects at once (a worker, a client) would otherwise
+  // get a connection that keeps the wait below going to its end.
+  if (listener_) ucp_listener_destroy(std::exchange(listener_, nullptr));
   // What was asked before the transport went is carried out first: frames queued by other
   // threads (a draining head's last finals) go ahead of the goodbyes.
   run_commands();
