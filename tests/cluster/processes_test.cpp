@@ -109,6 +109,15 @@ void launch(launched& l, std::vector<std::string> extra) {
   ASSERT_TRUE(fs::exists(l.run / "ready")) << "dsrun exited: " << read_text(l.run / "node-0.log");
 }
 
+// A remote client of `l`'s cluster: its secret file, the tiny model's tokenizer.
+result<std::unique_ptr<remote_runtime>> connect_to(const launched& l) {
+  auto secret = transport::read_secret_file(l.run / "cluster.secret");
+  if (!secret) return secret.err();
+  auto tok = std::make_shared<tokenizer::tokenizer>(
+      engine::test_util::load_tokenizer(engine::test_util::tiny_llama_dir()));
+  return remote_runtime::connect("dsrt://127.0.0.1:" + std::to_string(l.port), *secret, tok);
+}
+
 // Also with the nodes' transport options that change its paths: frames and tensors kept on
 // the connection (--no-data-endpoints) and busy polling.
 TEST(ClusterProcesses, DsrunAnswersAPromptThroughATwoNodeClusterAndLeavesNothing) {
@@ -136,11 +145,7 @@ TEST(ClusterProcesses, DsrunAnswersAPromptThroughATwoNodeClusterAndLeavesNothing
 TEST(ClusterProcesses, AWorkerKilledUnderLoadIsRestartedAndNoRequestLosesItsFinal) {
   launched l;
   ASSERT_NO_FATAL_FAILURE(launch(l, {}));
-  auto secret = transport::read_secret_file(l.run / "cluster.secret");
-  ASSERT_TRUE(secret.ok()) << secret.err().to_string();
-  const auto& dir = engine::test_util::tiny_llama_dir();
-  auto tok = std::make_shared<tokenizer::tokenizer>(engine::test_util::load_tokenizer(dir));
-  auto remote = remote_runtime::connect("dsrt://127.0.0.1:" + std::to_string(l.port), *secret, tok);
+  auto remote = connect_to(l);
   ASSERT_TRUE(remote.ok()) << remote.err().to_string();
   client c(**remote);
 
@@ -215,11 +220,7 @@ TEST(ClusterProcesses, SigtermWhileARequestStreamsLetsItFinishThenStopsEveryNode
   launched l;
   // No end-of-sequence stop: the answer runs to its max_tokens.
   ASSERT_NO_FATAL_FAILURE(launch(l, {"--node-arg=--ignore-eos"}));
-  auto secret = transport::read_secret_file(l.run / "cluster.secret");
-  ASSERT_TRUE(secret.ok()) << secret.err().to_string();
-  const auto& dir = engine::test_util::tiny_llama_dir();
-  auto tok = std::make_shared<tokenizer::tokenizer>(engine::test_util::load_tokenizer(dir));
-  auto remote = remote_runtime::connect("dsrt://127.0.0.1:" + std::to_string(l.port), *secret, tok);
+  auto remote = connect_to(l);
   ASSERT_TRUE(remote.ok()) << remote.err().to_string();
   client c(**remote);
   test::collector col;
