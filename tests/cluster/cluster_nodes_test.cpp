@@ -333,6 +333,32 @@ TEST(ClusterNodes, ARestartedHeadGetsNothingOfTheOldHeadsRequests) {
   EXPECT_GE(link->cancelled_on_head_loss, 1) << "the old head's sequence was not stopped";
 }
 
+// A remote request counts in the head link's open_requests (and so in in_flight()) from its
+// generate frame until its final has gone to the client.
+TEST(ClusterNodes, TheLinkCountsARemoteRequestOpenUntilItsFinalHasGone) {
+  auto c = start_cluster(1, /*stop_at_eos=*/false);
+  ASSERT_TRUE(c.head);
+  c.workers[0].node->faults(0).slow_step_ms = 20;   // streams for 0.8 s at least
+  auto remote = remote_runtime::connect(url_of(c), c.secret, c.tokenizer);
+  ASSERT_TRUE(remote.ok());
+  client cl(**remote);
+  test::collector col;
+  client_request r;
+  r.prompt = "open until its final";
+  r.max_tokens = 40;
+  ASSERT_TRUE(cl.submit(r, col.on_chunk(0), col.on_final(0)).ok());
+  ASSERT_TRUE(col.wait_chunks(1, std::chrono::seconds(60)));
+  auto link = c.head->link_status();
+  ASSERT_TRUE(link.ok());
+  EXPECT_EQ(link->open_requests, 1);
+  EXPECT_EQ(c.head->in_flight(), 1);
+  ASSERT_TRUE(col.wait_finals(1, std::chrono::seconds(60)));
+  link = c.head->link_status();
+  ASSERT_TRUE(link.ok());
+  EXPECT_EQ(link->open_requests, 0);
+  EXPECT_EQ(c.head->in_flight(), 0);
+}
+
 // dsnode's drain: once in_flight() says 0 the head may go at once, and every remote client
 // has its final. The router's count reaches 0 before the link has passed its last chunks
 // and finals on (over ssh, under load, the head went with them: ClusterSsh); in_flight()
