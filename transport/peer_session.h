@@ -65,6 +65,13 @@ class peer_session {
   void heard(clock_time now) {
     if (state_ != state::closed && now > last_heard_) last_heard_ = now;
   }
+  // This process could not run for `stall` (stopped, swapped out, its progress thread held
+  // up): nothing from the peer could be heard meanwhile, so the liveness and handshake
+  // deadlines move by as much. The peer is judged on what it sends once this side runs.
+  void excuse_stall(milliseconds stall) {
+    opened_at_ += stall;
+    last_heard_ += stall;
+  }
   // Called periodically: heartbeats and the handshake and liveness deadlines.
   actions on_tick(clock_time now);
   // The connection failed underneath (transport error, peer closed it).

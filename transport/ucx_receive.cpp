@@ -280,6 +280,19 @@ void ucx_transport::impl::apply(connection& conn, peer_session::actions a, tenso
 }
 
 void ucx_transport::impl::tick(clock_time now) {
+  // The thread ticks every tick_interval_ms, asleep or not; a gap longer than a heartbeat
+  // interval means this process did not run (SIGSTOP, a stalled VM, swapping). The peers'
+  // frames of that time wait unread, so their silence is this side's: excused, not judged.
+  const auto gap = now - last_tick_;
+  last_tick_ = now;
+  if (gap > config_.session.heartbeat_interval_ms) {
+    const auto stall = std::chrono::duration_cast<milliseconds>(gap - config_.tick_interval_ms);
+    ++stats_.stalls;
+    spdlog::warn("transport: this process did not run for {} ms; its peers' silence meanwhile is excused",
+                 stall.count());
+    for (auto& [id, conn] : conns_)
+      if (!conn.dead && conn.session) conn.session->excuse_stall(stall);
+  }
   for (auto& [id, conn] : conns_)
     if (!conn.dead && conn.session) apply(conn, conn.session->on_tick(now));
 }

@@ -173,7 +173,7 @@ status ucx_transport::impl::send_tensor(peer_id peer, tensor_header_wire header,
 }
 
 transport_stats ucx_transport::impl::stats() const {
-  static_assert(sizeof(transport_stats) == 13 * sizeof(std::uint64_t), "a new counter: add it to counters and here");
+  static_assert(sizeof(transport_stats) == 14 * sizeof(std::uint64_t), "a new counter: add it to counters and here");
   transport_stats s;
   s.frames_sent = stats_.frames_sent;
   s.frames_received = stats_.frames_received;
@@ -188,6 +188,7 @@ transport_stats ucx_transport::impl::stats() const {
   s.tensors_waited = stats_.tensors_waited;
   s.closes_pending = stats_.closes_pending;
   s.sleeps = stats_.sleeps;
+  s.stalls = stats_.stalls;
   return s;
 }
 
@@ -216,6 +217,7 @@ void ucx_transport::impl::run() {
   // arrival and the frames its handlers send.
   auto now = std::chrono::steady_clock::now();
   auto next_tick = now, last_busy = now, last_connection_poll = now;
+  last_tick_ = now;
   bool poll_connections = true;
   int idle_turns = 0;
   while (!stop_) {

@@ -113,6 +113,8 @@ struct transport_stats {
   std::uint64_t closes_pending = 0;   // endpoint closes not finished yet (now, not a total)
   std::uint64_t sleeps = 0;           // times the progress thread went to sleep (with busy
                                       // polling: windows that ran out)
+  std::uint64_t stalls = 0;           // times this process had not run for longer than a
+                                      // heartbeat interval (peers' silence then excused)
 };
 
 class ucx_transport {

@@ -330,11 +330,13 @@ class ucx_transport::impl {
   // on its own (no lock: a few per message), not a snapshot of all of them together.
   struct counters {
     progress_counter frames_sent, frames_received, bytes_sent, bytes_received, peers_up, peers_rejected,
-        frames_dropped, data_endpoints, tensors_direct, frames_direct, tensors_waited, closes_pending, sleeps;
+        frames_dropped, data_endpoints, tensors_direct, frames_direct, tensors_waited, closes_pending, sleeps,
+        stalls;
   };
   counters stats_;
 
   // Progress thread only.
+  clock_time last_tick_;   // tick()'s last run: a long gap since is a stall of this process
   std::unordered_map<peer_id, connection> conns_;
   std::unordered_map<ucp_ep_h, peer_id> by_ep_;
   std::unordered_map<std::uint64_t, peer_id> by_token_;   // own_token of each connection

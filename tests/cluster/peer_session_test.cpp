@@ -151,6 +151,32 @@ TEST(PeerSession, BytesThatArrivedCountAsLifeBeforeTheirFrameIsHandled) {
   EXPECT_EQ(down.close->code, error_code::unavailable);
 }
 
+TEST(PeerSession, AStallOfThisSideIsNotCountedAsThePeersSilence) {
+  // This process stopped for 10 timeouts (the transport saw the gap between its ticks): the
+  // peer's frames of that time wait unread, so its deadline moves by the stall; a peer that
+  // stays silent after it is still closed, one timeout later.
+  pair_of_sessions p(secret_of(7), secret_of(7));
+  p.handshake();
+  const auto timeout = p.config.heartbeat_timeout_ms;
+  const auto stall = 10 * timeout;
+  p.now += milliseconds(100) + stall;
+  p.acceptor.excuse_stall(stall);
+  EXPECT_FALSE(p.acceptor.on_tick(p.now).close);
+  p.now += timeout - milliseconds(100) - milliseconds(1);
+  EXPECT_FALSE(p.acceptor.on_tick(p.now).close);
+  p.now += milliseconds(1);
+  auto down = p.acceptor.on_tick(p.now);
+  ASSERT_TRUE(down.close);
+  EXPECT_EQ(down.close->code, error_code::unavailable);
+  // A handshake's deadline moves the same way.
+  pair_of_sessions q(secret_of(7), secret_of(7));
+  ASSERT_FALSE(q.acceptor.on_frame(q.connector.hello(), q.now).close);
+  q.now += q.config.handshake_timeout_ms - milliseconds(1) + stall;
+  q.acceptor.excuse_stall(stall);
+  EXPECT_FALSE(q.acceptor.on_tick(q.now).close);
+  EXPECT_EQ(q.acceptor.current(), peer_session::state::awaiting_proof);
+}
+
 TEST(PeerSession, AHandshakeThatNeverFinishesTimesOut) {
   pair_of_sessions p(secret_of(7), secret_of(7));
   auto answer = p.acceptor.on_frame(p.connector.hello(), p.now);   // a hello, then never a proof

@@ -118,6 +118,58 @@ result<std::unique_ptr<remote_runtime>> connect_to(const launched& l) {
   return remote_runtime::connect("dsrt://127.0.0.1:" + std::to_string(l.port), *secret, tok);
 }
 
+std::size_t finals_in(const test::collector& col) {
+  std::size_t n = 0;
+  for (const auto& [i, r] : col.records()) n += r.finals > 0;
+  return n;
+}
+
+// `count` requests of the same shape, submitted at once through `c` into `col`.
+std::vector<client_request> submit_load(client& c, test::collector& col, int count, const std::string& prompt,
+                                        std::int32_t max_tokens = 24) {
+  std::vector<client_request> requests;
+  for (int i = 0; i < count; ++i) {
+    client_request r;
+    r.prompt = prompt + " " + std::to_string(i);
+    r.max_tokens = max_tokens;
+    requests.push_back(r);
+    EXPECT_TRUE(c.submit(r, col.on_chunk(i), col.on_final(i)).ok()) << i;
+  }
+  return requests;
+}
+
+// Every request in `col` kept the contract, completed, and answered what the single-process
+// runtime answers to it.
+void expect_answers_of_one_process(const test::collector& col, const std::vector<client_request>& requests) {
+  col.expect_contract();
+  const auto records = col.records();
+  ASSERT_EQ(records.size(), requests.size());
+  for (const auto& [i, r] : records)
+    EXPECT_FALSE(r.final.failure) << "request " << i << ": " << r.final.failure->to_string();
+  auto local = test::start_tiny(test::test_options(2), test::small_cache());
+  ASSERT_TRUE(local.runtime);
+  client lc(*local.runtime);
+  for (int i = 0; i < int(requests.size()); ++i) {
+    const auto alone = lc.generate(requests[std::size_t(i)]);
+    ASSERT_FALSE(alone.failure);
+    EXPECT_EQ(records.at(i).final.tokens, alone.tokens) << "request " << i;
+    EXPECT_EQ(records.at(i).final.text, alone.text) << "request " << i;
+  }
+}
+
+// Waits for a request answered through `c` (only `what` can answer it).
+void expect_served(client& c, const std::string& what) {
+  client_request r;
+  r.prompt = "served by " + what;
+  r.max_tokens = 4;
+  final_message f;
+  ASSERT_TRUE(wait_until(milliseconds(60000), "an answer", [&] {
+    f = c.generate(r);
+    return !f.failure;
+  }).ok()) << what << ": " << f.failure->to_string();
+  EXPECT_GT(f.completion_tokens, 0u);
+}
+
 // Also with the nodes' transport options that change its paths: frames and tensors kept on
 // the connection (--no-data-endpoints) and busy polling.
 TEST(ClusterProcesses, DsrunAnswersAPromptThroughATwoNodeClusterAndLeavesNothing) {
@@ -151,35 +203,14 @@ TEST(ClusterProcesses, AWorkerKilledUnderLoadIsRestartedAndNoRequestLosesItsFina
 
   // 100 concurrent requests; worker 1 is killed once the streams are flowing.
   test::collector col;
-  std::vector<client_request> requests;
-  for (int i = 0; i < 100; ++i) {
-    client_request r;
-    r.prompt = "process load " + std::to_string(i);
-    r.max_tokens = 24;
-    requests.push_back(r);
-    ASSERT_TRUE(c.submit(r, col.on_chunk(i), col.on_final(i)).ok());
-  }
+  const auto requests = submit_load(c, col, 100, "process load");
   ASSERT_TRUE(col.wait_chunks(100, std::chrono::seconds(120)));
   const pid_t victim = pid_in(l.run / "node-1.pid");
   ASSERT_TRUE(alive(victim));
   ASSERT_EQ(::kill(victim, SIGKILL), 0);
   ASSERT_TRUE(col.wait_finals(100, std::chrono::seconds(300)));
-  col.expect_contract();
-  for (const auto& [i, r] : col.records())
-    EXPECT_FALSE(r.final.failure) << "request " << i << ": " << r.final.failure->to_string();
   // The same outputs as the single-process runtime, resumptions after the kill included.
-  {
-    auto local = test::start_tiny(test::test_options(2), test::small_cache());
-    ASSERT_TRUE(local.runtime);
-    client lc(*local.runtime);
-    const auto records = col.records();
-    for (int i = 0; i < 100; ++i) {
-      const auto alone = lc.generate(requests[std::size_t(i)]);
-      ASSERT_FALSE(alone.failure);
-      EXPECT_EQ(records.at(i).final.tokens, alone.tokens) << "request " << i;
-      EXPECT_EQ(records.at(i).final.text, alone.text) << "request " << i;
-    }
-  }
+  ASSERT_NO_FATAL_FAILURE(expect_answers_of_one_process(col, requests));
 
   // dsrun restarts the node; it reconnects to the head.
   ASSERT_TRUE(wait_until(milliseconds(60000), "worker 1 restarted and connected", [&] {
@@ -189,15 +220,7 @@ TEST(ClusterProcesses, AWorkerKilledUnderLoadIsRestartedAndNoRequestLosesItsFina
   // With worker 2 gone too, only the restarted worker 1 can answer.
   const pid_t other = pid_in(l.run / "node-2.pid");
   ASSERT_EQ(::kill(other, SIGKILL), 0);
-  client_request r;
-  r.prompt = "served by the restarted node";
-  r.max_tokens = 4;
-  final_message f;
-  ASSERT_TRUE(wait_until(milliseconds(60000), "an answer", [&] {
-    f = c.generate(r);
-    return !f.failure;
-  }).ok()) << f.failure->to_string();
-  EXPECT_EQ(f.completion_tokens, 4u);
+  ASSERT_NO_FATAL_FAILURE(expect_served(c, "the restarted node"));
 
   // SIGTERM: dsrun drains and stops every node; nothing is left.
   std::vector<pid_t> nodes;
@@ -209,6 +232,83 @@ TEST(ClusterProcesses, AWorkerKilledUnderLoadIsRestartedAndNoRequestLosesItsFina
   l.pid = -1;
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   for (auto pid : nodes) EXPECT_FALSE(alive(pid)) << "node process " << pid << " outlived dsrun";
+  fs::remove_all(l.run);
+}
+
+// A worker paused (SIGSTOP) under load for longer than the heartbeat timeout, as a stalled
+// VM or a long page-in would: the head declares it down and resumes its requests on the
+// other worker; when it continues (SIGCONT) whatever it still sends for them is stale and
+// dropped, so every request still has one final and the single process's answer. The
+// node is not restarted (it never died), rejoins the head, and serves again.
+TEST(ClusterProcesses, AWorkerPausedPastItsHeartbeatTimeoutIsReplacedThenRejoins) {
+  launched l;
+  ASSERT_NO_FATAL_FAILURE(launch(l, {}));
+  auto remote = connect_to(l);
+  ASSERT_TRUE(remote.ok()) << remote.err().to_string();
+  client c(**remote);
+
+  test::collector col;
+  const auto requests = submit_load(c, col, 100, "paused load", 200);
+  ASSERT_TRUE(col.wait_chunks(100, std::chrono::seconds(120)));
+  const pid_t paused = pid_in(l.run / "node-1.pid");
+  ASSERT_TRUE(alive(paused));
+  ASSERT_EQ(::kill(paused, SIGSTOP), 0);
+  EXPECT_LT(finals_in(col), 100u) << "the pause found nothing streaming";
+  // Well past the nodes' 1,000 ms heartbeat timeout (launch()).
+  std::this_thread::sleep_for(std::chrono::milliseconds(3000));
+  ASSERT_EQ(::kill(paused, SIGCONT), 0);
+  ASSERT_TRUE(col.wait_finals(100, std::chrono::seconds(300)));
+  ASSERT_NO_FATAL_FAILURE(expect_answers_of_one_process(col, requests));
+
+  // The same process (no restart) connects to the head again and is the one that answers
+  // once worker 2 is gone.
+  ASSERT_TRUE(wait_until(milliseconds(60000), "worker 1 connected again", [&] {
+    return count_of(read_text(l.run / "node-1.log"), "connected to the head") >= 2;
+  }).ok()) << read_text(l.run / "node-1.log");
+  EXPECT_EQ(pid_in(l.run / "node-1.pid"), paused);
+  ASSERT_EQ(::kill(pid_in(l.run / "node-2.pid"), SIGKILL), 0);
+  ASSERT_NO_FATAL_FAILURE(expect_served(c, "the node that was paused"));
+  remote->reset();
+  fs::remove_all(l.run);
+}
+
+// The head paused under load past its workers' heartbeat timeout (1 s) but within its
+// client's (3 s, the default): the workers find it silent and leave. Every request still
+// ends with exactly one final (its answer, or UNAVAILABLE when no replica was left for it);
+// the head, running again, does not blame the client for the silence of its own pause; the
+// workers connect again and the cluster answers.
+TEST(ClusterProcesses, AHeadPausedUnderLoadEndsEveryRequestOnceKeepsItsClientAndServesAgain) {
+  launched l;
+  ASSERT_NO_FATAL_FAILURE(launch(l, {}));
+  auto remote = connect_to(l);
+  ASSERT_TRUE(remote.ok()) << remote.err().to_string();
+  client c(**remote);
+
+  test::collector col;
+  submit_load(c, col, 100, "paused head", 200);
+  ASSERT_TRUE(col.wait_chunks(100, std::chrono::seconds(120)));
+  const pid_t head = pid_in(l.run / "node-0.pid");
+  ASSERT_EQ(::kill(head, SIGSTOP), 0);
+  EXPECT_LT(finals_in(col), 100u) << "the pause found nothing streaming";
+  std::this_thread::sleep_for(std::chrono::milliseconds(2000));
+  ASSERT_EQ(::kill(head, SIGCONT), 0);
+  ASSERT_TRUE(col.wait_finals(100, std::chrono::seconds(300)));
+  col.expect_contract();
+  for (const auto& [i, r] : col.records()) {
+    if (!r.final.failure) continue;
+    EXPECT_EQ(r.final.failure->code, error_code::unavailable) << "request " << i << ": " << r.final.failure->to_string();
+  }
+  // The head was paused 2 s, the client's own timeout is 3 s: the head, once it ran again,
+  // excused the client's silence instead of closing it, so the client never reconnected.
+  const auto stats = (*remote)->stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_TRUE(stats.value().connected);
+  EXPECT_EQ(stats.value().connects, 1) << "the client lost the head: "
+                                       << (stats.value().last_failure ? stats.value().last_failure->to_string() : "");
+
+  EXPECT_EQ(pid_in(l.run / "node-0.pid"), head) << "the head was restarted, not continued";
+  ASSERT_NO_FATAL_FAILURE(expect_served(c, "the continued head"));
+  remote->reset();
   fs::remove_all(l.run);
 }
 
