@@ -5,8 +5,11 @@
 // creates the cluster secret (mode 0600) in the run directory, waits until every replica
 // is up, and prints how to connect. With --prompt it answers that one request through the
 // embedded client over the transport and stops the cluster; otherwise it keeps the nodes
-// running, restarts one that dies (within a restart budget), and on SIGINT/SIGTERM drains
-// the head, then stops every node. It never leaves a node process behind.
+// running and restarts one that dies, at most --restarts-max times in any
+// --restart-period-ms. A worker past that budget is left down and the others go on serving
+// (one failing host must not stop the replicas of the rest); a head past it, or the last
+// worker left down, stops the cluster (exit 1). On SIGINT/SIGTERM it drains the head, then
+// stops every node. It never leaves a node process behind.
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -45,6 +48,8 @@ struct cluster_flags {
   std::string device = "cpu";         // "cpu" or "cuda": where the workers' replicas run
   std::int64_t ready_timeout_ms = 120000;
   std::int64_t drain_timeout_ms = 30000;
+  std::int32_t restarts_max = policy::restart_config{}.restarts_max;   // per node, in any period
+  std::int64_t restart_period_ms = policy::restart_config{}.period_ms.count();
   std::vector<std::string> node_args; // passed to every dsnode (--node-arg=--set=...)
   prompt_flags ask;                   // ask.prompt empty: keep the cluster up
 };
@@ -56,6 +61,8 @@ std::string find_dsnode(const cluster_flags& f) {
     if (std::filesystem::exists(p)) return std::filesystem::canonical(p).string();
   return "dsnode";
 }
+
+constexpr std::int64_t restart_period_ms_max = 24 * 3600 * 1000;   // --restart-period-ms: a day
 
 volatile std::sig_atomic_t stop_signal = 0;
 void on_stop(int sig) { stop_signal = sig; }
@@ -246,19 +253,33 @@ int run_cluster(const cluster_flags& f) {
   }
 
   // Keep the nodes alive until told to stop.
-  std::vector<policy::restart_budget> budgets(nodes.size(), policy::restart_budget(policy::restart_config{}));
+  const policy::restart_config restarts{f.restarts_max, milliseconds(f.restart_period_ms)};
+  std::vector<policy::restart_budget> budgets(nodes.size(), policy::restart_budget(restarts));
+  std::vector<bool> left_down(nodes.size(), false);
+  int workers_left = workers;
+  const auto budget_text = fmt::format("{} restarts in {} ms, --restarts-max/--restart-period-ms",
+                                       f.restarts_max, f.restart_period_ms);
   while (!stop_signal) {
     for (std::size_t i = 0; i < nodes.size(); ++i) {
       auto& n = *nodes[i];
-      if (n.running()) continue;
+      if (left_down[i] || n.running()) continue;
       const auto decision = budgets[i].on_failure(std::chrono::steady_clock::now());
-      if (decision == policy::restart_decision::escalate) {
-        spdlog::error("dsrun: {} {} and its restart budget is spent: stopping the cluster", n.name(), n.how_it_ended());
+      if (decision == policy::restart_decision::restart) {
+        spdlog::warn("dsrun: {} {}: restarting it", n.name(), n.how_it_ended());
+        if (auto s = start_node(i); !s) spdlog::error("dsrun: {}", s.err().to_string());
+        continue;
+      }
+      if (i == 0 || workers_left == 1) {
+        spdlog::error("dsrun: {} {} and its restart budget ({}) is spent: {}; stopping the cluster", n.name(),
+                      n.how_it_ended(), budget_text, i == 0 ? "nothing serves without the head" : "no worker is left");
         stop_all();
         return 1;
       }
-      spdlog::warn("dsrun: {} {}: restarting it", n.name(), n.how_it_ended());
-      if (auto s = start_node(i); !s) spdlog::error("dsrun: {}", s.err().to_string());
+      left_down[i] = true;
+      --workers_left;
+      std::filesystem::remove(run / fmt::format("node-{}.pid", i), ec);
+      spdlog::error("dsrun: {} {} and its restart budget ({}) is spent: left down; {} of {} workers serve on",
+                    n.name(), n.how_it_ended(), budget_text, workers_left, workers);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
@@ -297,6 +318,14 @@ std::function<int()> add_cluster_command(CLI::App& app) {
   cmd->add_option("--ready-timeout-ms", f->ready_timeout_ms, "how long to wait for every replica")->capture_default_str();
   cmd->add_option("--drain-timeout-ms", f->drain_timeout_ms, "how long in-flight requests may take on stop")
       ->capture_default_str();
+  cmd->add_option("--restarts-max", f->restarts_max,
+                  "restarts of one node allowed in any --restart-period-ms (0: never restart); a worker past "
+                  "it is left down, a head past it stops the cluster")
+      ->capture_default_str()
+      ->check(CLI::Range(0, policy::restart_restarts_max_limit));
+  cmd->add_option("--restart-period-ms", f->restart_period_ms, "the window --restarts-max counts in")
+      ->capture_default_str()
+      ->check(CLI::Range(std::int64_t(1), restart_period_ms_max));
   cmd->add_option("--node-arg", f->node_args, "an extra argument for every dsnode (repeat; e.g. --node-arg=--null-backend)");
   add_prompt_flags(*cmd, f->ask, /*prompt_required=*/false);   // --prompt: answer it, then stop
   return [f] { return run_cluster(*f); };

@@ -312,6 +312,42 @@ TEST(ClusterProcesses, AHeadPausedUnderLoadEndsEveryRequestOnceKeepsItsClientAnd
   fs::remove_all(l.run);
 }
 
+// Restart budgets (--restarts-max 0: no restarts at all): a worker that dies past its
+// budget is left down while the head and the other worker go on serving; a head that dies
+// past its budget stops the cluster, dsrun exits 1 and no node process is left.
+TEST(ClusterProcesses, AWorkerPastItsRestartBudgetIsLeftDownAndAHeadPastItStopsTheCluster) {
+  launched l;
+  ASSERT_NO_FATAL_FAILURE(launch(l, {"--restarts-max", "0"}));
+  auto remote = connect_to(l);
+  ASSERT_TRUE(remote.ok()) << remote.err().to_string();
+  client c(**remote);
+  const auto log = l.run.parent_path() / ("dsrun-" + std::to_string(::getpid()) + ".log");
+
+  const pid_t worker = pid_in(l.run / "node-1.pid");
+  ASSERT_EQ(::kill(worker, SIGKILL), 0);
+  ASSERT_TRUE(wait_until(milliseconds(30000), "worker 1 left down", [&] {
+    return read_text(log).find("worker 1 killed by signal 9 and its restart budget") != std::string::npos;
+  }).ok()) << read_text(log);
+  EXPECT_NE(read_text(log).find("left down; 1 of 2 workers serve on"), std::string::npos) << read_text(log);
+  EXPECT_FALSE(fs::exists(l.run / "node-1.pid"));
+  EXPECT_EQ(::waitpid(l.pid, nullptr, WNOHANG), 0) << "dsrun stopped";
+  ASSERT_NO_FATAL_FAILURE(expect_served(c, "worker 2, the one left"));
+
+  std::vector<pid_t> nodes = {pid_in(l.run / "node-0.pid"), pid_in(l.run / "node-2.pid")};
+  ASSERT_EQ(::kill(nodes[0], SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(l.pid, &status, 0), l.pid);
+  l.pid = -1;
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  EXPECT_NE(read_text(log).find("nothing serves without the head; stopping the cluster"), std::string::npos)
+      << read_text(log);
+  for (auto pid : nodes) EXPECT_FALSE(alive(pid)) << "node process " << pid << " outlived dsrun";
+  EXPECT_FALSE(alive(worker));
+  remote->reset();
+  fs::remove_all(l.run);
+}
+
 // SIGTERM while a remote client's request streams: the head drains it -- the client gets
 // every token and its final, not a lost connection -- and then every node stops. (The
 // ssh test checks the same over ssh, where it once lost the stream's tail: the router was
