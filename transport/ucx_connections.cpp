@@ -1,5 +1,6 @@
 #include "transport/ucx_transport_impl.h"
 
+#include <algorithm>
 #include <vector>   // std::erase_if
 
 namespace dsrt::transport {
@@ -92,15 +93,16 @@ void ucx_transport::impl::reap(clock_time now) {
     for (auto* queue : {&conn.inbox, &conn.held})   // rendezvous data never fetched
       for (auto& item : *queue)
         if (item->rndv_desc) ucp_am_data_release(item->rndv_worker, std::exchange(item->rndv_desc, nullptr));
+    const bool awaited = conn.closing_until && !conn.lost;
     if (conn.ep) {
       by_ep_.erase(conn.ep);
-      close_endpoint(worker_, std::exchange(conn.ep, nullptr));
+      close_endpoint(worker_, std::exchange(conn.ep, nullptr), awaited);
     }
     // Never forced: a forced close may raise transport errors on a live peer, which an
     // endpoint without failure handling must not risk (UCX also reports a peer's normal
     // close as an error, so "lost" cannot be told from "closed"). Against a dead peer the
     // flush may never finish; its sends then hold their buffers until the process ends.
-    if (conn.data_ep) close_endpoint(data_worker_, std::exchange(conn.data_ep, nullptr));
+    if (conn.data_ep) close_endpoint(data_worker_, std::exchange(conn.data_ep, nullptr), awaited);
     if (conn.own_token != 0) by_token_.erase(conn.own_token);
     // A peer that connected here and ended before proving the secret was refused, however
     // it ended (our check, its own close, a reset that overtook its proof).
@@ -113,20 +115,24 @@ void ucx_transport::impl::reap(clock_time now) {
   ending_batch_.clear();
 }
 
-void ucx_transport::impl::close_endpoint(ucp_worker_h worker, ucp_ep_h ep) {
+void ucx_transport::impl::close_endpoint(ucp_worker_h worker, ucp_ep_h ep, bool awaited) {
   ucp_request_param_t rp{};
   auto req = ucp_ep_close_nbx(ep, &rp);
-  if (req != nullptr && !UCS_PTR_IS_ERR(req)) closing_.push_back({worker, req});
+  if (req != nullptr && !UCS_PTR_IS_ERR(req)) closing_.push_back({worker, req, awaited});
 }
 
 void ucx_transport::impl::finish_closes() {
   if (closing_.empty()) return;
-  std::erase_if(closing_, [](const auto& close) {
-    if (ucp_request_check_status(close.second) == UCS_INPROGRESS) return false;
-    ucp_request_free(close.second);
+  std::erase_if(closing_, [](const pending_close& close) {
+    if (ucp_request_check_status(close.request) == UCS_INPROGRESS) return false;
+    ucp_request_free(close.request);
     return true;
   });
   stats_.closes_pending = closing_.size();
+}
+
+bool ucx_transport::impl::awaiting_closes() const {
+  return std::any_of(closing_.begin(), closing_.end(), [](const pending_close& c) { return c.awaited; });
 }
 
 void ucx_transport::impl::shutdown() {
@@ -148,7 +154,7 @@ void ucx_transport::impl::shutdown() {
   // Let the sends, then the closes (and their goodbyes) finish, for a bounded time.
   const auto give_up = std::chrono::steady_clock::now() + close_flush_wait + std::chrono::seconds(2);
   reap(std::chrono::steady_clock::now());
-  while ((!conns_.empty() || !closing_.empty()) && std::chrono::steady_clock::now() < give_up) {
+  while ((!conns_.empty() || awaiting_closes()) && std::chrono::steady_clock::now() < give_up) {
     ucp_worker_progress(worker_);
     if (data_worker_) ucp_worker_progress(data_worker_);
     reap(std::chrono::steady_clock::now());
@@ -158,9 +164,9 @@ void ucx_transport::impl::shutdown() {
   reap(std::chrono::steady_clock::now());
   // Closes still unfinished (a peer that never answers the flush) are given up: released,
   // so the worker's destruction below frees them (UCX asserts on a request never released).
-  for (auto [worker, req] : closing_) {
-    ucp_request_cancel(worker, req);
-    ucp_request_free(req);
+  for (const pending_close& c : closing_) {
+    ucp_request_cancel(c.worker, c.request);
+    ucp_request_free(c.request);
   }
   closing_.clear();
   // Drop rendezvous descriptors never fetched.

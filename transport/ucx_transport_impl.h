@@ -291,8 +291,9 @@ class ucx_transport::impl {
   // finished or whose wait ran out.
   void reap(clock_time now);
 
-  // A flushing close, never forced (reap).
-  void close_endpoint(ucp_worker_h worker, ucp_ep_h ep);
+  // A flushing close, never forced (reap); `awaited`: see pending_close.
+  void close_endpoint(ucp_worker_h worker, ucp_ep_h ep, bool awaited);
+  bool awaiting_closes() const;
 
   // Frees the requests of endpoint closes that have finished (a close against a dead peer
   // may never finish; it stays counted in closes_pending).
@@ -346,7 +347,16 @@ class ucx_transport::impl {
   std::vector<arrival> arrivals_batch_;   // the arrivals handle_arrivals works through
   std::vector<peer_id> attention_, attention_batch_;   // connection.attended
   std::vector<peer_id> ending_, ending_batch_;         // connection.ending
-  std::vector<std::pair<ucp_worker_h, void*>> closing_;   // endpoint closes and their worker
+  // An endpoint close not finished yet. Only those of connections this side closed while
+  // the peer was there (its goodbye and last frames in flight) are awaited when the
+  // transport stops; a dead peer's close may never finish and would hold the stop to its
+  // limit (a client whose head had been killed took 4 s to go).
+  struct pending_close {
+    ucp_worker_h worker;
+    void* request;
+    bool awaited;
+  };
+  std::vector<pending_close> closing_;
   std::unique_ptr<send_state> spare_send_;   // kept from a send that completed at once
 };
 

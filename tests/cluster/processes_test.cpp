@@ -312,6 +312,43 @@ TEST(ClusterProcesses, AHeadPausedUnderLoadEndsEveryRequestOnceKeepsItsClientAnd
   fs::remove_all(l.run);
 }
 
+// The head killed (SIGKILL) under load: its client's requests each end once, UNAVAILABLE
+// unless they had finished; dsrun restarts the head on its port, the workers and the same
+// client connect to the new one, and it answers.
+TEST(ClusterProcesses, AHeadKilledUnderLoadIsRestartedAndItsClientReconnects) {
+  launched l;
+  ASSERT_NO_FATAL_FAILURE(launch(l, {}));
+  auto remote = connect_to(l);
+  ASSERT_TRUE(remote.ok()) << remote.err().to_string();
+  client c(**remote);
+
+  test::collector col;
+  submit_load(c, col, 100, "killed head", 200);
+  ASSERT_TRUE(col.wait_chunks(100, std::chrono::seconds(120)));
+  const pid_t head = pid_in(l.run / "node-0.pid");
+  ASSERT_EQ(::kill(head, SIGKILL), 0);
+  ASSERT_TRUE(col.wait_finals(100, std::chrono::seconds(120)));
+  col.expect_contract();
+  std::size_t cut = 0;
+  for (const auto& [i, r] : col.records()) {
+    if (!r.final.failure) continue;
+    ++cut;
+    EXPECT_EQ(r.final.failure->code, error_code::unavailable) << "request " << i << ": " << r.final.failure->to_string();
+  }
+  EXPECT_GT(cut, 0u) << "the kill found nothing streaming";
+
+  ASSERT_TRUE(wait_until(milliseconds(60000), "the head restarted", [&] {
+    const pid_t now = pid_in(l.run / "node-0.pid");
+    return now != head && alive(now);
+  }).ok());
+  ASSERT_NO_FATAL_FAILURE(expect_served(c, "the restarted head"));
+  const auto stats = (*remote)->stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_GE(stats.value().connects, 2);
+  remote->reset();
+  fs::remove_all(l.run);
+}
+
 // Restart budgets (--restarts-max 0: no restarts at all): a worker that dies past its
 // budget is left down while the head and the other worker go on serving; a head that dies
 // past its budget stops the cluster, dsrun exits 1 and no node process is left.
