@@ -88,12 +88,22 @@ void ucx_transport::impl::offer_data_endpoint(connection& conn) {
   const std::uint64_t token =
       data_token(secret_, session.direction(), session.own_nonce(), session.peer().nonce);
   // A token of 0 or one another connection holds (2^-64 odds): offer nothing.
-  if (!worker_address_.empty() && !host_key_.empty() && token != 0 && by_token_.count(token) == 0) {
+  if (!worker_address_.empty() && !host_key_.empty() && data_endpoints_left() && token != 0 &&
+      by_token_.count(token) == 0) {
     conn.own_token = token;
     by_token_[token] = conn.id;
     offer = {worker_address_, host_key_};
   }
   post(conn, encode(offer));
+}
+
+bool ucx_transport::impl::data_endpoints_left() {
+  if (stats_.data_endpoints < config_.data_endpoints_max) return true;
+  if (!std::exchange(data_endpoints_spent_, true))
+    spdlog::warn("transport: {} data endpoints opened, data_endpoints_max: new connections keep their traffic "
+                 "on TCP (UCX keeps every data endpoint until the process ends)",
+                 config_.data_endpoints_max);
+  return false;
 }
 
 std::optional<error> ucx_transport::impl::use_data_endpoint(connection& conn, decoded_frame& frame) {
@@ -103,7 +113,7 @@ std::optional<error> ucx_transport::impl::use_data_endpoint(connection& conn, de
   if (!offer) return offer.err();
   conn.data_decided = true;
   if (data_worker_ && !offer->worker_address.empty() && !host_key_.empty() &&
-      offer->host_key == host_key_) {
+      offer->host_key == host_key_ && data_endpoints_left()) {
     // No peer-failure handling: UCX 1.13 would drop shared memory and CMA for it. The
     // connection's endpoint watches the peer, and this one is closed with it.
     ucp_ep_params_t ep{};

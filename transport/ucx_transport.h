@@ -88,6 +88,14 @@ struct transport_config {
   // secret nothing over a few KiB is fetched at all (ucx_receive.cpp).
   std::uint64_t inbound_bytes_max = 6ull << 30;
   bool data_endpoints = true;                // offer and use data endpoints on one host (above)
+  // Data endpoints this process opens in its life. UCX 1.13 never destroys one that both
+  // sides wired to each other (a flushing close leaves it until the worker goes, and a
+  // forced close needs peer-failure handling, which would take shared memory and CMA from
+  // it), so each keeps its peer's shared memory mapped: ~4 MiB of address space, two
+  // mappings and ~50 KiB resident. Past the limit, new connections keep their traffic on
+  // the connection's endpoint (TCP): a long-lived head with clients coming and going stays
+  // within bounded memory and mappings (vm.max_map_count) at some latency to new peers.
+  std::size_t data_endpoints_max = 1024;
   milliseconds tick_interval_ms{20};         // heartbeat and deadline checks
   // After traffic (a frame sent or handed on; heartbeats do not count) the progress thread
   // polls this long before it sleeps again (0: it sleeps at once). Polling spends a core
@@ -107,6 +115,7 @@ struct transport_stats {
   std::uint64_t frames_dropped = 0;   // for a peer that is not up (any more), or a tensor
                                       // whose token names no connection
   std::uint64_t data_endpoints = 0;   // connections whose tensors took a data endpoint
+                                      // (at most data_endpoints_max in a process's life)
   std::uint64_t tensors_direct = 0;   // tensors sent over a data endpoint
   std::uint64_t frames_direct = 0;    // frames sent over a data endpoint (send() and goodbyes)
   std::uint64_t tensors_waited = 0;   // tensors queued to wait for the peer's DataEndpoint

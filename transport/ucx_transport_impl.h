@@ -203,6 +203,8 @@ class ucx_transport::impl {
 
   // The peer's DataEndpoint: open the data endpoint when the peer shares this host, then send
   // the tensors that waited for it. An error closes the connection.
+  // False once data_endpoints_max data endpoints were opened (warned once).
+  bool data_endpoints_left();
   std::optional<error> use_data_endpoint(connection& conn, decoded_frame& frame);
 
   // What one active message sends; it lives until UCX has finished with its bytes.
@@ -325,6 +327,7 @@ class ucx_transport::impl {
   std::deque<command> batch_;   // the commands run_commands took (progress thread only)
   bool delivered_ = false;       // this turn handed the handler a frame or tensor
   bool sent_here_ = false;       // this turn's callbacks sent a frame (send() on this thread)
+  bool data_endpoints_spent_ = false;   // data_endpoints_max reached (and said so)
   bool all_direct_ = false;      // every connection's frames take its data endpoint, both ways
   bool direct_changed_ = true;   // a connection came, went or switched: all_direct_ is recomputed
   // The counters behind stats(): the progress thread adds, any thread reads. Each is exact

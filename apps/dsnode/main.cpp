@@ -42,6 +42,7 @@ struct node_flags {
   std::int64_t heartbeat_timeout_ms = 3000;
   std::int64_t busy_poll_us = 0;
   bool data_endpoints = true;
+  std::int64_t data_endpoints_max = std::int64_t(dsrt::transport::transport_config{}.data_endpoints_max);
   std::int64_t link_messages_per_turn = actors::bridge_limits{}.link_messages_per_turn;
 };
 
@@ -86,6 +87,7 @@ int run_head(const node_flags& f, const sigset_t& signals) {
   options.transport.session = session_of(f);
   options.transport.busy_poll_us = std::chrono::microseconds(f.busy_poll_us);
   options.transport.data_endpoints = f.data_endpoints;
+  options.transport.data_endpoints_max = std::size_t(f.data_endpoints_max);
   options.bridge.link_messages_per_turn = std::size_t(f.link_messages_per_turn);
   options.router = loaded->options.router;
   options.replicas = f.runtime.replicas;
@@ -129,6 +131,7 @@ int run_worker(const node_flags& f, const sigset_t& signals) {
   options.transport.session = session_of(f);
   options.transport.busy_poll_us = std::chrono::microseconds(f.busy_poll_us);
   options.transport.data_endpoints = f.data_endpoints;
+  options.transport.data_endpoints_max = std::size_t(f.data_endpoints_max);
   options.bridge.link_messages_per_turn = std::size_t(f.link_messages_per_turn);
   options.link.head_host = head->host;
   options.link.head_port = head->port;
@@ -162,6 +165,10 @@ void add_common(CLI::App& cmd, node_flags& f) {
   cmd.add_flag("!--no-data-endpoints", f.data_endpoints,
                "keep frames and tensors to peers on this host on the connection (TCP) instead of shared "
                "memory: for hosts where processes with one host name cannot share memory");
+  cmd.add_option("--data-endpoints-max", f.data_endpoints_max,
+                 "data endpoints (shared memory to peers on this host) the node opens in its life; UCX keeps "
+                 "each until the process ends (~4 MiB mapped), so past it new peers are served over TCP")
+      ->capture_default_str()->check(CLI::Range(std::int64_t(0), std::int64_t(1) << 20));
   cmd.add_option("--link-messages-per-turn", f.link_messages_per_turn,
                  "messages the node's link actor handles per turn on the transport thread before it moves to "
                  "a scheduler thread; 0: always on the scheduler")

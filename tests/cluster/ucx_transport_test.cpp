@@ -523,6 +523,44 @@ TEST(UcxTransport, EndpointClosesFinishAndAreFreedWhileTheProcessRuns) {
       << head->stats().closes_pending << " endpoint closes still held";
 }
 
+// data_endpoints_max bounds the data endpoints a process opens in its life (UCX keeps each
+// until the process ends): peers past it are served over the connection, both ways.
+TEST(UcxTransport, PeersPastDataEndpointsMaxAreServedOverTheConnection) {
+  recorder head_r;
+  transport_config c;
+  c.data_endpoints_max = 2;
+  c.session.heartbeat_interval_ms = milliseconds(100);
+  auto started = ucx_transport::start(c, secret_of(9), {node_role::head, 0, 1000u}, head_r);
+  ASSERT_TRUE(started.ok()) << started.err().to_string();
+  auto head = std::move(*started);
+  for (int i = 0; i < 4; ++i) {
+    SCOPED_TRACE("worker " + std::to_string(i));
+    recorder worker_r;
+    auto worker = start(worker_r, secret_of(9), node_role::worker, 1 + i, false);
+    ASSERT_TRUE(worker);
+    const auto to_head = worker->connect("127.0.0.1", head->port());
+    ASSERT_TRUE(worker_r.wait([&](recorder& r) { return r.up_.count(to_head) > 0; }));
+    ASSERT_TRUE(head_r.wait([&](recorder& r) { return r.up_.size() == std::size_t(i + 1); }));
+    const peer_id to_worker = std::prev(head_r.up_.end())->first;
+    // Each side has decided once a frame of the other's has arrived: it came behind the
+    // other's offer (or its empty one) on the connection.
+    ASSERT_TRUE(worker->send(to_head, encode_cancel(frame_type::cancel, 7)).ok());
+    ASSERT_TRUE(head->send(to_worker, encode_cancel(frame_type::cancel, 8)).ok());
+    ASSERT_TRUE(head_r.wait([&](recorder& r) { return r.ids_[to_worker] == std::vector<std::int64_t>{7}; }));
+    ASSERT_TRUE(worker_r.wait([&](recorder& r) { return r.ids_[to_head] == std::vector<std::int64_t>{8}; }));
+    const bool direct = i < 2;
+    EXPECT_EQ(head->stats().data_endpoints, std::uint64_t(std::min(i + 1, 2)));
+    EXPECT_EQ(worker->stats().data_endpoints, direct ? 1u : 0u);
+    // And the next frame takes the data endpoint, or the connection.
+    const auto direct_before = worker->stats().frames_direct;
+    ASSERT_TRUE(worker->send(to_head, encode_cancel(frame_type::cancel, 9)).ok());
+    ASSERT_TRUE(head_r.wait([&](recorder& r) { return r.ids_[to_worker].size() == 2; }));
+    EXPECT_EQ(head_r.ids_[to_worker].back(), 9);
+    EXPECT_EQ(worker->stats().frames_direct - direct_before, direct ? 1u : 0u);
+    EXPECT_EQ(head_r.downs(), std::size_t(i));
+  }
+}
+
 // Busy polling ends when traffic does, heartbeats or not: with a 1-s window and heartbeats
 // every 100 ms, both progress threads sleep again once a second has passed without frames.
 TEST(UcxTransport, BusyPollingStopsWhenOnlyHeartbeatsFlow) {
