@@ -109,6 +109,7 @@ void ucx_transport::impl::reap(clock_time now) {
     if (!conn.reported_up && !conn.connector) ++stats_.peers_rejected;
     if (conn.reported_up || conn.connector)
       handler_.on_peer_down(conn.id, conn.why.value_or(make_error(error_code::unavailable, "connection closed")));
+    live_sends_ -= conn.sends_in_flight;   // a dead peer's may never finish: not waited for
     conns_.erase(it);
     direct_changed_ = true;
   }

@@ -160,6 +160,7 @@ bool ucx_transport::impl::send_am(connection& conn, ucp_ep_h ep, unsigned am_id,
     auto* p = static_cast<send_state*>(user);
     if (auto it = p->self->conns_.find(p->peer); it != p->self->conns_.end()) {
       --it->second.sends_in_flight;
+      --p->self->live_sends_;
       // A send that failed (not one cancelled by a close) lost its message: the data
       // endpoint has no error handler to say so, so the connection ends here.
       if (status != UCS_OK && status != UCS_ERR_CANCELED)
@@ -182,6 +183,7 @@ bool ucx_transport::impl::send_am(connection& conn, ucp_ep_h ep, unsigned am_id,
   if (req != nullptr && !UCS_PTR_IS_ERR(req)) {   // in flight: the callback frees it
     p.release();
     ++conn.sends_in_flight;
+    ++live_sends_;
     return true;
   }
   p->out = {};   // the message's bytes go now; the state waits for the next send

@@ -67,8 +67,13 @@ status ucx_transport::impl::init() {
   DSRT_TRY(set_handler(worker_, tensor_am_id, &impl::on_tensor_am));
   if (config_.data_endpoints) {
     // The data endpoints get a worker of their own: connections keep the TCP interface
-    // busy, and a turn that polls only the data worker skips its epoll_wait (run()).
-    DSRT_TRY(make_worker(data_worker_, data_worker_fd_));
+    // busy, and a turn that polls only the data worker skips its epoll_wait (run()). Its
+    // event fd wakes on arrivals only: a send to a peer that died with its shared-memory
+    // FIFO full never finishes (its endpoint has no failure handling to fail it), and with
+    // send events armed the worker stayed "busy" for good -- a head spun a core at 100 %
+    // after a client was killed mid-stream. run() polls on its own while a live
+    // connection's sends are unfinished.
+    DSRT_TRY(make_worker(data_worker_, data_worker_fd_, /*receives_only=*/true));
     DSRT_TRY(set_handler(data_worker_, direct_tensor_am_id, &impl::on_direct_tensor_am));
     DSRT_TRY(set_handler(data_worker_, direct_frame_am_id, &impl::on_direct_frame_am));
     ucp_address_t* address = nullptr;
@@ -111,10 +116,14 @@ status ucx_transport::impl::init() {
   return ok_t{};
 }
 
-status ucx_transport::impl::make_worker(ucp_worker_h& worker, int& fd) {
+status ucx_transport::impl::make_worker(ucp_worker_h& worker, int& fd, bool receives_only) {
   ucp_worker_params_t wp{};
   wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
   wp.thread_mode = UCS_THREAD_MODE_SINGLE;
+  if (receives_only) {
+    wp.field_mask |= UCP_WORKER_PARAM_FIELD_EVENTS;
+    wp.events = UCP_WAKEUP_RX;
+  }
   if (auto w = ucp_worker_create(context_, &wp, &worker); w != UCS_OK) {
     worker = nullptr;
     return make_error(error_code::unavailable, "UCX worker: {}", status_text(w));
@@ -260,6 +269,7 @@ void ucx_transport::impl::run() {
     }
     if (!std::exchange(poll_connections, true)) continue;   // both workers, then sleep
     if (sent_here_) continue;   // progress what the callbacks sent before arming
+    if (live_sends_ > 0) continue;   // a live peer's sends still out: polled until they finish
     if (ucp_worker_arm(worker_) == UCS_ERR_BUSY) continue;   // more events already
     if (data_worker_ && ucp_worker_arm(data_worker_) == UCS_ERR_BUSY) continue;
     {

@@ -166,7 +166,8 @@ class ucx_transport::impl {
  private:
   // ---- ucx_transport.cpp: workers, the progress loop, the command queue ----
   // A worker only the progress thread touches, and its event fd.
-  status make_worker(ucp_worker_h& worker, int& fd);
+  // `receives_only`: its event fd is armed for arrivals only, not for sends (run()).
+  status make_worker(ucp_worker_h& worker, int& fd, bool receives_only = false);
   status set_handler(ucp_worker_h worker, unsigned am_id, ucp_am_recv_callback_t cb);
 
   // The progress thread takes the command before it sleeps; only a sleeping one is woken
@@ -327,6 +328,10 @@ class ucx_transport::impl {
   std::deque<command> batch_;   // the commands run_commands took (progress thread only)
   bool delivered_ = false;       // this turn handed the handler a frame or tensor
   bool sent_here_ = false;       // this turn's callbacks sent a frame (send() on this thread)
+  // Sends in flight on connections not yet forgotten (the sum of their sends_in_flight):
+  // while any, run() polls instead of sleeping. A forgotten connection's unfinished sends
+  // (a dead peer's) no longer count.
+  std::size_t live_sends_ = 0;
   bool data_endpoints_spent_ = false;   // data_endpoints_max reached (and said so)
   bool all_direct_ = false;      // every connection's frames take its data endpoint, both ways
   bool direct_changed_ = true;   // a connection came, went or switched: all_direct_ is recomputed

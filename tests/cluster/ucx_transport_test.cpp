@@ -7,9 +7,13 @@
 // (it ends, and it still serves the connections' worker), an idle thread that sleeps, and
 // the config's checks.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <condition_variable>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -17,6 +21,7 @@
 #include <thread>
 
 #include "tests/cluster/transport_recorder.h"
+#include "transport/auth.h"
 #include "transport/ucx_transport.h"
 #include "transport/wire.h"
 
@@ -559,6 +564,67 @@ TEST(UcxTransport, PeersPastDataEndpointsMaxAreServedOverTheConnection) {
     EXPECT_EQ(worker->stats().frames_direct - direct_before, direct ? 1u : 0u);
     EXPECT_EQ(head_r.downs(), std::size_t(i));
   }
+}
+
+// A peer process killed while this side's sends to it wait in its full shared-memory FIFO:
+// those sends never finish (a data endpoint has no failure handling to fail them), yet once
+// the connection is gone the progress thread sleeps again as an idle one does. It used to
+// spin a core for good: the data worker, armed for send completions too, kept answering
+// "busy" (a head after a client was killed mid-stream).
+TEST(UcxTransport, SendsLeftToAKilledPeerDoNotKeepTheProgressThreadAwake) {
+  namespace fs = std::filesystem;
+  const auto dir = fs::temp_directory_path() / ("dsrt-killed-peer-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  auto secret = create_secret_file(dir / "secret");
+  ASSERT_TRUE(secret.ok()) << secret.err().to_string();
+  // The peer: dsbench's echoing transport process (listens, echoes each Cancel).
+  const std::string dsbench = std::string(DSRT_BINARY_DIR) + "/apps/dsbench/dsbench";
+  const std::string port = std::to_string(26000 + ::getpid() % 2000 * 2);
+  const std::string secret_path = (dir / "secret").string();
+  int out[2];
+  ASSERT_EQ(::pipe(out), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::dup2(out[1], 1);
+    ::close(out[0]);
+    ::execl(dsbench.c_str(), dsbench.c_str(), "transport", "--serve", "--no-actors", "--secret-file",
+            secret_path.c_str(), "--port", port.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  struct reaped {
+    pid_t pid;
+    ~reaped() {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  } reap{child};
+  std::string said;
+  char c = 0;
+  while (said.find("ready") == std::string::npos && ::read(out[0], &c, 1) == 1) said += c;
+  ::close(out[0]);
+  ASSERT_NE(said.find("ready"), std::string::npos) << said;
+
+  recorder r;
+  auto t = start(r, *secret, node_role::worker, 5, false);
+  ASSERT_TRUE(t);
+  const auto peer = t->connect("127.0.0.1", std::uint16_t(std::stoi(port)));
+  ASSERT_TRUE(r.wait([&](recorder& x) { return x.up_.count(peer) > 0; }));
+  ASSERT_TRUE(wait_until_true([&] { return t->stats().data_endpoints == 1; }));
+  ASSERT_TRUE(t->send(peer, encode_cancel(frame_type::cancel, 1)).ok());   // over the data endpoint
+  ASSERT_TRUE(r.wait([&](recorder& x) { return x.ids_[peer].size() == 1; }));   // echoed
+  ASSERT_GE(t->stats().frames_direct, 1u);
+
+  ASSERT_EQ(::kill(child, SIGSTOP), 0);   // stops reading: its FIFO fills, the rest wait here
+  for (int i = 0; i < 2000; ++i) ASSERT_TRUE(t->send(peer, encode_cancel(frame_type::cancel, 2 + i)).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ASSERT_EQ(::kill(child, SIGKILL), 0);
+  ASSERT_TRUE(r.wait([&](recorder& x) { return x.down_.count(peer) > 0; }));
+  const auto sleeps = t->stats().sleeps;
+  EXPECT_TRUE(wait_until_true([&] { return t->stats().sleeps >= sleeps + 3; }))
+      << "the progress thread never slept again (" << t->stats().sleeps - sleeps << " sleeps)";
+  fs::remove_all(dir);
 }
 
 // Busy polling ends when traffic does, heartbeats or not: with a 1-s window and heartbeats
