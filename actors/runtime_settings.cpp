@@ -180,6 +180,10 @@ void bind_routing(config::settings& s, router_options& r) {
         "A half-open probe with no verdict (no tokens) this long after it went out counts as "
         "failed (the request goes on); 0: no limit.",
         milliseconds(0), hour_ms);
+  s.add("routing.replica_wait_ms", &r.policy.replica_wait_ms,
+        "A request that finds no replica up (a worker restarting or reconnecting) waits this "
+        "long for one before it falls back; 0: falls back at once.",
+        milliseconds(0), hour_ms);
   s.add("routing.cache_lookup_timeout_ms", &r.cache_lookup_timeout_ms,
         "A fallback lookup in the response cache that takes longer counts as a miss.",
         milliseconds(1), hour_ms);

@@ -18,6 +18,7 @@ struct request_router::route {
   std::string fallback_reason;               // why the response cache was asked
   clock_time accepted_at{}, first_chunk_at{};
   bool awaiting_cache = false;               // a lookup_response is out
+  std::optional<clock_time> waiting_until;   // waiting for a replica to come up, until then
   std::uint64_t cache_hash = 0;              // its response's cache key hash (when it goes there)
 };
 
@@ -147,7 +148,21 @@ bool request_router::probe_live(const probe_entry& e) const {
   return r && r->attempt == std::get<2>(e) && r->breaker && r->breaker->probe;
 }
 
+request_router::route* request_router::waiting_route(const std::pair<clock_time, std::uint64_t>& e) {
+  route* r = routes_.find(e.second);
+  return r && r->waiting_until == e.first ? r : nullptr;
+}
+
 void request_router::on_deadlines(clock_time now) {
+  while (!waiting_.empty() && waiting_.front().first <= now) {
+    const auto e = waiting_.front();
+    waiting_.pop_front();
+    if (route* r = waiting_route(e)) {
+      r->waiting_until.reset();
+      fall_back(now, *r, fmt::format("no replica came up within {} ms (replica_wait_ms)",
+                                     config_.replica_wait_ms.count()));
+    }
+  }
   while (!probe_verdicts_.empty() && std::get<0>(probe_verdicts_.top()) <= now) {
     const auto e = probe_verdicts_.top();
     probe_verdicts_.pop();
@@ -183,6 +198,8 @@ std::optional<clock_time> request_router::next_deadline() {
     }
     deadlines_.pop();
   }
+  while (!waiting_.empty() && !waiting_route(waiting_.front())) waiting_.pop_front();
+  if (!waiting_.empty() && (!next || waiting_.front().first < *next)) next = waiting_.front().first;
   while (!probe_verdicts_.empty() && !probe_live(probe_verdicts_.top())) probe_verdicts_.pop();
   if (!probe_verdicts_.empty() && (!next || std::get<0>(probe_verdicts_.top()) < *next))
     next = std::get<0>(probe_verdicts_.top());
@@ -317,11 +334,30 @@ void request_router::dispatch(clock_time now, route& r, int avoid) {
     actions_.push_back(send_request{*choice, std::move(rr)});
     return;
   }
+  // No replica up at all, as while a worker restarts or reconnects: wait for one (once per
+  // dispatch; attempts still bound how often a request is dispatched).
+  if (config_.replica_wait_ms.count() > 0 && replicas_up() == 0) {
+    r.waiting_until = now + config_.replica_wait_ms;
+    waiting_.emplace_back(*r.waiting_until, r.request.request_id);
+    ++counters_.waited;
+    return;
+  }
   fall_back(now, r, "no replica can serve it now");
 }
 
-void request_router::redispatch(clock_time now, route& r) {
-  record_outcome(now, r, false);
+void request_router::redispatch(clock_time now, route& r, bool replica_left) {
+  if (!replica_left) {
+    record_outcome(now, r, false);
+  } else {
+    // The replica left (its node lost, its batcher gone): membership took it out of
+    // rotation, and its breaker is for a replica that stays up and fails. So, as for a
+    // cancel, a closed-state ticket says nothing; a half-open probe counts as failed (every
+    // probe must be recorded). Counted as failures, a network blip that cut every worker
+    // off for a moment opened every breaker, and the replicas, back at once, refused all
+    // requests for open_ms.
+    if (r.breaker && r.breaker->probe) record_outcome(now, r, false);
+    r.breaker.reset();
+  }
   ++(r.streamed.empty() ? counters_.retries : counters_.resumptions);
   dispatch(now, r, r.replica);
 }
@@ -372,10 +408,18 @@ void request_router::on_cancel(clock_time now, std::uint64_t request_id) {
   finish(now, r, make_error(error_code::cancelled, "request {} was cancelled", request_id), finish_reason::length);
 }
 
-void request_router::on_replica_up(clock_time, std::int32_t replica) {
+void request_router::on_replica_up(clock_time now, std::int32_t replica) {
   if (replica < 0 || replica >= std::int32_t(replicas_.size())) return;
   replicas_[std::size_t(replica)].up = true;
   refresh_view(std::size_t(replica));
+  // Requests waiting for a replica go now, in the order they began to wait.
+  auto waiting = std::move(waiting_);
+  waiting_.clear();
+  for (const auto& e : waiting)
+    if (route* r = waiting_route(e)) {
+      r->waiting_until.reset();
+      dispatch(now, *r, -1);
+    }
 }
 
 void request_router::on_replica_down(clock_time now, std::int32_t replica) {
@@ -388,7 +432,7 @@ void request_router::on_replica_down(clock_time now, std::int32_t replica) {
   });
   std::sort(affected.begin(), affected.end());   // a deterministic order for the simulator
   for (auto id : affected)
-    if (route* r = routes_.find(id)) redispatch(now, *r);
+    if (route* r = routes_.find(id)) redispatch(now, *r, /*replica_left=*/true);
 }
 
 void request_router::on_chunk(clock_time now, const replica_chunk& c) {

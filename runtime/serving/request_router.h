@@ -26,6 +26,7 @@
 //    answer.
 // Thread safety: none; the router actor is its only caller.
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <queue>
@@ -69,6 +70,12 @@ struct router_config {
   // failed (the request itself goes on): one with no deadline on a replica that never
   // answers it must not hold its breaker half-open. 0: no limit.
   milliseconds probe_verdict_ms{30000};
+  // A request that finds no replica up at all (a restarting worker, a head whose workers
+  // lost it for a moment) waits this long for one to come up before it falls back; one
+  // that finds replicas up but none willing (breakers open) falls back at once. Waiting
+  // requests keep their admission (so the admission limits bound them) and their own
+  // deadlines. 0: fall back at once.
+  milliseconds replica_wait_ms{1000};
   bool response_cache = true;               // ask the response cache on fallback
 };
 
@@ -94,6 +101,7 @@ struct router_counters {
   std::int64_t accepted = 0, rejected = 0, completed = 0, failed = 0;
   std::int64_t retries = 0, resumptions = 0, response_cache_hits = 0, fallbacks = 0;
   std::int64_t expired = 0;                 // ended by the router at their deadline
+  std::int64_t waited = 0;                  // times a request waited for a replica to come up
 };
 
 class request_router {
@@ -160,7 +168,9 @@ class request_router {
   status validate(const generate_request& r) const;
   void reject(generate_request& request, error e, milliseconds retry_after);
   void dispatch(clock_time now, route& r, int avoid);
-  void redispatch(clock_time now, route& r);
+  // Again, elsewhere: after a failure on its replica (counted by the breaker), or because
+  // the replica left (not counted; see the definition).
+  void redispatch(clock_time now, route& r, bool replica_left = false);
   void fall_back(clock_time now, route& r, const std::string& why);
   void complete(clock_time now, route& r, finish_reason reason);
   void finish(clock_time now, route& r, std::optional<error> failure, finish_reason reason,
@@ -195,6 +205,11 @@ class request_router {
   using probe_entry = std::tuple<clock_time, std::uint64_t, std::uint32_t>;
   std::priority_queue<probe_entry, std::vector<probe_entry>, std::greater<>> probe_verdicts_;
   bool probe_live(const probe_entry& e) const;
+  // (wait over, request id) of requests waiting for a replica (replica_wait_ms), oldest
+  // first (one wait for all: the order of arrival is the order of expiry). An entry is live
+  // while its route waits with that end; others are dropped as they surface.
+  std::deque<std::pair<clock_time, std::uint64_t>> waiting_;
+  route* waiting_route(const std::pair<clock_time, std::uint64_t>& e);
   std::vector<router_action> actions_;
   router_counters counters_;
   bool draining_ = false;

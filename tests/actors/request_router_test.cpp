@@ -162,6 +162,150 @@ TEST(RequestRouter, AttemptsAreBoundedThenTheFallbackChainAnswers) {
   EXPECT_TRUE(router.take_actions().empty());
 }
 
+// replica_wait_ms: with no replica up at all (a worker restarting or reconnecting) a
+// request waits for one instead of failing; a resumed one continues where it was.
+TEST(RequestRouter, ARequestWithNoReplicaUpWaitsForOneThenGoesOn) {
+  auto c = config(2);
+  c.replica_wait_ms = milliseconds(1000);
+  c.response_cache = false;
+  request_router router(c, &tiny_tokenizer());
+  clock_time now{};
+  router.on_replica_up(now, 0);
+  router.on_generate(now, request(1, 5));
+  auto sent = only<send_request>(router.take_actions());
+  ASSERT_EQ(sent.size(), 1u);
+  router.on_chunk(now, {1, 1, 0, {40, 41}});
+  router.take_actions();
+  // The only replica goes: the request waits (no final), its wait is the router's next timer.
+  router.on_replica_down(now, 0);
+  EXPECT_TRUE(router.take_actions().empty());
+  EXPECT_EQ(router.next_deadline(), now + c.replica_wait_ms);
+  EXPECT_EQ(router.counters().waited, 1);
+  // A new request waits too.
+  router.on_generate(now, request(2, 3));
+  EXPECT_TRUE(router.take_actions().empty());
+  EXPECT_EQ(router.routes(), 2u);
+  // 900 ms later replica 1 comes up: both go to it, in the order they began to wait; the
+  // first resumes after the two tokens it had.
+  now += milliseconds(900);
+  router.on_deadlines(now);
+  EXPECT_TRUE(router.take_actions().empty());
+  router.on_replica_up(now, 1);
+  sent = only<send_request>(router.take_actions());
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(sent[0].request.request_id, 1u);
+  EXPECT_EQ(sent[0].replica, 1);
+  EXPECT_EQ(sent[0].request.attempt, 2u);
+  EXPECT_EQ(sent[0].request.sequence.draw_base, 2);
+  EXPECT_EQ(sent[1].request.request_id, 2u);
+  EXPECT_EQ(sent[1].request.attempt, 1u);
+  EXPECT_FALSE(router.next_deadline()) << "nothing waits any more";
+  router.on_chunk(now, {1, 2, 1, {42, 43, 44}});
+  router.on_final(now, {1, 2, 1, std::nullopt, finish_reason::length});
+  const auto finals = only<send_final>(router.take_actions());
+  ASSERT_EQ(finals.size(), 1u);
+  EXPECT_FALSE(finals[0].final.failure);
+  EXPECT_EQ(finals[0].final.tokens, (std::vector<std::int32_t>{40, 41, 42, 43, 44}));
+}
+
+TEST(RequestRouter, AWaitWithoutAReplicaEndsUnavailableAndACancelEndsItAtOnce) {
+  auto c = config(1);
+  c.replica_wait_ms = milliseconds(1000);
+  c.response_cache = false;
+  request_router router(c, &tiny_tokenizer());
+  clock_time now{};
+  router.on_generate(now, request(1, 4));
+  now += milliseconds(10);
+  router.on_generate(now, request(2, 4));
+  router.on_generate(now, request(3, 4));
+  EXPECT_TRUE(router.take_actions().empty());
+  // A cancel ends a waiting request at once; nothing goes to a replica for it later.
+  router.on_cancel(now, 3);
+  auto finals = only<send_final>(router.take_actions());
+  ASSERT_EQ(finals.size(), 1u);
+  EXPECT_EQ(finals[0].final.failure->code, error_code::cancelled);
+  // Each wait ends on its own: request 1 first.
+  now += milliseconds(990);
+  ASSERT_EQ(router.next_deadline(), now);
+  router.on_deadlines(now);
+  finals = only<send_final>(router.take_actions());
+  ASSERT_EQ(finals.size(), 1u);
+  EXPECT_EQ(finals[0].final.request_id, 1u);
+  EXPECT_EQ(finals[0].final.failure->code, error_code::unavailable);
+  EXPECT_NE(finals[0].final.failure->message.find("replica_wait_ms"), std::string::npos);
+  EXPECT_GT(finals[0].final.retry_after_ms, 0u);
+  now += milliseconds(10);
+  router.on_deadlines(now);
+  finals = only<send_final>(router.take_actions());
+  ASSERT_EQ(finals.size(), 1u);
+  EXPECT_EQ(finals[0].final.request_id, 2u);
+  router.on_replica_up(now, 0);
+  EXPECT_TRUE(router.take_actions().empty());
+  EXPECT_EQ(router.routes(), 0u);
+}
+
+TEST(RequestRouter, WithReplicasUpButNoneWillingARequestFallsBackAtOnce) {
+  // Replica 0 is up but its breaker is open: no wait, the fallback answers now. So does
+  // every request when replica_wait_ms is 0.
+  auto c = config(1);
+  c.replica_wait_ms = milliseconds(1000);
+  c.response_cache = false;
+  c.breaker.window_requests_min = 1;
+  request_router router(c, &tiny_tokenizer());
+  clock_time now{};
+  router.on_replica_up(now, 0);
+  router.on_generate(now, request(1, 4));
+  router.take_actions();
+  router.on_final(now, {1, 1, 0, make_error(error_code::internal, "x"), finish_reason::length});
+  router.take_actions();   // its retry found no replica willing: it has its final
+  ASSERT_NE(router.breaker(0).state(now), policy::breaker_state::closed);
+  router.on_generate(now, request(2, 4));
+  auto finals = only<send_final>(router.take_actions());
+  ASSERT_EQ(finals.size(), 1u);
+  EXPECT_EQ(finals[0].final.failure->code, error_code::unavailable);
+  EXPECT_EQ(router.counters().waited, 0);
+
+  auto z = config(1);
+  z.replica_wait_ms = milliseconds(0);
+  z.response_cache = false;
+  request_router at_once(z, &tiny_tokenizer());
+  at_once.on_generate(now, request(3, 4));
+  finals = only<send_final>(at_once.take_actions());
+  ASSERT_EQ(finals.size(), 1u);
+  EXPECT_EQ(finals[0].final.failure->code, error_code::unavailable);
+}
+
+// A replica that leaves (its node lost, its batcher gone) is out by membership; its
+// breaker counts failures of a replica that stays up. Counted, a blip that cut every worker
+// off opened every breaker, and the replicas, back at once, refused requests for open_ms.
+TEST(RequestRouter, RequestsOfAReplicaThatLeftAreNoFailuresToItsBreaker) {
+  auto c = config(2);
+  c.breaker.window_requests_min = 1;
+  c.replica_wait_ms = milliseconds(0);
+  c.response_cache = false;
+  request_router router(c, &tiny_tokenizer());
+  clock_time now{};
+  router.on_replica_up(now, 0);
+  router.on_replica_up(now, 1);
+  for (std::uint64_t id = 1; id <= 4; ++id) router.on_generate(now, request(id, 4));
+  const auto sent = only<send_request>(router.take_actions());
+  ASSERT_EQ(sent.size(), 4u);
+  router.on_replica_down(now, 0);   // its requests go to replica 1
+  router.on_replica_down(now, 1);   // and fail there: no replica left
+  const auto finals = only<send_final>(router.take_actions());
+  ASSERT_EQ(finals.size(), 4u);
+  router.on_replica_up(now, 0);
+  router.on_replica_up(now, 1);
+  EXPECT_EQ(router.breaker(0).state(now), policy::breaker_state::closed);
+  EXPECT_EQ(router.breaker(1).state(now), policy::breaker_state::closed);
+  router.on_generate(now, request(9, 4));
+  EXPECT_EQ(only<send_request>(router.take_actions()).size(), 1u) << "served at once";
+  // A replica that fails requests while up still opens its breaker.
+  router.on_final(now, {9, 1, 0, make_error(error_code::internal, "step failed"), finish_reason::length});
+  router.take_actions();
+  EXPECT_NE(router.breaker(0).state(now), policy::breaker_state::closed);
+}
+
 TEST(RequestRouter, ACancelEndsTheRequestOnceAndStopsItsReplica) {
   request_router router(config(1), &tiny_tokenizer());
   clock_time now{};

@@ -63,6 +63,7 @@ json expected_json(const runtime_options& o, const engine::model_options& m) {
                   {"request_attempts_max", o.router.policy.request_attempts_max},
                   {"unavailable_retry_after_ms", o.router.policy.unavailable_retry_after_ms.count()},
                   {"probe_verdict_ms", o.router.policy.probe_verdict_ms.count()},
+                  {"replica_wait_ms", o.router.policy.replica_wait_ms.count()},
                   {"cache_lookup_timeout_ms", o.router.cache_lookup_timeout_ms.count()},
                   {"stop_strings_max", o.router.policy.stop_strings_max},
                   {"stop_string_bytes_max", o.router.policy.stop_string_bytes_max}};
@@ -93,6 +94,7 @@ json every_key_changed() {
                 "error_ratio_open": 0.375, "open_ms": 4001, "half_open_probes_max": 4},
     "routing": {"affinity_prefix_tokens": 33, "affinity_load_slack_tokens": 8193,
                 "request_attempts_max": 2, "unavailable_retry_after_ms": 1501, "probe_verdict_ms": 20001,
+                "replica_wait_ms": 1701,
                 "cache_lookup_timeout_ms": 1201,
                 "stop_strings_max": 17, "stop_string_bytes_max": 300},
     "response_cache": {"entries_max": 999, "bytes_max": 2097152},

@@ -273,11 +273,10 @@ TEST(ClusterProcesses, AWorkerPausedPastItsHeartbeatTimeoutIsReplacedThenRejoins
 }
 
 // The head paused under load past its workers' heartbeat timeout (1 s) but within its
-// client's (3 s, the default): the workers find it silent and leave. Every request still
-// ends with exactly one final (its answer, or UNAVAILABLE when no replica was left for it);
-// the head, running again, does not blame the client for the silence of its own pause; the
-// workers connect again and the cluster answers.
-TEST(ClusterProcesses, AHeadPausedUnderLoadEndsEveryRequestOnceKeepsItsClientAndServesAgain) {
+// client's (3 s, the default): the workers find it silent and leave. The head, running
+// again, does not blame the client for the silence of its own pause, the workers connect
+// again, and every request is answered.
+TEST(ClusterProcesses, AHeadPausedUnderLoadKeepsItsClientAndAnswersEveryRequest) {
   launched l;
   ASSERT_NO_FATAL_FAILURE(launch(l, {}));
   auto remote = connect_to(l);
@@ -294,10 +293,11 @@ TEST(ClusterProcesses, AHeadPausedUnderLoadEndsEveryRequestOnceKeepsItsClientAnd
   ASSERT_EQ(::kill(head, SIGCONT), 0);
   ASSERT_TRUE(col.wait_finals(100, std::chrono::seconds(300)));
   col.expect_contract();
-  for (const auto& [i, r] : col.records()) {
-    if (!r.final.failure) continue;
-    EXPECT_EQ(r.final.failure->code, error_code::unavailable) << "request " << i << ": " << r.final.failure->to_string();
-  }
+  // Every request is answered: the head, running again, finds both workers gone, its
+  // requests wait for a replica (routing.replica_wait_ms) and go on on the workers that
+  // connect again, whose breakers did not count their leaving as failures.
+  for (const auto& [i, r] : col.records())
+    EXPECT_FALSE(r.final.failure) << "request " << i << ": " << r.final.failure->to_string();
   // The head was paused 2 s, the client's own timeout is 3 s: the head, once it ran again,
   // excused the client's silence instead of closing it, so the client never reconnected.
   const auto stats = (*remote)->stats();

@@ -198,7 +198,9 @@ TEST(Simulation, KeptFaultsReplayASubsetOfTheSchedule) {
 // BUGGIFY points are faults too: they go quiet when the last scheduled fault ends, so the
 // recovery check sees a service with every fault stopped. Seeds of the 10,000-seed sweep
 // (ninth session's traces: a new replica-choice score, prompts two tokens per draw, probes
-// judged by their first tokens)
+// judged by their first tokens; 569 from a 12,000-seed sweep once requests of a replica that
+// leaves stopped counting against its breaker and requests wait for a replica, the only one
+// of those seeds still broken when the points keep firing)
 // (dssim --scenario basic --duration 20 --pauses 1 --ooms 2 --clock-jumps 1 --corruptions 2
 // --swizzles 1 --buggify --sweep 10000, with --buggify-after-faults to list them) where a
 // spurious breaker failure after the faults reopened a breaker that no traffic was left to
@@ -206,7 +208,7 @@ TEST(Simulation, KeptFaultsReplayASubsetOfTheSchedule) {
 // invariant holds.
 TEST(Simulation, BuggifyGoesQuietWhenTheFaultsEndSoRecoveryIsJudgedWithoutIt) {
   int broken_when_firing = 0;
-  for (std::uint64_t seed : {923, 7403}) {
+  for (std::uint64_t seed : {569, 923, 7403}) {
     auto c = scenario_config("basic", seed, 0, 0);
     c.duration_ms = milliseconds(20000);
     c.pauses = 1;
