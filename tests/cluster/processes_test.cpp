@@ -78,12 +78,12 @@ struct launched {
 // listeners take ports at random and one of them made a head's bind fail in CI.
 int head_port(int slot) { return 24000 + int(::getpid() % 2000) * 4 + slot % 4; }
 
-void launch(launched& l, std::vector<std::string> extra) {
+void launch(launched& l, std::vector<std::string> extra, int nodes = 3) {
   static int launches = 0;   // each cluster of this test process on its own port
   l.port = head_port(launches++ % 2);
   l.run = fs::temp_directory_path() / ("dsrt-processes-" + std::to_string(::getpid()));
   fs::remove_all(l.run);
-  std::vector<std::string> args = {dsrun, "--nodes", "3", "--model", engine::test_util::tiny_llama_dir().string(),
+  std::vector<std::string> args = {dsrun, "--nodes", std::to_string(nodes), "--model", engine::test_util::tiny_llama_dir().string(),
                                    "--port", std::to_string(l.port), "--run-dir", l.run.string(), "--threads", "1",
                                    "--node-arg=--heartbeat-interval-ms=100", "--node-arg=--heartbeat-timeout-ms=1000",
                                    "--node-arg=--kv-cache-mb=32"};
@@ -232,6 +232,28 @@ TEST(ClusterProcesses, AWorkerKilledUnderLoadIsRestartedAndNoRequestLosesItsFina
   l.pid = -1;
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   for (auto pid : nodes) EXPECT_FALSE(alive(pid)) << "node process " << pid << " outlived dsrun";
+  fs::remove_all(l.run);
+}
+
+// The only worker killed (SIGKILL) under load: its requests, and those that come while it
+// is gone, wait for a replica (routing.replica_wait_ms); dsrun restarts it, and every
+// request is answered as in one process.
+TEST(ClusterProcesses, TheOnlyWorkerKilledUnderLoadIsRestartedAndEveryRequestAnswered) {
+  launched l;
+  ASSERT_NO_FATAL_FAILURE(launch(l, {}, 2));
+  auto remote = connect_to(l);
+  ASSERT_TRUE(remote.ok()) << remote.err().to_string();
+  client c(**remote);
+  test::collector col;
+  const auto requests = submit_load(c, col, 60, "only worker", 100);
+  ASSERT_TRUE(col.wait_chunks(60, std::chrono::seconds(120)));
+  const pid_t victim = pid_in(l.run / "node-1.pid");
+  ASSERT_EQ(::kill(victim, SIGKILL), 0);
+  EXPECT_LT(finals_in(col), 60u) << "the kill found nothing streaming";
+  ASSERT_TRUE(col.wait_finals(60, std::chrono::seconds(300)));
+  ASSERT_NO_FATAL_FAILURE(expect_answers_of_one_process(col, requests));
+  EXPECT_NE(pid_in(l.run / "node-1.pid"), victim);
+  remote->reset();
   fs::remove_all(l.run);
 }
 
