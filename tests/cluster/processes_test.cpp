@@ -157,6 +157,28 @@ void expect_answers_of_one_process(const test::collector& col, const std::vector
   }
 }
 
+// A cluster (`nodes` processes, dsrun given `extra`), a remote client of it, and `count`
+// requests of `max_tokens` streaming through it. Members in this order: the collector and
+// the client go before the remote runtime, and that before dsrun.
+struct under_load {
+  launched l;
+  std::unique_ptr<remote_runtime> remote;
+  std::unique_ptr<client> c;
+  test::collector col;
+  std::vector<client_request> requests;
+};
+
+void start_under_load(under_load& u, int count, const std::string& prompt, std::int32_t max_tokens,
+                      std::vector<std::string> extra = {}, int nodes = 3) {
+  ASSERT_NO_FATAL_FAILURE(launch(u.l, std::move(extra), nodes));
+  auto remote = connect_to(u.l);
+  ASSERT_TRUE(remote.ok()) << remote.err().to_string();
+  u.remote = std::move(*remote);
+  u.c = std::make_unique<client>(*u.remote);
+  u.requests = submit_load(*u.c, u.col, count, prompt, max_tokens);
+  ASSERT_TRUE(u.col.wait_chunks(count, std::chrono::seconds(120)));
+}
+
 // Waits for a request answered through `c` (only `what` can answer it).
 void expect_served(client& c, const std::string& what) {
   client_request r;
@@ -195,66 +217,53 @@ TEST(ClusterProcesses, DsrunAnswersAPromptThroughATwoNodeClusterAndLeavesNothing
 }
 
 TEST(ClusterProcesses, AWorkerKilledUnderLoadIsRestartedAndNoRequestLosesItsFinal) {
-  launched l;
-  ASSERT_NO_FATAL_FAILURE(launch(l, {}));
-  auto remote = connect_to(l);
-  ASSERT_TRUE(remote.ok()) << remote.err().to_string();
-  client c(**remote);
+  under_load u;
+  ASSERT_NO_FATAL_FAILURE(start_under_load(u, 100, "process load", 24));
 
-  // 100 concurrent requests; worker 1 is killed once the streams are flowing.
-  test::collector col;
-  const auto requests = submit_load(c, col, 100, "process load");
-  ASSERT_TRUE(col.wait_chunks(100, std::chrono::seconds(120)));
-  const pid_t victim = pid_in(l.run / "node-1.pid");
+  const pid_t victim = pid_in(u.l.run / "node-1.pid");
   ASSERT_TRUE(alive(victim));
   ASSERT_EQ(::kill(victim, SIGKILL), 0);
-  ASSERT_TRUE(col.wait_finals(100, std::chrono::seconds(300)));
+  ASSERT_TRUE(u.col.wait_finals(100, std::chrono::seconds(300)));
   // The same outputs as the single-process runtime, resumptions after the kill included.
-  ASSERT_NO_FATAL_FAILURE(expect_answers_of_one_process(col, requests));
+  ASSERT_NO_FATAL_FAILURE(expect_answers_of_one_process(u.col, u.requests));
 
   // dsrun restarts the node; it reconnects to the head.
   ASSERT_TRUE(wait_until(milliseconds(60000), "worker 1 restarted and connected", [&] {
-    const pid_t now = pid_in(l.run / "node-1.pid");
-    return now != victim && alive(now) && count_of(read_text(l.run / "node-1.log"), "connected to the head") >= 2;
-  }).ok()) << read_text(l.run / "node-1.log");
+    const pid_t now = pid_in(u.l.run / "node-1.pid");
+    return now != victim && alive(now) && count_of(read_text(u.l.run / "node-1.log"), "connected to the head") >= 2;
+  }).ok()) << read_text(u.l.run / "node-1.log");
   // With worker 2 gone too, only the restarted worker 1 can answer.
-  const pid_t other = pid_in(l.run / "node-2.pid");
+  const pid_t other = pid_in(u.l.run / "node-2.pid");
   ASSERT_EQ(::kill(other, SIGKILL), 0);
-  ASSERT_NO_FATAL_FAILURE(expect_served(c, "the restarted node"));
+  ASSERT_NO_FATAL_FAILURE(expect_served(*u.c, "the restarted node"));
 
   // SIGTERM: dsrun drains and stops every node; nothing is left.
   std::vector<pid_t> nodes;
-  for (int i = 0; i < 3; ++i) nodes.push_back(pid_in(l.run / ("node-" + std::to_string(i) + ".pid")));
-  remote->reset();
-  ASSERT_EQ(::kill(l.pid, SIGTERM), 0);
+  for (int i = 0; i < 3; ++i) nodes.push_back(pid_in(u.l.run / ("node-" + std::to_string(i) + ".pid")));
+  u.remote.reset();
+  ASSERT_EQ(::kill(u.l.pid, SIGTERM), 0);
   int status = 0;
-  ASSERT_EQ(::waitpid(l.pid, &status, 0), l.pid);
-  l.pid = -1;
+  ASSERT_EQ(::waitpid(u.l.pid, &status, 0), u.l.pid);
+  u.l.pid = -1;
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   for (auto pid : nodes) EXPECT_FALSE(alive(pid)) << "node process " << pid << " outlived dsrun";
-  fs::remove_all(l.run);
+  fs::remove_all(u.l.run);
 }
 
 // The only worker killed (SIGKILL) under load: its requests, and those that come while it
 // is gone, wait for a replica (routing.replica_wait_ms); dsrun restarts it, and every
 // request is answered as in one process.
 TEST(ClusterProcesses, TheOnlyWorkerKilledUnderLoadIsRestartedAndEveryRequestAnswered) {
-  launched l;
-  ASSERT_NO_FATAL_FAILURE(launch(l, {}, 2));
-  auto remote = connect_to(l);
-  ASSERT_TRUE(remote.ok()) << remote.err().to_string();
-  client c(**remote);
-  test::collector col;
-  const auto requests = submit_load(c, col, 60, "only worker", 100);
-  ASSERT_TRUE(col.wait_chunks(60, std::chrono::seconds(120)));
-  const pid_t victim = pid_in(l.run / "node-1.pid");
+  under_load u;
+  ASSERT_NO_FATAL_FAILURE(start_under_load(u, 60, "only worker", 100, {}, 2));
+  const pid_t victim = pid_in(u.l.run / "node-1.pid");
   ASSERT_EQ(::kill(victim, SIGKILL), 0);
-  EXPECT_LT(finals_in(col), 60u) << "the kill found nothing streaming";
-  ASSERT_TRUE(col.wait_finals(60, std::chrono::seconds(300)));
-  ASSERT_NO_FATAL_FAILURE(expect_answers_of_one_process(col, requests));
-  EXPECT_NE(pid_in(l.run / "node-1.pid"), victim);
-  remote->reset();
-  fs::remove_all(l.run);
+  EXPECT_LT(finals_in(u.col), 60u) << "the kill found nothing streaming";
+  ASSERT_TRUE(u.col.wait_finals(60, std::chrono::seconds(300)));
+  ASSERT_NO_FATAL_FAILURE(expect_answers_of_one_process(u.col, u.requests));
+  EXPECT_NE(pid_in(u.l.run / "node-1.pid"), victim);
+  u.remote.reset();
+  fs::remove_all(u.l.run);
 }
 
 // A worker paused (SIGSTOP) under load for longer than the heartbeat timeout, as a stalled
@@ -263,35 +272,29 @@ TEST(ClusterProcesses, TheOnlyWorkerKilledUnderLoadIsRestartedAndEveryRequestAns
 // dropped, so every request still has one final and the single process's answer. The
 // node is not restarted (it never died), rejoins the head, and serves again.
 TEST(ClusterProcesses, AWorkerPausedPastItsHeartbeatTimeoutIsReplacedThenRejoins) {
-  launched l;
-  ASSERT_NO_FATAL_FAILURE(launch(l, {}));
-  auto remote = connect_to(l);
-  ASSERT_TRUE(remote.ok()) << remote.err().to_string();
-  client c(**remote);
+  under_load u;
+  ASSERT_NO_FATAL_FAILURE(start_under_load(u, 100, "paused load", 200));
 
-  test::collector col;
-  const auto requests = submit_load(c, col, 100, "paused load", 200);
-  ASSERT_TRUE(col.wait_chunks(100, std::chrono::seconds(120)));
-  const pid_t paused = pid_in(l.run / "node-1.pid");
+  const pid_t paused = pid_in(u.l.run / "node-1.pid");
   ASSERT_TRUE(alive(paused));
   ASSERT_EQ(::kill(paused, SIGSTOP), 0);
-  EXPECT_LT(finals_in(col), 100u) << "the pause found nothing streaming";
+  EXPECT_LT(finals_in(u.col), 100u) << "the pause found nothing streaming";
   // Well past the nodes' 1,000 ms heartbeat timeout (launch()).
   std::this_thread::sleep_for(std::chrono::milliseconds(3000));
   ASSERT_EQ(::kill(paused, SIGCONT), 0);
-  ASSERT_TRUE(col.wait_finals(100, std::chrono::seconds(300)));
-  ASSERT_NO_FATAL_FAILURE(expect_answers_of_one_process(col, requests));
+  ASSERT_TRUE(u.col.wait_finals(100, std::chrono::seconds(300)));
+  ASSERT_NO_FATAL_FAILURE(expect_answers_of_one_process(u.col, u.requests));
 
   // The same process (no restart) connects to the head again and is the one that answers
   // once worker 2 is gone.
   ASSERT_TRUE(wait_until(milliseconds(60000), "worker 1 connected again", [&] {
-    return count_of(read_text(l.run / "node-1.log"), "connected to the head") >= 2;
-  }).ok()) << read_text(l.run / "node-1.log");
-  EXPECT_EQ(pid_in(l.run / "node-1.pid"), paused);
-  ASSERT_EQ(::kill(pid_in(l.run / "node-2.pid"), SIGKILL), 0);
-  ASSERT_NO_FATAL_FAILURE(expect_served(c, "the node that was paused"));
-  remote->reset();
-  fs::remove_all(l.run);
+    return count_of(read_text(u.l.run / "node-1.log"), "connected to the head") >= 2;
+  }).ok()) << read_text(u.l.run / "node-1.log");
+  EXPECT_EQ(pid_in(u.l.run / "node-1.pid"), paused);
+  ASSERT_EQ(::kill(pid_in(u.l.run / "node-2.pid"), SIGKILL), 0);
+  ASSERT_NO_FATAL_FAILURE(expect_served(*u.c, "the node that was paused"));
+  u.remote.reset();
+  fs::remove_all(u.l.run);
 }
 
 // The head paused under load past its workers' heartbeat timeout (1 s) but within its
@@ -299,60 +302,48 @@ TEST(ClusterProcesses, AWorkerPausedPastItsHeartbeatTimeoutIsReplacedThenRejoins
 // again, does not blame the client for the silence of its own pause, the workers connect
 // again, and every request is answered.
 TEST(ClusterProcesses, AHeadPausedUnderLoadKeepsItsClientAndAnswersEveryRequest) {
-  launched l;
-  ASSERT_NO_FATAL_FAILURE(launch(l, {}));
-  auto remote = connect_to(l);
-  ASSERT_TRUE(remote.ok()) << remote.err().to_string();
-  client c(**remote);
+  under_load u;
+  ASSERT_NO_FATAL_FAILURE(start_under_load(u, 100, "paused head", 200));
 
-  test::collector col;
-  submit_load(c, col, 100, "paused head", 200);
-  ASSERT_TRUE(col.wait_chunks(100, std::chrono::seconds(120)));
-  const pid_t head = pid_in(l.run / "node-0.pid");
+  const pid_t head = pid_in(u.l.run / "node-0.pid");
   ASSERT_EQ(::kill(head, SIGSTOP), 0);
-  EXPECT_LT(finals_in(col), 100u) << "the pause found nothing streaming";
+  EXPECT_LT(finals_in(u.col), 100u) << "the pause found nothing streaming";
   std::this_thread::sleep_for(std::chrono::milliseconds(2000));
   ASSERT_EQ(::kill(head, SIGCONT), 0);
-  ASSERT_TRUE(col.wait_finals(100, std::chrono::seconds(300)));
-  col.expect_contract();
+  ASSERT_TRUE(u.col.wait_finals(100, std::chrono::seconds(300)));
+  u.col.expect_contract();
   // Every request is answered: the head, running again, finds both workers gone, its
   // requests wait for a replica (routing.replica_wait_ms) and go on on the workers that
   // connect again, whose breakers did not count their leaving as failures.
-  for (const auto& [i, r] : col.records())
+  for (const auto& [i, r] : u.col.records())
     EXPECT_FALSE(r.final.failure) << "request " << i << ": " << r.final.failure->to_string();
   // The head was paused 2 s, the client's own timeout is 3 s: the head, once it ran again,
   // excused the client's silence instead of closing it, so the client never reconnected.
-  const auto stats = (*remote)->stats();
+  const auto stats = u.remote->stats();
   ASSERT_TRUE(stats.ok());
   EXPECT_TRUE(stats.value().connected);
   EXPECT_EQ(stats.value().connects, 1) << "the client lost the head: "
                                        << (stats.value().last_failure ? stats.value().last_failure->to_string() : "");
 
-  EXPECT_EQ(pid_in(l.run / "node-0.pid"), head) << "the head was restarted, not continued";
-  ASSERT_NO_FATAL_FAILURE(expect_served(c, "the continued head"));
-  remote->reset();
-  fs::remove_all(l.run);
+  EXPECT_EQ(pid_in(u.l.run / "node-0.pid"), head) << "the head was restarted, not continued";
+  ASSERT_NO_FATAL_FAILURE(expect_served(*u.c, "the continued head"));
+  u.remote.reset();
+  fs::remove_all(u.l.run);
 }
 
 // The head killed (SIGKILL) under load: its client's requests each end once, UNAVAILABLE
 // unless they had finished; dsrun restarts the head on its port, the workers and the same
 // client connect to the new one, and it answers.
 TEST(ClusterProcesses, AHeadKilledUnderLoadIsRestartedAndItsClientReconnects) {
-  launched l;
-  ASSERT_NO_FATAL_FAILURE(launch(l, {}));
-  auto remote = connect_to(l);
-  ASSERT_TRUE(remote.ok()) << remote.err().to_string();
-  client c(**remote);
+  under_load u;
+  ASSERT_NO_FATAL_FAILURE(start_under_load(u, 100, "killed head", 200));
 
-  test::collector col;
-  submit_load(c, col, 100, "killed head", 200);
-  ASSERT_TRUE(col.wait_chunks(100, std::chrono::seconds(120)));
-  const pid_t head = pid_in(l.run / "node-0.pid");
+  const pid_t head = pid_in(u.l.run / "node-0.pid");
   ASSERT_EQ(::kill(head, SIGKILL), 0);
-  ASSERT_TRUE(col.wait_finals(100, std::chrono::seconds(120)));
-  col.expect_contract();
+  ASSERT_TRUE(u.col.wait_finals(100, std::chrono::seconds(120)));
+  u.col.expect_contract();
   std::size_t cut = 0;
-  for (const auto& [i, r] : col.records()) {
+  for (const auto& [i, r] : u.col.records()) {
     if (!r.final.failure) continue;
     ++cut;
     EXPECT_EQ(r.final.failure->code, error_code::unavailable) << "request " << i << ": " << r.final.failure->to_string();
@@ -360,15 +351,15 @@ TEST(ClusterProcesses, AHeadKilledUnderLoadIsRestartedAndItsClientReconnects) {
   EXPECT_GT(cut, 0u) << "the kill found nothing streaming";
 
   ASSERT_TRUE(wait_until(milliseconds(60000), "the head restarted", [&] {
-    const pid_t now = pid_in(l.run / "node-0.pid");
+    const pid_t now = pid_in(u.l.run / "node-0.pid");
     return now != head && alive(now);
   }).ok());
-  ASSERT_NO_FATAL_FAILURE(expect_served(c, "the restarted head"));
-  const auto stats = (*remote)->stats();
+  ASSERT_NO_FATAL_FAILURE(expect_served(*u.c, "the restarted head"));
+  const auto stats = u.remote->stats();
   ASSERT_TRUE(stats.ok());
   EXPECT_GE(stats.value().connects, 2);
-  remote->reset();
-  fs::remove_all(l.run);
+  u.remote.reset();
+  fs::remove_all(u.l.run);
 }
 
 // Restart budgets (--restarts-max 0: no restarts at all): a worker that dies past its
