@@ -132,6 +132,9 @@ caf::behavior router_actor(caf::stateful_actor<router_state>* self, router_optio
         auto client = caf::actor_cast<caf::actor>(self->current_sender());
         const bool duplicate = st.clients.count(id) != 0;
         if (!duplicate) st.clients.emplace(id, client);
+        // Every handler carries out what it queued, so nothing is pending here; were
+        // anything, it must not be taken for the duplicate's answer below.
+        if (duplicate) act(self);
         st.policy->on_generate(self->clock().now(), std::move(request));
         if (duplicate) {
           for (auto& action : st.policy->take_actions())
@@ -153,6 +156,7 @@ caf::behavior router_actor(caf::stateful_actor<router_state>* self, router_optio
         st.batchers[std::size_t(up.replica)] = up.batcher;
         self->monitor(up.batcher);
         st.policy->on_replica_up(self->clock().now(), up.replica);
+        act(self);   // requests that waited for a replica go to it now
       },
       [self](replica_down& down) {
         auto& st = self->state;

@@ -11,6 +11,7 @@
 // Liveness: every frame from the peer counts. Once up, a heartbeat goes out every
 // heartbeat_interval_ms; a peer silent for heartbeat_timeout_ms (dead, or paused — a
 // stopped process keeps its sockets open) is closed with UNAVAILABLE.
+#include <algorithm>
 #include <optional>
 #include <span>
 #include <vector>
@@ -66,11 +67,12 @@ class peer_session {
     if (state_ != state::closed && now > last_heard_) last_heard_ = now;
   }
   // This process could not run for `stall` (stopped, swapped out, its progress thread held
-  // up): nothing from the peer could be heard meanwhile, so the liveness and handshake
-  // deadlines move by as much. The peer is judged on what it sends once this side runs.
-  void excuse_stall(milliseconds stall) {
-    opened_at_ += stall;
-    last_heard_ += stall;
+  // up) until `now`: nothing from the peer could be heard meanwhile, so the liveness and
+  // handshake deadlines move by as much, never past `now` (a peer heard this turn, or a
+  // connection opened this turn, gets one timeout from now, not from after the stall).
+  void excuse_stall(milliseconds stall, clock_time now) {
+    opened_at_ = std::min(opened_at_ + stall, std::max(opened_at_, now));
+    last_heard_ = std::min(last_heard_ + stall, std::max(last_heard_, now));
   }
   // Called periodically: heartbeats and the handshake and liveness deadlines.
   actions on_tick(clock_time now);

@@ -93,7 +93,10 @@ void ucx_transport::impl::reap(clock_time now) {
     for (auto* queue : {&conn.inbox, &conn.held})   // rendezvous data never fetched
       for (auto& item : *queue)
         if (item->rndv_desc) ucp_am_data_release(item->rndv_worker, std::exchange(item->rndv_desc, nullptr));
-    const bool awaited = conn.closing_until && !conn.lost;
+    // Waited for at shutdown: closes of connections this side closed whose sends all
+    // finished (the flush is then quick); not those of lost peers or of closes that ran
+    // out of time with sends still out (a peer not reading).
+    const bool awaited = conn.closing_until && !conn.lost && conn.sends_in_flight == 0;
     if (conn.ep) {
       by_ep_.erase(conn.ep);
       close_endpoint(worker_, std::exchange(conn.ep, nullptr), awaited);
@@ -109,7 +112,7 @@ void ucx_transport::impl::reap(clock_time now) {
     if (!conn.reported_up && !conn.connector) ++stats_.peers_rejected;
     if (conn.reported_up || conn.connector)
       handler_.on_peer_down(conn.id, conn.why.value_or(make_error(error_code::unavailable, "connection closed")));
-    live_sends_ -= conn.sends_in_flight;   // a dead peer's may never finish: not waited for
+    live_direct_sends_ -= conn.direct_sends_in_flight;   // a dead peer's may never finish: not waited for
     conns_.erase(it);
     direct_changed_ = true;
   }

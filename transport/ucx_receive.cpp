@@ -283,15 +283,21 @@ void ucx_transport::impl::tick(clock_time now) {
   // The thread ticks every tick_interval_ms, asleep or not; a gap longer than a heartbeat
   // interval means this process did not run (SIGSTOP, a stalled VM, swapping). The peers'
   // frames of that time wait unread, so their silence is this side's: excused, not judged.
+  // Only the gap past one heartbeat interval is excused: a thread whose every tick comes
+  // late (held up, not stopped) still counts an interval of silence a tick, so a dead peer
+  // is found within a few timeouts, not never.
   const auto gap = now - last_tick_;
   last_tick_ = now;
-  if (gap > config_.session.heartbeat_interval_ms) {
-    const auto stall = std::chrono::duration_cast<milliseconds>(gap - config_.tick_interval_ms);
+  if (gap > 2 * config_.session.heartbeat_interval_ms) {
+    const auto stall = std::chrono::duration_cast<milliseconds>(gap - config_.session.heartbeat_interval_ms);
     ++stats_.stalls;
-    spdlog::warn("transport: this process did not run for {} ms; its peers' silence meanwhile is excused",
-                 stall.count());
+    if (now - last_stall_warning_ >= stall_warning_interval) {
+      last_stall_warning_ = now;
+      spdlog::warn("transport: this process did not run for {} ms; its peers' silence meanwhile is excused "
+                   "({} stalls so far)", stall.count(), std::uint64_t(stats_.stalls));
+    }
     for (auto& [id, conn] : conns_)
-      if (!conn.dead && conn.session) conn.session->excuse_stall(stall);
+      if (!conn.dead && conn.session) conn.session->excuse_stall(stall, now);
   }
   for (auto& [id, conn] : conns_)
     if (!conn.dead && conn.session) apply(conn, conn.session->on_tick(now));

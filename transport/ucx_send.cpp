@@ -150,17 +150,22 @@ bool ucx_transport::impl::send_am(connection& conn, ucp_ep_h ep, unsigned am_id,
   auto p = spare_send_ ? std::move(spare_send_) : std::make_unique<send_state>();
   p->self = this;
   p->peer = conn.id;
+  const bool direct = am_id == direct_tensor_am_id || am_id == direct_frame_am_id;
+  p->direct = direct;
   p->out = std::move(out);
   ucp_request_param_t rp{};
   rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
   // The receiver learns which endpoint a message came on (a data endpoint's carry a token).
-  rp.flags = am_id == direct_tensor_am_id || am_id == direct_frame_am_id ? 0 : UCP_AM_SEND_FLAG_REPLY;
+  rp.flags = direct ? 0 : UCP_AM_SEND_FLAG_REPLY;
   rp.user_data = p.get();
   rp.cb.send = [](void* request, ucs_status_t status, void* user) {
     auto* p = static_cast<send_state*>(user);
     if (auto it = p->self->conns_.find(p->peer); it != p->self->conns_.end()) {
       --it->second.sends_in_flight;
-      --p->self->live_sends_;
+      if (p->direct) {
+        --it->second.direct_sends_in_flight;
+        --p->self->live_direct_sends_;
+      }
       // A send that failed (not one cancelled by a close) lost its message: the data
       // endpoint has no error handler to say so, so the connection ends here.
       if (status != UCS_OK && status != UCS_ERR_CANCELED)
@@ -183,7 +188,10 @@ bool ucx_transport::impl::send_am(connection& conn, ucp_ep_h ep, unsigned am_id,
   if (req != nullptr && !UCS_PTR_IS_ERR(req)) {   // in flight: the callback frees it
     p.release();
     ++conn.sends_in_flight;
-    ++live_sends_;
+    if (direct) {
+      ++conn.direct_sends_in_flight;
+      ++live_direct_sends_;
+    }
     return true;
   }
   p->out = {};   // the message's bytes go now; the state waits for the next send

@@ -72,7 +72,7 @@ status ucx_transport::impl::init() {
     // FIFO full never finishes (its endpoint has no failure handling to fail it), and with
     // send events armed the worker stayed "busy" for good -- a head spun a core at 100 %
     // after a client was killed mid-stream. run() polls on its own while a live
-    // connection's sends are unfinished.
+    // connection's data-endpoint sends are unfinished (live_direct_sends_).
     DSRT_TRY(make_worker(data_worker_, data_worker_fd_, /*receives_only=*/true));
     DSRT_TRY(set_handler(data_worker_, direct_tensor_am_id, &impl::on_direct_tensor_am));
     DSRT_TRY(set_handler(data_worker_, direct_frame_am_id, &impl::on_direct_frame_am));
@@ -269,7 +269,7 @@ void ucx_transport::impl::run() {
     }
     if (!std::exchange(poll_connections, true)) continue;   // both workers, then sleep
     if (sent_here_) continue;   // progress what the callbacks sent before arming
-    if (live_sends_ > 0) continue;   // a live peer's sends still out: polled until they finish
+    if (live_direct_sends_ > 0) continue;   // a live peer's data-endpoint sends out: polled (init())
     if (ucp_worker_arm(worker_) == UCS_ERR_BUSY) continue;   // more events already
     if (data_worker_ && ucp_worker_arm(data_worker_) == UCS_ERR_BUSY) continue;
     {

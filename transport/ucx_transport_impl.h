@@ -35,6 +35,8 @@ constexpr std::size_t tensor_header_bytes_max = 4096;   // a TensorHeader frame 
 // A connection this side closes waits for its unfinished sends (a rendezvous frame the peer
 // has yet to fetch, the goodbye) before it disconnects, at most this long.
 constexpr auto close_flush_wait = std::chrono::seconds(2);
+// A stall of this process (tick()) is logged at most this often (each is counted).
+constexpr auto stall_warning_interval = std::chrono::seconds(10);
 // While every connection's frames take its data endpoint, a busy-polling progress thread
 // polls the connections' worker this often (run()): an idle TCP interface's epoll_wait
 // costs ~10 turns of polling shared memory.
@@ -106,6 +108,7 @@ struct connection {
   std::deque<std::shared_ptr<inbound>> inbox;   // in arrival order
   std::size_t inbox_bytes = 0;                  // announced payload bytes in inbox and held
   std::size_t sends_in_flight = 0;
+  std::size_t direct_sends_in_flight = 0;   // of those, on the data endpoint
   // In the progress loop's short lists (so a turn's work is per busy connection, not per
   // connection): attention_ (its inbox or a loss needs handling) and ending_ (dead or
   // closing: reap() looks at it).
@@ -226,6 +229,7 @@ class ucx_transport::impl {
   struct send_state {
     impl* self = nullptr;
     peer_id peer = 0;
+    bool direct = false;   // on the data endpoint (counted in direct_sends_in_flight)
     outgoing out;
   };
 
@@ -328,10 +332,12 @@ class ucx_transport::impl {
   std::deque<command> batch_;   // the commands run_commands took (progress thread only)
   bool delivered_ = false;       // this turn handed the handler a frame or tensor
   bool sent_here_ = false;       // this turn's callbacks sent a frame (send() on this thread)
-  // Sends in flight on connections not yet forgotten (the sum of their sends_in_flight):
-  // while any, run() polls instead of sleeping. A forgotten connection's unfinished sends
-  // (a dead peer's) no longer count.
-  std::size_t live_sends_ = 0;
+  // Data-endpoint sends in flight on connections not yet forgotten (the sum of their
+  // direct_sends_in_flight): while any, run() polls instead of sleeping, since the data
+  // worker's event fd does not wake for send completions (init()). A forgotten connection's
+  // unfinished sends (a dead peer's) no longer count. The connections' worker wakes for
+  // its sends itself.
+  std::size_t live_direct_sends_ = 0;
   bool data_endpoints_spent_ = false;   // data_endpoints_max reached (and said so)
   bool all_direct_ = false;      // every connection's frames take its data endpoint, both ways
   bool direct_changed_ = true;   // a connection came, went or switched: all_direct_ is recomputed
@@ -346,6 +352,7 @@ class ucx_transport::impl {
 
   // Progress thread only.
   clock_time last_tick_;   // tick()'s last run: a long gap since is a stall of this process
+  clock_time last_stall_warning_{};   // stalls are logged at most every stall_warning_interval
   std::unordered_map<peer_id, connection> conns_;
   std::unordered_map<ucp_ep_h, peer_id> by_ep_;
   std::unordered_map<std::uint64_t, peer_id> by_token_;   // own_token of each connection

@@ -160,7 +160,7 @@ TEST(PeerSession, AStallOfThisSideIsNotCountedAsThePeersSilence) {
   const auto timeout = p.config.heartbeat_timeout_ms;
   const auto stall = 10 * timeout;
   p.now += milliseconds(100) + stall;
-  p.acceptor.excuse_stall(stall);
+  p.acceptor.excuse_stall(stall, p.now);
   EXPECT_FALSE(p.acceptor.on_tick(p.now).close);
   p.now += timeout - milliseconds(100) - milliseconds(1);
   EXPECT_FALSE(p.acceptor.on_tick(p.now).close);
@@ -172,9 +172,19 @@ TEST(PeerSession, AStallOfThisSideIsNotCountedAsThePeersSilence) {
   pair_of_sessions q(secret_of(7), secret_of(7));
   ASSERT_FALSE(q.acceptor.on_frame(q.connector.hello(), q.now).close);
   q.now += q.config.handshake_timeout_ms - milliseconds(1) + stall;
-  q.acceptor.excuse_stall(stall);
+  q.acceptor.excuse_stall(stall, q.now);
   EXPECT_FALSE(q.acceptor.on_tick(q.now).close);
   EXPECT_EQ(q.acceptor.current(), peer_session::state::awaiting_proof);
+  // Never past `now`: a peer heard as this side resumes (its frames of the stall handled
+  // first) gets one timeout from now, not from after another stall.
+  pair_of_sessions r(secret_of(7), secret_of(7));
+  r.handshake();
+  r.now += stall;
+  r.acceptor.heard(r.now);
+  r.acceptor.excuse_stall(stall, r.now);
+  r.now += timeout;
+  auto gone = r.acceptor.on_tick(r.now);
+  ASSERT_TRUE(gone.close) << "a peer silent for a timeout after the stall is down";
 }
 
 TEST(PeerSession, AHandshakeThatNeverFinishesTimesOut) {
