@@ -387,6 +387,35 @@ TEST_F(Coordinator, ACancelledHalfOpenProbeDoesNotWedgeTheBreaker) {
   EXPECT_EQ(fake->requests.size(), 3u) << "the replica never gets traffic again after a cancelled probe";
 }
 
+// A request that finds no replica up waits (routing.replica_wait_ms); the replica's coming
+// up sends it there at once, with no time passing (not at the next message or timer).
+TEST_F(Coordinator, ARequestWaitingForAReplicaGoesToItTheMomentItComesUp) {
+  auto o = router_config(1);
+  o.policy.replica_wait_ms = milliseconds(1000);
+  std::shared_ptr<probe_log> client_log, fake;
+  auto client = probe(client_log);
+  auto r = router(o);
+  caf::send_as(client, r, make_request(1, 8, 4));
+  sched.run();
+  EXPECT_TRUE(client_log->finals.empty()) << "it waits for a replica";
+  caf::anon_send(r, replica_up{0, probe(fake)});
+  sched.run();
+  ASSERT_EQ(fake->requests.size(), 1u);
+  EXPECT_EQ(fake->requests[0].request_id, 1u);
+  EXPECT_TRUE(client_log->finals.empty());
+  // Another request, then the wait runs out with no replica: UNAVAILABLE.
+  caf::anon_send(r, replica_down{0});
+  caf::send_as(client, r, make_request(2, 8, 4));
+  sched.run();
+  sched.advance_time(1000ms);
+  sched.run();
+  ASSERT_EQ(client_log->finals.size(), 2u);
+  for (const auto& f : client_log->finals) {
+    ASSERT_TRUE(f.failure);
+    EXPECT_EQ(f.failure->code, error_code::unavailable) << f.failure->to_string();
+  }
+}
+
 TEST_F(Coordinator, UnderLightLoadTheBatcherWaitsForTheBatchWindow) {
   const batching::scheduler_config s{.batch_wait_ms = milliseconds(50), .batch_fill_sequences = 4};
   std::shared_ptr<probe_log> router_log;
