@@ -280,12 +280,12 @@ void ucx_transport::impl::apply(connection& conn, peer_session::actions a, tenso
 }
 
 void ucx_transport::impl::tick(clock_time now) {
-  // The thread ticks every tick_interval_ms, asleep or not; a gap longer than a heartbeat
-  // interval means this process did not run (SIGSTOP, a stalled VM, swapping). The peers'
-  // frames of that time wait unread, so their silence is this side's: excused, not judged.
-  // Only the gap past one heartbeat interval is excused: a thread whose every tick comes
-  // late (held up, not stopped) still counts an interval of silence a tick, so a dead peer
-  // is found within a few timeouts, not never.
+  // The thread ticks every tick_interval_ms, asleep or not; a gap longer than two
+  // heartbeat intervals means this process did not run (SIGSTOP, a stalled VM, swapping).
+  // The peers' frames of that time wait unread, so their silence is this side's: excused,
+  // not judged. Only the gap past one heartbeat interval is excused: a thread whose every
+  // tick comes late (held up, not stopped) still counts an interval of silence a tick, so a
+  // dead peer is found within a few timeouts, not never.
   const auto gap = now - last_tick_;
   last_tick_ = now;
   if (gap > 2 * config_.session.heartbeat_interval_ms) {

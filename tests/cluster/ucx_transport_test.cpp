@@ -617,8 +617,10 @@ TEST(UcxTransport, SendsLeftToAKilledPeerDoNotKeepTheProgressThreadAwake) {
   ASSERT_GE(t->stats().frames_direct, 1u);
 
   ASSERT_EQ(::kill(child, SIGSTOP), 0);   // stops reading: its FIFO fills, the rest wait here
+  const auto posted_before = t->stats().frames_sent;
   for (int i = 0; i < 2000; ++i) ASSERT_TRUE(t->send(peer, encode_cancel(frame_type::cancel, 2 + i)).ok());
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ASSERT_TRUE(wait_until_true([&] { return t->stats().frames_sent >= posted_before + 2000; }))
+      << "the frames were not all handed to UCX";
   ASSERT_EQ(::kill(child, SIGKILL), 0);
   ASSERT_TRUE(r.wait([&](recorder& x) { return x.down_.count(peer) > 0; }));
   const auto sleeps = t->stats().sleeps;
