@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -91,6 +92,9 @@ void launch(launched& l, std::vector<std::string> extra, int nodes = 3) {
   l.pid = ::fork();
   ASSERT_GE(l.pid, 0);
   if (l.pid == 0) {
+    // A test process that dies without its destructors (a crash, SIGPIPE) takes dsrun, and
+    // so its nodes, with it: no cluster is left holding ports for the next tests.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
