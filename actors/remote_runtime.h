@@ -7,11 +7,13 @@
 //   auto rt = actors::remote_runtime::connect("dsrt://127.0.0.1:7400", *secret, tokenizer);
 //   dsrt::client c(**rt);
 //
-// Inside, a client-link actor plays the router for the request actors: it sends each
-// request to the head as a frame and hands the chunks and the final back. When the
-// connection to the head is lost every open request ends with UNAVAILABLE (exactly one
-// final each), new requests get UNAVAILABLE until it is back, and it reconnects every
-// reconnect_interval_ms.
+// Inside, a client-link actor (actors/client_link.h) plays the router for the request
+// actors: it sends each request to the head as a frame and hands the chunks and the final
+// back. It reconnects when the connection to the head is lost: at once if the connection
+// had lasted reconnect_interval_ms, else every reconnect_interval_ms. Meanwhile new
+// requests wait for it (head_wait_ms), and open requests without output so far are sent
+// again on the next connection (resends_max); those with output end with UNAVAILABLE.
+// Every request gets exactly one final.
 //
 // The link does not take the head's stream on trust: a chunk out of sequence, more tokens
 // than the request's max_tokens, a final whose chunk count disagrees with the chunks that
@@ -42,7 +44,12 @@ struct remote_options {
   bridge_limits bridge;                     // what the head may have queued for the link
   milliseconds connect_timeout_ms{10000};  // connect() waits this long for the head
   milliseconds reconnect_interval_ms{500};
-  std::size_t open_requests_max = 65536;   // more get OVERLOADED here
+  // A request made while there is no connection to the head waits this long for one, then
+  // ends with UNAVAILABLE (0: at once).
+  milliseconds head_wait_ms{2000};
+  // Times one request without output may be sent again after its connection was lost.
+  std::uint32_t resends_max = 1;
+  std::size_t open_requests_max = 65536;   // open and waiting requests; more get OVERLOADED here
   std::uint32_t local_retry_after_ms = 1000;   // retry hint on finals this side makes (no head, full)
   milliseconds final_grace_ms{2000};       // after a request's deadline, waited for the head's final
   milliseconds expiry_check_ms{100};       // how often requests past deadline + grace are looked for
@@ -51,8 +58,10 @@ struct remote_options {
 
 struct remote_stats {
   bool connected = false;
-  std::int64_t open_requests = 0;
   std::int64_t connects = 0;
+  std::int64_t open_requests = 0;      // sent to the head, no final yet
+  std::int64_t waiting_requests = 0;   // waiting for a connection to the head (head_wait_ms)
+  std::int64_t resent = 0;             // requests sent again after a lost connection
   std::optional<error> last_failure;   // why the latest connection ended or failed
   std::int64_t protocol_violations = 0;   // connections this side closed for the head's frames
   std::int64_t expired = 0;               // requests ended here past deadline + final_grace_ms

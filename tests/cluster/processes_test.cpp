@@ -474,6 +474,53 @@ TEST(ClusterProcesses, DsrunRefusesMoreReplicasThanItsHeadTakes) {
   EXPECT_EQ(out.find("cluster ready"), std::string::npos) << out;
 }
 
+// A client process paused (SIGSTOP) under load past the head's heartbeat timeout: the head
+// drops it. Running again, the client loses only the streams it had started (UNAVAILABLE:
+// the app holds part of them); the requests that had no output yet and those it makes
+// while it reconnects wait for the new connection and are served.
+TEST(ClusterProcesses, AClientPausedPastTheHeadsTimeoutLosesOnlyTheStreamsItHadStarted) {
+  launched l;
+  ASSERT_NO_FATAL_FAILURE(launch(l, {"--node-arg=--ignore-eos"}));
+  const int requests = 60, concurrency = 8;
+  const auto json = l.run / "paused.json";
+  std::vector<std::string> args = {std::string(DSRT_BINARY_DIR) + "/apps/dsbench/dsbench", "load", "--connect",
+                                   "dsrt://127.0.0.1:" + std::to_string(l.port), "--secret-file",
+                                   (l.run / "cluster.secret").string(), "--model",
+                                   engine::test_util::tiny_llama_dir().string(), "--requests", std::to_string(requests),
+                                   "--concurrency", std::to_string(concurrency), "--prompt-len", "16", "--gen", "2000",
+                                   "--timeout-s", "120", "--json", json.string()};
+  const pid_t bench = ::fork();
+  ASSERT_GE(bench, 0);
+  if (bench == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    FILE* out = std::freopen((l.run / "paused.log").c_str(), "w", stdout);
+    (void)out;
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  // Paused once its first streams run, for 2.5 heartbeat timeouts of the head (1 s).
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  ASSERT_EQ(::kill(bench, SIGSTOP), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  ASSERT_EQ(::kill(bench, SIGCONT), 0);
+  int status = 0;
+  ASSERT_TRUE(wait_until(milliseconds(180000), "the load's end", [&] { return ::waitpid(bench, &status, WNOHANG) == bench; }).ok());
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << read_text(l.run / "paused.log");
+  EXPECT_GE(count_of(read_text(l.run / "node-0.log"), "silent for"), 1u) << "the head never dropped the client";
+  const auto j = nlohmann::json::parse(read_text(json));
+  EXPECT_EQ(j["finals"], requests);
+  EXPECT_EQ(j["extra_finals"], 0);
+  EXPECT_EQ(j["duplicate_chunks"], 0);
+  EXPECT_EQ(j["missing_chunks"], 0);
+  const int lost = j["errors_by_code"].value("UNAVAILABLE", 0);
+  EXPECT_GE(lost, 1) << j.dump();
+  EXPECT_LE(lost, concurrency) << j.dump();
+  EXPECT_EQ(j["completed"], requests - lost) << j.dump();
+}
+
 TEST(ClusterProcesses, DsbenchLoadConnectReportsTheContractCounters) {
   launched l;
   ASSERT_NO_FATAL_FAILURE(launch(l, {}));

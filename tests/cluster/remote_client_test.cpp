@@ -35,18 +35,40 @@ struct fake_head {
   std::unique_ptr<remote_runtime> remote;
 
   explicit fake_head(remote_options options = quick()) {
-    transport::transport_config c;
-    c.session.heartbeat_interval_ms = milliseconds(100);
-    c.session.heartbeat_timeout_ms = milliseconds(2000);
-    auto h = transport::ucx_transport::start(c, secret(), {transport::node_role::head, 0, 1}, rec);
-    EXPECT_TRUE(h.ok()) << (h.ok() ? "" : h.err().to_string());
-    if (!h) return;
-    head = std::move(*h);
+    start_head(0);
+    if (!head) return;
     auto tok = std::make_shared<tokenizer::tokenizer>(
         engine::test_util::load_tokenizer(engine::test_util::tiny_llama_dir()));
     auto r = remote_runtime::connect("dsrt://127.0.0.1:" + std::to_string(head->port()), secret(), tok, options);
     EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.err().to_string());
     if (r) remote = std::move(*r);
+  }
+  // The head listening on `port` (0: a free one), with a clean record.
+  void start_head(std::uint16_t port) {
+    {
+      std::lock_guard lock(rec.mu_);
+      rec.up_.clear();
+      rec.ids_.clear();
+      rec.generates_.clear();
+      rec.other_.clear();
+      rec.down_.clear();
+      rec.tensors_.clear();
+    }
+    transport::transport_config c;
+    c.listen_port = port;
+    c.session.heartbeat_interval_ms = milliseconds(100);
+    c.session.heartbeat_timeout_ms = milliseconds(2000);
+    auto h = transport::ucx_transport::start(c, secret(), {transport::node_role::head, 0, 1}, rec);
+    EXPECT_TRUE(h.ok()) << (h.ok() ? "" : h.err().to_string());
+    if (h) head = std::move(*h);
+  }
+  // The head goes (a head process that died) and the client notices.
+  void stop_head() {
+    head.reset();
+    EXPECT_TRUE(wait_until(milliseconds(10000), "the client notices", [&] {
+                  auto s = remote->stats();
+                  return s && !s->connected;
+                }).ok());
   }
   ~fake_head() {
     remote.reset();
@@ -85,6 +107,11 @@ struct fake_head {
     f.completion_tokens = std::uint32_t(tokens.size());
     f.tokens = std::move(tokens);
     ASSERT_TRUE(head->send(peer, transport::encode(f)).ok());
+  }
+  // The head closes the client's connection and has seen it go.
+  void drop(transport::peer_id peer) {
+    head->close(peer, "test: the head drops its client");
+    EXPECT_TRUE(rec.wait([peer](recorder& r) { return r.down_.count(peer) > 0; })) << "the connection stayed";
   }
   bool wait_reconnected(std::int64_t connects) {
     return wait_until(milliseconds(20000), "the client reconnects", [&] {
@@ -199,13 +226,11 @@ TEST(RemoteClient, ATensorFromTheHeadIsRefused) {
 // Bad input is refused as such even while the head is away (no retry hint on a request
 // that can never succeed), and bad options are refused at connect().
 TEST(RemoteClient, BadRequestsAndOptionsAreInvalidWhateverTheConnection) {
-  fake_head h;
+  auto options = fake_head::quick();
+  options.head_wait_ms = milliseconds(0);   // no wait for the head: UNAVAILABLE at once
+  fake_head h(options);
   ASSERT_TRUE(h.remote);
-  h.head.reset();   // the head goes
-  ASSERT_TRUE(wait_until(milliseconds(10000), "the client notices", [&] {
-                auto s = h.remote->stats();
-                return s && !s->connected;
-              }).ok());
+  h.stop_head();
   client c(*h.remote);
   auto bad = prompt_request();
   bad.priority = 300;
@@ -220,6 +245,7 @@ TEST(RemoteClient, BadRequestsAndOptionsAreInvalidWhateverTheConnection) {
            [](remote_options& o) { o.final_grace_ms = milliseconds(-1); },
            [](remote_options& o) { o.expiry_check_ms = milliseconds(0); },
            [](remote_options& o) { o.open_requests_max = 0; },
+           [](remote_options& o) { o.head_wait_ms = milliseconds(-1); },
            [](remote_options& o) { o.bridge.peer_messages_max = 0; }}) {
     auto o = fake_head::quick();
     set(o);
@@ -227,6 +253,127 @@ TEST(RemoteClient, BadRequestsAndOptionsAreInvalidWhateverTheConnection) {
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.err().code, error_code::invalid_argument) << r.err().to_string();
   }
+}
+
+// A request made while the head is away (a head node restarting, say) waits for the next
+// connection and is served on it.
+TEST(RemoteClient, ARequestMadeWhileTheHeadIsAwayWaitsForItsReturn) {
+  fake_head h;
+  ASSERT_TRUE(h.remote);
+  const auto port = h.head->port();
+  h.stop_head();
+  client c(*h.remote);
+  test::collector col;
+  ASSERT_TRUE(c.submit(prompt_request(), col.on_chunk(0), col.on_final(0)).ok());
+  ASSERT_TRUE(wait_until(milliseconds(10000), "the request waits", [&] {
+                auto s = h.remote->stats();
+                return s && s->waiting_requests == 1;
+              }).ok());
+  h.start_head(port);
+  ASSERT_TRUE(h.head);
+  const auto [peer, id] = h.request(0);
+  h.chunk(peer, id, 0, {5});
+  h.final(peer, id, 1, {5});
+  ASSERT_TRUE(col.wait_finals(1, std::chrono::seconds(20)));
+  col.expect_contract();
+  const auto f = col.records().at(0).final;
+  EXPECT_FALSE(f.failure) << f.failure->to_string();
+  auto s = h.remote->stats();
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->connects, 2);
+  EXPECT_EQ(s->waiting_requests, 0);
+  EXPECT_EQ(s->open_requests, 0);
+  EXPECT_EQ(s->resent, 0);
+}
+
+// The head drops the connection (it judged this client silent, say): a request that had
+// streamed output ends with UNAVAILABLE (the app holds part of it), one that had none is
+// sent again on the next connection and served there, at most resends_max times.
+TEST(RemoteClient, AnOpenRequestWithoutOutputIsSentAgainOnTheNextConnection) {
+  fake_head h;
+  ASSERT_TRUE(h.remote);
+  client c(*h.remote);
+  test::collector col;
+  ASSERT_TRUE(c.submit(prompt_request(), col.on_chunk(0), col.on_final(0)).ok());
+  ASSERT_TRUE(c.submit(prompt_request(), col.on_chunk(1), col.on_final(1)).ok());
+  const auto [peer, streamed] = h.request(0);
+  const auto [same_peer, silent] = h.request(1);
+  ASSERT_EQ(peer, same_peer);
+  h.chunk(peer, streamed, 0, {5});
+  ASSERT_TRUE(col.wait_chunks(1, std::chrono::seconds(20)));
+  h.drop(peer);
+  ASSERT_TRUE(col.wait_finals(1, std::chrono::seconds(20)));
+  auto first = col.records().at(0).final;
+  ASSERT_TRUE(first.failure);
+  EXPECT_EQ(first.failure->code, error_code::unavailable) << first.failure->to_string();
+  EXPECT_EQ(first.chunks_sent, 1u);
+  // The silent one reaches the head again, on a new connection, under its id.
+  const auto [peer2, again] = h.request(0);
+  EXPECT_NE(peer2, peer);
+  EXPECT_EQ(again, silent);
+  h.final(peer2, again, 0, {});
+  ASSERT_TRUE(col.wait_finals(2, std::chrono::seconds(20)));
+  EXPECT_FALSE(col.records().at(1).final.failure);
+  // Sent again once (resends_max 1), lost again: it ends.
+  ASSERT_TRUE(c.submit(prompt_request(), col.on_chunk(2), col.on_final(2)).ok());
+  const auto [peer3, third] = h.request(1);
+  ASSERT_EQ(peer3, peer2);
+  h.drop(peer3);
+  const auto [peer4, third_again] = h.request(0);
+  EXPECT_EQ(third_again, third);
+  h.drop(peer4);
+  ASSERT_TRUE(col.wait_finals(3, std::chrono::seconds(20)));
+  col.expect_contract();
+  const auto last = col.records().at(2).final;
+  ASSERT_TRUE(last.failure);
+  EXPECT_EQ(last.failure->code, error_code::unavailable) << last.failure->to_string();
+  auto s = h.remote->stats();
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->resent, 2);
+  EXPECT_EQ(s->open_requests, 0);
+  EXPECT_EQ(s->waiting_requests, 0);
+}
+
+// A wait for the head ends after head_wait_ms with UNAVAILABLE (and a retry hint), at the
+// request's deadline if that comes first, and at once when the request is cancelled;
+// waiting requests count against open_requests_max.
+TEST(RemoteClient, AWaitForTheHeadEndsAtHeadWaitMsItsDeadlineOrACancel) {
+  auto options = fake_head::quick();
+  options.head_wait_ms = milliseconds(3000);
+  options.open_requests_max = 3;
+  fake_head h(options);
+  ASSERT_TRUE(h.remote);
+  h.stop_head();
+  client c(*h.remote);
+  test::collector col;
+  auto soon = prompt_request();
+  soon.timeout = milliseconds(1500);   // before head_wait_ms ends
+  ASSERT_TRUE(c.submit(prompt_request(), col.on_chunk(0), col.on_final(0)).ok());
+  ASSERT_TRUE(c.submit(soon, col.on_chunk(1), col.on_final(1)).ok());
+  const auto cancelled = c.submit(prompt_request(), col.on_chunk(2), col.on_final(2));
+  ASSERT_TRUE(cancelled.ok());
+  ASSERT_TRUE(wait_until(milliseconds(10000), "three requests wait", [&] {
+                auto s = h.remote->stats();
+                return s && s->waiting_requests == 3;
+              }).ok());
+  ASSERT_TRUE(c.submit(prompt_request(), col.on_chunk(3), col.on_final(3)).ok());   // a fourth: too many
+  ASSERT_TRUE(col.wait_finals(1, std::chrono::seconds(20)));
+  c.cancel(*cancelled);
+  ASSERT_TRUE(col.wait_finals(4, std::chrono::seconds(20)));
+  col.expect_contract();
+  const auto records = col.records();
+  const auto code = [&](int key) { return records.at(key).final.failure ? records.at(key).final.failure->code : error_code::internal; };
+  ASSERT_TRUE(records.at(0).final.failure);
+  EXPECT_EQ(code(0), error_code::unavailable);
+  EXPECT_NE(records.at(0).final.failure->message.find("head_wait_ms"), std::string::npos)
+      << records.at(0).final.failure->message;
+  EXPECT_GT(records.at(0).final.retry_after_ms, 0u);
+  EXPECT_EQ(code(1), error_code::deadline_exceeded);
+  EXPECT_EQ(code(2), error_code::cancelled);
+  EXPECT_EQ(code(3), error_code::overloaded) << records.at(3).final.failure->to_string();
+  auto s = h.remote->stats();
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->waiting_requests, 0);
 }
 
 // The head accepted the request and says nothing more (its router stuck, say): the
