@@ -295,8 +295,8 @@ TEST(RemoteClient, AnOpenRequestWithoutOutputIsSentAgainOnTheNextConnection) {
   client c(*h.remote);
   test::collector col;
   ASSERT_TRUE(c.submit(prompt_request(), col.on_chunk(0), col.on_final(0)).ok());
+  const auto [peer, streamed] = h.request(0);   // in order: two request actors race
   ASSERT_TRUE(c.submit(prompt_request(), col.on_chunk(1), col.on_final(1)).ok());
-  const auto [peer, streamed] = h.request(0);
   const auto [same_peer, silent] = h.request(1);
   ASSERT_EQ(peer, same_peer);
   h.chunk(peer, streamed, 0, {5});
