@@ -105,7 +105,11 @@ void ucx_transport::impl::reap(clock_time now) {
     // endpoint without failure handling must not risk (UCX also reports a peer's normal
     // close as an error, so "lost" cannot be told from "closed"). Against a dead peer the
     // flush may never finish; its sends then hold their buffers until the process ends.
-    if (conn.data_ep) close_endpoint(data_worker_, std::exchange(conn.data_ep, nullptr), awaited);
+    if (conn.data_ep) close_endpoint(conn.data->worker, std::exchange(conn.data_ep, nullptr), awaited);
+    if (conn.data) {
+      --conn.data->live_connections;
+      retire_check_ = true;
+    }
     if (conn.own_token != 0) by_token_.erase(conn.own_token);
     // A peer that connected here and ended before proving the secret was refused, however
     // it ended (our check, its own close, a reset that overtook its proof).
@@ -127,11 +131,12 @@ void ucx_transport::impl::close_endpoint(ucp_worker_h worker, ucp_ep_h ep, bool 
 
 void ucx_transport::impl::finish_closes() {
   if (closing_.empty()) return;
-  std::erase_if(closing_, [](const pending_close& close) {
+  const auto erased = std::erase_if(closing_, [](const pending_close& close) {
     if (ucp_request_check_status(close.request) == UCS_INPROGRESS) return false;
     ucp_request_free(close.request);
     return true;
   });
+  if (erased > 0) retire_check_ = true;
   stats_.closes_pending = closing_.size();
 }
 
@@ -160,7 +165,7 @@ void ucx_transport::impl::shutdown() {
   reap(std::chrono::steady_clock::now());
   while ((!conns_.empty() || awaiting_closes()) && std::chrono::steady_clock::now() < give_up) {
     ucp_worker_progress(worker_);
-    if (data_worker_) ucp_worker_progress(data_worker_);
+    progress_data_workers();
     reap(std::chrono::steady_clock::now());
     finish_closes();
   }

@@ -26,20 +26,22 @@ ucs_status_t ucx_transport::impl::on_tensor_am(void* arg, const void* header, si
 
 ucs_status_t ucx_transport::impl::on_direct_tensor_am(void* arg, const void* header, size_t header_length, void* data,
                                         size_t length, const ucp_am_recv_param_t* param) {
-  auto* self = static_cast<impl*>(arg);
+  auto* d = static_cast<data_worker*>(arg);
+  impl* self = d->self;
   const peer_id peer = header_length > token_bytes ? self->peer_of_token(header) : 0;
   if (peer == 0) return UCS_OK;
-  return self->arrive(self->data_worker_, static_cast<const std::byte*>(header) + token_bytes,
+  return self->arrive(d->worker, static_cast<const std::byte*>(header) + token_bytes,
                       header_length - token_bytes, data, length, param, self->config_.tensor_bytes_max, peer);
 }
 
 ucs_status_t ucx_transport::impl::on_direct_frame_am(void* arg, const void* header, size_t header_length, void* data,
                                        size_t length, const ucp_am_recv_param_t* param) {
   hop_trace::mark(hop_trace::stage::arrived);
-  auto* self = static_cast<impl*>(arg);
+  auto* d = static_cast<data_worker*>(arg);
+  impl* self = d->self;
   const peer_id peer = header_length == token_bytes ? self->peer_of_token(header) : 0;
   if (peer == 0) return UCS_OK;
-  return self->arrive(self->data_worker_, nullptr, 0, data, length, param,
+  return self->arrive(d->worker, nullptr, 0, data, length, param,
                       self->config_.session.limits.message_bytes_max + frame_header_bytes, peer);
 }
 
@@ -200,13 +202,18 @@ void ucx_transport::impl::fetch(connection& conn, const std::shared_ptr<inbound>
     kill(conn, make_error(error_code::overloaded, "no memory for a message of {} bytes", item.length));
     return;
   }
-  struct fetch_state { std::shared_ptr<inbound> item; };   // alive until the data is in
-  auto* f = new fetch_state{shared};
+  // Alive until the data is in; a data worker's fetches keep it from being destroyed.
+  struct fetch_state {
+    std::shared_ptr<inbound> item;
+    data_worker* data;
+  };
+  auto* f = new fetch_state{shared, data_worker_of(item.rndv_worker)};
   ucp_request_param_t rp{};
   rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   rp.user_data = f;
   rp.cb.recv_am = [](void* request, ucs_status_t status, size_t, void* user) {
     auto* f = static_cast<fetch_state*>(user);
+    if (f->data && --f->data->requests == 0) f->data->self->retire_check_ = true;
     f->item->ready = true;
     f->item->failed = status != UCS_OK;
     delete f;
@@ -219,6 +226,8 @@ void ucx_transport::impl::fetch(connection& conn, const std::shared_ptr<inbound>
   } else if (UCS_PTR_IS_ERR(req)) {
     item.ready = item.failed = true;
     delete f;
+  } else if (f->data) {
+    ++f->data->requests;
   }
 }
 

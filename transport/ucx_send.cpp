@@ -88,22 +88,16 @@ void ucx_transport::impl::offer_data_endpoint(connection& conn) {
   const std::uint64_t token =
       data_token(secret_, session.direction(), session.own_nonce(), session.peer().nonce);
   // A token of 0 or one another connection holds (2^-64 odds): offer nothing.
-  if (!worker_address_.empty() && !host_key_.empty() && data_endpoints_left() && token != 0 &&
-      by_token_.count(token) == 0) {
-    conn.own_token = token;
-    by_token_[token] = conn.id;
-    offer = {worker_address_, host_key_};
-  }
+  if (token != 0 && by_token_.count(token) == 0)
+    if (data_worker* d = data_worker_for_connection()) {
+      conn.data = d;   // the peer's endpoint to it, and ours to the peer, live there
+      ++d->connections;
+      ++d->live_connections;
+      conn.own_token = token;
+      by_token_[token] = conn.id;
+      offer = {d->address, host_key_};
+    }
   post(conn, encode(offer));
-}
-
-bool ucx_transport::impl::data_endpoints_left() {
-  if (stats_.data_endpoints < config_.data_endpoints_max) return true;
-  if (!std::exchange(data_endpoints_spent_, true))
-    spdlog::warn("transport: {} data endpoints opened, data_endpoints_max: new connections keep their traffic "
-                 "on TCP (UCX keeps every data endpoint until the process ends)",
-                 config_.data_endpoints_max);
-  return false;
 }
 
 std::optional<error> ucx_transport::impl::use_data_endpoint(connection& conn, decoded_frame& frame) {
@@ -112,20 +106,26 @@ std::optional<error> ucx_transport::impl::use_data_endpoint(connection& conn, de
   auto offer = decode_data_endpoint(frame);
   if (!offer) return offer.err();
   conn.data_decided = true;
-  if (data_worker_ && !offer->worker_address.empty() && !host_key_.empty() &&
-      offer->host_key == host_key_ && data_endpoints_left()) {
+  if (!offer->worker_address.empty() && !host_key_.empty() && offer->host_key == host_key_ && !conn.data)
+    if ((conn.data = data_worker_for_connection())) {   // this side offered none: in the newest
+      ++conn.data->connections;
+      ++conn.data->live_connections;
+    }
+  if (conn.data && !offer->worker_address.empty() && offer->host_key == host_key_) {
     // No peer-failure handling: UCX 1.13 would drop shared memory and CMA for it. The
     // connection's endpoint watches the peer, and this one is closed with it.
     ucp_ep_params_t ep{};
     ep.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS;
     ep.address = reinterpret_cast<const ucp_address_t*>(offer->worker_address.data());
     direct_changed_ = true;
-    if (auto s = ucp_ep_create(data_worker_, &ep, &conn.data_ep); s == UCS_OK) {
+    if (auto s = ucp_ep_create(conn.data->worker, &ep, &conn.data_ep); s == UCS_OK) {
       const auto& session = *conn.session;
       const auto peer_direction = session.direction() == auth_direction::connector ? auth_direction::acceptor
                                                                                    : auth_direction::connector;
       conn.data_token = data_token(secret_, peer_direction, session.peer().nonce, session.own_nonce());
       ++stats_.data_endpoints;
+      ++conn.data->endpoints;
+      ++data_endpoints_held_;
       post(conn, encode_data_frames());   // the last of this side's frames on the connection
     } else {
       conn.data_ep = nullptr;
@@ -152,6 +152,7 @@ bool ucx_transport::impl::send_am(connection& conn, ucp_ep_h ep, unsigned am_id,
   p->peer = conn.id;
   const bool direct = am_id == direct_tensor_am_id || am_id == direct_frame_am_id;
   p->direct = direct;
+  p->data = direct ? conn.data : nullptr;
   p->out = std::move(out);
   ucp_request_param_t rp{};
   rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
@@ -160,6 +161,7 @@ bool ucx_transport::impl::send_am(connection& conn, ucp_ep_h ep, unsigned am_id,
   rp.user_data = p.get();
   rp.cb.send = [](void* request, ucs_status_t status, void* user) {
     auto* p = static_cast<send_state*>(user);
+    if (p->data && --p->data->requests == 0) p->self->retire_check_ = true;
     if (auto it = p->self->conns_.find(p->peer); it != p->self->conns_.end()) {
       --it->second.sends_in_flight;
       if (p->direct) {
@@ -191,6 +193,7 @@ bool ucx_transport::impl::send_am(connection& conn, ucp_ep_h ep, unsigned am_id,
     if (direct) {
       ++conn.direct_sends_in_flight;
       ++live_direct_sends_;
+      ++conn.data->requests;
     }
     return true;
   }

@@ -37,7 +37,7 @@ ucx_transport::impl::~impl() {
     thread_.join();
   }
   if (listener_) ucp_listener_destroy(listener_);
-  if (data_worker_) ucp_worker_destroy(data_worker_);
+  for (auto& d : data_workers_) ucp_worker_destroy(d->worker);
   if (worker_) ucp_worker_destroy(worker_);
   if (context_) ucp_cleanup(context_);
   if (wake_fd_ >= 0) ::close(wake_fd_);
@@ -63,32 +63,14 @@ status ucx_transport::impl::init() {
   DSRT_TRY(make_worker(worker_, worker_fd_));
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd_ < 0) return make_error(error_code::unavailable, "eventfd: {}", std::strerror(errno));
-  DSRT_TRY(set_handler(worker_, frame_am_id, &impl::on_am));
-  DSRT_TRY(set_handler(worker_, tensor_am_id, &impl::on_tensor_am));
+  DSRT_TRY(set_handler(worker_, frame_am_id, &impl::on_am, this));
+  DSRT_TRY(set_handler(worker_, tensor_am_id, &impl::on_tensor_am, this));
   if (config_.data_endpoints) {
-    // The data endpoints get a worker of their own: connections keep the TCP interface
-    // busy, and a turn that polls only the data worker skips its epoll_wait (run()). Its
-    // event fd wakes on arrivals only: a send to a peer that died with its shared-memory
-    // FIFO full never finishes (its endpoint has no failure handling to fail it), and with
-    // send events armed the worker stayed "busy" for good -- a head spun a core at 100 %
-    // after a client was killed mid-stream. run() polls on its own while a live
-    // connection's data-endpoint sends are unfinished (live_direct_sends_).
-    DSRT_TRY(make_worker(data_worker_, data_worker_fd_, /*receives_only=*/true));
-    DSRT_TRY(set_handler(data_worker_, direct_tensor_am_id, &impl::on_direct_tensor_am));
-    DSRT_TRY(set_handler(data_worker_, direct_frame_am_id, &impl::on_direct_frame_am));
-    ucp_address_t* address = nullptr;
-    std::size_t length = 0;
-    if (ucp_worker_get_address(data_worker_, &address, &length) == UCS_OK) {
-      if (length <= worker_address_bytes_max) {
-        const auto* bytes = reinterpret_cast<const std::byte*>(address);
-        worker_address_.assign(bytes, bytes + length);
-      }
-      ucp_worker_release_address(data_worker_, address);
-    }
     host_key_ = host_key();
-    if (worker_address_.empty() || host_key_.empty())
-      spdlog::warn("transport: no data endpoint (worker address of {} bytes, host key '{}'): tensors stay on connections",
-                   length, host_key_);
+    DSRT_TRY(add_data_worker());
+    if (data_workers_.back()->address.empty() || host_key_.empty())
+      spdlog::warn("transport: no data endpoint (no worker address, or host key '{}'): tensors stay on connections",
+                   host_key_);
   }
 
   if (config_.listen) {
@@ -133,13 +115,13 @@ status ucx_transport::impl::make_worker(ucp_worker_h& worker, int& fd, bool rece
   return ok_t{};
 }
 
-status ucx_transport::impl::set_handler(ucp_worker_h worker, unsigned am_id, ucp_am_recv_callback_t cb) {
+status ucx_transport::impl::set_handler(ucp_worker_h worker, unsigned am_id, ucp_am_recv_callback_t cb, void* arg) {
   ucp_am_handler_param_t hp{};
   hp.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB |
                   UCP_AM_HANDLER_PARAM_FIELD_ARG | UCP_AM_HANDLER_PARAM_FIELD_FLAGS;
   hp.id = am_id;
   hp.cb = cb;
-  hp.arg = this;
+  hp.arg = arg;
   hp.flags = UCP_AM_FLAG_WHOLE_MSG;
   if (auto h = ucp_worker_set_am_recv_handler(worker, &hp); h != UCS_OK)
     return make_error(error_code::unavailable, "UCX active-message handler: {}", status_text(h));
@@ -182,7 +164,7 @@ status ucx_transport::impl::send_tensor(peer_id peer, tensor_header_wire header,
 }
 
 transport_stats ucx_transport::impl::stats() const {
-  static_assert(sizeof(transport_stats) == 14 * sizeof(std::uint64_t), "a new counter: add it to counters and here");
+  static_assert(sizeof(transport_stats) == 16 * sizeof(std::uint64_t), "a new counter: add it to counters and here");
   transport_stats s;
   s.frames_sent = stats_.frames_sent;
   s.frames_received = stats_.frames_received;
@@ -198,6 +180,8 @@ transport_stats ucx_transport::impl::stats() const {
   s.closes_pending = stats_.closes_pending;
   s.sleeps = stats_.sleeps;
   s.stalls = stats_.stalls;
+  s.data_workers = stats_.data_workers;
+  s.data_workers_destroyed = stats_.data_workers_destroyed;
   return s;
 }
 
@@ -240,8 +224,9 @@ void ucx_transport::impl::run() {
     // epoll_wait on each turn.
     poll_connections = poll_connections || !all_direct_ || now - last_connection_poll >= connection_poll_interval;
     bool progressed = false;
-    if (data_worker_)
-      while (ucp_worker_progress(data_worker_) != 0) progressed = true;
+    // Data endpoints first: with every connection's traffic on them, the turn's data.
+    for (auto& d : data_workers_)
+      while (ucp_worker_progress(d->worker) != 0) progressed = true;
     if (poll_connections) {
       while (ucp_worker_progress(worker_) != 0) progressed = true;
       last_connection_poll = now;
@@ -253,6 +238,7 @@ void ucx_transport::impl::run() {
     }
     reap(now);
     finish_closes();
+    if (std::exchange(retire_check_, false)) retire_data_workers();
     if (delivered_) hop_trace::mark(hop_trace::stage::callbacks);
     handler_.after_callbacks();
     const bool busy = sent || delivered_ || sent_here_;
@@ -271,17 +257,17 @@ void ucx_transport::impl::run() {
     if (sent_here_) continue;   // progress what the callbacks sent before arming
     if (live_direct_sends_ > 0) continue;   // a live peer's data-endpoint sends out: polled (init())
     if (ucp_worker_arm(worker_) == UCS_ERR_BUSY) continue;   // more events already
-    if (data_worker_ && ucp_worker_arm(data_worker_) == UCS_ERR_BUSY) continue;
+    if (!arm_data_workers()) continue;
     {
       std::lock_guard lock(mu_);
       if (!commands_.empty()) continue;
       sleeping_ = true;   // from here on enqueue() wakes this thread
     }
     ++stats_.sleeps;
-    pollfd fds[3] = {{wake_fd_, POLLIN, 0}, {worker_fd_, POLLIN, 0}, {data_worker_fd_, POLLIN, 0}};
+    auto& fds = poll_fds();
     // Rounded up: a wait rounded down to 0 would spin through the tick's last millisecond.
     const auto wait = std::chrono::ceil<milliseconds>(next_tick - std::chrono::steady_clock::now());
-    ::poll(fds, data_worker_ ? 3 : 2, int(std::max<std::int64_t>(0, wait.count())));
+    ::poll(fds.data(), fds.size(), int(std::max<std::int64_t>(0, wait.count())));
     {
       std::lock_guard lock(mu_);
       sleeping_ = false;
@@ -349,6 +335,9 @@ status validate(const transport_config& c) {
       c.inbound_bytes_max < c.session.limits.message_bytes_max + frame_header_bytes)
     return make_error(error_code::invalid_argument,
                       "inbound_bytes_max ({}) must hold one largest tensor and one largest frame", c.inbound_bytes_max);
+  if (c.data_endpoints_per_worker < 1 || c.data_endpoints_per_worker > data_endpoints_per_worker_max)
+    return make_error(error_code::invalid_argument, "data_endpoints_per_worker ({}) must be in [1, {}]",
+                      c.data_endpoints_per_worker, data_endpoints_per_worker_max);
   if (c.busy_poll_us.count() < 0 || c.busy_poll_us > std::chrono::seconds(1))
     return make_error(error_code::invalid_argument, "busy_poll_us must be in [0, 1 s]");
   if (c.tick_interval_ms.count() <= 0 || c.tick_interval_ms > c.session.heartbeat_interval_ms)

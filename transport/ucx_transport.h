@@ -88,13 +88,17 @@ struct transport_config {
   // secret nothing over a few KiB is fetched at all (ucx_receive.cpp).
   std::uint64_t inbound_bytes_max = 6ull << 30;
   bool data_endpoints = true;                // offer and use data endpoints on one host (above)
-  // Data endpoints this process opens in its life. UCX 1.13 never destroys one that both
-  // sides wired to each other (a flushing close leaves it until the worker goes, and a
-  // forced close needs peer-failure handling, which would take shared memory and CMA from
-  // it), so each keeps its peer's shared memory mapped: ~4 MiB of address space, two
-  // mappings and ~50 KiB resident. Past the limit, new connections keep their traffic on
-  // the connection's endpoint (TCP): a long-lived head with clients coming and going stays
-  // within bounded memory and mappings (vm.max_map_count) at some latency to new peers.
+  // UCX 1.13 never destroys a data endpoint that both sides wired to each other (a
+  // flushing close leaves it until its worker goes, and a forced close needs peer-failure
+  // handling, which would take shared memory and CMA from it); each keeps its peer's shared
+  // memory mapped: ~4 MiB of address space, two mappings and ~50 KiB resident. So data
+  // endpoints live in data workers, data_endpoints_per_worker connections each, and a data
+  // worker whose connections are all gone is destroyed with them: a head with clients coming
+  // and going holds the endpoints of its live connections' workers, not of every client it
+  // ever had. Past data_endpoints_max held at once (a long-lived connection in each of many
+  // workers), new connections keep their traffic on the connection's endpoint (TCP) until
+  // workers are destroyed: memory and mappings (vm.max_map_count) stay bounded.
+  std::size_t data_endpoints_per_worker = 64;   // at most data_endpoints_per_worker_max
   std::size_t data_endpoints_max = 1024;
   milliseconds tick_interval_ms{20};         // heartbeat and deadline checks
   // After traffic (a frame sent or handed on; heartbeats do not count) the progress thread
@@ -103,6 +107,10 @@ struct transport_config {
   // with cores to spare (docs/PERFORMANCE.md, "Transport").
   std::chrono::microseconds busy_poll_us{0};
 };
+// A data worker has its own shared-memory FIFO and event fd: fewer connections per worker
+// than this would make a worker per connection for no gain.
+inline constexpr std::size_t data_endpoints_per_worker_max = 4096;
+
 // invalid_argument naming the field.
 status validate(const transport_config& config);
 
@@ -115,7 +123,7 @@ struct transport_stats {
   std::uint64_t frames_dropped = 0;   // for a peer that is not up (any more), or a tensor
                                       // whose token names no connection
   std::uint64_t data_endpoints = 0;   // connections whose tensors took a data endpoint
-                                      // (at most data_endpoints_max in a process's life)
+                                      // (at most data_endpoints_max held at once)
   std::uint64_t tensors_direct = 0;   // tensors sent over a data endpoint
   std::uint64_t frames_direct = 0;    // frames sent over a data endpoint (send() and goodbyes)
   std::uint64_t tensors_waited = 0;   // tensors queued to wait for the peer's DataEndpoint
@@ -124,6 +132,8 @@ struct transport_stats {
                                       // polling: windows that ran out)
   std::uint64_t stalls = 0;           // times this process had not run for longer than a
                                       // heartbeat interval (peers' silence then excused)
+  std::uint64_t data_workers = 0;     // data workers now (ucx_transport_impl.h data_worker)
+  std::uint64_t data_workers_destroyed = 0;   // with the endpoints UCX kept in them
 };
 
 class ucx_transport {

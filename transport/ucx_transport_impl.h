@@ -5,7 +5,9 @@
 //   ucx_send.cpp         connecting, sessions, frames and tensors out, data endpoints
 //   ucx_receive.cpp      active messages in, the inbox, rendezvous fetches, session actions
 //   ucx_connections.cpp  the listener's side, endpoint errors, closing, reaping, stopping
+//   ucx_data_workers.cpp the data endpoints' workers: made, polled, destroyed
 // Everything below runs on the progress thread unless its comment says otherwise.
+#include <poll.h>
 #include <ucp/api/ucp.h>
 
 #include <atomic>
@@ -78,6 +80,22 @@ struct inbound {
 // without a byte fetched.
 constexpr std::size_t handshake_frame_bytes_max = 4096;
 
+// A UCX worker for data endpoints (ucx_data_workers.cpp). UCX 1.13 frees a data endpoint
+// that both sides wired to each other only with its worker, so connections are given data
+// workers in turn, data_endpoints_per_worker each, and a worker whose connections are all
+// gone -- its sends and fetches finished, its endpoint closes done -- is destroyed with the
+// endpoints and shared-memory mappings UCX kept in it.
+struct data_worker {
+  ucx_transport::impl* self = nullptr;   // its active-message handlers' argument
+  ucp_worker_h worker = nullptr;
+  int fd = -1;                       // its event fd (owned by UCX)
+  std::vector<std::byte> address;    // offered in DataEndpoint (empty: offers nothing)
+  std::size_t connections = 0;       // given this worker so far: full at data_endpoints_per_worker
+  std::size_t live_connections = 0;  // of those, not yet forgotten
+  std::size_t endpoints = 0;         // data endpoints opened in it (UCX keeps each until it goes)
+  std::size_t requests = 0;          // its sends and fetches that UCX has not finished
+};
+
 struct connection {
   peer_id id = 0;
   ucp_ep_h ep = nullptr;
@@ -96,6 +114,7 @@ struct connection {
   // arrived they wait here. data_token names this connection in the tensors we send over
   // data_ep, own_token in those sent to us (auth.h data_token; 0: none).
   bool data_decided = false;
+  data_worker* data = nullptr;   // the data worker it was given (offered, or data_ep's)
   ucp_ep_h data_ep = nullptr;
   std::uint64_t data_token = 0;
   std::uint64_t own_token = 0;
@@ -171,7 +190,7 @@ class ucx_transport::impl {
   // A worker only the progress thread touches, and its event fd.
   // `receives_only`: its event fd is armed for arrivals only, not for sends (run()).
   status make_worker(ucp_worker_h& worker, int& fd, bool receives_only = false);
-  status set_handler(ucp_worker_h worker, unsigned am_id, ucp_am_recv_callback_t cb);
+  status set_handler(ucp_worker_h worker, unsigned am_id, ucp_am_recv_callback_t cb, void* arg);
 
   // The progress thread takes the command before it sleeps; only a sleeping one is woken
   // (an eventfd write per message otherwise, on the sender's thread).
@@ -207,8 +226,6 @@ class ucx_transport::impl {
 
   // The peer's DataEndpoint: open the data endpoint when the peer shares this host, then send
   // the tensors that waited for it. An error closes the connection.
-  // False once data_endpoints_max data endpoints were opened (warned once).
-  bool data_endpoints_left();
   std::optional<error> use_data_endpoint(connection& conn, decoded_frame& frame);
 
   // What one active message sends; it lives until UCX has finished with its bytes.
@@ -230,11 +247,32 @@ class ucx_transport::impl {
     impl* self = nullptr;
     peer_id peer = 0;
     bool direct = false;   // on the data endpoint (counted in direct_sends_in_flight)
+    data_worker* data = nullptr;   // the data endpoint's worker, whose requests count it
     outgoing out;
   };
 
   // Whether the message went out (or is on its way); a failure kills the connection.
   bool send_am(connection& conn, ucp_ep_h ep, unsigned am_id, outgoing out);
+
+  // ---- ucx_data_workers.cpp: the data endpoints' workers ----
+  // A new data worker, the one new connections are given from now on.
+  status add_data_worker();
+  // The data worker for a connection that gets its data endpoint now: the newest, or a
+  // new one when that one is full; null (warned) when none can be had or data endpoints
+  // are off, and once data_endpoints_max data endpoints are held (warned once).
+  data_worker* data_worker_for_connection();
+  // The data worker `worker` is; null for the connections' worker.
+  data_worker* data_worker_of(ucp_worker_h worker);
+  // Progresses every data worker; whether any had something to do.
+  bool progress_data_workers();
+  // Arms every data worker's event fd; false when one has events already.
+  bool arm_data_workers();
+  // Destroys the data workers that nothing uses any more and no new connection will be
+  // given (all but the newest, and the newest once it is full).
+  void retire_data_workers();
+  // The fds the sleeping progress thread waits on: the wake fd, the connections' worker's,
+  // every data worker's.
+  std::vector<pollfd>& poll_fds();
 
   // ---- ucx_receive.cpp: active messages in, the inbox, fetches, session actions ----
   static ucs_status_t on_am(void* arg, const void*, size_t, void* data, size_t length,
@@ -243,7 +281,7 @@ class ucx_transport::impl {
                                    const ucp_am_recv_param_t* param);
 
   // A tensor over a data endpoint: the token names the connection; an unknown one (a
-  // connection gone, or never ours) drops it.
+  // connection gone, or never ours) drops it. `arg`: the data_worker it came to.
   static ucs_status_t on_direct_tensor_am(void* arg, const void* header, size_t header_length, void* data,
                                           size_t length, const ucp_am_recv_param_t* param);
 
@@ -317,9 +355,8 @@ class ucx_transport::impl {
 
   ucp_context_h context_ = nullptr;
   ucp_worker_h worker_ = nullptr;        // connections, the listener
-  ucp_worker_h data_worker_ = nullptr;   // data endpoints (null without data_endpoints)
   ucp_listener_h listener_ = nullptr;
-  int worker_fd_ = -1, data_worker_fd_ = -1, wake_fd_ = -1;
+  int worker_fd_ = -1, wake_fd_ = -1;
   std::uint16_t port_ = 0;
   std::thread thread_;
   std::atomic<bool> stop_{false};
@@ -338,7 +375,17 @@ class ucx_transport::impl {
   // unfinished sends (a dead peer's) no longer count. The connections' worker wakes for
   // its sends itself.
   std::size_t live_direct_sends_ = 0;
+  // Data workers, oldest first; the last is given new connections until it is full, then a
+  // new one is made. Destroyed ones leave (retire_data_workers()); none without
+  // data_endpoints.
+  std::vector<std::unique_ptr<data_worker>> data_workers_;
+  std::size_t data_endpoints_held_ = 0;   // in data workers not yet destroyed
+  // A data worker may have become unused (a connection, request or close of one ended):
+  // run() looks at them after the turn.
+  bool retire_check_ = false;
   bool data_endpoints_spent_ = false;   // data_endpoints_max reached (and said so)
+  std::vector<pollfd> poll_fds_;
+  bool poll_fds_stale_ = true;
   bool all_direct_ = false;      // every connection's frames take its data endpoint, both ways
   bool direct_changed_ = true;   // a connection came, went or switched: all_direct_ is recomputed
   // The counters behind stats(): the progress thread adds, any thread reads. Each is exact
@@ -346,7 +393,7 @@ class ucx_transport::impl {
   struct counters {
     progress_counter frames_sent, frames_received, bytes_sent, bytes_received, peers_up, peers_rejected,
         frames_dropped, data_endpoints, tensors_direct, frames_direct, tensors_waited, closes_pending, sleeps,
-        stalls;
+        stalls, data_workers, data_workers_destroyed;
   };
   counters stats_;
 
@@ -356,8 +403,7 @@ class ucx_transport::impl {
   std::unordered_map<peer_id, connection> conns_;
   std::unordered_map<ucp_ep_h, peer_id> by_ep_;
   std::unordered_map<std::uint64_t, peer_id> by_token_;   // own_token of each connection
-  std::vector<std::byte> worker_address_;   // offered in DataEndpoint (empty: none)
-  std::string host_key_;
+  std::string host_key_;   // data endpoints open only between peers with the same one
   std::vector<arrival> arrivals_;
   std::vector<arrival> arrivals_batch_;   // the arrivals handle_arrivals works through
   std::vector<peer_id> attention_, attention_batch_;   // connection.attended

@@ -43,6 +43,8 @@ struct node_flags {
   std::int64_t busy_poll_us = 0;
   bool data_endpoints = true;
   std::int64_t data_endpoints_max = std::int64_t(dsrt::transport::transport_config{}.data_endpoints_max);
+  std::int64_t data_endpoints_per_worker =
+      std::int64_t(dsrt::transport::transport_config{}.data_endpoints_per_worker);
   std::int64_t link_messages_per_turn = actors::bridge_limits{}.link_messages_per_turn;
 };
 
@@ -88,6 +90,7 @@ int run_head(const node_flags& f, const sigset_t& signals) {
   options.transport.busy_poll_us = std::chrono::microseconds(f.busy_poll_us);
   options.transport.data_endpoints = f.data_endpoints;
   options.transport.data_endpoints_max = std::size_t(f.data_endpoints_max);
+  options.transport.data_endpoints_per_worker = std::size_t(f.data_endpoints_per_worker);
   options.bridge.link_messages_per_turn = std::size_t(f.link_messages_per_turn);
   options.router = loaded->options.router;
   options.replicas = f.runtime.replicas;
@@ -132,6 +135,7 @@ int run_worker(const node_flags& f, const sigset_t& signals) {
   options.transport.busy_poll_us = std::chrono::microseconds(f.busy_poll_us);
   options.transport.data_endpoints = f.data_endpoints;
   options.transport.data_endpoints_max = std::size_t(f.data_endpoints_max);
+  options.transport.data_endpoints_per_worker = std::size_t(f.data_endpoints_per_worker);
   options.bridge.link_messages_per_turn = std::size_t(f.link_messages_per_turn);
   options.link.head_host = head->host;
   options.link.head_port = head->port;
@@ -166,9 +170,13 @@ void add_common(CLI::App& cmd, node_flags& f) {
                "keep frames and tensors to peers on this host on the connection (TCP) instead of shared "
                "memory: for hosts where processes with one host name cannot share memory");
   cmd.add_option("--data-endpoints-max", f.data_endpoints_max,
-                 "data endpoints (shared memory to peers on this host) the node opens in its life; UCX keeps "
-                 "each until the process ends (~4 MiB mapped), so past it new peers are served over TCP")
+                 "data endpoints (shared memory to peers on this host) the node holds at once; UCX keeps each "
+                 "(~4 MiB mapped) until its data worker is destroyed, so past it new peers are served over TCP")
       ->capture_default_str()->check(CLI::Range(std::int64_t(0), std::int64_t(1) << 20));
+  cmd.add_option("--data-endpoints-per-worker", f.data_endpoints_per_worker,
+                 "connections given one data worker; a data worker is destroyed, with the endpoints UCX kept "
+                 "in it, once all of them are gone")
+      ->capture_default_str()->check(CLI::Range(std::int64_t(1), std::int64_t(dsrt::transport::data_endpoints_per_worker_max)));
   cmd.add_option("--link-messages-per-turn", f.link_messages_per_turn,
                  "messages the node's link actor handles per turn on the transport thread before it moves to "
                  "a scheduler thread; 0: always on the scheduler")

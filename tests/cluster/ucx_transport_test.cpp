@@ -528,8 +528,9 @@ TEST(UcxTransport, EndpointClosesFinishAndAreFreedWhileTheProcessRuns) {
       << head->stats().closes_pending << " endpoint closes still held";
 }
 
-// data_endpoints_max bounds the data endpoints a process opens in its life (UCX keeps each
-// until the process ends): peers past it are served over the connection, both ways.
+// data_endpoints_max bounds the data endpoints a process holds at once (UCX keeps each
+// until its data worker goes, and the newest worker stays): peers past it are served over
+// the connection, both ways.
 TEST(UcxTransport, PeersPastDataEndpointsMaxAreServedOverTheConnection) {
   recorder head_r;
   transport_config c;
@@ -538,10 +539,14 @@ TEST(UcxTransport, PeersPastDataEndpointsMaxAreServedOverTheConnection) {
   auto started = ucx_transport::start(c, secret_of(9), {node_role::head, 0, 1000u}, head_r);
   ASSERT_TRUE(started.ok()) << started.err().to_string();
   auto head = std::move(*started);
+  // All stay connected (a worker whose connections are gone would be destroyed, its
+  // endpoints no longer held). Members in this order: transports go before their recorders.
+  std::vector<std::unique_ptr<recorder>> recorders;
+  std::vector<std::unique_ptr<ucx_transport>> workers;
   for (int i = 0; i < 4; ++i) {
     SCOPED_TRACE("worker " + std::to_string(i));
-    recorder worker_r;
-    auto worker = start(worker_r, secret_of(9), node_role::worker, 1 + i, false);
+    recorder& worker_r = *recorders.emplace_back(std::make_unique<recorder>());
+    auto& worker = workers.emplace_back(start(worker_r, secret_of(9), node_role::worker, 1 + i, false));
     ASSERT_TRUE(worker);
     const auto to_head = worker->connect("127.0.0.1", head->port());
     ASSERT_TRUE(worker_r.wait([&](recorder& r) { return r.up_.count(to_head) > 0; }));
@@ -562,8 +567,73 @@ TEST(UcxTransport, PeersPastDataEndpointsMaxAreServedOverTheConnection) {
     ASSERT_TRUE(head_r.wait([&](recorder& r) { return r.ids_[to_worker].size() == 2; }));
     EXPECT_EQ(head_r.ids_[to_worker].back(), 9);
     EXPECT_EQ(worker->stats().frames_direct - direct_before, direct ? 1u : 0u);
-    EXPECT_EQ(head_r.downs(), std::size_t(i));
   }
+  EXPECT_EQ(head_r.downs(), 0u);
+  workers.clear();
+}
+
+// Peers coming and going: the data workers whose connections are all gone are destroyed
+// with the endpoints UCX kept in them, so every new peer still gets a data endpoint (with
+// data_endpoints_max 4 and 2 per worker, the 4th would not without that). A peer that
+// stays keeps its worker, and its data endpoint, throughout.
+TEST(UcxTransport, DataWorkersOfGoneConnectionsAreDestroyedAndEveryPeerGetsADataEndpoint) {
+  recorder head_r;
+  transport_config c;
+  c.data_endpoints_per_worker = 2;
+  c.data_endpoints_max = 4;
+  c.session.heartbeat_interval_ms = milliseconds(100);
+  auto started = ucx_transport::start(c, secret_of(9), {node_role::head, 0, 1000u}, head_r);
+  ASSERT_TRUE(started.ok()) << started.err().to_string();
+  auto head = std::move(*started);
+  // Connects `worker` (node `node`), exchanges frames both ways and a tensor large enough to
+  // be fetched (rendezvous); returns the head's peer id for it.
+  const auto exchange = [&](ucx_transport& worker, recorder& worker_r, std::int32_t node) -> peer_id {
+    const auto to_head = worker.connect("127.0.0.1", head->port());
+    EXPECT_TRUE(worker_r.wait([&](recorder& r) { return r.up_.count(to_head) > 0; }));
+    peer_id to_worker = 0;
+    EXPECT_TRUE(head_r.wait([&](recorder& r) {
+      for (const auto& [p, hello] : r.up_)
+        if (hello.node_id == node && r.down_.count(p) == 0) to_worker = p;
+      return to_worker != 0;
+    }));
+    EXPECT_TRUE(worker.send(to_head, encode_cancel(frame_type::cancel, 7)).ok());
+    EXPECT_TRUE(head->send(to_worker, encode_cancel(frame_type::cancel, 8)).ok());
+    EXPECT_TRUE(head_r.wait([&](recorder& r) { return r.ids_[to_worker].size() == 1; }));
+    EXPECT_TRUE(worker_r.wait([&](recorder& r) { return r.ids_[to_head].size() == 1; }));
+    const auto direct_before = worker.stats().frames_direct;
+    auto big = std::make_shared<std::vector<std::byte>>(1u << 20, std::byte{5});
+    EXPECT_TRUE(worker.send_tensor(to_head, {1, 0, 0, {1 << 20}}, big, *big).ok());
+    EXPECT_TRUE(worker.send(to_head, encode_cancel(frame_type::cancel, 9)).ok());
+    EXPECT_TRUE(head_r.wait([&](recorder& r) { return r.ids_[to_worker].size() == 2 && r.tensors_[to_worker].size() == 1; }));
+    EXPECT_EQ(worker.stats().frames_direct - direct_before, 1u) << "node " << node << " got no data endpoint";
+    EXPECT_EQ(worker.stats().tensors_direct, 1u);
+    return to_worker;
+  };
+  recorder stays_r;
+  auto stays = start(stays_r, secret_of(9), node_role::worker, 1, false);
+  ASSERT_TRUE(stays);
+  const peer_id stays_id = exchange(*stays, stays_r, 1);
+  for (int i = 0; i < 9; ++i) {
+    const std::int32_t node = 2 + i;
+    SCOPED_TRACE("node " + std::to_string(node));
+    recorder worker_r;
+    auto worker = start(worker_r, secret_of(9), node_role::worker, node, false);
+    ASSERT_TRUE(worker);
+    exchange(*worker, worker_r, node);
+    worker.reset();
+    ASSERT_TRUE(head_r.wait([&](recorder& r) { return r.down_.size() == std::size_t(i + 1); }));
+  }
+  EXPECT_EQ(head->stats().data_endpoints, 10u);
+  // Workers of two connections each: the stayer's (with node 2's endpoint) remains; those
+  // of nodes 3-4, 5-6, 7-8 and 9-10 are destroyed, the last one full, so none is left.
+  ASSERT_TRUE(wait_until_true([&] { return head->stats().data_workers == 1; })) << head->stats().data_workers;
+  EXPECT_EQ(head->stats().data_workers_destroyed, 4u);
+  // The stayer still talks over its data endpoint, both ways.
+  const auto direct_before = head->stats().frames_direct;
+  ASSERT_TRUE(head->send(stays_id, encode_cancel(frame_type::cancel, 10)).ok());
+  ASSERT_TRUE(stays_r.wait([&](recorder& r) { return r.ids_.begin()->second.size() == 2; }));
+  EXPECT_EQ(head->stats().frames_direct - direct_before, 1u);
+  EXPECT_EQ(head_r.downs(), 9u);
 }
 
 // A peer process killed while this side's sends to it wait in its full shared-memory FIFO:
