@@ -27,7 +27,9 @@ struct open_request {
   std::int32_t max_tokens = 0;  // the most the head may stream
   std::optional<clock_time> expires;   // deadline + final_grace_ms: its key in `expiries`
   std::uint32_t resends = 0;           // times it was sent again after a lost connection
-  // The request as sent, kept while it may be sent again: no chunk yet, resends left.
+  bool cancelled = false;              // the app cancelled it: never sent again
+  // The request as sent, kept while it may be sent again: no chunk yet, resends left, not
+  // cancelled.
   std::optional<generate_request> resendable;
 };
 
@@ -155,16 +157,28 @@ void end_wait(self_ptr self, std::map<std::uint64_t, waiting_request>::iterator 
 }
 
 // The connection to the head is gone: requests without output wait for the next one
-// (when `resend` and they have resends left), the others end with UNAVAILABLE.
+// (when `resend` and they have resends left), the others end: CANCELLED if the app
+// cancelled them, DEADLINE_EXCEEDED without output past their deadline, else UNAVAILABLE.
 void lost_head(self_ptr self, const std::string& why, bool resend) {
   auto& st = self->state;
   auto open = std::move(st.open);
   st.open.clear();
   st.expiries.clear();
   st.head = 0;
+  const auto now = std::chrono::steady_clock::now();
+  resend = resend && st.options.head_wait_ms.count() > 0;
   for (auto& [id, r] : open) {
+    if (r.cancelled) {
+      fail_request(self, r.client, id, r.chunks, r.prompt_tokens, make_error(error_code::cancelled, "request {} cancelled", id));
+      continue;
+    }
+    if (r.resendable && r.resendable->deadline && *r.resendable->deadline <= now) {
+      fail_request(self, r.client, id, r.chunks, r.prompt_tokens,
+                   make_error(error_code::deadline_exceeded, "request {}: its deadline passed, and then the "
+                              "connection to the head: {}", id, why));
+      continue;
+    }
     if (resend && r.resendable) {
-      ++st.resent;
       wait_for_head(self, std::move(*r.resendable), std::move(r.client), r.resends + 1);
       continue;
     }
@@ -246,7 +260,10 @@ void on_head_up(self_ptr self, peer_id peer) {
   auto waiting = std::move(st.waiting);
   st.waiting.clear();
   st.wait_ends.clear();
-  for (auto& [id, w] : waiting) send_request(self, std::move(w.request), std::move(w.client), w.resends);
+  for (auto& [id, w] : waiting) {
+    if (w.resends > 0) ++st.resent;
+    send_request(self, std::move(w.request), std::move(w.client), w.resends);
+  }
 }
 
 void on_head_down(self_ptr self, peer_down_msg& m) {
@@ -338,7 +355,11 @@ void on_cancel(self_ptr self, std::uint64_t id) {
   auto& st = self->state;
   if (auto it = st.waiting.find(id); it != st.waiting.end())
     return end_wait(self, it, make_error(error_code::cancelled, "request {} cancelled", id));
-  if (st.head && st.open.count(id)) (void)st.transport->send(st.head, transport::encode_cancel(frame_type::cancel, id));
+  auto it = st.open.find(id);
+  if (it == st.open.end()) return;
+  it->second.cancelled = true;   // if the connection goes before the head's final, it ends here
+  it->second.resendable.reset();
+  if (st.head) (void)st.transport->send(st.head, transport::encode_cancel(frame_type::cancel, id));
 }
 
 caf::behavior client_link_actor(self_ptr self, transport::ucx_transport* transport, cluster_address head,

@@ -7,8 +7,10 @@
 // waits for the next connection up to remote_options::head_wait_ms, then ends with
 // UNAVAILABLE (DEADLINE_EXCEEDED if its deadline came first; CANCELLED at once if
 // cancelled). When a connection is lost, open requests that had no chunk yet wait for the
-// next one too and are sent again (at most resends_max times each); those that had output
-// end with UNAVAILABLE, since the app already holds part of their stream.
+// next one too and are sent again (at most resends_max times each; not once cancelled or
+// past their deadline); those that had output end with UNAVAILABLE, since the app already
+// holds part of their stream, and cancelled ones with CANCELLED. After the head broke the
+// protocol nothing is sent again: every open request ends with UNAVAILABLE.
 //
 // Ownership: the remote_runtime owns the transport the link sends through and stops the
 // link before it.

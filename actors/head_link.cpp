@@ -70,7 +70,8 @@ void reject(self_ptr self, peer_id peer, const std::string& why) {
 }
 
 // A client whose stream cannot be queued is cut off rather than sent a stream with a hole:
-// its side ends every open request with UNAVAILABLE when the connection goes.
+// its side ends the open requests that had output with UNAVAILABLE when the connection
+// goes (and sends the others again: actors/client_link.h).
 void send_to_client(self_ptr self, peer_id peer, transport::frame_bytes frame) {
   if (auto s = self->state.transport->send(peer, std::move(frame)); !s) reject(self, peer, s.err().to_string());
 }

@@ -12,13 +12,14 @@
 // back. It reconnects when the connection to the head is lost: at once if the connection
 // had lasted reconnect_interval_ms, else every reconnect_interval_ms. Meanwhile new
 // requests wait for it (head_wait_ms), and open requests without output so far are sent
-// again on the next connection (resends_max); those with output end with UNAVAILABLE.
-// Every request gets exactly one final.
+// again on the next connection (resends_max); those with output end with UNAVAILABLE,
+// cancelled ones with CANCELLED. Every request gets exactly one final.
 //
 // The link does not take the head's stream on trust: a chunk out of sequence, more tokens
 // than the request's max_tokens, a final whose chunk count disagrees with the chunks that
 // came, an unreadable frame or one a head never sends closes the connection and ends every
-// open request with UNAVAILABLE at once (frames already queued behind it are not read), so
+// open request with UNAVAILABLE at once (frames already queued behind it are not read;
+// nothing is sent to that head again, and the reconnect waits reconnect_interval_ms), so
 // an app never sees a gap, a duplicate or anything after its final. A request whose
 // deadline passed final_grace_ms ago without a final from the head ends here with
 // DEADLINE_EXCEEDED (and a cancel goes to the head). A request the wire would alter or the
@@ -45,9 +46,10 @@ struct remote_options {
   milliseconds connect_timeout_ms{10000};  // connect() waits this long for the head
   milliseconds reconnect_interval_ms{500};
   // A request made while there is no connection to the head waits this long for one, then
-  // ends with UNAVAILABLE (0: at once).
+  // ends with UNAVAILABLE (0: at once, and nothing is sent again: resends_max is moot).
   milliseconds head_wait_ms{2000};
-  // Times one request without output may be sent again after its connection was lost.
+  // Times one request without output may be sent again after its connection was lost
+  // (not once cancelled, nor past its deadline).
   std::uint32_t resends_max = 1;
   std::size_t open_requests_max = 65536;   // open and waiting requests; more get OVERLOADED here
   std::uint32_t local_retry_after_ms = 1000;   // retry hint on finals this side makes (no head, full)
@@ -61,7 +63,7 @@ struct remote_stats {
   std::int64_t connects = 0;
   std::int64_t open_requests = 0;      // sent to the head, no final yet
   std::int64_t waiting_requests = 0;   // waiting for a connection to the head (head_wait_ms)
-  std::int64_t resent = 0;             // requests sent again after a lost connection
+  std::int64_t resent = 0;             // requests sent again on a new connection
   std::optional<error> last_failure;   // why the latest connection ended or failed
   std::int64_t protocol_violations = 0;   // connections this side closed for the head's frames
   std::int64_t expired = 0;               // requests ended here past deadline + final_grace_ms

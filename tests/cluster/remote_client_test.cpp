@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <thread>
 
 #include "actors/blocking_ask.h"
 #include "actors/client.h"
@@ -332,6 +333,50 @@ TEST(RemoteClient, AnOpenRequestWithoutOutputIsSentAgainOnTheNextConnection) {
   EXPECT_EQ(s->resent, 2);
   EXPECT_EQ(s->open_requests, 0);
   EXPECT_EQ(s->waiting_requests, 0);
+}
+
+// A request the app cancelled, and one past its deadline, are not sent again when the
+// connection goes before the head's final: they end CANCELLED and DEADLINE_EXCEEDED, and
+// the next connection never sees them.
+TEST(RemoteClient, ARequestCancelledOrPastItsDeadlineIsNotSentAgain) {
+  auto options = fake_head::quick();
+  options.final_grace_ms = milliseconds(60000);   // only the lost connection ends them
+  fake_head h(options);
+  ASSERT_TRUE(h.remote);
+  client c(*h.remote);
+  test::collector col;
+  const auto cancelled = c.submit(prompt_request(), col.on_chunk(0), col.on_final(0));
+  ASSERT_TRUE(cancelled.ok());
+  const auto [peer, first] = h.request(0);
+  auto late = prompt_request();
+  late.timeout = milliseconds(200);
+  ASSERT_TRUE(c.submit(late, col.on_chunk(1), col.on_final(1)).ok());
+  const auto [same_peer, second] = h.request(1);
+  ASSERT_EQ(peer, same_peer);
+  c.cancel(*cancelled);
+  ASSERT_TRUE(h.rec.wait([&, p = peer](recorder& r) { return r.ids_.count(p) > 0; })) << "no cancel reached the head";
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));   // past the second one's deadline
+  h.drop(peer);
+  ASSERT_TRUE(col.wait_finals(2, std::chrono::seconds(20)));
+  col.expect_contract();
+  const auto records = col.records();
+  ASSERT_TRUE(records.at(0).final.failure);
+  EXPECT_EQ(records.at(0).final.failure->code, error_code::cancelled) << records.at(0).final.failure->to_string();
+  ASSERT_TRUE(records.at(1).final.failure);
+  EXPECT_EQ(records.at(1).final.failure->code, error_code::deadline_exceeded) << records.at(1).final.failure->to_string();
+  // The next connection carries only a new request.
+  test::collector next;
+  ASSERT_TRUE(c.submit(prompt_request(), next.on_chunk(2), next.on_final(2)).ok());
+  const auto [peer2, id] = h.request(0);
+  EXPECT_NE(peer2, peer);
+  EXPECT_NE(id, first);
+  EXPECT_NE(id, second);
+  h.final(peer2, id, 0, {});
+  ASSERT_TRUE(next.wait_finals(1, std::chrono::seconds(20)));
+  EXPECT_FALSE(next.records().at(2).final.failure);
+  auto s = h.remote->stats();
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->resent, 0);
 }
 
 // A wait for the head ends after head_wait_ms with UNAVAILABLE (and a retry hint), at the
