@@ -4,13 +4,15 @@
 
 #include <algorithm>
 
+#include "transport/local_process.h"
 #include "transport/ucx_transport_impl.h"
 
 namespace dsrt::transport {
 
-status ucx_transport::impl::add_data_worker() {
+status ucx_transport::impl::add_data_worker(bool clients) {
   auto d = std::make_unique<data_worker>();
   d->self = this;
+  d->clients = clients;
   // Its event fd wakes on arrivals only: a send to a peer that died with its shared-memory
   // FIFO full never finishes (a data endpoint has no failure handling to fail it), and with
   // send events armed the worker stayed "busy" for good -- a head spun a core at 100 %
@@ -24,11 +26,12 @@ status ucx_transport::impl::add_data_worker() {
     std::size_t length = 0;
     if (auto s = ucp_worker_get_address(d->worker, &address, &length); s != UCS_OK)
       return make_error(error_code::unavailable, "UCX worker address: {}", status_text(s));
-    if (length <= worker_address_bytes_max) {
-      const auto* bytes = reinterpret_cast<const std::byte*>(address);
-      d->address.assign(bytes, bytes + length);
-    }
+    const auto* bytes = reinterpret_cast<const std::byte*>(address);
+    if (length <= worker_address_bytes_max) d->address.assign(bytes, bytes + length);
     ucp_worker_release_address(d->worker, address);
+    if (d->address.empty())
+      return make_error(error_code::unavailable, "UCX worker address of {} bytes, at most {}", length,
+                        worker_address_bytes_max);
     return ok_t{};
   }();
   if (!made) {
@@ -41,7 +44,7 @@ status ucx_transport::impl::add_data_worker() {
   return ok_t{};
 }
 
-data_worker* ucx_transport::impl::data_worker_for_connection() {
+data_worker* ucx_transport::impl::data_worker_for_connection(bool client) {
   if (!config_.data_endpoints || host_key_.empty()) return nullptr;
   if (data_endpoints_held_ >= config_.data_endpoints_max) {
     if (!std::exchange(data_endpoints_spent_, true))
@@ -51,15 +54,29 @@ data_worker* ucx_transport::impl::data_worker_for_connection() {
     return nullptr;
   }
   data_endpoints_spent_ = false;
-  if (data_workers_.empty() || data_workers_.back()->connections >= config_.data_endpoints_per_worker) {
-    if (auto s = add_data_worker(); !s) {
-      spdlog::warn("transport: no new data worker ({}): the connection keeps its traffic on TCP", s.err().to_string());
-      return nullptr;
-    }
+  // The newest of its kind: clients apart from nodes, whose connections last.
+  const auto newest = std::find_if(data_workers_.rbegin(), data_workers_.rend(),
+                                   [&](const auto& d) { return d->clients == client; });
+  if (newest != data_workers_.rend() && (*newest)->connections < config_.data_endpoints_per_worker)
+    return newest->get();
+  if (auto s = add_data_worker(client); !s) {
+    spdlog::warn("transport: no new data worker ({}): the connection keeps its traffic on TCP", s.err().to_string());
+    return nullptr;
   }
-  data_worker* d = data_workers_.back().get();
-  if (d->address.empty()) return nullptr;
-  return d;
+  return data_workers_.back().get();
+}
+
+void ucx_transport::impl::give_data_worker(connection& conn, data_worker& d) {
+  conn.data = &d;
+  ++d.connections;
+  ++d.live_connections;
+}
+
+void ucx_transport::impl::take_back_data_worker(connection& conn) {
+  data_worker& d = *std::exchange(conn.data, nullptr);
+  --d.live_connections;
+  --d.connections;   // its place goes to the next connection
+  retire_check_ = true;
 }
 
 data_worker* ucx_transport::impl::data_worker_of(ucp_worker_h worker) {
@@ -82,14 +99,37 @@ bool ucx_transport::impl::arm_data_workers() {
 }
 
 void ucx_transport::impl::retire_data_workers() {
+  data_workers_stuck_ = false;
   for (std::size_t i = 0; i < data_workers_.size();) {
     data_worker& d = *data_workers_[i];
-    const bool newest_with_room = i + 1 == data_workers_.size() && d.connections < config_.data_endpoints_per_worker;
-    if (newest_with_room || d.live_connections > 0 || d.requests > 0 ||
-        std::any_of(closing_.begin(), closing_.end(), [&](const pending_close& c) { return c.worker == d.worker; })) {
+    const auto is_its = [&](const pending_close& c) { return c.worker == d.worker; };
+    const bool idle = d.requests == 0 && std::none_of(closing_.begin(), closing_.end(), is_its);
+    // Only sends to peers that have ended are left (their flushing closes never finish
+    // either): UCX would hold them, and the worker, for the life of the process.
+    const bool abandoned = !idle && d.live_connections == 0 && !d.stuck_peers.empty() &&
+                           d.requests <= d.stuck_sends &&
+                           std::all_of(d.stuck_peers.begin(), d.stuck_peers.end(), process_gone);
+    // The newest of its kind stays while no connection has it yet (the nodes' first, made
+    // at the start; one whose only connection was to another host).
+    const bool newest = std::none_of(data_workers_.begin() + std::ptrdiff_t(i) + 1, data_workers_.end(),
+                                     [&](const auto& later) { return later->clients == d.clients; });
+    if ((d.connections == 0 && newest) || d.live_connections > 0 || (!idle && !abandoned)) {
+      data_workers_stuck_ = data_workers_stuck_ || !d.stuck_peers.empty();
       ++i;
       continue;
     }
+    if (abandoned) {
+      spdlog::info("transport: destroying a data worker with {} sends to {} ended peers", d.requests,
+                   d.stuck_peers.size());
+      std::erase_if(closing_, [&](const pending_close& c) {
+        if (!is_its(c)) return false;
+        ucp_request_cancel(c.worker, c.request);
+        ucp_request_free(c.request);
+        return true;
+      });
+      stats_.closes_pending = closing_.size();
+    }
+    // UCX ends what is left of its requests here (their callbacks find no connection).
     ucp_worker_destroy(d.worker);
     data_endpoints_held_ -= d.endpoints;
     ++stats_.data_workers_destroyed;

@@ -207,7 +207,7 @@ void ucx_transport::impl::fetch(connection& conn, const std::shared_ptr<inbound>
     std::shared_ptr<inbound> item;
     data_worker* data;
   };
-  auto* f = new fetch_state{shared, data_worker_of(item.rndv_worker)};
+  auto* f = new fetch_state{shared, item.rndv_worker == worker_ ? nullptr : data_worker_of(item.rndv_worker)};
   ucp_request_param_t rp{};
   rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   rp.user_data = f;
@@ -310,6 +310,12 @@ void ucx_transport::impl::tick(clock_time now) {
   }
   for (auto& [id, conn] : conns_)
     if (!conn.dead && conn.session) apply(conn, conn.session->on_tick(now));
+  // A data worker held only by sends to peers that were alive when their connections went
+  // is looked at again now and then: once those peers have ended it can go.
+  if (data_workers_stuck_ && now >= next_stuck_check_) {
+    retire_check_ = true;
+    next_stuck_check_ = now + stuck_peer_check_interval;
+  }
 }
 
 }  // namespace dsrt::transport

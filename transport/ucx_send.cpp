@@ -89,13 +89,11 @@ void ucx_transport::impl::offer_data_endpoint(connection& conn) {
       data_token(secret_, session.direction(), session.own_nonce(), session.peer().nonce);
   // A token of 0 or one another connection holds (2^-64 odds): offer nothing.
   if (token != 0 && by_token_.count(token) == 0)
-    if (data_worker* d = data_worker_for_connection()) {
-      conn.data = d;   // the peer's endpoint to it, and ours to the peer, live there
-      ++d->connections;
-      ++d->live_connections;
+    if (data_worker* d = data_worker_for_connection(session.peer().role == node_role::client)) {
+      give_data_worker(conn, *d);   // the peer's endpoint to it, and ours to the peer, live there
       conn.own_token = token;
       by_token_[token] = conn.id;
-      offer = {d->address, host_key_};
+      offer = {d->address, host_key_, self_process_};
     }
   post(conn, encode(offer));
 }
@@ -106,12 +104,13 @@ std::optional<error> ucx_transport::impl::use_data_endpoint(connection& conn, de
   auto offer = decode_data_endpoint(frame);
   if (!offer) return offer.err();
   conn.data_decided = true;
-  if (!offer->worker_address.empty() && !host_key_.empty() && offer->host_key == host_key_ && !conn.data)
-    if ((conn.data = data_worker_for_connection())) {   // this side offered none: in the newest
-      ++conn.data->connections;
-      ++conn.data->live_connections;
-    }
-  if (conn.data && !offer->worker_address.empty() && offer->host_key == host_key_) {
+  const bool same_host = !host_key_.empty() && offer->host_key == host_key_;
+  if (conn.data && !same_host) take_back_data_worker(conn);   // another host (or none): no endpoint either way
+  if (!offer->worker_address.empty() && same_host && !conn.data)   // this side offered none
+    if (data_worker* d = data_worker_for_connection(conn.session->peer().role == node_role::client))
+      give_data_worker(conn, *d);
+  if (conn.data && !offer->worker_address.empty()) {
+    conn.peer_process = offer->process;
     // No peer-failure handling: UCX 1.13 would drop shared memory and CMA for it. The
     // connection's endpoint watches the peer, and this one is closed with it.
     ucp_ep_params_t ep{};

@@ -67,10 +67,13 @@ status ucx_transport::impl::init() {
   DSRT_TRY(set_handler(worker_, tensor_am_id, &impl::on_tensor_am, this));
   if (config_.data_endpoints) {
     host_key_ = host_key();
-    DSRT_TRY(add_data_worker());
-    if (data_workers_.back()->address.empty() || host_key_.empty())
-      spdlog::warn("transport: no data endpoint (no worker address, or host key '{}'): tensors stay on connections",
-                   host_key_);
+    self_process_ = this_process();
+    // The nodes' first data worker, made now so that a host that cannot have one says so
+    // at the start (connections then stay on TCP).
+    if (host_key_.empty())
+      spdlog::warn("transport: no host key (/proc/sys/kernel/random/boot_id): frames and tensors stay on connections");
+    else if (auto s = add_data_worker(/*clients=*/false); !s)
+      spdlog::warn("transport: no data worker ({}): frames and tensors stay on connections", s.err().to_string());
   }
 
   if (config_.listen) {
@@ -110,8 +113,10 @@ status ucx_transport::impl::make_worker(ucp_worker_h& worker, int& fd, bool rece
     worker = nullptr;
     return make_error(error_code::unavailable, "UCX worker: {}", status_text(w));
   }
-  if (auto e = ucp_worker_get_efd(worker, &fd); e != UCS_OK)
+  if (auto e = ucp_worker_get_efd(worker, &fd); e != UCS_OK) {
+    ucp_worker_destroy(std::exchange(worker, nullptr));
     return make_error(error_code::unavailable, "UCX worker event fd: {}", status_text(e));
+  }
   return ok_t{};
 }
 

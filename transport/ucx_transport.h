@@ -92,13 +92,14 @@ struct transport_config {
   // flushing close leaves it until its worker goes, and a forced close needs peer-failure
   // handling, which would take shared memory and CMA from it); each keeps its peer's shared
   // memory mapped: ~4 MiB of address space, two mappings and ~50 KiB resident. So data
-  // endpoints live in data workers, data_endpoints_per_worker connections each, and a data
-  // worker whose connections are all gone is destroyed with them: a head with clients coming
-  // and going holds the endpoints of its live connections' workers, not of every client it
-  // ever had. Past data_endpoints_max held at once (a long-lived connection in each of many
-  // workers), new connections keep their traffic on the connection's endpoint (TCP) until
-  // workers are destroyed: memory and mappings (vm.max_map_count) stay bounded.
-  std::size_t data_endpoints_per_worker = 64;   // at most data_endpoints_per_worker_max
+  // endpoints live in data workers, data_endpoints_per_worker connections each (clients'
+  // apart from nodes'), and a data worker whose connections are all gone is destroyed with
+  // them (also when only sends to peers that have ended are left): a head with clients
+  // coming and going holds the endpoints of its live connections' workers, not of every
+  // client it ever had. Past data_endpoints_max held at once (checked as connections are
+  // given workers, so those in their handshake may pass it), new connections keep their
+  // traffic on the connection's endpoint (TCP) until workers are destroyed.
+  std::size_t data_endpoints_per_worker = 64;   // 1 .. data_endpoints_per_worker_max
   std::size_t data_endpoints_max = 1024;
   milliseconds tick_interval_ms{20};         // heartbeat and deadline checks
   // After traffic (a frame sent or handed on; heartbeats do not count) the progress thread
@@ -107,8 +108,8 @@ struct transport_config {
   // with cores to spare (docs/PERFORMANCE.md, "Transport").
   std::chrono::microseconds busy_poll_us{0};
 };
-// A data worker has its own shared-memory FIFO and event fd: fewer connections per worker
-// than this would make a worker per connection for no gain.
+// The most connections one data worker may take (validate()): no more than a process's
+// connections_max could use.
 inline constexpr std::size_t data_endpoints_per_worker_max = 4096;
 
 // invalid_argument naming the field.
@@ -123,7 +124,7 @@ struct transport_stats {
   std::uint64_t frames_dropped = 0;   // for a peer that is not up (any more), or a tensor
                                       // whose token names no connection
   std::uint64_t data_endpoints = 0;   // connections whose tensors took a data endpoint
-                                      // (at most data_endpoints_max held at once)
+                                      // (all so far; data_endpoints_max bounds those held)
   std::uint64_t tensors_direct = 0;   // tensors sent over a data endpoint
   std::uint64_t frames_direct = 0;    // frames sent over a data endpoint (send() and goodbyes)
   std::uint64_t tensors_waited = 0;   // tensors queued to wait for the peer's DataEndpoint

@@ -43,6 +43,9 @@ constexpr auto stall_warning_interval = std::chrono::seconds(10);
 // polls the connections' worker this often (run()): an idle TCP interface's epoll_wait
 // costs ~10 turns of polling shared memory.
 constexpr auto connection_poll_interval = std::chrono::microseconds(50);
+// How often a data worker kept by sends to peers that were alive when their connections
+// went checks whether those peers have ended (reading /proc/PID/stat of each).
+constexpr auto stuck_peer_check_interval = std::chrono::seconds(1);
 // An idle turn of a busy-polling thread costs about one clock read: the clock is read after
 // turns that did something and once per this many idle ones (~1 us; its timers are ms).
 constexpr int idle_turns_per_clock_read = 16;
@@ -82,11 +85,13 @@ constexpr std::size_t handshake_frame_bytes_max = 4096;
 
 // A UCX worker for data endpoints (ucx_data_workers.cpp). UCX 1.13 frees a data endpoint
 // that both sides wired to each other only with its worker, so connections are given data
-// workers in turn, data_endpoints_per_worker each, and a worker whose connections are all
-// gone -- its sends and fetches finished, its endpoint closes done -- is destroyed with the
-// endpoints and shared-memory mappings UCX kept in it.
+// workers in turn, data_endpoints_per_worker each -- clients' apart from nodes', whose
+// connections last -- and a worker whose connections are all gone (its sends and fetches
+// finished, its endpoint closes done, or only sends to ended peers left) is destroyed with
+// the endpoints and shared-memory mappings UCX kept in it.
 struct data_worker {
   ucx_transport::impl* self = nullptr;   // its active-message handlers' argument
+  bool clients = false;                  // given connections of clients (else of nodes)
   ucp_worker_h worker = nullptr;
   int fd = -1;                       // its event fd (owned by UCX)
   std::vector<std::byte> address;    // offered in DataEndpoint (empty: offers nothing)
@@ -94,6 +99,11 @@ struct data_worker {
   std::size_t live_connections = 0;  // of those, not yet forgotten
   std::size_t endpoints = 0;         // data endpoints opened in it (UCX keeps each until it goes)
   std::size_t requests = 0;          // its sends and fetches that UCX has not finished
+  // Connections forgotten with data-endpoint sends unfinished (a peer that died with its
+  // FIFO full never takes them: they never finish): their peers, and those sends. Once
+  // every one of those peers has ended, the worker is destroyed with the sends.
+  std::vector<local_process> stuck_peers;
+  std::size_t stuck_sends = 0;
 };
 
 struct connection {
@@ -115,6 +125,7 @@ struct connection {
   // data_ep, own_token in those sent to us (auth.h data_token; 0: none).
   bool data_decided = false;
   data_worker* data = nullptr;   // the data worker it was given (offered, or data_ep's)
+  local_process peer_process;    // from the peer's DataEndpoint (same host only)
   ucp_ep_h data_ep = nullptr;
   std::uint64_t data_token = 0;
   std::uint64_t own_token = 0;
@@ -255,20 +266,25 @@ class ucx_transport::impl {
   bool send_am(connection& conn, ucp_ep_h ep, unsigned am_id, outgoing out);
 
   // ---- ucx_data_workers.cpp: the data endpoints' workers ----
-  // A new data worker, the one new connections are given from now on.
-  status add_data_worker();
-  // The data worker for a connection that gets its data endpoint now: the newest, or a
-  // new one when that one is full; null (warned) when none can be had or data endpoints
-  // are off, and once data_endpoints_max data endpoints are held (warned once).
-  data_worker* data_worker_for_connection();
+  // A new data worker for clients' connections or nodes'; the newest of its kind is given
+  // new connections until it is full. Errors: unavailable (UCX; no usable address).
+  status add_data_worker(bool clients);
+  // The data worker for a connection (a client's or not) that may get a data endpoint now:
+  // the newest of its kind, or a new one when that is full; null when none can be had
+  // (warned) or data endpoints are off, and while data_endpoints_max are held (warned once).
+  data_worker* data_worker_for_connection(bool client);
+  // The connection takes a place in `d`; take_back_data_worker() returns it (a peer on
+  // another host, which opens no data endpoint).
+  void give_data_worker(connection& conn, data_worker& d);
+  void take_back_data_worker(connection& conn);
   // The data worker `worker` is; null for the connections' worker.
   data_worker* data_worker_of(ucp_worker_h worker);
   // Progresses every data worker; whether any had something to do.
   bool progress_data_workers();
   // Arms every data worker's event fd; false when one has events already.
   bool arm_data_workers();
-  // Destroys the data workers that nothing uses any more and no new connection will be
-  // given (all but the newest, and the newest once it is full).
+  // Destroys the data workers that were given connections and have none left, nor any
+  // send, fetch or endpoint close -- or only sends to peers that have ended (stuck_peers).
   void retire_data_workers();
   // The fds the sleeping progress thread waits on: the wake fd, the connections' worker's,
   // every data worker's.
@@ -375,14 +391,16 @@ class ucx_transport::impl {
   // unfinished sends (a dead peer's) no longer count. The connections' worker wakes for
   // its sends itself.
   std::size_t live_direct_sends_ = 0;
-  // Data workers, oldest first; the last is given new connections until it is full, then a
-  // new one is made. Destroyed ones leave (retire_data_workers()); none without
-  // data_endpoints.
+  // Data workers, oldest first (data_worker_for_connection() says which one a connection
+  // gets). Destroyed ones leave (retire_data_workers()); none without data_endpoints.
   std::vector<std::unique_ptr<data_worker>> data_workers_;
   std::size_t data_endpoints_held_ = 0;   // in data workers not yet destroyed
   // A data worker may have become unused (a connection, request or close of one ended):
   // run() looks at them after the turn.
   bool retire_check_ = false;
+  bool data_workers_stuck_ = false;   // one has stuck_peers: tick() sets retire_check_ now and then
+  clock_time next_stuck_check_{};
+  local_process self_process_;        // offered in DataEndpoint
   bool data_endpoints_spent_ = false;   // data_endpoints_max reached (and said so)
   std::vector<pollfd> poll_fds_;
   bool poll_fds_stale_ = true;

@@ -38,6 +38,7 @@
 #include "runtime/serving/messages.h"
 #include "transport/auth.h"
 #include "transport/frame.h"
+#include "transport/local_process.h"
 
 namespace dsrt::transport {
 
@@ -203,6 +204,7 @@ inline constexpr std::size_t host_key_bytes_max = 512;
 struct data_endpoint_wire {
   std::vector<std::byte> worker_address;   // empty: keep tensors on the connection
   std::string host_key;
+  local_process process;                   // the sender (local_process.h)
 };
 frame_bytes encode(const data_endpoint_wire& endpoint);
 // Also invalid_argument for an address or host key over its limit.

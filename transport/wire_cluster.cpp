@@ -210,6 +210,8 @@ frame_bytes encode(const data_endpoint_wire& endpoint) {
   return build<wire::DataEndpoint>(frame_type::data_endpoint, [&](wire::DataEndpoint::Builder b) {
     b.setWorkerAddress(as_data(endpoint.worker_address));
     b.setHostKey(as_text(endpoint.host_key));
+    b.setPid(endpoint.process.pid);
+    b.setStartTicks(endpoint.process.start_ticks);
   });
 }
 
@@ -225,6 +227,7 @@ result<data_endpoint_wire> decode_data_endpoint(decoded_frame& frame) {
     const auto* bytes = reinterpret_cast<const std::byte*>(address.begin());
     out.worker_address.assign(bytes, bytes + address.size());
     out.host_key = std::move(host.value());
+    out.process = {r.getPid(), r.getStartTicks()};
     return out;
   });
 }

@@ -572,10 +572,10 @@ TEST(UcxTransport, PeersPastDataEndpointsMaxAreServedOverTheConnection) {
   workers.clear();
 }
 
-// Peers coming and going: the data workers whose connections are all gone are destroyed
-// with the endpoints UCX kept in them, so every new peer still gets a data endpoint (with
-// data_endpoints_max 4 and 2 per worker, the 4th would not without that). A peer that
-// stays keeps its worker, and its data endpoint, throughout.
+// Clients coming and going: the data workers whose connections are all gone are destroyed
+// with the endpoints UCX kept in them, so every new client still gets a data endpoint (with
+// data_endpoints_max 4 and 2 per worker, the 4th would not without that). A node that
+// stays keeps its worker, which no client shares, and its data endpoint, throughout.
 TEST(UcxTransport, DataWorkersOfGoneConnectionsAreDestroyedAndEveryPeerGetsADataEndpoint) {
   recorder head_r;
   transport_config c;
@@ -617,17 +617,16 @@ TEST(UcxTransport, DataWorkersOfGoneConnectionsAreDestroyedAndEveryPeerGetsAData
     const std::int32_t node = 2 + i;
     SCOPED_TRACE("node " + std::to_string(node));
     recorder worker_r;
-    auto worker = start(worker_r, secret_of(9), node_role::worker, node, false);
+    auto worker = start(worker_r, secret_of(9), node_role::client, node, false);
     ASSERT_TRUE(worker);
     exchange(*worker, worker_r, node);
     worker.reset();
     ASSERT_TRUE(head_r.wait([&](recorder& r) { return r.down_.size() == std::size_t(i + 1); }));
   }
   EXPECT_EQ(head->stats().data_endpoints, 10u);
-  // Workers of two connections each: the stayer's (with node 2's endpoint) remains; those
-  // of nodes 3-4, 5-6, 7-8 and 9-10 are destroyed, the last one full, so none is left.
+  // The stayer (a node) has the nodes' worker; each client's worker went with it.
   ASSERT_TRUE(wait_until_true([&] { return head->stats().data_workers == 1; })) << head->stats().data_workers;
-  EXPECT_EQ(head->stats().data_workers_destroyed, 4u);
+  EXPECT_EQ(head->stats().data_workers_destroyed, 9u);
   // The stayer still talks over its data endpoint, both ways.
   const auto direct_before = head->stats().frames_direct;
   ASSERT_TRUE(head->send(stays_id, encode_cancel(frame_type::cancel, 10)).ok());
@@ -636,12 +635,45 @@ TEST(UcxTransport, DataWorkersOfGoneConnectionsAreDestroyedAndEveryPeerGetsAData
   EXPECT_EQ(head_r.downs(), 9u);
 }
 
+// A peer that opens no data endpoint (on another host; here one with data endpoints off)
+// gives its place in a data worker back: with one connection per worker, the next client
+// gets that worker instead of a new one.
+TEST(UcxTransport, APeerThatOpensNoDataEndpointTakesNoPlaceInADataWorker) {
+  recorder head_r;
+  transport_config c;
+  c.data_endpoints_per_worker = 1;
+  c.session.heartbeat_interval_ms = milliseconds(100);
+  auto started = ucx_transport::start(c, secret_of(9), {node_role::head, 0, 1000u}, head_r);
+  ASSERT_TRUE(started.ok()) << started.err().to_string();
+  auto head = std::move(*started);
+  recorder far_r, near_r;
+  auto far = start(far_r, secret_of(9), node_role::client, 1, false, /*data_endpoints=*/false);
+  auto near = start(near_r, secret_of(9), node_role::client, 2, false);
+  ASSERT_TRUE(far && near);
+  const auto far_head = far->connect("127.0.0.1", head->port());
+  ASSERT_TRUE(far_r.wait([&](recorder& r) { return r.up_.count(far_head) > 0; }));
+  // Its DataEndpoint (an empty one) came before this frame.
+  ASSERT_TRUE(far->send(far_head, encode_cancel(frame_type::cancel, 1)).ok());
+  ASSERT_TRUE(head_r.wait([&](recorder& r) { return r.ids_.size() == 1; }));
+  const auto near_head = near->connect("127.0.0.1", head->port());
+  ASSERT_TRUE(near_r.wait([&](recorder& r) { return r.up_.count(near_head) > 0; }));
+  ASSERT_TRUE(wait_until_true([&] { return near->stats().data_endpoints == 1; }));
+  ASSERT_TRUE(near->send(near_head, encode_cancel(frame_type::cancel, 2)).ok());
+  ASSERT_TRUE(head_r.wait([&](recorder& r) { return r.ids_.size() == 2; }));
+  EXPECT_EQ(near->stats().frames_direct, 1u);
+  EXPECT_EQ(far->stats().frames_direct, 0u);
+  // The nodes' worker and one for clients (the near one's), not one for each client.
+  EXPECT_EQ(head->stats().data_workers, 2u);
+  EXPECT_EQ(head->stats().data_endpoints, 1u);
+}
+
 // A peer process killed while this side's sends to it wait in its full shared-memory FIFO:
 // those sends never finish (a data endpoint has no failure handling to fail them), yet once
 // the connection is gone the progress thread sleeps again as an idle one does. It used to
 // spin a core for good: the data worker, armed for send completions too, kept answering
-// "busy" (a head after a client was killed mid-stream).
-TEST(UcxTransport, SendsLeftToAKilledPeerDoNotKeepTheProgressThreadAwake) {
+// "busy" (a head after a client was killed mid-stream). Nor do they keep the data worker
+// once the peer has ended (each killed client kept ~1.7 MB in a head before).
+TEST(UcxTransport, SendsLeftToAKilledPeerDoNotKeepTheProgressThreadAwakeNorItsDataWorker) {
   namespace fs = std::filesystem;
   const auto dir = fs::temp_directory_path() / ("dsrt-killed-peer-" + std::to_string(::getpid()));
   fs::create_directories(dir);
@@ -677,8 +709,13 @@ TEST(UcxTransport, SendsLeftToAKilledPeerDoNotKeepTheProgressThreadAwake) {
   ASSERT_NE(said.find("ready"), std::string::npos) << said;
 
   recorder r;
-  auto t = start(r, *secret, node_role::worker, 5, false);
-  ASSERT_TRUE(t);
+  transport_config config;
+  config.listen = false;
+  config.data_endpoints_per_worker = 1;   // the peer's data worker takes no one else: it may go
+  config.session.heartbeat_interval_ms = milliseconds(100);
+  auto started = ucx_transport::start(config, *secret, {node_role::worker, 5, 1005u}, r);
+  ASSERT_TRUE(started.ok()) << started.err().to_string();
+  auto t = std::move(*started);
   const auto peer = t->connect("127.0.0.1", std::uint16_t(std::stoi(port)));
   ASSERT_TRUE(r.wait([&](recorder& x) { return x.up_.count(peer) > 0; }));
   ASSERT_TRUE(wait_until_true([&] { return t->stats().data_endpoints == 1; }));
@@ -691,8 +728,17 @@ TEST(UcxTransport, SendsLeftToAKilledPeerDoNotKeepTheProgressThreadAwake) {
   for (int i = 0; i < 2000; ++i) ASSERT_TRUE(t->send(peer, encode_cancel(frame_type::cancel, 2 + i)).ok());
   ASSERT_TRUE(wait_until_true([&] { return t->stats().frames_sent >= posted_before + 2000; }))
       << "the frames were not all handed to UCX";
-  ASSERT_EQ(::kill(child, SIGKILL), 0);
+  // Closed while the peer is stopped: the sends it has not taken keep its data worker, for
+  // it may yet read them.
+  t->close(peer, "test: a peer that does not read");
   ASSERT_TRUE(r.wait([&](recorder& x) { return x.down_.count(peer) > 0; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));   // more than a check's interval
+  EXPECT_EQ(t->stats().data_workers_destroyed, 0u);
+  // Killed (a zombie until this test reaps it): they can never finish, and the worker goes
+  // with them.
+  ASSERT_EQ(::kill(child, SIGKILL), 0);
+  EXPECT_TRUE(wait_until_true([&] { return t->stats().data_workers_destroyed == 1; }))
+      << "the dead peer's data worker was kept";
   const auto sleeps = t->stats().sleeps;
   EXPECT_TRUE(wait_until_true([&] { return t->stats().sleeps >= sleeps + 3; }))
       << "the progress thread never slept again (" << t->stats().sleeps - sleeps << " sleeps)";

@@ -369,17 +369,20 @@ TEST(Wire, ConnectionMessagesRoundTrip) {
 }
 
 TEST(Wire, DataEndpointRoundTripsAndRefusesOversizedFields) {
-  data_endpoint_wire d{std::vector<std::byte>(300, std::byte{0xab}), "node7/3f2a"};
+  data_endpoint_wire d{std::vector<std::byte>(300, std::byte{0xab}), "node7/3f2a", {4321, 987654321012ull}};
   auto frame = open(encode(d));
   EXPECT_EQ(frame.type(), frame_type::data_endpoint);
   auto back = decode_data_endpoint(frame);
   ASSERT_TRUE(back.ok()) << back.err().to_string();
   EXPECT_EQ(back->worker_address, d.worker_address);
   EXPECT_EQ(back->host_key, d.host_key);
+  EXPECT_EQ(back->process.pid, 4321u);
+  EXPECT_EQ(back->process.start_ticks, 987654321012ull);
 
   auto none = open(encode(data_endpoint_wire{}));   // no address: tensors stay on the connection
   ASSERT_TRUE(decode_data_endpoint(none).ok());
   EXPECT_TRUE(decode_data_endpoint(none)->worker_address.empty());
+  EXPECT_EQ(decode_data_endpoint(none)->process.pid, 0u);   // not known: never taken as ended
 
   auto big_address = open(encode(data_endpoint_wire{std::vector<std::byte>(worker_address_bytes_max + 1), "h"}));
   EXPECT_EQ(decode_data_endpoint(big_address).err().code, error_code::invalid_argument);

@@ -1,0 +1,21 @@
+#pragma once
+// A process on this host, named so that a peer on the same host (the same host key:
+// ucx_transport.h, "Data endpoints") can tell when it has gone: its pid with its start time
+// (since boot, /proc/PID/stat field 22), which a later process reusing the pid will not have.
+#include <cstdint>
+
+namespace dsrt::transport {
+
+struct local_process {
+  std::uint32_t pid = 0;           // 0: not known
+  std::uint64_t start_ticks = 0;   // clock ticks after boot
+};
+
+// This process (pid 0 where /proc cannot be read).
+local_process this_process();
+
+// Whether `p` has ended: no such pid, another process under it, or a zombie (its memory is
+// gone). False for an unknown one (pid 0) and while /proc says it runs or is stopped.
+bool process_gone(const local_process& p);
+
+}  // namespace dsrt::transport
