@@ -25,6 +25,7 @@ struct open_request {
   std::uint32_t prompt_tokens = 0;
   std::int64_t tokens = 0;      // tokens handed on in chunks
   std::int32_t max_tokens = 0;  // the most the head may stream
+  std::optional<clock_time> deadline;  // the request's (none when as far as the wire's "none")
   std::optional<clock_time> expires;   // deadline + final_grace_ms: its key in `expiries`
   std::uint32_t resends = 0;           // times it was sent again after a lost connection
   bool cancelled = false;              // the app cancelled it: never sent again
@@ -118,21 +119,26 @@ void close_request(self_ptr self, std::unordered_map<std::uint64_t, open_request
   st.open.erase(it);
 }
 
-// Sends a request to the head and opens it; a failed send is its final.
-void send_request(self_ptr self, generate_request r, caf::actor client, std::uint32_t resends) {
+// Sends a request to the head and opens it; a failed send is its final (false).
+bool send_request(self_ptr self, generate_request r, caf::actor client, std::uint32_t resends) {
   auto& st = self->state;
   const auto prompt_tokens = std::uint32_t(r.prompt.size());
-  if (auto s = st.transport->send(st.head, transport::encode(r, transport::clock_anchor::now())); !s)
-    return fail_request(self, client, r.request_id, 0, prompt_tokens, s.err());
-  auto& opened = st.open[r.request_id] = open_request{std::move(client), 0, prompt_tokens, 0, r.max_tokens, {}, resends, {}};
+  if (auto s = st.transport->send(st.head, transport::encode(r, transport::clock_anchor::now())); !s) {
+    fail_request(self, client, r.request_id, 0, prompt_tokens, s.err());
+    return false;
+  }
+  auto& opened = st.open[r.request_id] = open_request{std::move(client), 0, prompt_tokens, 0, r.max_tokens};
+  opened.resends = resends;
   // A deadline as far as the wire's "none" (deadline_distance_max) or further is none.
   const auto now = std::chrono::steady_clock::now();
   if (r.deadline && *r.deadline - now < transport::wire_limits{}.deadline_distance_max) {
+    opened.deadline = r.deadline;
     opened.expires = std::max(*r.deadline, now) + st.options.final_grace_ms;
     st.expiries.emplace(*opened.expires, r.request_id);
     arm_expiry(self);
   }
   if (resends < st.options.resends_max) opened.resendable = std::move(r);
+  return true;
 }
 
 // Waits for a connection to the head: head_wait_ms, or until the deadline if sooner.
@@ -172,7 +178,7 @@ void lost_head(self_ptr self, const std::string& why, bool resend) {
       fail_request(self, r.client, id, r.chunks, r.prompt_tokens, make_error(error_code::cancelled, "request {} cancelled", id));
       continue;
     }
-    if (r.resendable && r.resendable->deadline && *r.resendable->deadline <= now) {
+    if (r.chunks == 0 && r.deadline && *r.deadline <= now) {
       fail_request(self, r.client, id, r.chunks, r.prompt_tokens,
                    make_error(error_code::deadline_exceeded, "request {}: its deadline passed, and then the "
                               "connection to the head: {}", id, why));
@@ -261,8 +267,8 @@ void on_head_up(self_ptr self, peer_id peer) {
   st.waiting.clear();
   st.wait_ends.clear();
   for (auto& [id, w] : waiting) {
-    if (w.resends > 0) ++st.resent;
-    send_request(self, std::move(w.request), std::move(w.client), w.resends);
+    const bool again = w.resends > 0;
+    if (send_request(self, std::move(w.request), std::move(w.client), w.resends) && again) ++st.resent;
   }
 }
 
@@ -344,7 +350,10 @@ void on_request(self_ptr self, generate_request& r) {
   if (st.open.count(r.request_id) || st.waiting.count(r.request_id))
     return fail_request(self, client, r.request_id, 0, prompt_tokens,
                         make_error(error_code::invalid_argument, "request id {} is already open", r.request_id));
-  if (st.head != 0) return send_request(self, std::move(r), std::move(client), 0);
+  if (st.head != 0) {
+    send_request(self, std::move(r), std::move(client), 0);
+    return;
+  }
   if (st.options.head_wait_ms.count() == 0)
     return fail_request(self, client, r.request_id, 0, prompt_tokens,
                         make_error(error_code::unavailable, "not connected to the head"));

@@ -9,8 +9,9 @@
 // cancelled). When a connection is lost, open requests that had no chunk yet wait for the
 // next one too and are sent again (at most resends_max times each; not once cancelled or
 // past their deadline); those that had output end with UNAVAILABLE, since the app already
-// holds part of their stream, and cancelled ones with CANCELLED. After the head broke the
-// protocol nothing is sent again: every open request ends with UNAVAILABLE.
+// holds part of their stream, cancelled ones with CANCELLED, and those without output past
+// their deadline with DEADLINE_EXCEEDED. After the head broke the protocol nothing is sent
+// again: the requests that would have been end with UNAVAILABLE.
 //
 // Ownership: the remote_runtime owns the transport the link sends through and stops the
 // link before it.

@@ -13,13 +13,15 @@
 // had lasted reconnect_interval_ms, else every reconnect_interval_ms. Meanwhile new
 // requests wait for it (head_wait_ms), and open requests without output so far are sent
 // again on the next connection (resends_max); those with output end with UNAVAILABLE,
-// cancelled ones with CANCELLED. Every request gets exactly one final.
+// cancelled ones with CANCELLED, those without output past their deadline with
+// DEADLINE_EXCEEDED. Every request gets exactly one final.
 //
 // The link does not take the head's stream on trust: a chunk out of sequence, more tokens
 // than the request's max_tokens, a final whose chunk count disagrees with the chunks that
 // came, an unreadable frame or one a head never sends closes the connection and ends every
-// open request with UNAVAILABLE at once (frames already queued behind it are not read;
-// nothing is sent to that head again, and the reconnect waits reconnect_interval_ms), so
+// open request at once, UNAVAILABLE unless cancelled or past its deadline as above (frames
+// already queued behind it are not read; nothing is sent again, and the reconnect waits
+// reconnect_interval_ms), so
 // an app never sees a gap, a duplicate or anything after its final. A request whose
 // deadline passed final_grace_ms ago without a final from the head ends here with
 // DEADLINE_EXCEEDED (and a cancel goes to the head). A request the wire would alter or the

@@ -336,10 +336,12 @@ TEST(RemoteClient, AnOpenRequestWithoutOutputIsSentAgainOnTheNextConnection) {
 }
 
 // A request the app cancelled, and one past its deadline, are not sent again when the
-// connection goes before the head's final: they end CANCELLED and DEADLINE_EXCEEDED, and
-// the next connection never sees them.
-TEST(RemoteClient, ARequestCancelledOrPastItsDeadlineIsNotSentAgain) {
+// connection goes before the head's final: they end CANCELLED and DEADLINE_EXCEEDED (with
+// resends left or none), and the next connection never sees them.
+void expect_cancelled_and_late_not_sent_again(std::uint32_t resends_max) {
+  SCOPED_TRACE("resends_max " + std::to_string(resends_max));
   auto options = fake_head::quick();
+  options.resends_max = resends_max;
   options.final_grace_ms = milliseconds(60000);   // only the lost connection ends them
   fake_head h(options);
   ASSERT_TRUE(h.remote);
@@ -377,6 +379,11 @@ TEST(RemoteClient, ARequestCancelledOrPastItsDeadlineIsNotSentAgain) {
   auto s = h.remote->stats();
   ASSERT_TRUE(s.ok());
   EXPECT_EQ(s->resent, 0);
+}
+
+TEST(RemoteClient, ARequestCancelledOrPastItsDeadlineIsNotSentAgain) {
+  expect_cancelled_and_late_not_sent_again(1);
+  expect_cancelled_and_late_not_sent_again(0);
 }
 
 // A wait for the head ends after head_wait_ms with UNAVAILABLE (and a retry hint), at the
