@@ -61,8 +61,9 @@ struct Goodbye {
 struct DataEndpoint {
   workerAddress @0 :Data;      # ucp_worker_get_address; at most worker_address_bytes_max
   hostKey @1 :Text;            # hostname and boot id; at most host_key_bytes_max
-  pid @2 :UInt32;              # the sender's process on that host (0: not known), and its
-  startTicks @3 :UInt64;       # start time (/proc/PID/stat): a peer can tell it has ended
+  pid @2 :UInt32;              # the sender's process on that host (0: not known), its
+  startTicks @3 :UInt64;       # start time (/proc/PID/stat) and pid namespace (the inode of
+  pidNamespace @4 :UInt64;     # /proc/PID/ns/pid): a peer can tell when it has ended
 }
 
 # Sent once on the connection by a side that has opened a data endpoint to its peer, just

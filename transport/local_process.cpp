@@ -1,8 +1,11 @@
 #include "transport/local_process.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-#include <fstream>
+#include <array>
+#include <cerrno>
 #include <sstream>
 #include <string>
 
@@ -14,33 +17,54 @@ struct stat_fields {
   std::uint64_t start_ticks = 0;
 };
 
-// /proc/PID/stat's state (field 3) and start time (field 22); nothing when it cannot be read.
-bool read_stat(const std::string& path, stat_fields& out) {
-  std::ifstream in(path);
-  std::string line;
-  if (!std::getline(in, line)) return false;
+enum class read_result { ok, no_such_process, unknown };
+
+// /proc/PID/stat's state (field 3) and start time (field 22).
+read_result read_stat(const std::string& path, stat_fields& out) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT || errno == ESRCH ? read_result::no_such_process : read_result::unknown;
+  std::array<char, 1024> buf{};
+  const auto n = ::read(fd, buf.data(), buf.size() - 1);
+  const int read_errno = errno;
+  ::close(fd);
+  if (n <= 0) return n < 0 && read_errno == ESRCH ? read_result::no_such_process : read_result::unknown;
+  const std::string line(buf.data(), std::size_t(n));
   const auto close = line.rfind(')');   // the command name may hold spaces and parentheses
-  if (close == std::string::npos) return false;
+  if (close == std::string::npos) return read_result::unknown;
   std::istringstream rest(line.substr(close + 1));
   rest >> out.state;
   std::string skip;
   for (int field = 4; field < 22 && rest; ++field) rest >> skip;
   rest >> out.start_ticks;
-  return bool(rest);
+  return rest ? read_result::ok : read_result::unknown;
+}
+
+std::uint64_t own_pid_namespace() {
+  static const std::uint64_t ns = [] {
+    struct stat st {};
+    return ::stat("/proc/self/ns/pid", &st) == 0 ? std::uint64_t(st.st_ino) : 0;
+  }();
+  return ns;
 }
 
 }  // namespace
 
 local_process this_process() {
   stat_fields f;
-  if (!read_stat("/proc/self/stat", f)) return {};
-  return {std::uint32_t(::getpid()), f.start_ticks};
+  if (read_stat("/proc/self/stat", f) != read_result::ok) return {};
+  return {std::uint32_t(::getpid()), f.start_ticks, own_pid_namespace()};
 }
 
 bool process_gone(const local_process& p) {
-  if (p.pid == 0) return false;
+  if (p.pid == 0 || p.pid_namespace == 0 || p.pid_namespace != own_pid_namespace()) return false;
   stat_fields f;
-  if (!read_stat("/proc/" + std::to_string(p.pid) + "/stat", f)) return true;
+  switch (read_stat("/proc/" + std::to_string(p.pid) + "/stat", f)) {
+    case read_result::no_such_process: return true;
+    case read_result::unknown: return false;
+    case read_result::ok: break;
+  }
+  // A zombie's memory is gone (a leader that ended only its own thread shows it too, but
+  // dsrt's processes end whole).
   return f.start_ticks != p.start_ticks || f.state == 'Z' || f.state == 'X';
 }
 

@@ -108,10 +108,8 @@ void ucx_transport::impl::reap(clock_time now) {
     if (conn.data_ep) close_endpoint(conn.data->worker, std::exchange(conn.data_ep, nullptr), awaited);
     if (conn.data) {
       --conn.data->live_connections;
-      if (conn.direct_sends_in_flight > 0) {   // a peer not reading, or dead with its FIFO full
-        conn.data->stuck_peers.push_back(conn.peer_process);
-        conn.data->stuck_sends += conn.direct_sends_in_flight;
-      }
+      if (conn.direct_sends_in_flight > 0)   // a peer not reading, or dead with its FIFO full
+        conn.data->stuck[conn.id] = {conn.peer_process, conn.direct_sends_in_flight};
       retire_check_ = true;
     }
     if (conn.own_token != 0) by_token_.erase(conn.own_token);

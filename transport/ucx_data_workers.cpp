@@ -76,7 +76,14 @@ void ucx_transport::impl::take_back_data_worker(connection& conn) {
   data_worker& d = *std::exchange(conn.data, nullptr);
   --d.live_connections;
   --d.connections;   // its place goes to the next connection
+  if (conn.own_token != 0) by_token_.erase(std::exchange(conn.own_token, 0));   // nothing may arrive there
   retire_check_ = true;
+}
+
+void ucx_transport::impl::send_finished(data_worker& d, peer_id peer) {
+  --d.sends;
+  if (auto it = d.stuck.find(peer); it != d.stuck.end() && --it->second.sends == 0) d.stuck.erase(it);
+  if (d.sends == 0) retire_check_ = true;
 }
 
 data_worker* ucx_transport::impl::data_worker_of(ucp_worker_h worker) {
@@ -103,24 +110,24 @@ void ucx_transport::impl::retire_data_workers() {
   for (std::size_t i = 0; i < data_workers_.size();) {
     data_worker& d = *data_workers_[i];
     const auto is_its = [&](const pending_close& c) { return c.worker == d.worker; };
-    const bool idle = d.requests == 0 && std::none_of(closing_.begin(), closing_.end(), is_its);
-    // Only sends to peers that have ended are left (their flushing closes never finish
-    // either): UCX would hold them, and the worker, for the life of the process.
-    const bool abandoned = !idle && d.live_connections == 0 && !d.stuck_peers.empty() &&
-                           d.requests <= d.stuck_sends &&
-                           std::all_of(d.stuck_peers.begin(), d.stuck_peers.end(), process_gone);
+    const bool idle = d.sends == 0 && d.fetches == 0 && std::none_of(closing_.begin(), closing_.end(), is_its);
+    // Only sends of forgotten connections to peers that have ended are left (their
+    // flushing closes never finish either): UCX would hold them, and the worker, for the
+    // life of the process. With no live connection every send left is one of `stuck`.
+    const bool abandoned =
+        !idle && d.live_connections == 0 && d.fetches == 0 && !d.stuck.empty() &&
+        std::all_of(d.stuck.begin(), d.stuck.end(), [](const auto& s) { return process_gone(s.second.peer); });
     // The newest of its kind stays while no connection has it yet (the nodes' first, made
     // at the start; one whose only connection was to another host).
     const bool newest = std::none_of(data_workers_.begin() + std::ptrdiff_t(i) + 1, data_workers_.end(),
                                      [&](const auto& later) { return later->clients == d.clients; });
     if ((d.connections == 0 && newest) || d.live_connections > 0 || (!idle && !abandoned)) {
-      data_workers_stuck_ = data_workers_stuck_ || !d.stuck_peers.empty();
+      data_workers_stuck_ = data_workers_stuck_ || !d.stuck.empty();
       ++i;
       continue;
     }
     if (abandoned) {
-      spdlog::info("transport: destroying a data worker with {} sends to {} ended peers", d.requests,
-                   d.stuck_peers.size());
+      spdlog::info("transport: destroying a data worker with {} sends to {} ended peers", d.sends, d.stuck.size());
       std::erase_if(closing_, [&](const pending_close& c) {
         if (!is_its(c)) return false;
         ucp_request_cancel(c.worker, c.request);

@@ -213,7 +213,7 @@ void ucx_transport::impl::fetch(connection& conn, const std::shared_ptr<inbound>
   rp.user_data = f;
   rp.cb.recv_am = [](void* request, ucs_status_t status, size_t, void* user) {
     auto* f = static_cast<fetch_state*>(user);
-    if (f->data && --f->data->requests == 0) f->data->self->retire_check_ = true;
+    if (f->data && --f->data->fetches == 0) f->data->self->retire_check_ = true;
     f->item->ready = true;
     f->item->failed = status != UCS_OK;
     delete f;
@@ -227,7 +227,7 @@ void ucx_transport::impl::fetch(connection& conn, const std::shared_ptr<inbound>
     item.ready = item.failed = true;
     delete f;
   } else if (f->data) {
-    ++f->data->requests;
+    ++f->data->fetches;
   }
 }
 

@@ -104,12 +104,12 @@ std::optional<error> ucx_transport::impl::use_data_endpoint(connection& conn, de
   auto offer = decode_data_endpoint(frame);
   if (!offer) return offer.err();
   conn.data_decided = true;
-  const bool same_host = !host_key_.empty() && offer->host_key == host_key_;
-  if (conn.data && !same_host) take_back_data_worker(conn);   // another host (or none): no endpoint either way
-  if (!offer->worker_address.empty() && same_host && !conn.data)   // this side offered none
-    if (data_worker* d = data_worker_for_connection(conn.session->peer().role == node_role::client))
-      give_data_worker(conn, *d);
-  if (conn.data && !offer->worker_address.empty()) {
+  // Both sides open data endpoints or neither: a side opens one only to a peer on its host
+  // that offered one, and only if it offered one itself (so a peer that offered none never
+  // sends to the worker this side offered, and its place there is given back).
+  const bool both = conn.data && !offer->worker_address.empty() && !host_key_.empty() && offer->host_key == host_key_;
+  if (conn.data && !both) take_back_data_worker(conn);
+  if (both) {
     conn.peer_process = offer->process;
     // No peer-failure handling: UCX 1.13 would drop shared memory and CMA for it. The
     // connection's endpoint watches the peer, and this one is closed with it.
@@ -160,7 +160,7 @@ bool ucx_transport::impl::send_am(connection& conn, ucp_ep_h ep, unsigned am_id,
   rp.user_data = p.get();
   rp.cb.send = [](void* request, ucs_status_t status, void* user) {
     auto* p = static_cast<send_state*>(user);
-    if (p->data && --p->data->requests == 0) p->self->retire_check_ = true;
+    if (p->data) p->self->send_finished(*p->data, p->peer);
     if (auto it = p->self->conns_.find(p->peer); it != p->self->conns_.end()) {
       --it->second.sends_in_flight;
       if (p->direct) {
@@ -192,7 +192,7 @@ bool ucx_transport::impl::send_am(connection& conn, ucp_ep_h ep, unsigned am_id,
     if (direct) {
       ++conn.direct_sends_in_flight;
       ++live_direct_sends_;
-      ++conn.data->requests;
+      ++conn.data->sends;
     }
     return true;
   }

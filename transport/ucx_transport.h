@@ -1,7 +1,7 @@
 #pragma once
 // The process's UCX endpoint (ARCHITECTURE.md, "Messages and transport"): a ucp worker for
-// the connections (a listener, an endpoint per peer) and one for data endpoints (below),
-// both driven by one progress thread, frames as UCX active messages. UCX picks the wire — TCP or shared memory on one machine, RDMA verbs where a
+// the connections (a listener, an endpoint per peer) and data workers for data endpoints
+// (below), all driven by one progress thread, frames as UCX active messages. UCX picks the wire — TCP or shared memory on one machine, RDMA verbs where a
 // cluster has them; nothing here names one. Large frames go by UCX rendezvous straight into
 // the receive buffer; bulk tensors (send_tensor) travel as the payload of an active message
 // whose header is their frame, from the sender's buffer into the receiver's.

@@ -98,12 +98,16 @@ struct data_worker {
   std::size_t connections = 0;       // given this worker so far: full at data_endpoints_per_worker
   std::size_t live_connections = 0;  // of those, not yet forgotten
   std::size_t endpoints = 0;         // data endpoints opened in it (UCX keeps each until it goes)
-  std::size_t requests = 0;          // its sends and fetches that UCX has not finished
-  // Connections forgotten with data-endpoint sends unfinished (a peer that died with its
-  // FIFO full never takes them: they never finish): their peers, and those sends. Once
-  // every one of those peers has ended, the worker is destroyed with the sends.
-  std::vector<local_process> stuck_peers;
-  std::size_t stuck_sends = 0;
+  std::size_t sends = 0;             // its sends that UCX has not finished
+  std::size_t fetches = 0;           // its rendezvous fetches that UCX has not finished
+  // Connections forgotten with sends unfinished, by id: their peer and those sends. A peer
+  // not reading (stopped) may still take them; one that died with its FIFO full never
+  // will. Once every such peer has ended, the worker is destroyed with the sends.
+  struct stuck_connection {
+    local_process peer;
+    std::size_t sends = 0;
+  };
+  std::unordered_map<peer_id, stuck_connection> stuck;
 };
 
 struct connection {
@@ -258,7 +262,7 @@ class ucx_transport::impl {
     impl* self = nullptr;
     peer_id peer = 0;
     bool direct = false;   // on the data endpoint (counted in direct_sends_in_flight)
-    data_worker* data = nullptr;   // the data endpoint's worker, whose requests count it
+    data_worker* data = nullptr;   // the data endpoint's worker, whose `sends` count it
     outgoing out;
   };
 
@@ -277,6 +281,8 @@ class ucx_transport::impl {
   // another host, which opens no data endpoint).
   void give_data_worker(connection& conn, data_worker& d);
   void take_back_data_worker(connection& conn);
+  // A send on `d`'s endpoint to connection `peer` finished (in its callback).
+  void send_finished(data_worker& d, peer_id peer);
   // The data worker `worker` is; null for the connections' worker.
   data_worker* data_worker_of(ucp_worker_h worker);
   // Progresses every data worker; whether any had something to do.
@@ -284,7 +290,7 @@ class ucx_transport::impl {
   // Arms every data worker's event fd; false when one has events already.
   bool arm_data_workers();
   // Destroys the data workers that were given connections and have none left, nor any
-  // send, fetch or endpoint close -- or only sends to peers that have ended (stuck_peers).
+  // send, fetch or endpoint close -- or only sends to peers that have ended (`stuck`).
   void retire_data_workers();
   // The fds the sleeping progress thread waits on: the wake fd, the connections' worker's,
   // every data worker's.
@@ -398,7 +404,7 @@ class ucx_transport::impl {
   // A data worker may have become unused (a connection, request or close of one ended):
   // run() looks at them after the turn.
   bool retire_check_ = false;
-  bool data_workers_stuck_ = false;   // one has stuck_peers: tick() sets retire_check_ now and then
+  bool data_workers_stuck_ = false;   // one has `stuck`: tick() sets retire_check_ now and then
   clock_time next_stuck_check_{};
   local_process self_process_;        // offered in DataEndpoint
   bool data_endpoints_spent_ = false;   // data_endpoints_max reached (and said so)

@@ -17,10 +17,16 @@ TEST(LocalProcess, ThisProcessRunsAndAnUnknownOneNeverEnds) {
   const auto self = this_process();
   EXPECT_EQ(self.pid, std::uint32_t(::getpid()));
   EXPECT_GT(self.start_ticks, 0u);
+  EXPECT_GT(self.pid_namespace, 0u);
   EXPECT_FALSE(process_gone(self));
   EXPECT_FALSE(process_gone(local_process{}));
   // The same pid with another start time is another process: this one is not it.
-  EXPECT_TRUE(process_gone(local_process{self.pid, self.start_ticks + 1}));
+  EXPECT_TRUE(process_gone(local_process{self.pid, self.start_ticks + 1, self.pid_namespace}));
+  // In another pid namespace, or without one, the pid says nothing here: never "ended".
+  EXPECT_FALSE(process_gone(local_process{self.pid, self.start_ticks + 1, self.pid_namespace + 1}));
+  EXPECT_FALSE(process_gone(local_process{self.pid, self.start_ticks + 1, 0}));
+  // A pid past any pid_max has no /proc entry: no such process.
+  EXPECT_TRUE(process_gone(local_process{4194304u + 1, 1, self.pid_namespace}));
 }
 
 TEST(LocalProcess, AChildIsGoneOnceItExitedStoppedOrNot) {
