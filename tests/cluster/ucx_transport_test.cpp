@@ -58,6 +58,17 @@ std::unique_ptr<ucx_transport> start(recorder& r, const cluster_secret& s, node_
   return t.ok() ? std::move(*t) : nullptr;
 }
 
+// A listening head (node 0) as start() makes one, with `set` applied to its config.
+std::unique_ptr<ucx_transport> start_head(recorder& r, const cluster_secret& s,
+                                          const std::function<void(transport_config&)>& set) {
+  transport_config c;
+  c.session.heartbeat_interval_ms = milliseconds(100);
+  set(c);
+  auto t = ucx_transport::start(c, s, {node_role::head, 0, 1000u}, r);
+  EXPECT_TRUE(t.ok()) << (t.ok() ? "" : t.err().to_string());
+  return t.ok() ? std::move(*t) : nullptr;
+}
+
 // A listening head and a worker connected to it (members in this order: the transports go
 // before their recorders). up() returns once the worker sees the head up.
 struct connected_pair {
@@ -533,12 +544,8 @@ TEST(UcxTransport, EndpointClosesFinishAndAreFreedWhileTheProcessRuns) {
 // the connection, both ways.
 TEST(UcxTransport, PeersPastDataEndpointsMaxAreServedOverTheConnection) {
   recorder head_r;
-  transport_config c;
-  c.data_endpoints_max = 2;
-  c.session.heartbeat_interval_ms = milliseconds(100);
-  auto started = ucx_transport::start(c, secret_of(9), {node_role::head, 0, 1000u}, head_r);
-  ASSERT_TRUE(started.ok()) << started.err().to_string();
-  auto head = std::move(*started);
+  auto head = start_head(head_r, secret_of(9), [](transport_config& c) { c.data_endpoints_max = 2; });
+  ASSERT_TRUE(head);
   // All stay connected (a worker whose connections are gone would be destroyed, its
   // endpoints no longer held). Members in this order: transports go before their recorders.
   std::vector<std::unique_ptr<recorder>> recorders;
@@ -578,13 +585,8 @@ TEST(UcxTransport, PeersPastDataEndpointsMaxAreServedOverTheConnection) {
 // stays keeps its worker, which no client shares, and its data endpoint, throughout.
 TEST(UcxTransport, DataWorkersOfGoneConnectionsAreDestroyedAndEveryPeerGetsADataEndpoint) {
   recorder head_r;
-  transport_config c;
-  c.data_endpoints_per_worker = 2;
-  c.data_endpoints_max = 4;
-  c.session.heartbeat_interval_ms = milliseconds(100);
-  auto started = ucx_transport::start(c, secret_of(9), {node_role::head, 0, 1000u}, head_r);
-  ASSERT_TRUE(started.ok()) << started.err().to_string();
-  auto head = std::move(*started);
+  auto head = start_head(head_r, secret_of(9), [](transport_config& c) { c.data_endpoints_per_worker = 2; c.data_endpoints_max = 4; });
+  ASSERT_TRUE(head);
   // Connects `worker` (node `node`), exchanges frames both ways and a tensor large enough to
   // be fetched (rendezvous); returns the head's peer id for it.
   const auto exchange = [&](ucx_transport& worker, recorder& worker_r, std::int32_t node) -> peer_id {
@@ -640,12 +642,8 @@ TEST(UcxTransport, DataWorkersOfGoneConnectionsAreDestroyedAndEveryPeerGetsAData
 // gets that worker instead of a new one.
 TEST(UcxTransport, APeerThatOpensNoDataEndpointTakesNoPlaceInADataWorker) {
   recorder head_r;
-  transport_config c;
-  c.data_endpoints_per_worker = 1;
-  c.session.heartbeat_interval_ms = milliseconds(100);
-  auto started = ucx_transport::start(c, secret_of(9), {node_role::head, 0, 1000u}, head_r);
-  ASSERT_TRUE(started.ok()) << started.err().to_string();
-  auto head = std::move(*started);
+  auto head = start_head(head_r, secret_of(9), [](transport_config& c) { c.data_endpoints_per_worker = 1; });
+  ASSERT_TRUE(head);
   recorder far_r, near_r;
   auto far = start(far_r, secret_of(9), node_role::client, 1, false, /*data_endpoints=*/false);
   auto near = start(near_r, secret_of(9), node_role::client, 2, false);
