@@ -540,7 +540,7 @@ TEST(UcxTransport, EndpointClosesFinishAndAreFreedWhileTheProcessRuns) {
 }
 
 // data_endpoints_max bounds the data endpoints a process holds at once (UCX keeps each
-// until its data worker goes, and the newest worker stays): peers past it are served over
+// until its data worker goes, and these all stay connected): peers past it are served over
 // the connection, both ways.
 TEST(UcxTransport, PeersPastDataEndpointsMaxAreServedOverTheConnection) {
   recorder head_r;
