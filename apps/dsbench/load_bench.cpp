@@ -1,6 +1,7 @@
 #include "apps/dsbench/load_bench.h"
 
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <chrono>
@@ -91,6 +92,7 @@ int run_load(const load_flags& f) {
     loaded.tokenizer = std::make_shared<tokenizer::tokenizer>(std::move(*tok));
     auto r = actors::remote_runtime::connect(f.connect, *secret, loaded.tokenizer);
     if (!r) return report(r.err());
+    spdlog::info("dsbench load: connected to {}", f.connect);
     remote = std::move(*r);
     access = remote.get();
   }
