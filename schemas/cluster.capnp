@@ -53,8 +53,8 @@ struct Goodbye {
 }
 
 # Sent by each side once its peer has proved the secret: where to send this side the bulk
-# tensors of this connection. A peer on the same host (hostKey equal to its own) opens a
-# UCX endpoint from workerAddress and sends the tensors there, each prefixed by the
+# tensors of this connection. A peer on the same host (hostKey equal to its own) that sent
+# a workerAddress of its own opens a UCX endpoint from this one and sends the tensors there, each prefixed by the
 # connection's token, which both sides derive from the handshake and never send
 # (transport/auth.h data_token); otherwise, or with an empty workerAddress, tensors stay on
 # the connection (transport/ucx_transport.h).
@@ -62,8 +62,9 @@ struct DataEndpoint {
   workerAddress @0 :Data;      # ucp_worker_get_address; at most worker_address_bytes_max
   hostKey @1 :Text;            # hostname and boot id; at most host_key_bytes_max
   pid @2 :UInt32;              # the sender's process on that host (0: not known), its
-  startTicks @3 :UInt64;       # start time (/proc/PID/stat) and pid namespace (the inode of
-  pidNamespace @4 :UInt64;     # /proc/PID/ns/pid): a peer can tell when it has ended
+  startTicks @3 :UInt64;       # start time (/proc/PID/stat), pid and time namespaces (the
+  pidNamespace @4 :UInt64;     # inodes of /proc/PID/ns/pid and .../time): a peer can tell
+  timeNamespace @5 :UInt64;    # when it has ended (transport/local_process.h)
 }
 
 # Sent once on the connection by a side that has opened a data endpoint to its peer, just

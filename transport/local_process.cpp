@@ -1,6 +1,7 @@
 #include "transport/local_process.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -39,11 +40,25 @@ read_result read_stat(const std::string& path, stat_fields& out) {
   return rest ? read_result::ok : read_result::unknown;
 }
 
+std::uint64_t namespace_inode(const char* path) {
+  struct stat st {};
+  return ::stat(path, &st) == 0 ? std::uint64_t(st.st_ino) : 0;
+}
+
+// This process's pid namespace, if /proc shows it (a /proc mounted from another pid
+// namespace, after unshare without a remount, names other processes: not known then).
 std::uint64_t own_pid_namespace() {
   static const std::uint64_t ns = [] {
-    struct stat st {};
-    return ::stat("/proc/self/ns/pid", &st) == 0 ? std::uint64_t(st.st_ino) : 0;
+    std::array<char, 32> self{};
+    const auto n = ::readlink("/proc/self", self.data(), self.size() - 1);
+    if (n <= 0 || std::string(self.data(), std::size_t(n)) != std::to_string(::getpid())) return std::uint64_t(0);
+    return namespace_inode("/proc/self/ns/pid");
   }();
+  return ns;
+}
+
+std::uint64_t own_time_namespace() {
+  static const std::uint64_t ns = namespace_inode("/proc/self/ns/time");
   return ns;
 }
 
@@ -52,14 +67,17 @@ std::uint64_t own_pid_namespace() {
 local_process this_process() {
   stat_fields f;
   if (read_stat("/proc/self/stat", f) != read_result::ok) return {};
-  return {std::uint32_t(::getpid()), f.start_ticks, own_pid_namespace()};
+  return {std::uint32_t(::getpid()), f.start_ticks, own_pid_namespace(), own_time_namespace()};
 }
 
 bool process_gone(const local_process& p) {
-  if (p.pid == 0 || p.pid_namespace == 0 || p.pid_namespace != own_pid_namespace()) return false;
+  if (p.pid == 0 || p.pid_namespace == 0 || p.pid_namespace != own_pid_namespace() ||
+      p.time_namespace != own_time_namespace())
+    return false;
   stat_fields f;
   switch (read_stat("/proc/" + std::to_string(p.pid) + "/stat", f)) {
-    case read_result::no_such_process: return true;
+    case read_result::no_such_process:   // or hidden (hidepid): the kernel says which
+      return ::kill(pid_t(p.pid), 0) != 0 && errno == ESRCH;
     case read_result::unknown: return false;
     case read_result::ok: break;
   }

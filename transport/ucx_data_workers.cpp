@@ -78,6 +78,13 @@ void ucx_transport::impl::take_back_data_worker(connection& conn) {
   --d.connections;   // its place goes to the next connection
   if (conn.own_token != 0) by_token_.erase(std::exchange(conn.own_token, 0));   // nothing may arrive there
   retire_check_ = true;
+  // Anything that came over it came from a peer that offered none: the peer broke the
+  // protocol, and what it sent goes now, while the worker it may wait in is still there.
+  if (conn.held.empty()) return;
+  for (auto& item : conn.held)
+    if (item->rndv_desc) ucp_am_data_release(item->rndv_worker, std::exchange(item->rndv_desc, nullptr));
+  conn.held.clear();
+  kill(conn, make_error(error_code::corrupt_data, "frames over a data endpoint from a peer that offered none"));
 }
 
 void ucx_transport::impl::send_finished(data_worker& d, peer_id peer) {

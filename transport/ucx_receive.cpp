@@ -28,7 +28,7 @@ ucs_status_t ucx_transport::impl::on_direct_tensor_am(void* arg, const void* hea
                                         size_t length, const ucp_am_recv_param_t* param) {
   auto* d = static_cast<data_worker*>(arg);
   impl* self = d->self;
-  const peer_id peer = header_length > token_bytes ? self->peer_of_token(header) : 0;
+  const peer_id peer = header_length > token_bytes ? self->peer_of_token(header, *d) : 0;
   if (peer == 0) return UCS_OK;
   return self->arrive(d->worker, static_cast<const std::byte*>(header) + token_bytes,
                       header_length - token_bytes, data, length, param, self->config_.tensor_bytes_max, peer);
@@ -39,17 +39,17 @@ ucs_status_t ucx_transport::impl::on_direct_frame_am(void* arg, const void* head
   hop_trace::mark(hop_trace::stage::arrived);
   auto* d = static_cast<data_worker*>(arg);
   impl* self = d->self;
-  const peer_id peer = header_length == token_bytes ? self->peer_of_token(header) : 0;
+  const peer_id peer = header_length == token_bytes ? self->peer_of_token(header, *d) : 0;
   if (peer == 0) return UCS_OK;
   return self->arrive(d->worker, nullptr, 0, data, length, param,
                       self->config_.session.limits.message_bytes_max + frame_header_bytes, peer);
 }
 
-peer_id ucx_transport::impl::peer_of_token(const void* header) {
+peer_id ucx_transport::impl::peer_of_token(const void* header, const data_worker& d) {
   std::uint64_t token = 0;
   std::memcpy(&token, header, token_bytes);
   const auto it = token == 0 ? by_token_.end() : by_token_.find(token);
-  if (it != by_token_.end()) return it->second;
+  if (it != by_token_.end() && it->second.second == &d) return it->second.first;
   ++stats_.frames_dropped;
   return 0;
 }

@@ -92,7 +92,7 @@ void ucx_transport::impl::offer_data_endpoint(connection& conn) {
     if (data_worker* d = data_worker_for_connection(session.peer().role == node_role::client)) {
       give_data_worker(conn, *d);   // the peer's endpoint to it, and ours to the peer, live there
       conn.own_token = token;
-      by_token_[token] = conn.id;
+      by_token_[token] = {conn.id, d};
       offer = {d->address, host_key_, self_process_};
     }
   post(conn, encode(offer));

@@ -7,9 +7,9 @@
 // whose header is their frame, from the sender's buffer into the receiver's.
 //
 // The data endpoint: once a connection is up, each side tells the other where to send it
-// tensors and frames (a DataEndpoint frame: its data worker's address and its host key). A peer
-// on the same host opens a second endpoint from that address, sends a DataFrames frame on the
-// connection, and from then on sends its tensors and its frames (send(), and its goodbye)
+// tensors and frames (a DataEndpoint frame: its data worker's address, its host key and its
+// process). A peer on the same host that offered an address too opens a second endpoint from
+// that address, sends a DataFrames frame on the connection, and from then on sends its tensors and its frames (send(), and its goodbye)
 // there, the connection's token in front of each, so UCX can use shared memory and CMA (the
 // connection's own endpoint, made from a socket address with peer-failure handling, gets
 // TCP lanes only from UCX 1.13: never CMA, and shared memory only with

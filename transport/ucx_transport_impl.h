@@ -311,8 +311,9 @@ class ucx_transport::impl {
   static ucs_status_t on_direct_frame_am(void* arg, const void* header, size_t header_length, void* data,
                                          size_t length, const ucp_am_recv_param_t* param);
 
-  // The connection a data endpoint's token names; 0 (counted as dropped) for none.
-  peer_id peer_of_token(const void* header);
+  // The connection a data endpoint's token names, if it came to the worker that connection
+  // offered; 0 (counted as dropped) for none.
+  peer_id peer_of_token(const void* header, const data_worker& d);
 
   // One active message on `worker`: a frame (no header) or a tensor (its header frame +
   // payload), from the endpoint param names or, over a data endpoint, from `peer`. A
@@ -426,7 +427,9 @@ class ucx_transport::impl {
   clock_time last_stall_warning_{};   // stalls are logged at most every stall_warning_interval
   std::unordered_map<peer_id, connection> conns_;
   std::unordered_map<ucp_ep_h, peer_id> by_ep_;
-  std::unordered_map<std::uint64_t, peer_id> by_token_;   // own_token of each connection
+  // own_token of each connection: the connection, and the data worker it offered (what
+  // arrives with the token on another worker is dropped).
+  std::unordered_map<std::uint64_t, std::pair<peer_id, data_worker*>> by_token_;
   std::string host_key_;   // data endpoints open only between peers with the same one
   std::vector<arrival> arrivals_;
   std::vector<arrival> arrivals_batch_;   // the arrivals handle_arrivals works through

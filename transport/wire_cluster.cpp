@@ -213,6 +213,7 @@ frame_bytes encode(const data_endpoint_wire& endpoint) {
     b.setPid(endpoint.process.pid);
     b.setStartTicks(endpoint.process.start_ticks);
     b.setPidNamespace(endpoint.process.pid_namespace);
+    b.setTimeNamespace(endpoint.process.time_namespace);
   });
 }
 
@@ -228,7 +229,7 @@ result<data_endpoint_wire> decode_data_endpoint(decoded_frame& frame) {
     const auto* bytes = reinterpret_cast<const std::byte*>(address.begin());
     out.worker_address.assign(bytes, bytes + address.size());
     out.host_key = std::move(host.value());
-    out.process = {r.getPid(), r.getStartTicks(), r.getPidNamespace()};
+    out.process = {r.getPid(), r.getStartTicks(), r.getPidNamespace(), r.getTimeNamespace()};
     return out;
   });
 }

@@ -21,12 +21,15 @@ TEST(LocalProcess, ThisProcessRunsAndAnUnknownOneNeverEnds) {
   EXPECT_FALSE(process_gone(self));
   EXPECT_FALSE(process_gone(local_process{}));
   // The same pid with another start time is another process: this one is not it.
-  EXPECT_TRUE(process_gone(local_process{self.pid, self.start_ticks + 1, self.pid_namespace}));
-  // In another pid namespace, or without one, the pid says nothing here: never "ended".
-  EXPECT_FALSE(process_gone(local_process{self.pid, self.start_ticks + 1, self.pid_namespace + 1}));
-  EXPECT_FALSE(process_gone(local_process{self.pid, self.start_ticks + 1, 0}));
-  // A pid past any pid_max has no /proc entry: no such process.
-  EXPECT_TRUE(process_gone(local_process{4194304u + 1, 1, self.pid_namespace}));
+  const auto ns = self.pid_namespace, time_ns = self.time_namespace;
+  EXPECT_TRUE(process_gone(local_process{self.pid, self.start_ticks + 1, ns, time_ns}));
+  // In another pid or time namespace, or without a pid namespace, the pid and start time
+  // say nothing here: never "ended".
+  EXPECT_FALSE(process_gone(local_process{self.pid, self.start_ticks + 1, ns + 1, time_ns}));
+  EXPECT_FALSE(process_gone(local_process{self.pid, self.start_ticks + 1, 0, time_ns}));
+  EXPECT_FALSE(process_gone(local_process{self.pid, self.start_ticks + 1, ns, time_ns + 1}));
+  // A pid past any pid_max has no /proc entry, and the kernel knows no such process.
+  EXPECT_TRUE(process_gone(local_process{4194304u + 1, 1, ns, time_ns}));
 }
 
 TEST(LocalProcess, AChildIsGoneOnceItExitedStoppedOrNot) {

@@ -504,9 +504,9 @@ TEST(ClusterProcesses, AClientPausedPastTheHeadsTimeoutLosesOnlyTheStreamsItHadS
   // Paused once its first streams run (they start within milliseconds of its connection),
   // for 2.5 heartbeat timeouts of the head (1 s).
   ASSERT_TRUE(wait_until(milliseconds(60000), "the load connected", [&] {
-                return read_text(l.run / "paused.log").find("connected to") != std::string::npos;
+                return read_text(l.run / "paused.log").find("dsbench load: connected to") != std::string::npos;
               }).ok());
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
   ASSERT_EQ(::kill(bench, SIGSTOP), 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(2500));
   ASSERT_EQ(::kill(bench, SIGCONT), 0);

@@ -325,18 +325,24 @@ TEST(UcxTransport, FramesKeepTheirOrderAcrossTheSwitchToTheDataEndpoint) {
 // more, or one to a side that offered none, closes the connection (CORRUPT_DATA) and is
 // never handed to the application.
 TEST(UcxTransport, AnUnexpectedDataFramesClosesTheConnection) {
-  for (const bool head_offers : {true, false}) {
-    SCOPED_TRACE(head_offers ? "a second DataFrames" : "DataFrames to a side with no data endpoint");
+  struct case_t {
+    bool head_offers, worker_offers;
+    const char* what;
+  };
+  for (const auto& [head_offers, worker_offers, what] :
+       {case_t{true, true, "a second DataFrames"}, case_t{false, true, "DataFrames to a side with no data endpoint"},
+        case_t{true, false, "DataFrames from a side that offered none (the head took its offer back)"}}) {
+    SCOPED_TRACE(what);
     recorder head_r, worker_r;
     transport_config hc;
     hc.data_endpoints = head_offers;
     auto head_t = ucx_transport::start(hc, secret_of(13), {node_role::head, 0, 1}, head_r);
-    auto worker = start(worker_r, secret_of(13), node_role::worker, 1, false);
+    auto worker = start(worker_r, secret_of(13), node_role::worker, 1, false, worker_offers);
     ASSERT_TRUE(head_t.ok() && worker);
     auto& head = *head_t;
     const auto to_head = worker->connect("127.0.0.1", head->port());
     ASSERT_TRUE(worker_r.wait([&](recorder& r) { return r.up_.count(to_head) > 0; }));
-    if (head_offers) {   // the worker's own DataFrames goes first
+    if (head_offers && worker_offers) {   // the worker's own DataFrames goes first
       ASSERT_TRUE(wait_until_true([&] { return worker->stats().data_endpoints == 1; }));
     }
     ASSERT_TRUE(worker->send(to_head, encode_data_frames()).ok());

@@ -369,7 +369,7 @@ TEST(Wire, ConnectionMessagesRoundTrip) {
 }
 
 TEST(Wire, DataEndpointRoundTripsAndRefusesOversizedFields) {
-  data_endpoint_wire d{std::vector<std::byte>(300, std::byte{0xab}), "node7/3f2a", {4321, 987654321012ull, 4026531836ull}};
+  data_endpoint_wire d{std::vector<std::byte>(300, std::byte{0xab}), "node7/3f2a", {4321, 987654321012ull, 4026531836ull, 4026531834ull}};
   auto frame = open(encode(d));
   EXPECT_EQ(frame.type(), frame_type::data_endpoint);
   auto back = decode_data_endpoint(frame);
@@ -379,6 +379,7 @@ TEST(Wire, DataEndpointRoundTripsAndRefusesOversizedFields) {
   EXPECT_EQ(back->process.pid, 4321u);
   EXPECT_EQ(back->process.start_ticks, 987654321012ull);
   EXPECT_EQ(back->process.pid_namespace, 4026531836ull);
+  EXPECT_EQ(back->process.time_namespace, 4026531834ull);
 
   auto none = open(encode(data_endpoint_wire{}));   // no address: tensors stay on the connection
   ASSERT_TRUE(decode_data_endpoint(none).ok());
