@@ -106,10 +106,14 @@ void ucx_transport::impl::reap(clock_time now) {
     // close as an error, so "lost" cannot be told from "closed"). Against a dead peer the
     // flush may never finish; its sends then hold their buffers until the process ends.
     if (conn.data_ep) close_endpoint(conn.data->worker, std::exchange(conn.data_ep, nullptr), awaited);
+    stats_.data_sends_waiting = stats_.data_sends_waiting - conn.direct_waiting.size();   // never posted: they go
+    conn.direct_waiting.clear();
     if (conn.data) {
       --conn.data->live_connections;
-      if (conn.direct_sends_in_flight > 0)   // a peer not reading, or dead with its FIFO full
+      if (conn.direct_sends_in_flight > 0) {   // a peer not reading, or dead with its FIFO full
         conn.data->stuck[conn.id] = {conn.peer_process, conn.direct_sends_in_flight};
+        stats_.sends_stuck += conn.direct_sends_in_flight;
+      }
       retire_check_ = true;
     }
     if (conn.own_token != 0) by_token_.erase(conn.own_token);
@@ -168,6 +172,7 @@ void ucx_transport::impl::shutdown() {
   while ((!conns_.empty() || awaiting_closes()) && std::chrono::steady_clock::now() < give_up) {
     ucp_worker_progress(worker_);
     progress_data_workers();
+    post_waiting_sends();
     reap(std::chrono::steady_clock::now());
     finish_closes();
   }

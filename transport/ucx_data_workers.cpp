@@ -89,7 +89,10 @@ void ucx_transport::impl::take_back_data_worker(connection& conn) {
 
 void ucx_transport::impl::send_finished(data_worker& d, peer_id peer) {
   --d.sends;
-  if (auto it = d.stuck.find(peer); it != d.stuck.end() && --it->second.sends == 0) d.stuck.erase(it);
+  if (auto it = d.stuck.find(peer); it != d.stuck.end()) {
+    stats_.sends_stuck = stats_.sends_stuck - 1;
+    if (--it->second.sends == 0) d.stuck.erase(it);
+  }
   if (d.sends == 0) retire_check_ = true;
 }
 
@@ -145,6 +148,7 @@ void ucx_transport::impl::retire_data_workers() {
     }
     // UCX ends what is left of its requests here (their callbacks find no connection).
     ucp_worker_destroy(d.worker);
+    for (const auto& [id, s] : d.stuck) stats_.sends_stuck = stats_.sends_stuck - s.sends;
     data_endpoints_held_ -= d.endpoints;
     ++stats_.data_workers_destroyed;
     data_workers_.erase(data_workers_.begin() + std::ptrdiff_t(i));

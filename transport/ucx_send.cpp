@@ -145,6 +145,17 @@ bool ucx_transport::impl::send_am(connection& conn, ucp_ep_h ep, unsigned am_id,
                           conn.sends_in_flight));
     return false;
   }
+  const bool direct = am_id == direct_tensor_am_id || am_id == direct_frame_am_id;
+  if (direct && (!conn.direct_waiting.empty() || conn.direct_sends_in_flight >= config_.data_sends_posted_max)) {
+    conn.direct_waiting.push_back({am_id, std::move(out)});
+    ++conn.sends_in_flight;
+    ++stats_.data_sends_waiting;
+    return true;
+  }
+  return post_am(conn, ep, am_id, std::move(out), false);
+}
+
+bool ucx_transport::impl::post_am(connection& conn, ucp_ep_h ep, unsigned am_id, outgoing out, bool counted) {
   // The last send's request state when that send completed at once (most do), else new.
   auto p = spare_send_ ? std::move(spare_send_) : std::make_unique<send_state>();
   p->self = this;
@@ -160,17 +171,21 @@ bool ucx_transport::impl::send_am(connection& conn, ucp_ep_h ep, unsigned am_id,
   rp.user_data = p.get();
   rp.cb.send = [](void* request, ucs_status_t status, void* user) {
     auto* p = static_cast<send_state*>(user);
-    if (p->data) p->self->send_finished(*p->data, p->peer);
-    if (auto it = p->self->conns_.find(p->peer); it != p->self->conns_.end()) {
-      --it->second.sends_in_flight;
+    impl& self = *p->self;
+    if (p->data) self.send_finished(*p->data, p->peer);
+    if (auto it = self.conns_.find(p->peer); it != self.conns_.end()) {
+      connection& conn = it->second;
+      --conn.sends_in_flight;
       if (p->direct) {
-        --it->second.direct_sends_in_flight;
-        --p->self->live_direct_sends_;
+        --conn.direct_sends_in_flight;
+        --self.live_direct_sends_;
+        // Posted after the callbacks (post_waiting_sends), not from inside UCX's progress.
+        if (!conn.direct_waiting.empty() && !std::exchange(conn.refill_listed, true)) self.refill_.push_back(conn.id);
       }
       // A send that failed (not one cancelled by a close) lost its message: the data
       // endpoint has no error handler to say so, so the connection ends here.
       if (status != UCS_OK && status != UCS_ERR_CANCELED)
-        p->self->kill(it->second, make_error(error_code::unavailable, "send failed: {}", status_text(status)));
+        self.kill(conn, make_error(error_code::unavailable, "send failed: {}", status_text(status)));
     }
     delete p;
     ucp_request_free(request);
@@ -188,7 +203,7 @@ bool ucx_transport::impl::send_am(connection& conn, ucp_ep_h ep, unsigned am_id,
   hop_trace::mark(hop_trace::stage::posted);
   if (req != nullptr && !UCS_PTR_IS_ERR(req)) {   // in flight: the callback frees it
     p.release();
-    ++conn.sends_in_flight;
+    if (!counted) ++conn.sends_in_flight;
     if (direct) {
       ++conn.direct_sends_in_flight;
       ++live_direct_sends_;
@@ -196,11 +211,32 @@ bool ucx_transport::impl::send_am(connection& conn, ucp_ep_h ep, unsigned am_id,
     }
     return true;
   }
+  if (counted) --conn.sends_in_flight;
   p->out = {};   // the message's bytes go now; the state waits for the next send
   spare_send_ = std::move(p);
   if (req == nullptr) return true;
   kill(conn, make_error(error_code::unavailable, "send failed: {}", status_text(UCS_PTR_STATUS(req))));
   return false;
+}
+
+void ucx_transport::impl::post_waiting_sends() {
+  if (refill_.empty()) return;
+  refill_batch_.swap(refill_);
+  for (const peer_id id : refill_batch_) {
+    auto found = conns_.find(id);
+    if (found == conns_.end()) continue;
+    connection& conn = found->second;
+    conn.refill_listed = false;
+    // A closing connection's too: its close waits for them (reap), its goodbye among them.
+    while (!conn.direct_waiting.empty() && conn.direct_sends_in_flight < config_.data_sends_posted_max &&
+           !conn.dead && !conn.lost && conn.data_ep) {
+      auto next = std::move(conn.direct_waiting.front());
+      conn.direct_waiting.pop_front();
+      stats_.data_sends_waiting = stats_.data_sends_waiting - 1;
+      if (!post_am(conn, conn.data_ep, next.am_id, std::move(next.out), true)) break;
+    }
+  }
+  refill_batch_.clear();
 }
 
 }  // namespace dsrt::transport

@@ -169,7 +169,7 @@ status ucx_transport::impl::send_tensor(peer_id peer, tensor_header_wire header,
 }
 
 transport_stats ucx_transport::impl::stats() const {
-  static_assert(sizeof(transport_stats) == 16 * sizeof(std::uint64_t), "a new counter: add it to counters and here");
+  static_assert(sizeof(transport_stats) == 18 * sizeof(std::uint64_t), "a new counter: add it to counters and here");
   transport_stats s;
   s.frames_sent = stats_.frames_sent;
   s.frames_received = stats_.frames_received;
@@ -187,6 +187,8 @@ transport_stats ucx_transport::impl::stats() const {
   s.stalls = stats_.stalls;
   s.data_workers = stats_.data_workers;
   s.data_workers_destroyed = stats_.data_workers_destroyed;
+  s.data_sends_waiting = stats_.data_sends_waiting;
+  s.sends_stuck = stats_.sends_stuck;
   return s;
 }
 
@@ -236,6 +238,7 @@ void ucx_transport::impl::run() {
       while (ucp_worker_progress(worker_) != 0) progressed = true;
       last_connection_poll = now;
     }
+    post_waiting_sends();
     handle_arrivals(now);
     if (now >= next_tick) {
       tick(now);
@@ -343,6 +346,9 @@ status validate(const transport_config& c) {
   if (c.data_endpoints_per_worker < 1 || c.data_endpoints_per_worker > data_endpoints_per_worker_max)
     return make_error(error_code::invalid_argument, "data_endpoints_per_worker ({}) must be in [1, {}]",
                       c.data_endpoints_per_worker, data_endpoints_per_worker_max);
+  if (c.data_sends_posted_max < 1 || c.data_sends_posted_max > c.peer_sends_in_flight_max)
+    return make_error(error_code::invalid_argument, "data_sends_posted_max ({}) must be in [1, peer_sends_in_flight_max ({})]",
+                      c.data_sends_posted_max, c.peer_sends_in_flight_max);
   if (c.busy_poll_us.count() < 0 || c.busy_poll_us > std::chrono::seconds(1))
     return make_error(error_code::invalid_argument, "busy_poll_us must be in [0, 1 s]");
   if (c.tick_interval_ms.count() <= 0 || c.tick_interval_ms > c.session.heartbeat_interval_ms)

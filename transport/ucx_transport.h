@@ -82,6 +82,12 @@ struct transport_config {
   std::size_t send_queue_frames_max = 1u << 16;   // frames queued for the progress thread
   std::size_t peer_sends_in_flight_max = 1u << 14; // unfinished sends per peer; more: the
                                                    // peer is not reading and is closed
+  // Of those, at most this many posted on a connection's data endpoint; the rest wait in the
+  // connection, in order, until UCX finishes earlier ones. UCX never hands back a send to a
+  // peer that died, or that dropped its data worker, with its shared-memory FIFO full: a
+  // client paused past its heartbeat timeout left ~7,400 sends (~5 MB) in a head for each
+  // pause, for as long as the client lived. 1 .. peer_sends_in_flight_max.
+  std::size_t data_sends_posted_max = 256;
   std::uint64_t tensor_bytes_max = 4ull << 30;    // one tensor's payload; larger: the peer is closed
   // Bytes one peer may have arrived or arriving and not yet handled (tensors being fetched,
   // frames behind them); more: the peer is closed (OVERLOADED). Before a peer has proved the
@@ -135,6 +141,9 @@ struct transport_stats {
                                       // heartbeat interval (peers' silence then excused)
   std::uint64_t data_workers = 0;     // data workers now (ucx_transport_impl.h data_worker)
   std::uint64_t data_workers_destroyed = 0;   // with the endpoints UCX kept in them
+  std::uint64_t data_sends_waiting = 0;   // now: sends waiting in connections for data_sends_posted_max
+  std::uint64_t sends_stuck = 0;          // now: sends of gone connections UCX has not finished
+                                          // (to a peer not reading, or gone with its FIFO full)
 };
 
 class ucx_transport {

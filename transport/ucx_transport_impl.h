@@ -78,6 +78,20 @@ struct inbound {
   std::size_t length = 0;          // the payload's bytes, as the peer announced them
 };
 
+// What one active message sends; it lives until UCX has finished with its bytes.
+struct outgoing {
+  frame_bytes header;                  // the AM header (tensors)
+  frame_bytes payload;                 // the data, when owned here (frames)
+  std::shared_ptr<const void> owner;   // the data's owner, when it is the caller's (tensors)
+  std::span<const std::byte> external;
+  std::optional<std::uint64_t> token;  // the header instead, when it is a data endpoint's token alone
+  std::span<const std::byte> data() const { return owner ? external : std::span<const std::byte>(payload); }
+  std::span<const std::byte> header_bytes() const {
+    if (token) return std::as_bytes(std::span(&*token, 1));
+    return header;
+  }
+};
+
 // A frame the handshake may need before the peer is up (Hello, AuthProof) is far smaller;
 // anything larger, or any tensor, from a peer that has not proved the secret closes it
 // without a byte fetched.
@@ -141,8 +155,18 @@ struct connection {
   std::unique_ptr<peer_session> session;
   std::deque<std::shared_ptr<inbound>> inbox;   // in arrival order
   std::size_t inbox_bytes = 0;                  // announced payload bytes in inbox and held
-  std::size_t sends_in_flight = 0;
-  std::size_t direct_sends_in_flight = 0;   // of those, on the data endpoint
+  std::size_t sends_in_flight = 0;          // posted and not finished, or waiting below
+  std::size_t direct_sends_in_flight = 0;   // posted on the data endpoint, not finished
+  // Data-endpoint sends past data_sends_posted_max wait here, in order, and are posted as
+  // UCX finishes earlier ones (post_waiting_sends): a peer that stops reading, or dies with
+  // its shared-memory FIFO full, holds at most that many of them in UCX, which never hands
+  // such sends back; those waiting here go with the connection.
+  struct waiting_send {
+    unsigned am_id;
+    outgoing out;
+  };
+  std::deque<waiting_send> direct_waiting;
+  bool refill_listed = false;   // on refill_ (a send finished while others wait)
   // In the progress loop's short lists (so a turn's work is per busy connection, not per
   // connection): attention_ (its inbox or a loss needs handling) and ending_ (dead or
   // closing: reap() looks at it).
@@ -243,20 +267,6 @@ class ucx_transport::impl {
   // the tensors that waited for it. An error closes the connection.
   std::optional<error> use_data_endpoint(connection& conn, decoded_frame& frame);
 
-  // What one active message sends; it lives until UCX has finished with its bytes.
-  struct outgoing {
-    frame_bytes header;                  // the AM header (tensors)
-    frame_bytes payload;                 // the data, when owned here (frames)
-    std::shared_ptr<const void> owner;   // the data's owner, when it is the caller's (tensors)
-    std::span<const std::byte> external;
-    std::optional<std::uint64_t> token;  // the header instead, when it is a data endpoint's token alone
-    std::span<const std::byte> data() const { return owner ? external : std::span<const std::byte>(payload); }
-    std::span<const std::byte> header_bytes() const {
-      if (token) return std::as_bytes(std::span(&*token, 1));
-      return header;
-    }
-  };
-
   // A send UCX has not finished: what its callback needs.
   struct send_state {
     impl* self = nullptr;
@@ -266,8 +276,14 @@ class ucx_transport::impl {
     outgoing out;
   };
 
-  // Whether the message went out (or is on its way); a failure kills the connection.
+  // Whether the message went out, is on its way or waits in the connection (a data
+  // endpoint's past data_sends_posted_max); a failure kills the connection.
   bool send_am(connection& conn, ucp_ep_h ep, unsigned am_id, outgoing out);
+  // Hands the message to UCX. `counted`: it waited in direct_waiting, and sends_in_flight
+  // counts it already.
+  bool post_am(connection& conn, ucp_ep_h ep, unsigned am_id, outgoing out, bool counted);
+  // Posts the waiting sends of the connections on refill_, up to data_sends_posted_max each.
+  void post_waiting_sends();
 
   // ---- ucx_data_workers.cpp: the data endpoints' workers ----
   // A new data worker for clients' connections or nodes'; the newest of its kind is given
@@ -418,7 +434,7 @@ class ucx_transport::impl {
   struct counters {
     progress_counter frames_sent, frames_received, bytes_sent, bytes_received, peers_up, peers_rejected,
         frames_dropped, data_endpoints, tensors_direct, frames_direct, tensors_waited, closes_pending, sleeps,
-        stalls, data_workers, data_workers_destroyed;
+        stalls, data_workers, data_workers_destroyed, data_sends_waiting, sends_stuck;
   };
   counters stats_;
 
@@ -446,6 +462,7 @@ class ucx_transport::impl {
   };
   std::vector<pending_close> closing_;
   std::unique_ptr<send_state> spare_send_;   // kept from a send that completed at once
+  std::vector<peer_id> refill_, refill_batch_;   // connection.refill_listed
 };
 
 }  // namespace dsrt::transport

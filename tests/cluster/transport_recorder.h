@@ -1,16 +1,34 @@
 #pragma once
-// A transport_handler for tests: records every callback of a ucx_transport (the ids of
-// cancel and generate frames, a count of other frames) and waits on conditions over what
-// it recorded, with a bound.
+// For the transport tests: a transport_handler that records every callback of a
+// ucx_transport (the ids of cancel and generate frames, a count of other frames) and waits
+// on conditions over what it recorded, with a bound; secrets; a bounded wait.
+#include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <map>
 #include <mutex>
+#include <thread>
 #include <vector>
 
+#include "transport/auth.h"
 #include "transport/ucx_transport.h"
 #include "transport/wire.h"
 
 namespace dsrt::transport::test {
+
+// A secret of 32 bytes `b`: transports with the same `b` authenticate each other.
+inline cluster_secret secret_of(std::uint8_t b) {
+  cluster_secret s;
+  s.fill(std::byte{b});
+  return s;
+}
+
+// Polls `done` for up to 20 s.
+template <class F>
+bool wait_until_true(F done) {
+  for (int i = 0; i < 20000 && !done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  return done();
+}
 
 // Records every callback; waits on conditions with a bound.
 class recorder : public transport_handler {

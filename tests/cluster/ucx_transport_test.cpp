@@ -7,13 +7,10 @@
 // (it ends, and it still serves the connections' worker), an idle thread that sleeps, and
 // the config's checks.
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <condition_variable>
-#include <filesystem>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -29,19 +26,8 @@ namespace dsrt::transport {
 namespace {
 
 using test::recorder;
-
-cluster_secret secret_of(std::uint8_t b) {
-  cluster_secret s;
-  s.fill(std::byte{b});
-  return s;
-}
-
-// Polls `done` for up to 20 s.
-template <class F>
-bool wait_until_true(F done) {
-  for (int i = 0; i < 20000 && !done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  return done();
-}
+using test::secret_of;
+using test::wait_until_true;
 
 std::unique_ptr<ucx_transport> start(recorder& r, const cluster_secret& s, node_role role, std::int32_t node,
                                      bool listen, bool data_endpoints = true,
@@ -671,84 +657,6 @@ TEST(UcxTransport, APeerThatOpensNoDataEndpointTakesNoPlaceInADataWorker) {
   EXPECT_EQ(head->stats().data_endpoints, 1u);
 }
 
-// A peer process killed while this side's sends to it wait in its full shared-memory FIFO:
-// those sends never finish (a data endpoint has no failure handling to fail them), yet once
-// the connection is gone the progress thread sleeps again as an idle one does. It used to
-// spin a core for good: the data worker, armed for send completions too, kept answering
-// "busy" (a head after a client was killed mid-stream). Nor do they keep the data worker
-// once the peer has ended (each killed client kept ~1.7 MB in a head before).
-TEST(UcxTransport, SendsLeftToAKilledPeerDoNotKeepTheProgressThreadAwakeNorItsDataWorker) {
-  namespace fs = std::filesystem;
-  const auto dir = fs::temp_directory_path() / ("dsrt-killed-peer-" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  auto secret = create_secret_file(dir / "secret");
-  ASSERT_TRUE(secret.ok()) << secret.err().to_string();
-  // The peer: dsbench's echoing transport process (listens, echoes each Cancel).
-  const std::string dsbench = std::string(DSRT_BINARY_DIR) + "/apps/dsbench/dsbench";
-  const std::string port = std::to_string(26000 + ::getpid() % 2000 * 2);
-  const std::string secret_path = (dir / "secret").string();
-  int out[2];
-  ASSERT_EQ(::pipe(out), 0);
-  const pid_t child = ::fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    ::dup2(out[1], 1);
-    ::close(out[0]);
-    ::execl(dsbench.c_str(), dsbench.c_str(), "transport", "--serve", "--no-actors", "--secret-file",
-            secret_path.c_str(), "--port", port.c_str(), static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  ::close(out[1]);
-  struct reaped {
-    pid_t pid;
-    ~reaped() {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-    }
-  } reap{child};
-  std::string said;
-  char c = 0;
-  while (said.find("ready") == std::string::npos && ::read(out[0], &c, 1) == 1) said += c;
-  ::close(out[0]);
-  ASSERT_NE(said.find("ready"), std::string::npos) << said;
-
-  recorder r;
-  transport_config config;
-  config.listen = false;
-  config.data_endpoints_per_worker = 1;   // the peer's data worker takes no one else: it may go
-  config.session.heartbeat_interval_ms = milliseconds(100);
-  auto started = ucx_transport::start(config, *secret, {node_role::worker, 5, 1005u}, r);
-  ASSERT_TRUE(started.ok()) << started.err().to_string();
-  auto t = std::move(*started);
-  const auto peer = t->connect("127.0.0.1", std::uint16_t(std::stoi(port)));
-  ASSERT_TRUE(r.wait([&](recorder& x) { return x.up_.count(peer) > 0; }));
-  ASSERT_TRUE(wait_until_true([&] { return t->stats().data_endpoints == 1; }));
-  ASSERT_TRUE(t->send(peer, encode_cancel(frame_type::cancel, 1)).ok());   // over the data endpoint
-  ASSERT_TRUE(r.wait([&](recorder& x) { return x.ids_[peer].size() == 1; }));   // echoed
-  ASSERT_GE(t->stats().frames_direct, 1u);
-
-  ASSERT_EQ(::kill(child, SIGSTOP), 0);   // stops reading: its FIFO fills, the rest wait here
-  const auto posted_before = t->stats().frames_sent;
-  for (int i = 0; i < 2000; ++i) ASSERT_TRUE(t->send(peer, encode_cancel(frame_type::cancel, 2 + i)).ok());
-  ASSERT_TRUE(wait_until_true([&] { return t->stats().frames_sent >= posted_before + 2000; }))
-      << "the frames were not all handed to UCX";
-  // Closed while the peer is stopped: the sends it has not taken keep its data worker, for
-  // it may yet read them.
-  t->close(peer, "test: a peer that does not read");
-  ASSERT_TRUE(r.wait([&](recorder& x) { return x.down_.count(peer) > 0; }));
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));   // more than a check's interval
-  EXPECT_EQ(t->stats().data_workers_destroyed, 0u);
-  // Killed (a zombie until this test reaps it): they can never finish, and the worker goes
-  // with them.
-  ASSERT_EQ(::kill(child, SIGKILL), 0);
-  EXPECT_TRUE(wait_until_true([&] { return t->stats().data_workers_destroyed == 1; }))
-      << "the dead peer's data worker was kept";
-  const auto sleeps = t->stats().sleeps;
-  EXPECT_TRUE(wait_until_true([&] { return t->stats().sleeps >= sleeps + 3; }))
-      << "the progress thread never slept again (" << t->stats().sleeps - sleeps << " sleeps)";
-  fs::remove_all(dir);
-}
-
 // Busy polling ends when traffic does, heartbeats or not: with a 1-s window and heartbeats
 // every 100 ms, both progress threads sleep again once a second has passed without frames.
 TEST(UcxTransport, BusyPollingStopsWhenOnlyHeartbeatsFlow) {
@@ -879,6 +787,15 @@ TEST(UcxTransport, ConfigValidationNamesTheField) {
   c = {};
   c.tick_interval_ms = milliseconds(0);
   EXPECT_FALSE(validate(c).ok());
+  c = {};
+  c.data_sends_posted_max = c.peer_sends_in_flight_max;   // the most
+  EXPECT_TRUE(validate(c).ok());
+  for (std::size_t bad : {std::size_t(0), c.peer_sends_in_flight_max + 1}) {
+    c.data_sends_posted_max = bad;
+    const auto s = validate(c);
+    ASSERT_FALSE(s.ok());
+    EXPECT_NE(s.err().message.find("data_sends_posted_max"), std::string::npos) << s.err().message;
+  }
 }
 
 TEST(UcxTransport, ConnectingToNothingIsReportedDown) {
