@@ -146,6 +146,9 @@ bool ucx_transport::impl::send_am(connection& conn, ucp_ep_h ep, unsigned am_id,
     return false;
   }
   const bool direct = am_id == direct_tensor_am_id || am_id == direct_frame_am_id;
+  // Behind those waiting, whatever UCX holds: after each turn's post_waiting_sends a
+  // connection with sends waiting has data_sends_posted_max in UCX, but order must not
+  // hang on that.
   if (direct && (!conn.direct_waiting.empty() || conn.direct_sends_in_flight >= config_.data_sends_posted_max)) {
     conn.direct_waiting.push_back({am_id, std::move(out)});
     ++conn.sends_in_flight;

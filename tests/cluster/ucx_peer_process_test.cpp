@@ -3,8 +3,11 @@
 // in the connection and arrive, in order, once the peer reads again; a connection closed
 // meanwhile leaves at most data_sends_posted_max of them in UCX; and once the peer is
 // killed they keep neither the progress thread awake nor their data worker.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,6 +31,21 @@ namespace fs = std::filesystem;
 using test::recorder;
 using test::wait_until_true;
 
+// A port the kernel says is free now (bound to 0, then released): an ephemeral port, apart
+// from those other test processes derive from their pids.
+std::uint16_t free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(addr);
+  const bool got = fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+                   ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length) == 0;
+  if (fd >= 0) ::close(fd);
+  EXPECT_TRUE(got) << "no free port";
+  return got ? ntohs(addr.sin_port) : 0;
+}
+
 // dsbench's echoing transport process (`dsbench transport --serve --no-actors`: it listens
 // and echoes each Cancel), with a secret of its own in a scratch folder. Killed and reaped,
 // and the folder removed, when this goes.
@@ -44,7 +62,7 @@ class echo_process {
     }
     secret_ = *made;
     const std::string dsbench = std::string(DSRT_BINARY_DIR) + "/apps/dsbench/dsbench";
-    port_ = std::uint16_t(26000 + ::getpid() % 2000 * 2);
+    port_ = free_port();
     const std::string port = std::to_string(port_), secret_path = (dir_ / "secret").string();
     int out[2];
     if (::pipe(out) != 0) return false;
@@ -105,22 +123,28 @@ struct echo_client {
     if (!t->send(peer, encode_cancel(frame_type::cancel, 1)).ok()) return false;   // over the data endpoint
     return r.wait([&](recorder& x) { return x.ids_[peer].size() == 1; }) && t->stats().frames_direct >= 1;
   }
-  // Sends Cancels first..last (inclusive) while the peer is stopped, and waits until the
-  // transport has taken them all: handed to UCX, or waiting in the connection.
-  bool send_while_stopped(std::uint64_t first, std::uint64_t last) {
-    const auto handed_before = t->stats().frames_sent;
+  // Sends Cancels first..last (inclusive).
+  bool send(std::uint64_t first, std::uint64_t last) {
     for (auto id = first; id <= last; ++id)
       if (!t->send(peer, encode_cancel(frame_type::cancel, id)).ok()) return false;
+    return true;
+  }
+  // The same while the peer is stopped, then waits until the transport has taken them all:
+  // handed to UCX on the data endpoint, or waiting in the connection.
+  bool send_while_stopped(std::uint64_t first, std::uint64_t last) {
+    const auto handed_before = t->stats().frames_direct;   // not heartbeats: they take the connection
+    if (!send(first, last)) return false;
     return wait_until_true([&] {
       const auto s = t->stats();
-      return s.frames_sent - handed_before + s.data_sends_waiting >= last - first + 1;
+      return s.frames_direct - handed_before + s.data_sends_waiting >= last - first + 1;
     });
   }
   ~echo_client() { t.reset(); }
 };
 
 // While the peer does not read, the sends past data_sends_posted_max wait in the
-// connection; when it reads again they all arrive, in the order sent.
+// connection; when it reads again they all arrive, in the order sent, and so do those sent
+// while it catches up (after those still waiting).
 TEST(UcxPeerProcess, SendsPastDataSendsPostedMaxWaitForAStoppedPeerAndArriveInOrderWhenItReads) {
   echo_process echo;
   ASSERT_TRUE(echo.start("stopped-peer"));
@@ -130,11 +154,12 @@ TEST(UcxPeerProcess, SendsPastDataSendsPostedMaxWaitForAStoppedPeerAndArriveInOr
   ASSERT_TRUE(c.connect(echo, config));
 
   ASSERT_TRUE(echo.signal(SIGSTOP));   // stops reading: its FIFO fills, the rest wait here
-  constexpr std::uint64_t last = 3001;
-  ASSERT_TRUE(c.send_while_stopped(2, last));
+  constexpr std::uint64_t held = 3001, last = 6000;
+  ASSERT_TRUE(c.send_while_stopped(2, held));
   const auto stopped = c.t->stats();
   EXPECT_GT(stopped.data_sends_waiting, 0u) << "the FIFO took them all: nothing was held back";
   ASSERT_TRUE(echo.signal(SIGCONT));   // well within the heartbeat timeout
+  ASSERT_TRUE(c.send(held + 1, last));
 
   ASSERT_TRUE(c.r.wait([&](recorder& x) { return x.ids_[c.peer].size() == last; }))
       << c.r.ids_[c.peer].size() << " of " << last << " echoed";
