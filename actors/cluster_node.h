@@ -19,6 +19,7 @@
 #include "actors/router.h"
 #include "actors/router_access.h"
 #include "actors/supervisor.h"
+#include "actors/transport_metrics.h"
 #include "actors/worker_link.h"
 #include "transport/ucx_transport.h"
 
@@ -61,10 +62,13 @@ class head_node : public router_access {
   // remote clients' the link has not sent (-1 when the router or the link does not answer).
   // At 0 the node can go: the transport sends what it was given before its goodbyes.
   std::int64_t in_flight();
+  // The node's metrics in Prometheus text: the router's series and the transport's.
+  std::string metrics_text() { return metrics_.text(*transport_); }
 
  private:
   head_node() = default;
   head_node_options options_;
+  node_metrics metrics_;
   std::shared_ptr<const tokenizer::tokenizer> tokenizer_;
   std::unique_ptr<caf::actor_system_config> config_;
   std::unique_ptr<caf::actor_system> system_;
@@ -98,10 +102,14 @@ class worker_node {
   status wait_connected(milliseconds timeout);
   void kill_shard(std::int32_t local_replica);
   shard_faults& faults(std::int32_t local_replica) { return *faults_.at(std::size_t(local_replica)); }
+  // The node's metrics in Prometheus text: its supervisor's and batchers' series and the
+  // transport's.
+  std::string metrics_text() { return metrics_.text(*transport_); }
 
  private:
   worker_node() = default;
   worker_node_options options_;
+  node_metrics metrics_;
   std::unique_ptr<caf::actor_system_config> config_;
   std::unique_ptr<caf::actor_system> system_;
   transport_bridge bridge_;

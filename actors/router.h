@@ -22,7 +22,7 @@ struct router_options {
   serving::router_config policy;                 // every routing decision's settings
   cache::response_cache_config response_cache;   // the cache actor's (local_runtime spawns it)
   milliseconds cache_lookup_timeout_ms{1000};    // a fallback lookup that takes longer is a miss
-  std::shared_ptr<metrics::registry> metrics;    // set by local_runtime; null: a private one
+  std::shared_ptr<metrics::registry> metrics;    // set by local_runtime and head_node; null: a private one
 };
 
 // The policy's counters plus the replicas' state, for metrics and dsbench (a snapshot via

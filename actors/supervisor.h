@@ -27,7 +27,7 @@ struct supervisor_options {
   // The executor of replica i (its model); shared by the restarts of that replica.
   std::vector<std::shared_ptr<serving::step_executor>> executors;
   std::vector<std::shared_ptr<shard_faults>> faults;   // one per replica
-  std::shared_ptr<metrics::registry> metrics;          // set by local_runtime; null: a private one
+  std::shared_ptr<metrics::registry> metrics;          // set by local_runtime and worker_node; null: a private one
   // Spawns a replica's shard (the seam the simulator uses to put a shard with virtual step
   // times under CAF's test coordinator). Null: shard_actor on a thread of its own.
   std::function<caf::actor(caf::actor_system&, std::shared_ptr<serving::step_executor>, std::shared_ptr<shard_faults>)>

@@ -67,7 +67,8 @@ int run_load(const load_flags& f) {
                              "dsbench load needs exactly one of --inproc and --connect dsrt://HOST:PORT"));
   if (!f.connect.empty() && !f.metrics_path.empty())
     return report(make_error(error_code::invalid_argument,
-                             "--metrics reads an in-process runtime's registry; a cluster's head exports its own"));
+                             "--metrics reads an in-process runtime's registry; a cluster's nodes write theirs "
+                             "(dsnode --metrics-file; dsrun: RUN_DIR/node-N.prom)"));
   if (!f.connect.empty() && !f.faults.empty())
     return report(make_error(error_code::invalid_argument,
                              "--fault injects into an in-process runtime; fault a cluster by killing its nodes"));

@@ -9,6 +9,8 @@
 // and clients; it writes --ready-file (its address) once the router knows all R replicas.
 // A worker runs r replicas (cluster replicas b .. b+r-1) under its node supervisor and
 // connects to the head, reconnecting when the connection is lost.
+// With --metrics-file each writes its metrics (Prometheus text: its actors' series and its
+// transport's) there every --metrics-interval-ms, and once more as it stops.
 // SIGTERM / SIGINT / SIGHUP: the head drains (new requests get UNAVAILABLE, accepted ones finish,
 // at most --drain-timeout-ms) and exits; a worker exits at once.
 #include <CLI/CLI.hpp>
@@ -16,12 +18,12 @@
 
 #include <csignal>
 #include <cstdio>
-#include <fstream>
 #include <thread>
 
 #include "actors/cluster_node.h"
 #include "actors/remote_runtime.h"
 #include "apps/common/runtime_setup.h"
+#include "apps/dsnode/metrics_file.h"
 #include "transport/auth.h"
 
 namespace dsrt::apps {
@@ -35,6 +37,8 @@ struct node_flags {
   std::string head = "127.0.0.1:7400";
   std::string ready_file;
   std::string drained_file;
+  std::string metrics_file;
+  std::int64_t metrics_interval_ms = 5000;
   std::int32_t node_id = 1;
   std::int32_t replica_base = 0;
   std::int64_t drain_timeout_ms = 30000;
@@ -67,12 +71,10 @@ int wait_signal(const sigset_t& set, milliseconds wait) {
   return sig > 0 ? sig : 0;
 }
 
-// Writes `line` to `path` at once (a temporary, then renamed); nothing when path is empty.
+// Writes `line` to `path` at once (replace_file); nothing when path is empty.
 void write_marker(const std::string& path, const std::string& line) {
   if (path.empty()) return;
-  const auto tmp = path + ".tmp";
-  std::ofstream(tmp) << line << "\n";
-  std::rename(tmp.c_str(), path.c_str());
+  if (auto s = replace_file(path, line + "\n"); !s) spdlog::warn("dsnode: {}", s.err().to_string());
 }
 
 int run_head(const node_flags& f, const sigset_t& signals) {
@@ -99,8 +101,11 @@ int run_head(const node_flags& f, const sigset_t& signals) {
   if (!head) return report(head.err());
   spdlog::info("dsnode head: listening on {}:{}, waiting for {} replicas", listen->host, (*head)->port(),
                f.runtime.replicas);
+  metrics_file metrics(f.metrics_file, milliseconds(f.metrics_interval_ms));
+  const auto metrics_text = [&] { return (*head)->metrics_text(); };
   bool ready = false;
   for (;;) {
+    metrics.write_when_due(metrics_text);
     if (const int sig = wait_signal(signals, milliseconds(100))) {
       spdlog::info("dsnode head: signal {}: draining", sig);
       break;
@@ -115,9 +120,12 @@ int run_head(const node_flags& f, const sigset_t& signals) {
   }
   (*head)->drain();
   const auto give_up = std::chrono::steady_clock::now() + milliseconds(f.drain_timeout_ms);
-  while ((*head)->in_flight() > 0 && std::chrono::steady_clock::now() < give_up)
+  while ((*head)->in_flight() > 0 && std::chrono::steady_clock::now() < give_up) {
+    metrics.write_when_due(metrics_text);
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   const auto left = (*head)->in_flight();
+  metrics.write_when_due(metrics_text, /*now=*/true);
   spdlog::info("dsnode head: drained ({} requests still in flight), stopping", left);
   write_marker(f.drained_file, fmt::format("{} requests still in flight", left));
   return 0;
@@ -148,8 +156,11 @@ int run_worker(const node_flags& f, const sigset_t& signals) {
   if (!node) return report(node.err());
   spdlog::info("dsnode worker {}: replicas {}..{}, head {}:{}", f.node_id, f.replica_base,
                f.replica_base + f.runtime.replicas - 1, head->host, head->port);
-  while (!wait_signal(signals, milliseconds(1000))) {
-  }
+  metrics_file metrics(f.metrics_file, milliseconds(f.metrics_interval_ms));
+  const auto metrics_text = [&] { return (*node)->metrics_text(); };
+  do metrics.write_when_due(metrics_text);
+  while (!wait_signal(signals, milliseconds(100)));
+  metrics.write_when_due(metrics_text, /*now=*/true);
   spdlog::info("dsnode worker {}: stopping", f.node_id);
   return 0;
 }
@@ -181,6 +192,11 @@ void add_common(CLI::App& cmd, node_flags& f) {
                  "messages the node's link actor handles per turn on the transport thread before it moves to "
                  "a scheduler thread; 0: always on the scheduler")
       ->capture_default_str()->check(CLI::Range(0, 1 << 20));
+  cmd.add_option("--metrics-file", f.metrics_file,
+                 "write the node's metrics (Prometheus text: its actors' series and its transport's) to this "
+                 "file, replaced whole each time (dsrun: RUN_DIR/node-N.prom)");
+  cmd.add_option("--metrics-interval-ms", f.metrics_interval_ms, "how often --metrics-file is written")
+      ->capture_default_str()->check(CLI::Range(100, 3600000));
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -164,16 +165,23 @@ int run_cluster(const cluster_flags& f) {
   const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
   const int threads = f.threads > 0 ? f.threads : std::max(1, cores / workers);
   std::vector<std::unique_ptr<node_process>> nodes;
-  auto common = [&](std::vector<std::string> a) {
+  // Node i's common arguments; its metrics go to the run directory unless --node-arg names a file.
+  const bool metrics_named = std::any_of(f.node_args.begin(), f.node_args.end(),
+                                         [](const std::string& a) { return a.starts_with("--metrics-file"); });
+  auto common = [&](std::size_t i, std::vector<std::string> a) {
     for (const auto& x : {std::string("--model"), model_dir, std::string("--secret-file"), secret_file.string()})
       a.push_back(x);
+    if (!metrics_named) {
+      a.push_back("--metrics-file");
+      a.push_back((run / fmt::format("node-{}.prom", i)).string());
+    }
     for (const auto& x : f.node_args) a.push_back(x);
     return a;
   };
   nodes.push_back(std::make_unique<node_process>(
       "head",
       launcher(*where, 0,
-               common({dsnode, "head", "--listen", fmt::format("{}:{}", where->listen_host, f.port), "--replicas",
+               common(0, {dsnode, "head", "--listen", fmt::format("{}:{}", where->listen_host, f.port), "--replicas",
                        std::to_string(replicas), "--ready-file", ready_file.string(), "--drained-file",
                        drained_file.string(), "--drain-timeout-ms", std::to_string(f.drain_timeout_ms)})),
       (run / "node-0.log").string()));
@@ -189,7 +197,7 @@ int run_cluster(const cluster_flags& f) {
     nodes.push_back(std::make_unique<node_process>(
         fmt::format("worker {}", w + 1),
         launcher(*where, std::size_t(w + 1),
-                 common({dsnode, "worker", "--head", head_addr, "--node-id", std::to_string(w + 1), "--replicas",
+                 common(std::size_t(w + 1), {dsnode, "worker", "--head", head_addr, "--node-id", std::to_string(w + 1), "--replicas",
                          std::to_string(count), "--replica-base", std::to_string(base), "--threads",
                          std::to_string(threads), "--device", worker_device(base)})),
         (run / fmt::format("node-{}.log", w + 1)).string()));
@@ -308,7 +316,8 @@ std::function<int()> add_cluster_command(CLI::App& app) {
                   "valid on every host");
   cmd->add_option("--ssh", f->ssh, "the ssh command for --hostfile (split at spaces)")->capture_default_str();
   cmd->add_option("--port", f->port, "the head's port on 127.0.0.1")->capture_default_str()->check(CLI::Range(1, 65535));
-  cmd->add_option("--run-dir", f->run_dir, "where the secret, the ready file and node logs go (default /tmp/dsrun-PID)");
+  cmd->add_option("--run-dir", f->run_dir,
+                  "where the secret, the ready file, node logs and metrics (node-N.prom) go (default /tmp/dsrun-PID)");
   cmd->add_option("--dsnode", f->dsnode, "the dsnode binary (default: next to dsrun)");
   cmd->add_option("--threads", f->threads, "CPU threads per worker (default: cores / workers)");
   cmd->add_option("--device", f->device,

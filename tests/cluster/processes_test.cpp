@@ -552,5 +552,59 @@ TEST(ClusterProcesses, DsbenchLoadConnectReportsTheContractCounters) {
   EXPECT_NE(std::system(refused.c_str()), 0);
 }
 
+// The value of `series` (a name with its labels, as the file writes it) in Prometheus text;
+// -1 when the text has no such line.
+double metric_in(const std::string& text, const std::string& series) {
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);)
+    if (line.starts_with(series + " ")) return std::stod(line.substr(series.size() + 1));
+  return -1;
+}
+
+// dsrun has every node write its metrics to RUN_DIR/node-N.prom: the head its router's and
+// transport's series, each worker its batchers' and its transport's; the last write, as a
+// node stops, stays.
+TEST(ClusterProcesses, EveryNodeWritesItsMetricsToTheRunDirectory) {
+  launched l;
+  ASSERT_NO_FATAL_FAILURE(launch(l, {"--node-arg=--metrics-interval-ms=100"}));
+  const auto load = std::string(DSRT_BINARY_DIR) + "/apps/dsbench/dsbench load --connect dsrt://127.0.0.1:" +
+                    std::to_string(l.port) + " --secret-file ";
+  const auto args = " --model " + engine::test_util::tiny_llama_dir().string() + " --prompt-len 16 --gen 8";
+  ASSERT_EQ(std::system((load + (l.run / "cluster.secret").string() + args + " --requests 24 --concurrency 8 > /dev/null").c_str()), 0);
+  const auto wrong = l.run / "wrong.secret";
+  ASSERT_TRUE(transport::create_secret_file(wrong).ok());
+  EXPECT_NE(std::system((load + wrong.string() + args + " --requests 1 > /dev/null 2>&1").c_str()), 0);
+
+  const auto head = l.run / "node-0.prom";
+  EXPECT_TRUE(wait_until(milliseconds(20000), "the head's metrics", [&] {
+    const auto text = read_text(head);
+    return metric_in(text, "dsrt_requests_total{outcome=\"completed\"}") == 24 &&
+           metric_in(text, "dsrt_transport_peers_rejected_total") >= 1;
+  }).ok()) << read_text(head);
+  const auto text = read_text(head);
+  EXPECT_EQ(metric_in(text, "dsrt_ttft_seconds_count"), 24);
+  EXPECT_GE(metric_in(text, "dsrt_transport_peers_up_total"), 3);   // two workers and the client
+  EXPECT_GT(metric_in(text, "dsrt_transport_frames_received_total"), 24);
+  EXPECT_EQ(metric_in(text, "dsrt_transport_sends_stuck"), 0);
+  double steps = 0;
+  for (int w = 1; w <= 2; ++w) {
+    SCOPED_TRACE("worker " + std::to_string(w));
+    const auto worker = read_text(l.run / ("node-" + std::to_string(w) + ".prom"));
+    EXPECT_GE(metric_in(worker, "dsrt_transport_peers_up_total"), 1) << worker;
+    EXPECT_GT(metric_in(worker, "dsrt_transport_frames_sent_total"), 0) << worker;
+    const auto count = metric_in(worker, "dsrt_step_seconds_count{replica=\"" + std::to_string(w - 1) + "\"}");
+    EXPECT_GE(count, 0) << worker;   // the replica's series is there
+    steps += count;
+  }
+  EXPECT_GT(steps, 0);
+
+  ASSERT_EQ(::kill(l.pid, SIGTERM), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(l.pid, &status, 0), l.pid);
+  l.pid = -1;
+  EXPECT_EQ(metric_in(read_text(head), "dsrt_requests_total{outcome=\"completed\"}"), 24);
+  EXPECT_FALSE(fs::exists(l.run / "node-0.prom.tmp"));
+}
+
 }  // namespace
 }  // namespace dsrt::actors

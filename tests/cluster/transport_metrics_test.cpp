@@ -1,0 +1,39 @@
+// transport_metrics: the transport's counters in a node's registry.
+#include <gtest/gtest.h>
+
+#include "actors/transport_metrics.h"
+
+namespace dsrt::actors {
+namespace {
+
+// Totals grow by what each update adds (never back); what is held now is set as it is.
+TEST(TransportMetrics, CountersAddWhatGrewAndGaugesTakeTheValueOfNow) {
+  metrics::registry registry;
+  transport_metrics m(registry);
+  transport::transport_stats s;
+  s.frames_sent = 10;
+  s.sends_stuck = 7;
+  s.data_workers = 2;
+  m.update(s);
+  EXPECT_EQ(registry.counter("dsrt_transport_frames_sent_total", "frames handed to UCX").value(), 10u);
+  EXPECT_EQ(registry.gauge("dsrt_transport_sends_stuck", "sends of gone connections UCX has not finished "
+                           "(peers not reading, or gone)").value(), 7.0);
+  s.frames_sent = 25;
+  s.sends_stuck = 0;
+  m.update(s);
+  EXPECT_EQ(registry.counter("dsrt_transport_frames_sent_total", "frames handed to UCX").value(), 25u);
+  EXPECT_EQ(registry.gauge("dsrt_transport_sends_stuck", "sends of gone connections UCX has not finished "
+                           "(peers not reading, or gone)").value(), 0.0);
+  s.frames_sent = 5;   // lower: another transport's count; adds nothing
+  m.update(s);
+  s.frames_sent = 8;   // from there on, growth counts again
+  m.update(s);
+  EXPECT_EQ(registry.counter("dsrt_transport_frames_sent_total", "frames handed to UCX").value(), 28u);
+  const auto text = registry.prometheus_text();
+  EXPECT_NE(text.find("# TYPE dsrt_transport_frames_sent_total counter"), std::string::npos) << text;
+  EXPECT_NE(text.find("# TYPE dsrt_transport_data_workers gauge"), std::string::npos) << text;
+  EXPECT_NE(text.find("dsrt_transport_data_workers 2"), std::string::npos) << text;
+}
+
+}  // namespace
+}  // namespace dsrt::actors
