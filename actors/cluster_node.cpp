@@ -32,7 +32,8 @@ result<std::unique_ptr<head_node>> head_node::start(head_node_options options,
   options.router.policy.replicas = options.replicas;
   options.router.policy.priority_classes = options.priority_classes;
   if (options.incarnation == 0) options.incarnation = make_incarnation();
-  options.router.metrics = node->metrics_.registry();
+  node->metrics_ = std::make_unique<node_metrics>(0);
+  options.router.metrics = node->metrics_->registry();
   node->options_ = options;
   auto t = transport::ucx_transport::start(
       options.transport, secret, {transport::node_role::head, 0, options.incarnation}, node->bridge_);
@@ -118,7 +119,8 @@ result<std::unique_ptr<worker_node>> worker_node::start(worker_node_options opti
   options.supervisor.replicas = replicas;
   options.supervisor.replica_base = options.link.replica_base;
   options.supervisor.faults = node->faults_;
-  options.supervisor.metrics = node->metrics_.registry();
+  node->metrics_ = std::make_unique<node_metrics>(options.node_id);
+  options.supervisor.metrics = node->metrics_->registry();
   node->supervisor_ = spawn_supervisor(*node->system_, options.supervisor, node->link_);
   node->options_ = std::move(options);
   return node;

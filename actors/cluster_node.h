@@ -63,12 +63,12 @@ class head_node : public router_access {
   // At 0 the node can go: the transport sends what it was given before its goodbyes.
   std::int64_t in_flight();
   // The node's metrics in Prometheus text: the router's series and the transport's.
-  std::string metrics_text() { return metrics_.text(*transport_); }
+  std::string metrics_text() { return metrics_->text(*transport_); }
 
  private:
   head_node() = default;
   head_node_options options_;
-  node_metrics metrics_;
+  std::unique_ptr<node_metrics> metrics_;   // made in start(), before the actors
   std::shared_ptr<const tokenizer::tokenizer> tokenizer_;
   std::unique_ptr<caf::actor_system_config> config_;
   std::unique_ptr<caf::actor_system> system_;
@@ -104,12 +104,12 @@ class worker_node {
   shard_faults& faults(std::int32_t local_replica) { return *faults_.at(std::size_t(local_replica)); }
   // The node's metrics in Prometheus text: its supervisor's and batchers' series and the
   // transport's.
-  std::string metrics_text() { return metrics_.text(*transport_); }
+  std::string metrics_text() { return metrics_->text(*transport_); }
 
  private:
   worker_node() = default;
   worker_node_options options_;
-  node_metrics metrics_;
+  std::unique_ptr<node_metrics> metrics_;   // made in start(), before the actors
   std::unique_ptr<caf::actor_system_config> config_;
   std::unique_ptr<caf::actor_system> system_;
   transport_bridge bridge_;

@@ -53,13 +53,14 @@ struct transport_metrics::series {
   metrics::gauge* now = nullptr;
 };
 
-transport_metrics::transport_metrics(metrics::registry& registry) {
+transport_metrics::transport_metrics(metrics::registry& registry, std::int32_t node) {
+  const metrics::label_set labels = {{"node", std::to_string(node)}};
   for (const auto& f : figures) {
     series s{&f};
     if (f.total)
-      s.total = &registry.counter(f.name, f.help);
+      s.total = &registry.counter(f.name, f.help, labels);
     else
-      s.now = &registry.gauge(f.name, f.help);
+      s.now = &registry.gauge(f.name, f.help, labels);
     series_.push_back(s);
   }
 }

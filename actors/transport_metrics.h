@@ -1,7 +1,9 @@
 #pragma once
 // A node's transport counters (transport_stats) as metrics in its registry, the
 // dsrt_transport_* series (docs/OPERATIONS.md, "Metrics"): totals as counters, what is
-// held now (data workers, sends waiting or stuck, closes pending) as gauges. The transport
+// held now (data workers, sends waiting or stuck, closes pending) as gauges, each labelled
+// with the node (node="N": 0 the head), so the files of a cluster's nodes can be read
+// together without two series of one name and labels. The transport
 // keeps its own counters on its progress thread; update() copies them in, so the series are
 // as fresh as the last update (dsnode calls it before each export).
 //
@@ -18,8 +20,8 @@ namespace dsrt::actors {
 
 class transport_metrics {
  public:
-  // Registers the series in `registry`, which must outlive this.
-  explicit transport_metrics(metrics::registry& registry);
+  // Registers the series of node `node` in `registry`, which must outlive this.
+  transport_metrics(metrics::registry& registry, std::int32_t node);
   ~transport_metrics();
   // Counters grow by what `now` adds to the last update's figures (a figure lower than
   // last time, from another transport, adds nothing); gauges take `now`'s values.
@@ -35,7 +37,7 @@ class transport_metrics {
 // A node's registry -- its actors' series (SERVING.md, "Metrics") -- and its transport's.
 class node_metrics {
  public:
-  node_metrics() : registry_(std::make_shared<metrics::registry>()), transport_(*registry_) {}
+  explicit node_metrics(std::int32_t node) : registry_(std::make_shared<metrics::registry>()), transport_(*registry_, node) {}
   // For the node's actors (router_options / supervisor_options::metrics).
   const std::shared_ptr<metrics::registry>& registry() const { return registry_; }
   // Every series in Prometheus text, the transport's as `t` has them now.

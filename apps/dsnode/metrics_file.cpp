@@ -5,20 +5,22 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 
 namespace dsrt::apps {
 
 status replace_file(const std::string& path, std::string_view text) {
   const auto tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) return make_error(error_code::unavailable, "cannot write {}", tmp);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0)
-    return make_error(error_code::unavailable, "cannot rename {} to {}: {}", tmp, path, std::strerror(errno));
+  const auto failed = [&](const char* what) {
+    const int err = errno;
+    std::remove(tmp.c_str());
+    return make_error(error_code::unavailable, "cannot {} {}: {}", what, tmp, std::strerror(err));
+  };
+  std::FILE* out = std::fopen(tmp.c_str(), "w");
+  if (!out) return failed("create");
+  const bool written = std::fwrite(text.data(), 1, text.size(), out) == text.size() && std::fflush(out) == 0;
+  // Checked too: on network filesystems a full disk or quota may show only at close.
+  if (std::fclose(out) != 0 || !written) return failed("write");
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) return failed("rename");
   return ok_t{};
 }
 

@@ -13,7 +13,6 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -44,6 +43,7 @@ struct cluster_flags {
   std::int32_t replicas = 0;          // 0: one per worker
   std::int32_t port = 7400;
   std::string run_dir;
+  std::string metrics_dir;            // "" = the run directory: node-N.prom there
   std::string dsnode;                 // "" = next to dsrun in the build tree
   std::int32_t threads = 0;           // per worker; 0 = cores / workers
   std::string device = "cpu";         // "cpu" or "cuda": where the workers' replicas run
@@ -135,6 +135,12 @@ std::vector<std::string> launcher(const placement& p, std::size_t k, std::vector
 int run_cluster(const cluster_flags& f) {
   auto where = place(f);
   if (!where) return report(where.err());
+  // --node-arg goes to every node: one metrics file for all of them would be overwritten
+  // by each in turn.
+  for (const auto& a : f.node_args)
+    if (a.starts_with("--metrics-file"))
+      return report(make_error(error_code::invalid_argument,
+                               "--node-arg={} would give every node one metrics file: use --metrics-dir", a));
   const int node_count = int(where->hosts.size());
   const int workers = node_count - 1;
   const int replicas = f.replicas > 0 ? f.replicas : workers;
@@ -165,16 +171,15 @@ int run_cluster(const cluster_flags& f) {
   const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
   const int threads = f.threads > 0 ? f.threads : std::max(1, cores / workers);
   std::vector<std::unique_ptr<node_process>> nodes;
-  // Node i's common arguments; its metrics go to the run directory unless --node-arg names a file.
-  const bool metrics_named = std::any_of(f.node_args.begin(), f.node_args.end(),
-                                         [](const std::string& a) { return a.starts_with("--metrics-file"); });
+  // Node i's metrics file, and its common arguments.
+  const std::filesystem::path metrics_dir =
+      f.metrics_dir.empty() ? run : std::filesystem::absolute(std::filesystem::path(f.metrics_dir));
+  std::filesystem::create_directories(metrics_dir, ec);
+  const auto metrics_file = [&](std::size_t i) { return metrics_dir / fmt::format("node-{}.prom", i); };
   auto common = [&](std::size_t i, std::vector<std::string> a) {
-    for (const auto& x : {std::string("--model"), model_dir, std::string("--secret-file"), secret_file.string()})
+    for (const auto& x : {std::string("--model"), model_dir, std::string("--secret-file"), secret_file.string(),
+                          std::string("--metrics-file"), metrics_file(i).string()})
       a.push_back(x);
-    if (!metrics_named) {
-      a.push_back("--metrics-file");
-      a.push_back((run / fmt::format("node-{}.prom", i)).string());
-    }
     for (const auto& x : f.node_args) a.push_back(x);
     return a;
   };
@@ -286,6 +291,7 @@ int run_cluster(const cluster_flags& f) {
       left_down[i] = true;
       --workers_left;
       std::filesystem::remove(run / fmt::format("node-{}.pid", i), ec);
+      std::filesystem::remove(metrics_file(i), ec);   // its figures are no longer a node's
       spdlog::error("dsrun: {} {} and its restart budget ({}) is spent: left down; {} of {} workers serve on",
                     n.name(), n.how_it_ended(), budget_text, workers_left, workers);
     }
@@ -317,7 +323,10 @@ std::function<int()> add_cluster_command(CLI::App& app) {
   cmd->add_option("--ssh", f->ssh, "the ssh command for --hostfile (split at spaces)")->capture_default_str();
   cmd->add_option("--port", f->port, "the head's port on 127.0.0.1")->capture_default_str()->check(CLI::Range(1, 65535));
   cmd->add_option("--run-dir", f->run_dir,
-                  "where the secret, the ready file, node logs and metrics (node-N.prom) go (default /tmp/dsrun-PID)");
+                  "where the secret, the ready file, node logs and metrics go (default /tmp/dsrun-PID, removed "
+                  "after a clean stop)");
+  cmd->add_option("--metrics-dir", f->metrics_dir,
+                  "where each node writes its metrics, node-N.prom (default: the run directory)");
   cmd->add_option("--dsnode", f->dsnode, "the dsnode binary (default: next to dsrun)");
   cmd->add_option("--threads", f->threads, "CPU threads per worker (default: cores / workers)");
   cmd->add_option("--device", f->device,

@@ -61,6 +61,15 @@ std::size_t count_of(const std::string& text, const std::string& what) {
   return n;
 }
 
+// The value of `series` (a name with its labels, as the file writes it) in Prometheus text;
+// -1 when the text has no such line.
+double metric_in(const std::string& text, const std::string& series) {
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);)
+    if (line.starts_with(series + " ")) return std::stod(line.substr(series.size() + 1));
+  return -1;
+}
+
 // dsrun in the background, with its run directory.
 struct launched {
   pid_t pid = -1;
@@ -406,10 +415,12 @@ TEST(ClusterProcesses, AWorkerPastItsRestartBudgetIsLeftDownAndAHeadPastItStopsT
 // every token and its final, not a lost connection -- and then every node stops. (The
 // ssh test checks the same over ssh, where it once lost the stream's tail: the router was
 // done while its last chunks still waited in the head's link and transport.)
+// The nodes' last metrics, written as each stops, count that request (with an hour between
+// writes, only the first, at the start, and the last are made).
 TEST(ClusterProcesses, SigtermWhileARequestStreamsLetsItFinishThenStopsEveryNode) {
   launched l;
   // No end-of-sequence stop: the answer runs to its max_tokens.
-  ASSERT_NO_FATAL_FAILURE(launch(l, {"--node-arg=--ignore-eos"}));
+  ASSERT_NO_FATAL_FAILURE(launch(l, {"--node-arg=--ignore-eos", "--node-arg=--metrics-interval-ms=3600000"}));
   auto remote = connect_to(l);
   ASSERT_TRUE(remote.ok()) << remote.err().to_string();
   client c(**remote);
@@ -434,6 +445,14 @@ TEST(ClusterProcesses, SigtermWhileARequestStreamsLetsItFinishThenStopsEveryNode
   EXPECT_EQ(final.completion_tokens, 2000u);
   EXPECT_EQ(read_text(l.run / "drained"), "0 requests still in flight\n");
   for (auto pid : nodes) EXPECT_FALSE(alive(pid)) << "node process " << pid << " outlived dsrun";
+  const auto head = read_text(l.run / "node-0.prom");
+  EXPECT_EQ(metric_in(head, "dsrt_requests_total{outcome=\"completed\"}"), 1) << head;
+  double steps = 0;
+  for (int w = 1; w <= 2; ++w)
+    steps += std::max(0.0, metric_in(read_text(l.run / ("node-" + std::to_string(w) + ".prom")),
+                                      "dsrt_step_seconds_count{replica=\"" + std::to_string(w - 1) + "\"}"));
+  EXPECT_GE(steps, 2000 / 8.0) << "the workers' last metrics miss the answer's steps";
+  EXPECT_FALSE(fs::exists(l.run / "node-0.prom.tmp"));
   remote->reset();
   fs::remove_all(l.run);
 }
@@ -465,13 +484,19 @@ TEST(ClusterProcesses, SigintWhileAPromptStreamsCancelsItAndStopsEveryNode) {
 
 // dsrun refuses a replica count its head could not take (dsnode head --replicas shares
 // runtime.replicas' bound) before it starts anything.
-TEST(ClusterProcesses, DsrunRefusesMoreReplicasThanItsHeadTakes) {
+TEST(ClusterProcesses, DsrunRefusesMoreReplicasThanItsHeadTakesOrOneMetricsFileForEveryNode) {
   const auto cmd = dsrun + " --nodes 3 --replicas 65 --model " + engine::test_util::tiny_llama_dir().string() +
                    " --prompt hi 2>&1";
   const auto [rc, out] = run_command(cmd);
   EXPECT_NE(rc, 0) << out;
   EXPECT_NE(out.find("--replicas"), std::string::npos) << out;
   EXPECT_EQ(out.find("cluster ready"), std::string::npos) << out;
+  // --node-arg goes to every node: one metrics file for them all is refused.
+  const auto [rc2, out2] = run_command(dsrun + " --nodes 2 --model " + engine::test_util::tiny_llama_dir().string() +
+                                       " --node-arg=--metrics-file=/tmp/all.prom --prompt hi 2>&1");
+  EXPECT_NE(rc2, 0) << out2;
+  EXPECT_NE(out2.find("--metrics-dir"), std::string::npos) << out2;
+  EXPECT_EQ(out2.find("cluster ready"), std::string::npos) << out2;
 }
 
 // A client process paused (SIGSTOP) under load past the head's heartbeat timeout: the head
@@ -552,18 +577,11 @@ TEST(ClusterProcesses, DsbenchLoadConnectReportsTheContractCounters) {
   EXPECT_NE(std::system(refused.c_str()), 0);
 }
 
-// The value of `series` (a name with its labels, as the file writes it) in Prometheus text;
-// -1 when the text has no such line.
-double metric_in(const std::string& text, const std::string& series) {
-  std::istringstream lines(text);
-  for (std::string line; std::getline(lines, line);)
-    if (line.starts_with(series + " ")) return std::stod(line.substr(series.size() + 1));
-  return -1;
-}
 
-// dsrun has every node write its metrics to RUN_DIR/node-N.prom: the head its router's and
-// transport's series, each worker its batchers' and its transport's; the last write, as a
-// node stops, stays.
+// dsrun has every node write its metrics to RUN_DIR/node-N.prom as it serves: the head its
+// router's and transport's series, each worker its batchers' and its transport's, every
+// transport series labelled with its node. (The last write, as a node stops: the SIGTERM
+// test above.)
 TEST(ClusterProcesses, EveryNodeWritesItsMetricsToTheRunDirectory) {
   launched l;
   ASSERT_NO_FATAL_FAILURE(launch(l, {"--node-arg=--metrics-interval-ms=100"}));
@@ -579,31 +597,25 @@ TEST(ClusterProcesses, EveryNodeWritesItsMetricsToTheRunDirectory) {
   EXPECT_TRUE(wait_until(milliseconds(20000), "the head's metrics", [&] {
     const auto text = read_text(head);
     return metric_in(text, "dsrt_requests_total{outcome=\"completed\"}") == 24 &&
-           metric_in(text, "dsrt_transport_peers_rejected_total") >= 1;
+           metric_in(text, "dsrt_transport_peers_rejected_total{node=\"0\"}") >= 1;
   }).ok()) << read_text(head);
   const auto text = read_text(head);
   EXPECT_EQ(metric_in(text, "dsrt_ttft_seconds_count"), 24);
-  EXPECT_GE(metric_in(text, "dsrt_transport_peers_up_total"), 3);   // two workers and the client
-  EXPECT_GT(metric_in(text, "dsrt_transport_frames_received_total"), 24);
-  EXPECT_EQ(metric_in(text, "dsrt_transport_sends_stuck"), 0);
+  EXPECT_GE(metric_in(text, "dsrt_transport_peers_up_total{node=\"0\"}"), 3);   // two workers and the client
+  EXPECT_GT(metric_in(text, "dsrt_transport_frames_received_total{node=\"0\"}"), 24);
+  EXPECT_EQ(metric_in(text, "dsrt_transport_sends_stuck{node=\"0\"}"), 0);
   double steps = 0;
   for (int w = 1; w <= 2; ++w) {
     SCOPED_TRACE("worker " + std::to_string(w));
     const auto worker = read_text(l.run / ("node-" + std::to_string(w) + ".prom"));
-    EXPECT_GE(metric_in(worker, "dsrt_transport_peers_up_total"), 1) << worker;
-    EXPECT_GT(metric_in(worker, "dsrt_transport_frames_sent_total"), 0) << worker;
+    const auto node = "{node=\"" + std::to_string(w) + "\"}";
+    EXPECT_GE(metric_in(worker, "dsrt_transport_peers_up_total" + node), 1) << worker;
+    EXPECT_GT(metric_in(worker, "dsrt_transport_frames_sent_total" + node), 0) << worker;
     const auto count = metric_in(worker, "dsrt_step_seconds_count{replica=\"" + std::to_string(w - 1) + "\"}");
     EXPECT_GE(count, 0) << worker;   // the replica's series is there
     steps += count;
   }
   EXPECT_GT(steps, 0);
-
-  ASSERT_EQ(::kill(l.pid, SIGTERM), 0);
-  int status = 0;
-  ASSERT_EQ(::waitpid(l.pid, &status, 0), l.pid);
-  l.pid = -1;
-  EXPECT_EQ(metric_in(read_text(head), "dsrt_requests_total{outcome=\"completed\"}"), 24);
-  EXPECT_FALSE(fs::exists(l.run / "node-0.prom.tmp"));
 }
 
 }  // namespace
