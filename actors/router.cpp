@@ -19,6 +19,8 @@ struct router_state {
   metrics::histogram* ttft = nullptr;
   metrics::histogram* tpot = nullptr;
   std::vector<metrics::gauge*> breaker_state;
+  metrics::gauge* replicas_up = nullptr;
+  metrics::gauge* in_flight = nullptr;
   std::optional<clock_time> deadline_timer;                // when the armed expire timer fires
   std::vector<serving::router_action> action_buffer;       // act()'s, its capacity kept between calls
   static inline const char* name = "dsrt.router";
@@ -85,6 +87,9 @@ void act(self_ptr self) {
   if (actions.capacity() > st.action_buffer.capacity()) st.action_buffer = std::move(actions);
   for (std::size_t i = 0; i < st.breaker_state.size(); ++i)
     st.breaker_state[i]->set(double(int(st.policy->breaker(std::int32_t(i)).state())));
+  st.replicas_up->set(double(st.policy->replicas_up()));
+  const auto& counts = st.policy->counters();
+  st.in_flight->set(double(counts.accepted - counts.completed - counts.failed));
   // One timer, for the earliest deadline; re-armed after every event that may change it.
   if (const auto next = st.policy->next_deadline(); next && (!st.deadline_timer || *next < *st.deadline_timer)) {
     st.deadline_timer = next;
@@ -119,6 +124,8 @@ caf::behavior router_actor(caf::stateful_actor<router_state>* self, router_optio
   st.tpot = &m.histogram("dsrt_tpot_seconds", "time per output token after the first", metrics::latency_buckets_seconds());
   for (int i = 0; i < options.policy.replicas; ++i)
     st.breaker_state.push_back(&m.gauge("dsrt_breaker_state", "0 closed, 1 open, 2 half-open", {{"replica", std::to_string(i)}}));
+  st.replicas_up = &m.gauge("dsrt_replicas_up", "replicas with a live batcher");
+  st.in_flight = &m.gauge("dsrt_requests_in_flight", "requests accepted whose final has not come");
   self->set_down_handler([self](caf::down_msg& down) {
     auto& st = self->state;
     for (std::size_t i = 0; i < st.batchers.size(); ++i)

@@ -83,6 +83,8 @@ TEST(EndToEnd, TwoReplicasServe200MixedRequestsExactlyAsAlone) {
   for (const auto& [k, r] : records) with_tokens += !r.tokens.empty();
   EXPECT_EQ(m["dsrt_ttft_seconds"]["series"][0]["count"], with_tokens) << "one TTFT per stream with a token";
   EXPECT_EQ(m["dsrt_batch_sequences"]["series"].size(), 2u) << "one series per replica";
+  EXPECT_EQ(m["dsrt_replicas_up"]["series"][0]["value"], 2) << m["dsrt_replicas_up"].dump();
+  EXPECT_EQ(m["dsrt_requests_in_flight"]["series"][0]["value"], 0) << m["dsrt_requests_in_flight"].dump();
   EXPECT_NE(t.runtime->metrics().prometheus_text().find("dsrt_kv_used_ratio{replica=\"1\"}"), std::string::npos);
 }
 

@@ -601,6 +601,8 @@ TEST(ClusterProcesses, EveryNodeWritesItsMetricsToTheRunDirectory) {
   }).ok()) << read_text(head);
   const auto text = read_text(head);
   EXPECT_EQ(metric_in(text, "dsrt_ttft_seconds_count"), 24);
+  EXPECT_EQ(metric_in(text, "dsrt_replicas_up"), 2);
+  EXPECT_EQ(metric_in(text, "dsrt_requests_in_flight"), 0);
   EXPECT_GE(metric_in(text, "dsrt_transport_peers_up_total{node=\"0\"}"), 3);   // two workers and the client
   EXPECT_GT(metric_in(text, "dsrt_transport_frames_received_total{node=\"0\"}"), 24);
   EXPECT_EQ(metric_in(text, "dsrt_transport_sends_stuck{node=\"0\"}"), 0);
