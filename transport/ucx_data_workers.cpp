@@ -54,10 +54,12 @@ data_worker* ucx_transport::impl::data_worker_for_connection(bool client) {
     return nullptr;
   }
   data_endpoints_spent_ = false;
-  // The newest of its kind: clients apart from nodes, whose connections last.
+  // The newest of its kind (clients apart from nodes, whose connections last), unless it is
+  // full or lingers.
   const auto newest = std::find_if(data_workers_.rbegin(), data_workers_.rend(),
                                    [&](const auto& d) { return d->clients == client; });
-  if (newest != data_workers_.rend() && (*newest)->connections < config_.data_endpoints_per_worker)
+  if (newest != data_workers_.rend() && (*newest)->connections < config_.data_endpoints_per_worker &&
+      !(*newest)->linger_until)
     return newest->get();
   if (auto s = add_data_worker(client); !s) {
     spdlog::warn("transport: no new data worker ({}): the connection keeps its traffic on TCP", s.err().to_string());
@@ -117,8 +119,13 @@ bool ucx_transport::impl::arm_data_workers() {
 
 void ucx_transport::impl::retire_data_workers() {
   data_workers_stuck_ = false;
+  const auto now = std::chrono::steady_clock::now();
   for (std::size_t i = 0; i < data_workers_.size();) {
     data_worker& d = *data_workers_[i];
+    // Its connections all gone: it lingers (ucx_transport_impl.h, data_worker_linger).
+    if (!config_.listen && d.live_connections == 0 && d.connections > 0 && !d.linger_until)
+      d.linger_until = now + data_worker_linger;
+    const bool lingering = d.linger_until && now < *d.linger_until;
     const auto is_its = [&](const pending_close& c) { return c.worker == d.worker; };
     const bool idle = d.sends == 0 && d.fetches == 0 && std::none_of(closing_.begin(), closing_.end(), is_its);
     // Only sends of forgotten connections to peers that have ended are left (their
@@ -131,8 +138,8 @@ void ucx_transport::impl::retire_data_workers() {
     // at the start; one whose only connection was to another host).
     const bool newest = std::none_of(data_workers_.begin() + std::ptrdiff_t(i) + 1, data_workers_.end(),
                                      [&](const auto& later) { return later->clients == d.clients; });
-    if ((d.connections == 0 && newest) || d.live_connections > 0 || (!idle && !abandoned)) {
-      data_workers_stuck_ = data_workers_stuck_ || !d.stuck.empty();
+    if ((d.connections == 0 && newest) || d.live_connections > 0 || (!idle && !abandoned) || (lingering && !abandoned)) {
+      data_workers_stuck_ = data_workers_stuck_ || !d.stuck.empty() || lingering;
       ++i;
       continue;
     }

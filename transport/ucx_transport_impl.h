@@ -44,8 +44,17 @@ constexpr auto stall_warning_interval = std::chrono::seconds(10);
 // costs ~10 turns of polling shared memory.
 constexpr auto connection_poll_interval = std::chrono::microseconds(50);
 // How often a data worker kept by sends to peers that were alive when their connections
-// went checks whether those peers have ended (reading /proc/PID/stat of each).
+// went checks whether those peers have ended (reading /proc/PID/stat of each), and a
+// lingering one whether its time is up.
 constexpr auto stuck_peer_check_interval = std::chrono::seconds(1);
+// In a process that does not listen (a client, a worker node), how long a data worker whose
+// connections have all gone is kept (polled, taking no new connection) before it is
+// destroyed: the head's sends still waiting for its FIFO -- when this process was paused
+// past its heartbeat timeout and runs again -- arrive in that time and are dropped, instead
+// of holding the head's sends, and the head's data worker, for as long as this process
+// lives. A head, whose clients come and go, does not linger: its workers would hold the
+// endpoints of many gone clients at once (data_endpoints_max).
+constexpr auto data_worker_linger = std::chrono::seconds(1);
 // An idle turn of a busy-polling thread costs about one clock read: the clock is read after
 // turns that did something and once per this many idle ones (~1 us; its timers are ms).
 constexpr int idle_turns_per_clock_read = 16;
@@ -112,6 +121,10 @@ struct data_worker {
   std::size_t connections = 0;       // given this worker so far: full at data_endpoints_per_worker
   std::size_t live_connections = 0;  // of those, not yet forgotten
   std::size_t endpoints = 0;         // data endpoints opened in it (UCX keeps each until it goes)
+  // Set when its last connection went, in a process that does not listen: from then on it
+  // takes no new connection, and it is destroyed once this time has passed
+  // (data_worker_linger) and nothing of it is unfinished.
+  std::optional<clock_time> linger_until;
   std::size_t sends = 0;             // its sends that UCX has not finished
   std::size_t fetches = 0;           // its rendezvous fetches that UCX has not finished
   // Connections forgotten with sends unfinished, by id: their peer and those sends. A peer
@@ -421,7 +434,7 @@ class ucx_transport::impl {
   // A data worker may have become unused (a connection, request or close of one ended):
   // run() looks at them after the turn.
   bool retire_check_ = false;
-  bool data_workers_stuck_ = false;   // one has `stuck`: tick() sets retire_check_ now and then
+  bool data_workers_stuck_ = false;   // one has `stuck` or lingers: tick() sets retire_check_ now and then
   clock_time next_stuck_check_{};
   local_process self_process_;        // offered in DataEndpoint
   bool data_endpoints_spent_ = false;   // data_endpoints_max reached (and said so)

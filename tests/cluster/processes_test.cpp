@@ -620,5 +620,64 @@ TEST(ClusterProcesses, EveryNodeWritesItsMetricsToTheRunDirectory) {
   EXPECT_GT(steps, 0);
 }
 
+// A client paused past the head's heartbeat timeout with the head's frames filling its
+// shared-memory FIFO: the head drops it with sends unfinished (its metrics count them). Once
+// the client runs again those sends go -- its data worker lingers, read, after its
+// connection went -- while the client lives on, reconnected, under load. They used to stay
+// in the head (with its data worker) until the client ended.
+TEST(ClusterProcesses, AHeadKeepsNoSendsForAClientThatWasPausedAndRunsAgain) {
+  launched l;
+  ASSERT_NO_FATAL_FAILURE(launch(l, {"--node-arg=--ignore-eos", "--node-arg=--metrics-interval-ms=100"}));
+  std::vector<std::string> args = {std::string(DSRT_BINARY_DIR) + "/apps/dsbench/dsbench", "load", "--connect",
+                                   "dsrt://127.0.0.1:" + std::to_string(l.port), "--secret-file",
+                                   (l.run / "cluster.secret").string(), "--model",
+                                   engine::test_util::tiny_llama_dir().string(), "--requests", "100000",
+                                   "--concurrency", "8", "--prompt-len", "16", "--gen", "2000", "--timeout-s", "300"};
+  const pid_t bench = ::fork();
+  ASSERT_GE(bench, 0);
+  if (bench == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    FILE* out = std::freopen((l.run / "paused.log").c_str(), "w", stdout);
+    (void)out;
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  struct killed {
+    pid_t pid;
+    ~killed() {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  } end_bench{bench};
+  const auto stuck = [&] {
+    return metric_in(read_text(l.run / "node-0.prom"), "dsrt_transport_sends_stuck{node=\"0\"}");
+  };
+  ASSERT_TRUE(wait_until(milliseconds(60000), "the load connected", [&] {
+                return read_text(l.run / "paused.log").find("dsbench load: connected to") != std::string::npos;
+              }).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  ASSERT_EQ(::kill(bench, SIGSTOP), 0);
+  // Dropped after the head's heartbeat timeout (1 s), its sends left unfinished.
+  const bool left = wait_until(milliseconds(10000), "sends left to the paused client", [&] { return stuck() > 0; }).ok();
+  ASSERT_EQ(::kill(bench, SIGCONT), 0);
+  ASSERT_TRUE(left) << read_text(l.run / "node-0.prom");
+  EXPECT_TRUE(wait_until(milliseconds(20000), "the head's sends to go", [&] { return stuck() == 0; }).ok())
+      << stuck() << " sends still stuck";
+  int status = 0;
+  EXPECT_EQ(::waitpid(bench, &status, WNOHANG), 0) << "the client ended: its end, not its return, freed the sends";
+  EXPECT_NE(read_text(l.run / "paused.log").find("client: lost the head"), std::string::npos);
+  // Reconnected, it is served again.
+  const auto completed = [&] {
+    return metric_in(read_text(l.run / "node-0.prom"), "dsrt_requests_total{outcome=\"completed\"}");
+  };
+  const double before = completed();
+  EXPECT_TRUE(wait_until(milliseconds(60000), "a request completed after the return", [&] {
+    return completed() > before;
+  }).ok());
+}
+
 }  // namespace
 }  // namespace dsrt::actors

@@ -629,6 +629,43 @@ TEST(UcxTransport, DataWorkersOfGoneConnectionsAreDestroyedAndEveryPeerGetsAData
   EXPECT_EQ(head_r.downs(), 9u);
 }
 
+// A process that does not listen (a client) keeps the data worker of a lost connection a
+// while (data_worker_linger: the head's frames still waiting for its FIFO arrive there),
+// takes no new connection into it -- reconnecting gets another, over which frames go as
+// before -- and then destroys it: a client that reconnects again and again holds one.
+TEST(UcxTransport, AClientsDataWorkerOutlivesItsLostConnectionAWhileThenGoes) {
+  recorder head_r, client_r;
+  auto head = start(head_r, secret_of(9), node_role::head, 0, true);
+  auto client = start(client_r, secret_of(9), node_role::client, 3, false);
+  ASSERT_TRUE(head && client);
+  for (int round = 0; round < 3; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    const auto to_head = client->connect("127.0.0.1", head->port());
+    ASSERT_TRUE(client_r.wait([&](recorder& r) { return r.up_.count(to_head) > 0; }));
+    ASSERT_TRUE(wait_until_true([&] { return client->stats().data_endpoints == std::uint64_t(round + 1); }));
+    const auto direct_before = client->stats().frames_direct;
+    ASSERT_TRUE(client->send(to_head, encode_cancel(frame_type::cancel, std::uint64_t(round))).ok());
+    ASSERT_TRUE(head_r.wait([&](recorder& r) {
+      std::size_t n = 0;
+      for (const auto& [p, ids] : r.ids_) n += ids.size();
+      return n == std::size_t(round + 1);
+    }));
+    EXPECT_EQ(client->stats().frames_direct - direct_before, 1u) << "no data endpoint";
+    peer_id from_client = 0;
+    ASSERT_TRUE(head_r.wait([&](recorder& r) {
+      for (const auto& [p, hello] : r.up_)
+        if (r.down_.count(p) == 0) from_client = p;
+      return from_client != 0;
+    }));
+    head->close(from_client, "test: the head lets the client go");
+    ASSERT_TRUE(client_r.wait([&](recorder& r) { return r.down_.count(to_head) > 0; }));
+  }
+  // Each lost connection's worker went after its while; none is left.
+  EXPECT_TRUE(wait_until_true([&] { return client->stats().data_workers_destroyed == 3; }))
+      << client->stats().data_workers_destroyed;
+  EXPECT_EQ(client->stats().data_workers, 0u);
+}
+
 // A peer that opens no data endpoint (on another host; here one with data endpoints off)
 // gives its place in a data worker back: with one connection per worker, the next client
 // gets that worker instead of a new one.
