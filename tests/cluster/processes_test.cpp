@@ -499,6 +499,28 @@ TEST(ClusterProcesses, DsrunRefusesMoreReplicasThanItsHeadTakesOrOneMetricsFileF
   EXPECT_EQ(out2.find("cluster ready"), std::string::npos) << out2;
 }
 
+// `dsbench load --connect` to `l`'s cluster with `args`, in the background, its output in
+// RUN/paused.log; it dies with this process. The pid, or -1.
+pid_t start_load(const launched& l, const std::vector<std::string>& args) {
+  std::vector<std::string> all = {std::string(DSRT_BINARY_DIR) + "/apps/dsbench/dsbench", "load", "--connect",
+                                  "dsrt://127.0.0.1:" + std::to_string(l.port), "--secret-file",
+                                  (l.run / "cluster.secret").string(), "--model",
+                                  engine::test_util::tiny_llama_dir().string()};
+  all.insert(all.end(), args.begin(), args.end());
+  const pid_t bench = ::fork();
+  if (bench == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    std::vector<char*> argv;
+    for (auto& a : all) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    FILE* out = std::freopen((l.run / "paused.log").c_str(), "w", stdout);
+    (void)out;
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  return bench;
+}
+
 // A client process paused (SIGSTOP) under load past the head's heartbeat timeout: the head
 // drops it. Running again, the client loses only the streams it had started (UNAVAILABLE:
 // the app holds part of them); the requests that had no output yet and those it makes
@@ -508,24 +530,9 @@ TEST(ClusterProcesses, AClientPausedPastTheHeadsTimeoutLosesOnlyTheStreamsItHadS
   ASSERT_NO_FATAL_FAILURE(launch(l, {"--node-arg=--ignore-eos"}));
   const int requests = 60, concurrency = 8;
   const auto json = l.run / "paused.json";
-  std::vector<std::string> args = {std::string(DSRT_BINARY_DIR) + "/apps/dsbench/dsbench", "load", "--connect",
-                                   "dsrt://127.0.0.1:" + std::to_string(l.port), "--secret-file",
-                                   (l.run / "cluster.secret").string(), "--model",
-                                   engine::test_util::tiny_llama_dir().string(), "--requests", std::to_string(requests),
-                                   "--concurrency", std::to_string(concurrency), "--prompt-len", "16", "--gen", "2000",
-                                   "--timeout-s", "120", "--json", json.string()};
-  const pid_t bench = ::fork();
+  const pid_t bench = start_load(l, {"--requests", std::to_string(requests), "--concurrency", std::to_string(concurrency),
+                                     "--prompt-len", "16", "--gen", "2000", "--timeout-s", "120", "--json", json.string()});
   ASSERT_GE(bench, 0);
-  if (bench == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    FILE* out = std::freopen((l.run / "paused.log").c_str(), "w", stdout);
-    (void)out;
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
   // Paused once its first streams run (they start within milliseconds of its connection),
   // for 2.5 heartbeat timeouts of the head (1 s).
   ASSERT_TRUE(wait_until(milliseconds(60000), "the load connected", [&] {
@@ -628,23 +635,9 @@ TEST(ClusterProcesses, EveryNodeWritesItsMetricsToTheRunDirectory) {
 TEST(ClusterProcesses, AHeadKeepsNoSendsForAClientThatWasPausedAndRunsAgain) {
   launched l;
   ASSERT_NO_FATAL_FAILURE(launch(l, {"--node-arg=--ignore-eos", "--node-arg=--metrics-interval-ms=100"}));
-  std::vector<std::string> args = {std::string(DSRT_BINARY_DIR) + "/apps/dsbench/dsbench", "load", "--connect",
-                                   "dsrt://127.0.0.1:" + std::to_string(l.port), "--secret-file",
-                                   (l.run / "cluster.secret").string(), "--model",
-                                   engine::test_util::tiny_llama_dir().string(), "--requests", "100000",
-                                   "--concurrency", "8", "--prompt-len", "16", "--gen", "2000", "--timeout-s", "300"};
-  const pid_t bench = ::fork();
+  const pid_t bench = start_load(l, {"--requests", "100000", "--concurrency", "8", "--prompt-len", "16", "--gen", "2000",
+                                     "--timeout-s", "300"});
   ASSERT_GE(bench, 0);
-  if (bench == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    FILE* out = std::freopen((l.run / "paused.log").c_str(), "w", stdout);
-    (void)out;
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
   struct killed {
     pid_t pid;
     ~killed() {
