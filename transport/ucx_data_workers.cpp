@@ -122,8 +122,13 @@ void ucx_transport::impl::retire_data_workers() {
   const auto now = std::chrono::steady_clock::now();
   for (std::size_t i = 0; i < data_workers_.size();) {
     data_worker& d = *data_workers_[i];
-    // Its connections all gone: it lingers (ucx_transport_impl.h, data_worker_linger).
-    if (!config_.listen && d.live_connections == 0 && d.connections > 0 && !d.linger_until)
+    // Its connections all gone: it lingers (ucx_transport_impl.h, data_worker_linger), and
+    // longer while gone connections' frames still arrive.
+    if (!config_.listen && d.live_connections == 0 && d.connections > 0 && !d.linger_until) {
+      d.linger_until = now + data_worker_linger;
+      d.dropped_since_check = false;
+    }
+    if (d.linger_until && now >= *d.linger_until && std::exchange(d.dropped_since_check, false))
       d.linger_until = now + data_worker_linger;
     const bool lingering = d.linger_until && now < *d.linger_until;
     const auto is_its = [&](const pending_close& c) { return c.worker == d.worker; };

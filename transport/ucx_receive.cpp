@@ -29,7 +29,10 @@ ucs_status_t ucx_transport::impl::on_direct_tensor_am(void* arg, const void* hea
   auto* d = static_cast<data_worker*>(arg);
   impl* self = d->self;
   const peer_id peer = header_length > token_bytes ? self->peer_of_token(header, *d) : 0;
-  if (peer == 0) return UCS_OK;
+  if (peer == 0) {
+    d->dropped_since_check = true;
+    return UCS_OK;
+  }
   return self->arrive(d->worker, static_cast<const std::byte*>(header) + token_bytes,
                       header_length - token_bytes, data, length, param, self->config_.tensor_bytes_max, peer);
 }
@@ -40,7 +43,10 @@ ucs_status_t ucx_transport::impl::on_direct_frame_am(void* arg, const void* head
   auto* d = static_cast<data_worker*>(arg);
   impl* self = d->self;
   const peer_id peer = header_length == token_bytes ? self->peer_of_token(header, *d) : 0;
-  if (peer == 0) return UCS_OK;
+  if (peer == 0) {
+    d->dropped_since_check = true;
+    return UCS_OK;
+  }
   return self->arrive(d->worker, nullptr, 0, data, length, param,
                       self->config_.session.limits.message_bytes_max + frame_header_bytes, peer);
 }
@@ -307,6 +313,10 @@ void ucx_transport::impl::tick(clock_time now) {
     }
     for (auto& [id, conn] : conns_)
       if (!conn.dead && conn.session) conn.session->excuse_stall(stall, now);
+    // A lingering data worker's while counts the time this process ran: stopped again
+    // before the head's frames had drained into it, it still gets them on its return.
+    for (auto& d : data_workers_)
+      if (d->linger_until) *d->linger_until += std::chrono::duration_cast<clock_time::duration>(stall);
   }
   for (auto& [id, conn] : conns_)
     if (!conn.dead && conn.session) apply(conn, conn.session->on_tick(now));

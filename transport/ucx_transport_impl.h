@@ -48,12 +48,15 @@ constexpr auto connection_poll_interval = std::chrono::microseconds(50);
 // lingering one whether its time is up.
 constexpr auto stuck_peer_check_interval = std::chrono::seconds(1);
 // In a process that does not listen (a client, a worker node), how long a data worker whose
-// connections have all gone is kept (polled, taking no new connection) before it is
-// destroyed: the head's sends still waiting for its FIFO -- when this process was paused
+// connections have all gone is kept at least (polled, taking no new connection) before it
+// is destroyed: the head's sends still waiting for its FIFO -- when this process was paused
 // past its heartbeat timeout and runs again -- arrive in that time and are dropped, instead
 // of holding the head's sends, and the head's data worker, for as long as this process
-// lives. A head, whose clients come and go, does not linger: its workers would hold the
-// endpoints of many gone clients at once (data_endpoints_max).
+// lives. The while counts only time this process ran (a stall extends it, tick()), is
+// extended again while frames of gone connections keep arriving, and ends at the first
+// retirement check after it (every stuck_peer_check_interval: 1-2 s in all). A head, whose
+// clients come and go, does not linger: its workers would hold the endpoints of many gone
+// clients at once (data_endpoints_max).
 constexpr auto data_worker_linger = std::chrono::seconds(1);
 // An idle turn of a busy-polling thread costs about one clock read: the clock is read after
 // turns that did something and once per this many idle ones (~1 us; its timers are ms).
@@ -123,8 +126,10 @@ struct data_worker {
   std::size_t endpoints = 0;         // data endpoints opened in it (UCX keeps each until it goes)
   // Set when its last connection went, in a process that does not listen: from then on it
   // takes no new connection, and it is destroyed once this time has passed
-  // (data_worker_linger) and nothing of it is unfinished.
+  // (data_worker_linger) and nothing of it is unfinished -- or at once when only sends to
+  // ended peers are left (abandoned).
   std::optional<clock_time> linger_until;
+  bool dropped_since_check = false;   // a frame with no connection's token arrived (its callbacks)
   std::size_t sends = 0;             // its sends that UCX has not finished
   std::size_t fetches = 0;           // its rendezvous fetches that UCX has not finished
   // Connections forgotten with sends unfinished, by id: their peer and those sends. A peer

@@ -604,6 +604,7 @@ TEST(ClusterProcesses, EveryNodeWritesItsMetricsToTheRunDirectory) {
   EXPECT_TRUE(wait_until(milliseconds(20000), "the head's metrics", [&] {
     const auto text = read_text(head);
     return metric_in(text, "dsrt_requests_total{outcome=\"completed\"}") == 24 &&
+           metric_in(text, "dsrt_requests_in_flight") == 0 &&   // set after the outcome's count
            metric_in(text, "dsrt_transport_peers_rejected_total{node=\"0\"}") >= 1;
   }).ok()) << read_text(head);
   const auto text = read_text(head);
@@ -648,6 +649,9 @@ TEST(ClusterProcesses, AHeadKeepsNoSendsForAClientThatWasPausedAndRunsAgain) {
   const auto stuck = [&] {
     return metric_in(read_text(l.run / "node-0.prom"), "dsrt_transport_sends_stuck{node=\"0\"}");
   };
+  EXPECT_TRUE(wait_until(milliseconds(60000), "requests in flight", [&] {
+    return metric_in(read_text(l.run / "node-0.prom"), "dsrt_requests_in_flight") > 0;
+  }).ok());
   ASSERT_TRUE(wait_until(milliseconds(60000), "the load connected", [&] {
                 return read_text(l.run / "paused.log").find("dsbench load: connected to") != std::string::npos;
               }).ok());

@@ -630,10 +630,11 @@ TEST(UcxTransport, DataWorkersOfGoneConnectionsAreDestroyedAndEveryPeerGetsAData
 }
 
 // A process that does not listen (a client) keeps the data worker of a lost connection a
-// while (data_worker_linger: the head's frames still waiting for its FIFO arrive there),
-// takes no new connection into it -- reconnecting gets another, over which frames go as
-// before -- and then destroys it: a client that reconnects again and again holds one.
-TEST(UcxTransport, AClientsDataWorkerOutlivesItsLostConnectionAWhileThenGoes) {
+// while (data_worker_linger: the head's frames still waiting for its FIFO arrive there,
+// ClusterProcesses.AHeadKeepsNoSendsForAClientThatWasPausedAndRunsAgain), takes no new
+// connection into it -- reconnecting at once gets another, over which frames go as before --
+// and then destroys it: a client that reconnects again and again keeps none of them.
+TEST(UcxTransport, AClientsLostConnectionsLeaveNoDataWorkerAndReconnectionsGetNewOnes) {
   recorder head_r, client_r;
   auto head = start(head_r, secret_of(9), node_role::head, 0, true);
   auto client = start(client_r, secret_of(9), node_role::client, 3, false);
