@@ -306,6 +306,7 @@ void ucx_transport::impl::tick(clock_time now) {
   if (gap > 2 * config_.session.heartbeat_interval_ms) {
     const auto stall = std::chrono::duration_cast<milliseconds>(gap - config_.session.heartbeat_interval_ms);
     ++stats_.stalls;
+    last_stall_ = now;
     if (now - last_stall_warning_ >= stall_warning_interval) {
       last_stall_warning_ = now;
       spdlog::warn("transport: this process did not run for {} ms; its peers' silence meanwhile is excused "

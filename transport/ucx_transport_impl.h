@@ -55,8 +55,10 @@ constexpr auto stuck_peer_check_interval = std::chrono::seconds(1);
 // lives. The while counts only time this process ran (a stall extends it, tick()), is
 // extended again while frames of gone connections keep arriving, and ends at the first
 // retirement check after it (every stuck_peer_check_interval: 1-2 s in all). A head, whose
-// clients come and go, does not linger: its workers would hold the endpoints of many gone
-// clients at once (data_endpoints_max).
+// clients come and go, lingers only for connections it lost within a heartbeat timeout
+// after a stall of its own (its peers dropped it while it was stopped, their frames in its
+// FIFOs): otherwise its workers would hold the endpoints of many gone clients at once
+// (data_endpoints_max).
 constexpr auto data_worker_linger = std::chrono::seconds(1);
 // An idle turn of a busy-polling thread costs about one clock read: the clock is read after
 // turns that did something and once per this many idle ones (~1 us; its timers are ms).
@@ -459,6 +461,7 @@ class ucx_transport::impl {
   // Progress thread only.
   clock_time last_tick_;   // tick()'s last run: a long gap since is a stall of this process
   clock_time last_stall_warning_{};   // stalls are logged at most every stall_warning_interval
+  std::optional<clock_time> last_stall_;   // when tick() last found this process had stalled
   std::unordered_map<peer_id, connection> conns_;
   std::unordered_map<ucp_ep_h, peer_id> by_ep_;
   // own_token of each connection: the connection, and the data worker it offered (what

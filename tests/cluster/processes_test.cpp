@@ -314,14 +314,29 @@ TEST(ClusterProcesses, AWorkerPausedPastItsHeartbeatTimeoutIsReplacedThenRejoins
 // client's (3 s, the default): the workers find it silent and leave. The head, running
 // again, does not blame the client for the silence of its own pause, the workers connect
 // again, and every request is answered.
+// The workers drop the head while it is stopped, their frames filling its FIFOs: once it runs
+// again, it keeps those connections' data workers a while (it stalled), their frames arrive
+// and no send is left in a worker (their metrics files say), as none would be in it.
 TEST(ClusterProcesses, AHeadPausedUnderLoadKeepsItsClientAndAnswersEveryRequest) {
   under_load u;
-  ASSERT_NO_FATAL_FAILURE(start_under_load(u, 100, "paused head", 200));
+  ASSERT_NO_FATAL_FAILURE(start_under_load(u, 100, "paused head", 200, {"--node-arg=--metrics-interval-ms=100"}));
+  const auto stuck_in_workers = [&] {
+    double n = 0;
+    for (int w = 1; w <= 2; ++w)
+      n += std::max(0.0, metric_in(read_text(u.l.run / ("node-" + std::to_string(w) + ".prom")),
+                                   "dsrt_transport_sends_stuck{node=\"" + std::to_string(w) + "\"}"));
+    return n;
+  };
 
   const pid_t head = pid_in(u.l.run / "node-0.pid");
   ASSERT_EQ(::kill(head, SIGSTOP), 0);
   EXPECT_LT(finals_in(u.col), 100u) << "the pause found nothing streaming";
-  std::this_thread::sleep_for(std::chrono::milliseconds(2000));
+  double stuck_seen = 0;
+  for (const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(2000);
+       std::chrono::steady_clock::now() < until;) {
+    stuck_seen = std::max(stuck_seen, stuck_in_workers());
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   ASSERT_EQ(::kill(head, SIGCONT), 0);
   ASSERT_TRUE(u.col.wait_finals(100, std::chrono::seconds(300)));
   u.col.expect_contract();
@@ -340,6 +355,10 @@ TEST(ClusterProcesses, AHeadPausedUnderLoadKeepsItsClientAndAnswersEveryRequest)
 
   EXPECT_EQ(pid_in(u.l.run / "node-0.pid"), head) << "the head was restarted, not continued";
   ASSERT_NO_FATAL_FAILURE(expect_served(*u.c, "the continued head"));
+  EXPECT_GT(stuck_seen, 0) << "the workers had no send left to the stopped head";
+  EXPECT_TRUE(wait_until(milliseconds(20000), "the workers' sends to the head to go", [&] {
+    return stuck_in_workers() == 0;
+  }).ok()) << stuck_in_workers() << " sends still stuck in the workers";
   u.remote.reset();
   fs::remove_all(u.l.run);
 }
