@@ -47,16 +47,16 @@ constexpr auto connection_poll_interval = std::chrono::microseconds(50);
 // went checks whether those peers have ended (reading /proc/PID/stat of each), and a
 // lingering one whether its time is up.
 constexpr auto stuck_peer_check_interval = std::chrono::seconds(1);
-// In a process that does not listen (a client, a worker node), how long a data worker whose
-// connections have all gone is kept at least (polled, taking no new connection) before it
-// is destroyed: the head's sends still waiting for its FIFO -- when this process was paused
-// past its heartbeat timeout and runs again -- arrive in that time and are dropped, instead
-// of holding the head's sends, and the head's data worker, for as long as this process
-// lives. The while counts only time this process ran (a stall extends it, tick()), is
+// How long a data worker whose connections have all gone is kept at least (polled, taking
+// no new connection) before it is destroyed, in a process that does not listen (a client,
+// a worker node), and in a head after a stall of its own (below): the peer's sends still
+// waiting for its FIFO -- this process was paused past the peer's heartbeat timeout and runs
+// again -- arrive in that time and are dropped, instead of holding the peer's sends, and the
+// peer's data worker, for as long as this process lives. The while counts only time this process ran (a stall extends it, tick()), is
 // extended again while frames of gone connections keep arriving, and ends at the first
 // retirement check after it (every stuck_peer_check_interval: 1-2 s in all). A head, whose
-// clients come and go, lingers only for connections it lost within a heartbeat timeout
-// after a stall of its own (its peers dropped it while it was stopped, their frames in its
+// clients come and go, lingers only while a stall of its own is found (a tick overdue by two
+// heartbeat intervals) or was found within a heartbeat timeout (its peers dropped it while it was stopped, their frames in its
 // FIFOs): otherwise its workers would hold the endpoints of many gone clients at once
 // (data_endpoints_max).
 constexpr auto data_worker_linger = std::chrono::seconds(1);
@@ -126,7 +126,7 @@ struct data_worker {
   std::size_t connections = 0;       // given this worker so far: full at data_endpoints_per_worker
   std::size_t live_connections = 0;  // of those, not yet forgotten
   std::size_t endpoints = 0;         // data endpoints opened in it (UCX keeps each until it goes)
-  // Set when its last connection went, in a process that does not listen: from then on it
+  // Set when its last connection went, where it lingers (data_worker_linger): from then on it
   // takes no new connection, and it is destroyed once this time has passed
   // (data_worker_linger) and nothing of it is unfinished -- or at once when only sends to
   // ended peers are left (abandoned).
