@@ -120,15 +120,16 @@ bool ucx_transport::impl::arm_data_workers() {
 void ucx_transport::impl::retire_data_workers() {
   data_workers_stuck_ = false;
   const auto now = std::chrono::steady_clock::now();
+  // Workers whose connections have all gone linger (ucx_transport_impl.h,
+  // data_worker_linger) in a process that does not listen, and in a head after a stall of
+  // its own: one tick() has found, or one it is about to find (the turn that sees the
+  // peers' closes first may come before the tick).
+  const bool stalled = (last_stall_ && now - *last_stall_ <= config_.session.heartbeat_timeout_ms) ||
+                       now - last_tick_ > 2 * config_.session.heartbeat_interval_ms;
+  const bool may_linger = !config_.listen || stalled;
   for (std::size_t i = 0; i < data_workers_.size();) {
     data_worker& d = *data_workers_[i];
-    // Its connections all gone: it lingers (ucx_transport_impl.h, data_worker_linger), and
-    // longer while gone connections' frames still arrive.
-    // A head lingers after a stall of its own: one tick() has found, or one it is about to
-    // find (the turn that sees the peers' closes first may come before the tick).
-    const bool stalled = (last_stall_ && now - *last_stall_ <= config_.session.heartbeat_timeout_ms) ||
-                         now - last_tick_ > 2 * config_.session.heartbeat_interval_ms;
-    const bool may_linger = !config_.listen || stalled;
+    // Lingering, and longer while gone connections' frames still arrive.
     if (may_linger && d.live_connections == 0 && d.connections > 0 && !d.linger_until) {
       d.linger_until = now + data_worker_linger;
       d.dropped_since_check = false;
