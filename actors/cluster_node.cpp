@@ -44,7 +44,7 @@ result<std::unique_ptr<head_node>> head_node::start(head_node_options options,
   node->transport_ = std::move(*t);
   node->cache_ = spawn_cache(*node->system_, options.router.response_cache);
   node->router_ = spawn_router(*node->system_, options.router, node->tokenizer_, node->cache_);
-  node->link_ = spawn_head_link(*node->system_, *node->transport_, node->router_);
+  node->link_ = spawn_head_link(*node->system_, *node->transport_, node->router_, node->metrics_->registry());
   node->bridge_.set_target(node->link_, closer(*node->transport_), options.bridge);
   return node;
 }
@@ -113,13 +113,14 @@ result<std::unique_ptr<worker_node>> worker_node::start(worker_node_options opti
     return t.err();
   }
   node->transport_ = std::move(*t);
+  node->metrics_ = std::make_unique<node_metrics>(options.node_id);
+  options.link.metrics = node->metrics_->registry();
   node->link_ = spawn_worker_link(*node->system_, *node->transport_, options.link);
   node->bridge_.set_target(node->link_, closer(*node->transport_), options.bridge);
   for (int i = 0; i < replicas; ++i) node->faults_.push_back(std::make_shared<shard_faults>());
   options.supervisor.replicas = replicas;
   options.supervisor.replica_base = options.link.replica_base;
   options.supervisor.faults = node->faults_;
-  node->metrics_ = std::make_unique<node_metrics>(options.node_id);
   options.supervisor.metrics = node->metrics_->registry();
   node->supervisor_ = spawn_supervisor(*node->system_, options.supervisor, node->link_);
   node->options_ = std::move(options);

@@ -54,6 +54,9 @@ struct head_link_state {
   std::map<std::pair<peer_id, std::uint64_t>, std::uint64_t> by_client;   // client's -> head id
   std::uint64_t next_id = 0;   // remote requests' router ids are remote_id_bit | next_id
   head_link_stats stats;
+  std::shared_ptr<metrics::registry> metrics;   // the gauges' (the node's registry)
+  metrics::gauge* workers_connected = nullptr;
+  metrics::gauge* clients_connected = nullptr;
   static inline const char* name = "dsrt.head_link";
 };
 
@@ -173,9 +176,20 @@ void on_client_frame(self_ptr self, peer_id peer, transport::decoded_frame& f) {
   }
 }
 
-caf::behavior head_link_actor(self_ptr self, transport::ucx_transport* transport, caf::actor router) {
-  self->state.transport = transport;
-  self->state.router = std::move(router);
+// The peer gauges after a peer came or went.
+void count_peers(head_link_state& st) {
+  st.workers_connected->set(double(st.workers.size()));
+  st.clients_connected->set(double(st.clients.size()));
+}
+
+caf::behavior head_link_actor(self_ptr self, transport::ucx_transport* transport, caf::actor router,
+                              std::shared_ptr<metrics::registry> metrics) {
+  auto& st = self->state;
+  st.transport = transport;
+  st.router = std::move(router);
+  st.metrics = metrics ? std::move(metrics) : std::make_shared<metrics::registry>();
+  st.workers_connected = &st.metrics->gauge("dsrt_worker_nodes_connected", "worker nodes connected to the head");
+  st.clients_connected = &st.metrics->gauge("dsrt_clients_connected", "remote clients connected to the head");
   return {
       [self](peer_up_msg& m) {
         auto& st = self->state;
@@ -194,6 +208,7 @@ caf::behavior head_link_actor(self_ptr self, transport::ucx_transport* transport
         } else {
           reject(self, m.peer, "a second head");
         }
+        count_peers(st);
       },
       [self](frame_msg& m) {
         auto& st = self->state;
@@ -215,6 +230,7 @@ caf::behavior head_link_actor(self_ptr self, transport::ucx_transport* transport
           for (auto it = st.by_client.lower_bound({m.peer, 0}); it != st.by_client.end() && it->first.first == m.peer; ++it)
             self->send(st.router, cancel_atom::value, it->second);
         }
+        count_peers(st);
       },
       [self](token_chunk& c) {
         auto& st = self->state;
@@ -247,8 +263,9 @@ caf::behavior head_link_actor(self_ptr self, transport::ucx_transport* transport
 
 }  // namespace
 
-caf::actor spawn_head_link(caf::actor_system& system, transport::ucx_transport& transport, caf::actor router) {
-  return system.spawn(head_link_actor, &transport, std::move(router));
+caf::actor spawn_head_link(caf::actor_system& system, transport::ucx_transport& transport, caf::actor router,
+                           std::shared_ptr<metrics::registry> metrics) {
+  return system.spawn(head_link_actor, &transport, std::move(router), std::move(metrics));
 }
 
 }  // namespace dsrt::actors

@@ -16,6 +16,7 @@
 
 #include "actors/messages.h"
 #include "actors/transport_bridge.h"
+#include "runtime/metrics/registry.h"
 
 namespace dsrt::actors {
 
@@ -31,7 +32,10 @@ struct head_link_stats {
 // Handles: peer_up_msg, frame_msg, tensor_msg (closes the peer), peer_down_msg (from the
 // bridge); token_chunk and
 // final_message (from the router, for remote clients); (status_atom) -> head_link_stats.
-caf::actor spawn_head_link(caf::actor_system& system, transport::ucx_transport& transport, caf::actor router);
+// `metrics`: where dsrt_worker_nodes_connected and dsrt_clients_connected go (null: a
+// private registry).
+caf::actor spawn_head_link(caf::actor_system& system, transport::ucx_transport& transport, caf::actor router,
+                           std::shared_ptr<metrics::registry> metrics = nullptr);
 
 }  // namespace dsrt::actors
 

@@ -20,7 +20,8 @@ using reconnect_atom = caf::atom_constant<caf::atom("reconnect")>;
 struct worker_link_state {
   worker_link_options options;
   transport::ucx_transport* transport = nullptr;
-  peer_id head = 0;          // the connected head (0: none)
+  peer_id head = 0;          // the connected head (0: none; head_connected says which)
+  metrics::gauge* head_connected = nullptr;
   peer_id connecting = 0;    // a connect() in progress
   peer_id closing = 0;       // a head this link is closing (its peer_down brings the reconnect)
   std::vector<caf::actor> batchers;   // by local index; null while down
@@ -98,6 +99,7 @@ void close_head(self_ptr self, const std::string& why) {
   const auto peer = st.head;
   cancel_forwarded(self);
   st.head = 0;
+  st.head_connected->set(0);
   st.closing = peer;
   st.transport->close(peer, why);
 }
@@ -154,7 +156,9 @@ void on_frame(self_ptr self, transport::decoded_frame& f) {
 caf::behavior worker_link_actor(self_ptr self, transport::ucx_transport* transport, worker_link_options options) {
   auto& st = self->state;
   st.transport = transport;
+  if (!options.metrics) options.metrics = std::make_shared<metrics::registry>();
   st.options = options;
+  st.head_connected = &options.metrics->gauge("dsrt_head_connected", "1 while this worker node is connected to its head");
   st.batchers.resize(std::size_t(options.replicas));
   connect(self);
   return {
@@ -165,6 +169,7 @@ caf::behavior worker_link_actor(self_ptr self, transport::ucx_transport* transpo
           return;
         }
         st.head = m.peer;
+        st.head_connected->set(1);
         st.connecting = 0;
         ++st.stats.connects;
         spdlog::info("worker: connected to the head (incarnation {})", m.hello.incarnation);
@@ -186,6 +191,7 @@ caf::behavior worker_link_actor(self_ptr self, transport::ucx_transport* transpo
           cancel_forwarded(self);
         }
         st.head = 0;
+        st.head_connected->set(0);
         st.connecting = 0;
         self->delayed_send(self, st.options.reconnect_interval_ms, reconnect_atom::value);
       },

@@ -13,10 +13,12 @@
 // ids start over, never gets an old sequence's tokens or final for a new request.
 #include <caf/all.hpp>
 
+#include <memory>
 #include <string>
 
 #include "actors/messages.h"
 #include "actors/transport_bridge.h"
+#include "runtime/metrics/registry.h"
 
 namespace dsrt::actors {
 
@@ -26,6 +28,7 @@ struct worker_link_options {
   std::int32_t replica_base = 0;       // this node's replicas are replica_base .. + replicas - 1
   std::int32_t replicas = 1;
   milliseconds reconnect_interval_ms{200};
+  std::shared_ptr<metrics::registry> metrics;   // dsrt_head_connected (set by worker_node; null: a private one)
 };
 
 struct worker_link_stats {

@@ -629,6 +629,7 @@ TEST(ClusterProcesses, EveryNodeWritesItsMetricsToTheRunDirectory) {
   const auto text = read_text(head);
   EXPECT_EQ(metric_in(text, "dsrt_ttft_seconds_count"), 24);
   EXPECT_EQ(metric_in(text, "dsrt_replicas_up"), 2);
+  EXPECT_EQ(metric_in(text, "dsrt_worker_nodes_connected"), 2);
   EXPECT_EQ(metric_in(text, "dsrt_requests_in_flight"), 0);
   EXPECT_GE(metric_in(text, "dsrt_transport_peers_up_total{node=\"0\"}"), 3);   // two workers and the client
   EXPECT_GT(metric_in(text, "dsrt_transport_frames_received_total{node=\"0\"}"), 24);
@@ -639,6 +640,7 @@ TEST(ClusterProcesses, EveryNodeWritesItsMetricsToTheRunDirectory) {
     const auto worker = read_text(l.run / ("node-" + std::to_string(w) + ".prom"));
     const auto node = "{node=\"" + std::to_string(w) + "\"}";
     EXPECT_GE(metric_in(worker, "dsrt_transport_peers_up_total" + node), 1) << worker;
+    EXPECT_EQ(metric_in(worker, "dsrt_head_connected"), 1) << worker;
     EXPECT_GT(metric_in(worker, "dsrt_transport_frames_sent_total" + node), 0) << worker;
     const auto count = metric_in(worker, "dsrt_step_seconds_count{replica=\"" + std::to_string(w - 1) + "\"}");
     EXPECT_GE(count, 0) << worker;   // the replica's series is there
@@ -668,8 +670,9 @@ TEST(ClusterProcesses, AHeadKeepsNoSendsForAClientThatWasPausedAndRunsAgain) {
   const auto stuck = [&] {
     return metric_in(read_text(l.run / "node-0.prom"), "dsrt_transport_sends_stuck{node=\"0\"}");
   };
-  EXPECT_TRUE(wait_until(milliseconds(60000), "requests in flight", [&] {
-    return metric_in(read_text(l.run / "node-0.prom"), "dsrt_requests_in_flight") > 0;
+  EXPECT_TRUE(wait_until(milliseconds(60000), "requests in flight from a connected client", [&] {
+    const auto text = read_text(l.run / "node-0.prom");
+    return metric_in(text, "dsrt_requests_in_flight") > 0 && metric_in(text, "dsrt_clients_connected") == 1;
   }).ok());
   ASSERT_TRUE(wait_until(milliseconds(60000), "the load connected", [&] {
                 return read_text(l.run / "paused.log").find("dsbench load: connected to") != std::string::npos;
