@@ -20,7 +20,7 @@ using reconnect_atom = caf::atom_constant<caf::atom("reconnect")>;
 struct worker_link_state {
   worker_link_options options;
   transport::ucx_transport* transport = nullptr;
-  peer_id head = 0;          // the connected head (0: none; head_connected says which)
+  peer_id head = 0;          // the connected head (0: none); head_connected is 1 while there is one
   metrics::gauge* head_connected = nullptr;
   peer_id connecting = 0;    // a connect() in progress
   peer_id closing = 0;       // a head this link is closing (its peer_down brings the reconnect)
