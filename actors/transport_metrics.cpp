@@ -33,7 +33,7 @@ constexpr std::array<figure, 18> figures{{
      true},
     {"dsrt_transport_closes_pending", "endpoint closes not finished", &stats::closes_pending, false},
     {"dsrt_transport_sleeps_total", "times the progress thread slept", &stats::sleeps, true},
-    {"dsrt_transport_stalls_total", "times this process did not run for longer than a heartbeat interval",
+    {"dsrt_transport_stalls_total", "times this process did not run for longer than two heartbeat intervals",
      &stats::stalls, true},
     {"dsrt_transport_data_workers", "UCX workers holding data endpoints", &stats::data_workers, false},
     {"dsrt_transport_data_workers_destroyed_total", "data workers destroyed with the endpoints kept in them",

@@ -20,6 +20,7 @@ struct Hello {
   nodeId @2 :Int32;            # -1 for a client
   incarnation @3 :UInt64;      # new each time the process starts
   nonce @4 :Data;              # 32 fresh random bytes
+  heartbeatIntervalMs @5 :UInt32;   # how often this side sends heartbeats (0: not said)
 }
 
 # Proof of the cluster secret, after the peer's Hello (transport/auth.h says what the MAC

@@ -8,6 +8,11 @@ status validate(const session_config& c) {
   if (c.heartbeat_interval_ms.count() <= 0 || c.handshake_timeout_ms.count() <= 0)
     return make_error(error_code::invalid_argument,
                       "heartbeat_interval_ms and handshake_timeout_ms must be positive");
+  if (c.peer_silence_max.count() <= 0)
+    return make_error(error_code::invalid_argument, "peer_silence_max must be positive");
+  if (c.heartbeat_interval_ms > milliseconds(heartbeat_interval_ms_max))
+    return make_error(error_code::invalid_argument, "heartbeat_interval_ms ({}) must be at most {} (its Hello field's limit)",
+                      c.heartbeat_interval_ms.count(), heartbeat_interval_ms_max);
   if (c.heartbeat_timeout_ms <= c.heartbeat_interval_ms)
     return make_error(error_code::invalid_argument,
                       "heartbeat_timeout_ms ({}) must exceed heartbeat_interval_ms ({})",
@@ -34,6 +39,7 @@ frame_bytes peer_session::hello() const {
   h.node_id = self_.node_id;
   h.incarnation = self_.incarnation;
   h.nonce = own_nonce_;
+  h.heartbeat_interval_ms = std::uint32_t(config_.heartbeat_interval_ms.count());
   return encode(h);
 }
 
@@ -69,6 +75,11 @@ peer_session::actions peer_session::on_decoded(result<decoded_frame> frame, cloc
         return fail(make_error(error_code::unsupported, "peer speaks protocol {}, this node {}",
                                h->protocol_version, frame_protocol_version));
       peer_hello_ = *h;
+      // A peer that heartbeats so rarely that this side's timeout would not hold two of its
+      // intervals is allowed two (a client's 3 s would otherwise drop a head that heartbeats
+      // every 5 s), at most peer_silence_max; never less than this side's own timeout.
+      silence_limit_ = std::max(config_.heartbeat_timeout_ms,
+                                std::min(2 * milliseconds(h->heartbeat_interval_ms), config_.peer_silence_max));
       state_ = state::awaiting_proof;
       proof_sent_ = true;
       actions a;
@@ -127,7 +138,7 @@ peer_session::actions peer_session::on_tick(clock_time now) {
                              config_.handshake_timeout_ms.count()));
     return {};
   }
-  if (now - last_heard_ >= config_.heartbeat_timeout_ms)
+  if (now - last_heard_ >= silence_limit_)
     return fail(make_error(error_code::unavailable, "peer (node {}) silent for {} ms", peer_hello_.node_id,
                            std::chrono::duration_cast<milliseconds>(now - last_heard_).count()));
   actions a;
@@ -141,7 +152,7 @@ peer_session::actions peer_session::on_tick(clock_time now) {
 clock_time peer_session::next_deadline() const {
   if (state_ == state::closed) return clock_time::max();
   if (state_ != state::up) return opened_at_ + config_.handshake_timeout_ms;
-  return std::min(last_heard_ + config_.heartbeat_timeout_ms, last_sent_heartbeat_ + config_.heartbeat_interval_ms);
+  return std::min(last_heard_ + silence_limit_, last_sent_heartbeat_ + config_.heartbeat_interval_ms);
 }
 
 }  // namespace dsrt::transport

@@ -10,7 +10,9 @@
 //
 // Liveness: every frame from the peer counts. Once up, a heartbeat goes out every
 // heartbeat_interval_ms; a peer silent for heartbeat_timeout_ms (dead, or paused — a
-// stopped process keeps its sockets open) is closed with UNAVAILABLE.
+// stopped process keeps its sockets open) is closed with UNAVAILABLE. Each Hello says its
+// side's interval: a peer whose interval is more than half the timeout is allowed two of
+// its intervals instead, at most peer_silence_max (silence_limit()).
 #include <algorithm>
 #include <optional>
 #include <span>
@@ -27,6 +29,9 @@ struct session_config {
   milliseconds heartbeat_interval_ms{500};
   milliseconds heartbeat_timeout_ms{3000};   // silence that makes a peer down
   milliseconds handshake_timeout_ms{5000};   // connection to a proven peer
+  // The longest a peer's own heartbeat interval may stretch heartbeat_timeout_ms for it (two
+  // of its intervals): a peer that says it heartbeats hourly is still judged within this.
+  milliseconds peer_silence_max{120000};
   frame_limits limits;
 };
 // invalid_argument when an interval is not positive or the timeout is not above the interval.
@@ -88,6 +93,9 @@ class peer_session {
   auth_direction direction() const { return direction_; }
   // When the next on_tick() has something to do.
   clock_time next_deadline() const;
+  // How long the peer may be silent: heartbeat_timeout_ms, or two of the peer's heartbeat
+  // intervals (as its Hello says) where that is longer, at most peer_silence_max.
+  milliseconds silence_limit() const { return silence_limit_; }
 
  private:
   actions on_decoded(result<decoded_frame> frame, clock_time now);
@@ -103,6 +111,7 @@ class peer_session {
   bool proof_sent_ = false;
   clock_time opened_at_, last_heard_, last_sent_heartbeat_;
   std::uint64_t heartbeats_sent_ = 0;
+  milliseconds silence_limit_ = config_.heartbeat_timeout_ms;
 };
 
 }  // namespace dsrt::transport

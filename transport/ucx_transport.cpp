@@ -1,6 +1,7 @@
 #include "transport/ucx_transport_impl.h"
 
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
@@ -80,9 +81,24 @@ status ucx_transport::impl::init() {
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(config_.listen_port);
-    if (::inet_pton(AF_INET, config_.listen_host.c_str(), &addr.sin_addr) != 1)
-      return make_error(error_code::invalid_argument, "listen_host '{}' is not an IPv4 address",
-                        config_.listen_host);
+    if (::inet_pton(AF_INET, config_.listen_host.c_str(), &addr.sin_addr) != 1) {
+      // A name (localhost, this host's): its first IPv4 address.
+      addrinfo hints{};
+      hints.ai_family = AF_INET;
+      hints.ai_socktype = SOCK_STREAM;
+      addrinfo* found = nullptr;
+      if (const int rc = ::getaddrinfo(config_.listen_host.c_str(), nullptr, &hints, &found); rc != 0 || !found)
+        return make_error(error_code::invalid_argument, "listen_host '{}' is neither an IPv4 address nor a name with one ({})",
+                          config_.listen_host, rc != 0 ? ::gai_strerror(rc) : "no address");
+      addr.sin_addr = reinterpret_cast<const sockaddr_in*>(found->ai_addr)->sin_addr;
+      ::freeaddrinfo(found);
+      // A host's own name may resolve to a loopback address (Debian's 127.0.1.1): say which.
+      char text[INET_ADDRSTRLEN] = {};
+      ::inet_ntop(AF_INET, &addr.sin_addr, text, sizeof text);
+      const bool loopback = (ntohl(addr.sin_addr.s_addr) >> 24) == 127;
+      spdlog::log(loopback ? spdlog::level::warn : spdlog::level::info, "transport: listen host '{}' is {}{}",
+                  config_.listen_host, text, loopback ? ": a loopback address, which other hosts cannot reach" : "");
+    }
     ucp_listener_params_t lp{};
     lp.field_mask = UCP_LISTENER_PARAM_FIELD_SOCK_ADDR | UCP_LISTENER_PARAM_FIELD_CONN_HANDLER;
     lp.sockaddr.addr = reinterpret_cast<const sockaddr*>(&addr);

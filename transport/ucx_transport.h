@@ -137,8 +137,8 @@ struct transport_stats {
   std::uint64_t closes_pending = 0;   // endpoint closes not finished yet (now, not a total)
   std::uint64_t sleeps = 0;           // times the progress thread went to sleep (with busy
                                       // polling: windows that ran out)
-  std::uint64_t stalls = 0;           // times this process had not run for longer than a
-                                      // heartbeat interval (peers' silence then excused)
+  std::uint64_t stalls = 0;           // times this process had not run for longer than two
+                                      // heartbeat intervals (peers' silence then excused)
   std::uint64_t data_workers = 0;     // data workers now (ucx_transport_impl.h data_worker)
   std::uint64_t data_workers_destroyed = 0;   // with the endpoints UCX kept in them
   std::uint64_t data_sends_waiting = 0;   // now: sends waiting in connections for data_sends_posted_max

@@ -176,9 +176,14 @@ struct hello_wire {
   std::int32_t node_id = -1;        // -1 for a client
   std::uint64_t incarnation = 0;    // new each time the process starts
   transport::nonce nonce{};         // fresh for this connection (make_nonce())
+  // How often this side sends heartbeats, so the peer can wait long enough for them (0:
+  // not said, as by a peer from before the field). At most heartbeat_interval_ms_max.
+  std::uint32_t heartbeat_interval_ms = 0;
 };
+inline constexpr std::uint32_t heartbeat_interval_ms_max = 10 * 60 * 1000;   // 10 minutes
 frame_bytes encode(const hello_wire& hello);
-// Also invalid_argument for an unknown role or a nonce that is not exactly nonce_bytes.
+// Also invalid_argument for an unknown role, a nonce that is not exactly nonce_bytes or a
+// heartbeat interval above heartbeat_interval_ms_max.
 result<hello_wire> decode_hello(decoded_frame& frame);
 
 // frame_type::auth_proof. Also invalid_argument for a MAC that is not exactly mac_bytes.

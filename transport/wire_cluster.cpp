@@ -140,6 +140,7 @@ frame_bytes encode(const hello_wire& hello) {
     b.setNodeId(hello.node_id);
     b.setIncarnation(hello.incarnation);
     b.setNonce(as_data(hello.nonce));
+    b.setHeartbeatIntervalMs(hello.heartbeat_interval_ms);
   });
 }
 
@@ -159,6 +160,10 @@ result<hello_wire> decode_hello(decoded_frame& frame) {
     auto n = read_fixed<nonce_bytes>(r.getNonce(), "nonce");
     if (!n.ok()) return n.err();
     out.nonce = n.value();
+    out.heartbeat_interval_ms = r.getHeartbeatIntervalMs();
+    if (out.heartbeat_interval_ms > heartbeat_interval_ms_max)
+      return out_of_range("heartbeatIntervalMs", fmt::format("{} ms, above {}", out.heartbeat_interval_ms,
+                                                              heartbeat_interval_ms_max));
     return out;
   });
 }

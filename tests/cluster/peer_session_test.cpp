@@ -21,9 +21,10 @@ struct pair_of_sessions {
   session_config config;
   peer_session connector, acceptor;
 
-  pair_of_sessions(const cluster_secret& a, const cluster_secret& b)
+  // `acceptors`: the acceptor's config, when it differs from the connector's (`config`).
+  pair_of_sessions(const cluster_secret& a, const cluster_secret& b, std::optional<session_config> acceptors = {})
       : connector(config, a, {node_role::worker, 3, 77}, auth_direction::connector, fresh(), now),
-        acceptor(config, b, {node_role::head, 0, 99}, auth_direction::acceptor, fresh(), now) {}
+        acceptor(acceptors.value_or(config), b, {node_role::head, 0, 99}, auth_direction::acceptor, fresh(), now) {}
 
   // Delivers `frames` to `to` and everything it answers back to `from`, until quiet.
   // Returns what each side delivered to its application and whether each closed.
@@ -133,6 +134,52 @@ TEST(PeerSession, HeartbeatsGoOutEveryIntervalAndSilenceMeansDown) {
   EXPECT_FALSE(p.acceptor.is_up());
 }
 
+// A peer that heartbeats so rarely that this side's timeout would not hold two of its
+// intervals (a head run with a 5 s interval; its clients keep 500 ms and 3 s) is allowed
+// two of them, at most peer_silence_max; the other side keeps its own, longer timeout.
+TEST(PeerSession, APeerThatHeartbeatsLessOftenIsAllowedTwoOfItsIntervals) {
+  session_config slow;
+  slow.heartbeat_interval_ms = milliseconds(5000);
+  slow.heartbeat_timeout_ms = milliseconds(20000);
+  pair_of_sessions p(secret_of(7), secret_of(7), slow);
+  p.handshake();
+  ASSERT_TRUE(p.connector.is_up() && p.acceptor.is_up());
+  EXPECT_EQ(p.connector.silence_limit(), milliseconds(10000));
+  EXPECT_EQ(p.acceptor.silence_limit(), milliseconds(20000));
+  // The slow side's heartbeats every 5 s keep the connection up ...
+  for (int i = 0; i < 10; ++i) {
+    p.now += slow.heartbeat_interval_ms;
+    auto c = p.connector.on_tick(p.now);
+    auto a = p.acceptor.on_tick(p.now);
+    ASSERT_FALSE(c.close || a.close) << "tick " << i;
+    ASSERT_EQ(a.send.size(), 1u);
+    p.exchange(std::move(c.send), std::move(a.send));
+  }
+  // ... and once it falls silent it is down after 10 s, not 3.
+  p.now += milliseconds(9999);
+  EXPECT_FALSE(p.connector.on_tick(p.now).close);
+  p.now += milliseconds(1);
+  auto down = p.connector.on_tick(p.now);
+  ASSERT_TRUE(down.close);
+  EXPECT_EQ(down.close->code, error_code::unavailable);
+
+  // A peer that says it heartbeats every 10 minutes is judged within peer_silence_max; one
+  // that heartbeats often enough changes nothing.
+  session_config rare;
+  rare.heartbeat_interval_ms = milliseconds(heartbeat_interval_ms_max);
+  rare.heartbeat_timeout_ms = 2 * rare.heartbeat_interval_ms;
+  pair_of_sessions q(secret_of(7), secret_of(7), rare);
+  q.handshake();
+  EXPECT_EQ(q.connector.silence_limit(), q.config.peer_silence_max);
+  session_config fast;
+  fast.heartbeat_interval_ms = milliseconds(100);
+  fast.heartbeat_timeout_ms = milliseconds(1000);
+  pair_of_sessions r(secret_of(7), secret_of(7), fast);
+  r.handshake();
+  EXPECT_EQ(r.connector.silence_limit(), r.config.heartbeat_timeout_ms);
+  EXPECT_EQ(r.acceptor.silence_limit(), fast.heartbeat_timeout_ms);   // 2 x 500 ms is not more
+}
+
 TEST(PeerSession, BytesThatArrivedCountAsLifeBeforeTheirFrameIsHandled) {
   // The transport reports an arrival (heard) when a frame lands behind a long tensor fetch;
   // the silence deadline runs from there, not from when the frame is finally handled.
@@ -215,6 +262,13 @@ TEST(PeerSession, ConfigValidation) {
   EXPECT_FALSE(validate(c).ok());
   c = {};
   c.heartbeat_interval_ms = milliseconds(0);
+  EXPECT_FALSE(validate(c).ok());
+  c = {};
+  c.heartbeat_interval_ms = milliseconds(heartbeat_interval_ms_max + 1);   // more than a Hello can say
+  c.heartbeat_timeout_ms = 2 * c.heartbeat_interval_ms;
+  EXPECT_FALSE(validate(c).ok());
+  c = {};
+  c.peer_silence_max = milliseconds(0);
   EXPECT_FALSE(validate(c).ok());
 }
 

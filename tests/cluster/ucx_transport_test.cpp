@@ -836,6 +836,49 @@ TEST(UcxTransport, ConfigValidationNamesTheField) {
   }
 }
 
+// A head may listen on a name (dsnode head --listen localhost:PORT) as well as an IPv4
+// address; a name with no IPv4 address is refused, naming it.
+TEST(UcxTransport, AHeadListensOnAHostNameOrRefusesOneThatDoesNotResolve) {
+  recorder head_r, worker_r;
+  auto head = start_head(head_r, secret_of(2), [](transport_config& c) { c.listen_host = "localhost"; });
+  auto worker = start(worker_r, secret_of(2), node_role::worker, 1, false);
+  ASSERT_TRUE(head && worker);
+  const auto to_head = worker->connect("127.0.0.1", head->port());
+  ASSERT_TRUE(worker_r.wait([&](recorder& r) { return r.up_.count(to_head) > 0; }));
+
+  recorder r;
+  transport_config c;
+  c.listen_host = "no-such-host.invalid";
+  auto refused = ucx_transport::start(c, secret_of(2), {node_role::head, 0, 1000u}, r);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.err().code, error_code::invalid_argument);
+  EXPECT_NE(refused.err().message.find("no-such-host.invalid"), std::string::npos) << refused.err().message;
+}
+
+// A head that heartbeats every second and a client whose timeout is 400 ms: the client
+// allows the head two of its seconds, so an idle connection stays up; it used to drop the
+// head after 400 ms of silence and reconnect forever.
+TEST(UcxTransport, AClientKeepsAHeadThatHeartbeatsLessOftenThanItself) {
+  recorder head_r, client_r;
+  auto head = start_head(head_r, secret_of(3), [](transport_config& c) {
+    c.session.heartbeat_interval_ms = milliseconds(1000);
+    c.session.heartbeat_timeout_ms = milliseconds(5000);
+  });
+  transport_config c;
+  c.listen = false;
+  c.session.heartbeat_interval_ms = milliseconds(100);
+  c.session.heartbeat_timeout_ms = milliseconds(400);
+  auto client = ucx_transport::start(c, secret_of(3), {node_role::client, -1, 5u}, client_r);
+  ASSERT_TRUE(head && client.ok());
+  const auto to_head = (*client)->connect("127.0.0.1", head->port());
+  ASSERT_TRUE(client_r.wait([&](recorder& r) { return r.up_.count(to_head) > 0; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));   // idle: the head's heartbeats only
+  EXPECT_EQ(client_r.downs(), 0u);
+  EXPECT_EQ(head_r.downs(), 0u);
+  ASSERT_TRUE((*client)->send(to_head, encode_cancel(frame_type::cancel, 9)).ok());
+  ASSERT_TRUE(head_r.wait([](recorder& r) { return r.ids_.size() == 1 && r.ids_.begin()->second.size() == 1; }));
+}
+
 TEST(UcxTransport, ConnectingToNothingIsReportedDown) {
   recorder r;
   auto client = start(r, secret_of(7), node_role::client, -1, false);

@@ -326,7 +326,7 @@ TEST(Wire, ReplicaUpDownAndStatusRoundTrip) {
 
 TEST(Wire, ConnectionMessagesRoundTrip) {
   for (node_role role : {node_role::head, node_role::worker, node_role::client}) {
-    hello_wire h{1, role, role == node_role::client ? -1 : 4, 0x1234567890ull, make_nonce().value()};
+    hello_wire h{1, role, role == node_role::client ? -1 : 4, 0x1234567890ull, make_nonce().value(), 750};
     auto frame = open(encode(h));
     auto back = decode_hello(frame);
     ASSERT_TRUE(back.ok()) << back.err().to_string();
@@ -335,7 +335,16 @@ TEST(Wire, ConnectionMessagesRoundTrip) {
     EXPECT_EQ(back->node_id, h.node_id);
     EXPECT_EQ(back->incarnation, h.incarnation);
     EXPECT_EQ(back->nonce, h.nonce);
+    EXPECT_EQ(back->heartbeat_interval_ms, 750u);
   }
+  // A heartbeat interval past the limit is refused, naming the field.
+  hello_wire slow{};
+  slow.heartbeat_interval_ms = heartbeat_interval_ms_max + 1;
+  auto slow_frame = open(encode(slow));
+  auto refused = decode_hello(slow_frame);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.err().code, error_code::invalid_argument);
+  EXPECT_NE(refused.err().message.find("heartbeatIntervalMs"), std::string::npos) << refused.err().message;
 
   mac proof{};
   proof[0] = std::byte{1};
