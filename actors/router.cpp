@@ -1,5 +1,7 @@
 #include "actors/router.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <optional>
 #include <unordered_map>
@@ -159,7 +161,12 @@ caf::behavior router_actor(caf::stateful_actor<router_state>* self, router_optio
       },
       [self](replica_up& up) {
         auto& st = self->state;
-        if (up.replica < 0 || up.replica >= std::int32_t(st.batchers.size())) return;
+        if (up.replica < 0 || up.replica >= std::int32_t(st.batchers.size())) {
+          // A node placed by hand with a --replica-base or --replicas past the head's count.
+          spdlog::warn("router: replica {} is outside this router's 0..{} (the head's --replicas): not used",
+                       up.replica, st.batchers.size() - 1);
+          return;
+        }
         st.batchers[std::size_t(up.replica)] = up.batcher;
         self->monitor(up.batcher);
         st.policy->on_replica_up(self->clock().now(), up.replica);

@@ -17,6 +17,9 @@ namespace {
 
 using reconnect_atom = caf::atom_constant<caf::atom("reconnect")>;
 
+// While the head cannot be reached, the first failed try is logged, then one in this.
+constexpr std::chrono::seconds connect_warning_interval{10};
+
 struct worker_link_state {
   worker_link_options options;
   transport::ucx_transport* transport = nullptr;
@@ -24,6 +27,8 @@ struct worker_link_state {
   metrics::gauge* head_connected = nullptr;
   peer_id connecting = 0;    // a connect() in progress
   peer_id closing = 0;       // a head this link is closing (its peer_down brings the reconnect)
+  std::uint64_t failed_connects = 0;   // since the last connection to the head
+  caf::actor_clock::time_point next_connect_warning{};
   std::vector<caf::actor> batchers;   // by local index; null while down
   // The batchers know a sequence by an id of this link's (never reused), not the head's:
   // after the head is lost, what the old sequences still send (their cancelled finals)
@@ -171,6 +176,7 @@ caf::behavior worker_link_actor(self_ptr self, transport::ucx_transport* transpo
         st.head = m.peer;
         st.head_connected->set(1);
         st.connecting = 0;
+        st.failed_connects = 0;
         ++st.stats.connects;
         spdlog::info("worker: connected to the head (incarnation {})", m.hello.incarnation);
         for (std::size_t i = 0; i < st.batchers.size(); ++i)
@@ -189,6 +195,11 @@ caf::behavior worker_link_actor(self_ptr self, transport::ucx_transport* transpo
         if (m.peer == st.head) {
           spdlog::warn("worker: lost the head: {}", m.why.to_string());
           cancel_forwarded(self);
+        } else if (const auto now = self->clock().now(); ++st.failed_connects == 1 || now >= st.next_connect_warning) {
+          spdlog::warn("worker: cannot reach the head at {}:{}: {} ({} tries; trying again every {} ms)",
+                       st.options.head_host, st.options.head_port, m.why.to_string(), st.failed_connects,
+                       st.options.reconnect_interval_ms.count());
+          st.next_connect_warning = now + connect_warning_interval;
         }
         st.head = 0;
         st.head_connected->set(0);

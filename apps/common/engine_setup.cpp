@@ -1,7 +1,11 @@
 #include "apps/common/engine_setup.h"
 
+#include <sched.h>
+
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
+#include <thread>
 
 #include "kernels/cuda_backend.h"
 #include "runtime/model/weights.h"
@@ -101,6 +105,12 @@ result<loaded_engine> load_engine(const engine_flags& flags, const engine::model
   e.model = std::move(model).value();
   e.tokenizer = std::make_unique<tokenizer::tokenizer>(std::move(tok).value());
   return e;
+}
+
+int usable_cores() {
+  cpu_set_t set;
+  if (::sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+  return int(std::max(1u, std::thread::hardware_concurrency()));
 }
 
 int report(const error& e) {

@@ -55,6 +55,10 @@ result<loaded_engine> load_engine(const engine_flags& flags, const engine::model
 // The model options the flags ask for.
 engine::model_options model_options_of(const engine_flags& flags);
 
+// The CPUs this process may run on (its affinity mask, which Slurm, containers and taskset
+// narrow), at least 1: the default for --threads.
+int usable_cores();
+
 // Prints "dsrt: <CODE>: message" to stderr and returns the exit code for it
 // (2 for invalid_argument, 1 otherwise).
 int report(const error& e);

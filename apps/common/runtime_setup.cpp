@@ -1,7 +1,6 @@
 #include "apps/common/runtime_setup.h"
 
 #include <algorithm>
-#include <thread>
 
 #include "actors/runtime_settings.h"
 #include "runtime/model/config.h"
@@ -44,7 +43,7 @@ result<loaded_replicas> load_replicas(const engine_flags& engine, const runtime_
           block_tokens, model.step_tokens_max));
   } else {
     // Each replica gets its share of the cores (at least one thread).
-    const int cores = engine.threads > 0 ? engine.threads : int(std::max(1u, std::thread::hardware_concurrency()));
+    const int cores = engine.threads > 0 ? engine.threads : usable_cores();
     engine_flags per_replica = engine;
     per_replica.threads = std::max(1, cores / options.replicas);
     auto device = parse_device(engine.device);

@@ -305,7 +305,9 @@ std::function<int()> add_load_bench(CLI::App& app) {
   cmd->add_flag("--inproc", f->inproc, "run the runtime in this process");
   auto* connect = cmd->add_option("--connect", f->connect,
                                   "load a running cluster at dsrt://HOST:PORT instead (dsrun --nodes N)");
-  cmd->add_option("--secret-file", f->secret_file, "the cluster's secret file (with --connect)")->needs(connect);
+  auto* secret = cmd->add_option("--secret-file", f->secret_file, "the cluster's secret file (with --connect)");
+  secret->needs(connect);
+  connect->needs(secret);
   cmd->add_option("--requests", f->requests, "requests in all")->capture_default_str()->check(CLI::Range(1, 1000000));
   cmd->add_option("--concurrency", f->concurrency, "requests in flight at once")->capture_default_str()->check(CLI::Range(1, 100000));
   cmd->add_option("--prompt-len", f->prompt_len, "prompt tokens per request")->capture_default_str()->check(CLI::Range(1, 1 << 20));

@@ -16,6 +16,7 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <thread>
@@ -41,6 +42,7 @@ struct node_flags {
   std::int64_t metrics_interval_ms = 5000;
   std::int32_t node_id = 1;
   std::int32_t replica_base = 0;
+  std::int32_t host_workers = 1;   // workers sharing this host's cores (without --threads)
   std::int64_t drain_timeout_ms = 30000;
   std::int64_t heartbeat_interval_ms = 500;
   std::int64_t heartbeat_timeout_ms = 3000;
@@ -56,11 +58,32 @@ result<actors::cluster_address> parse_host_port(const std::string& text) {
   return actors::parse_cluster_url("dsrt://" + text);
 }
 
-transport::session_config session_of(const node_flags& f) {
-  transport::session_config s;
-  s.heartbeat_interval_ms = milliseconds(f.heartbeat_interval_ms);
-  s.heartbeat_timeout_ms = milliseconds(f.heartbeat_timeout_ms);
-  return s;
+// The transport settings both kinds of node take from their flags. The transport checks
+// deadlines every tick_interval_ms (20 ms), at most once a heartbeat interval.
+void apply_transport_flags(const node_flags& f, transport::transport_config& t) {
+  t.session.heartbeat_interval_ms = milliseconds(f.heartbeat_interval_ms);
+  t.session.heartbeat_timeout_ms = milliseconds(f.heartbeat_timeout_ms);
+  t.tick_interval_ms = std::min(t.tick_interval_ms, t.session.heartbeat_interval_ms);
+  t.busy_poll_us = std::chrono::microseconds(f.busy_poll_us);
+  t.data_endpoints = f.data_endpoints;
+  t.data_endpoints_max = std::size_t(f.data_endpoints_max);
+  t.data_endpoints_per_worker = std::size_t(f.data_endpoints_per_worker);
+}
+
+// A node's replica count is its --replicas (dsrun gives each worker its share and the head
+// the cluster's): a settings file or --set naming another runtime.replicas is refused
+// rather than one of the two being ignored. Checked before any model loads.
+status check_replicas(const node_flags& f) {
+  actors::runtime_options settled;
+  settled.replicas = f.runtime.replicas;
+  engine::model_options model = model_options_of(f.engine);
+  const std::filesystem::path file = f.runtime.config_file;
+  DSRT_TRY(actors::load_runtime_settings(file.empty() ? nullptr : &file, f.runtime.overrides, settled, model));
+  if (settled.replicas == f.runtime.replicas) return ok_t{};
+  return make_error(error_code::invalid_argument,
+                    "runtime.replicas is {} in the settings but --replicas is {}: a node's replicas come from "
+                    "--replicas (dsrun: --replicas, spread over the workers)",
+                    settled.replicas, f.runtime.replicas);
 }
 
 // SIGINT and SIGTERM are blocked in every thread and taken here, so no handler runs inside
@@ -78,6 +101,7 @@ void write_marker(const std::string& path, const std::string& line) {
 }
 
 int run_head(const node_flags& f, const sigset_t& signals) {
+  if (auto s = check_replicas(f); !s) return report(s.err());
   auto secret = transport::read_secret_file(f.secret_file);
   if (!secret) return report(secret.err());
   auto listen = parse_host_port(f.listen);
@@ -88,11 +112,9 @@ int run_head(const node_flags& f, const sigset_t& signals) {
   actors::head_node_options options;
   options.transport.listen_host = listen->host;
   options.transport.listen_port = listen->port;
-  options.transport.session = session_of(f);
-  options.transport.busy_poll_us = std::chrono::microseconds(f.busy_poll_us);
-  options.transport.data_endpoints = f.data_endpoints;
-  options.transport.data_endpoints_max = std::size_t(f.data_endpoints_max);
-  options.transport.data_endpoints_per_worker = std::size_t(f.data_endpoints_per_worker);
+  apply_transport_flags(f, options.transport);
+  options.scheduler_threads = loaded->options.scheduler_threads;
+  options.ask_timeout_ms = loaded->options.ask_timeout_ms;
   options.bridge.link_messages_per_turn = std::size_t(f.link_messages_per_turn);
   options.router = loaded->options.router;
   options.replicas = f.runtime.replicas;
@@ -132,18 +154,19 @@ int run_head(const node_flags& f, const sigset_t& signals) {
 }
 
 int run_worker(const node_flags& f, const sigset_t& signals) {
+  if (auto s = check_replicas(f); !s) return report(s.err());
   auto secret = transport::read_secret_file(f.secret_file);
   if (!secret) return report(secret.err());
   auto head = parse_host_port(f.head);
   if (!head) return report(head.err());
-  auto loaded = load_replicas(f.engine, f.runtime, actors::runtime_options{});
+  engine_flags engine = f.engine;
+  if (engine.threads <= 0 && f.host_workers > 1) engine.threads = std::max(1, usable_cores() / f.host_workers);
+  auto loaded = load_replicas(engine, f.runtime, actors::runtime_options{});
   if (!loaded) return report(loaded.err());
   actors::worker_node_options options;
-  options.transport.session = session_of(f);
-  options.transport.busy_poll_us = std::chrono::microseconds(f.busy_poll_us);
-  options.transport.data_endpoints = f.data_endpoints;
-  options.transport.data_endpoints_max = std::size_t(f.data_endpoints_max);
-  options.transport.data_endpoints_per_worker = std::size_t(f.data_endpoints_per_worker);
+  apply_transport_flags(f, options.transport);
+  options.scheduler_threads = loaded->options.scheduler_threads;
+  options.ask_timeout_ms = loaded->options.ask_timeout_ms;
   options.bridge.link_messages_per_turn = std::size_t(f.link_messages_per_turn);
   options.link.head_host = head->host;
   options.link.head_port = head->port;
@@ -169,8 +192,9 @@ void add_common(CLI::App& cmd, node_flags& f) {
   add_engine_flags(cmd, f.engine);
   add_runtime_flags(cmd, f.runtime);
   cmd.add_option("--secret-file", f.secret_file, "the cluster secret (dsrun creates it, mode 0600)")->required();
-  cmd.add_option("--heartbeat-interval-ms", f.heartbeat_interval_ms, "heartbeat period")->capture_default_str()
-      ->check(CLI::Range(1, 600000));
+  cmd.add_option("--heartbeat-interval-ms", f.heartbeat_interval_ms,
+                 "heartbeat period (peers that heartbeat less often than half their timeout allow two of it)")
+      ->capture_default_str()->check(CLI::Range(10, 600000));
   cmd.add_option("--heartbeat-timeout-ms", f.heartbeat_timeout_ms, "silence after which a peer is down")
       ->capture_default_str()->check(CLI::Range(2, 3600000));
   cmd.add_option("--busy-poll-us", f.busy_poll_us,
@@ -222,6 +246,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1 << 20));
   worker->add_option("--replica-base", f.replica_base, "cluster index of this node's first replica")
       ->capture_default_str()->check(CLI::Range(0, 1 << 20));
+  worker->add_option("--host-workers", f.host_workers,
+                     "workers sharing this host: without --threads each takes this share of the host's cores "
+                     "(dsrun sets it)")
+      ->capture_default_str()->check(CLI::Range(1, 1 << 16));
   CLI11_PARSE(app, argc, argv);
 
   sigset_t signals;

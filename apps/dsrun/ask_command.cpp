@@ -44,7 +44,9 @@ std::function<int()> add_ask_command(CLI::App& app) {
   add_prompt_flags(*cmd, f->ask, /*prompt_required=*/true);
   auto* connect = cmd->add_option("--connect", f->connect,
                                   "ask a running cluster at dsrt://HOST:PORT (the model dir gives the tokenizer)");
-  cmd->add_option("--secret-file", f->secret_file, "the cluster's secret file (with --connect)")->needs(connect);
+  auto* secret = cmd->add_option("--secret-file", f->secret_file, "the cluster's secret file (with --connect)");
+  secret->needs(connect);
+  connect->needs(secret);
   return [f] { return run_ask(*f); };
 }
 

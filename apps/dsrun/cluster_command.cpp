@@ -26,6 +26,7 @@
 #include "apps/common/remote_launch.h"
 #include "apps/common/slurm_env.h"
 #include "apps/dsrun/commands.h"
+#include "apps/common/node_layout.h"
 #include "apps/common/node_process.h"
 #include "apps/dsrun/stream_answer.h"
 #include "runtime/policy/restart_budget.h"
@@ -64,6 +65,11 @@ std::string find_dsnode(const cluster_flags& f) {
 }
 
 constexpr std::int64_t restart_period_ms_max = 24 * 3600 * 1000;   // --restart-period-ms: a day
+// How long a stopping node has after SIGTERM before SIGKILL: a worker this, the head its
+// drain (--drain-timeout-ms) and this.
+constexpr int stop_grace_ms = 5000;
+constexpr std::int64_t drain_timeout_ms_max = 3600 * 1000;   // --drain-timeout-ms: an hour, as dsnode's
+constexpr std::int64_t ready_timeout_ms_max = 24 * 3600 * 1000;   // --ready-timeout-ms: a day
 
 volatile std::sig_atomic_t stop_signal = 0;
 void on_stop(int sig) { stop_signal = sig; }
@@ -135,12 +141,16 @@ std::vector<std::string> launcher(const placement& p, std::size_t k, std::vector
 int run_cluster(const cluster_flags& f) {
   auto where = place(f);
   if (!where) return report(where.err());
-  // --node-arg goes to every node: one metrics file for all of them would be overwritten
-  // by each in turn.
+  // --node-arg goes to every node, after the flags dsrun gives each (node_layout.h).
   for (const auto& a : f.node_args)
-    if (a.starts_with("--metrics-file"))
-      return report(make_error(error_code::invalid_argument,
-                               "--node-arg={} would give every node one metrics file: use --metrics-dir", a));
+    if (auto s = check_node_arg(a); !s) return report(s.err());
+  // Remote nodes read the secret and write the ready file in the run directory: a default
+  // one under this host's /tmp is not theirs.
+  if (where->launch != placement::how::local && f.run_dir.empty())
+    return report(make_error(error_code::invalid_argument,
+                             "--{} needs --run-dir on a filesystem every host shares (the nodes read the cluster "
+                             "secret and write their ready file and logs there)",
+                             f.slurm ? "slurm" : "hostfile"));
   const int node_count = int(where->hosts.size());
   const int workers = node_count - 1;
   const int replicas = f.replicas > 0 ? f.replicas : workers;
@@ -168,8 +178,6 @@ int run_cluster(const cluster_flags& f) {
 
   const auto dsnode = find_dsnode(f);
   const auto head_addr = fmt::format("{}:{}", where->hosts[0], f.port);
-  const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
-  const int threads = f.threads > 0 ? f.threads : std::max(1, cores / workers);
   std::vector<std::unique_ptr<node_process>> nodes;
   // Node i's metrics file, and its common arguments.
   const std::filesystem::path metrics_dir =
@@ -190,23 +198,25 @@ int run_cluster(const cluster_flags& f) {
                        std::to_string(replicas), "--ready-file", ready_file.string(), "--drained-file",
                        drained_file.string(), "--drain-timeout-ms", std::to_string(f.drain_timeout_ms)})),
       (run / "node-0.log").string()));
-  // One GPU per replica: workers sharing this machine take consecutive ordinals (a worker's
-  // first is its replica base); a worker on a host of its own starts at cuda:0.
-  const bool one_host = !f.slurm && f.hostfile.empty();
-  auto worker_device = [&](int base) {
-    return f.device == "cpu" ? std::string("cpu") : fmt::format("cuda:{}", one_host ? base : 0);
-  };
-  int base = 0;
+  // One GPU per replica: workers sharing a host take consecutive ordinals there.
+  const auto layout = lay_out_workers(where->hosts, replicas);
   for (int w = 0; w < workers; ++w) {
-    const int count = replicas / workers + (w < replicas % workers ? 1 : 0);
-    nodes.push_back(std::make_unique<node_process>(
-        fmt::format("worker {}", w + 1),
-        launcher(*where, std::size_t(w + 1),
-                 common(std::size_t(w + 1), {dsnode, "worker", "--head", head_addr, "--node-id", std::to_string(w + 1), "--replicas",
-                         std::to_string(count), "--replica-base", std::to_string(base), "--threads",
-                         std::to_string(threads), "--device", worker_device(base)})),
-        (run / fmt::format("node-{}.log", w + 1)).string()));
-    base += count;
+    const auto& l = layout[std::size_t(w)];
+    std::vector<std::string> argv = {dsnode, "worker", "--head", head_addr, "--node-id", std::to_string(w + 1),
+                                     "--replicas", std::to_string(l.replicas), "--replica-base",
+                                     std::to_string(l.replica_base), "--device",
+                                     f.device == "cpu" ? std::string("cpu") : fmt::format("cuda:{}", l.first_gpu)};
+    // Its threads: --threads; on this machine its share of the cores dsrun may use; on a
+    // host elsewhere its share of that host's, which the node counts (--host-workers).
+    if (f.threads > 0)
+      argv.insert(argv.end(), {"--threads", std::to_string(f.threads)});
+    else if (where->launch == placement::how::local)
+      argv.insert(argv.end(), {"--threads", std::to_string(std::max(1, usable_cores() / workers))});
+    else if (l.host_workers > 1)
+      argv.insert(argv.end(), {"--host-workers", std::to_string(l.host_workers)});
+    nodes.push_back(std::make_unique<node_process>(fmt::format("worker {}", w + 1),
+                                                   launcher(*where, std::size_t(w + 1), common(std::size_t(w + 1), argv)),
+                                                   (run / fmt::format("node-{}.log", w + 1)).string()));
   }
   // Starts node i and records its pid in run/node-I.pid (for operators and tests).
   auto start_node = [&](std::size_t i) -> status {
@@ -229,14 +239,14 @@ int run_cluster(const cluster_flags& f) {
   // is the local ssh, which ends at once while the remote head is still draining: then the
   // head's drained file (on the run directory the hosts share) says when it is done.
   auto stop_all = [&] {
-    const int drain_ms = int(f.drain_timeout_ms) + 5000;
+    const int drain_ms = int(f.drain_timeout_ms) + stop_grace_ms;
     nodes.front()->stop(drain_ms);
     if (where->launch == placement::how::ssh && std::filesystem::exists(ready_file)) {
       const auto give_up = std::chrono::steady_clock::now() + milliseconds(drain_ms);
       while (!std::filesystem::exists(drained_file) && std::chrono::steady_clock::now() < give_up)
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    for (std::size_t i = 1; i < nodes.size(); ++i) nodes[i]->stop(5000);
+    for (std::size_t i = 1; i < nodes.size(); ++i) nodes[i]->stop(stop_grace_ms);
   };
   const auto url = "dsrt://" + head_addr;
   const auto give_up = std::chrono::steady_clock::now() + milliseconds(f.ready_timeout_ms);
@@ -321,21 +331,24 @@ std::function<int()> add_cluster_command(CLI::App& app) {
                   "one host per line (the first runs the head): start the nodes there over ssh; paths must be "
                   "valid on every host");
   cmd->add_option("--ssh", f->ssh, "the ssh command for --hostfile (split at spaces)")->capture_default_str();
-  cmd->add_option("--port", f->port, "the head's port on 127.0.0.1")->capture_default_str()->check(CLI::Range(1, 65535));
+  cmd->add_option("--port", f->port, "the head's port (on 127.0.0.1; with --slurm/--hostfile on every address of its host)")->capture_default_str()->check(CLI::Range(1, 65535));
   cmd->add_option("--run-dir", f->run_dir,
                   "where the secret, the ready file, node logs and metrics go (default /tmp/dsrun-PID, removed "
-                  "after a clean stop)");
+                  "after a clean stop; with --slurm/--hostfile required, on a filesystem every host shares)");
   cmd->add_option("--metrics-dir", f->metrics_dir,
                   "where each node writes its metrics, node-N.prom (default: the run directory)");
   cmd->add_option("--dsnode", f->dsnode, "the dsnode binary (default: next to dsrun)");
-  cmd->add_option("--threads", f->threads, "CPU threads per worker (default: cores / workers)");
+  cmd->add_option("--threads", f->threads,
+                  "CPU threads per worker (default: on this machine cores / workers; with --slurm/--hostfile "
+                  "each worker's host's cores)");
   cmd->add_option("--device", f->device,
-                  "cpu, or cuda: one GPU per replica (on one machine the workers take consecutive "
-                  "ordinals; on --hostfile/--slurm hosts each worker starts at cuda:0)")
+                  "cpu, or cuda: one GPU per replica (workers sharing a host take consecutive ordinals "
+                  "there, from cuda:0)")
       ->capture_default_str();
-  cmd->add_option("--ready-timeout-ms", f->ready_timeout_ms, "how long to wait for every replica")->capture_default_str();
+  cmd->add_option("--ready-timeout-ms", f->ready_timeout_ms, "how long to wait for every replica")
+      ->capture_default_str()->check(CLI::Range(std::int64_t(1), ready_timeout_ms_max));
   cmd->add_option("--drain-timeout-ms", f->drain_timeout_ms, "how long in-flight requests may take on stop")
-      ->capture_default_str();
+      ->capture_default_str()->check(CLI::Range(std::int64_t(0), drain_timeout_ms_max));
   cmd->add_option("--restarts-max", f->restarts_max,
                   "restarts of one node allowed in any --restart-period-ms (0: never restart); a worker past "
                   "it is left down, a head past it stops the cluster")
