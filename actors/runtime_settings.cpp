@@ -72,11 +72,12 @@ void bind_batcher(config::settings& s, batching::scheduler_config& c) {
         "stall the decodes beside it.",
         1, step_tokens_limit);
   s.add("batcher.waiting_sequences_max", &c.waiting_sequences_max, "sequences",
-        "Sequences queued at a replica for a place in the batch; past it a submission is "
-        "refused as overloaded.",
+        "Sequences queued at a replica for a place in the batch; past it the replica refuses a "
+        "submission (OVERLOADED), which the router counts as that replica's failure and tries another.",
         1, waiting_sequences_limit);
   s.add("batcher.priority_classes", &c.priority_classes, "count",
-        "Request priority classes, 0 (highest) to priority_classes - 1.", 1, 256);
+        "Request priority classes, 0 (highest) to priority_classes - 1; a request's priority "
+        "past the last (the router takes 0..255) runs in the last.", 1, 256);
   s.add("batcher.aging_ms", &c.aging_ms,
         "Waiting this long raises a request one priority class, so low priorities are not "
         "starved.",
@@ -188,10 +189,12 @@ void bind_routing(config::settings& s, router_options& r) {
         "A fallback lookup in the response cache that takes longer counts as a miss.",
         milliseconds(1), hour_ms);
   s.add("routing.stop_strings_max", &r.policy.stop_strings_max, "count",
-        "Stop strings one request may give; each is matched against the text of every token.",
+        "Stop strings one request may give; each is matched against the text of every token. "
+        "A cluster's clients send at most 16 (the wire's limit).",
         0, 1024);
   s.add("routing.stop_string_bytes_max", &r.policy.stop_string_bytes_max, "bytes",
-        "Bytes of one stop string; bounds the text held back while a match may be under way.",
+        "Bytes of one stop string; bounds the text held back while a match may be under way. "
+        "A cluster's clients send at most 256 (the wire's limit).",
         1, 1 << 16);
 }
 

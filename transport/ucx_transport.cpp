@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -15,8 +16,13 @@
 #include "transport/hop_trace.h"
 
 namespace dsrt::transport {
-
 namespace {
+// An IPv4 address as text ("10.0.0.3").
+std::string address_text(in_addr a) {
+  char text[INET_ADDRSTRLEN] = {};
+  ::inet_ntop(AF_INET, &a, text, sizeof text);
+  return text;
+}
 
 // Which host this process runs on, for the data endpoint: the host name and the kernel's
 // boot id (a container with its own name is another host here). Empty when unknown.
@@ -87,17 +93,21 @@ status ucx_transport::impl::init() {
       hints.ai_family = AF_INET;
       hints.ai_socktype = SOCK_STREAM;
       addrinfo* found = nullptr;
-      if (const int rc = ::getaddrinfo(config_.listen_host.c_str(), nullptr, &hints, &found); rc != 0 || !found)
+      if (const int rc = ::getaddrinfo(config_.listen_host.c_str(), nullptr, &hints, &found); rc != 0 || !found) {
+        // A resolver that could not answer now is not the name's fault.
+        const auto why = rc == EAI_SYSTEM ? std::string(std::strerror(errno)) : rc != 0 ? ::gai_strerror(rc) : "no address";
+        if (rc == EAI_AGAIN)
+          return make_error(error_code::unavailable, "cannot resolve listen_host '{}' now ({})", config_.listen_host, why);
         return make_error(error_code::invalid_argument, "listen_host '{}' is neither an IPv4 address nor a name with one ({})",
-                          config_.listen_host, rc != 0 ? ::gai_strerror(rc) : "no address");
+                          config_.listen_host, why);
+      }
       addr.sin_addr = reinterpret_cast<const sockaddr_in*>(found->ai_addr)->sin_addr;
       ::freeaddrinfo(found);
       // A host's own name may resolve to a loopback address (Debian's 127.0.1.1): say which.
-      char text[INET_ADDRSTRLEN] = {};
-      ::inet_ntop(AF_INET, &addr.sin_addr, text, sizeof text);
       const bool loopback = (ntohl(addr.sin_addr.s_addr) >> 24) == 127;
       spdlog::log(loopback ? spdlog::level::warn : spdlog::level::info, "transport: listen host '{}' is {}{}",
-                  config_.listen_host, text, loopback ? ": a loopback address, which other hosts cannot reach" : "");
+                  config_.listen_host, address_text(addr.sin_addr),
+                  loopback ? ": a loopback address, which other hosts cannot reach" : "");
     }
     ucp_listener_params_t lp{};
     lp.field_mask = UCP_LISTENER_PARAM_FIELD_SOCK_ADDR | UCP_LISTENER_PARAM_FIELD_CONN_HANDLER;
@@ -106,7 +116,10 @@ status ucx_transport::impl::init() {
     lp.conn_handler.cb = &impl::on_conn_request;
     lp.conn_handler.arg = this;
     if (auto l = ucp_listener_create(worker_, &lp, &listener_); l != UCS_OK)
-      return make_error(error_code::unavailable, "cannot listen on {}:{}: {}", config_.listen_host,
+      return make_error(error_code::unavailable, "cannot listen on {}:{}: {}",
+                        address_text(addr.sin_addr) == config_.listen_host
+                            ? config_.listen_host
+                            : fmt::format("{} ({})", config_.listen_host, address_text(addr.sin_addr)),
                         config_.listen_port, status_text(l));
     ucp_listener_attr_t attr{};
     attr.field_mask = UCP_LISTENER_ATTR_FIELD_SOCKADDR;

@@ -19,6 +19,17 @@ void add_runtime_flags(CLI::App& app, runtime_flags& flags) {
   app.add_option("--set", flags.overrides, "override one setting: section.name=value (after --config)");
 }
 
+status check_no_runtime_flags(const runtime_flags& flags, std::string_view why) {
+  const char* given = !flags.config_file.empty() ? "--config"
+                      : !flags.overrides.empty() ? "--set"
+                      : flags.null_backend       ? "--null-backend"
+                      : flags.ignore_eos         ? "--ignore-eos"
+                                                 : nullptr;
+  if (!given) return ok_t{};
+  return make_error(error_code::invalid_argument,
+                    "{} configures an in-process runtime; {} (a dsrun cluster's: --node-arg={}...)", given, why, given);
+}
+
 result<loaded_replicas> load_replicas(const engine_flags& engine, const runtime_flags& flags,
                                       actors::runtime_options options, bool models) {
   loaded_replicas out;
@@ -27,6 +38,11 @@ result<loaded_replicas> load_replicas(const engine_flags& engine, const runtime_
   const std::filesystem::path file = flags.config_file;
   DSRT_TRY(actors::load_runtime_settings(flags.config_file.empty() ? nullptr : &file, flags.overrides,
                                          options, model));
+  if (flags.replicas_fixed && options.replicas != flags.replicas)
+    return make_error(error_code::invalid_argument,
+                      "runtime.replicas is {} in the settings but --replicas is {}: a node's replicas come from "
+                      "--replicas (dsrun: --replicas, spread over the workers)",
+                      options.replicas, flags.replicas);
   auto tok = tokenizer::tokenizer::load(engine.model_dir);
   if (!tok) return tok.err();
   auto tokenizer = std::make_shared<tokenizer::tokenizer>(std::move(tok).value());

@@ -3,6 +3,7 @@
 // model, each with its own copy of the model and KV memory and its share of the CPU
 // threads, or a null backend (no model math) for measuring the runtime's own overhead.
 #include <memory>
+#include <string_view>
 #include <vector>
 
 #include "actors/local_runtime.h"
@@ -17,12 +18,20 @@ struct runtime_flags {
   bool ignore_eos = false;    // generate exactly max_tokens (benchmarks)
   std::string config_file;    // settings file (docs/CONFIGURATION.md); "" = none
   std::vector<std::string> overrides;   // --set section.name=value, after the file
+  // A cluster node's count is --replicas (dsrun's layout): settings naming another
+  // runtime.replicas are refused instead of one of the two being ignored.
+  bool replicas_fixed = false;
 };
 
 // --replicas' bound: runtime.replicas' (dsnode head takes a whole cluster's count).
 inline constexpr int replicas_max = actors::runtime_replicas_max;
 
 void add_runtime_flags(CLI::App& app, runtime_flags& flags);
+
+// With --connect the cluster's nodes run the requests, with their own settings: the flags
+// that configure an in-process runtime would be ignored. Errors: invalid_argument naming
+// the first one given.
+status check_no_runtime_flags(const runtime_flags& flags, std::string_view why);
 
 // A node's replicas before any actor runs: the models (one copy each), their executors,
 // the tokenizer, and the runtime options with the settings and the model's limits applied.
@@ -35,7 +44,9 @@ struct loaded_replicas {
 
 // Loads flags.replicas replicas, which share the CPU threads (--threads, or every core).
 // Without `models` (a head node) only the tokenizer and the model's config are read and
-// there are no executors. Errors: the settings', the model loader's and tokenizer's.
+// there are no executors. Errors: the settings' (and with flags.replicas_fixed
+// invalid_argument for another runtime.replicas, before anything loads), the model
+// loader's and tokenizer's.
 result<loaded_replicas> load_replicas(const engine_flags& engine, const runtime_flags& flags,
                                       actors::runtime_options options, bool models = true);
 

@@ -127,9 +127,27 @@ result<std::vector<std::string>> slurm_task_hosts(const std::map<std::string, st
   return tasks;
 }
 
+result<std::map<std::string, int>> slurm_cpus_per_host(const std::map<std::string, std::string>& env) {
+  const auto list = env.find("SLURM_JOB_NODELIST");
+  const auto cpus = env.find("SLURM_JOB_CPUS_PER_NODE");
+  if (list == env.end() || cpus == env.end())
+    return make_error(error_code::invalid_argument, "{} is not set",
+                      list == env.end() ? "SLURM_JOB_NODELIST" : "SLURM_JOB_CPUS_PER_NODE");
+  auto hosts = expand_hostlist(list->second);
+  if (!hosts) return hosts.err();
+  auto counts = expand_tasks_per_node(cpus->second);
+  if (!counts) return make_error(error_code::invalid_argument, "SLURM_JOB_CPUS_PER_NODE: {}", counts.err().message);
+  if (counts->size() != hosts->size())
+    return make_error(error_code::invalid_argument, "SLURM_JOB_CPUS_PER_NODE names {} hosts, SLURM_JOB_NODELIST {}",
+                      counts->size(), hosts->size());
+  std::map<std::string, int> out;
+  for (std::size_t h = 0; h < hosts->size(); ++h) out[(*hosts)[h]] = (*counts)[h];
+  return out;
+}
+
 std::map<std::string, std::string> slurm_environment() {
   std::map<std::string, std::string> env;
-  for (const char* name : {"SLURM_JOB_NODELIST", "SLURM_TASKS_PER_NODE", "SLURM_NTASKS"})
+  for (const char* name : {"SLURM_JOB_NODELIST", "SLURM_TASKS_PER_NODE", "SLURM_NTASKS", "SLURM_JOB_CPUS_PER_NODE"})
     if (const char* v = std::getenv(name)) env[name] = v;
   return env;
 }

@@ -33,7 +33,8 @@ result<std::vector<fault_event>> parse_faults(const std::vector<std::string>& sp
         return bad("slow needs R:S with S >= 1 ms");
       args = args.substr(0, c2);
     }
-    if (!parse_int(args, replica) || replica >= replicas) return bad("replica out of range");
+    if (!parse_int(args, replica) || replica < 0) return bad("a replica is a number from 0");
+    if (replica >= replicas) return bad(fmt::format("replica outside 0..{} (the runtime's replicas)", replicas - 1));
     if (const auto dash = when.find('-'); dash != std::string_view::npos) {
       if (!parse_int(when.substr(dash + 1), until)) return bad("bad end time");
       when = when.substr(0, dash);

@@ -36,7 +36,7 @@ struct load_flags {
   int gen = 64;
   int priorities = 1;                  // requests cycle through priorities 0 .. priorities-1
   std::vector<std::string> faults;
-  std::int64_t timeout_s = 600;        // the whole load, then whatever is left is reported missing
+  std::int64_t timeout_s = 600;        // the whole load; then the open requests are cancelled (exit 4)
   std::uint64_t seed = 1;
   std::string json_path;
   std::string metrics_path;
@@ -53,7 +53,11 @@ struct request_trace {
   std::int64_t tokens = 0;
   int finals = 0;
   actors::final_message final;
+  std::uint64_t id = 0;   // the client's, once submitted
 };
+
+// How long the requests still open when --timeout-s ends a run may take to end once cancelled.
+constexpr std::chrono::seconds cancel_wait{10};
 
 double percentile(std::vector<double> v, double q) {
   if (v.empty()) return 0;
@@ -69,22 +73,39 @@ int run_load(const load_flags& f) {
     return report(make_error(error_code::invalid_argument,
                              "--metrics reads an in-process runtime's registry; a cluster's nodes write theirs "
                              "(dsnode --metrics-file; dsrun: RUN_DIR/node-N.prom)"));
+  if (!f.connect.empty())
+    if (auto s = check_no_runtime_flags(f.runtime, "with --connect the cluster's nodes hold their own settings"); !s)
+      return report(s.err());
   if (!f.connect.empty() && !f.faults.empty())
     return report(make_error(error_code::invalid_argument,
                              "--fault injects into an in-process runtime; fault a cluster by killing its nodes"));
+  // Spelling first (before a model loads); the replicas named are checked against the
+  // runtime's count once it runs (settings may give another than --replicas).
+  if (auto spelled = parse_faults(f.faults, actors::runtime_replicas_max); !spelled) return report(spelled.err());
+
+  // What the request callbacks touch is declared before the runtime, so it outlives it:
+  // requests still open when --timeout-s ends get their finals as the runtime stops.
+  std::mutex mutex;
+  std::condition_variable cv;
+  std::vector<request_trace> traces(std::size_t(f.requests));
+  int submitted = 0, finals = 0;
+  bool stopping = false;   // the run is over: a final submits nothing more
+  bool timed_out = false;  // --timeout-s ended it before every request had its final
+
   // In process (everything measurable) or a running cluster (what its client sees).
   loaded_runtime loaded;
   std::unique_ptr<actors::remote_runtime> remote;
   actors::local_runtime* local = nullptr;
   actors::router_access* access = nullptr;
-  auto faults = parse_faults(f.faults, f.runtime.replicas);
-  if (!faults) return report(faults.err());
+  result<std::vector<fault_event>> faults = std::vector<fault_event>{};
   if (f.inproc) {
     auto started = start_runtime(f.engine, f.runtime, actors::runtime_options{});
     if (!started) return report(started.err());
     loaded = std::move(*started);
     local = loaded.runtime.get();
     access = local;
+    faults = parse_faults(f.faults, local->replicas());
+    if (!faults) return report(faults.err());
   } else {
     auto secret = transport::read_secret_file(f.secret_file);
     if (!secret) return report(secret.err());
@@ -110,45 +131,46 @@ int run_load(const load_flags& f) {
     }
   }
 
-  std::mutex mutex;
-  std::condition_variable cv;
-  std::vector<request_trace> traces(std::size_t(f.requests));
-  std::map<std::uint64_t, std::size_t> index_of;
-  int submitted = 0, finals = 0;
+  // Submits the next request, unless the run is over. One the client refuses at once ends
+  // there (its final is the refusal) and the next takes its place, so no slot is lost.
   std::function<void()> submit_next;   // REQUIRES: mutex held
   submit_next = [&] {
-    const std::size_t i = std::size_t(submitted++);
-    client_request r;
-    r.prompt_tokens = prompts[i];
-    r.max_tokens = f.gen;
-    r.priority = int(i % std::size_t(f.priorities));
-    traces[i].submitted = steady::now();
-    auto id = c.submit(
-        r,
-        [&, i](const actors::token_chunk& chunk) {
-          std::lock_guard lock(mutex);
-          auto& t = traces[i];
-          const auto now = steady::now();
-          if (t.chunks++ == 0) t.first_chunk = now;
-          t.last_chunk = now;
-          if (chunk.sequence < t.next_sequence) {
-            ++t.duplicate_chunks;
-          } else {
-            t.skipped_chunks += chunk.sequence - t.next_sequence;
-            t.next_sequence = chunk.sequence + 1;
-          }
-          t.tokens += std::int64_t(chunk.tokens.size());
-        },
-        [&, i](const actors::final_message& fin) {
-          std::lock_guard lock(mutex);
-          auto& t = traces[i];
-          ++t.finals;
-          t.final = fin;
-          ++finals;
-          if (submitted < f.requests) submit_next();
-          cv.notify_all();
-        });
-    if (!id) {
+    while (!stopping && submitted < f.requests) {
+      const std::size_t i = std::size_t(submitted++);
+      client_request r;
+      r.prompt_tokens = prompts[i];
+      r.max_tokens = f.gen;
+      r.priority = int(i % std::size_t(f.priorities));
+      traces[i].submitted = steady::now();
+      auto id = c.submit(
+          r,
+          [&, i](const actors::token_chunk& chunk) {
+            std::lock_guard lock(mutex);
+            auto& t = traces[i];
+            const auto now = steady::now();
+            if (t.chunks++ == 0) t.first_chunk = now;
+            t.last_chunk = now;
+            if (chunk.sequence < t.next_sequence) {
+              ++t.duplicate_chunks;
+            } else {
+              t.skipped_chunks += chunk.sequence - t.next_sequence;
+              t.next_sequence = chunk.sequence + 1;
+            }
+            t.tokens += std::int64_t(chunk.tokens.size());
+          },
+          [&, i](const actors::final_message& fin) {
+            std::lock_guard lock(mutex);
+            auto& t = traces[i];
+            ++t.finals;
+            t.final = fin;
+            ++finals;
+            submit_next();
+            cv.notify_all();
+          });
+      if (id) {
+        traces[i].id = *id;
+        return;
+      }
       traces[i].finals = 1;
       traces[i].final.failure = id.err();
       ++finals;
@@ -169,8 +191,20 @@ int run_load(const load_flags& f) {
     });
   {
     std::unique_lock lock(mutex);
-    while (submitted < std::min(f.concurrency, f.requests)) submit_next();
-    cv.wait_for(lock, std::chrono::seconds(f.timeout_s), [&] { return finals >= f.requests; });
+    for (int k = 0; k < std::min(f.concurrency, f.requests); ++k) submit_next();
+    timed_out = !cv.wait_for(lock, std::chrono::seconds(f.timeout_s), [&] { return finals >= f.requests; });
+    stopping = true;
+  }
+  if (timed_out) {   // the open requests are cancelled, and their CANCELLED finals awaited
+    std::vector<std::uint64_t> open;
+    {
+      std::lock_guard lock(mutex);
+      for (int i = 0; i < submitted; ++i)
+        if (traces[std::size_t(i)].finals == 0) open.push_back(traces[std::size_t(i)].id);
+    }
+    for (const auto id : open) c.cancel(id);
+    std::unique_lock lock(mutex);
+    cv.wait_for(lock, cancel_wait, [&] { return finals >= submitted; });
   }
   const double wall_s = std::chrono::duration<double>(steady::now() - start).count();
   stop_faults = true;
@@ -226,7 +260,7 @@ int run_load(const load_flags& f) {
   const double tokens_per_s = double(tokens) / wall_s;
   if (local)
     std::printf("dsbench load --inproc: %d replicas%s, %d requests, concurrency %d, prompt %d, gen %d\n",
-                f.runtime.replicas, f.runtime.null_backend ? " (null backend)" : "", f.requests, f.concurrency,
+                local->replicas(), f.runtime.null_backend ? " (null backend)" : "", f.requests, f.concurrency,
                 f.prompt_len, f.gen);
   else
     std::printf("dsbench load --connect %s: %d requests, concurrency %d, prompt %d, gen %d\n", f.connect.c_str(),
@@ -246,7 +280,7 @@ int run_load(const load_flags& f) {
     j["mode"] = local ? "inproc" : "connect";
     if (!local) j["connect"] = f.connect;
     j["model"] = f.engine.model_dir;
-    j["replicas"] = f.runtime.replicas;
+    if (local) j["replicas"] = local->replicas();
     j["null_backend"] = f.runtime.null_backend;
     j["concurrency"] = f.concurrency;
     j["prompt_len"] = f.prompt_len;
@@ -291,8 +325,14 @@ int run_load(const load_flags& f) {
       return 1;
     }
   }
-  // A broken contract is a failed run, whatever the speed.
-  return final_count == submitted && extra_finals == 0 && duplicates == 0 && missing == 0 && leaked == 0 ? 0 : 3;
+  // A broken contract is a failed run, whatever the speed; one cut short by --timeout-s is
+  // not a measurement of the load asked for.
+  const bool contract_kept =
+      final_count == submitted && extra_finals == 0 && duplicates == 0 && missing == 0 && leaked == 0;
+  if (timed_out)
+    std::fprintf(stderr, "dsbench load: --timeout-s %lld ended the run: %d of %d requests submitted\n",
+                 (long long)f.timeout_s, submitted, f.requests);
+  return !contract_kept ? 3 : timed_out ? 4 : 0;
 }
 
 }  // namespace

@@ -70,22 +70,6 @@ void apply_transport_flags(const node_flags& f, transport::transport_config& t) 
   t.data_endpoints_per_worker = std::size_t(f.data_endpoints_per_worker);
 }
 
-// A node's replica count is its --replicas (dsrun gives each worker its share and the head
-// the cluster's): a settings file or --set naming another runtime.replicas is refused
-// rather than one of the two being ignored. Checked before any model loads.
-status check_replicas(const node_flags& f) {
-  actors::runtime_options settled;
-  settled.replicas = f.runtime.replicas;
-  engine::model_options model = model_options_of(f.engine);
-  const std::filesystem::path file = f.runtime.config_file;
-  DSRT_TRY(actors::load_runtime_settings(file.empty() ? nullptr : &file, f.runtime.overrides, settled, model));
-  if (settled.replicas == f.runtime.replicas) return ok_t{};
-  return make_error(error_code::invalid_argument,
-                    "runtime.replicas is {} in the settings but --replicas is {}: a node's replicas come from "
-                    "--replicas (dsrun: --replicas, spread over the workers)",
-                    settled.replicas, f.runtime.replicas);
-}
-
 // SIGINT and SIGTERM are blocked in every thread and taken here, so no handler runs inside
 // the actors. Returns the signal, or 0 after `wait`.
 int wait_signal(const sigset_t& set, milliseconds wait) {
@@ -101,7 +85,6 @@ void write_marker(const std::string& path, const std::string& line) {
 }
 
 int run_head(const node_flags& f, const sigset_t& signals) {
-  if (auto s = check_replicas(f); !s) return report(s.err());
   auto secret = transport::read_secret_file(f.secret_file);
   if (!secret) return report(secret.err());
   auto listen = parse_host_port(f.listen);
@@ -154,7 +137,6 @@ int run_head(const node_flags& f, const sigset_t& signals) {
 }
 
 int run_worker(const node_flags& f, const sigset_t& signals) {
-  if (auto s = check_replicas(f); !s) return report(s.err());
   auto secret = transport::read_secret_file(f.secret_file);
   if (!secret) return report(secret.err());
   auto head = parse_host_port(f.head);
@@ -194,7 +176,7 @@ void add_common(CLI::App& cmd, node_flags& f) {
   cmd.add_option("--secret-file", f.secret_file, "the cluster secret (dsrun creates it, mode 0600)")->required();
   cmd.add_option("--heartbeat-interval-ms", f.heartbeat_interval_ms,
                  "heartbeat period (peers that heartbeat less often than half their timeout allow two of it)")
-      ->capture_default_str()->check(CLI::Range(10, 600000));
+      ->capture_default_str()->check(CLI::Range(10, 60000));
   cmd.add_option("--heartbeat-timeout-ms", f.heartbeat_timeout_ms, "silence after which a peer is down")
       ->capture_default_str()->check(CLI::Range(2, 3600000));
   cmd.add_option("--busy-poll-us", f.busy_poll_us,
@@ -231,6 +213,7 @@ int main(int argc, char** argv) {
   CLI::App app{"dsnode: one node of a dsrt cluster (dsrun starts these)"};
   app.require_subcommand(1);
   node_flags f;
+  f.runtime.replicas_fixed = true;   // a node's replicas are dsrun's layout (--replicas)
   auto* head = app.add_subcommand("head", "the router and cluster front door");
   add_common(*head, f);
   head->add_option("--listen", f.listen, "HOST:PORT for workers and clients")->capture_default_str();

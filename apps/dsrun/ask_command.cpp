@@ -21,6 +21,8 @@ struct ask_flags {
 
 int run_ask(const ask_flags& f) {
   if (!f.connect.empty()) {
+    if (auto s = check_no_runtime_flags(f.runtime, "with --connect the cluster's nodes hold their own settings"); !s)
+      return report(s.err());
     auto secret = transport::read_secret_file(f.secret_file);
     if (!secret) return report(secret.err());
     auto tok = tokenizer::tokenizer::load(f.engine.model_dir);
@@ -31,7 +33,7 @@ int run_ask(const ask_flags& f) {
   }
   auto loaded = start_runtime(f.engine, f.runtime, actors::runtime_options{});
   if (!loaded) return report(loaded.err());
-  return stream_answer(*loaded->runtime, f.ask, fmt::format("{} replicas", f.runtime.replicas));
+  return stream_answer(*loaded->runtime, f.ask, fmt::format("{} replicas", loaded->runtime->replicas()));
 }
 
 }  // namespace

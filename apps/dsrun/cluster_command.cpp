@@ -68,6 +68,9 @@ constexpr std::int64_t restart_period_ms_max = 24 * 3600 * 1000;   // --restart-
 // How long a stopping node has after SIGTERM before SIGKILL: a worker this, the head its
 // drain (--drain-timeout-ms) and this.
 constexpr int stop_grace_ms = 5000;
+// CPUs the head's Slurm step asks for (at most the job's on its host): its transport
+// thread and the router's scheduler threads.
+constexpr int head_step_cpus_max = 4;
 constexpr std::int64_t drain_timeout_ms_max = 3600 * 1000;   // --drain-timeout-ms: an hour, as dsnode's
 constexpr std::int64_t ready_timeout_ms_max = 24 * 3600 * 1000;   // --ready-timeout-ms: a day
 
@@ -91,6 +94,7 @@ struct placement {
   std::string listen_host;           // the head's listening address
   how launch = how::local;
   std::vector<std::string> ssh_argv; // with how::ssh
+  std::map<std::string, int> cpus_per_host;   // with how::slurm: the job's CPUs on each host
 };
 
 result<placement> place(const cluster_flags& f) {
@@ -103,6 +107,10 @@ result<placement> place(const cluster_flags& f) {
     p.hosts = std::move(*hosts);
     p.listen_host = "0.0.0.0";   // reachable from the other hosts of the allocation
     p.launch = placement::how::slurm;
+    if (auto cpus = slurm_cpus_per_host(slurm_environment()); cpus)
+      p.cpus_per_host = std::move(*cpus);
+    else if (f.threads == 0)
+      spdlog::warn("dsrun: {}: each worker's step gets Slurm's default CPUs (give --threads)", cpus.err().message);
   } else if (!f.hostfile.empty()) {
     std::ifstream in(f.hostfile);
     if (!in) return make_error(error_code::not_found, "cannot read host file {}", f.hostfile);
@@ -127,13 +135,15 @@ result<placement> place(const cluster_flags& f) {
 }
 
 // The command that starts `argv` on node k's host: as it is; as a one-task Slurm step
-// pinned to that host (--overlap: steps share the allocation's CPUs); or through ssh (with
-// a terminal, -tt by default, so the remote node gets SIGHUP when dsrun's ssh goes).
-std::vector<std::string> launcher(const placement& p, std::size_t k, std::vector<std::string> argv) {
+// pinned to that host (--overlap: steps share the allocation's CPUs), with `cpus` CPUs
+// when above 0 (a step's threads see only the CPUs it asked for); or through ssh (with a
+// terminal, -tt by default, so the remote node gets SIGHUP when dsrun's ssh goes).
+std::vector<std::string> launcher(const placement& p, std::size_t k, std::vector<std::string> argv, int cpus = 0) {
   if (p.launch == placement::how::local) return argv;
   if (p.launch == placement::how::ssh) return ssh_command(p.ssh_argv, p.hosts[k], argv);
   std::vector<std::string> cmd = {"srun", "--overlap", "--nodes=1", "--ntasks=1", "--nodelist=" + p.hosts[k],
                                   "--kill-on-bad-exit=1", "--quiet"};
+  if (cpus > 0) cmd.push_back(fmt::format("--cpus-per-task={}", cpus));
   cmd.insert(cmd.end(), argv.begin(), argv.end());
   return cmd;
 }
@@ -191,12 +201,19 @@ int run_cluster(const cluster_flags& f) {
     for (const auto& x : f.node_args) a.push_back(x);
     return a;
   };
+  // A Slurm step's CPUs: as many as asked, at most what the job holds on its host (0: Slurm's
+  // default, where that is not known).
+  auto step_cpus = [&](const std::string& host, int want) {
+    const auto c = where->cpus_per_host.find(host);
+    return c == where->cpus_per_host.end() ? 0 : std::min(want, c->second);
+  };
   nodes.push_back(std::make_unique<node_process>(
       "head",
       launcher(*where, 0,
                common(0, {dsnode, "head", "--listen", fmt::format("{}:{}", where->listen_host, f.port), "--replicas",
                        std::to_string(replicas), "--ready-file", ready_file.string(), "--drained-file",
-                       drained_file.string(), "--drain-timeout-ms", std::to_string(f.drain_timeout_ms)})),
+                       drained_file.string(), "--drain-timeout-ms", std::to_string(f.drain_timeout_ms)}),
+               step_cpus(where->hosts[0], head_step_cpus_max)),
       (run / "node-0.log").string()));
   // One GPU per replica: workers sharing a host take consecutive ordinals there.
   const auto layout = lay_out_workers(where->hosts, replicas);
@@ -206,17 +223,21 @@ int run_cluster(const cluster_flags& f) {
                                      "--replicas", std::to_string(l.replicas), "--replica-base",
                                      std::to_string(l.replica_base), "--device",
                                      f.device == "cpu" ? std::string("cpu") : fmt::format("cuda:{}", l.first_gpu)};
-    // Its threads: --threads; on this machine its share of the cores dsrun may use; on a
-    // host elsewhere its share of that host's, which the node counts (--host-workers).
-    if (f.threads > 0)
-      argv.insert(argv.end(), {"--threads", std::to_string(f.threads)});
-    else if (where->launch == placement::how::local)
-      argv.insert(argv.end(), {"--threads", std::to_string(std::max(1, usable_cores() / workers))});
+    // Its threads: --threads; else its share of its host's CPUs: on this machine of those
+    // dsrun may use, in a Slurm job of the job's there (its step asks for as many), over
+    // ssh of the host's, which the node counts itself (--host-workers).
+    int threads = f.threads;
+    if (threads == 0 && where->launch == placement::how::local) threads = std::max(1, usable_cores() / workers);
+    if (const auto c = where->cpus_per_host.find(l.host); threads == 0 && c != where->cpus_per_host.end())
+      threads = std::max(1, c->second / l.host_workers);
+    if (threads > 0)
+      argv.insert(argv.end(), {"--threads", std::to_string(threads)});
     else if (l.host_workers > 1)
       argv.insert(argv.end(), {"--host-workers", std::to_string(l.host_workers)});
-    nodes.push_back(std::make_unique<node_process>(fmt::format("worker {}", w + 1),
-                                                   launcher(*where, std::size_t(w + 1), common(std::size_t(w + 1), argv)),
-                                                   (run / fmt::format("node-{}.log", w + 1)).string()));
+    nodes.push_back(std::make_unique<node_process>(
+        fmt::format("worker {}", w + 1),
+        launcher(*where, std::size_t(w + 1), common(std::size_t(w + 1), argv), step_cpus(l.host, threads)),
+        (run / fmt::format("node-{}.log", w + 1)).string()));
   }
   // Starts node i and records its pid in run/node-I.pid (for operators and tests).
   auto start_node = [&](std::size_t i) -> status {
@@ -339,8 +360,8 @@ std::function<int()> add_cluster_command(CLI::App& app) {
                   "where each node writes its metrics, node-N.prom (default: the run directory)");
   cmd->add_option("--dsnode", f->dsnode, "the dsnode binary (default: next to dsrun)");
   cmd->add_option("--threads", f->threads,
-                  "CPU threads per worker (default: on this machine cores / workers; with --slurm/--hostfile "
-                  "each worker's host's cores)");
+                  "CPU threads per worker (default: its share of its host's CPUs among the workers there: on "
+                  "this machine of dsrun's, with --slurm of the job's on the host, with --hostfile of the host's)");
   cmd->add_option("--device", f->device,
                   "cpu, or cuda: one GPU per replica (workers sharing a host take consecutive ordinals "
                   "there, from cuda:0)")

@@ -11,7 +11,9 @@
 namespace dsrt::apps {
 
 void add_prompt_flags(CLI::App& cmd, prompt_flags& f, bool prompt_required) {
-  auto* prompt = cmd.add_option("--prompt", f.prompt, "the prompt");
+  auto* prompt = cmd.add_option("--prompt", f.prompt, "the prompt")->check([](const std::string& text) {
+    return text.empty() ? std::string("the prompt is empty") : std::string();
+  });
   if (prompt_required) prompt->required();
   cmd.add_flag("--chat", f.chat, "format the prompt as a user message with the model's chat template");
   cmd.add_option("--max-tokens", f.max_tokens, "tokens to generate")->capture_default_str()->check(CLI::Range(1, 1 << 20));

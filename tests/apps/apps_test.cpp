@@ -1,77 +1,19 @@
 // The tools as a user runs them: real processes, real files, exit codes and output checked.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <nlohmann/json.hpp>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
 #include <utility>
 
+#include "tests/apps/app_runner.h"
+
 namespace {
 
-namespace fs = std::filesystem;
-
-const std::string bin = DSRT_BINARY_DIR "/apps";
-
-struct command_result {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-std::size_t count_of(const std::string& text, const std::string& what) {
-  std::size_t n = 0;
-  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
-
-// Runs a shell command with stdout and stderr captured to files; `input` goes to stdin.
-command_result run(const std::string& command, const std::string& input = "") {
-  static int counter = 0;
-  const fs::path dir = fs::temp_directory_path() / ("dsrt-apps-test-" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  const std::string id = std::to_string(counter++);
-  const fs::path in = dir / (id + ".in"), out = dir / (id + ".out"), err = dir / (id + ".err");
-  std::ofstream(in, std::ios::binary) << input;
-  const std::string full = command + " < " + in.string() + " > " + out.string() + " 2> " + err.string();
-  const int status = std::system(full.c_str());
-  command_result r;
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = read_file(out);
-  r.err = read_file(err);
-  return r;
-}
-
-class Apps : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    model_ = fs::temp_directory_path() / ("dsrt-apps-model-" + std::to_string(::getpid()));
-    const auto r = run(bin + "/dsgen/dsgen --preset tiny-llama --seed 3 --force --out " + model_.string());
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-  }
-  static void TearDownTestSuite() {
-    std::error_code ec;
-    fs::remove_all(model_, ec);
-    fs::remove_all(fs::temp_directory_path() / ("dsrt-apps-test-" + std::to_string(::getpid())), ec);
-  }
-  static fs::path model_;
-};
-fs::path Apps::model_;
+using namespace dsrt::test;
 
 TEST_F(Apps, EveryBinaryAnswersHelp) {
   for (const std::string tool : {"dsgen/dsgen", "dsrun/dsrun", "dsbench/dsbench", "dsnode/dsnode", "dssim/dssim"}) {
@@ -385,77 +327,42 @@ TEST_F(Apps, TransportBenchHopTraceTimesEachStageInBothProcesses) {
   }
 }
 
-// Connecting to a cluster takes its secret: without --secret-file the tool says so.
-TEST_F(Apps, ConnectingToAClusterNeedsItsSecretFile) {
-  for (const std::string cmd : {"dsrun/dsrun ask --prompt x", "dsbench/dsbench load --requests 1"}) {
-    const auto r = run(bin + "/" + cmd + " --model " + model_.string() + " --connect dsrt://127.0.0.1:1");
-    EXPECT_NE(r.exit_code, 0) << cmd;
-    EXPECT_NE((r.out + r.err).find("--connect requires --secret-file"), std::string::npos) << cmd << ": " << r.out << r.err;
-  }
+// An empty prompt is refused by name, not as a request with nothing in it.
+TEST_F(Apps, AnEmptyPromptIsRefusedByName) {
+  const auto r = run(bin + "/dsrun/dsrun ask --model " + model_.string() + " --prompt ''");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE((r.out + r.err).find("the prompt is empty"), std::string::npos) << r.out << r.err;
 }
 
-// dsrun refuses what it cannot honour before it starts a node: a --node-arg naming a flag it
-// gives the nodes itself (the node would refuse it twice; a head-only or worker-only one
-// would stop the other kind), and nodes on other hosts without a run directory they share.
-TEST_F(Apps, DsrunClusterRefusesNodeArgsItSetsAndRemoteNodesWithoutARunDirectory) {
-  const std::string cluster = bin + "/dsrun/dsrun cluster --model " + model_.string() + " --prompt x";
-  for (const std::string arg : {"--threads=4", "--node-id=3", "--replicas", "--drain-timeout-ms=10"}) {
-    const auto r = run(cluster + " --nodes 2 --node-arg=" + arg);
-    EXPECT_EQ(r.exit_code, 2) << arg << ": " << r.err;
-    EXPECT_NE(r.err.find("--node-arg=" + arg + ": dsrun sets"), std::string::npos) << r.err;
-    EXPECT_EQ(r.out.find("cluster ready"), std::string::npos) << r.out;
-  }
-  const fs::path hosts = fs::temp_directory_path() / ("dsrt-apps-hosts-" + std::to_string(::getpid()));
-  std::ofstream(hosts) << "127.0.0.1\n127.0.0.1\n";
-  const auto r = run(cluster + " --hostfile " + hosts.string() + " --ssh false");
-  EXPECT_EQ(r.exit_code, 2) << r.err;
-  EXPECT_NE(r.err.find("--hostfile needs --run-dir"), std::string::npos) << r.err;
-  fs::remove(hosts);
+// --timeout-s ends a run whose requests are still open: it cancels them, counts their
+// finals, says so (exit 4) and stops cleanly (their callbacks used to outlive what they
+// write to: the process died of a segmentation fault).
+TEST_F(Apps, ALoadRunPastItsTimeoutReportsItsOpenRequestsAndStopsCleanly) {
+  const auto r = run(bin + "/dsbench/dsbench load --inproc --null-backend --ignore-eos --model " + model_.string() +
+                     " --replicas 1 --requests 200000 --concurrency 2 --prompt-len 1 --gen 2000 --timeout-s 1");
+  EXPECT_EQ(r.exit_code, 4) << r.out << r.err;
+  EXPECT_NE(r.err.find("--timeout-s 1 ended the run"), std::string::npos) << r.err;
+  // The two open at the timeout (a final submits the next at once) were cancelled.
+  EXPECT_NE(r.out.find("error CANCELLED: 2\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("duplicate_chunks 0 missing_chunks 0 kv_blocks_leaked 0 extra_finals 0"), std::string::npos)
+      << r.out;
 }
 
-// A node's replicas come from --replicas: settings naming another count are refused before
-// anything loads, not half applied (the worker used to load the settings' count of models
-// and then fail on the mismatch; the head ignored it).
-TEST_F(Apps, DsnodeRefusesSettingsWithAnotherReplicaCount) {
-  for (const std::string kind : {"head", "worker"}) {
-    const auto r = run(bin + "/dsnode/dsnode " + kind + " --model " + model_.string() +
-                       " --secret-file /nonexistent --replicas 1 --set runtime.replicas=2");
-    EXPECT_EQ(r.exit_code, 2) << kind << ": " << r.err;
-    EXPECT_NE(r.err.find("runtime.replicas is 2 in the settings but --replicas is 1"), std::string::npos) << r.err;
-  }
-}
-
-// A port nothing listens on (the kernel's choice, released at once).
-int unused_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-    return 1;
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-// A worker whose head cannot be reached says so (once, then every 10 s) and keeps trying
-// until it is stopped; it also runs with heartbeats faster than the transport's 20 ms tick
-// (which used to refuse them with a message about a field no flag sets).
-TEST_F(Apps, ADsnodeWorkerThatCannotReachItsHeadSaysSoAndKeepsTrying) {
-  const fs::path secret = fs::temp_directory_path() / ("dsrt-apps-secret-" + std::to_string(::getpid()));
-  std::ofstream(secret) << std::string(64, 'a') << "\n";
-  fs::permissions(secret, fs::perms::owner_read | fs::perms::owner_write);
-  const std::string head = "127.0.0.1:" + std::to_string(unused_port());
-  const auto r = run("timeout -s TERM 8 " + bin + "/dsnode/dsnode worker --model " + model_.string() +
-                     " --null-backend --secret-file " + secret.string() + " --head " + head +
-                     " --heartbeat-interval-ms 10 --heartbeat-timeout-ms 100");
-  EXPECT_EQ(r.exit_code, 124) << r.out << r.err;   // still trying when timeout stopped it
-  const std::string log = r.out + r.err;
-  EXPECT_EQ(count_of(log, "cannot reach the head at " + head), 1u) << log;
-  EXPECT_NE(log.find("(1 tries; trying again every 200 ms)"), std::string::npos) << log;
-  EXPECT_NE(log.find("stopping"), std::string::npos) << log;
-  fs::remove(secret);
+// A --fault names a replica of the runtime that runs, whose count the settings may change:
+// one past it, or a negative one, is refused before the load starts (it used to throw
+// inside the fault thread and end the process).
+TEST_F(Apps, ALoadFaultNamesAReplicaTheRuntimeHas) {
+  const std::string load = bin + "/dsbench/dsbench load --inproc --null-backend --model " + model_.string() +
+                           " --requests 4 --replicas 2 ";
+  auto r = run(load + "--set runtime.replicas=1 --fault fail-steps:1@100");
+  EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+  EXPECT_NE(r.err.find("replica outside 0..0"), std::string::npos) << r.err;
+  r = run(load + "--fault kill-shard:-1@5");
+  EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+  EXPECT_NE(r.err.find("a replica is a number from 0"), std::string::npos) << r.err;
+  r = run(load + "--set runtime.replicas=1 --fault fail-steps:0@1-2");
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("1 replicas"), std::string::npos) << r.out;
 }
 
 }  // namespace

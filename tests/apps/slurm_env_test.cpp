@@ -55,5 +55,21 @@ TEST(SlurmEnv, MissingOrInconsistentVariablesAreNamed) {
   EXPECT_NE(total.err().message.find("SLURM_NTASKS"), std::string::npos);
 }
 
+// A job step sees only the CPUs it asks for: dsrun reads what the job holds on each host.
+TEST(SlurmEnv, CpusPerHostFollowTheJobsHosts) {
+  const std::map<std::string, std::string> env = {{"SLURM_JOB_NODELIST", "gpu[01-03],cpu7"},
+                                                  {"SLURM_JOB_CPUS_PER_NODE", "32(x3),8"}};
+  EXPECT_EQ(slurm_cpus_per_host(env).value(),
+            (std::map<std::string, int>{{"gpu01", 32}, {"gpu02", 32}, {"gpu03", 32}, {"cpu7", 8}}));
+  auto missing = env;
+  missing.erase("SLURM_JOB_CPUS_PER_NODE");
+  EXPECT_NE(slurm_cpus_per_host(missing).err().message.find("SLURM_JOB_CPUS_PER_NODE"), std::string::npos);
+  auto short_list = env;
+  short_list["SLURM_JOB_CPUS_PER_NODE"] = "32(x2)";
+  EXPECT_NE(slurm_cpus_per_host(short_list).err().message.find("names 2 hosts"), std::string::npos);
+  short_list["SLURM_JOB_CPUS_PER_NODE"] = "lots";
+  EXPECT_FALSE(slurm_cpus_per_host(short_list).ok());
+}
+
 }  // namespace
 }  // namespace dsrt::apps

@@ -265,11 +265,13 @@ TEST(ClusterProcesses, AWorkerKilledUnderLoadIsRestartedAndNoRequestLosesItsFina
 }
 
 // The only worker killed (SIGKILL) under load: its requests, and those that come while it
-// is gone, wait for a replica (routing.replica_wait_ms); dsrun restarts it, and every
-// request is answered as in one process.
+// is gone, wait for a replica (routing.replica_wait_ms, here long enough for a restart on a
+// machine busy with other tests); dsrun restarts it, and every request is answered as in
+// one process.
 TEST(ClusterProcesses, TheOnlyWorkerKilledUnderLoadIsRestartedAndEveryRequestAnswered) {
   under_load u;
-  ASSERT_NO_FATAL_FAILURE(start_under_load(u, 60, "only worker", 100, {}, 2));
+  ASSERT_NO_FATAL_FAILURE(
+      start_under_load(u, 60, "only worker", 400, {"--node-arg=--set=routing.replica_wait_ms=60000"}, 2));
   const pid_t victim = pid_in(u.l.run / "node-1.pid");
   ASSERT_EQ(::kill(victim, SIGKILL), 0);
   EXPECT_LT(finals_in(u.col), 60u) << "the kill found nothing streaming";
