@@ -19,15 +19,24 @@ void add_runtime_flags(CLI::App& app, runtime_flags& flags) {
   app.add_option("--set", flags.overrides, "override one setting: section.name=value (after --config)");
 }
 
-status check_no_runtime_flags(const runtime_flags& flags, std::string_view why) {
-  const char* given = !flags.config_file.empty() ? "--config"
-                      : !flags.overrides.empty() ? "--set"
-                      : flags.null_backend       ? "--null-backend"
-                      : flags.ignore_eos         ? "--ignore-eos"
-                                                 : nullptr;
+status check_connect_flags(const engine_flags& engine, const runtime_flags& flags) {
+  const engine_flags defaults;
+  const char* given = !flags.config_file.empty()                        ? "--config"
+                      : !flags.overrides.empty()                        ? "--set"
+                      : flags.null_backend                              ? "--null-backend"
+                      : flags.ignore_eos                                ? "--ignore-eos"
+                      : engine.threads != defaults.threads              ? "--threads"
+                      : engine.isa != defaults.isa                      ? "--isa"
+                      : engine.kv_cache_mb != defaults.kv_cache_mb      ? "--kv-cache-mb"
+                      : engine.step_tokens_max != defaults.step_tokens_max ? "--step-tokens-max"
+                      : engine.weights_memory != defaults.weights_memory ? "--weights-memory"
+                      : engine.device != defaults.device                ? "--device"
+                                                                        : nullptr;
   if (!given) return ok_t{};
   return make_error(error_code::invalid_argument,
-                    "{} configures an in-process runtime; {} (a dsrun cluster's: --node-arg={}...)", given, why, given);
+                    "{} configures an in-process runtime; with --connect the cluster's nodes hold their own "
+                    "(a dsrun cluster's: --node-arg={}...)",
+                    given, given);
 }
 
 result<loaded_replicas> load_replicas(const engine_flags& engine, const runtime_flags& flags,

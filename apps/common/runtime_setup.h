@@ -3,7 +3,6 @@
 // model, each with its own copy of the model and KV memory and its share of the CPU
 // threads, or a null backend (no model math) for measuring the runtime's own overhead.
 #include <memory>
-#include <string_view>
 #include <vector>
 
 #include "actors/local_runtime.h"
@@ -28,10 +27,11 @@ inline constexpr int replicas_max = actors::runtime_replicas_max;
 
 void add_runtime_flags(CLI::App& app, runtime_flags& flags);
 
-// With --connect the cluster's nodes run the requests, with their own settings: the flags
-// that configure an in-process runtime would be ignored. Errors: invalid_argument naming
-// the first one given.
-status check_no_runtime_flags(const runtime_flags& flags, std::string_view why);
+// With --connect the cluster's nodes run the requests, with their own settings and models:
+// the flags that configure an in-process runtime or its engine would be ignored (the
+// model directory gives only the tokenizer). Errors: invalid_argument naming the first one
+// given (an engine flag given its default value is not seen).
+status check_connect_flags(const engine_flags& engine, const runtime_flags& flags);
 
 // A node's replicas before any actor runs: the models (one copy each), their executors,
 // the tokenizer, and the runtime options with the settings and the model's limits applied.

@@ -74,7 +74,7 @@ int run_load(const load_flags& f) {
                              "--metrics reads an in-process runtime's registry; a cluster's nodes write theirs "
                              "(dsnode --metrics-file; dsrun: RUN_DIR/node-N.prom)"));
   if (!f.connect.empty())
-    if (auto s = check_no_runtime_flags(f.runtime, "with --connect the cluster's nodes hold their own settings"); !s)
+    if (auto s = check_connect_flags(f.engine, f.runtime); !s)
       return report(s.err());
   if (!f.connect.empty() && !f.faults.empty())
     return report(make_error(error_code::invalid_argument,

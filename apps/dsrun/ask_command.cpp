@@ -21,7 +21,7 @@ struct ask_flags {
 
 int run_ask(const ask_flags& f) {
   if (!f.connect.empty()) {
-    if (auto s = check_no_runtime_flags(f.runtime, "with --connect the cluster's nodes hold their own settings"); !s)
+    if (auto s = check_connect_flags(f.engine, f.runtime); !s)
       return report(s.err());
     auto secret = transport::read_secret_file(f.secret_file);
     if (!secret) return report(secret.err());

@@ -35,7 +35,8 @@ TEST_F(Apps, ConnectingToAClusterTakesItsSecretFileAndNoInProcessSettings) {
     EXPECT_NE(r.exit_code, 0) << cmd;
     EXPECT_NE((r.out + r.err).find("--connect requires --secret-file"), std::string::npos) << cmd << ": " << r.out << r.err;
     for (const std::string flag :
-         {"--set=batcher.sequences_max=8", "--config=/tmp/settings.json", "--null-backend", "--ignore-eos"}) {
+         {"--set=batcher.sequences_max=8", "--config=/tmp/settings.json", "--null-backend", "--ignore-eos",
+          "--threads=3", "--kv-cache-mb=64", "--device=cuda"}) {
       const auto refused = run(connect + " --secret-file " + secret.string() + " " + flag);
       EXPECT_EQ(refused.exit_code, 2) << cmd << " " << flag << ": " << refused.err;
       EXPECT_NE(refused.err.find("configures an in-process runtime"), std::string::npos) << refused.err;

@@ -174,11 +174,14 @@ void expect_answers_of_one_process(const test::collector& col, const std::vector
 // A cluster (`nodes` processes, dsrun given `extra`), a remote client of it, and `count`
 // requests of `max_tokens` streaming through it. Members in this order: the collector and
 // the client go before the remote runtime, and that before dsrun.
+// The collector is declared before the client runtime, so it outlives it: the runtime
+// ends what is still open as it goes, and those finals are recorded (a test that failed
+// with requests open crashed here).
 struct under_load {
   launched l;
+  test::collector col;
   std::unique_ptr<remote_runtime> remote;
   std::unique_ptr<client> c;
-  test::collector col;
   std::vector<client_request> requests;
 };
 
