@@ -22,7 +22,9 @@ namespace dsrt::actors {
 inline constexpr std::size_t scheduler_spin_polls = 10;
 inline constexpr std::size_t scheduler_moderate_polls = 4;
 inline constexpr std::chrono::microseconds scheduler_moderate_sleep{50};
-inline constexpr std::chrono::milliseconds scheduler_idle_sleep{2};   // also the longest a job waits to be stolen
+// A job handed to a busy worker waits until that worker is free or an idle one, waking from
+// this sleep, steals it (roughly this long at most with two workers).
+inline constexpr std::chrono::milliseconds scheduler_idle_sleep{2};
 
 inline std::unique_ptr<caf::actor_system_config> make_system_config(int scheduler_threads) {
   auto config = std::make_unique<caf::actor_system_config>();

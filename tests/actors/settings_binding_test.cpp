@@ -3,6 +3,7 @@
 // refused naming its key and changes nothing, and docs/CONFIGURATION.md shows the table the
 // binding generates.
 #include "actors/runtime_settings.h"
+#include "actors/system_config.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -317,6 +318,28 @@ TEST(SettingsBinding, DocumentedTableMatchesTheBinding) {
   EXPECT_TRUE(documented == table)
       << doc_path << " is out of date. Replace the lines between the markers with:\n\n"
       << table;
+}
+
+// Every actor system runs CAF's work stealing with the short idle polling of
+// system_config.h (a key CAF does not take would leave its default in place, silently but
+// for a line on stderr): work sharing's one condition variable hung nodes on Debian 12.
+TEST(SystemConfig, ActorSystemsUseWorkStealingWithShortIdlePolling) {
+  const auto config = make_system_config(3);
+  EXPECT_EQ(caf::get<caf::atom_value>(*config, "scheduler.policy"), caf::atom("stealing"));
+  EXPECT_EQ(caf::get<std::size_t>(*config, "scheduler.max-threads"), 3u);
+  EXPECT_EQ(caf::get<std::size_t>(*config, "work-stealing.aggressive-poll-attempts"), scheduler_spin_polls);
+  EXPECT_EQ(caf::get<std::size_t>(*config, "work-stealing.moderate-poll-attempts"), scheduler_moderate_polls);
+  EXPECT_EQ(caf::get<caf::timespan>(*config, "work-stealing.moderate-sleep-duration"),
+            caf::timespan{scheduler_moderate_sleep});
+  EXPECT_EQ(caf::get<caf::timespan>(*config, "work-stealing.relaxed-sleep-duration"),
+            caf::timespan{scheduler_idle_sleep});
+  // And an actor system starts with it and runs a message.
+  caf::actor_system system{*config};
+  caf::scoped_actor self{system};
+  auto echo = system.spawn([]() -> caf::behavior { return {[](int x) { return x + 1; }}; });
+  int answer = 0;
+  self->request(echo, std::chrono::seconds(10), 41).receive([&](int x) { answer = x; }, [](caf::error&) {});
+  EXPECT_EQ(answer, 42);
 }
 
 }  // namespace

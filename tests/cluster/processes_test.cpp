@@ -172,10 +172,9 @@ void expect_answers_of_one_process(const test::collector& col, const std::vector
 }
 
 // A cluster (`nodes` processes, dsrun given `extra`), a remote client of it, and `count`
-// requests of `max_tokens` streaming through it. Members in this order: the collector and
-// the client go before the remote runtime, and that before dsrun.
-// The collector is declared before the client runtime, so it outlives it: the runtime
-// ends what is still open as it goes, and those finals are recorded (a test that failed
+// requests of `max_tokens` streaming through it. Members go in reverse order: the client,
+// the remote runtime, the collector, then dsrun. The collector outlives the runtime, which
+// ends what is still open as it goes, so those finals are recorded (a test that failed
 // with requests open crashed here).
 struct under_load {
   launched l;
